@@ -1,0 +1,330 @@
+//! `/api/auth/*`: register, login, refresh, logout, me.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use evently_core::Problem;
+use evently_core::extract::{Json, OptionalJson};
+use evently_core::http::ClientAddr;
+use evently_core::identity::{ACCESS_COOKIE, Identity, Role, cookie};
+use evently_core::ids::UserId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AuthState;
+use crate::domain::{Email, MAX_PASSWORD_BYTES, Name, Password, User};
+use crate::error::AuthError;
+use crate::service::Session;
+
+/// The refresh-token cookie; scoped to `/api/auth` so it only travels to refresh and logout.
+pub const REFRESH_COOKIE: &str = "refresh_token";
+const REFRESH_COOKIE_PATH: &str = "/api/auth";
+
+/// `POST /api/auth/register`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address (case-insensitive, unique).
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8 to 1024 bytes; common passwords are refused.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+    /// Display name, 1 to 100 characters.
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserResponse {
+    /// Id.
+    pub user_id: UserId,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Phone, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// When the account was created (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        let created_at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(user.created_at) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+        Self {
+            user_id: user.id,
+            email: user.email.as_str().to_owned(),
+            name: user.name.as_str().to_owned(),
+            role: user.role,
+            phone: user.phone.map(|p| p.as_str().to_owned()),
+            created_at,
+        }
+    }
+}
+
+/// `POST /api/auth/login`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A signed-in session.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// JWT access token; send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque refresh token; rotates on every use.
+    pub refresh_token: String,
+    /// The signed-in user.
+    pub user: UserResponse,
+}
+
+/// `POST /api/auth/refresh` (the token may come from the `refresh_token` cookie instead).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The current refresh token.
+    pub refresh_token: String,
+}
+
+/// A rotated token pair.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshResponse {
+    /// New access token.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// New refresh token; the presented one no longer works.
+    pub refresh_token: String,
+}
+
+fn set_cookie(
+    state: &AuthState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+) -> HeaderValue {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={}{secure}",
+        state.same_site()
+    );
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn session_cookies(state: &AuthState, session: &Session) -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (
+            header::SET_COOKIE,
+            set_cookie(
+                state,
+                ACCESS_COOKIE,
+                &session.access.token,
+                "/",
+                session.access.expires_in,
+            ),
+        ),
+        (
+            header::SET_COOKIE,
+            set_cookie(
+                state,
+                REFRESH_COOKIE,
+                &session.refresh_token,
+                REFRESH_COOKIE_PATH,
+                session.refresh_expires_in,
+            ),
+        ),
+    ]
+}
+
+fn with_cookies(mut response: Response, cookies: [(header::HeaderName, HeaderValue); 2]) -> Response {
+    for (name, value) in cookies {
+        response.headers_mut().append(name, value);
+    }
+    response
+}
+
+async fn create_user(state: &AuthState, body: RegisterRequest) -> Result<Response, AuthError> {
+    let mut problem = Problem::validation();
+    let email = Email::parse(&body.email).map_err(|p| {
+        problem = problem.clone().field("/email", p.errors()[0].detail.clone());
+    });
+    let password = Password::parse(&body.password).map_err(|p| {
+        problem = problem.clone().field("/password", p.errors()[0].detail.clone());
+    });
+    let name = Name::parse(&body.name).map_err(|p| {
+        problem = problem.clone().field("/name", p.errors()[0].detail.clone());
+    });
+    let (Ok(email), Ok(password), Ok(name)) = (email, password, name) else {
+        return Err(AuthError::Invalid(problem));
+    };
+    let user = state
+        .service
+        .register(email, password, name, Role::User)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
+}
+
+/// Register a new account (role `user`).
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = UserResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn register(
+    State(state): State<AuthState>,
+    Json(body): Json<RegisterRequest>,
+) -> Result<Response, AuthError> {
+    create_user(&state, body).await
+}
+
+/// Register a new account (the same as `/api/auth/register`, under seed 001's name).
+#[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = UserResponse),
+        (status = 409, description = "Email already registered", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn signup(
+    State(state): State<AuthState>,
+    Json(body): Json<RegisterRequest>,
+) -> Result<Response, AuthError> {
+    create_user(&state, body).await
+}
+
+/// Sign in. Returns the tokens in the body and also sets the `access_token` and
+/// `refresh_token` HttpOnly cookies.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 401, description = "Email or password is incorrect", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Sign-in is saturated", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(state): State<AuthState>,
+    ClientAddr(client): ClientAddr,
+    Json(body): Json<LoginRequest>,
+) -> Result<Response, AuthError> {
+    // Longer than any accepted password: it cannot match, so spend no hashing on it.
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let session = state
+        .service
+        .login(&body.email, &body.password, &client)
+        .await?;
+    let cookies = session_cookies(&state, &session);
+    let response = axum::Json(LoginResponse {
+        access_token: session.access.token,
+        token_type: "bearer",
+        expires_in: session.access.expires_in,
+        refresh_token: session.refresh_token,
+        user: session.user.into(),
+    })
+    .into_response();
+    Ok(with_cookies(response, cookies))
+}
+
+/// Rotate the refresh token (from the body or the `refresh_token` cookie). Presenting a token
+/// that was already rotated revokes its whole family: every session of that login ends.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshRequest>),
+    responses(
+        (status = 200, description = "Rotated", body = RefreshResponse),
+        (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> Result<Response, AuthError> {
+    let presented = body
+        .map(|b| b.refresh_token)
+        .or_else(|| cookie(&headers, REFRESH_COOKIE).map(str::to_owned))
+        .ok_or(AuthError::InvalidRefreshToken)?;
+    let session = state.service.refresh(&presented).await?;
+    let cookies = session_cookies(&state, &session);
+    let response = axum::Json(RefreshResponse {
+        access_token: session.access.token,
+        token_type: "bearer",
+        expires_in: session.access.expires_in,
+        refresh_token: session.refresh_token,
+    })
+    .into_response();
+    Ok(with_cookies(response, cookies))
+}
+
+/// Sign out: revokes the refresh token's family (from the body or the cookie) and clears the
+/// cookies. Always 204. Access tokens already issued stay valid until they expire (15 minutes
+/// by default).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = Option<RefreshRequest>),
+    responses((status = 204, description = "Signed out")))]
+pub async fn logout(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> Result<Response, AuthError> {
+    let presented = body
+        .map(|b| b.refresh_token)
+        .or_else(|| cookie(&headers, REFRESH_COOKIE).map(str::to_owned));
+    state.service.logout(presented.as_deref()).await?;
+    let response = StatusCode::NO_CONTENT.into_response();
+    Ok(with_cookies(
+        response,
+        [
+            (
+                header::SET_COOKIE,
+                set_cookie(&state, ACCESS_COOKIE, "", "/", 0),
+            ),
+            (
+                header::SET_COOKIE,
+                set_cookie(&state, REFRESH_COOKIE, "", REFRESH_COOKIE_PATH, 0),
+            ),
+        ],
+    ))
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn me(
+    State(state): State<AuthState>,
+    identity: Identity,
+) -> Result<axum::Json<UserResponse>, AuthError> {
+    let user = state.service.user(identity.user_id).await?;
+    Ok(axum::Json(user.into()))
+}

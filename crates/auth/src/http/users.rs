@@ -1,0 +1,105 @@
+//! `/api/users/*`: the caller's profile, and role changes by admins.
+
+use axum::extract::State;
+use evently_core::extract::{Json, Path};
+use evently_core::identity::{Identity, Role};
+use evently_core::ids::UserId;
+use evently_core::Problem;
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use super::AuthState;
+use super::auth::UserResponse;
+use crate::domain::{Name, Phone, ProfileUpdate};
+use crate::error::AuthError;
+
+/// `PUT /api/users/profile`: only `name` and `phone` can change here; any other field (such as
+/// `email` or `role`) is refused with 422.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New phone; `null` clears it, absent leaves it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PUT /api/users/{userId}/role`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetRoleRequest {
+    /// The new role.
+    pub role: Role,
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = UserResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn get_profile(
+    State(state): State<AuthState>,
+    identity: Identity,
+) -> Result<axum::Json<UserResponse>, AuthError> {
+    Ok(axum::Json(state.service.user(identity.user_id).await?.into()))
+}
+
+/// Change the caller's name or phone.
+#[utoipa::path(put, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, description = "Updated profile", body = UserResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn update_profile(
+    State(state): State<AuthState>,
+    identity: Identity,
+    Json(body): Json<UpdateProfileRequest>,
+) -> Result<axum::Json<UserResponse>, AuthError> {
+    let name = body.name.as_deref().map(Name::parse).transpose()?;
+    let phone = match body.phone {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Some(Phone::parse(&raw)?)),
+    };
+    let user = state
+        .service
+        .update_profile(identity.user_id, ProfileUpdate { name, phone })
+        .await?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Change a user's role (admins only; not their own).
+#[utoipa::path(put, path = "/api/users/{userId}/role", tag = "users", security(("bearer" = [])),
+    params(("userId" = String, Path, description = "The user's id")),
+    request_body = SetRoleRequest,
+    responses(
+        (status = 200, description = "Role changed", body = UserResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin, or the caller's own role", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn set_role(
+    State(state): State<AuthState>,
+    identity: Identity,
+    Path(user_id): Path<UserId>,
+    Json(body): Json<SetRoleRequest>,
+) -> Result<axum::Json<UserResponse>, AuthError> {
+    identity.require_admin().map_err(|_: Problem| {
+        AuthError::Forbidden("only an admin can change roles".into())
+    })?;
+    let user = state
+        .service
+        .set_role(identity.user_id, identity.role, user_id, body.role)
+        .await?;
+    Ok(axum::Json(user.into()))
+}

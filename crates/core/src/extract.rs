@@ -1,0 +1,294 @@
+//! Request extractors whose every rejection is a [`Problem`], never axum's plain text.
+//!
+//! - [`Json`]: requires `application/json` (415 otherwise), a body within the limit (413),
+//!   syntactically valid JSON (400) and a body that fits the DTO (422 with the field's JSON
+//!   pointer; DTOs use `deny_unknown_fields`, so mass-assignment fields are refused).
+//! - [`OptionalJson`]: the same, but an empty body is `None` (for endpoints that also take
+//!   their input from a cookie).
+//! - [`Path`] and [`Query`]: 400 naming the parameter.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::body::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// A JSON body deserialised into `T`, with problem rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+/// An optional JSON body: `None` when the body is empty.
+#[derive(Debug, Clone, Default)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_problem(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+        )
+        .detail("the request body exceeds the size limit")
+    } else {
+        Problem::bad_request("unreadable-body").detail("the request body could not be read")
+    }
+}
+
+/// Turns a JSON deserialisation failure into a 400 (malformed) or 422 (wrong shape) problem.
+pub fn json_problem(error: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let mut pointer = pointer_from_path(&path);
+            let detail = describe_data_error(&inner);
+            if let Some(rest) = detail.strip_prefix("missing field `") {
+                pointer.push('/');
+                pointer.push_str(&escape_pointer(rest.split('`').next().unwrap_or_default()));
+            }
+            Problem::invalid_field(pointer, detail)
+        }
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            Problem::bad_request("malformed-json").detail(format!(
+                "the body is not valid JSON (line {}, column {})",
+                inner.line(),
+                inner.column()
+            ))
+        }
+        serde_json::error::Category::Io => {
+            Problem::bad_request("malformed-json").detail("the body is not valid JSON")
+        }
+    }
+}
+
+/// serde's messages are good but mention Rust-side names in a few cases; keep only the part
+/// that describes the input, without internal type names.
+fn describe_data_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        return format!("unknown field `{field}`");
+    }
+    message
+}
+
+/// serde_path_to_error prints `a.b[3]`; problem pointers are JSON pointers (`/a/b/3`).
+fn pointer_from_path(path: &str) -> String {
+    if path == "." || path.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    for segment in path.split('.') {
+        let mut rest = segment;
+        if let Some(idx) = rest.find('[') {
+            let (name, indices) = rest.split_at(idx);
+            if !name.is_empty() {
+                out.push('/');
+                out.push_str(&escape_pointer(name));
+            }
+            rest = indices;
+            for index in rest.split('[').filter(|s| !s.is_empty()) {
+                out.push('/');
+                out.push_str(index.trim_end_matches(']'));
+            }
+        } else {
+            out.push('/');
+            out.push_str(&escape_pointer(rest));
+        }
+    }
+    out
+}
+
+fn escape_pointer(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Deserialises `bytes` as JSON into `T`, mapping failures to problems.
+///
+/// # Errors
+/// 400 for malformed JSON, 422 for a body that does not fit `T`.
+pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(json_problem)?;
+    Ok(value)
+}
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .detail("expected `Content-Type: application/json`"));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_problem)?;
+        from_json_slice(&bytes).map(Json)
+    }
+}
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_json_type = is_json_content_type(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_problem)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !has_json_type {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .detail("expected `Content-Type: application/json`"));
+        }
+        from_json_slice(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+/// Path parameters deserialised into `T`; a parameter that does not parse is 400.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(path_problem(rejection)),
+        }
+    }
+}
+
+fn path_problem(rejection: PathRejection) -> Problem {
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => {
+            Problem::bad_request("invalid-path-parameter").detail(format!(
+                "path parameter is invalid: {}",
+                e.body_text()
+                    .trim_start_matches("Invalid URL: ")
+                    .trim_start_matches("Cannot parse ")
+            ))
+        }
+        other => Problem::internal(anyhow::anyhow!("path extraction failed: {other}")),
+    }
+}
+
+/// Query parameters deserialised into `T`; malformed parameters are 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(Problem::bad_request("invalid-query")
+                    .detail(e.body_text().replace("Failed to deserialize query string: ", "")))
+            }
+            Err(other) => Err(Problem::bad_request("invalid-query").detail(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Dto {
+        email: String,
+        seats: Vec<u32>,
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        for body in [&b"{\"a\":"[..], b"{\"email\":\"x\",}", b"{'email':'x'}"] {
+            let p = from_json_slice::<Dto>(body).unwrap_err();
+            assert_eq!(p.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_422_with_pointer() {
+        let p = from_json_slice::<Dto>(br#"{"email":"x","seats":[1,"2"]}"#).unwrap_err();
+        assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.errors()[0].pointer, "/seats/1");
+    }
+
+    #[test]
+    fn unknown_field_is_422() {
+        let p = from_json_slice::<Dto>(br#"{"email":"x","seats":[],"role":"admin"}"#).unwrap_err();
+        assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(p.errors()[0].detail.contains("role"));
+    }
+
+    #[test]
+    fn deep_nesting_is_400_not_a_crash() {
+        let body = "[".repeat(10_000);
+        let p = from_json_slice::<serde_json::Value>(body.as_bytes()).unwrap_err();
+        assert_eq!(p.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn missing_field_is_422() {
+        let p = from_json_slice::<Dto>(br#"{"seats":[]}"#).unwrap_err();
+        assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(p.errors()[0].detail.contains("email"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The HTTP stack every evently router gets, and the operational routes.
+//!
+//! Layer order, outermost first (see [`apply_stack`]):
+//! 1. request id — accept a sane incoming `X-Request-Id` or generate a UUIDv7; echo it back;
+//! 2. tracing span (method, route, request id, user id once known) and the access log line;
+//! 3. metrics — `evently_http_requests_total` and `evently_http_request_duration_seconds`;
+//! 4. security headers — nosniff, frame-deny, referrer policy, a strict CSP on JSON;
+//! 5. problem fallback — any error answer that is not JSON (axum's plain-text rejections,
+//!    405, timeouts) becomes problem+json; internal causes are logged here, once;
+//! 6. timeout — 503 after `server.request_timeout_seconds`.
+//!
+//! Unknown routes answer a 404 problem ([`not_found`]), and bodies are capped by
+//! `DefaultBodyLimit` (413 from the extractors).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Instrument;
+
+use crate::problem::{self, InternalError, PROBLEM_JSON, Problem};
+
+/// Header carrying the request id.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id of the current request (a request extension).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Options of the common stack.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    /// Largest accepted body.
+    pub body_limit_bytes: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Trust `X-Forwarded-For` for the client address.
+    pub trust_forwarded_for: bool,
+}
+
+/// Wraps `router` in the common stack (see the module docs for the order).
+pub fn apply_stack(router: Router, options: StackOptions) -> Router {
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            options.timeout,
+        ))
+        .layer(middleware::from_fn(problem_fallback))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(make_span)
+                .on_request(())
+                .on_response(on_response)
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn(request_id))
+        .layer(axum::Extension(TrustForwardedFor(options.trust_forwarded_for)))
+}
+
+/// The 404 problem for unknown routes.
+pub async fn not_found() -> Problem {
+    Problem::not_found("no such route")
+}
+
+fn valid_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(&X_REQUEST_ID) {
+        Some(value) if valid_request_id(value) => value.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    };
+    request.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    response
+}
+
+fn make_span(request: &Request<Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("-", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.route = %route,
+        request.id = %request_id,
+        user.id = tracing::field::Empty,
+    )
+}
+
+fn on_response(response: &Response, latency: Duration, _span: &tracing::Span) {
+    let status = response.status().as_u16();
+    let duration_ms = latency.as_secs_f64() * 1000.0;
+    if response.status().is_server_error() {
+        tracing::warn!(http.status = status, duration_ms, "request answered");
+    } else {
+        tracing::info!(http.status = status, duration_ms, "request answered");
+    }
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("evently_http_requests_total", &labels).increment(1);
+    metrics::histogram!("evently_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+const CSP_JSON: &str = "default-src 'none'; frame-ancestors 'none'";
+const CSP_HTML: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(if is_html { CSP_HTML } else { CSP_JSON }),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with(PROBLEM_JSON))
+}
+
+async fn problem_fallback(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(InternalError(error)) = response.extensions().get::<InternalError>() {
+        tracing::error!(error = ?error, "request failed");
+    }
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (parts, _body) = response.into_parts();
+    let mut problem = problem::for_status(status);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        problem = problem.detail("this route does not accept that method");
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        problem = problem
+            .detail("the request took too long and was abandoned")
+            .retry_after(1);
+    }
+    let mut rebuilt = problem.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            rebuilt.headers_mut().insert(name, value.clone());
+        }
+    }
+    rebuilt
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program); the
+            // handle still renders this one's metrics.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A dependency whose health decides readiness.
+pub type ReadinessCheck = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+/// Named readiness checks of this process.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(String, ReadinessCheck)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Readiness").field("checks", &names).finish()
+    }
+}
+
+impl Readiness {
+    /// Adds a check named `name`.
+    pub fn add(&mut self, name: impl Into<String>, check: ReadinessCheck) {
+        self.checks.push((name.into(), check));
+    }
+
+    /// Runs every check concurrently, each bounded by two seconds.
+    pub async fn run(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
+        let futures = self.checks.iter().map(|(name, check)| {
+            let name = name.clone();
+            let fut = check();
+            async move {
+                let result = tokio::time::timeout(Duration::from_secs(2), fut)
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
+                (name, result)
+            }
+        });
+        let results = futures_join_all(futures).await;
+        let mut ok = true;
+        let mut map = serde_json::Map::new();
+        for (name, result) in results {
+            let value = match result {
+                Ok(()) => serde_json::json!({"status": "up"}),
+                Err(e) => {
+                    ok = false;
+                    serde_json::json!({"status": "down", "detail": e})
+                }
+            };
+            map.insert(name, value);
+        }
+        (ok, map)
+    }
+}
+
+async fn futures_join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut n = 0usize;
+    for (i, f) in futures.enumerate() {
+        set.spawn(async move { (i, f.await) }.in_current_span());
+        n += 1;
+    }
+    let mut out: Vec<Option<F::Output>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, v)) = joined
+            && let Some(slot) = out.get_mut(i)
+        {
+            *slot = Some(v);
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn ops_router(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(Arc::new(readiness))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "The process is alive")))]
+pub async fn live() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: every dependency of this process answers.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
+pub async fn ready(State(readiness): State<Arc<Readiness>>) -> Response {
+    let (ok, checks) = readiness.run().await;
+    let body = serde_json::json!({"status": if ok { "ready" } else { "unready" }, "checks": checks});
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if !ok {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn render_metrics() -> Response {
+    let body = metrics_handle().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `/openapi.json` and the interactive docs at `/docs`, served from the binary.
+pub fn docs_router(openapi: utoipa::openapi::OpenApi) -> Router {
+    Router::new().merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_validated() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!valid_request_id(&HeaderValue::from_static("a b")));
+        assert!(!valid_request_id(&HeaderValue::from_static("<script>")));
+        let long = "a".repeat(200);
+        assert!(!valid_request_id(&HeaderValue::from_str(&long).unwrap()));
+    }
+}
+
+/// Whether this process trusts `X-Forwarded-For` (a request extension set by the stack).
+#[derive(Debug, Clone, Copy)]
+pub struct TrustForwardedFor(pub bool);
+
+/// The client's address: the peer address, or — when `server.trust_forwarded_for` is on — the
+/// left-most `X-Forwarded-For` entry set by the trusted proxy in front of this service.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let trust = parts
+            .extensions
+            .get::<TrustForwardedFor>()
+            .is_some_and(|t| t.0);
+        Ok(ClientAddr(client_addr(&parts.headers, &parts.extensions, trust)))
+    }
+}
+
+fn client_addr(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> String {
+    if trust_forwarded_for
+        && let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+    {
+        return forwarded.to_owned();
+    }
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}

@@ -1,0 +1,219 @@
+//! The evently application: wires the selected services into one process.
+//!
+//! `evently serve` runs every service in one process by default; `--services a,b` runs a
+//! subset. Each selected service contributes its router; the process adds the operational
+//! routes (`/health/*`, `/metrics`), the merged OpenAPI document (`/openapi.json`, `/docs`) and
+//! the common middleware stack.
+//!
+//! Entry points take their environment as arguments ([`serve`] takes a bound listener and a
+//! shutdown token), so tests run the real application on port 0.
+
+use anyhow::Context;
+use axum::Router;
+use evently_auth::Auth;
+use evently_core::clock::{SharedClock, SystemClock};
+use evently_core::config::Config;
+use evently_core::http::{Readiness, StackOptions};
+use evently_core::identity::{InternalToken, JwtKeys};
+use evently_core::service::ServiceName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The operational routes, documented.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        evently_core::http::live,
+        evently_core::http::ready,
+        evently_core::http::render_metrics
+    ),
+    tags((name = "operations", description = "Health and metrics"))
+)]
+struct OpsApi;
+
+/// The merged OpenAPI document of `services`.
+pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
+    let mut doc = OpsApi::openapi();
+    for service in services {
+        match service {
+            ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
+        }
+    }
+    doc.info.title = "evently".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(
+        "Event ticketing: accounts, events, seat holds and orders. Errors are RFC 9457 \
+         problem+json; problem `type` URIs are https://evently.dev/problems/<slug>."
+            .into(),
+    );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    doc
+}
+
+/// The shared secrets of a deployment: configured, or generated once and kept in the data
+/// directory.
+pub struct Secrets {
+    /// Access-token keys.
+    pub keys: Arc<JwtKeys>,
+    /// Service-to-service credential.
+    pub internal: InternalToken,
+}
+
+impl Secrets {
+    /// Loads the secrets of `config`.
+    ///
+    /// # Errors
+    /// When a generated secret cannot be read or written.
+    pub fn load(config: &Config) -> anyhow::Result<Self> {
+        let dir = &config.server.data_dir;
+        let jwt = match &config.jwt.secret {
+            Some(secret) => secret.clone(),
+            None => evently_core::secret::load_or_create(dir, "jwt-secret")?,
+        };
+        let internal = match &config.internal.token {
+            Some(token) => token.clone(),
+            None => evently_core::secret::load_or_create(dir, "internal-token")?,
+        };
+        Ok(Self {
+            keys: Arc::new(JwtKeys::new(&config.jwt, &jwt)),
+            internal: InternalToken(Arc::new(internal)),
+        })
+    }
+}
+
+/// A built application: its router and the services' handles.
+pub struct App {
+    /// The complete router, middleware included.
+    pub router: Router,
+    /// The auth service, when selected.
+    pub auth: Option<Auth>,
+}
+
+/// Builds the application for `services` (all of them when empty).
+///
+/// # Errors
+/// When a store cannot be opened or a secret cannot be loaded.
+pub async fn build(
+    config: &Config,
+    services: &[ServiceName],
+    clock: SharedClock,
+) -> anyhow::Result<App> {
+    let services = selected(services);
+    let secrets = Secrets::load(config)?;
+    let mut router = Router::new();
+    let mut readiness = Readiness::default();
+    let mut auth = None;
+    for service in &services {
+        match service {
+            ServiceName::Auth => {
+                let built = Auth::build(
+                    config,
+                    secrets.keys.clone(),
+                    secrets.internal.clone(),
+                    clock.clone(),
+                )
+                .await
+                .context("starting the auth service")?;
+                let store = built.service.store().clone();
+                readiness.add(
+                    "auth-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                router = router.merge(built.router());
+                auth = Some(built);
+            }
+        }
+    }
+    let router = router
+        .merge(evently_core::http::ops_router(readiness))
+        .merge(evently_core::http::docs_router(openapi(&services)));
+    let router = evently_core::http::apply_stack(
+        router,
+        StackOptions {
+            body_limit_bytes: config.server.body_limit_bytes,
+            timeout: config.request_timeout(),
+            trust_forwarded_for: config.server.trust_forwarded_for,
+        },
+    );
+    Ok(App { router, auth })
+}
+
+/// `services`, or every service when it is empty.
+pub fn selected(services: &[ServiceName]) -> Vec<ServiceName> {
+    if services.is_empty() {
+        ServiceName::ALL.to_vec()
+    } else {
+        let mut s = services.to_vec();
+        s.sort();
+        s.dedup();
+        s
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// finish for up to `server.shutdown_grace_seconds`.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    config: &Config,
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let make_service = app
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let signal = shutdown.clone();
+    let server = axum::serve(listener, make_service)
+        .with_graceful_shutdown(async move { signal.cancelled().await });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result.context("serving HTTP")?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    }
+    Ok(())
+}
+
+/// Runs `evently serve`: builds, binds `server.listen`, prints the address, and serves until
+/// `shutdown`.
+///
+/// # Errors
+/// When building or binding fails.
+pub async fn run(
+    config: Config,
+    services: &[ServiceName],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = build(&config, services, Arc::new(SystemClock)).await?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let names: Vec<_> = selected(services).iter().map(|s| s.as_str()).collect();
+    println!("evently listening on http://{addr} (services: {})", names.join(", "));
+    println!("API docs: http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
+    tracing::info!(%addr, services = %names.join(","), "evently started");
+    serve(&config, app, listener, shutdown).await
+}
