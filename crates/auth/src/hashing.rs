@@ -210,7 +210,13 @@ mod tests {
         assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
         assert_ne!(a, b);
         let ok = h.verify("correct horse battery", Some(&a)).await.unwrap();
-        assert_eq!(ok, Verification { matches: true, needs_rehash: false });
+        assert_eq!(
+            ok,
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
         let bad = h.verify("wrong horse battery", Some(&a)).await.unwrap();
         assert!(!bad.matches);
     }
@@ -220,18 +226,36 @@ mod tests {
         let h = PasswordHasher::new(&cheap()).unwrap();
         let legacy = bcrypt::hash("securePassword123", 4).unwrap();
         let v = h.verify("securePassword123", Some(&legacy)).await.unwrap();
-        assert_eq!(v, Verification { matches: true, needs_rehash: true });
-        assert!(!h.verify("nope-nope-nope", Some(&legacy)).await.unwrap().matches);
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        assert!(
+            !h.verify("nope-nope-nope", Some(&legacy))
+                .await
+                .unwrap()
+                .matches
+        );
     }
 
     #[tokio::test]
     async fn weaker_argon2_hashes_ask_for_rehash() {
-        let weak = hash_blocking(&PasswordHasher::params(&cheap()).unwrap(), b"pw-pw-pw-pw").unwrap();
+        let weak =
+            hash_blocking(&PasswordHasher::params(&cheap()).unwrap(), b"pw-pw-pw-pw").unwrap();
         let mut stronger = cheap();
         stronger.memory_kib = 128;
         let h = PasswordHasher::new(&stronger).unwrap();
         let v = h.verify("pw-pw-pw-pw", Some(&weak)).await.unwrap();
-        assert_eq!(v, Verification { matches: true, needs_rehash: true });
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
     }
 
     #[tokio::test]

@@ -192,8 +192,8 @@ impl AuthService {
     }
 
     fn new_refresh(&self, token: &str) -> NewRefreshToken {
-        let ttl_ms = i64::try_from(self.config.refresh_ttl_seconds.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
+        let ttl_ms =
+            i64::try_from(self.config.refresh_ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         NewRefreshToken {
             token_hash: hash_refresh_token(token),
             expires_at: self.now_ms().saturating_add(ttl_ms),

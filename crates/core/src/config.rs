@@ -424,7 +424,9 @@ mod tests {
     #[test]
     fn debug_output_redacts_secrets() {
         let mut config = Config::default();
-        config.jwt.secret = Some(SecretString::from("a-very-secret-value-that-is-long-enough"));
+        config.jwt.secret = Some(SecretString::from(
+            "a-very-secret-value-that-is-long-enough",
+        ));
         config.database.url = Some(SecretString::from("postgres://u:hunter2@db/x"));
         let printed = format!("{config:?}");
         assert!(!printed.contains("a-very-secret-value"));

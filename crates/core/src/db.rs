@@ -121,14 +121,18 @@ pub async fn connect_postgres(
         .await
         .context("connecting to PostgreSQL")?;
     // Concurrent first starts of several processes may race to create the schema.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-        .execute(&mut conn)
-        .await
-        .or_else(|e| match &e {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => Ok(Default::default()),
-            _ => Err(e),
-        })
-        .with_context(|| format!("creating schema {schema}"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+    )))
+    .execute(&mut conn)
+    .await
+    .or_else(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            Ok(Default::default())
+        }
+        _ => Err(e),
+    })
+    .with_context(|| format!("creating schema {schema}"))?;
     conn.close().await.ok();
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
@@ -186,7 +190,9 @@ impl From<StoreError> for Problem {
         match error {
             StoreError::NotFound => Problem::not_found("no such resource"),
             StoreError::Conflict { constraint } => Problem::conflict("conflict", "Conflict")
-                .detail(format!("the change conflicts with existing data ({constraint})")),
+                .detail(format!(
+                    "the change conflicts with existing data ({constraint})"
+                )),
             StoreError::Unavailable(e) => {
                 Problem::unavailable("the database is unavailable; retry shortly", 1)
                     .with_internal(e)

@@ -7,10 +7,10 @@
 //!   their input from a cookie).
 //! - [`Path`] and [`Query`]: 400 naming the parameter.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -56,11 +56,14 @@ fn bytes_problem(rejection: BytesRejection) -> Problem {
 /// Turns a JSON deserialisation failure into a 400 (malformed) or 422 (wrong shape) problem.
 pub fn json_problem(error: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = error.path().to_string();
-    let inner = error.into_inner();
+    problem_at(&path, &error.into_inner())
+}
+
+fn problem_at(path: &str, inner: &serde_json::Error) -> Problem {
     match inner.classify() {
         serde_json::error::Category::Data => {
-            let mut pointer = pointer_from_path(&path);
-            let detail = describe_data_error(&inner);
+            let mut pointer = pointer_from_path(path);
+            let detail = describe_data_error(inner);
             if let Some(rest) = detail.strip_prefix("missing field `") {
                 pointer.push('/');
                 pointer.push_str(&escape_pointer(rest.split('`').next().unwrap_or_default()));
@@ -133,8 +136,16 @@ fn escape_pointer(s: &str) -> String {
 /// 400 for malformed JSON, 422 for a body that does not fit `T`.
 pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(json_problem)?;
-    Ok(value)
+    serde_path_to_error::deserialize(de).map_err(|error| {
+        // A shape error can surface before the parser reaches a syntax error later in the
+        // body; a body that is not JSON at all is 400 whatever its shape.
+        if error.inner().classify() == serde_json::error::Category::Data
+            && let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        {
+            return problem_at("", &syntax);
+        }
+        json_problem(error)
+    })
 }
 
 impl<T, S> FromRequest<S> for Json<T>
@@ -235,8 +246,10 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(Problem::bad_request("invalid-query")
-                    .detail(e.body_text().replace("Failed to deserialize query string: ", "")))
+                Err(Problem::bad_request("invalid-query").detail(
+                    e.body_text()
+                        .replace("Failed to deserialize query string: ", ""),
+                ))
             }
             Err(other) => Err(Problem::bad_request("invalid-query").detail(other.body_text())),
         }

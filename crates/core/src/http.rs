@@ -68,7 +68,9 @@ pub fn apply_stack(router: Router, options: StackOptions) -> Router {
                 .on_failure(()),
         )
         .layer(middleware::from_fn(request_id))
-        .layer(axum::Extension(TrustForwardedFor(options.trust_forwarded_for)))
+        .layer(axum::Extension(TrustForwardedFor(
+            options.trust_forwarded_for,
+        )))
 }
 
 /// The 404 problem for unknown routes.
@@ -91,7 +93,9 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
     };
-    request.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    request
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), id.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     response.headers_mut().insert(X_REQUEST_ID.clone(), id);
@@ -237,9 +241,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// A dependency whose health decides readiness.
-pub type ReadinessCheck = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
->;
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Named readiness checks of this process.
 #[derive(Clone, Default)]
@@ -289,7 +292,9 @@ impl Readiness {
     }
 }
 
-async fn futures_join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -331,7 +336,8 @@ pub async fn live() -> impl IntoResponse {
     responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
 pub async fn ready(State(readiness): State<Arc<Readiness>>) -> Response {
     let (ok, checks) = readiness.run().await;
-    let body = serde_json::json!({"status": if ok { "ready" } else { "unready" }, "checks": checks});
+    let body =
+        serde_json::json!({"status": if ok { "ready" } else { "unready" }, "checks": checks});
     let status = if ok {
         StatusCode::OK
     } else {
@@ -400,7 +406,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
             .extensions
             .get::<TrustForwardedFor>()
             .is_some_and(|t| t.0);
-        Ok(ClientAddr(client_addr(&parts.headers, &parts.extensions, trust)))
+        Ok(ClientAddr(client_addr(
+            &parts.headers,
+            &parts.extensions,
+            trust,
+        )))
     }
 }
 

@@ -33,7 +33,17 @@ pub const ACCESS_TOKEN_USE: &str = "access";
 
 /// A caller's role. Ordered by privilege.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -308,10 +318,10 @@ pub fn token_from_headers<'a>(
         }
         return Ok(token.trim());
     }
-    if method.is_safe() {
-        if let Some(token) = cookie(headers, ACCESS_COOKIE) {
-            return Ok(token);
-        }
+    if method.is_safe()
+        && let Some(token) = cookie(headers, ACCESS_COOKIE)
+    {
+        return Ok(token);
     }
     Err(TokenError::Missing)
 }
@@ -497,8 +507,10 @@ mod tests {
     fn missing_claims_are_refused() {
         let k = keys();
         let token = k
-            .sign(&serde_json::json!({"sub": Uuid::new_v4(), "role": "admin", "exp": now() + 60,
-                "token_use": "access"}))
+            .sign(
+                &serde_json::json!({"sub": Uuid::new_v4(), "role": "admin", "exp": now() + 60,
+                "token_use": "access"}),
+            )
             .unwrap();
         assert_eq!(k.verify(&token), Err(TokenError::Invalid));
     }

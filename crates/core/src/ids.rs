@@ -7,7 +7,17 @@ use uuid::Uuid;
 
 /// A user's id, as issued by the auth service and carried in access tokens (`sub`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]

@@ -38,9 +38,12 @@ impl FieldError {
 #[derive(Debug, Clone)]
 pub struct InternalError(pub Arc<anyhow::Error>);
 
-/// An RFC 9457 problem, ready to be answered.
+/// An RFC 9457 problem, ready to be answered. Boxed, so that `Result<T, Problem>` stays small.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     slug: &'static str,
     title: &'static str,
@@ -72,7 +75,7 @@ pub struct ProblemBody {
 impl Problem {
     /// A problem with an explicit status, slug and title.
     pub fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             slug,
             title,
@@ -81,7 +84,7 @@ impl Problem {
             extra: serde_json::Map::new(),
             headers: Vec::new(),
             internal: None,
-        }
+        }))
     }
 
     /// 400: the request is malformed (bad JSON, bad header, bad parameter).
@@ -157,35 +160,35 @@ impl Problem {
             "Internal server error",
         )
         .detail("the server failed to answer; the error has been logged");
-        p.internal = Some(Arc::new(error));
+        p.0.internal = Some(Arc::new(error));
         p
     }
 
     /// Sets the occurrence-specific explanation.
     #[must_use]
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Adds an invalid field.
     #[must_use]
     pub fn field(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        self.errors.push(FieldError::new(pointer, detail));
+        self.0.errors.push(FieldError::new(pointer, detail));
         self
     }
 
     /// Adds an extension member to the body (e.g. `conflicts`).
     #[must_use]
     pub fn extension(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
+        self.0.extra.insert(key.to_owned(), value);
         self
     }
 
     /// Adds a response header.
     #[must_use]
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
@@ -199,36 +202,36 @@ impl Problem {
     /// Attaches an internal cause that is logged but never shown.
     #[must_use]
     pub fn with_internal(mut self, error: anyhow::Error) -> Self {
-        self.internal = Some(Arc::new(error));
+        self.0.internal = Some(Arc::new(error));
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The stable slug of the `type`.
     pub fn slug(&self) -> &'static str {
-        self.slug
+        self.0.slug
     }
 
     /// The field errors.
     pub fn errors(&self) -> &[FieldError] {
-        &self.errors
+        &self.0.errors
     }
 
     fn body(&self) -> serde_json::Value {
         let body = ProblemBody {
-            type_: format!("{TYPE_BASE}{}", self.slug),
-            title: self.title.to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail.clone(),
-            errors: self.errors.clone(),
+            type_: format!("{TYPE_BASE}{}", self.0.slug),
+            title: self.0.title.to_owned(),
+            status: self.0.status.as_u16(),
+            detail: self.0.detail.clone(),
+            errors: self.0.errors.clone(),
         };
         let mut value = serde_json::to_value(body).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
-            for (k, v) in &self.extra {
+            for (k, v) in &self.0.extra {
                 map.insert(k.clone(), v.clone());
             }
         }
@@ -238,8 +241,8 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.slug)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.slug)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
         Ok(())
@@ -252,16 +255,14 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let inner = *self.0;
+        let mut response = (inner.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_JSON),
-        );
-        for (name, value) in self.headers {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in inner.headers {
             headers.insert(name, value);
         }
-        if let Some(internal) = self.internal {
+        if let Some(internal) = inner.internal {
             response.extensions_mut().insert(InternalError(internal));
         }
         response

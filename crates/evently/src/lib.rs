@@ -113,6 +113,8 @@ pub async fn build(
     clock: SharedClock,
 ) -> anyhow::Result<App> {
     let services = selected(services);
+    // Install the metrics recorder before the first request is counted.
+    let _ = evently_core::http::metrics_handle();
     let secrets = Secrets::load(config)?;
     let mut router = Router::new();
     let mut readiness = Readiness::default();
@@ -212,7 +214,10 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let names: Vec<_> = selected(services).iter().map(|s| s.as_str()).collect();
-    println!("evently listening on http://{addr} (services: {})", names.join(", "));
+    println!(
+        "evently listening on http://{addr} (services: {})",
+        names.join(", ")
+    );
     println!("API docs: http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
     tracing::info!(%addr, services = %names.join(","), "evently started");
     serve(&config, app, listener, shutdown).await

@@ -141,7 +141,8 @@ async fn main() -> anyhow::Result<()> {
             let password = read_password()?;
             let email = evently_auth::domain::Email::parse(&email).map_err(|p| invalid(&p))?;
             let name = evently_auth::domain::Name::parse(&name).map_err(|p| invalid(&p))?;
-            let password = evently_auth::domain::Password::parse(&password).map_err(|p| invalid(&p))?;
+            let password =
+                evently_auth::domain::Password::parse(&password).map_err(|p| invalid(&p))?;
             let user = auth
                 .service
                 .register(email, password, name, Role::Admin)

@@ -1,1 +1,319 @@
+//! Test support for evently: run the real application on a random port, temporary data
+//! directories, PostgreSQL test URLs, and the store conformance macro.
+//!
+//! Tests that need PostgreSQL read `EVENTLY_TEST_POSTGRES_URL`; without it they print
+//! `skipped: EVENTLY_TEST_POSTGRES_URL not set` and pass, so `cargo test` works on a machine
+//! with no servers. Logs stay silent unless `EVENTLY_TEST_LOG=1`.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test support fails loudly on broken set-up"
+)]
+
+use evently::App;
+use evently_core::clock::{SharedClock, SystemClock};
+use evently_core::config::{Config, LogConfig, LogFormat};
+use evently_core::identity::JwtKeys;
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use serde_json::{Value, json};
+
+/// The JWT secret test apps sign with, so tests can forge tokens.
+pub const TEST_JWT_SECRET: &str = "evently-test-secret-0123456789-abcdefghij";
+/// The internal credential of test apps.
+pub const TEST_INTERNAL_TOKEN: &str = "evently-test-internal-token";
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("evently-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `EVENTLY_TEST_POSTGRES_URL`, if set.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("EVENTLY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Says that a test was skipped and why.
+pub fn skip(test: &str, var: &str) {
+    eprintln!("skipped: {test}: {var} not set");
+}
+
+/// A fresh schema name for one PostgreSQL test.
+pub fn fresh_schema() -> String {
+    format!("t_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn init_test_logging() {
+    if std::env::var("EVENTLY_TEST_LOG").is_ok_and(|v| v == "1") {
+        evently_core::telemetry::init(&LogConfig {
+            filter: "debug,sqlx=warn,hyper=info".into(),
+            format: LogFormat::Pretty,
+        });
+    }
+}
+
+/// A configuration for tests: temp data dir, known secrets, cheap password hashing (never
+/// the default), cookies without `Secure` so that plain-HTTP clients get them back.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.data_dir = data_dir.to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.jwt.secret = Some(SecretString::from(TEST_JWT_SECRET));
+    config.internal.token = Some(SecretString::from(TEST_INTERNAL_TOKEN));
+    config.auth.password.memory_kib = 256;
+    config.auth.password.iterations = 1;
+    config.auth.password.parallelism = 1;
+    config
+}
+
+/// The real application, serving on a random port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub app_auth: Option<evently_auth::Auth>,
+    shutdown: CancellationToken,
+    _dir: Option<TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Spawns every service on SQLite in a temp directory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns every service after `tweak` adjusts the test configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = TempDir::new();
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    spawn_config(config, Some(dir), Arc::new(SystemClock)).await
+}
+
+/// Spawns the application with an explicit configuration and clock.
+pub async fn spawn_config(config: Config, dir: Option<TempDir>, clock: SharedClock) -> TestApp {
+    init_test_logging();
+    config.validate().unwrap();
+    let App { router, auth } = evently::build(&config, &[], clock).await.unwrap();
+    let listener = TcpListener::bind(config.server.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let app = App { router, auth: None };
+    let serve_config = config.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        evently::serve(&serve_config, app, listener, token)
+            .await
+            .unwrap();
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        config,
+        app_auth: auth,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A unique email for one test.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A password that passes the policy.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The keys this app signs with, for forging edge-case tokens.
+    pub fn keys(&self) -> JwtKeys {
+        JwtKeys::new(&self.config.jwt, &SecretString::from(TEST_JWT_SECRET))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/auth/register",
+            &json!({"email": email, "password": password, "name": "Test User"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers and signs in a fresh user.
+    pub async fn signed_in_user(&self) -> TestUser {
+        let email = unique_email();
+        let r = self.register(&email, PASSWORD).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        self.login_user(&email).await
+    }
+
+    pub async fn login_user(&self, email: &str) -> TestUser {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        TestUser {
+            id: body["user"]["userId"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            access_token: body["accessToken"].as_str().unwrap().to_owned(),
+            refresh_token: body["refreshToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Creates an admin directly through the service (as `evently admin create` does) and
+    /// signs them in.
+    pub async fn signed_in_admin(&self) -> TestUser {
+        use evently_auth::domain::{Email, Name, Password};
+        let email = unique_email();
+        let auth = self.app_auth.as_ref().expect("auth runs in this app");
+        auth.service
+            .register(
+                Email::parse(&email).unwrap(),
+                Password::parse(PASSWORD).unwrap(),
+                Name::parse("Admin").unwrap(),
+                evently_core::identity::Role::Admin,
+            )
+            .await
+            .unwrap();
+        self.login_user(&email).await
+    }
+}
+
+/// Asserts that `response` is a problem+json with `status`, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "body: {text}");
+    assert_eq!(content_type, "application/problem+json", "body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://evently.dev/problems/")
+    );
+    assert!(body["title"].is_string());
+    for leak in ["serde", "sqlx", "panicked", "evently_", "SELECT", "INSERT"] {
+        assert!(!text.contains(leak), "problem leaks `{leak}`: {text}");
+    }
+    body
+}
+
+/// Runs a store conformance suite against SQLite (always) and PostgreSQL (when
+/// `EVENTLY_TEST_POSTGRES_URL` is set; otherwise each test reports itself skipped).
+///
+/// `sqlite` is an async fn `(dir: &Path) -> Store`; `postgres` is an async fn
+/// `(url: String, schema: String) -> Store`; `suite` is the module of `async fn test(Store)`.
+#[macro_export]
+macro_rules! conformance_suite {
+    (suite: $suite:path, sqlite: $sqlite:path, postgres: $postgres:path, tests: [$($test:ident),+ $(,)?]) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    use $suite as suite;
+                    let dir = $crate::TempDir::new();
+                    let store = $sqlite(dir.path()).await;
+                    suite::$test(store).await;
+                }
+            )+
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    use $suite as suite;
+                    let Some(url) = $crate::postgres_url() else {
+                        $crate::skip(concat!("postgres::", stringify!($test)), "EVENTLY_TEST_POSTGRES_URL");
+                        return;
+                    };
+                    let store = $postgres(url, $crate::fresh_schema()).await;
+                    suite::$test(store).await;
+                }
+            )+
+        }
+    };
+}

@@ -27,7 +27,9 @@ impl Email {
             return Err(invalid("email is longer than 254 characters"));
         }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("email must not contain spaces or control characters"));
+            return Err(invalid(
+                "email must not contain spaces or control characters",
+            ));
         }
         let Some((local, domain)) = email.split_once('@') else {
             return Err(invalid("email must contain @"));
@@ -208,8 +210,13 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(Email::parse("  A@Example.IO ").unwrap().as_str(), "a@example.io");
-        for bad in ["", "a", "a@", "@b.io", "a@b", "a b@c.io", "a@@b.io", "a@b..io", "a@-b.io"] {
+        assert_eq!(
+            Email::parse("  A@Example.IO ").unwrap().as_str(),
+            "a@example.io"
+        );
+        for bad in [
+            "", "a", "a@", "@b.io", "a@b", "a b@c.io", "a@@b.io", "a@b..io", "a@-b.io",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -237,7 +244,10 @@ mod tests {
 
     #[test]
     fn phones_are_normalised() {
-        assert_eq!(Phone::parse("+1 (555) 010-9999").unwrap().as_str(), "+15550109999");
+        assert_eq!(
+            Phone::parse("+1 (555) 010-9999").unwrap().as_str(),
+            "+15550109999"
+        );
         assert!(Phone::parse("12345").is_err());
         assert!(Phone::parse("call me").is_err());
     }

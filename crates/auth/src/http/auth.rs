@@ -60,7 +60,10 @@ impl From<User> for UserResponse {
             i128::from(user.created_at) * 1_000_000,
         )
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
         Self {
             user_id: user.id,
@@ -121,13 +124,7 @@ pub struct RefreshResponse {
     pub refresh_token: String,
 }
 
-fn set_cookie(
-    state: &AuthState,
-    name: &str,
-    value: &str,
-    path: &str,
-    max_age: u64,
-) -> HeaderValue {
+fn set_cookie(state: &AuthState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
     let secure = if state.config.cookie_secure {
         "; Secure"
     } else {
@@ -165,7 +162,10 @@ fn session_cookies(state: &AuthState, session: &Session) -> [(header::HeaderName
     ]
 }
 
-fn with_cookies(mut response: Response, cookies: [(header::HeaderName, HeaderValue); 2]) -> Response {
+fn with_cookies(
+    mut response: Response,
+    cookies: [(header::HeaderName, HeaderValue); 2],
+) -> Response {
     for (name, value) in cookies {
         response.headers_mut().append(name, value);
     }
@@ -175,10 +175,14 @@ fn with_cookies(mut response: Response, cookies: [(header::HeaderName, HeaderVal
 async fn create_user(state: &AuthState, body: RegisterRequest) -> Result<Response, AuthError> {
     let mut problem = Problem::validation();
     let email = Email::parse(&body.email).map_err(|p| {
-        problem = problem.clone().field("/email", p.errors()[0].detail.clone());
+        problem = problem
+            .clone()
+            .field("/email", p.errors()[0].detail.clone());
     });
     let password = Password::parse(&body.password).map_err(|p| {
-        problem = problem.clone().field("/password", p.errors()[0].detail.clone());
+        problem = problem
+            .clone()
+            .field("/password", p.errors()[0].detail.clone());
     });
     let name = Name::parse(&body.name).map_err(|p| {
         problem = problem.clone().field("/name", p.errors()[0].detail.clone());

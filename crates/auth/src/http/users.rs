@@ -1,10 +1,10 @@
 //! `/api/users/*`: the caller's profile, and role changes by admins.
 
 use axum::extract::State;
+use evently_core::Problem;
 use evently_core::extract::{Json, Path};
 use evently_core::identity::{Identity, Role};
 use evently_core::ids::UserId;
-use evently_core::Problem;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
@@ -49,7 +49,9 @@ pub async fn get_profile(
     State(state): State<AuthState>,
     identity: Identity,
 ) -> Result<axum::Json<UserResponse>, AuthError> {
-    Ok(axum::Json(state.service.user(identity.user_id).await?.into()))
+    Ok(axum::Json(
+        state.service.user(identity.user_id).await?.into(),
+    ))
 }
 
 /// Change the caller's name or phone.
@@ -94,9 +96,9 @@ pub async fn set_role(
     Path(user_id): Path<UserId>,
     Json(body): Json<SetRoleRequest>,
 ) -> Result<axum::Json<UserResponse>, AuthError> {
-    identity.require_admin().map_err(|_: Problem| {
-        AuthError::Forbidden("only an admin can change roles".into())
-    })?;
+    identity
+        .require_admin()
+        .map_err(|_: Problem| AuthError::Forbidden("only an admin can change roles".into()))?;
     let user = state
         .service
         .set_role(identity.user_id, identity.role, user_id, body.role)

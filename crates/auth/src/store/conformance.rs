@@ -2,7 +2,7 @@
 //! `evently_testkit::conformance_suite!` macro runs them all against SQLite and, when
 //! `EVENTLY_TEST_POSTGRES_URL` is set, against PostgreSQL, each on a fresh database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![expect(clippy::unwrap_used, reason = "conformance checks fail loudly")]
 
 use std::sync::Arc;
 
@@ -45,7 +45,10 @@ pub async fn user_round_trips_byte_for_byte(store: Arc<dyn AuthStore>) {
 }
 
 pub async fn duplicate_email_is_a_named_conflict(store: Arc<dyn AuthStore>) {
-    store.insert_user(&new_user("dup@example.io")).await.unwrap();
+    store
+        .insert_user(&new_user("dup@example.io"))
+        .await
+        .unwrap();
     let err = store
         .insert_user(&new_user("DUP@example.io"))
         .await
@@ -159,7 +162,10 @@ pub async fn rotation_then_reuse_revokes_the_family(store: Arc<dyn AuthStore>) {
     let r2 = store.rotate("r2", &token("r4", 10_000), 400).await.unwrap();
     assert_eq!(r2, Rotation::Revoked);
     assert_eq!(
-        store.rotate("nope", &token("r5", 10_000), 400).await.unwrap(),
+        store
+            .rotate("nope", &token("r5", 10_000), 400)
+            .await
+            .unwrap(),
         Rotation::Unknown
     );
 }

@@ -91,10 +91,14 @@ impl AuthStore for SqliteAuthStore {
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserCredentials>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
-            .bind(email.as_str())
-            .fetch_optional(&self.db.reader)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(&self.db.reader)
+        .await?;
         row.map(|row| {
             Ok(UserCredentials {
                 user: user_from_row(&row)?,
@@ -105,10 +109,14 @@ impl AuthStore for SqliteAuthStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.db.reader)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.db.reader)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -140,7 +148,10 @@ impl AuthStore for SqliteAuthStore {
     }
 
     async fn set_role(&self, id: UserId, role: Role, now: i64) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(concat!("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING ", user_columns!(), ""
+        let row = sqlx::query(concat!(
+            "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            user_columns!(),
+            ""
         ))
         .bind(id.0)
         .bind(role.as_str())

@@ -1,0 +1,234 @@
+use evently_testkit::{TEST_INTERNAL_TOKEN, assert_problem, json, spawn_app};
+
+#[tokio::test]
+async fn profile_can_be_read_and_partially_updated() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+
+    let put = app
+        .client
+        .put(app.url("/api/users/profile"))
+        .bearer_auth(&user.access_token)
+        .json(&json!({"name": "New Name", "phone": "+1 555 010 9999"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let cleared = app
+        .client
+        .put(app.url("/api/users/profile"))
+        .bearer_auth(&user.access_token)
+        .json(&json!({"phone": null}))
+        .send()
+        .await
+        .unwrap();
+    let profile: serde_json::Value = app
+        .get_auth("/api/users/profile", &user.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(profile["name"], "New Name");
+    assert!(profile.get("phone").is_none());
+}
+
+#[tokio::test]
+async fn profile_update_cannot_touch_email_or_role() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+
+    for body in [
+        json!({"role": "admin"}),
+        json!({"email": "other@example.com"}),
+        json!({"name": "X", "isActive": false}),
+        json!({"phone": "not a phone"}),
+        json!({"name": ""}),
+    ] {
+        let response = app
+            .client
+            .put(app.url("/api/users/profile"))
+            .bearer_auth(&user.access_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 422).await;
+    }
+    let me: serde_json::Value = app
+        .get_auth("/api/auth/me", &user.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "user");
+    assert_eq!(me["email"], user.email);
+    assert_eq!(me["name"], "Test User");
+}
+
+#[tokio::test]
+async fn protected_routes_need_a_token() {
+    let app = spawn_app().await;
+
+    for (method, path) in [
+        ("GET", "/api/auth/me"),
+        ("GET", "/api/users/profile"),
+        ("PUT", "/api/users/profile"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 401).await;
+    }
+}
+
+#[tokio::test]
+async fn a_user_cannot_change_any_role_including_their_own() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let other = app.signed_in_user().await;
+
+    for target in [&user.id, &other.id] {
+        let response = app
+            .client
+            .put(app.url(&format!("/api/users/{target}/role")))
+            .bearer_auth(&user.access_token)
+            .json(&json!({"role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 403).await;
+    }
+    let me: serde_json::Value = app
+        .get_auth("/api/auth/me", &user.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "user");
+}
+
+#[tokio::test]
+async fn an_admin_changes_roles_and_the_next_refresh_carries_it() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let user = app.signed_in_user().await;
+
+    let promote = app
+        .client
+        .put(app.url(&format!("/api/users/{}/role", user.id)))
+        .bearer_auth(&admin.access_token)
+        .json(&json!({"role": "organizer"}))
+        .send()
+        .await
+        .unwrap();
+    let own = app
+        .client
+        .put(app.url(&format!("/api/users/{}/role", admin.id)))
+        .bearer_auth(&admin.access_token)
+        .json(&json!({"role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    let unknown = app
+        .client
+        .put(app.url(&format!("/api/users/{}/role", uuid::Uuid::now_v7())))
+        .bearer_auth(&admin.access_token)
+        .json(&json!({"role": "organizer"}))
+        .send()
+        .await
+        .unwrap();
+    let bad_role = app
+        .client
+        .put(app.url(&format!("/api/users/{}/role", user.id)))
+        .bearer_auth(&admin.access_token)
+        .json(&json!({"role": "superuser"}))
+        .send()
+        .await
+        .unwrap();
+    let bad_id = app
+        .client
+        .put(app.url("/api/users/not-a-uuid/role"))
+        .bearer_auth(&admin.access_token)
+        .json(&json!({"role": "organizer"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(promote.status(), 200);
+    assert_problem(own, 403).await;
+    assert_problem(unknown, 404).await;
+    assert_problem(bad_role, 422).await;
+    assert_problem(bad_id, 400).await;
+    let refreshed: serde_json::Value = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refreshToken": user.refresh_token}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = app
+        .keys()
+        .verify(refreshed["accessToken"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(claims.role, evently_core::identity::Role::Organizer);
+}
+
+#[tokio::test]
+async fn internal_routes_need_the_service_credential() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+
+    let anonymous = app
+        .post_json(
+            "/internal/auth/verify",
+            &json!({"token": user.access_token}),
+        )
+        .await;
+    let wrong = app
+        .client
+        .get(app.url(&format!("/internal/users/{}", user.id)))
+        .header("x-internal-token", "guess")
+        .send()
+        .await
+        .unwrap();
+    let verified = app
+        .client
+        .post(app.url("/internal/auth/verify"))
+        .header("x-internal-token", TEST_INTERNAL_TOKEN)
+        .json(&json!({"token": user.access_token}))
+        .send()
+        .await
+        .unwrap();
+    let looked_up = app
+        .client
+        .get(app.url(&format!("/internal/users/{}", user.id)))
+        .header("x-internal-token", TEST_INTERNAL_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let bad_token = app
+        .client
+        .post(app.url("/internal/auth/verify"))
+        .header("x-internal-token", TEST_INTERNAL_TOKEN)
+        .json(&json!({"token": "nope"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(anonymous, 404).await;
+    assert_problem(wrong, 404).await;
+    assert_eq!(verified.status(), 200);
+    let verified: serde_json::Value = verified.json().await.unwrap();
+    assert_eq!(verified["userId"], user.id);
+    assert_eq!(verified["role"], "user");
+    assert_eq!(looked_up.status(), 200);
+    assert_problem(bad_token, 401).await;
+}
