@@ -1,0 +1,250 @@
+//! The `evently` binary as a user runs it: `serve` on port 0 with no configuration and no
+//! servers, `admin create` reading the password from standard input, `migrate`.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn evently(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_evently"));
+    command
+        .current_dir(dir)
+        .env_remove("EVENTLY_DATABASE_URL")
+        .env("EVENTLY_LOG", "warn")
+        // Cheap hashing through the documented variables (never the default).
+        .env("EVENTLY_AUTH__PASSWORD__MEMORY_KIB", "256")
+        .env("EVENTLY_AUTH__PASSWORD__ITERATIONS", "1");
+    command
+}
+
+fn serve(dir: &std::path::Path) -> (Serve, Vec<String>) {
+    let mut child = evently(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    (Serve { child, base }, vec![first, second])
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("evently-cli-{}", uuid_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn uuid_v4() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_runs_the_whole_auth_flow() {
+    let dir = temp_dir();
+    let (server, printed) = serve(&dir);
+    let base = &server.base;
+    let http = reqwest::Client::new();
+
+    let register = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap();
+    let me = http
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let refreshed: serde_json::Value = http
+        .post(format!("{base}/api/auth/refresh"))
+        .json(&serde_json::json!({"refreshToken": login["refreshToken"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let logout = http
+        .post(format!("{base}/api/auth/logout"))
+        .json(&serde_json::json!({"refreshToken": refreshed["refreshToken"]}))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(
+        printed[0].contains("listening on http://127.0.0.1:"),
+        "{printed:?}"
+    );
+    assert!(printed[1].contains("/docs"), "{printed:?}");
+    assert_eq!(register.status(), 201);
+    assert_eq!(me.status(), 200);
+    assert!(refreshed["accessToken"].is_string());
+    assert_eq!(logout.status(), 204);
+    // Embedded storage and a generated secret, in ./data of the working directory.
+    assert!(dir.join("data/auth.db").exists());
+    let secret = std::fs::read_to_string(dir.join("data/jwt-secret")).unwrap();
+    assert!(secret.len() >= 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("data/jwt-secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the secret is private to its owner");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart_because_the_secret_is_kept() {
+    let dir = temp_dir();
+    let http = reqwest::Client::new();
+    let token = {
+        let (server, _) = serve(&dir);
+        http.post(format!("{}/api/auth/register", server.base))
+            .json(&serde_json::json!({"email": "r@example.com", "password": "correct horse battery", "name": "R"}))
+            .send()
+            .await
+            .unwrap();
+        let login: serde_json::Value = http
+            .post(format!("{}/api/auth/login", server.base))
+            .json(
+                &serde_json::json!({"email": "r@example.com", "password": "correct horse battery"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["accessToken"].as_str().unwrap().to_owned()
+    };
+
+    let (server, _) = serve(&dir);
+    let me = http
+        .get(format!("{}/api/auth/me", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(me.status(), 200);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn admin_create_reads_the_password_from_stdin_and_the_admin_can_sign_in() {
+    let dir = temp_dir();
+    let mut child = evently(&dir)
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "Root@Example.com",
+            "--name",
+            "Root",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long admin password\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("root@example.com"));
+
+    let (server, _) = serve(&dir);
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", server.base))
+        .json(
+            &serde_json::json!({"email": "root@example.com", "password": "a long admin password"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(login["user"]["role"], "admin");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn admin_create_refuses_a_weak_password_and_bad_config_is_reported() {
+    let dir = temp_dir();
+    let mut child = evently(&dir)
+        .args(["admin", "create", "--email", "x@example.com", "--name", "X"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    let weak = child.wait_with_output().unwrap();
+    let bad_config = evently(&dir)
+        .args(["migrate"])
+        .env("EVENTLY_JWT__ACCESS_TTL_SECONDS", "999999")
+        .output()
+        .unwrap();
+    let migrate = evently(&dir).args(["migrate"]).output().unwrap();
+    let unknown_service = evently(&dir)
+        .args(["serve", "--services", "bogus"])
+        .output()
+        .unwrap();
+
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8"));
+    assert!(!bad_config.status.success());
+    assert!(String::from_utf8_lossy(&bad_config.stderr).contains("access_ttl_seconds"));
+    assert!(migrate.status.success());
+    assert!(!unknown_service.status.success());
+    assert!(String::from_utf8_lossy(&unknown_service.stderr).contains("valid services are: auth"));
+    let _ = std::fs::remove_dir_all(dir);
+}
