@@ -1,103 +1,16 @@
-//! `evently-bench`: benchmarks that print figures (targets are checked here, never in tests).
-//!
-//! `evently-bench auth` measures, in one run:
-//! - the raw Argon2id hash rate of this machine (one hashing thread per core, configured
-//!   default cost), the baseline;
-//! - sign-ins per second through HTTP against a real `evently serve` process (the sibling
-//!   binary in the same target directory) while many clients log in at once;
-//! - the latency of `GET /health/live` sampled during that login storm.
-//!
-//! Run it on a release build: `cargo run --release --bin evently-bench -- auth`.
+//! `evently-bench auth`: the raw Argon2id hash rate of this machine (one hashing thread per
+//! core, the default cost) as the baseline; sign-ins per second through HTTP against a real
+//! `evently serve` process while many clients log in at once; the latency of
+//! `GET /health/live` sampled during that login storm.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use evently_core::config::PasswordConfig;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    base: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_server(extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .context("bench binary has no directory")?
-        .join("evently");
-    if !binary.exists() {
-        bail!(
-            "{} not found; build it first (cargo build --release --bin evently)",
-            binary.display()
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("evently-bench-{}", uuid_like()));
-    let mut command = Command::new(&binary);
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("EVENTLY_LOG", "warn")
-        .env("EVENTLY_AUTH__THROTTLE__IP_MAX_FAILURES", "1000000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().context("starting evently serve")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .context("evently did not print its address")?
-        .to_owned();
-    Ok(Server { child, base, dir })
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    // utime + stime from /proc/<pid>/stat, in clock ticks (100 per second on Linux).
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
+use crate::server::{cpu_seconds, percentile, start_server};
 
 fn raw_hash_rate(duration: Duration) -> anyhow::Result<(f64, usize)> {
     let params = evently_auth::hashing::PasswordHasher::params(&PasswordConfig::default())?;
@@ -126,7 +39,7 @@ fn raw_hash_rate(duration: Duration) -> anyhow::Result<(f64, usize)> {
     Ok((count.load(Ordering::Relaxed) as f64 / elapsed, threads))
 }
 
-async fn auth_bench(seconds: u64, clients: usize) -> anyhow::Result<()> {
+pub async fn run(seconds: u64, clients: usize) -> anyhow::Result<()> {
     let duration = Duration::from_secs(seconds);
     println!("evently-bench auth: {seconds} s per phase, {clients} concurrent sign-in clients");
 
@@ -235,28 +148,4 @@ async fn auth_bench(seconds: u64, clients: usize) -> anyhow::Result<()> {
         if p99 < 20.0 { "met" } else { "MISSED" }
     );
     Ok(())
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    match args.first().map(String::as_str) {
-        Some("auth") => {
-            auth_bench(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
-        }
-        _ => {
-            eprintln!(
-                "usage: evently-bench auth [--seconds N] [--clients N]\n\
-                 run on a release build: cargo run --release --bin evently-bench -- auth"
-            );
-            std::process::exit(2);
-        }
-    }
 }

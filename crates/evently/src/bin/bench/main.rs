@@ -1,0 +1,31 @@
+//! `evently-bench`: benchmarks that print figures (targets are checked here, never in tests).
+//!
+//! Run them on a release build, e.g. `cargo run --release --bin evently-bench -- auth`.
+//! Each subcommand lives in its own module.
+
+mod auth;
+mod server;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str, default: u64| -> u64 {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    match args.first().map(String::as_str) {
+        Some("auth") => {
+            auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
+        }
+        _ => {
+            eprintln!(
+                "usage: evently-bench auth [--seconds N] [--clients N]\n\
+                 run on a release build: cargo run --release --bin evently-bench -- auth"
+            );
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! A real `evently serve` process for benchmarks, and figures helpers.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running `evently serve` child process, killed (and its data directory removed) on drop.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the sibling `evently` binary with `args` after `serve` and extra environment.
+pub fn start_server(extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .context("bench binary has no directory")?
+        .join("evently");
+    if !binary.exists() {
+        bail!(
+            "{} not found; build it first (cargo build --release --bin evently)",
+            binary.display()
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("evently-bench-{}", uuid_like()));
+    let mut command = Command::new(&binary);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("EVENTLY_LOG", "warn")
+        .env("EVENTLY_AUTH__THROTTLE__IP_MAX_FAILURES", "1000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().context("starting evently serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .context("evently did not print its address")?
+        .to_owned();
+    Ok(Server { child, base, dir })
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// CPU seconds (user + system) used so far by process `pid`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    // utime + stime from /proc/<pid>/stat, in clock ticks (100 per second on Linux).
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `p` quantile of sorted samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
