@@ -1,0 +1,313 @@
+//! The domain events of evently: a small, versioned set that every consumer can decode
+//! without depending on the service that publishes them.
+//!
+//! Each variant names its `type` and `schemaVersion`. A payload may gain optional fields
+//! without a version bump; removing or changing a field is a new `schemaVersion`, and
+//! consumers keep decoding the older ones.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+
+/// An event as other services see it (the payload of `EventCreated`/`EventUpdated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSnapshot {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its owner.
+    pub organizer_id: Uuid,
+    /// Title.
+    pub event_name: String,
+    /// Description, if any.
+    pub description: Option<String>,
+    /// When it takes place.
+    #[serde(with = "time::serde::rfc3339")]
+    pub event_date: OffsetDateTime,
+    /// The venue, when it has a venue record.
+    pub venue_id: Option<Uuid>,
+    /// The venue's name.
+    pub venue_name: String,
+    /// The venue's city, if known.
+    pub city: Option<String>,
+    /// Event type (`concert`, `sports`, …).
+    pub event_type: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Status (`UPCOMING`, `ON_SALE`, `SOLD_OUT`, `CANCELLED`).
+    pub status: String,
+    /// Seats in total.
+    pub total_seats: i64,
+    /// When the sale opens.
+    #[serde(with = "time::serde::rfc3339")]
+    pub sale_start_time: OffsetDateTime,
+    /// When the sale closes, if set.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub sale_end_time: Option<OffsetDateTime>,
+    /// Base price in minor units.
+    pub base_price: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Per-section prices in minor units.
+    pub section_prices: std::collections::BTreeMap<String, i64>,
+}
+
+/// A venue as other services see it (the payload of `VenueCreated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VenueSnapshot {
+    /// The venue's id.
+    pub venue_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Street address.
+    pub address: String,
+    /// City.
+    pub city: String,
+    /// Seats in total.
+    pub capacity: i64,
+    /// Whether seats are reserved (a layout) or general admission.
+    pub reserved: bool,
+}
+
+/// Every domain event evently publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEvent {
+    /// A venue was created.
+    VenueCreated(VenueSnapshot),
+    /// An event was created.
+    EventCreated(EventSnapshot),
+    /// An event's details changed (not its status alone).
+    EventUpdated(EventSnapshot),
+    /// An event's status changed.
+    EventStatusChanged {
+        /// The event.
+        event_id: Uuid,
+        /// Status before.
+        from: String,
+        /// Status after.
+        to: String,
+    },
+    /// An event was deleted.
+    EventDeleted {
+        /// The event.
+        event_id: Uuid,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusChangedPayload {
+    event_id: Uuid,
+    from: String,
+    to: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedPayload {
+    event_id: Uuid,
+}
+
+/// Why an envelope could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A type (or schema version of it) this build does not know.
+    #[error("unknown event type {event_type} v{schema_version}")]
+    Unknown {
+        /// The type.
+        event_type: String,
+        /// Its schema version.
+        schema_version: u32,
+    },
+    /// A known type whose payload does not match its schema.
+    #[error("malformed {event_type} payload: {source}")]
+    Malformed {
+        /// The type.
+        event_type: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DomainEvent {
+    /// The event type, as written in envelopes.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DomainEvent::VenueCreated(_) => "VenueCreated",
+            DomainEvent::EventCreated(_) => "EventCreated",
+            DomainEvent::EventUpdated(_) => "EventUpdated",
+            DomainEvent::EventStatusChanged { .. } => "EventStatusChanged",
+            DomainEvent::EventDeleted { .. } => "EventDeleted",
+        }
+    }
+
+    /// The payload schema version this build writes.
+    pub fn schema_version(&self) -> u32 {
+        1
+    }
+
+    /// The aggregate type and id this event is about.
+    pub fn aggregate(&self) -> (&'static str, Uuid) {
+        match self {
+            DomainEvent::VenueCreated(v) => ("venue", v.venue_id),
+            DomainEvent::EventCreated(e) | DomainEvent::EventUpdated(e) => ("event", e.event_id),
+            DomainEvent::EventStatusChanged { event_id, .. }
+            | DomainEvent::EventDeleted { event_id } => ("event", *event_id),
+        }
+    }
+
+    fn payload(&self) -> serde_json::Value {
+        let value = match self {
+            DomainEvent::VenueCreated(v) => serde_json::to_value(v),
+            DomainEvent::EventCreated(e) | DomainEvent::EventUpdated(e) => serde_json::to_value(e),
+            DomainEvent::EventStatusChanged { event_id, from, to } => {
+                serde_json::to_value(StatusChangedPayload {
+                    event_id: *event_id,
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+            }
+            DomainEvent::EventDeleted { event_id } => serde_json::to_value(DeletedPayload {
+                event_id: *event_id,
+            }),
+        };
+        // Plain structs of strings, numbers and maps with string keys always serialise.
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Wraps the event in a new envelope (fresh UUIDv7 id) for version `aggregate_version`
+    /// of its aggregate.
+    pub fn into_envelope(self, aggregate_version: i64, at: OffsetDateTime) -> Envelope {
+        let (aggregate_type, aggregate_id) = self.aggregate();
+        Envelope {
+            id: Uuid::now_v7(),
+            event_type: self.event_type().to_owned(),
+            schema_version: self.schema_version(),
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            aggregate_version,
+            // Outboxes keep milliseconds; the envelope reads back exactly as written.
+            occurred_at: at
+                .replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
+                .unwrap_or(at),
+            payload: self.payload(),
+        }
+    }
+
+    /// Decodes the event in `envelope`.
+    ///
+    /// # Errors
+    /// An unknown type or schema version, or a payload that does not match its schema.
+    pub fn decode(envelope: &Envelope) -> Result<Self, DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(e: &Envelope) -> Result<T, DecodeError> {
+            serde_json::from_value(e.payload.clone()).map_err(|source| DecodeError::Malformed {
+                event_type: e.event_type.clone(),
+                source,
+            })
+        }
+        if envelope.schema_version != 1 {
+            return Err(DecodeError::Unknown {
+                event_type: envelope.event_type.clone(),
+                schema_version: envelope.schema_version,
+            });
+        }
+        Ok(match envelope.event_type.as_str() {
+            "VenueCreated" => DomainEvent::VenueCreated(parse(envelope)?),
+            "EventCreated" => DomainEvent::EventCreated(parse(envelope)?),
+            "EventUpdated" => DomainEvent::EventUpdated(parse(envelope)?),
+            "EventStatusChanged" => {
+                let p: StatusChangedPayload = parse(envelope)?;
+                DomainEvent::EventStatusChanged {
+                    event_id: p.event_id,
+                    from: p.from,
+                    to: p.to,
+                }
+            }
+            "EventDeleted" => {
+                let p: DeletedPayload = parse(envelope)?;
+                DomainEvent::EventDeleted {
+                    event_id: p.event_id,
+                }
+            }
+            other => {
+                return Err(DecodeError::Unknown {
+                    event_type: other.to_owned(),
+                    schema_version: envelope.schema_version,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_envelope() {
+        let id = Uuid::now_v7();
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let snapshot = EventSnapshot {
+            event_id: id,
+            organizer_id: Uuid::now_v7(),
+            event_name: "Eras".into(),
+            description: None,
+            event_date: at,
+            venue_id: None,
+            venue_name: "Lumen Field".into(),
+            city: Some("Seattle".into()),
+            event_type: Some("concert".into()),
+            tags: vec!["pop".into()],
+            status: "UPCOMING".into(),
+            total_seats: 10,
+            sale_start_time: at,
+            sale_end_time: None,
+            base_price: 5000,
+            currency: "USD".into(),
+            section_prices: Default::default(),
+        };
+        let events = [
+            DomainEvent::EventCreated(snapshot.clone()),
+            DomainEvent::EventUpdated(snapshot),
+            DomainEvent::EventStatusChanged {
+                event_id: id,
+                from: "UPCOMING".into(),
+                to: "ON_SALE".into(),
+            },
+            DomainEvent::EventDeleted { event_id: id },
+            DomainEvent::VenueCreated(VenueSnapshot {
+                venue_id: id,
+                name: "Hall".into(),
+                address: "1 Main St".into(),
+                city: "Oslo".into(),
+                capacity: 100,
+                reserved: false,
+            }),
+        ];
+        for event in events {
+            let envelope = event.clone().into_envelope(3, at);
+            let json = envelope.to_json().unwrap();
+            let back = Envelope::from_json(&json).unwrap();
+            assert_eq!(back, envelope);
+            assert_eq!(back.aggregate_id, id);
+            assert_eq!(DomainEvent::decode(&back).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn unknown_type_or_version_is_refused() {
+        let mut envelope = DomainEvent::EventDeleted {
+            event_id: Uuid::now_v7(),
+        }
+        .into_envelope(1, OffsetDateTime::UNIX_EPOCH);
+        envelope.schema_version = 2;
+        assert!(DomainEvent::decode(&envelope).is_err());
+        envelope.schema_version = 1;
+        envelope.event_type = "EventExploded".into();
+        assert!(DomainEvent::decode(&envelope).is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! The NATS JetStream bus: a relay publishes a service's outbox to a stream; consumers are
+//! durable JetStream pull consumers.
+//!
+//! Ordering and loss: the relay publishes one row at a time in `seq` order and waits for
+//! JetStream's ack before the next, so the stream holds the outbox in order; it marks rows
+//! published only up to the last acknowledged one. If NATS goes away, publishing fails, the
+//! relay backs off and retries from the first unpublished row once the client has reconnected.
+//! A row that was stored but whose ack was lost is published again with the same
+//! `Nats-Msg-Id` (the event id) and JetStream drops it as a duplicate within the stream's
+//! duplicate window, so neither loss nor reordering of an aggregate's events can happen.
+//!
+//! Consumers use `AckPolicy::All`: acknowledging a message acknowledges every earlier one,
+//! which is exactly the "position" of [`crate::Subscription::ack`]. Unacknowledged messages are
+//! redelivered after `ack_wait`.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::outbox::{Outbox, OutboxRow};
+use crate::{Bus, BusError, Delivery, Envelope, Subscription, now_ms};
+
+/// Where one service's events live on NATS.
+#[derive(Debug, Clone)]
+pub struct NatsTarget {
+    /// Stream name, e.g. `EVENTLY_EVENTS`.
+    pub stream: String,
+    /// Subject prefix; events go to `<prefix>.<aggregate type>.<event type>`.
+    pub subject_prefix: String,
+    /// How long a delivered, unacknowledged message waits before redelivery.
+    pub ack_wait: Duration,
+}
+
+/// The JetStream bus of one service's stream.
+#[derive(Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    target: NatsTarget,
+    stream: Arc<OnceCell<stream::Stream>>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl NatsBus {
+    /// Connects to the NATS server at `url`. The connection is retried in the background if
+    /// the server is not up yet, and re-established whenever it drops.
+    ///
+    /// # Errors
+    /// An invalid URL or target name.
+    pub async fn connect(url: &str, target: NatsTarget) -> Result<Self, BusError> {
+        if !valid_token(&target.stream) {
+            return Err(BusError::broker(anyhow::anyhow!(
+                "stream names are letters, digits, '_' or '-'"
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(BusError::broker)?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(5));
+        Ok(Self {
+            client,
+            js,
+            target,
+            stream: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The stream, created on first use (so start-up does not wait for NATS).
+    async fn stream(&self) -> Result<&stream::Stream, BusError> {
+        self.stream
+            .get_or_try_init(|| async {
+                self.js
+                    .get_or_create_stream(stream::Config {
+                        name: self.target.stream.clone(),
+                        subjects: vec![format!("{}.>", self.target.subject_prefix)],
+                        storage: stream::StorageType::File,
+                        // Re-publishes after a relay crash arrive within this window.
+                        duplicate_window: Duration::from_secs(120),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(BusError::broker)
+            })
+            .await
+    }
+
+    /// The subject of `envelope`.
+    pub fn subject(&self, envelope: &Envelope) -> String {
+        format!(
+            "{}.{}.{}",
+            self.target.subject_prefix, envelope.aggregate_type, envelope.event_type
+        )
+    }
+
+    /// Publishes one envelope and waits for JetStream's ack.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.stream().await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
+        let body = envelope
+            .to_json()
+            .map_err(|e| BusError::Corrupt(e.to_string()))?;
+        self.js
+            .publish_with_headers(self.subject(envelope), headers, body.into())
+            .await
+            .map_err(BusError::broker)?
+            .await
+            .map_err(BusError::broker)?;
+        Ok(())
+    }
+
+    /// Deletes the stream (tests and benchmarks clean up with it).
+    ///
+    /// # Errors
+    /// When NATS refuses.
+    pub async fn delete_stream(&self) -> Result<(), BusError> {
+        self.js
+            .delete_stream(&self.target.stream)
+            .await
+            .map_err(BusError::broker)?;
+        Ok(())
+    }
+}
+
+struct NatsSubscription {
+    consumer: consumer::PullConsumer,
+    pending: VecDeque<(u64, jetstream::Message)>,
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max.max(1))
+            .expires(wait.max(Duration::from_millis(10)))
+            .messages()
+            .await
+            .map_err(BusError::broker)?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(boxed)?;
+            let position = message.info().map_err(boxed)?.stream_sequence;
+            match Envelope::from_json(&message.payload) {
+                Ok(envelope) => out.push(Delivery { envelope, position }),
+                // Kept pending so that acknowledging a later event also settles it.
+                Err(e) => tracing::warn!(error = %e, position, "skipping an undecodable message"),
+            }
+            self.pending.push_back((position, message));
+        }
+        Ok(out)
+    }
+
+    async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        let Some(index) = self
+            .pending
+            .iter()
+            .position(|(pos, _)| *pos == delivery.position)
+        else {
+            return Ok(());
+        };
+        let (_, message) = &self.pending[index];
+        // The double ack waits for the server, so an acknowledged event is never redelivered.
+        message.double_ack().await.map_err(boxed)?;
+        self.pending.drain(..=index);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn subscribe(&self, name: &str) -> Result<Box<dyn Subscription>, BusError> {
+        if !valid_token(name) {
+            return Err(BusError::broker(anyhow::anyhow!(
+                "consumer names are letters, digits, '_' or '-'"
+            )));
+        }
+        let stream = self.stream().await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    ack_policy: consumer::AckPolicy::All,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: self.target.ack_wait,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(BusError::broker)?;
+        Ok(Box::new(NatsSubscription {
+            consumer,
+            pending: VecDeque::new(),
+        }))
+    }
+
+    async fn reset(&self, name: &str) -> Result<(), BusError> {
+        let stream = self.stream().await?;
+        match stream.delete_consumer(name).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                consumer_error if is_not_found(&consumer_error) => Ok(()),
+                _ => Err(BusError::broker(e)),
+            },
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        tokio::time::timeout(Duration::from_secs(2), self.client.flush())
+            .await
+            .map_err(|_| BusError::broker(anyhow::anyhow!("NATS did not answer")))?
+            .map_err(BusError::broker)
+    }
+}
+
+fn boxed(e: Box<dyn std::error::Error + Send + Sync>) -> BusError {
+    BusError::Broker(anyhow::anyhow!(e))
+}
+
+fn is_not_found(kind: &stream::ConsumerErrorKind) -> bool {
+    matches!(kind, stream::ConsumerErrorKind::JetStream(e) if e.code() == 404)
+}
+
+/// Publishes one outbox to JetStream.
+pub struct Relay {
+    outbox: Arc<dyn Outbox>,
+    bus: NatsBus,
+    batch: u32,
+    idle: Duration,
+}
+
+impl Relay {
+    /// A relay of `outbox` to `bus`, `batch` rows per round, looking for new rows every
+    /// `idle` when the outbox is drained.
+    pub fn new(outbox: Arc<dyn Outbox>, bus: NatsBus, batch: u32, idle: Duration) -> Self {
+        Self {
+            outbox,
+            bus,
+            batch,
+            idle,
+        }
+    }
+
+    /// Publishes up to one batch of unpublished rows, in order; returns how many were
+    /// published. Rows are marked published up to the last one JetStream acknowledged, even
+    /// when a later one failed.
+    ///
+    /// # Errors
+    /// The first failure (after marking what did get through).
+    pub async fn publish_pending(&self) -> Result<usize, BusError> {
+        let rows = self.outbox.unpublished(self.batch).await?;
+        let mut last: Option<&OutboxRow> = None;
+        let mut failure = None;
+        for row in &rows {
+            match self.bus.publish(&row.envelope).await {
+                Ok(()) => last = Some(row),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let published = rows
+            .iter()
+            .take_while(|r| last.is_some_and(|l| r.seq <= l.seq))
+            .count();
+        if let Some(last) = last {
+            self.outbox.mark_published(last.seq, now_ms()).await?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(published),
+        }
+    }
+
+    /// Runs until `shutdown`: publishes whenever there is something to publish, and backs off
+    /// (100 ms doubling to 5 s) while NATS or the database fails.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = tracing::info_span!("outbox_relay", bus.stream = %self.bus.target.stream);
+        async move {
+            tracing::info!("outbox relay started");
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let pause = match self.publish_pending().await {
+                    Ok(n) => {
+                        backoff = Duration::from_millis(100);
+                        if n > 0 {
+                            metrics::counter!("evently_bus_relayed_events_total")
+                                .increment(n as u64);
+                        }
+                        if n == self.batch as usize {
+                            Duration::ZERO
+                        } else {
+                            self.idle
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; retrying");
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        pause
+                    }
+                };
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            tracing::info!("outbox relay stopped");
+        }
+        .instrument(span)
+        .await;
+    }
+}

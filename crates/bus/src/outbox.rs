@@ -1,0 +1,347 @@
+//! The transactional outbox: a service writes each domain event into its own `outbox` table
+//! in the same transaction as the change it describes, so a change and its event are committed
+//! together or not at all.
+//!
+//! Every service's migrations create the `outbox` and `bus_positions` tables exactly as in
+//! `crates/bus/migrations/{sqlite,postgres}.sql`. Rows are numbered by `seq`, and `seq` order
+//! is commit order: SQLite has a single writer, and on PostgreSQL [`append_postgres`] takes a
+//! transaction-scoped advisory lock before the row gets its number, so a transaction that
+//! numbers a row later also commits later. Without that, a reader could pass a gap that a
+//! slower transaction fills afterwards, and skip its event for good. The lock is the last thing
+//! a transaction takes (appending is its final statement), so it cannot deadlock.
+//!
+//! [`Outbox`] is what buses read: the in-process bus delivers rows after each consumer's
+//! durable position; the NATS relay publishes unpublished rows and marks them afterwards.
+
+use async_trait::async_trait;
+use evently_core::db::{SqliteDb, StoreError};
+use sqlx::{PgPool, Row};
+
+use crate::BusError;
+use crate::envelope::{Envelope, time_from_ms};
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Position in the outbox (commit order).
+    pub seq: i64,
+    /// The event.
+    pub envelope: Envelope,
+}
+
+/// Reading an outbox and keeping consumer positions next to it.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Appends `envelope` in a transaction of its own (tools and benchmarks; services append
+    /// inside their own transactions with [`append_sqlite`] / [`append_postgres`]).
+    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError>;
+
+    /// Up to `limit` rows with `seq > after`, in `seq` order.
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError>;
+
+    /// Up to `limit` rows not yet published to an external bus, in `seq` order.
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError>;
+
+    /// Marks every row with `seq <= up_to` as published at `now` (epoch ms).
+    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError>;
+
+    /// Rows not yet published.
+    async fn unpublished_count(&self) -> Result<u64, BusError>;
+
+    /// The durable position of `consumer` (0 before its first ack).
+    async fn position(&self, consumer: &str) -> Result<i64, BusError>;
+
+    /// Stores the durable position of `consumer`.
+    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError>;
+}
+
+fn corrupt(e: impl std::fmt::Display) -> BusError {
+    BusError::Corrupt(e.to_string())
+}
+
+macro_rules! row_to_outbox {
+    ($row:expr) => {{
+        let row = $row;
+        let payload: String = row.try_get("payload").map_err(StoreError::from)?;
+        let schema_version: i64 = row.try_get("schema_version").map_err(StoreError::from)?;
+        let occurred_at: i64 = row.try_get("occurred_at").map_err(StoreError::from)?;
+        Ok::<_, BusError>(OutboxRow {
+            seq: row.try_get("seq").map_err(StoreError::from)?,
+            envelope: Envelope {
+                id: row.try_get("id").map_err(StoreError::from)?,
+                event_type: row.try_get("event_type").map_err(StoreError::from)?,
+                schema_version: u32::try_from(schema_version).map_err(corrupt)?,
+                aggregate_type: row.try_get("aggregate_type").map_err(StoreError::from)?,
+                aggregate_id: row.try_get("aggregate_id").map_err(StoreError::from)?,
+                aggregate_version: row.try_get("aggregate_version").map_err(StoreError::from)?,
+                occurred_at: time_from_ms(occurred_at),
+                payload: serde_json::from_str(&payload).map_err(corrupt)?,
+            },
+        })
+    }};
+}
+
+const COLUMNS: &str = "seq, id, event_type, schema_version, aggregate_type, aggregate_id, \
+                       aggregate_version, occurred_at, payload";
+
+const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
+     aggregate_id, aggregate_version, occurred_at, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+
+fn payload_text(envelope: &Envelope) -> Result<String, sqlx::Error> {
+    serde_json::to_string(&envelope.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Appends `envelope` to the outbox on `conn`, which should be inside the transaction of the
+/// change it describes. Returns its `seq`.
+///
+/// # Errors
+/// The database's error (a duplicate envelope id is a unique violation).
+pub async fn append_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    envelope: &Envelope,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(INSERT)
+        .bind(envelope.id)
+        .bind(&envelope.event_type)
+        .bind(i64::from(envelope.schema_version))
+        .bind(&envelope.aggregate_type)
+        .bind(envelope.aggregate_id)
+        .bind(envelope.aggregate_version)
+        .bind(envelope.occurred_at_ms())
+        .bind(payload_text(envelope)?)
+        .fetch_one(conn)
+        .await
+}
+
+/// Appends `envelope` to the outbox on `conn` (inside the change's transaction), after taking
+/// the outbox lock that makes `seq` order commit order (see the module docs). Returns its
+/// `seq`. Call it as the last statement of the transaction.
+///
+/// # Errors
+/// The database's error (a duplicate envelope id is a unique violation).
+pub async fn append_postgres(
+    conn: &mut sqlx::PgConnection,
+    envelope: &Envelope,
+) -> Result<i64, sqlx::Error> {
+    // Keyed by schema, so services sharing one database do not serialise each other.
+    sqlx::query("SELECT pg_advisory_xact_lock(1163280201, hashtext(current_schema()))")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(INSERT)
+        .bind(envelope.id)
+        .bind(&envelope.event_type)
+        .bind(i64::from(envelope.schema_version))
+        .bind(&envelope.aggregate_type)
+        .bind(envelope.aggregate_id)
+        .bind(envelope.aggregate_version)
+        .bind(envelope.occurred_at_ms())
+        .bind(payload_text(envelope)?)
+        .fetch_one(conn)
+        .await
+}
+
+/// The outbox in a service's SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteOutbox {
+    db: SqliteDb,
+}
+
+impl SqliteOutbox {
+    /// An outbox over `db`, whose tables the service's migrations created.
+    pub fn new(db: SqliteDb) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteOutbox {
+    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
+        let mut tx = self.db.writer.begin().await.map_err(StoreError::from)?;
+        let seq = append_sqlite(&mut tx, envelope)
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(seq)
+    }
+
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(StoreError::from)?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(StoreError::from)?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
+        sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL")
+            .bind(up_to)
+            .bind(now)
+            .execute(&self.db.writer)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn unpublished_count(&self) -> Result<u64, BusError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.db.reader)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn position(&self, consumer: &str) -> Result<i64, BusError> {
+        let pos: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM bus_positions WHERE consumer = $1")
+                .bind(consumer)
+                .fetch_optional(&self.db.reader)
+                .await
+                .map_err(StoreError::from)?;
+        Ok(pos.unwrap_or(0))
+    }
+
+    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
+        sqlx::query(
+            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(consumer)
+        .bind(seq)
+        .bind(now)
+        .execute(&self.db.writer)
+        .await
+        .map_err(StoreError::from)?;
+        Ok(())
+    }
+}
+
+/// The outbox in a service's PostgreSQL schema.
+#[derive(Debug, Clone)]
+pub struct PgOutbox {
+    pool: PgPool,
+}
+
+impl PgOutbox {
+    /// An outbox over `pool`, whose tables the service's migrations created.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl Outbox for PgOutbox {
+    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let seq = append_postgres(&mut tx, envelope)
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(seq)
+    }
+
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
+        sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL")
+            .bind(up_to)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn unpublished_count(&self) -> Result<u64, BusError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn position(&self, consumer: &str) -> Result<i64, BusError> {
+        let pos: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM bus_positions WHERE consumer = $1")
+                .bind(consumer)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
+        Ok(pos.unwrap_or(0))
+    }
+
+    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
+        sqlx::query(
+            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(consumer)
+        .bind(seq)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        Ok(())
+    }
+}
+
+/// Creates the outbox tables on SQLite (for tools and tests that have no service migrations).
+///
+/// # Errors
+/// The database's error.
+pub async fn create_sqlite_tables(db: &SqliteDb) -> Result<(), StoreError> {
+    sqlx::raw_sql(include_str!("../migrations/sqlite.sql"))
+        .execute(&db.writer)
+        .await?;
+    Ok(())
+}
+
+/// Creates the outbox tables on PostgreSQL (for tools and tests that have no service
+/// migrations).
+///
+/// # Errors
+/// The database's error.
+pub async fn create_postgres_tables(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::raw_sql(include_str!("../migrations/postgres.sql"))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
