@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use crate::service::ServiceName;
 
+mod gateway;
+pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
+
 /// The whole configuration of one `evently` process.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +42,10 @@ pub struct Config {
     pub internal: InternalConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The API gateway.
+    pub gateway: GatewayConfig,
+    /// Redis (shared rate-limit state).
+    pub redis: RedisConfig,
 }
 
 /// `[server]`
@@ -106,6 +113,7 @@ impl DatabaseConfig {
     pub fn url_for(&self, service: ServiceName, data_dir: &Path) -> SecretString {
         let own = match service {
             ServiceName::Auth => self.auth_url.as_ref(),
+            ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
             Some(url) => url.clone(),
@@ -327,6 +335,7 @@ impl Config {
                     "EVENTLY_DATA_DIR" => "server.data_dir",
                     "EVENTLY_LOG" => "log.filter",
                     "EVENTLY_LOG_FORMAT" => "log.format",
+                    "EVENTLY_REDIS_URL" => "redis.url",
                     _ => return None,
                 };
                 Some(mapped.into())
@@ -386,6 +395,7 @@ impl Config {
         if self.server.request_timeout_seconds == 0 {
             bail!("server.request_timeout_seconds must be at least 1");
         }
+        self.gateway.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }

@@ -48,10 +48,10 @@ pub struct StackOptions {
     pub trust_forwarded_for: bool,
 }
 
-/// Wraps `router` in the common stack (see the module docs for the order).
+/// Wraps `router` in the common stack (see the module docs for the order). The router's own
+/// fallback is kept; give it [`not_found`] when it has none.
 pub fn apply_stack(router: Router, options: StackOptions) -> Router {
     router
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -261,6 +261,11 @@ impl Readiness {
     /// Adds a check named `name`.
     pub fn add(&mut self, name: impl Into<String>, check: ReadinessCheck) {
         self.checks.push((name.into(), check));
+    }
+
+    /// Adds every check of `other`.
+    pub fn extend(&mut self, other: &Readiness) {
+        self.checks.extend(other.checks.iter().cloned());
     }
 
     /// Runs every check concurrently, each bounded by two seconds.

@@ -110,7 +110,7 @@ pub struct Claims {
 }
 
 /// Why a token was refused. All of them answer 401.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     /// No token was presented.
     #[error("missing bearer token")]

@@ -10,16 +10,19 @@ use std::str::FromStr;
 pub enum ServiceName {
     /// Users, password hashes, refresh-token families, login throttling.
     Auth,
+    /// The edge: routing, authentication, rate limits, circuit breakers.
+    Gateway,
 }
 
 impl ServiceName {
     /// Every service, in start-up order.
-    pub const ALL: &'static [ServiceName] = &[ServiceName::Auth];
+    pub const ALL: &'static [ServiceName] = &[ServiceName::Auth, ServiceName::Gateway];
 
     /// The lowercase name used on the command line, in config and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Auth => "auth",
+            ServiceName::Gateway => "gateway",
         }
     }
 }

@@ -42,6 +42,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     for service in services {
         match service {
             ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
+            ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
     doc.info.title = "evently".into();
@@ -116,8 +117,8 @@ pub async fn build(
     // Install the metrics recorder before the first request is counted.
     let _ = evently_core::http::metrics_handle();
     let secrets = Secrets::load(config)?;
-    let mut router = Router::new();
-    let mut readiness = Readiness::default();
+    let mut routers = Router::new();
+    let mut local: Vec<(String, Readiness)> = Vec::new();
     let mut auth = None;
     for service in &services {
         match service {
@@ -131,6 +132,7 @@ pub async fn build(
                 .await
                 .context("starting the auth service")?;
                 let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
                 readiness.add(
                     "auth-store",
                     Arc::new(move || {
@@ -138,14 +140,31 @@ pub async fn build(
                         Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
                     }),
                 );
-                router = router.merge(built.router());
+                local.push(("auth".into(), readiness));
+                routers = routers.merge(built.router());
                 auth = Some(built);
             }
+            ServiceName::Gateway => {}
         }
     }
+    let mut readiness = Readiness::default();
+    for (_, r) in &local {
+        readiness.extend(r);
+    }
+    let (router, documented) = if services.contains(&ServiceName::Gateway) {
+        let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)
+            .context("starting the gateway")?;
+        // The gateway fronts every service, local or remote, so it documents them all.
+        (gateway.wrap(routers), ServiceName::ALL.to_vec())
+    } else {
+        (
+            routers.fallback(evently_core::http::not_found),
+            services.clone(),
+        )
+    };
     let router = router
         .merge(evently_core::http::ops_router(readiness))
-        .merge(evently_core::http::docs_router(openapi(&services)));
+        .merge(evently_core::http::docs_router(openapi(&documented)));
     let router = evently_core::http::apply_stack(
         router,
         StackOptions {

@@ -14,6 +14,7 @@ use evently::App;
 use evently_core::clock::{SharedClock, SystemClock};
 use evently_core::config::{Config, LogConfig, LogFormat};
 use evently_core::identity::JwtKeys;
+pub use evently_core::service::ServiceName;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,12 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.auth.password.memory_kib = 256;
     config.auth.password.iterations = 1;
     config.auth.password.parallelism = 1;
+    // Functional tests send many requests from one address; the gateway's tests set their own
+    // quotas to exercise limiting.
+    let generous = evently_core::config::RateLimitQuota::new(1_000_000, 1_000_000);
+    config.gateway.rate_limits.default = generous;
+    config.gateway.rate_limits.auth = generous;
+    config.gateway.rate_limits.purchase = generous;
     config
 }
 
@@ -126,11 +133,28 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     spawn_config(config, Some(dir), Arc::new(SystemClock)).await
 }
 
+/// Spawns only `services` (e.g. auth without the gateway in front).
+pub async fn spawn_services(services: &[ServiceName], tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = TempDir::new();
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    spawn_with(config, Some(dir), Arc::new(SystemClock), services).await
+}
+
 /// Spawns the application with an explicit configuration and clock.
 pub async fn spawn_config(config: Config, dir: Option<TempDir>, clock: SharedClock) -> TestApp {
+    spawn_with(config, dir, clock, &[]).await
+}
+
+async fn spawn_with(
+    config: Config,
+    dir: Option<TempDir>,
+    clock: SharedClock,
+    services: &[ServiceName],
+) -> TestApp {
     init_test_logging();
     config.validate().unwrap();
-    let App { router, auth } = evently::build(&config, &[], clock).await.unwrap();
+    let App { router, auth } = evently::build(&config, services, clock).await.unwrap();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -141,6 +141,7 @@ async fn cookie_session_reads_me_and_refreshes() {
         .client
         .post(app.url("/api/auth/refresh"))
         .header("cookie", &cookie_header)
+        .header("origin", app.base.clone())
         .send()
         .await
         .unwrap();

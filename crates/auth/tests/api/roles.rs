@@ -1,4 +1,6 @@
-use evently_testkit::{TEST_INTERNAL_TOKEN, assert_problem, json, spawn_app};
+use evently_testkit::{
+    ServiceName, TEST_INTERNAL_TOKEN, assert_problem, json, spawn_app, spawn_services,
+};
 
 #[tokio::test]
 async fn profile_can_be_read_and_partially_updated() {
@@ -183,7 +185,9 @@ async fn an_admin_changes_roles_and_the_next_refresh_carries_it() {
 
 #[tokio::test]
 async fn internal_routes_need_the_service_credential() {
-    let app = spawn_app().await;
+    // The auth service on its own, as another service would call it (the gateway never
+    // forwards /internal/*).
+    let app = spawn_services(&[ServiceName::Auth], |_| {}).await;
     let user = app.signed_in_user().await;
 
     let anonymous = app

@@ -1,0 +1,446 @@
+//! evently-gateway: the one front door.
+//!
+//! It owns nothing durable. For every request it decides, in this order (see [`Gateway::wrap`]):
+//! 1. CORS — preflights answered, `Access-Control-Allow-*` only for allowlisted origins;
+//! 2. `/internal/*` — never reachable through the gateway (404);
+//! 3. the cookie bridge — a request with the `access_token` cookie and no `Authorization`
+//!    header is treated as bearer. CSRF defence: a state-changing request authenticated by a
+//!    cookie (access or refresh) must carry an `Origin` (or, failing that, `Referer`) that is
+//!    in `gateway.cors_allowed_origins` or is the gateway's own origin; otherwise 403. When both
+//!    a header and a cookie are present, the header wins;
+//! 4. authentication — public routes (browsing, search, sign-in, docs, health) pass without a
+//!    token; every other `/api` route needs a valid access token (401 with `WWW-Authenticate`).
+//!    Services verify the token again themselves;
+//! 5. rate limiting — GCRA per user when signed in, per client address otherwise, with a quota
+//!    per route group ([`ratelimit`]); 429 with `Retry-After` and `RateLimit-*` headers;
+//! 6. routing — services running in this process are mounted directly (no HTTP hop); the
+//!    others are proxied to their configured URL ([`proxy`]) through a per-upstream circuit
+//!    breaker ([`breaker`]).
+//!
+//! `GET /health` checks every service's readiness concurrently (local checks in process,
+//! remote ones over HTTP with a short timeout) and reports breakers and the rate limiter.
+
+pub mod breaker;
+pub mod proxy;
+pub mod ratelimit;
+pub mod routes;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use evently_core::Problem;
+use evently_core::config::{Config, GatewayConfig};
+use evently_core::http::{ClientAddr, Readiness};
+use evently_core::identity::{ACCESS_COOKIE, INTERNAL_TOKEN_HEADER, JwtKeys, cookie};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::breaker::Breaker;
+use crate::proxy::{HttpClient, ProxyContext, Upstream};
+use crate::ratelimit::{Decision, Group, RateLimiter};
+
+/// The gateway's own routes, documented.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health_doc))]
+pub struct GatewayApi;
+
+/// Health of every service behind the gateway: local readiness checks and remote
+/// `/health/ready` probes (2 s timeout each, run concurrently), breaker states and the rate
+/// limiter's backend.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Every service is ready: `{status: \"healthy\", services: {…}}`"),
+        (status = 503, description = "A service is down: `{status: \"degraded\", services: {…}}`"),
+    ))]
+pub async fn health_doc() {}
+
+/// The refresh-token cookie set by auth (also a cookie credential for the CSRF check).
+const REFRESH_COOKIE: &str = "refresh_token";
+
+/// The gateway of one process.
+pub struct Gateway {
+    keys: Arc<JwtKeys>,
+    limiter: Arc<dyn RateLimiter>,
+    config: GatewayConfig,
+    upstreams: BTreeMap<&'static str, Arc<Upstream>>,
+    local: Vec<(String, Readiness)>,
+    client: HttpClient,
+    allowed_origins: Vec<String>,
+    body_limit: usize,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstreams", &self.upstreams.keys().collect::<Vec<_>>())
+            .field(
+                "local",
+                &self.local.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway for `config`, with the services in `local` (name and readiness) running in
+    /// this process; every other service with a URL in `gateway.services` is proxied.
+    ///
+    /// # Errors
+    /// An unknown service name or an invalid URL in `gateway.services`.
+    pub fn new(
+        config: &Config,
+        keys: Arc<JwtKeys>,
+        local: Vec<(String, Readiness)>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut upstreams = BTreeMap::new();
+        for (name, url) in &config.gateway.services {
+            let Some(known) = routes::known_services().find(|s| s == name) else {
+                anyhow::bail!(
+                    "gateway.services.{name}: unknown service; known services are {}",
+                    routes::known_services().collect::<Vec<_>>().join(", ")
+                );
+            };
+            if local.iter().any(|(n, _)| n == name) {
+                tracing::info!(service = %name, "service runs in this process; its URL is not used");
+                continue;
+            }
+            let base: Uri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("gateway.services.{name}: invalid URL: {e}"))?;
+            upstreams.insert(
+                known,
+                Arc::new(Upstream {
+                    name: known.to_owned(),
+                    base,
+                    breaker: Breaker::new(known, config.gateway.breaker.clone()),
+                }),
+            );
+        }
+        let limiter = ratelimit::build(&config.gateway.rate_limits, &config.redis)?;
+        Ok(Arc::new(Self {
+            keys,
+            limiter,
+            config: config.gateway.clone(),
+            upstreams,
+            local,
+            client: proxy::client(),
+            allowed_origins: config.gateway.cors_allowed_origins.clone(),
+            body_limit: config.server.body_limit_bytes,
+        }))
+    }
+
+    /// Uses `limiter` instead of the configured one (tests).
+    #[must_use]
+    pub fn with_limiter(self: Arc<Self>, limiter: Arc<dyn RateLimiter>) -> Arc<Self> {
+        let mut me = Arc::try_unwrap(self).unwrap_or_else(|shared| Self {
+            keys: shared.keys.clone(),
+            limiter: shared.limiter.clone(),
+            config: shared.config.clone(),
+            upstreams: shared.upstreams.clone(),
+            local: shared.local.clone(),
+            client: shared.client.clone(),
+            allowed_origins: shared.allowed_origins.clone(),
+            body_limit: shared.body_limit,
+        });
+        me.limiter = limiter;
+        Arc::new(me)
+    }
+
+    /// Puts the edge in front of `services` (the routers of the local services, merged), adds
+    /// `GET /health` and proxies everything else to remote services.
+    pub fn wrap(self: &Arc<Self>, services: Router) -> Router {
+        let health_gw = self.clone();
+        let proxy_gw = self.clone();
+        services
+            .route(
+                "/health",
+                get(move || {
+                    let gw = health_gw.clone();
+                    async move { gw.health().await }
+                }),
+            )
+            .fallback(move |addr: ClientAddr, request: Request| {
+                let gw = proxy_gw.clone();
+                async move { gw.dispatch(addr, request).await }
+            })
+            .layer(middleware::from_fn_with_state(self.clone(), edge))
+            .layer(middleware::from_fn_with_state(self.clone(), hsts))
+            .layer(self.cors())
+    }
+
+    fn cors(&self) -> CorsLayer {
+        let origins: Vec<HeaderValue> = self
+            .allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("idempotency-key"),
+                header::HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("ratelimit-limit"),
+                header::HeaderName::from_static("ratelimit-remaining"),
+                header::HeaderName::from_static("ratelimit-reset"),
+            ])
+            .max_age(Duration::from_secs(600))
+    }
+
+    /// Whether a cookie-authenticated write comes from an allowed origin.
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        let own = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|host| [format!("http://{host}"), format!("https://{host}")]);
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                let referer = headers.get(header::REFERER)?.to_str().ok()?;
+                let uri: Uri = referer.parse().ok()?;
+                Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+            });
+        let Some(origin) = origin else {
+            return false;
+        };
+        self.allowed_origins.contains(&origin) || own.is_some_and(|own| own.contains(&origin))
+    }
+
+    async fn dispatch(&self, ClientAddr(addr): ClientAddr, request: Request) -> Response {
+        let path = request.uri().path();
+        let upstream = routes::service_for(path).and_then(|s| self.upstreams.get(s));
+        let Some(upstream) = upstream else {
+            return Problem::not_found("no such route").into_response();
+        };
+        let timeout = match routes::group_for(request.method(), path) {
+            Some(Group::Auth) => self.config.auth_timeout_seconds,
+            _ => self.config.upstream_timeout_seconds,
+        };
+        proxy::forward(
+            request,
+            ProxyContext {
+                client: &self.client,
+                upstream,
+                client_addr: &addr,
+                timeout: Duration::from_secs(timeout),
+                body_limit: self.body_limit,
+                max_retries: self.config.max_retries,
+            },
+        )
+        .await
+    }
+
+    async fn health(&self) -> Response {
+        let mut services = serde_json::Map::new();
+        let mut healthy = true;
+        let local = self.local.iter().map(|(name, readiness)| async move {
+            let (ok, checks) = readiness.run().await;
+            (
+                name.clone(),
+                ok,
+                serde_json::json!({"status": if ok {"up"} else {"down"}, "mode": "local", "checks": checks}),
+            )
+        });
+        let remote = self.upstreams.values().map(|upstream| async move {
+            let result = proxy::probe_ready(&self.client, upstream).await;
+            let ok = result.is_ok();
+            let mut value = serde_json::json!({
+                "status": if ok {"up"} else {"down"},
+                "mode": "remote",
+                "breaker": upstream.breaker.state().as_str(),
+            });
+            if let Err(detail) = result {
+                value["detail"] = serde_json::Value::String(detail);
+            }
+            (upstream.name.clone(), ok, value)
+        });
+        let (local, remote) = tokio::join!(join_all(local), join_all(remote));
+        for (name, ok, value) in local.into_iter().chain(remote) {
+            healthy &= ok;
+            services.insert(name, value);
+        }
+        let limiter = serde_json::json!({
+            "backend": self.limiter.backend(),
+            // A limiter on its in-process fallback still protects every route, so it does not
+            // make the gateway unhealthy; it is reported so that someone restores Redis.
+            "status": if self.limiter.healthy() { "up" } else { "fallback" },
+        });
+        let body = serde_json::json!({
+            "status": if healthy { "healthy" } else { "degraded" },
+            "services": services,
+            "rateLimiter": limiter,
+        });
+        let status = if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if !healthy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    // Checks are few and bounded by their own timeouts; polling them together keeps /health
+    // as slow as the slowest check, not their sum.
+    let results = futures_lite_join(futures).await;
+    out.extend(results);
+    out
+}
+
+async fn futures_lite_join<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futures.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
+    let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(secs(d.reset)));
+}
+
+async fn edge(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    ClientAddr(addr): ClientAddr,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if path == "/internal"
+        || path.starts_with("/internal/")
+        || (path.starts_with("/api/") && routes::service_for(&path).is_none())
+    {
+        return Problem::not_found("no such route").into_response();
+    }
+    // A client can never present the service credential through the edge.
+    request.headers_mut().remove(INTERNAL_TOKEN_HEADER);
+
+    let headers = request.headers();
+    let has_header = headers.contains_key(header::AUTHORIZATION);
+    let access_cookie = cookie(headers, ACCESS_COOKIE).map(str::to_owned);
+    let cookie_credential = access_cookie.is_some() || cookie(headers, REFRESH_COOKIE).is_some();
+    if !has_header && cookie_credential && !method.is_safe() && !gw.origin_allowed(headers) {
+        metrics::counter!("evently_gateway_csrf_rejections_total").increment(1);
+        return Problem::forbidden(
+            "a cookie-authenticated change must come from an allowed origin (Origin header)",
+        )
+        .into_response();
+    }
+    if !has_header
+        && let Some(token) = access_cookie
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+
+    let token = evently_core::identity::token_from_headers(&method, request.headers());
+    let verified = token.and_then(|t| gw.keys.verify(t));
+    let user = verified.as_ref().ok().map(|claims| claims.sub);
+    // Requests are counted before they are refused for a missing or bad token, so that
+    // guessing tokens is rate limited like everything else.
+    let refusal = match (&verified, routes::is_public(&method, &path)) {
+        (Err(e), false) => Some(*e),
+        _ => None,
+    };
+
+    let proceed = |request: Request| async move {
+        match refusal {
+            Some(error) => Problem::from(error).into_response(),
+            None => next.run(request).await,
+        }
+    };
+    match routes::group_for(&method, &path) {
+        None => proceed(request).await,
+        Some(group) => {
+            let key = match user {
+                Some(id) => format!("user:{id}"),
+                None => format!("ip:{addr}"),
+            };
+            match gw.limiter.check(group, &key).await {
+                Ok(decision) if !decision.allowed => {
+                    metrics::counter!("evently_gateway_ratelimit_rejections_total",
+                        "group" => group.as_str())
+                    .increment(1);
+                    let retry = decision.retry_after.as_secs()
+                        + u64::from(decision.retry_after.subsec_nanos() > 0);
+                    let mut response = Problem::too_many_requests(retry)
+                        .detail("rate limit exceeded; retry after the time in Retry-After")
+                        .into_response();
+                    rate_headers(response.headers_mut(), &decision);
+                    response
+                }
+                Ok(decision) => {
+                    let mut response = proceed(request).await;
+                    rate_headers(response.headers_mut(), &decision);
+                    response
+                }
+                Err(error) => {
+                    // Only a limiter without a fallback can fail; fail open rather than 500.
+                    tracing::warn!(%error, "rate limiter failed; request allowed");
+                    proceed(request).await
+                }
+            }
+        }
+    }
+}
+
+async fn hsts(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if gw.config.hsts {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}

@@ -1,0 +1,337 @@
+//! Reverse proxying to services that run in other processes.
+//!
+//! One pooled HTTP/1.1 client for all upstreams. Bodies stream in both directions (the request
+//! body is capped at the body limit as it streams). Hop-by-hop headers are dropped both ways;
+//! `X-Forwarded-For/Proto/Host`, the request id and `traceparent` are passed on; the internal
+//! credential header is never forwarded from a client. Upstream failures become problems:
+//! connection failure 502, breaker open 503 (with `Retry-After`), timeout 504. Body-less
+//! idempotent requests are retried (bounded, with jitter) after a connection failure, 502 or 503.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use evently_core::Problem;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::breaker::Breaker;
+
+/// The pooled client.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// A client with connection pooling and keep-alive.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// One upstream service.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Service name.
+    pub name: String,
+    /// Base URL (scheme and authority).
+    pub base: Uri,
+    /// Its circuit breaker.
+    pub breaker: Arc<Breaker>,
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// What one proxied request needs besides the request itself.
+pub struct ProxyContext<'a> {
+    /// The pooled client.
+    pub client: &'a HttpClient,
+    /// Where to.
+    pub upstream: &'a Upstream,
+    /// The client's address (for `X-Forwarded-For`).
+    pub client_addr: &'a str,
+    /// Upstream timeout for this route.
+    pub timeout: Duration,
+    /// Largest request body.
+    pub body_limit: usize,
+    /// Retries for body-less idempotent requests.
+    pub max_retries: u32,
+}
+
+fn bad_gateway(upstream: &str) -> Problem {
+    Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
+        .detail(format!("the {upstream} service could not be reached"))
+}
+
+fn forwarded_request(
+    parts: &axum::http::request::Parts,
+    ctx: &ProxyContext<'_>,
+    body: Body,
+) -> Result<Request, Problem> {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    let base = &ctx.upstream.base;
+    let uri = Uri::builder()
+        .scheme(base.scheme_str().unwrap_or("http"))
+        .authority(base.authority().map_or("", |a| a.as_str()))
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| Problem::internal(anyhow::anyhow!("building the upstream URI: {e}")))?;
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(evently_core::identity::INTERNAL_TOKEN_HEADER);
+    let host = parts.headers.get(header::HOST).cloned();
+    headers.remove(header::HOST);
+    let forwarded_for = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prior) => format!("{prior}, {}", ctx.client_addr),
+        None => ctx.client_addr.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    let mut request = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .body(body)
+        .map_err(|e| Problem::internal(anyhow::anyhow!("building the upstream request: {e}")))?;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+fn retryable_method(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn has_no_body(headers: &HeaderMap) -> bool {
+    !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(20 + u64::from(nanos % 60))
+}
+
+/// Proxies `request` to the upstream of `ctx`.
+pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > ctx.body_limit)
+    {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+        )
+        .detail("the request body exceeds the size limit")
+        .into_response();
+    }
+    let retries = if retryable_method(&parts.method) && has_no_body(&parts.headers) {
+        ctx.max_retries
+    } else {
+        0
+    };
+    let limited = Body::new(Limited::new(body, ctx.body_limit));
+    let mut body = Some(limited);
+    let upstream = ctx.upstream;
+    let mut attempt = 0;
+    loop {
+        let call = match upstream.breaker.try_call(Instant::now()) {
+            Ok(call) => call,
+            Err(wait) => {
+                metrics::counter!("evently_gateway_upstream_requests_total",
+                    "upstream" => upstream.name.clone(), "outcome" => "breaker_open")
+                .increment(1);
+                return Problem::unavailable(
+                    format!("the {} service is unavailable", upstream.name),
+                    wait.as_secs().max(1),
+                )
+                .into_response();
+            }
+        };
+        let this_body = body.take().unwrap_or_else(Body::empty);
+        let request = match forwarded_request(&parts, &ctx, this_body) {
+            Ok(r) => r,
+            Err(p) => {
+                call.finish(true);
+                return p.into_response();
+            }
+        };
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(ctx.timeout, ctx.client.request(request)).await;
+        metrics::histogram!("evently_gateway_upstream_duration_seconds",
+            "upstream" => upstream.name.clone())
+        .record(start.elapsed().as_secs_f64());
+        let (label, retry, response) = match outcome {
+            Err(_elapsed) => {
+                call.finish(false);
+                (
+                    "timeout",
+                    false,
+                    Problem::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "gateway-timeout",
+                        "Gateway timeout",
+                    )
+                    .detail(format!(
+                        "the {} service did not answer in time",
+                        upstream.name
+                    ))
+                    .into_response(),
+                )
+            }
+            Ok(Err(error)) => {
+                call.finish(false);
+                if is_body_too_large(&error) {
+                    return Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload-too-large",
+                        "Payload too large",
+                    )
+                    .detail("the request body exceeds the size limit")
+                    .into_response();
+                }
+                tracing::warn!(upstream = %upstream.name, error = %error, "upstream request failed");
+                ("error", true, bad_gateway(&upstream.name).into_response())
+            }
+            Ok(Ok(response)) => {
+                let status = response.status();
+                call.finish(!status.is_server_error());
+                let retry = matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+                );
+                let (mut head, body) = response.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                (
+                    if status.is_server_error() {
+                        "5xx"
+                    } else {
+                        "ok"
+                    },
+                    retry,
+                    Response::from_parts(head, Body::new(body)),
+                )
+            }
+        };
+        metrics::counter!("evently_gateway_upstream_requests_total",
+            "upstream" => upstream.name.clone(), "outcome" => label)
+        .increment(1);
+        if retry && attempt < retries {
+            attempt += 1;
+            tokio::time::sleep(jitter()).await;
+            continue;
+        }
+        return response;
+    }
+}
+
+fn is_body_too_large(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// `GET <base>/health/ready` with a short timeout: whether the upstream is ready.
+pub async fn probe_ready(client: &HttpClient, upstream: &Upstream) -> Result<(), String> {
+    let uri = format!("{}health/ready", ensure_slash(&upstream.base.to_string()));
+    let request = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", status.as_u16()))
+    }
+}
+
+fn ensure_slash(base: &str) -> String {
+    if base.ends_with('/') {
+        base.to_owned()
+    } else {
+        format!("{base}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_including_those_named_by_connection() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret-hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("x-request-id", "abc".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-request-id"));
+    }
+}

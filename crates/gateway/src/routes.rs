@@ -1,0 +1,145 @@
+//! The route table of the edge: which service owns a path, whether it is public, and which
+//! rate-limit group it counts against. One place, so that routing, authentication and limits
+//! can never disagree about a path.
+
+use axum::http::Method;
+
+use crate::ratelimit::Group;
+
+/// Path prefixes and the service that owns them.
+const PREFIXES: &[(&str, &str)] = &[
+    ("/api/auth", "auth"),
+    ("/api/users", "auth"),
+    ("/api/venues", "events"),
+    ("/api/events", "events"),
+    ("/api/orders", "booking"),
+    ("/api/search", "search"),
+    ("/api/analytics", "analytics"),
+    ("/api/settings", "settings"),
+    ("/api/data", "data"),
+    ("/api/recs", "recs"),
+];
+
+/// Every service name the gateway can route to.
+pub fn known_services() -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&str> = PREFIXES.iter().map(|(_, s)| *s).collect();
+    names.dedup();
+    names.into_iter()
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The service that owns `path`, if any. Availability and the waitlist of an event belong to
+/// booking, the source of truth for seats.
+pub fn service_for(path: &str) -> Option<&'static str> {
+    if let Some(rest) = path.strip_prefix("/api/events/") {
+        let mut parts = rest.split('/');
+        let _id = parts.next();
+        if matches!(parts.next(), Some("availability" | "waitlist")) {
+            return Some("booking");
+        }
+    }
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| under(path, prefix))
+        .map(|(_, service)| *service)
+}
+
+/// Whether `method path` may be called without a token. Everything under `/api` that is not
+/// listed here needs one.
+pub fn is_public(method: &Method, path: &str) -> bool {
+    if !path.starts_with("/api/") {
+        return true;
+    }
+    let read = method == Method::GET || method == Method::HEAD;
+    // Any method: the service answers 405 for the wrong one, not the edge 401.
+    if matches!(
+        path,
+        "/api/auth/register"
+            | "/api/auth/signup"
+            | "/api/auth/login"
+            | "/api/auth/refresh"
+            | "/api/auth/logout"
+    ) {
+        return true;
+    }
+    read && (under(path, "/api/events")
+        || under(path, "/api/venues")
+        || under(path, "/api/search")
+        || under(path, "/api/recs/related")
+        || under(path, "/api/orders/seats"))
+}
+
+/// The rate-limit group of `method path`; `None` for operational routes that are never limited.
+pub fn group_for(method: &Method, path: &str) -> Option<Group> {
+    if path.starts_with("/health") || path == "/metrics" {
+        return None;
+    }
+    if method == Method::POST {
+        if matches!(
+            path,
+            "/api/auth/login" | "/api/auth/register" | "/api/auth/signup" | "/api/auth/refresh"
+        ) {
+            return Some(Group::Auth);
+        }
+        if path == "/api/orders/purchase"
+            || path == "/api/orders/holds"
+            || under(path, "/api/orders/payments")
+        {
+            return Some(Group::Purchase);
+        }
+    }
+    Some(Group::Default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_their_owners() {
+        assert_eq!(service_for("/api/auth/login"), Some("auth"));
+        assert_eq!(service_for("/api/users/profile"), Some("auth"));
+        assert_eq!(service_for("/api/events"), Some("events"));
+        assert_eq!(service_for("/api/events/42"), Some("events"));
+        assert_eq!(service_for("/api/events/42/availability"), Some("booking"));
+        assert_eq!(service_for("/api/events/42/waitlist"), Some("booking"));
+        assert_eq!(service_for("/api/orders/holds"), Some("booking"));
+        assert_eq!(service_for("/api/eventsX"), None);
+        assert_eq!(service_for("/internal/users/1"), None);
+    }
+
+    #[test]
+    fn public_and_protected_routes() {
+        assert!(is_public(&Method::GET, "/api/events"));
+        assert!(is_public(&Method::GET, "/api/events/1"));
+        assert!(!is_public(&Method::POST, "/api/events"));
+        assert!(is_public(&Method::POST, "/api/auth/login"));
+        assert!(!is_public(&Method::GET, "/api/auth/me"));
+        assert!(!is_public(&Method::GET, "/api/orders/orders"));
+        assert!(is_public(&Method::GET, "/health"));
+        assert!(is_public(&Method::GET, "/docs/"));
+    }
+
+    #[test]
+    fn groups() {
+        assert_eq!(
+            group_for(&Method::POST, "/api/auth/login"),
+            Some(Group::Auth)
+        );
+        assert_eq!(
+            group_for(&Method::POST, "/api/orders/purchase"),
+            Some(Group::Purchase)
+        );
+        assert_eq!(
+            group_for(&Method::GET, "/api/auth/me"),
+            Some(Group::Default)
+        );
+        assert_eq!(group_for(&Method::GET, "/health/live"), None);
+    }
+}
