@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use crate::service::ServiceName;
 
+mod events;
+pub use events::{BusConfig, EventsConfig};
+
 mod gateway;
 pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
 
@@ -40,6 +43,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Service-to-service credentials.
     pub internal: InternalConfig,
+    /// The events service's own settings.
+    pub events: EventsConfig,
+    /// The domain-event bus (in-process, or NATS JetStream).
+    pub bus: BusConfig,
     /// Logging.
     pub log: LogConfig,
     /// The API gateway.
@@ -90,6 +97,8 @@ pub struct DatabaseConfig {
     pub url: Option<SecretString>,
     /// Database for the auth service only; overrides `url`.
     pub auth_url: Option<SecretString>,
+    /// Database for the events service only; overrides `url`.
+    pub events_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -101,6 +110,7 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             auth_url: None,
+            events_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -113,6 +123,7 @@ impl DatabaseConfig {
     pub fn url_for(&self, service: ServiceName, data_dir: &Path) -> SecretString {
         let own = match service {
             ServiceName::Auth => self.auth_url.as_ref(),
+            ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -335,6 +346,7 @@ impl Config {
                     "EVENTLY_DATA_DIR" => "server.data_dir",
                     "EVENTLY_LOG" => "log.filter",
                     "EVENTLY_LOG_FORMAT" => "log.format",
+                    "EVENTLY_NATS_URL" => "bus.nats_url",
                     "EVENTLY_REDIS_URL" => "redis.url",
                     _ => return None,
                 };
@@ -396,6 +408,8 @@ impl Config {
             bail!("server.request_timeout_seconds must be at least 1");
         }
         self.gateway.validate()?;
+        self.events.validate()?;
+        self.bus.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }

@@ -10,18 +10,22 @@ use std::str::FromStr;
 pub enum ServiceName {
     /// Users, password hashes, refresh-token families, login throttling.
     Auth,
+    /// Venues, events, event status and the sale scheduler.
+    Events,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
 
 impl ServiceName {
     /// Every service, in start-up order.
-    pub const ALL: &'static [ServiceName] = &[ServiceName::Auth, ServiceName::Gateway];
+    pub const ALL: &'static [ServiceName] =
+        &[ServiceName::Auth, ServiceName::Events, ServiceName::Gateway];
 
     /// The lowercase name used on the command line, in config and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Auth => "auth",
+            ServiceName::Events => "events",
             ServiceName::Gateway => "gateway",
         }
     }

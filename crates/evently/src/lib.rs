@@ -16,11 +16,13 @@ use evently_core::config::Config;
 use evently_core::http::{Readiness, StackOptions};
 use evently_core::identity::{InternalToken, JwtKeys};
 use evently_core::service::ServiceName;
+use evently_events::Events;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -42,6 +44,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     for service in services {
         match service {
             ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
+            ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -102,6 +105,8 @@ pub struct App {
     pub router: Router,
     /// The auth service, when selected.
     pub auth: Option<Auth>,
+    /// The events service, when selected; [`serve`] runs its background work.
+    pub events: Option<Events>,
 }
 
 /// Builds the application for `services` (all of them when empty).
@@ -120,6 +125,7 @@ pub async fn build(
     let mut routers = Router::new();
     let mut local: Vec<(String, Readiness)> = Vec::new();
     let mut auth = None;
+    let mut events = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -143,6 +149,31 @@ pub async fn build(
                 local.push(("auth".into(), readiness));
                 routers = routers.merge(built.router());
                 auth = Some(built);
+            }
+            ServiceName::Events => {
+                let built = Events::build(config, secrets.keys.clone(), clock.clone())
+                    .await
+                    .context("starting the events service")?;
+                let store = built.service.store().clone();
+                let bus = built.bus.clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "events-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                readiness.add(
+                    "events-bus",
+                    Arc::new(move || {
+                        let bus = bus.clone();
+                        Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("events".into(), readiness));
+                routers = routers.merge(built.router());
+                events = Some(built);
             }
             ServiceName::Gateway => {}
         }
@@ -173,7 +204,11 @@ pub async fn build(
             trust_forwarded_for: config.server.trust_forwarded_for,
         },
     );
-    Ok(App { router, auth })
+    Ok(App {
+        router,
+        auth,
+        events,
+    })
 }
 
 /// `services`, or every service when it is empty.
@@ -200,6 +235,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    // Background work (sale scheduler, outbox relay) stops after the HTTP server has
+    // drained, so requests in flight still see it running.
+    let background = TaskTracker::new();
+    let stop_background = CancellationToken::new();
+    if let Some(events) = &app.events {
+        events.start(&background, &stop_background);
+    }
+    background.close();
     let make_service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -213,6 +256,13 @@ pub async fn serve(
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    }
+    stop_background.cancel();
+    if tokio::time::timeout(grace, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within the grace period");
     }
     Ok(())
 }

@@ -110,6 +110,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub app_auth: Option<evently_auth::Auth>,
+    pub app_events: Option<evently_events::Events>,
     shutdown: CancellationToken,
     _dir: Option<TempDir>,
 }
@@ -154,11 +155,19 @@ async fn spawn_with(
 ) -> TestApp {
     init_test_logging();
     config.validate().unwrap();
-    let App { router, auth } = evently::build(&config, services, clock).await.unwrap();
+    let App {
+        router,
+        auth,
+        events,
+    } = evently::build(&config, services, clock).await.unwrap();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let app = App { router, auth: None };
+    let app = App {
+        router,
+        auth: None,
+        events: events.clone(),
+    };
     let serve_config = config.clone();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -175,6 +184,7 @@ async fn spawn_with(
             .unwrap(),
         config,
         app_auth: auth,
+        app_events: events,
         shutdown,
         _dir: dir,
     }

@@ -1,0 +1,108 @@
+//! The events service's pure types and rules: ids, the status machine, venues and their seat
+//! layouts, events and their sale window and prices. No axum, no sqlx.
+
+pub mod event;
+pub mod status;
+pub mod venue;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+pub use event::{
+    Event, EventDraft, EventFilter, EventPatch, EventType, Page, ReviseError, Revision, VenueRef,
+};
+pub use status::{EventStatus, IllegalTransition};
+pub use venue::{Layout, Seating, Venue, VenueInput};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An event's id.
+    EventId
+);
+id_type!(
+    /// A venue's id.
+    VenueId
+);
+
+/// Epoch milliseconds of `t`.
+pub fn to_ms(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The time at epoch milliseconds `ms`.
+pub fn from_ms(ms: i64) -> time::OffsetDateTime {
+    evently_bus::envelope::time_from_ms(ms)
+}
+
+/// Checks a free-text field: trimmed length within `1..=max` characters (or `0..=max` when
+/// `may_be_empty`), and no control characters (a NUL would also be refused by PostgreSQL).
+pub(crate) fn text(
+    problem: &mut Option<evently_core::Problem>,
+    pointer: &str,
+    raw: &str,
+    max: usize,
+    may_be_empty: bool,
+) -> String {
+    let value = raw.trim();
+    let len = value.chars().count();
+    let why = if !may_be_empty && len == 0 {
+        Some("must not be empty".to_owned())
+    } else if len > max {
+        Some(format!("must be at most {max} characters"))
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        add(problem, pointer, why);
+    }
+    value.to_owned()
+}
+
+/// Adds a field error to the validation problem being collected.
+pub(crate) fn add(
+    problem: &mut Option<evently_core::Problem>,
+    pointer: &str,
+    why: impl Into<String>,
+) {
+    let p = problem
+        .take()
+        .unwrap_or_else(evently_core::Problem::validation);
+    *problem = Some(p.field(pointer, why));
+}

@@ -1,0 +1,352 @@
+//! Venues: general admission with a capacity, or reserved seating with a layout of sections,
+//! rows and seat counts. Seat ids are `<section>-<row>-<number>` (e.g. `A-3-12`), so section
+//! names and row labels are short and never contain `-`.
+
+use evently_core::Problem;
+use evently_core::ids::UserId;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+use super::{VenueId, add, text};
+
+/// Most seats a venue may have.
+pub const MAX_CAPACITY: i64 = 1_000_000;
+/// Most sections in a layout.
+pub const MAX_SECTIONS: usize = 100;
+/// Most rows in one section.
+pub const MAX_ROWS: usize = 500;
+/// Most seats in one row.
+pub const MAX_SEATS_PER_ROW: i64 = 1_000;
+
+/// One row: its label and how many seats it has (numbered 1..=seats).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    /// Label, e.g. `3` or `AA`.
+    pub label: String,
+    /// Number of seats.
+    pub seats: i64,
+}
+
+/// One section: its name and rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Name, e.g. `A` or `Balcony`.
+    pub name: String,
+    /// Its rows, in order.
+    pub rows: Vec<Row>,
+}
+
+/// A reserved-seating layout. Only [`Layout::parse`] makes one, so a `Layout` is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// Sections, in order.
+    pub sections: Vec<Section>,
+}
+
+fn is_seat_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Layout {
+    /// Checks a layout: 1..=100 sections with unique names, each with 1..=500 rows with unique
+    /// labels and 1..=1000 seats, names and labels made of letters, digits and `_` (at most 20),
+    /// and at most [`MAX_CAPACITY`] seats in all.
+    ///
+    /// # Errors
+    /// 422 naming every offending field.
+    pub fn parse(raw: Layout) -> Result<Layout, Problem> {
+        let mut problem = None;
+        if raw.sections.is_empty() || raw.sections.len() > MAX_SECTIONS {
+            add(
+                &mut problem,
+                "/layout/sections",
+                format!("must have 1 to {MAX_SECTIONS} sections"),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut total: i64 = 0;
+        for (i, section) in raw.sections.iter().enumerate() {
+            let at = format!("/layout/sections/{i}");
+            if !is_seat_token(&section.name) {
+                add(
+                    &mut problem,
+                    &format!("{at}/name"),
+                    "must be 1 to 20 letters, digits or '_'",
+                );
+            } else if !names.insert(section.name.to_ascii_lowercase()) {
+                add(
+                    &mut problem,
+                    &format!("{at}/name"),
+                    "duplicate section name",
+                );
+            }
+            if section.rows.is_empty() || section.rows.len() > MAX_ROWS {
+                add(
+                    &mut problem,
+                    &format!("{at}/rows"),
+                    format!("must have 1 to {MAX_ROWS} rows"),
+                );
+            }
+            let mut labels = HashSet::new();
+            for (j, row) in section.rows.iter().enumerate() {
+                let at = format!("{at}/rows/{j}");
+                if !is_seat_token(&row.label) {
+                    add(
+                        &mut problem,
+                        &format!("{at}/label"),
+                        "must be 1 to 20 letters, digits or '_'",
+                    );
+                } else if !labels.insert(row.label.to_ascii_lowercase()) {
+                    add(
+                        &mut problem,
+                        &format!("{at}/label"),
+                        "duplicate row label in this section",
+                    );
+                }
+                if !(1..=MAX_SEATS_PER_ROW).contains(&row.seats) {
+                    add(
+                        &mut problem,
+                        &format!("{at}/seats"),
+                        format!("must be 1 to {MAX_SEATS_PER_ROW}"),
+                    );
+                } else {
+                    total += row.seats;
+                }
+            }
+        }
+        if total > MAX_CAPACITY {
+            add(
+                &mut problem,
+                "/layout",
+                format!("has more than {MAX_CAPACITY} seats"),
+            );
+        }
+        match problem {
+            Some(p) => Err(p),
+            None => Ok(raw),
+        }
+    }
+
+    /// Seats in all sections.
+    pub fn capacity(&self) -> i64 {
+        self.sections
+            .iter()
+            .flat_map(|s| &s.rows)
+            .map(|r| r.seats)
+            .sum()
+    }
+
+    /// Whether a section named `name` exists.
+    pub fn has_section(&self, name: &str) -> bool {
+        self.sections.iter().any(|s| s.name == name)
+    }
+
+    /// Every seat id, section by section, row by row, in seat order.
+    pub fn seat_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.sections.iter().flat_map(|s| {
+            s.rows.iter().flat_map(move |r| {
+                (1..=r.seats).map(move |n| format!("{}-{}-{}", s.name, r.label, n))
+            })
+        })
+    }
+}
+
+/// How a venue seats its audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seating {
+    /// Anyone anywhere, up to a capacity.
+    General {
+        /// Places.
+        capacity: i64,
+    },
+    /// Numbered seats.
+    Reserved(Layout),
+}
+
+impl Seating {
+    /// Places in total.
+    pub fn capacity(&self) -> i64 {
+        match self {
+            Seating::General { capacity } => *capacity,
+            Seating::Reserved(layout) => layout.capacity(),
+        }
+    }
+}
+
+/// What a client sends to create a venue.
+#[derive(Debug, Clone)]
+pub struct VenueInput {
+    /// Name.
+    pub name: String,
+    /// Street address.
+    pub address: String,
+    /// City.
+    pub city: String,
+    /// General-admission capacity (exclusive with `layout`).
+    pub capacity: Option<i64>,
+    /// Reserved-seating layout (exclusive with `capacity`).
+    pub layout: Option<Layout>,
+}
+
+/// A venue. Venues do not change once created, so events can copy their name and city.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Venue {
+    /// Id.
+    pub id: VenueId,
+    /// Name.
+    pub name: String,
+    /// Street address.
+    pub address: String,
+    /// City.
+    pub city: String,
+    /// Capacity or layout.
+    pub seating: Seating,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When (epoch ms).
+    pub created_at: i64,
+}
+
+impl Venue {
+    /// A new venue from `input`.
+    ///
+    /// # Errors
+    /// 422 naming every invalid field; exactly one of `capacity` and `layout` must be given.
+    pub fn create(input: VenueInput, by: UserId, now: i64) -> Result<Venue, Problem> {
+        let mut problem = None;
+        let name = text(&mut problem, "/name", &input.name, 200, false);
+        let address = text(&mut problem, "/address", &input.address, 300, false);
+        let city = text(&mut problem, "/city", &input.city, 100, false);
+        let seating = match (input.capacity, input.layout) {
+            (Some(capacity), None) => {
+                if !(1..=MAX_CAPACITY).contains(&capacity) {
+                    add(
+                        &mut problem,
+                        "/capacity",
+                        format!("must be 1 to {MAX_CAPACITY}"),
+                    );
+                }
+                Some(Seating::General { capacity })
+            }
+            (None, Some(layout)) => match Layout::parse(layout) {
+                Ok(layout) => Some(Seating::Reserved(layout)),
+                Err(p) => {
+                    for e in p.errors() {
+                        add(&mut problem, &e.pointer, e.detail.clone());
+                    }
+                    None
+                }
+            },
+            _ => {
+                add(
+                    &mut problem,
+                    "/capacity",
+                    "give either capacity (general admission) or layout (reserved seating)",
+                );
+                None
+            }
+        };
+        match (problem, seating) {
+            (None, Some(seating)) => Ok(Venue {
+                id: VenueId::new(),
+                name,
+                address,
+                city,
+                seating,
+                created_by: by,
+                created_at: now,
+            }),
+            (Some(p), _) => Err(p),
+            (None, None) => Err(Problem::invalid_field("/layout", "invalid layout")),
+        }
+    }
+}
+
+impl Venue {
+    /// `VenueCreated` for this venue.
+    pub fn created(&self) -> evently_bus::Envelope {
+        evently_bus::DomainEvent::VenueCreated(evently_bus::catalog::VenueSnapshot {
+            venue_id: self.id.0,
+            name: self.name.clone(),
+            address: self.address.clone(),
+            city: self.city.clone(),
+            capacity: self.seating.capacity(),
+            reserved: matches!(self.seating, Seating::Reserved(_)),
+        })
+        .into_envelope(1, super::from_ms(self.created_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(sections: &[(&str, &[(&str, i64)])]) -> Layout {
+        Layout {
+            sections: sections
+                .iter()
+                .map(|(name, rows)| Section {
+                    name: (*name).into(),
+                    rows: rows
+                        .iter()
+                        .map(|(label, seats)| Row {
+                            label: (*label).into(),
+                            seats: *seats,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn layout_capacity_and_seat_ids() {
+        let l = Layout::parse(layout(&[("A", &[("1", 2), ("2", 1)]), ("B", &[("1", 1)])])).unwrap();
+        assert_eq!(l.capacity(), 4);
+        let ids: Vec<String> = l.seat_ids().collect();
+        assert_eq!(ids, ["A-1-1", "A-1-2", "A-2-1", "B-1-1"]);
+    }
+
+    #[test]
+    fn bad_layouts_are_refused() {
+        for bad in [
+            layout(&[]),
+            layout(&[("A", &[])]),
+            layout(&[("A", &[("1", 0)])]),
+            layout(&[("A", &[("1", -3)])]),
+            layout(&[("A", &[("1", 1)]), ("a", &[("1", 1)])]),
+            layout(&[("A", &[("1", 1), ("1", 2)])]),
+            layout(&[("A-B", &[("1", 1)])]),
+            layout(&[("A", &[("1", 1001)])]),
+        ] {
+            assert!(Layout::parse(bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn venue_needs_exactly_one_of_capacity_and_layout() {
+        let input = |capacity, layout| VenueInput {
+            name: "Hall".into(),
+            address: "1 Main St".into(),
+            city: "Oslo".into(),
+            capacity,
+            layout,
+        };
+        let by = UserId::new();
+        assert!(Venue::create(input(Some(10), None), by, 0).is_ok());
+        assert!(Venue::create(input(None, None), by, 0).is_err());
+        assert!(Venue::create(input(Some(-1), None), by, 0).is_err());
+        let l = layout(&[("A", &[("1", 2)])]);
+        assert!(Venue::create(input(Some(2), Some(l.clone())), by, 0).is_err());
+        assert_eq!(
+            Venue::create(input(None, Some(l)), by, 0)
+                .unwrap()
+                .seating
+                .capacity(),
+            2
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! `/api/events`: create (organizers and admins), list and get (public), update, status
+//! change and delete (the owning organizer or an admin).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use evently_core::Problem;
+use evently_core::extract::{Json, Path, Query};
+use evently_core::identity::Identity;
+use evently_core::ids::UserId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{EventsState, PageInfo, double_option, rfc3339};
+use crate::domain::{
+    Event, EventDraft, EventFilter, EventId, EventPatch, EventStatus, EventType, VenueId, to_ms,
+};
+use crate::error::EventsError;
+use crate::service::VenueChoice;
+
+/// `POST /api/events`. Give `venueId` (a venue record) or `venueName` (general admission with
+/// `totalSeats` places). Prices are integer minor units of `currency`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateEventRequest {
+    /// Title, 1 to 200 characters.
+    #[schema(example = "Taylor Swift - Eras Tour")]
+    pub event_name: String,
+    /// When it takes place (RFC 3339, in the future).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2030-12-05T19:00:00Z")]
+    pub event_date: OffsetDateTime,
+    /// A venue record.
+    #[serde(default)]
+    pub venue_id: Option<VenueId>,
+    /// A venue name without a record.
+    #[serde(default)]
+    #[schema(example = "Lumen Field")]
+    pub venue_name: Option<String>,
+    /// Places (general admission); with a reserved-seating venue it must equal its seats.
+    #[serde(default)]
+    #[schema(example = 50000)]
+    pub total_seats: Option<i64>,
+    /// `UPCOMING` (default) or `ON_SALE`.
+    #[serde(default)]
+    pub status: Option<EventStatus>,
+    /// When the sale opens (before the event); an UPCOMING event goes ON_SALE then.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2030-11-01T10:00:00Z")]
+    pub sale_start_time: OffsetDateTime,
+    /// When the sale closes (after it opens, no later than the event).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sale_end_time: Option<OffsetDateTime>,
+    /// Up to 5000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Kind of event.
+    #[serde(default)]
+    pub event_type: Option<EventType>,
+    /// Up to 20 tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Price of every seat in minor units (e.g. cents).
+    #[schema(example = 12500)]
+    pub base_price: i64,
+    /// ISO 4217 code.
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// Per-section price overrides in minor units (reserved seating only).
+    #[serde(default)]
+    pub section_prices: BTreeMap<String, i64>,
+}
+
+/// `PUT /api/events/{eventId}`: every field present replaces the current one (`null` clears
+/// `description` and `saleEndTime`); `status` goes through the status machine. The owner and
+/// the venue cannot change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateEventRequest {
+    /// Title.
+    #[serde(default)]
+    pub event_name: Option<String>,
+    /// Date (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub event_date: Option<OffsetDateTime>,
+    /// Sale start (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sale_start_time: Option<OffsetDateTime>,
+    /// Sale end (RFC 3339); `null` removes it.
+    #[serde(default, deserialize_with = "double_option_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sale_end_time: Option<Option<OffsetDateTime>>,
+    /// Description; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Kind of event.
+    #[serde(default)]
+    pub event_type: Option<EventType>,
+    /// Tags (replaces them all).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Places (general admission).
+    #[serde(default)]
+    pub total_seats: Option<i64>,
+    /// Base price in minor units.
+    #[serde(default)]
+    pub base_price: Option<i64>,
+    /// ISO 4217 code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Per-section prices (replaces them all).
+    #[serde(default)]
+    pub section_prices: Option<BTreeMap<String, i64>>,
+    /// New status.
+    #[serde(default)]
+    pub status: Option<EventStatus>,
+}
+
+fn double_option_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    time::serde::rfc3339::option::deserialize(d).map(Some)
+}
+
+/// `PUT /api/events/{eventId}/status`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeStatusRequest {
+    /// The new status.
+    pub status: EventStatus,
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventResponse {
+    /// Id.
+    pub event_id: EventId,
+    /// Title.
+    pub event_name: String,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When it takes place (RFC 3339).
+    pub event_date: String,
+    /// The venue record, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue_id: Option<VenueId>,
+    /// Venue name.
+    pub venue_name: String,
+    /// Venue city.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// Kind of event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Status.
+    pub status: EventStatus,
+    /// Seats in total.
+    pub total_seats: i64,
+    /// Seats still available.
+    pub available_seats: i64,
+    /// Sale start (RFC 3339).
+    pub sale_start_time: String,
+    /// Sale end (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sale_end_time: Option<String>,
+    /// Base price in minor units.
+    pub base_price: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Per-section prices in minor units.
+    pub section_prices: BTreeMap<String, i64>,
+    /// The owner.
+    pub organizer_id: UserId,
+    /// Increases with every change.
+    pub version: i64,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<Event> for EventResponse {
+    fn from(e: Event) -> Self {
+        Self {
+            available_seats: e.available_seats(),
+            event_id: e.id,
+            event_name: e.name,
+            description: e.description,
+            event_date: rfc3339(e.event_date),
+            venue_id: e.venue_id,
+            venue_name: e.venue_name,
+            city: e.city,
+            event_type: e.event_type,
+            tags: e.tags,
+            status: e.status,
+            total_seats: e.total_seats,
+            sale_start_time: rfc3339(e.sale_start),
+            sale_end_time: e.sale_end.map(rfc3339),
+            base_price: e.base_price,
+            currency: e.currency,
+            section_prices: e.section_prices,
+            organizer_id: e.organizer_id,
+            version: e.version,
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    /// The events, by date.
+    pub events: Vec<EventResponse>,
+    /// Where this page sits.
+    pub page: PageInfo,
+}
+
+/// `GET /api/events` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListEventsQuery {
+    /// Page number, from 0.
+    pub page: Option<u32>,
+    /// Page size, 1 to the configured maximum (100 by default).
+    pub size: Option<u32>,
+    /// Only this status.
+    pub status: Option<EventStatus>,
+    /// Only events on or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Only events on or before this time (RFC 3339).
+    pub to: Option<String>,
+    /// Only events in this city (case-insensitive).
+    pub city: Option<String>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<EventType>,
+}
+
+fn parse_time(name: &str, raw: &str) -> Result<i64, Problem> {
+    OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(to_ms)
+        .map_err(|_| Problem::invalid_field(name, "must be an RFC 3339 date-time"))
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+/// Create an event (organizers and admins); the caller owns it.
+#[utoipa::path(post, path = "/api/events", tag = "events", security(("bearer" = [])),
+    request_body = CreateEventRequest,
+    responses(
+        (status = 201, description = "Created", body = EventResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 403, description = "Not an organizer or admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn create_event(
+    State(state): State<EventsState>,
+    identity: Identity,
+    Json(body): Json<CreateEventRequest>,
+) -> Result<(StatusCode, axum::Json<EventResponse>), EventsError> {
+    let venue = match (body.venue_id, body.venue_name) {
+        (Some(id), None) => VenueChoice::Id(id),
+        (None, Some(name)) => VenueChoice::Name(name),
+        _ => {
+            return Err(Problem::invalid_field(
+                "/venueId",
+                "give exactly one of venueId and venueName",
+            )
+            .into());
+        }
+    };
+    let draft = EventDraft {
+        name: body.event_name,
+        description: body.description,
+        event_date: to_ms(body.event_date),
+        sale_start: to_ms(body.sale_start_time),
+        sale_end: body.sale_end_time.map(to_ms),
+        event_type: body.event_type,
+        tags: body.tags,
+        total_seats: body.total_seats,
+        base_price: body.base_price,
+        currency: body.currency,
+        section_prices: body.section_prices,
+    };
+    let status = body.status.unwrap_or(EventStatus::Upcoming);
+    let event = state
+        .service
+        .create_event(&identity, draft, venue, status)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(event.into())))
+}
+
+/// List events (public), by date, with filters.
+#[utoipa::path(get, path = "/api/events", tag = "events", params(ListEventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventList),
+        (status = 400, description = "Malformed parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Parameter out of bounds", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn list_events(
+    State(state): State<EventsState>,
+    Query(query): Query<ListEventsQuery>,
+) -> Result<axum::Json<EventList>, EventsError> {
+    let page = super::page(&state.config, query.page, query.size)?;
+    let filter = EventFilter {
+        status: query.status,
+        from: query
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?,
+        to: query
+            .to
+            .as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?,
+        city: query
+            .city
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty()),
+        event_type: query.event_type,
+    };
+    let (events, total) = state.service.list_events(&filter, page).await?;
+    Ok(axum::Json(EventList {
+        events: events.into_iter().map(Into::into).collect(),
+        page: PageInfo {
+            number: page.number,
+            size: page.size,
+            total_elements: total,
+            total_pages: page.total_pages(total),
+        },
+    }))
+}
+
+/// One event (public).
+#[utoipa::path(get, path = "/api/events/{eventId}", tag = "events",
+    params(("eventId" = String, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event", body = EventResponse),
+        (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn get_event(
+    State(state): State<EventsState>,
+    Path(id): Path<EventId>,
+) -> Result<axum::Json<EventResponse>, EventsError> {
+    Ok(axum::Json(state.service.event(id).await?.into()))
+}
+
+/// Change an event's details (and status) — its organizer or an admin.
+#[utoipa::path(put, path = "/api/events/{eventId}", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "The event's id")),
+    request_body = UpdateEventRequest,
+    responses(
+        (status = 200, description = "The updated event", body = EventResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 403, description = "Not the organizer or an admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 409, description = "Illegal status change, or the event is cancelled", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn update_event(
+    State(state): State<EventsState>,
+    identity: Identity,
+    Path(id): Path<EventId>,
+    Json(body): Json<UpdateEventRequest>,
+) -> Result<axum::Json<EventResponse>, EventsError> {
+    let patch = EventPatch {
+        name: body.event_name,
+        description: body.description,
+        event_date: body.event_date.map(to_ms),
+        sale_start: body.sale_start_time.map(to_ms),
+        sale_end: body.sale_end_time.map(|t| t.map(to_ms)),
+        event_type: body.event_type,
+        tags: body.tags,
+        total_seats: body.total_seats,
+        base_price: body.base_price,
+        currency: body.currency,
+        section_prices: body.section_prices,
+        status: body.status,
+    };
+    let event = state.service.update_event(&identity, id, &patch).await?;
+    Ok(axum::Json(event.into()))
+}
+
+/// Change an event's status — its organizer or an admin. `UPCOMING → ON_SALE → SOLD_OUT`,
+/// `SOLD_OUT → ON_SALE`, and anything but `CANCELLED` → `CANCELLED`; other changes are 409.
+#[utoipa::path(put, path = "/api/events/{eventId}/status", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "The event's id")),
+    request_body = ChangeStatusRequest,
+    responses(
+        (status = 200, description = "The event with its new status", body = EventResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 403, description = "Not the organizer or an admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 409, description = "Illegal transition; `allowed` lists the legal targets", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Unknown status", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn change_status(
+    State(state): State<EventsState>,
+    identity: Identity,
+    Path(id): Path<EventId>,
+    Json(body): Json<ChangeStatusRequest>,
+) -> Result<axum::Json<EventResponse>, EventsError> {
+    let event = state
+        .service
+        .change_status(&identity, id, body.status)
+        .await?;
+    Ok(axum::Json(event.into()))
+}
+
+/// Delete an event — its organizer or an admin.
+#[utoipa::path(delete, path = "/api/events/{eventId}", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "The event's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 403, description = "Not the organizer or an admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn delete_event(
+    State(state): State<EventsState>,
+    identity: Identity,
+    Path(id): Path<EventId>,
+) -> Result<StatusCode, EventsError> {
+    state.service.delete_event(&identity, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,189 @@
+//! evently-events: venues, events, event status and the sale scheduler.
+//!
+//! What it promises:
+//! - venues are validated once (general admission capacity, or a layout of uniquely named
+//!   sections and rows; seat ids `<section>-<row>-<number>`) and never change;
+//! - events are created by organizers and admins, who own them; only the owner or an admin
+//!   changes or deletes one (403 otherwise); every status change goes through the status
+//!   machine (409 naming the allowed targets otherwise);
+//! - an UPCOMING event goes ON_SALE by itself at its sale start: the scheduler's flip is a
+//!   conditional update, correct across restarts and with several processes;
+//! - every change writes its domain event to the outbox in the same transaction; the bus
+//!   (in-process, or NATS JetStream through the outbox relay) delivers them.
+//!
+//! Layout:
+//! - [`domain`]: ids, the status machine, venues and layouts, events and their rules;
+//! - [`store`]: `EventStore`, its SQLite and PostgreSQL backends and their conformance suite;
+//! - [`service`]: the operations and the scheduler;
+//! - [`http`]: routes and handlers; [`error`]: `EventsError` → problem.
+
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+
+use anyhow::Context;
+use evently_bus::in_process::InProcessBus;
+use evently_bus::nats::{NatsBus, NatsTarget, Relay};
+use evently_bus::outbox::{PgOutbox, SqliteOutbox};
+use evently_bus::{Bus, Outbox};
+use evently_core::clock::SharedClock;
+use evently_core::config::Config;
+use evently_core::db::Engine;
+use evently_core::identity::JwtKeys;
+use evently_core::service::ServiceName;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+
+pub use http::{EventsState, router};
+pub use service::EventsService;
+pub use store::EventStore;
+
+/// The OpenAPI description of the events service.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        http::venues::create_venue, http::venues::list_venues, http::venues::get_venue,
+        http::events::create_event, http::events::list_events, http::events::get_event,
+        http::events::update_event, http::events::change_status, http::events::delete_event,
+    ),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags(
+        (name = "events", description = "Events, their status and sale window"),
+        (name = "venues", description = "Venues and seat layouts"),
+    )
+)]
+pub struct EventsApi;
+
+/// Opens the events store at `url` (SQLite or PostgreSQL, by scheme), migrates it, and
+/// returns it with its outbox.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn open_store(
+    url: &SecretString,
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn Outbox>)> {
+    Ok(match Engine::of(url.expose_secret())? {
+        Engine::Sqlite => {
+            let db = evently_core::db::connect_sqlite(url).await?;
+            let store = store::sqlite::SqliteEventStore::new(db.clone()).await?;
+            (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+        }
+        Engine::Postgres => {
+            let pool = evently_core::db::connect_postgres(url, "events", &config.database).await?;
+            let store = store::postgres::PgEventStore::new(pool.clone()).await?;
+            (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+        }
+    })
+}
+
+/// The bus that carries the events service's outbox, chosen by `bus.nats_url`.
+///
+/// # Errors
+/// An invalid NATS URL.
+pub async fn open_bus(
+    config: &Config,
+    outbox: Arc<dyn Outbox>,
+) -> anyhow::Result<(Arc<dyn Bus>, Option<NatsBus>)> {
+    let bus = &config.bus;
+    Ok(match &bus.nats_url {
+        None => (
+            Arc::new(InProcessBus::new(
+                outbox,
+                Duration::from_millis(bus.poll_interval_ms),
+            )),
+            None,
+        ),
+        Some(url) => {
+            let nats = NatsBus::connect(
+                url.expose_secret(),
+                NatsTarget {
+                    stream: format!("{}_EVENTS", bus.stream_prefix),
+                    subject_prefix: format!("{}.events", bus.stream_prefix.to_lowercase()),
+                    ack_wait: Duration::from_secs(bus.ack_wait_seconds),
+                },
+            )
+            .await
+            .context("connecting to NATS")?;
+            (Arc::new(nats.clone()), Some(nats))
+        }
+    })
+}
+
+/// A running events service's parts.
+#[derive(Clone)]
+pub struct Events {
+    /// The operations.
+    pub service: Arc<EventsService>,
+    /// The HTTP state.
+    pub state: EventsState,
+    /// The outbox its changes are written to.
+    pub outbox: Arc<dyn Outbox>,
+    /// The bus delivering that outbox.
+    pub bus: Arc<dyn Bus>,
+    nats: Option<NatsBus>,
+    config: Config,
+}
+
+impl Events {
+    /// Builds the events service from `config`.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or the bus cannot be set up.
+    pub async fn build(
+        config: &Config,
+        keys: Arc<JwtKeys>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let url = config
+            .database
+            .url_for(ServiceName::Events, &config.server.data_dir);
+        let (store, outbox) = open_store(&url, config).await?;
+        let (bus, nats) = open_bus(config, outbox.clone()).await?;
+        let service = Arc::new(EventsService::new(store, clock));
+        let state = EventsState {
+            service: service.clone(),
+            keys,
+            config: Arc::new(config.events.clone()),
+        };
+        Ok(Self {
+            service,
+            state,
+            outbox,
+            bus,
+            nats,
+            config: config.clone(),
+        })
+    }
+
+    /// The events router.
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
+    }
+
+    /// Starts the background work on `tracker` until `shutdown`: the sale scheduler, and on
+    /// NATS the outbox relay.
+    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        let interval = Duration::from_millis(self.config.events.scheduler_interval_ms);
+        tracker.spawn(
+            self.service
+                .clone()
+                .run_scheduler(interval, shutdown.clone()),
+        );
+        if let Some(nats) = &self.nats {
+            let relay = Relay::new(
+                self.outbox.clone(),
+                nats.clone(),
+                self.config.bus.relay_batch,
+                Duration::from_millis(self.config.bus.poll_interval_ms),
+            );
+            tracker.spawn(relay.run(shutdown.clone()));
+        }
+    }
+}

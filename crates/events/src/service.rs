@@ -1,0 +1,320 @@
+//! The events service's operations: who may do what, domain rule, store call, with retries
+//! for optimistic-write conflicts. Also the sale scheduler.
+
+use evently_core::clock::SharedClock;
+use evently_core::db::StoreError;
+use evently_core::identity::{Identity, Role};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::domain::{
+    Event, EventDraft, EventFilter, EventId, EventPatch, EventStatus, Page, ReviseError, Venue,
+    VenueId, VenueInput, VenueRef, to_ms,
+};
+use crate::error::EventsError;
+use crate::store::{EventStore, VERSION_CONFLICT};
+
+/// How many times a mutation is recomputed when the event changed under it.
+const ATTEMPTS: usize = 5;
+
+/// The operations of the events service.
+pub struct EventsService {
+    store: Arc<dyn EventStore>,
+    clock: SharedClock,
+}
+
+/// Where a new event takes place: a venue record or just a name.
+#[derive(Debug, Clone)]
+pub enum VenueChoice {
+    /// A venue by id.
+    Id(VenueId),
+    /// A free-text venue name (general admission).
+    Name(String),
+}
+
+fn is_version_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict { constraint } if constraint == VERSION_CONFLICT)
+}
+
+impl EventsService {
+    /// The service over `store`, telling time by `clock`.
+    pub fn new(store: Arc<dyn EventStore>, clock: SharedClock) -> Self {
+        Self { store, clock }
+    }
+
+    /// The store (readiness checks ping it).
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn now(&self) -> i64 {
+        to_ms(self.clock.now())
+    }
+
+    fn require_organizer(identity: &Identity, what: &str) -> Result<(), EventsError> {
+        if identity.has_any(&[Role::Organizer, Role::Admin]) {
+            Ok(())
+        } else {
+            Err(EventsError::Forbidden(format!(
+                "only organizers and admins can {what}"
+            )))
+        }
+    }
+
+    fn require_owner(identity: &Identity, event: &Event) -> Result<(), EventsError> {
+        if identity.role == Role::Admin || identity.user_id == event.organizer_id {
+            Ok(())
+        } else {
+            Err(EventsError::Forbidden(
+                "only the event's organizer or an admin can change it".into(),
+            ))
+        }
+    }
+
+    /// Creates a venue.
+    ///
+    /// # Errors
+    /// 403 for users, 422 for invalid input.
+    pub async fn create_venue(
+        &self,
+        identity: &Identity,
+        input: VenueInput,
+    ) -> Result<Venue, EventsError> {
+        Self::require_organizer(identity, "create venues")?;
+        let venue = Venue::create(input, identity.user_id, self.now())?;
+        self.store.insert_venue(&venue, &venue.created()).await?;
+        tracing::info!(venue.id = %venue.id, "venue created");
+        Ok(venue)
+    }
+
+    /// A venue.
+    ///
+    /// # Errors
+    /// 404 if there is none.
+    pub async fn venue(&self, id: VenueId) -> Result<Venue, EventsError> {
+        self.store
+            .venue(id)
+            .await?
+            .ok_or(EventsError::VenueNotFound)
+    }
+
+    /// A page of venues.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn list_venues(&self, page: Page) -> Result<(Vec<Venue>, u64), EventsError> {
+        Ok(self.store.list_venues(page).await?)
+    }
+
+    /// Creates an event owned by the caller.
+    ///
+    /// # Errors
+    /// 403 for users, 404 for an unknown venue (as 422 on `/venueId`), 422 for invalid input.
+    pub async fn create_event(
+        &self,
+        identity: &Identity,
+        draft: EventDraft,
+        venue: VenueChoice,
+        status: EventStatus,
+    ) -> Result<Event, EventsError> {
+        Self::require_organizer(identity, "create events")?;
+        let venue = match venue {
+            VenueChoice::Id(id) => {
+                VenueRef::Venue(Box::new(self.store.venue(id).await?.ok_or_else(|| {
+                    evently_core::Problem::invalid_field("/venueId", "no such venue")
+                })?))
+            }
+            VenueChoice::Name(name) => VenueRef::Named(name),
+        };
+        let event = Event::create(&draft, &venue, status, identity.user_id, self.now())?;
+        self.store.insert_event(&event, &event.created()).await?;
+        tracing::info!(event.id = %event.id, "event created");
+        Ok(event)
+    }
+
+    /// An event.
+    ///
+    /// # Errors
+    /// 404 if there is none.
+    pub async fn event(&self, id: EventId) -> Result<Event, EventsError> {
+        self.store
+            .event(id)
+            .await?
+            .ok_or(EventsError::EventNotFound)
+    }
+
+    /// A page of events matching `filter`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<(Vec<Event>, u64), EventsError> {
+        Ok(self.store.list_events(filter, page).await?)
+    }
+
+    /// Applies `patch` to an event (details and, through the status machine, status).
+    ///
+    /// # Errors
+    /// 404, 403 (not the owner or an admin), 422 invalid fields, 409 illegal transition or a
+    /// cancelled event.
+    pub async fn update_event(
+        &self,
+        identity: &Identity,
+        id: EventId,
+        patch: &EventPatch,
+    ) -> Result<Event, EventsError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.event(id).await?;
+            Self::require_owner(identity, &current)?;
+            let venue = match current.venue_id {
+                Some(v) => self.store.venue(v).await?,
+                None => None,
+            };
+            let revision =
+                current
+                    .revise(patch, venue.as_ref(), self.now())
+                    .map_err(|e| match e {
+                        ReviseError::Invalid(p) => EventsError::Invalid(p),
+                        ReviseError::Transition(t) => EventsError::IllegalTransition(t),
+                        ReviseError::Final => EventsError::Cancelled,
+                    })?;
+            if !revision.details_changed && !revision.status_changed {
+                return Ok(current);
+            }
+            let next = revision.event;
+            let mut events = Vec::new();
+            if revision.details_changed {
+                events.push(next.updated());
+            }
+            if revision.status_changed {
+                events.push(next.status_changed(current.status));
+            }
+            match self
+                .store
+                .update_event(&next, current.version, &events)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(event.id = %id, event.version = next.version, "event updated");
+                    return Ok(next);
+                }
+                Err(e) if is_version_conflict(&e) => continue,
+                Err(StoreError::NotFound) => return Err(EventsError::EventNotFound),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EventsError::Contended)
+    }
+
+    /// Changes an event's status through the status machine.
+    ///
+    /// # Errors
+    /// 404, 403 (not the owner or an admin), 409 for a transition the machine refuses.
+    pub async fn change_status(
+        &self,
+        identity: &Identity,
+        id: EventId,
+        to: EventStatus,
+    ) -> Result<Event, EventsError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.event(id).await?;
+            Self::require_owner(identity, &current)?;
+            let next = current.with_status(to, self.now())?;
+            match self
+                .store
+                .update_event(
+                    &next,
+                    current.version,
+                    &[next.status_changed(current.status)],
+                )
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(event.id = %id, from = %current.status, to = %next.status, "event status changed");
+                    return Ok(next);
+                }
+                Err(e) if is_version_conflict(&e) => continue,
+                Err(StoreError::NotFound) => return Err(EventsError::EventNotFound),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EventsError::Contended)
+    }
+
+    /// Deletes an event.
+    ///
+    /// # Errors
+    /// 404, 403 (not the owner or an admin).
+    pub async fn delete_event(&self, identity: &Identity, id: EventId) -> Result<(), EventsError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.event(id).await?;
+            Self::require_owner(identity, &current)?;
+            match self
+                .store
+                .delete_event(id, current.version, &current.deleted(self.now()))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(event.id = %id, "event deleted");
+                    return Ok(());
+                }
+                Err(e) if is_version_conflict(&e) => continue,
+                Err(StoreError::NotFound) => return Err(EventsError::EventNotFound),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EventsError::Contended)
+    }
+
+    /// Opens the sale of every UPCOMING event whose sale start has passed; returns how many
+    /// this call opened.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn open_due_sales(&self) -> Result<usize, EventsError> {
+        // The flip is UPCOMING -> ON_SALE, which the machine allows; the store applies it
+        // only to rows still UPCOMING.
+        debug_assert!(
+            EventStatus::Upcoming
+                .transition(EventStatus::OnSale)
+                .is_ok()
+        );
+        let flipped = self.store.open_due_sales(self.now()).await?;
+        for event in &flipped {
+            tracing::info!(event.id = %event.id, "sale opened");
+        }
+        if !flipped.is_empty() {
+            metrics::counter!("evently_events_sales_opened_total").increment(flipped.len() as u64);
+        }
+        Ok(flipped.len())
+    }
+
+    /// Runs the sale scheduler until `shutdown`, every `interval`. Correct across restarts
+    /// (it works from the stored sale start, not from timers) and with any number of
+    /// processes (the flip is a conditional update).
+    pub async fn run_scheduler(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        async move {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "sale scheduler started"
+            );
+            loop {
+                if let Err(e) = self.open_due_sales().await {
+                    tracing::warn!(error = %e, "opening due sales failed; retrying");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+            tracing::info!("sale scheduler stopped");
+        }
+        .instrument(tracing::info_span!("sale_scheduler"))
+        .await;
+    }
+}

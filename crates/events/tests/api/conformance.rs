@@ -1,0 +1,47 @@
+use evently_bus::Outbox;
+use evently_bus::outbox::{PgOutbox, SqliteOutbox};
+use evently_core::config::DatabaseConfig;
+use evently_events::EventStore;
+use secrecy::SecretString;
+use std::path::Path;
+use std::sync::Arc;
+
+type Subject = (Arc<dyn EventStore>, Arc<dyn Outbox>);
+
+async fn sqlite_store(dir: &Path) -> Subject {
+    let url = SecretString::from(format!("sqlite://{}", dir.join("events.db").display()));
+    let db = evently_core::db::connect_sqlite(&url).await.unwrap();
+    let store = evently_events::store::sqlite::SqliteEventStore::new(db.clone())
+        .await
+        .unwrap();
+    (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+}
+
+async fn postgres_store(url: String, schema: String) -> Subject {
+    let pool = evently_core::db::connect_postgres(
+        &SecretString::from(url),
+        &schema,
+        &DatabaseConfig::default(),
+    )
+    .await
+    .unwrap();
+    let store = evently_events::store::postgres::PgEventStore::new(pool.clone())
+        .await
+        .unwrap();
+    (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+}
+
+evently_testkit::conformance_suite!(
+    suite: evently_events::store::conformance,
+    sqlite: super::sqlite_store,
+    postgres: super::postgres_store,
+    tests: [
+        venue_and_event_round_trip_with_their_outbox_rows,
+        failed_outbox_write_leaves_neither_row_nor_event,
+        stale_update_is_a_version_conflict,
+        delete_removes_the_row_and_records_it,
+        listing_filters_and_pages,
+        due_sales_open_once,
+        outbox_seq_follows_commit_order_under_concurrency,
+    ]
+);

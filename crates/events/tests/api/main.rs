@@ -1,0 +1,13 @@
+//! Black-box tests of the events service over real HTTP, and the store conformance suite.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on broken set-up"
+)]
+
+mod bad_input;
+mod conformance;
+mod crud;
+mod outbox;
+mod status;
+mod support;
