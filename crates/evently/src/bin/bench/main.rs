@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module.
 
 mod auth;
+mod events;
 mod server;
 
 #[tokio::main]
@@ -20,9 +21,19 @@ async fn main() -> anyhow::Result<()> {
         Some("auth") => {
             auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
         }
+        Some("events") => {
+            events::run(
+                arg("--seconds", 10),
+                usize::try_from(arg("--clients", 32))?,
+                u32::try_from(arg("--events", 1000))?,
+                arg("--outbox-events", 20_000),
+            )
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
+                 \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);
