@@ -49,7 +49,15 @@ pub fn start_server(extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
     let mut child = command.spawn().context("starting evently serve")?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    let mut reader = BufReader::new(stdout);
+    reader.read_line(&mut line)?;
+    // Keep reading what the server prints later, so it never writes into a closed pipe.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
+            rest.clear();
+        }
+    });
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
