@@ -3,8 +3,10 @@
 //! Closed: calls pass; it opens after `consecutive_failures` failures in a row, or when the
 //! failure rate over the last `window` calls reaches `failure_rate`. Open: calls fail fast
 //! (503 with `Retry-After`) for `open_seconds`. Then half-open: exactly one probe passes; its
-//! success closes the breaker, its failure opens it again. A probe that is abandoned (its
-//! request cancelled) counts as a failure, so the breaker can never stay half-open forever.
+//! success closes the breaker, its failure opens it again. A call abandoned before it finished
+//! (the client went away) says nothing about the upstream and is not counted; an abandoned
+//! probe frees the probe slot, so the next call probes and the breaker can never stay
+//! half-open forever.
 //!
 //! The state sits behind a `std::sync::Mutex` held only for a few field updates, never across
 //! an `.await`.
@@ -67,7 +69,7 @@ pub struct Breaker {
 }
 
 /// Permission for one call; report its outcome with [`Call::finish`]. Dropping it unfinished
-/// counts as a failure.
+/// counts as nothing, but releases the probe slot of a half-open breaker.
 #[derive(Debug)]
 pub struct Call {
     breaker: Arc<Breaker>,
@@ -85,8 +87,8 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        if !self.finished {
-            self.breaker.record(self.probe, false, Instant::now());
+        if !self.finished && self.probe {
+            self.breaker.release_probe();
         }
     }
 }
@@ -162,6 +164,18 @@ impl Breaker {
             BreakerState::HalfOpen => {
                 tracing::info!(upstream = %self.name, "circuit breaker half-open; probing");
             }
+        }
+    }
+
+    fn release_probe(&self) {
+        let mut inner = self.lock();
+        if let State::HalfOpen {
+            probe_in_flight: true,
+        } = inner.state
+        {
+            inner.state = State::HalfOpen {
+                probe_in_flight: false,
+            };
         }
     }
 
@@ -255,14 +269,26 @@ mod tests {
     }
 
     #[test]
-    fn abandoned_probe_counts_as_failure() {
+    fn abandoned_probe_frees_the_slot_for_the_next_probe() {
         let b = Breaker::new("t", config());
         let t0 = Instant::now();
         for _ in 0..3 {
             b.try_call(t0).unwrap().finish(false);
         }
-        drop(b.try_call(t0 + Duration::from_secs(6)).unwrap());
-        assert_eq!(b.state(), BreakerState::Open, "never stuck half-open");
+        let later = Instant::now() + Duration::from_secs(6);
+        drop(b.try_call(later).unwrap());
+        let next = b.try_call(later).expect("never stuck half-open");
+        next.finish(true);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn cancelled_calls_do_not_open_the_breaker() {
+        let b = Breaker::new("t", config());
+        for _ in 0..50 {
+            drop(b.try_call(Instant::now()).unwrap());
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]
