@@ -1,65 +1,16 @@
 //! The `evently` binary as a user runs it: `serve` on port 0 with no configuration and no
 //! servers, `admin create` reading the password from standard input, `migrate`.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Stdio;
+use support::{evently, temp_dir};
 
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn evently(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_evently"));
-    command
-        .current_dir(dir)
-        .env_remove("EVENTLY_DATABASE_URL")
-        .env("EVENTLY_LOG", "warn")
-        // Cheap hashing through the documented variables (never the default).
-        .env("EVENTLY_AUTH__PASSWORD__MEMORY_KIB", "256")
-        .env("EVENTLY_AUTH__PASSWORD__ITERATIONS", "1");
-    command
-}
-
-fn serve(dir: &std::path::Path) -> (Serve, Vec<String>) {
-    let mut child = evently(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let second = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    (Serve { child, base }, vec![first, second])
-}
-
-fn temp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("evently-cli-{}", uuid_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn uuid_v4() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
+fn serve(dir: &std::path::Path) -> (support::Serve, Vec<String>) {
+    let mut command = evently(dir);
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    support::start(command)
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod auth;
 mod events;
+mod gateway;
 mod server;
 
 #[tokio::main]
@@ -30,10 +31,19 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("gateway") => {
+            gateway::run(
+                arg("--seconds", 5),
+                usize::try_from(arg("--runs", 3))?,
+                u32::try_from(arg("--connections", 32))?,
+            )
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
+                 \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);

@@ -21,8 +21,17 @@ impl Drop for Server {
     }
 }
 
-/// Starts the sibling `evently` binary with `args` after `serve` and extra environment.
+/// The secret every benchmark process shares, so tokens from one verify in another.
+pub const BENCH_JWT_SECRET: &str = "evently-bench-secret-0123456789abcdefghij";
+
+/// Starts the sibling `evently` binary (`serve`, all services) with extra environment.
 pub fn start_server(extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
+    start_services(&[], extra_env)
+}
+
+/// Starts `evently serve --services <services>` (all when empty) with extra environment.
+/// Rate limits are set far above any benchmark's rate: they are checked, never binding.
+pub fn start_services(services: &[&str], extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
     let binary = exe
         .parent()
@@ -38,9 +47,27 @@ pub fn start_server(extra_env: &[(&str, String)]) -> anyhow::Result<Server> {
     let mut command = Command::new(&binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
+        .arg(&dir);
+    if !services.is_empty() {
+        command.arg("--services").arg(services.join(","));
+    }
+    command
         .env("EVENTLY_LOG", "warn")
+        .env("EVENTLY_JWT__SECRET", BENCH_JWT_SECRET)
+        .env("EVENTLY_INTERNAL__TOKEN", "evently-bench-internal-token")
         .env("EVENTLY_AUTH__THROTTLE__IP_MAX_FAILURES", "1000000")
+        .env(
+            "EVENTLY_GATEWAY__RATE_LIMITS__DEFAULT__PER_MINUTE",
+            "1000000000",
+        )
+        .env(
+            "EVENTLY_GATEWAY__RATE_LIMITS__AUTH__PER_MINUTE",
+            "1000000000",
+        )
+        .env(
+            "EVENTLY_GATEWAY__RATE_LIMITS__PURCHASE__PER_MINUTE",
+            "1000000000",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in extra_env {

@@ -1,0 +1,205 @@
+//! evently across processes: auth and two gateways as separate `evently` processes on
+//! PostgreSQL and Redis of this machine. Skipped (with a message) without
+//! `EVENTLY_TEST_POSTGRES_URL` and `EVENTLY_TEST_REDIS_URL`.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Serve, evently, free_port, start, temp_dir};
+
+const SECRET: &str = "distributed-test-secret-0123456789abcdef";
+const INTERNAL: &str = "distributed-test-internal-token";
+
+struct Deployment {
+    dir: std::path::PathBuf,
+    postgres: String,
+    redis: String,
+    prefix: String,
+    auth_port: u16,
+}
+
+impl Deployment {
+    fn shared(&self, mut command: Command) -> Command {
+        command
+            .env("EVENTLY_JWT__SECRET", SECRET)
+            .env("EVENTLY_INTERNAL__TOKEN", INTERNAL)
+            .env("EVENTLY_AUTH__COOKIE_SECURE", "false");
+        command
+    }
+
+    fn auth(&self) -> Serve {
+        let mut command = self.shared(evently(&self.dir));
+        command
+            .args(["serve", "--services", "auth", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.auth_port))
+            .env("EVENTLY_DATABASE_URL", &self.postgres)
+            .env("EVENTLY_SERVER__TRUST_FORWARDED_FOR", "true");
+        start(command).0
+    }
+
+    fn gateway(&self) -> Serve {
+        let mut command = self.shared(evently(&self.dir));
+        command
+            .args(["serve", "--services", "gateway", "--listen", "127.0.0.1:0"])
+            .env(
+                "EVENTLY_GATEWAY__SERVICES__AUTH",
+                format!("http://127.0.0.1:{}", self.auth_port),
+            )
+            .env("EVENTLY_REDIS_URL", &self.redis)
+            .env("EVENTLY_REDIS__KEY_PREFIX", &self.prefix)
+            // One token a minute after a burst of 40: refills cannot blur the count below.
+            .env("EVENTLY_GATEWAY__RATE_LIMITS__DEFAULT__PER_MINUTE", "1")
+            .env("EVENTLY_GATEWAY__RATE_LIMITS__DEFAULT__BURST", "40")
+            .env("EVENTLY_GATEWAY__BREAKER__CONSECUTIVE_FAILURES", "3")
+            .env("EVENTLY_GATEWAY__BREAKER__OPEN_SECONDS", "1");
+        start(command).0
+    }
+}
+
+async fn poll_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn auth_and_two_gateways_as_separate_processes() {
+    let (Ok(postgres), Ok(redis)) = (
+        std::env::var("EVENTLY_TEST_POSTGRES_URL"),
+        std::env::var("EVENTLY_TEST_REDIS_URL"),
+    ) else {
+        eprintln!(
+            "skipped: auth_and_two_gateways_as_separate_processes: EVENTLY_TEST_POSTGRES_URL or EVENTLY_TEST_REDIS_URL not set"
+        );
+        return;
+    };
+    let d = Deployment {
+        dir: temp_dir(),
+        postgres,
+        redis,
+        prefix: format!("evently-test-{}", std::process::id()),
+        auth_port: free_port(),
+    };
+    let auth = d.auth();
+    let gw1 = d.gateway();
+    let gw2 = d.gateway();
+    let http = reqwest::Client::new();
+    let email = format!(
+        "dist-{}@example.com",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+
+    // register -> login -> me through the gateway
+    let register = http
+        .post(format!("{}/api/auth/register", gw1.base))
+        .json(
+            &serde_json::json!({"email": email, "password": "correct horse battery", "name": "D"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 201);
+    let login: serde_json::Value = http
+        .post(format!("{}/api/auth/login", gw2.base))
+        .json(&serde_json::json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let me = http
+        .get(format!("{}/api/auth/me", gw1.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let health: serde_json::Value = http
+        .get(format!("{}/health", gw1.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["rateLimiter"]["backend"], "redis");
+
+    // Two gateways, one Redis: one budget of 40 for this client address.
+    let mut allowed = 0;
+    for i in 0..50 {
+        let gw = if i % 2 == 0 { &gw1 } else { &gw2 };
+        let status = http
+            .get(format!("{}/api/users/profile", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        match status {
+            401 => allowed += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(allowed, 40, "both gateways drew on one shared budget");
+
+    // Kill auth: the breaker opens and answers fast; /health is degraded.
+    drop(auth);
+    let mut last = 0;
+    for _ in 0..6 {
+        last = http
+            .get(format!("{}/api/auth/me", gw1.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(last == 502 || last == 503, "{last}");
+    }
+    assert_eq!(last, 503);
+    let started = Instant::now();
+    let fast = http
+        .get(format!("{}/api/auth/me", gw1.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fast.status(), 503);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let degraded = http
+        .get(format!("{}/health", gw1.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(degraded.status(), 503);
+    let degraded: serde_json::Value = degraded.json().await.unwrap();
+    assert_eq!(degraded["status"], "degraded");
+
+    // Restart auth on the same port: the half-open probe succeeds and traffic flows again.
+    let _auth = d.auth();
+    poll_until("recovery through the gateway", async || {
+        http.get(format!("{}/api/auth/me", gw1.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let healthy = http
+        .get(format!("{}/health", gw1.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), 200);
+    let _ = std::fs::remove_dir_all(&d.dir);
+}
