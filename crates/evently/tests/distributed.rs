@@ -1,10 +1,11 @@
-//! evently across processes: auth and two gateways as separate `evently` processes on
-//! PostgreSQL and Redis of this machine. Skipped (with a message) without
-//! `EVENTLY_TEST_POSTGRES_URL` and `EVENTLY_TEST_REDIS_URL`.
+//! evently across processes: auth, events and two gateways as separate `evently` processes on
+//! PostgreSQL, Redis and (when `EVENTLY_TEST_NATS_URL` is set) NATS of this machine. Skipped
+//! (with a message) without `EVENTLY_TEST_POSTGRES_URL` and `EVENTLY_TEST_REDIS_URL`.
 
 mod support;
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{Serve, evently, free_port, start, temp_dir};
 
@@ -15,8 +16,10 @@ struct Deployment {
     dir: std::path::PathBuf,
     postgres: String,
     redis: String,
+    nats: Option<String>,
     prefix: String,
     auth_port: u16,
+    events_port: u16,
 }
 
 impl Deployment {
@@ -38,6 +41,41 @@ impl Deployment {
         start(command).0
     }
 
+    fn events(&self) -> Serve {
+        let mut command = self.shared(evently(&self.dir));
+        command
+            .args(["serve", "--services", "events", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.events_port))
+            .env("EVENTLY_DATABASE_URL", &self.postgres)
+            .env(
+                "EVENTLY_BUS__STREAM_PREFIX",
+                self.prefix.replace('-', "_").to_uppercase(),
+            );
+        if let Some(nats) = &self.nats {
+            command.env("EVENTLY_NATS_URL", nats);
+        }
+        start(command).0
+    }
+
+    fn create_admin(&self, email: &str) {
+        let mut command = self.shared(evently(&self.dir));
+        let mut child = command
+            .args(["admin", "create", "--email", email, "--name", "Root"])
+            .env("EVENTLY_DATABASE_URL", &self.postgres)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"correct horse battery\n")
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     fn gateway(&self) -> Serve {
         let mut command = self.shared(evently(&self.dir));
         command
@@ -45,6 +83,10 @@ impl Deployment {
             .env(
                 "EVENTLY_GATEWAY__SERVICES__AUTH",
                 format!("http://127.0.0.1:{}", self.auth_port),
+            )
+            .env(
+                "EVENTLY_GATEWAY__SERVICES__EVENTS",
+                format!("http://127.0.0.1:{}", self.events_port),
             )
             .env("EVENTLY_REDIS_URL", &self.redis)
             .env("EVENTLY_REDIS__KEY_PREFIX", &self.prefix)
@@ -65,14 +107,24 @@ async fn poll_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+async fn health_of(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn auth_and_two_gateways_as_separate_processes() {
+async fn auth_events_and_two_gateways_as_separate_processes() {
     let (Ok(postgres), Ok(redis)) = (
         std::env::var("EVENTLY_TEST_POSTGRES_URL"),
         std::env::var("EVENTLY_TEST_REDIS_URL"),
     ) else {
         eprintln!(
-            "skipped: auth_and_two_gateways_as_separate_processes: EVENTLY_TEST_POSTGRES_URL or EVENTLY_TEST_REDIS_URL not set"
+            "skipped: auth_events_and_two_gateways_as_separate_processes: EVENTLY_TEST_POSTGRES_URL or EVENTLY_TEST_REDIS_URL not set"
         );
         return;
     };
@@ -80,10 +132,13 @@ async fn auth_and_two_gateways_as_separate_processes() {
         dir: temp_dir(),
         postgres,
         redis,
+        nats: std::env::var("EVENTLY_TEST_NATS_URL").ok(),
         prefix: format!("evently-test-{}", std::process::id()),
         auth_port: free_port(),
+        events_port: free_port(),
     };
     let auth = d.auth();
+    let _events = d.events();
     let gw1 = d.gateway();
     let gw2 = d.gateway();
     let http = reqwest::Client::new();
@@ -132,6 +187,65 @@ async fn auth_and_two_gateways_as_separate_processes() {
         .unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["rateLimiter"]["backend"], "redis");
+
+    // An admin (bootstrapped with the CLI) creates an event through one gateway; the other
+    // gateway serves it publicly.
+    let admin_email = format!("root-{email}");
+    d.create_admin(&admin_email);
+    let admin: serde_json::Value = http
+        .post(format!("{}/api/auth/login", gw1.base))
+        .json(&serde_json::json!({"email": admin_email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let in_30_days = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let in_10_days = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let event = serde_json::json!({
+        "eventName": "Distributed Tour", "eventDate": rfc(in_30_days),
+        "venueName": "Lumen Field", "totalSeats": 500, "saleStartTime": rfc(in_10_days),
+        "basePrice": 12500, "currency": "USD", "eventType": "concert", "tags": ["pop"],
+    });
+    let admin_token = admin["accessToken"].as_str().unwrap();
+    let created = http
+        .post(format!("{}/api/events", gw1.base))
+        .bearer_auth(admin_token)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    // Signed in, so that this request draws on the admin's budget, not the address's.
+    let public = http
+        .get(format!(
+            "{}/api/events/{}",
+            gw2.base,
+            created["eventId"].as_str().unwrap()
+        ))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200);
+    let user_cannot = http
+        .post(format!("{}/api/events", gw2.base))
+        .bearer_auth(&token)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user_cannot.status(), 403);
+    assert_eq!(
+        health_of(&http, &gw1.base).await["services"]["events"]["status"],
+        "up"
+    );
 
     // Two gateways, one Redis: one budget of 40 for this client address.
     let mut allowed = 0;
