@@ -2,6 +2,8 @@
 //! PostgreSQL, Redis and (when `EVENTLY_TEST_NATS_URL` is set) NATS of this machine. Skipped
 //! (with a message) without `EVENTLY_TEST_POSTGRES_URL` and `EVENTLY_TEST_REDIS_URL`.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod support;
 
 use std::io::Write;
