@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
-use support::{evently, temp_dir};
+use support::{admin_create, evently, temp_dir};
 
 fn serve(dir: &std::path::Path) -> (support::Serve, Vec<String>) {
     let mut command = evently(dir);
@@ -125,27 +123,12 @@ async fn tokens_survive_a_restart_because_the_secret_is_kept() {
 #[tokio::test]
 async fn admin_create_reads_the_password_from_stdin_and_the_admin_can_sign_in() {
     let dir = temp_dir();
-    let mut child = evently(&dir)
-        .args([
-            "admin",
-            "create",
-            "--email",
-            "Root@Example.com",
-            "--name",
-            "Root",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long admin password\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = admin_create(
+        evently(&dir),
+        "Root@Example.com",
+        "Root",
+        "a long admin password",
+    );
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("root@example.com"));
 
@@ -170,15 +153,7 @@ async fn admin_create_reads_the_password_from_stdin_and_the_admin_can_sign_in() 
 #[test]
 fn admin_create_refuses_a_weak_password_and_bad_config_is_reported() {
     let dir = temp_dir();
-    let mut child = evently(&dir)
-        .args(["admin", "create", "--email", "x@example.com", "--name", "X"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
-    let weak = child.wait_with_output().unwrap();
+    let weak = admin_create(evently(&dir), "x@example.com", "X", "short");
     let bad_config = evently(&dir)
         .args(["migrate"])
         .env("EVENTLY_JWT__ACCESS_TTL_SECONDS", "999999")

@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Serve, evently, free_port, start, temp_dir};
+use support::{Serve, admin_create, evently, free_port, start, temp_dir};
 
 const SECRET: &str = "distributed-test-secret-0123456789abcdef";
 const INTERNAL: &str = "distributed-test-internal-token";
@@ -61,21 +60,9 @@ impl Deployment {
 
     fn create_admin(&self, email: &str) {
         let mut command = self.shared(evently(&self.dir));
-        let mut child = command
-            .args(["admin", "create", "--email", email, "--name", "Root"])
-            .env("EVENTLY_DATABASE_URL", &self.postgres)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct horse battery\n")
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        command.env("EVENTLY_DATABASE_URL", &self.postgres);
+        let output = admin_create(command, email, "Root", "correct horse battery");
+        assert!(output.status.success());
     }
 
     fn gateway(&self) -> Serve {

@@ -54,6 +54,31 @@ pub fn start(mut command: Command) -> (Serve, Vec<String>) {
     (Serve { child, base }, vec![first, second])
 }
 
+/// Runs `command` (an `evently` configured for its deployment) as
+/// `admin create --email <email> --name <name>`, writing `password` to its standard input.
+pub fn admin_create(
+    mut command: Command,
+    email: &str,
+    name: &str,
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .args(["admin", "create", "--email", email, "--name", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("evently starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("the password is written");
+    child.wait_with_output().expect("evently exits")
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir() -> PathBuf {
     let nanos = std::time::SystemTime::now()
