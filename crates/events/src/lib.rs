@@ -187,3 +187,35 @@ impl Events {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The statements of `sql` without its comment lines.
+    fn statements(sql: &str) -> String {
+        sql.lines()
+            .filter(|l| !l.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn migrations_create_the_outbox_exactly_as_the_bus_defines_it() {
+        for (bus, events) in [
+            (
+                include_str!("../../bus/migrations/sqlite.sql"),
+                include_str!("../migrations/sqlite/0001_events.sql"),
+            ),
+            (
+                include_str!("../../bus/migrations/postgres.sql"),
+                include_str!("../migrations/postgres/0001_events.sql"),
+            ),
+        ] {
+            assert!(
+                events.contains(&statements(bus)),
+                "the events migration's outbox tables differ from evently-bus's"
+            );
+        }
+    }
+}
