@@ -52,6 +52,88 @@ pub struct EventSnapshot {
     pub currency: String,
     /// Per-section prices in minor units.
     pub section_prices: std::collections::BTreeMap<String, i64>,
+    /// The venue's seat layout for a reserved-seat event; absent for general admission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<SeatLayout>,
+}
+
+/// A reserved-seat layout: sections of rows; seat ids are `<section>-<row>-<number>`, with
+/// numbers from 1 to the row's `seats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatLayout {
+    /// Sections, in order.
+    pub sections: Vec<SeatSection>,
+}
+
+/// One section of a [`SeatLayout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatSection {
+    /// Name, e.g. `A`.
+    pub name: String,
+    /// Rows, in order.
+    pub rows: Vec<SeatRow>,
+}
+
+/// One row of a [`SeatSection`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatRow {
+    /// Label, e.g. `3`.
+    pub label: String,
+    /// Number of seats.
+    pub seats: i64,
+}
+
+/// An event's inventory after a booking change: `available = capacity - sold - held`, where
+/// `held` counts live holds only. `version` increases with every change of the event's
+/// inventory, so a projection keeps the figure with the highest version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    /// Seats (or general-admission places) in all.
+    pub capacity: i64,
+    /// Seats neither sold nor in a live hold.
+    pub available: i64,
+    /// Seats in live holds.
+    pub held: i64,
+    /// Seats sold.
+    pub sold: i64,
+    /// The inventory's version.
+    pub version: i64,
+}
+
+/// What booking publishes about one change of an event's inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryChange {
+    /// The event.
+    pub event_id: Uuid,
+    /// The buyer whose hold or order changed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// The hold, if a hold changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<Uuid>,
+    /// The order, if an order changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+    /// The seats concerned.
+    #[serde(default)]
+    pub seat_ids: Vec<String>,
+    /// The money concerned (an order's amount, or its refund), in minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    /// Its currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Why it happened: `released`, `expired`, `purchased`, `buyer`, `event-cancelled`,
+    /// `waitlist-offer`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The inventory after the change.
+    pub availability: Availability,
 }
 
 /// A venue as other services see it (the payload of `VenueCreated`).
@@ -95,6 +177,18 @@ pub enum DomainEvent {
         /// The event.
         event_id: Uuid,
     },
+    /// Seats went into a hold (a buyer's, or a waitlist offer).
+    SeatsHeld(InventoryChange),
+    /// Held seats came back on sale (released, expired, or cancelled with their event).
+    SeatsReleased(InventoryChange),
+    /// A hold became an order: its seats are sold.
+    OrderPlaced(InventoryChange),
+    /// An order was cancelled and refunded: its seats are back on sale.
+    OrderCancelled(InventoryChange),
+    /// The last available seat went into a hold or an order.
+    SoldOut(InventoryChange),
+    /// The head of an event's waitlist was offered seats as a hold in their name.
+    WaitlistOffered(InventoryChange),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +236,12 @@ impl DomainEvent {
             DomainEvent::EventUpdated(_) => "EventUpdated",
             DomainEvent::EventStatusChanged { .. } => "EventStatusChanged",
             DomainEvent::EventDeleted { .. } => "EventDeleted",
+            DomainEvent::SeatsHeld(_) => "SeatsHeld",
+            DomainEvent::SeatsReleased(_) => "SeatsReleased",
+            DomainEvent::OrderPlaced(_) => "OrderPlaced",
+            DomainEvent::OrderCancelled(_) => "OrderCancelled",
+            DomainEvent::SoldOut(_) => "SoldOut",
+            DomainEvent::WaitlistOffered(_) => "WaitlistOffered",
         }
     }
 
@@ -157,6 +257,12 @@ impl DomainEvent {
             DomainEvent::EventCreated(e) | DomainEvent::EventUpdated(e) => ("event", e.event_id),
             DomainEvent::EventStatusChanged { event_id, .. }
             | DomainEvent::EventDeleted { event_id } => ("event", *event_id),
+            DomainEvent::SeatsHeld(c)
+            | DomainEvent::SeatsReleased(c)
+            | DomainEvent::OrderPlaced(c)
+            | DomainEvent::OrderCancelled(c)
+            | DomainEvent::SoldOut(c)
+            | DomainEvent::WaitlistOffered(c) => ("inventory", c.event_id),
         }
     }
 
@@ -174,6 +280,12 @@ impl DomainEvent {
             DomainEvent::EventDeleted { event_id } => serde_json::to_value(DeletedPayload {
                 event_id: *event_id,
             }),
+            DomainEvent::SeatsHeld(c)
+            | DomainEvent::SeatsReleased(c)
+            | DomainEvent::OrderPlaced(c)
+            | DomainEvent::OrderCancelled(c)
+            | DomainEvent::SoldOut(c)
+            | DomainEvent::WaitlistOffered(c) => serde_json::to_value(c),
         };
         // Plain structs of strings, numbers and maps with string keys always serialise.
         value.unwrap_or(serde_json::Value::Null)
@@ -233,6 +345,12 @@ impl DomainEvent {
                     event_id: p.event_id,
                 }
             }
+            "SeatsHeld" => DomainEvent::SeatsHeld(parse(envelope)?),
+            "SeatsReleased" => DomainEvent::SeatsReleased(parse(envelope)?),
+            "OrderPlaced" => DomainEvent::OrderPlaced(parse(envelope)?),
+            "OrderCancelled" => DomainEvent::OrderCancelled(parse(envelope)?),
+            "SoldOut" => DomainEvent::SoldOut(parse(envelope)?),
+            "WaitlistOffered" => DomainEvent::WaitlistOffered(parse(envelope)?),
             other => {
                 return Err(DecodeError::Unknown {
                     event_type: other.to_owned(),
@@ -269,8 +387,40 @@ mod tests {
             base_price: 5000,
             currency: "USD".into(),
             section_prices: Default::default(),
+            layout: Some(SeatLayout {
+                sections: vec![SeatSection {
+                    name: "A".into(),
+                    rows: vec![SeatRow {
+                        label: "1".into(),
+                        seats: 10,
+                    }],
+                }],
+            }),
+        };
+        let change = InventoryChange {
+            event_id: id,
+            user_id: Some(Uuid::now_v7()),
+            hold_id: Some(Uuid::now_v7()),
+            order_id: None,
+            seat_ids: vec!["A-1-1".into()],
+            amount: Some(5000),
+            currency: Some("USD".into()),
+            reason: Some("released".into()),
+            availability: Availability {
+                capacity: 10,
+                available: 9,
+                held: 1,
+                sold: 0,
+                version: 4,
+            },
         };
         let events = [
+            DomainEvent::SeatsHeld(change.clone()),
+            DomainEvent::SeatsReleased(change.clone()),
+            DomainEvent::OrderPlaced(change.clone()),
+            DomainEvent::OrderCancelled(change.clone()),
+            DomainEvent::SoldOut(change.clone()),
+            DomainEvent::WaitlistOffered(change),
             DomainEvent::EventCreated(snapshot.clone()),
             DomainEvent::EventUpdated(snapshot),
             DomainEvent::EventStatusChanged {

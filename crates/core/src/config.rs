@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use crate::service::ServiceName;
 
+mod booking;
 mod events;
+pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
 
 mod gateway;
@@ -45,6 +47,8 @@ pub struct Config {
     pub internal: InternalConfig,
     /// The events service's own settings.
     pub events: EventsConfig,
+    /// The booking service's own settings (holds, limits, payments, waitlist).
+    pub booking: BookingConfig,
     /// The domain-event bus (in-process, or NATS JetStream).
     pub bus: BusConfig,
     /// Logging.
@@ -99,6 +103,8 @@ pub struct DatabaseConfig {
     pub auth_url: Option<SecretString>,
     /// Database for the events service only; overrides `url`.
     pub events_url: Option<SecretString>,
+    /// Database for the booking service only; overrides `url`.
+    pub booking_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -111,6 +117,7 @@ impl Default for DatabaseConfig {
             url: None,
             auth_url: None,
             events_url: None,
+            booking_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -124,6 +131,7 @@ impl DatabaseConfig {
         let own = match service {
             ServiceName::Auth => self.auth_url.as_ref(),
             ServiceName::Events => self.events_url.as_ref(),
+            ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -409,6 +417,7 @@ impl Config {
         }
         self.gateway.validate()?;
         self.events.validate()?;
+        self.booking.validate()?;
         self.bus.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");

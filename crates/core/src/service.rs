@@ -12,20 +12,27 @@ pub enum ServiceName {
     Auth,
     /// Venues, events, event status and the sale scheduler.
     Events,
+    /// Seat inventory, holds, payments, orders and tickets, the waitlist, availability.
+    Booking,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
 
 impl ServiceName {
     /// Every service, in start-up order.
-    pub const ALL: &'static [ServiceName] =
-        &[ServiceName::Auth, ServiceName::Events, ServiceName::Gateway];
+    pub const ALL: &'static [ServiceName] = &[
+        ServiceName::Auth,
+        ServiceName::Events,
+        ServiceName::Booking,
+        ServiceName::Gateway,
+    ];
 
     /// The lowercase name used on the command line, in config and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Auth => "auth",
             ServiceName::Events => "events",
+            ServiceName::Booking => "booking",
             ServiceName::Gateway => "gateway",
         }
     }

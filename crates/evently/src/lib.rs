@@ -45,6 +45,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
         match service {
             ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
             ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
+            ServiceName::Booking => {}
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -175,7 +176,7 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 events = Some(built);
             }
-            ServiceName::Gateway => {}
+            ServiceName::Booking | ServiceName::Gateway => {}
         }
     }
     let mut readiness = Readiness::default();

@@ -520,6 +520,7 @@ impl Event {
             base_price: self.base_price,
             currency: self.currency.clone(),
             section_prices: self.section_prices.clone(),
+            layout: None,
         }
     }
 
