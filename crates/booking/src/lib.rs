@@ -1,0 +1,6 @@
+//! evently-booking: seat inventory, holds, payments, orders and tickets, the waitlist and
+//! live availability.
+
+pub mod audit;
+
+pub use audit::{Audit, audit};
