@@ -2,5 +2,8 @@
 //! live availability.
 
 pub mod audit;
+pub mod domain;
+pub mod error;
+pub mod store;
 
 pub use audit::{Audit, audit};

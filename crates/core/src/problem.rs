@@ -221,7 +221,8 @@ impl Problem {
         &self.0.errors
     }
 
-    fn body(&self) -> serde_json::Value {
+    /// The problem's JSON body, as answered.
+    pub fn body(&self) -> serde_json::Value {
         let body = ProblemBody {
             type_: format!("{TYPE_BASE}{}", self.0.slug),
             title: self.0.title.to_owned(),

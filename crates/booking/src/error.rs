@@ -1,0 +1,183 @@
+//! `BookingError`: why a booking operation was refused or failed, and the one place it
+//! becomes HTTP.
+
+use axum::http::StatusCode;
+use evently_core::Problem;
+use evently_core::db::StoreError;
+
+/// Why a booking operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// Invalid input; carries the 4xx problem.
+    #[error("invalid input: {0}")]
+    Invalid(Problem),
+    /// No such event (or booking has not seen it yet).
+    #[error("event not found")]
+    EventNotFound,
+    /// The event does not take holds now.
+    #[error("not on sale: {0}")]
+    NotOnSale(&'static str),
+    /// Some requested seats are not available.
+    #[error("seats unavailable")]
+    SeatsUnavailable(Vec<String>),
+    /// Too few seats are left for the quantity asked.
+    #[error("sold out")]
+    SoldOut {
+        /// Seats still available.
+        available: i64,
+    },
+    /// The buyer would own more tickets for this event than allowed.
+    #[error("ticket limit")]
+    TicketLimit {
+        /// The limit.
+        limit: i64,
+        /// Tickets the buyer already bought.
+        owned: i64,
+    },
+    /// No such hold, or not the caller's.
+    #[error("hold not found")]
+    HoldNotFound,
+    /// The hold expired or was released.
+    #[error("hold expired")]
+    HoldExpired,
+    /// The hold already became an order.
+    #[error("hold purchased")]
+    HoldPurchased,
+    /// No such payment intent, or not the caller's.
+    #[error("payment intent not found")]
+    IntentNotFound,
+    /// The client secret does not match the intent.
+    #[error("wrong client secret")]
+    WrongSecret,
+    /// The intent cannot be confirmed in its state.
+    #[error("payment intent is {0}")]
+    IntentNotConfirmable(String),
+    /// The payment has not succeeded.
+    #[error("payment not completed")]
+    PaymentIncomplete(String),
+    /// The (simulated) card was declined.
+    #[error("payment declined")]
+    PaymentDeclined,
+    /// The (simulated) processor failed; the intent is unchanged and may be confirmed again.
+    #[error("payment processor error")]
+    PaymentFailed,
+    /// No such order, or not visible to the caller.
+    #[error("order not found")]
+    OrderNotFound,
+    /// The order is already cancelled.
+    #[error("order already cancelled")]
+    OrderCancelled,
+    /// Not on the event's waitlist.
+    #[error("not on the waitlist")]
+    NotWaitlisted,
+    /// The waitlist is for sold-out events; seats can be held now.
+    #[error("seats available")]
+    SeatsAvailable {
+        /// Seats available.
+        available: i64,
+    },
+    /// The idempotency key was used with another request body.
+    #[error("idempotency key reused")]
+    KeyReused,
+    /// A request with this idempotency key is still running.
+    #[error("request in flight")]
+    InFlight,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Problem> for BookingError {
+    fn from(problem: Problem) -> Self {
+        BookingError::Invalid(problem)
+    }
+}
+
+impl From<sqlx::Error> for BookingError {
+    fn from(error: sqlx::Error) -> Self {
+        BookingError::Store(error.into())
+    }
+}
+
+impl From<BookingError> for Problem {
+    fn from(error: BookingError) -> Self {
+        use BookingError as E;
+        match error {
+            E::Invalid(problem) => problem,
+            E::EventNotFound => Problem::not_found("no such event"),
+            E::NotOnSale(why) => Problem::conflict("not-on-sale", "Not on sale").detail(why),
+            E::SeatsUnavailable(conflicts) => {
+                Problem::conflict("seats-unavailable", "Seats unavailable")
+                    .detail("some of the seats are held or sold; nothing was held")
+                    .extension("conflicts", conflicts.into())
+            }
+            E::SoldOut { available } => Problem::conflict("sold-out", "Sold out")
+                .detail(format!("only {available} seats are available"))
+                .extension("available", available.into()),
+            E::TicketLimit { limit, owned } => {
+                Problem::conflict("ticket-limit", "Ticket limit reached")
+                    .detail(format!(
+                        "at most {limit} tickets per buyer for this event; you have {owned}"
+                    ))
+                    .extension("limit", limit.into())
+            }
+            E::HoldNotFound => Problem::not_found("no such hold"),
+            E::HoldExpired => Problem::conflict("hold-expired", "Hold expired")
+                .detail("the hold expired or was released; its seats are back on sale"),
+            E::HoldPurchased => Problem::conflict("hold-purchased", "Hold already purchased")
+                .detail("this hold already became an order"),
+            E::IntentNotFound => Problem::not_found("no such payment intent"),
+            E::WrongSecret => {
+                Problem::validation().field("/clientSecret", "does not match the payment intent")
+            }
+            E::IntentNotConfirmable(status) => {
+                Problem::conflict("payment-intent-state", "Payment intent cannot be confirmed")
+                    .detail(format!("the payment intent is {status}"))
+            }
+            E::PaymentIncomplete(status) => {
+                Problem::conflict("payment-incomplete", "Payment not completed")
+                    .detail(format!("the payment intent is {status}; confirm it first"))
+            }
+            E::PaymentDeclined => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-declined",
+                "Payment declined",
+            )
+            .detail("the card was declined; create a new payment intent to try again"),
+            E::PaymentFailed => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment-processor-error",
+                "Payment processor error",
+            )
+            .detail("the payment processor failed; the intent is unchanged, confirm it again")
+            .retry_after(1),
+            E::OrderNotFound => Problem::not_found("no such order"),
+            E::OrderCancelled => Problem::conflict("order-cancelled", "Order already cancelled"),
+            E::NotWaitlisted => Problem::not_found("you are not on this event's waitlist"),
+            E::SeatsAvailable { available } => {
+                Problem::conflict("seats-available", "Seats available")
+                    .detail(format!(
+                        "{available} seats are available: hold them instead of waiting"
+                    ))
+                    .extension("available", available.into())
+            }
+            E::KeyReused => Problem::validation().detail(
+                "this Idempotency-Key was used with a different request body; use a new key",
+            ),
+            E::InFlight => Problem::conflict("request-in-flight", "Request in flight")
+                .detail("a request with this Idempotency-Key is still being processed")
+                .retry_after(1),
+            E::Store(e) => e.into(),
+            E::Internal(e) => Problem::internal(e),
+        }
+    }
+}
+
+impl axum::response::IntoResponse for BookingError {
+    fn into_response(self) -> axum::response::Response {
+        Problem::from(self).into_response()
+    }
+}

@@ -1,0 +1,2239 @@
+//! The booking store: one trait, two backends (SQLite, PostgreSQL), one conformance suite.
+//!
+//! # Concurrency design
+//!
+//! Every change of an event's inventory (hold, release, refresh, expiry, purchase, cancel,
+//! waitlist, the event-cancellation saga) is one transaction that first locks the event's
+//! `inventories` row (`SELECT … FOR UPDATE` on PostgreSQL; on SQLite the single writer
+//! connection already serialises every write transaction). Inside it the transaction:
+//!
+//! 1. sweeps the event's expired holds (their seats go back on sale and waiting buyers are
+//!    offered them), so a decision never rests on a hold that is dead;
+//! 2. reads the seats it needs, decides, and changes them with conditional updates
+//!    (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose row counts are checked,
+//!    as a second guard;
+//! 3. moves the event's counters (`held`, `sold`, `version`; a `CHECK` keeps
+//!    `held + sold <= capacity`) and appends the domain events to the outbox.
+//!
+//! Per-event serialisation was chosen over row locks on seats because a hold touches a set of
+//! seats chosen at request time: taking seat locks one by one deadlocks when two buyers want
+//! overlapping sets in different orders, and best-available needs a consistent view of what is
+//! free. One lock per event makes each decision see a settled inventory, keeps the counters
+//! exact (they feed availability and sold-out), and costs one row lock; different events never
+//! wait for each other. The unique index on valid tickets per seat is the last guard: even a
+//! bug in the above could not sell a seat twice.
+//!
+//! Payment intents and idempotency records do not touch the inventory and use conditional
+//! updates on their own rows.
+
+use async_trait::async_trait;
+use evently_bus::{DomainEvent, Envelope};
+use evently_core::db::StoreError;
+use uuid::Uuid;
+
+use crate::domain::{
+    Audit, AvailabilityView, Hold, Inventory, Order, PaymentIntent, Policy, SeatView, Selection,
+    WaitlistEntry,
+};
+use crate::error::BookingError;
+
+pub mod conformance;
+pub mod postgres;
+pub mod sqlite;
+
+/// A hold to take.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    /// Its id.
+    pub hold_id: Uuid,
+    /// The event.
+    pub event_id: Uuid,
+    /// The buyer.
+    pub user_id: Uuid,
+    /// What to hold.
+    pub selection: Selection,
+    /// How long it lives (ms).
+    pub ttl_ms: i64,
+}
+
+/// A payment intent to create.
+#[derive(Debug, Clone)]
+pub struct NewIntent {
+    /// Its id.
+    pub intent_id: Uuid,
+    /// The payer.
+    pub user_id: Uuid,
+    /// The hold it pays for.
+    pub hold_id: Uuid,
+    /// SHA-256 of the client secret, hex.
+    pub secret_hash: String,
+}
+
+/// What the simulated processor does with a confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The payment succeeds.
+    Succeed,
+    /// The card is declined: the intent is `declined` for good.
+    Decline,
+    /// The processor fails: nothing changes.
+    Fail,
+}
+
+/// Who is asking, for idempotency: the caller, the route and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The caller.
+    pub user_id: Uuid,
+    /// The route, e.g. `POST /api/orders/purchase`.
+    pub route: String,
+    /// The client's key.
+    pub key: String,
+}
+
+/// What an idempotency check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// First use of the key (or a takeover of a crashed request's): run the request.
+    Started,
+    /// The key completed: answer this again.
+    Replay {
+        /// HTTP status.
+        status: u16,
+        /// Body, byte for byte.
+        body: String,
+    },
+}
+
+/// A purchase to make.
+#[derive(Debug, Clone)]
+pub struct PurchaseInput {
+    /// The new order's id.
+    pub order_id: Uuid,
+    /// The buyer.
+    pub user_id: Uuid,
+    /// The event named in the request.
+    pub event_id: Uuid,
+    /// The hold to buy.
+    pub hold_id: Uuid,
+    /// The seats named in the request (must be the hold's).
+    pub seat_ids: Vec<String>,
+    /// The payment.
+    pub intent_id: Uuid,
+    /// The idempotency record completed in the same transaction.
+    pub key: IdempotencyKey,
+}
+
+/// Everything booking persists.
+#[async_trait]
+pub trait BookingStore: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies one of the events service's domain events to booking's read model (creating
+    /// inventories, following status and sale window, and on cancellation or deletion running
+    /// the refund saga), once per envelope id. False if it was applied before.
+    async fn apply_catalog(
+        &self,
+        envelope: &Envelope,
+        event: &DomainEvent,
+        now: i64,
+        policy: Policy,
+    ) -> Result<bool, BookingError>;
+
+    /// The read model and counters of an event.
+    async fn inventory(&self, event_id: Uuid) -> Result<Option<Inventory>, StoreError>;
+
+    /// Exact availability at `now` (holds expired but not yet swept count as available).
+    async fn availability(
+        &self,
+        event_id: Uuid,
+        now: i64,
+    ) -> Result<Option<AvailabilityView>, StoreError>;
+
+    /// The seat map at `now`.
+    async fn seat_map(&self, event_id: Uuid, now: i64)
+    -> Result<Option<Vec<SeatView>>, StoreError>;
+
+    /// Takes a hold, all or nothing; the buyer's earlier live hold on the event is released
+    /// first (it never blocks them).
+    async fn create_hold(
+        &self,
+        hold: &NewHold,
+        now: i64,
+        policy: Policy,
+    ) -> Result<Hold, BookingError>;
+
+    /// A hold by id.
+    async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError>;
+
+    /// Extends the caller's live hold to `min(now + extend_ms, created + max_lifetime_ms)`
+    /// (never shortening it).
+    async fn refresh_hold(
+        &self,
+        hold_id: Uuid,
+        user_id: Uuid,
+        extend_ms: i64,
+        max_lifetime_ms: i64,
+        now: i64,
+        policy: Policy,
+    ) -> Result<Hold, BookingError>;
+
+    /// Releases the caller's hold (a no-op for one already ended, except a purchased one).
+    async fn release_hold(
+        &self,
+        hold_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+        policy: Policy,
+    ) -> Result<(), BookingError>;
+
+    /// Creates a payment intent for the caller's live hold, the amount computed from the
+    /// hold's seats; earlier unconfirmed intents of the hold are cancelled.
+    async fn create_intent(
+        &self,
+        intent: &NewIntent,
+        now: i64,
+    ) -> Result<PaymentIntent, BookingError>;
+
+    /// Confirms the caller's intent with its client secret (idempotent once succeeded).
+    async fn confirm_intent(
+        &self,
+        intent_id: Uuid,
+        user_id: Uuid,
+        secret: &str,
+        outcome: Confirmation,
+        now: i64,
+    ) -> Result<PaymentIntent, BookingError>;
+
+    /// Claims an idempotency key for a request whose body hashes to `fingerprint`.
+    async fn idempotency_begin(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: i64,
+        lock_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<IdempotencyStart, BookingError>;
+
+    /// Stores a final answer for a claimed key.
+    async fn idempotency_finish(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Gives a claimed key up (its request's answer is not to be replayed).
+    async fn idempotency_abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Turns a live, paid hold into an order with its tickets, and completes the idempotency
+    /// record with the order as its answer, in one transaction. Returns the order and that
+    /// answer's body.
+    async fn purchase(
+        &self,
+        input: &PurchaseInput,
+        now: i64,
+        policy: Policy,
+    ) -> Result<(Order, String), BookingError>;
+
+    /// An order by id.
+    async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError>;
+
+    /// A buyer's orders, newest first, and how many there are.
+    async fn orders_of(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Order>, u64), StoreError>;
+
+    /// Cancels and refunds an order; its seats go back on sale.
+    async fn cancel_order(
+        &self,
+        order_id: Uuid,
+        reason: &str,
+        now: i64,
+        policy: Policy,
+    ) -> Result<Order, BookingError>;
+
+    /// Puts the caller on the event's waitlist (or returns their open entry).
+    async fn join_waitlist(
+        &self,
+        event_id: Uuid,
+        user_id: Uuid,
+        quantity: i64,
+        now: i64,
+        policy: Policy,
+    ) -> Result<WaitlistEntry, BookingError>;
+
+    /// The caller's latest waitlist entry for the event.
+    async fn waitlist_entry(
+        &self,
+        event_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<WaitlistEntry>, StoreError>;
+
+    /// Takes the caller off the waitlist (releasing an offer they hold).
+    async fn leave_waitlist(
+        &self,
+        event_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+        policy: Policy,
+    ) -> Result<(), BookingError>;
+
+    /// Sweeps every event with expired holds; returns how many holds expired.
+    async fn expire_due(&self, now: i64, policy: Policy) -> Result<usize, BookingError>;
+
+    /// When the next live hold expires.
+    async fn next_expiry(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Forgets idempotency records past their retention.
+    async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Counts an event's inventory from its rows.
+    async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError>;
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("corrupt {what}: {e}"))
+}
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(e.into()))
+}
+
+pub(crate) fn seat_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("seat list", e))
+}
+
+/// `$start, $start+1, …` for `n` parameters.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Generates a [`BookingStore`] implementation for a backend type with `reader()` and
+/// `writer()` pool accessors, given its database type, row type, the clause that locks a
+/// selected row (`FOR UPDATE`, or nothing where writes are already serialised) and its outbox
+/// append function.
+macro_rules! backend {
+    ($store:ty, $db:ty, $row:ty, $lock:literal, $append:path) => {
+        use evently_bus::catalog::{EventSnapshot, InventoryChange};
+        use evently_bus::{DomainEvent, Envelope};
+        use evently_core::db::StoreError;
+        use sqlx::Row;
+        use std::collections::BTreeMap;
+        use uuid::Uuid;
+
+        use $crate::domain::{
+            Audit, AvailabilityView, GA_SECTION, Hold, HoldKind, Inventory, Order, PaymentIntent,
+            Policy, SeatView, Selection, Ticket, WaitlistEntry, ga_seat_id,
+            random_token, seat_state, section_of, sha256_hex, constant_time_eq,
+        };
+        use $crate::error::BookingError;
+        use $crate::store::{
+            BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
+            PurchaseInput, corrupt, count, json, placeholders, seat_list,
+        };
+
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+
+        const INVENTORY_COLUMNS: &str = "event_id, organizer_id, status, deleted, event_date, \
+            sale_start, sale_end, currency, base_price, section_prices, reserved, capacity, \
+            held, sold, version";
+        const HOLD_COLUMNS: &str =
+            "id, event_id, user_id, seat_ids, kind, status, created_at, expires_at";
+        const INTENT_COLUMNS: &str =
+            "id, hold_id, event_id, user_id, amount, currency, status, secret_hash";
+        const ORDER_COLUMNS: &str = "id, event_id, user_id, hold_id, payment_intent_id, \
+            seat_ids, amount, currency, status, refunded_amount, cancel_reason, created_at";
+
+        fn inventory_from(row: &$row) -> Result<Inventory, StoreError> {
+            let prices: String = row.try_get("section_prices")?;
+            Ok(Inventory {
+                event_id: row.try_get("event_id")?,
+                organizer_id: row.try_get("organizer_id")?,
+                status: row.try_get("status")?,
+                deleted: row.try_get::<i64, _>("deleted")? != 0,
+                event_date: row.try_get("event_date")?,
+                sale_start: row.try_get("sale_start")?,
+                sale_end: row.try_get("sale_end")?,
+                currency: row.try_get("currency")?,
+                base_price: row.try_get("base_price")?,
+                section_prices: serde_json::from_str(&prices)
+                    .map_err(|e| corrupt("section_prices", e))?,
+                reserved: row.try_get::<i64, _>("reserved")? != 0,
+                capacity: row.try_get("capacity")?,
+                held: row.try_get("held")?,
+                sold: row.try_get("sold")?,
+                version: row.try_get("version")?,
+            })
+        }
+
+        fn hold_from(row: &$row) -> Result<Hold, StoreError> {
+            let seats: String = row.try_get("seat_ids")?;
+            Ok(Hold {
+                id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                user_id: row.try_get("user_id")?,
+                seat_ids: seat_list(&seats)?,
+                kind: row.try_get("kind")?,
+                status: row.try_get("status")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        }
+
+        fn intent_from(row: &$row) -> Result<PaymentIntent, StoreError> {
+            Ok(PaymentIntent {
+                id: row.try_get("id")?,
+                hold_id: row.try_get("hold_id")?,
+                event_id: row.try_get("event_id")?,
+                user_id: row.try_get("user_id")?,
+                amount: row.try_get("amount")?,
+                currency: row.try_get("currency")?,
+                status: row.try_get("status")?,
+                secret_hash: row.try_get("secret_hash")?,
+            })
+        }
+
+        fn order_from(row: &$row, tickets: Vec<Ticket>) -> Result<Order, StoreError> {
+            let seats: String = row.try_get("seat_ids")?;
+            Ok(Order {
+                order_id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                user_id: row.try_get("user_id")?,
+                hold_id: row.try_get("hold_id")?,
+                payment_intent_id: row.try_get("payment_intent_id")?,
+                seat_ids: seat_list(&seats)?,
+                amount: row.try_get("amount")?,
+                currency: row.try_get("currency")?,
+                status: row.try_get("status")?,
+                refunded_amount: row.try_get("refunded_amount")?,
+                cancel_reason: row.try_get("cancel_reason")?,
+                created_at: evently_bus::envelope::time_from_ms(row.try_get("created_at")?),
+                tickets,
+            })
+        }
+
+        fn ticket_from(row: &$row) -> Result<Ticket, StoreError> {
+            Ok(Ticket {
+                ticket_id: row.try_get("id")?,
+                seat_id: row.try_get("seat_id")?,
+                code: row.try_get("code")?,
+                status: row.try_get("status")?,
+            })
+        }
+
+        /// The changes of one transaction: the envelopes to append, whether seats were freed
+        /// (waiting buyers may be offered them), and the counters before the transaction.
+        struct Changes {
+            envelopes: Vec<Envelope>,
+            freed: bool,
+            was_available: i64,
+        }
+
+        impl Changes {
+            fn new(inv: &Inventory) -> Self {
+                Self {
+                    envelopes: Vec::new(),
+                    freed: false,
+                    was_available: inv.available(),
+                }
+            }
+
+            /// Records one inventory change (the caller already moved the counters).
+            fn push(
+                &mut self,
+                inv: &mut Inventory,
+                now: i64,
+                make: fn(InventoryChange) -> DomainEvent,
+                mut change: InventoryChange,
+            ) {
+                inv.version += 1;
+                change.availability = inv.availability();
+                self.envelopes.push(make(change).into_envelope(
+                    inv.version,
+                    evently_bus::envelope::time_from_ms(now),
+                ));
+            }
+        }
+
+        fn change(inv: &Inventory) -> InventoryChange {
+            InventoryChange {
+                event_id: inv.event_id,
+                user_id: None,
+                hold_id: None,
+                order_id: None,
+                seat_ids: Vec::new(),
+                amount: None,
+                currency: None,
+                reason: None,
+                availability: inv.availability(),
+            }
+        }
+
+        async fn lock_inventory(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+        ) -> Result<Option<Inventory>, StoreError> {
+            let sql = format!(
+                "SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1 {}",
+                $lock
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(event_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(inventory_from).transpose()
+        }
+
+        async fn hold_in(tx: &mut Tx<'_>, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+            let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(hold_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(hold_from).transpose()
+        }
+
+        /// Ends an active hold: its seats go back on sale, its unconfirmed or paid intents
+        /// are cancelled or refunded, and a waitlist offer lapses.
+        async fn end_hold(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            hold: &Hold,
+            status: &str,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            let freed = sqlx::query(
+                "UPDATE seats SET state = 0, hold_id = NULL WHERE hold_id = $1 AND state = 1",
+            )
+            .bind(hold.id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE holds SET status = $2, ended_at = $3 WHERE id = $1")
+                .bind(hold.id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "UPDATE payment_intents SET status = CASE WHEN status = 'succeeded' \
+                 THEN 'refunded' ELSE 'cancelled' END, updated_at = $2 \
+                 WHERE hold_id = $1 AND status IN ('requires_confirmation', 'succeeded')",
+            )
+            .bind(hold.id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            if hold.kind == HoldKind::Waitlist.as_str() {
+                sqlx::query(
+                    "UPDATE waitlist SET status = 'lapsed', updated_at = $2 \
+                     WHERE hold_id = $1 AND status = 'offered'",
+                )
+                .bind(hold.id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let freed = i64::try_from(freed).unwrap_or(0);
+            inv.held -= freed;
+            changes.freed = true;
+            changes.push(
+                inv,
+                now,
+                DomainEvent::SeatsReleased,
+                InventoryChange {
+                    user_id: Some(hold.user_id),
+                    hold_id: Some(hold.id),
+                    seat_ids: hold.seat_ids.clone(),
+                    reason: Some(status.to_owned()),
+                    ..change(inv)
+                },
+            );
+            Ok(())
+        }
+
+        /// Ends the event's holds that expired at `now`.
+        async fn sweep(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            now: i64,
+        ) -> Result<usize, StoreError> {
+            let sql = format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active' \
+                 AND expires_at <= $2"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(inv.event_id)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?;
+            let expired = rows.iter().map(hold_from).collect::<Result<Vec<_>, _>>()?;
+            for hold in &expired {
+                end_hold(tx, inv, changes, hold, "expired", now).await?;
+            }
+            Ok(expired.len())
+        }
+
+        /// Available seats in layout order (id, section, row, number), at most `limit`.
+        async fn candidates(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            section: Option<&str>,
+            limit: i64,
+        ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT seat_id, section, row_label, number FROM seats \
+                 WHERE event_id = $1 AND state = 0 AND ($2 IS NULL OR section = $2) \
+                 ORDER BY ord LIMIT $3",
+            )
+            .bind(event_id)
+            .bind(section)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("seat_id")?,
+                        r.try_get("section")?,
+                        r.try_get("row_label")?,
+                        r.try_get("number")?,
+                    ))
+                })
+                .collect()
+        }
+
+        /// Holds `seats` (known to be available) for `hold`.
+        async fn take_seats(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            hold_id: Uuid,
+            seats: &[String],
+        ) -> Result<u64, StoreError> {
+            let sql = format!(
+                "UPDATE seats SET state = 1, hold_id = $2 WHERE event_id = $1 AND state = 0 \
+                 AND seat_id IN ({})",
+                placeholders(3, seats.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).bind(hold_id);
+            for seat in seats {
+                query = query.bind(seat);
+            }
+            Ok(query.execute(&mut **tx).await?.rows_affected())
+        }
+
+        /// Writes a new hold row and moves its seats and the counters.
+        #[allow(clippy::too_many_arguments)]
+        async fn insert_hold(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            hold_id: Uuid,
+            user_id: Uuid,
+            seats: Vec<String>,
+            kind: HoldKind,
+            expires_at: i64,
+            now: i64,
+        ) -> Result<Hold, BookingError> {
+            let taken = take_seats(tx, inv.event_id, hold_id, &seats).await?;
+            if taken != seats.len() as u64 {
+                // The reads above saw these seats available under the inventory lock.
+                return Err(BookingError::Internal(anyhow::anyhow!(
+                    "held {taken} of {} seats that were available",
+                    seats.len()
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO holds (id, event_id, user_id, seat_ids, quantity, kind, status, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
+            )
+            .bind(hold_id)
+            .bind(inv.event_id)
+            .bind(user_id)
+            .bind(json(&seats)?)
+            .bind(count(seats.len()))
+            .bind(kind.as_str())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut **tx)
+            .await?;
+            inv.held += count(seats.len());
+            let make = match kind {
+                HoldKind::Buyer => DomainEvent::SeatsHeld,
+                HoldKind::Waitlist => DomainEvent::WaitlistOffered,
+            };
+            changes.push(
+                inv,
+                now,
+                make,
+                InventoryChange {
+                    user_id: Some(user_id),
+                    hold_id: Some(hold_id),
+                    seat_ids: seats.clone(),
+                    reason: (kind == HoldKind::Waitlist).then(|| "waitlist-offer".to_owned()),
+                    ..change(inv)
+                },
+            );
+            Ok(Hold {
+                id: hold_id,
+                event_id: inv.event_id,
+                user_id,
+                seat_ids: seats,
+                kind: kind.as_str().to_owned(),
+                status: "active".into(),
+                created_at: now,
+                expires_at,
+            })
+        }
+
+        /// Offers freed seats to the head of the waitlist, in order, while the head's
+        /// quantity fits (the list is first come, first served: nobody is skipped).
+        async fn promote(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            now: i64,
+            policy: Policy,
+        ) -> Result<(), BookingError> {
+            if inv.sale_closed(now).is_some() {
+                return Ok(());
+            }
+            loop {
+                let head = sqlx::query(
+                    "SELECT id, user_id, quantity FROM waitlist WHERE event_id = $1 \
+                     AND status = 'waiting' ORDER BY seq LIMIT 1",
+                )
+                .bind(inv.event_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(head) = head else { return Ok(()) };
+                let entry: Uuid = head.try_get("id")?;
+                let user: Uuid = head.try_get("user_id")?;
+                let quantity: i64 = head.try_get("quantity")?;
+                if quantity > inv.available() {
+                    return Ok(());
+                }
+                let window = (quantity * 20).max(200);
+                let found = candidates(tx, inv.event_id, None, window).await?;
+                let wanted = usize::try_from(quantity).unwrap_or(usize::MAX);
+                let Some(seats) = $crate::domain::pick_best(&found, wanted) else {
+                    return Ok(());
+                };
+                let hold_id = Uuid::now_v7();
+                insert_hold(
+                    tx,
+                    inv,
+                    changes,
+                    hold_id,
+                    user,
+                    seats,
+                    HoldKind::Waitlist,
+                    now + policy.offer_ttl_ms,
+                    now,
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(entry)
+                .bind(hold_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+
+        /// Finishes an inventory transaction: offers freed seats to waiting buyers, notes a
+        /// sell-out, saves the counters and appends the domain events.
+        async fn finish(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            mut changes: Changes,
+            now: i64,
+            policy: Policy,
+        ) -> Result<(), BookingError> {
+            if changes.freed {
+                promote(tx, inv, &mut changes, now, policy).await?;
+            }
+            if changes.envelopes.is_empty() {
+                return Ok(());
+            }
+            if changes.was_available > 0 && inv.available() == 0 {
+                changes.push(inv, now, DomainEvent::SoldOut, change(inv));
+            }
+            sqlx::query(
+                "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5 \
+                 WHERE event_id = $1",
+            )
+            .bind(inv.event_id)
+            .bind(inv.held)
+            .bind(inv.sold)
+            .bind(inv.version)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            for envelope in &changes.envelopes {
+                $append(tx, envelope).await?;
+            }
+            Ok(())
+        }
+
+        /// The seats of a new inventory: the layout's, or numbered general-admission places.
+        fn seats_of(snapshot: &EventSnapshot) -> Vec<(String, String, String, i64)> {
+            match &snapshot.layout {
+                Some(layout) => {
+                    let mut seats = Vec::new();
+                    for section in &layout.sections {
+                        for row in &section.rows {
+                            for n in 1..=row.seats {
+                                seats.push((
+                                    format!("{}-{}-{n}", section.name, row.label),
+                                    section.name.clone(),
+                                    row.label.clone(),
+                                    n,
+                                ));
+                            }
+                        }
+                    }
+                    seats
+                }
+                None => (1..=snapshot.total_seats)
+                    .map(|n| (ga_seat_id(n), GA_SECTION.to_owned(), "1".to_owned(), n))
+                    .collect(),
+            }
+        }
+
+        async fn insert_seats(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            seats: &[(String, String, String, i64)],
+            first_ord: i64,
+        ) -> Result<(), StoreError> {
+            let mut ord = first_ord;
+            for chunk in seats.chunks(1000) {
+                let mut builder: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "INSERT INTO seats (event_id, seat_id, section, row_label, number, ord) ",
+                );
+                builder.push_values(chunk, |mut b, (id, section, row, number)| {
+                    ord += 1;
+                    b.push_bind(event_id)
+                        .push_bind(id.clone())
+                        .push_bind(section.clone())
+                        .push_bind(row.clone())
+                        .push_bind(*number)
+                        .push_bind(ord);
+                });
+                builder.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        async fn create_inventory(
+            tx: &mut Tx<'_>,
+            snapshot: &EventSnapshot,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            let seats = seats_of(snapshot);
+            let inserted = sqlx::query(
+                "INSERT INTO inventories (event_id, organizer_id, status, event_date, \
+                 sale_start, sale_end, currency, base_price, section_prices, reserved, \
+                 capacity, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(snapshot.event_id)
+            .bind(snapshot.organizer_id)
+            .bind(&snapshot.status)
+            .bind(to_ms(snapshot.event_date))
+            .bind(to_ms(snapshot.sale_start_time))
+            .bind(snapshot.sale_end_time.map(to_ms))
+            .bind(&snapshot.currency)
+            .bind(snapshot.base_price)
+            .bind(json(&snapshot.section_prices)?)
+            .bind(i64::from(snapshot.layout.is_some()))
+            .bind(count(seats.len()))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                insert_seats(tx, snapshot.event_id, &seats, 0).await?;
+            }
+            Ok(())
+        }
+
+        fn to_ms(t: time::OffsetDateTime) -> i64 {
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        }
+
+        /// Follows an event's details; a general-admission capacity change adds places, or
+        /// removes unsold ones from the end (never below what is sold or held).
+        async fn update_inventory(
+            tx: &mut Tx<'_>,
+            snapshot: &EventSnapshot,
+            now: i64,
+            policy: Policy,
+        ) -> Result<(), BookingError> {
+            let Some(mut inv) = lock_inventory(tx, snapshot.event_id).await? else {
+                create_inventory(tx, snapshot, now).await?;
+                return Ok(());
+            };
+            sqlx::query(
+                "UPDATE inventories SET status = $2, event_date = $3, sale_start = $4, \
+                 sale_end = $5, currency = $6, base_price = $7, section_prices = $8 \
+                 WHERE event_id = $1",
+            )
+            .bind(inv.event_id)
+            .bind(&snapshot.status)
+            .bind(to_ms(snapshot.event_date))
+            .bind(to_ms(snapshot.sale_start_time))
+            .bind(snapshot.sale_end_time.map(to_ms))
+            .bind(&snapshot.currency)
+            .bind(snapshot.base_price)
+            .bind(json(&snapshot.section_prices)?)
+            .execute(&mut **tx)
+            .await?;
+            inv.status = snapshot.status.clone();
+            if inv.reserved || snapshot.total_seats == inv.capacity {
+                return Ok(());
+            }
+            let mut changes = Changes::new(&inv);
+            if snapshot.total_seats > inv.capacity {
+                let extra: Vec<_> = (inv.capacity + 1..=snapshot.total_seats)
+                    .map(|n| (ga_seat_id(n), GA_SECTION.to_owned(), "1".to_owned(), n))
+                    .collect();
+                insert_seats(tx, inv.event_id, &extra, inv.capacity).await?;
+                changes.freed = true;
+            } else {
+                sqlx::query("DELETE FROM seats WHERE event_id = $1 AND ord > $2 AND state = 0")
+                    .bind(inv.event_id)
+                    .bind(snapshot.total_seats)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let capacity: i64 = sqlx::query("SELECT COUNT(*) AS n FROM seats WHERE event_id = $1")
+                .bind(inv.event_id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("n")?;
+            sqlx::query("UPDATE inventories SET capacity = $2 WHERE event_id = $1")
+                .bind(inv.event_id)
+                .bind(capacity)
+                .execute(&mut **tx)
+                .await?;
+            inv.capacity = capacity;
+            let capacity_changed = InventoryChange {
+                reason: Some("capacity-changed".into()),
+                ..change(&inv)
+            };
+            changes.push(&mut inv, now, DomainEvent::SeatsReleased, capacity_changed);
+            finish(tx, &mut inv, changes, now, policy).await
+        }
+
+        /// Cancels one confirmed order inside an inventory transaction.
+        async fn cancel_in(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            order_id: Uuid,
+            reason: &str,
+            now: i64,
+        ) -> Result<Order, BookingError> {
+            let mut order = order_in(tx, order_id)
+                .await?
+                .ok_or(BookingError::OrderNotFound)?;
+            if order.status != "confirmed" {
+                return Err(BookingError::OrderCancelled);
+            }
+            let freed = sqlx::query(
+                "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
+                 AND order_id = $2 AND state = 2",
+            )
+            .bind(inv.event_id)
+            .bind(order_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
+                .bind(order_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
+                 cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
+            )
+            .bind(order_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1",
+            )
+            .bind(order.payment_intent_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            inv.sold -= i64::try_from(freed).unwrap_or(0);
+            changes.freed = true;
+            changes.push(
+                inv,
+                now,
+                DomainEvent::OrderCancelled,
+                InventoryChange {
+                    user_id: Some(order.user_id),
+                    order_id: Some(order_id),
+                    seat_ids: order.seat_ids.clone(),
+                    amount: Some(order.amount),
+                    currency: Some(order.currency.clone()),
+                    reason: Some(reason.to_owned()),
+                    ..change(inv)
+                },
+            );
+            order.status = "cancelled".into();
+            order.refunded_amount = Some(order.amount);
+            order.cancel_reason = Some(reason.to_owned());
+            for ticket in &mut order.tickets {
+                ticket.status = "void".into();
+            }
+            Ok(order)
+        }
+
+        /// The event is cancelled or deleted: every live hold ends, every order is cancelled
+        /// and refunded, the waitlist closes.
+        async fn cancel_event(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            deleted: bool,
+            now: i64,
+            policy: Policy,
+        ) -> Result<(), BookingError> {
+            let Some(mut inv) = lock_inventory(tx, event_id).await? else {
+                return Ok(());
+            };
+            sqlx::query(
+                "UPDATE inventories SET status = 'CANCELLED', deleted = $2 WHERE event_id = $1",
+            )
+            .bind(event_id)
+            .bind(i64::from(deleted || inv.deleted))
+            .execute(&mut **tx)
+            .await?;
+            inv.status = "CANCELLED".into();
+            let mut changes = Changes::new(&inv);
+            let sql = format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active'"
+            );
+            let holds = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut **tx).await?;
+            for row in &holds {
+                let hold = hold_from(row)?;
+                end_hold(tx, &mut inv, &mut changes, &hold, "cancelled", now).await?;
+            }
+            let orders: Vec<Uuid> = sqlx::query(
+                "SELECT id FROM orders WHERE event_id = $1 AND status = 'confirmed' ORDER BY id",
+            )
+            .bind(event_id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+            for order in orders {
+                cancel_in(tx, &mut inv, &mut changes, order, "event-cancelled", now).await?;
+            }
+            sqlx::query(
+                "UPDATE waitlist SET status = 'closed', updated_at = $2 WHERE event_id = $1 \
+                 AND status IN ('waiting', 'offered')",
+            )
+            .bind(event_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            finish(tx, &mut inv, changes, now, policy).await
+        }
+
+        async fn tickets_of(
+            tx: &mut Tx<'_>,
+            order_id: Uuid,
+        ) -> Result<Vec<Ticket>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
+            )
+            .bind(order_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter().map(ticket_from).collect()
+        }
+
+        async fn order_in(tx: &mut Tx<'_>, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+            let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(order_id)
+                .fetch_optional(&mut **tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let tickets = tickets_of(tx, order_id).await?;
+            order_from(&row, tickets).map(Some)
+        }
+
+        async fn waitlist_in(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            user_id: Uuid,
+        ) -> Result<Option<WaitlistEntry>, StoreError> {
+            let row = sqlx::query(
+                "SELECT w.quantity, w.status, w.seq, w.hold_id, h.expires_at FROM waitlist w \
+                 LEFT JOIN holds h ON h.id = w.hold_id \
+                 WHERE w.event_id = $1 AND w.user_id = $2 ORDER BY w.seq DESC LIMIT 1",
+            )
+            .bind(event_id)
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let status: String = row.try_get("status")?;
+            let seq: i64 = row.try_get("seq")?;
+            let position = if status == "waiting" {
+                let ahead: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 \
+                     AND status = 'waiting' AND seq <= $2",
+                )
+                .bind(event_id)
+                .bind(seq)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("n")?;
+                Some(ahead)
+            } else {
+                None
+            };
+            let expires: Option<i64> = row.try_get("expires_at")?;
+            Ok(Some(WaitlistEntry {
+                event_id,
+                quantity: row.try_get("quantity")?,
+                offer_expires_at: if status == "offered" {
+                    expires.map($crate::domain::rfc3339)
+                } else {
+                    None
+                },
+                hold_id: row.try_get("hold_id")?,
+                status,
+                position,
+            }))
+        }
+
+        #[async_trait::async_trait]
+        impl BookingStore for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn apply_catalog(
+                &self,
+                envelope: &Envelope,
+                event: &DomainEvent,
+                now: i64,
+                policy: Policy,
+            ) -> Result<bool, BookingError> {
+                let relevant = matches!(
+                    event,
+                    DomainEvent::EventCreated(_)
+                        | DomainEvent::EventUpdated(_)
+                        | DomainEvent::EventStatusChanged { .. }
+                        | DomainEvent::EventDeleted { .. }
+                );
+                if !relevant {
+                    return Ok(false);
+                }
+                let mut tx = self.writer().begin().await?;
+                let first = sqlx::query(
+                    "INSERT INTO applied_events (id, applied_at) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(envelope.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if first == 0 {
+                    return Ok(false);
+                }
+                match event {
+                    DomainEvent::EventCreated(snapshot) => {
+                        create_inventory(&mut tx, snapshot, now).await?;
+                        if snapshot.status == "CANCELLED" {
+                            cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
+                        }
+                    }
+                    DomainEvent::EventUpdated(snapshot) => {
+                        if snapshot.status == "CANCELLED" {
+                            cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
+                        } else {
+                            update_inventory(&mut tx, snapshot, now, policy).await?;
+                        }
+                    }
+                    DomainEvent::EventStatusChanged { event_id, to, .. } => {
+                        if to == "CANCELLED" {
+                            cancel_event(&mut tx, *event_id, false, now, policy).await?;
+                        } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
+                            sqlx::query("UPDATE inventories SET status = $2 WHERE event_id = $1")
+                                .bind(event_id)
+                                .bind(to)
+                                .execute(&mut *tx)
+                                .await?;
+                            inv.status = to.clone();
+                            // Seats freed while the sale had not opened go to waiting buyers.
+                            let mut changes = Changes::new(&inv);
+                            changes.freed = true;
+                            finish(&mut tx, &mut inv, changes, now, policy).await?;
+                        }
+                    }
+                    DomainEvent::EventDeleted { event_id } => {
+                        cancel_event(&mut tx, *event_id, true, now, policy).await?;
+                    }
+                    _ => {}
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn inventory(&self, event_id: Uuid) -> Result<Option<Inventory>, StoreError> {
+                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(event_id)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(inventory_from).transpose()
+            }
+
+            async fn availability(
+                &self,
+                event_id: Uuid,
+                now: i64,
+            ) -> Result<Option<AvailabilityView>, StoreError> {
+                let mut conn = self.reader().acquire().await?;
+                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(event_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let inv = inventory_from(&row)?;
+                if inv.deleted {
+                    return Ok(None);
+                }
+                let expired: i64 = sqlx::query(
+                    "SELECT COALESCE(SUM(quantity), 0) AS n FROM holds WHERE event_id = $1 \
+                     AND status = 'active' AND expires_at <= $2",
+                )
+                .bind(event_id)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("n")?;
+                let held = inv.held - expired;
+                let available = inv.capacity - held - inv.sold;
+                Ok(Some(AvailabilityView {
+                    event_id,
+                    status: inv.status.clone(),
+                    on_sale: inv.sale_closed(now).is_none(),
+                    capacity: inv.capacity,
+                    available,
+                    held,
+                    sold: inv.sold,
+                    sold_out: available == 0,
+                    version: inv.version,
+                }))
+            }
+
+            async fn seat_map(
+                &self,
+                event_id: Uuid,
+                now: i64,
+            ) -> Result<Option<Vec<SeatView>>, StoreError> {
+                let Some(inv) = self.inventory(event_id).await? else {
+                    return Ok(None);
+                };
+                if inv.deleted {
+                    return Ok(None);
+                }
+                let rows = sqlx::query(
+                    "SELECT s.seat_id, s.section, s.row_label, s.number, s.state, h.expires_at \
+                     FROM seats s LEFT JOIN holds h ON h.id = s.hold_id \
+                     WHERE s.event_id = $1 ORDER BY s.ord",
+                )
+                .bind(event_id)
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let section: String = r.try_get("section")?;
+                        let state: i64 = r.try_get("state")?;
+                        let expires: Option<i64> = r.try_get("expires_at")?;
+                        let state = match state {
+                            seat_state::SOLD => "reserved",
+                            seat_state::HELD if expires.is_some_and(|e| e > now) => "held",
+                            _ => "available",
+                        };
+                        Ok(SeatView {
+                            seat_id: r.try_get("seat_id")?,
+                            row: r.try_get("row_label")?,
+                            number: r.try_get("number")?,
+                            price_tier: inv.tier_of(&section).to_owned(),
+                            price: inv.price_of(&section),
+                            section,
+                            state: state.to_owned(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+                    .map(Some)
+            }
+
+            async fn create_hold(
+                &self,
+                new: &NewHold,
+                now: i64,
+                policy: Policy,
+            ) -> Result<Hold, BookingError> {
+                let mut tx = self.writer().begin().await?;
+                let mut inv = lock_inventory(&mut tx, new.event_id)
+                    .await?
+                    .filter(|i| !i.deleted)
+                    .ok_or(BookingError::EventNotFound)?;
+                if let Some(why) = inv.sale_closed(now) {
+                    return Err(BookingError::NotOnSale(why));
+                }
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                // The buyer's own live hold never blocks them: the new hold replaces it.
+                let sql = format!(
+                    "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND user_id = $2 \
+                     AND status = 'active'"
+                );
+                let own = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(new.event_id)
+                    .bind(new.user_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in &own {
+                    let hold = hold_from(row)?;
+                    end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                }
+                let quantity = new.selection.quantity();
+                let owned: i64 = sqlx::query(
+                    "SELECT COALESCE(SUM(quantity), 0) AS n FROM orders WHERE event_id = $1 \
+                     AND user_id = $2 AND status = 'confirmed'",
+                )
+                .bind(new.event_id)
+                .bind(new.user_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+                if owned + quantity > policy.max_tickets_per_user {
+                    return Err(BookingError::TicketLimit {
+                        limit: policy.max_tickets_per_user,
+                        owned,
+                    });
+                }
+                let seats = match &new.selection {
+                    Selection::Seats(wanted) => {
+                        let sql = format!(
+                            "SELECT seat_id, state FROM seats WHERE event_id = $1 \
+                             AND seat_id IN ({})",
+                            placeholders(2, wanted.len())
+                        );
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(new.event_id);
+                        for seat in wanted {
+                            query = query.bind(seat);
+                        }
+                        let rows = query.fetch_all(&mut *tx).await?;
+                        let mut states = BTreeMap::new();
+                        for row in &rows {
+                            let id: String = row.try_get("seat_id")?;
+                            let state: i64 = row.try_get("state")?;
+                            states.insert(id, state);
+                        }
+                        let unknown: Vec<&String> =
+                            wanted.iter().filter(|s| !states.contains_key(*s)).collect();
+                        if !unknown.is_empty() {
+                            let mut problem = evently_core::Problem::validation()
+                                .detail("no such seats at this event");
+                            for (i, seat) in wanted.iter().enumerate() {
+                                if !states.contains_key(seat) {
+                                    problem = problem.field(
+                                        format!("/seatIds/{i}"),
+                                        format!("{seat} is not a seat of this event"),
+                                    );
+                                }
+                            }
+                            return Err(BookingError::Invalid(problem));
+                        }
+                        let conflicts: Vec<String> = wanted
+                            .iter()
+                            .filter(|s| states.get(*s) != Some(&seat_state::AVAILABLE))
+                            .cloned()
+                            .collect();
+                        if !conflicts.is_empty() {
+                            return Err(BookingError::SeatsUnavailable(conflicts));
+                        }
+                        wanted.clone()
+                    }
+                    Selection::Best { quantity, section } => {
+                        let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
+                        let window = if inv.reserved { (quantity * 20).max(200) } else { *quantity };
+                        let found =
+                            candidates(&mut tx, new.event_id, section.as_deref(), window).await?;
+                        match $crate::domain::pick_best(&found, wanted) {
+                            Some(seats) => seats,
+                            None => {
+                                return Err(BookingError::SoldOut {
+                                    available: count(found.len()),
+                                });
+                            }
+                        }
+                    }
+                };
+                let hold = insert_hold(
+                    &mut tx,
+                    &mut inv,
+                    &mut changes,
+                    new.hold_id,
+                    new.user_id,
+                    seats,
+                    HoldKind::Buyer,
+                    now + new.ttl_ms,
+                    now,
+                )
+                .await?;
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                Ok(hold)
+            }
+
+            async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+                let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(hold_id)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(hold_from).transpose()
+            }
+
+            async fn refresh_hold(
+                &self,
+                hold_id: Uuid,
+                user_id: Uuid,
+                extend_ms: i64,
+                max_lifetime_ms: i64,
+                now: i64,
+                policy: Policy,
+            ) -> Result<Hold, BookingError> {
+                let found = self
+                    .hold(hold_id)
+                    .await?
+                    .filter(|h| h.user_id == user_id)
+                    .ok_or(BookingError::HoldNotFound)?;
+                let mut tx = self.writer().begin().await?;
+                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
+                    return Err(BookingError::HoldNotFound);
+                };
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let mut hold = hold_in(&mut tx, hold_id)
+                    .await?
+                    .ok_or(BookingError::HoldNotFound)?;
+                let outcome = match hold.status.as_str() {
+                    "active" => {
+                        let target = (now + extend_ms).min(hold.created_at + max_lifetime_ms);
+                        if target > hold.expires_at {
+                            sqlx::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
+                                .bind(hold_id)
+                                .bind(target)
+                                .execute(&mut *tx)
+                                .await?;
+                            hold.expires_at = target;
+                        }
+                        Ok(hold)
+                    }
+                    "purchased" => Err(BookingError::HoldPurchased),
+                    _ => Err(BookingError::HoldExpired),
+                };
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                outcome
+            }
+
+            async fn release_hold(
+                &self,
+                hold_id: Uuid,
+                user_id: Uuid,
+                now: i64,
+                policy: Policy,
+            ) -> Result<(), BookingError> {
+                let found = self
+                    .hold(hold_id)
+                    .await?
+                    .filter(|h| h.user_id == user_id)
+                    .ok_or(BookingError::HoldNotFound)?;
+                let mut tx = self.writer().begin().await?;
+                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
+                    return Err(BookingError::HoldNotFound);
+                };
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let hold = hold_in(&mut tx, hold_id)
+                    .await?
+                    .ok_or(BookingError::HoldNotFound)?;
+                let outcome = match hold.status.as_str() {
+                    "active" => {
+                        end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                        Ok(())
+                    }
+                    "purchased" => Err(BookingError::HoldPurchased),
+                    _ => Ok(()),
+                };
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                outcome
+            }
+
+            async fn create_intent(
+                &self,
+                new: &NewIntent,
+                now: i64,
+            ) -> Result<PaymentIntent, BookingError> {
+                let mut tx = self.writer().begin().await?;
+                let hold = hold_in(&mut tx, new.hold_id)
+                    .await?
+                    .filter(|h| h.user_id == new.user_id)
+                    .ok_or(BookingError::HoldNotFound)?;
+                match hold.status.as_str() {
+                    "purchased" => return Err(BookingError::HoldPurchased),
+                    _ if !hold.is_live(now) => return Err(BookingError::HoldExpired),
+                    _ => {}
+                }
+                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
+                let inv = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(hold.event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(inventory_from)
+                    .transpose()?
+                    .ok_or(BookingError::EventNotFound)?;
+                let mut amount: i64 = 0;
+                for seat in &hold.seat_ids {
+                    amount = amount
+                        .checked_add(inv.price_of(section_of(seat)))
+                        .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
+                }
+                sqlx::query(
+                    "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
+                     WHERE hold_id = $1 AND status = 'requires_confirmation'",
+                )
+                .bind(hold.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
+                     currency, secret_hash, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_confirmation', $8, $8)",
+                )
+                .bind(new.intent_id)
+                .bind(hold.id)
+                .bind(hold.event_id)
+                .bind(new.user_id)
+                .bind(amount)
+                .bind(&inv.currency)
+                .bind(&new.secret_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(PaymentIntent {
+                    id: new.intent_id,
+                    hold_id: hold.id,
+                    event_id: hold.event_id,
+                    user_id: new.user_id,
+                    amount,
+                    currency: inv.currency,
+                    status: "requires_confirmation".into(),
+                    secret_hash: new.secret_hash.clone(),
+                })
+            }
+
+            async fn confirm_intent(
+                &self,
+                intent_id: Uuid,
+                user_id: Uuid,
+                secret: &str,
+                outcome: Confirmation,
+                now: i64,
+            ) -> Result<PaymentIntent, BookingError> {
+                let mut tx = self.writer().begin().await?;
+                let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
+                let mut intent = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(intent_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(intent_from)
+                    .transpose()?
+                    .filter(|i| i.user_id == user_id)
+                    .ok_or(BookingError::IntentNotFound)?;
+                if !constant_time_eq(&sha256_hex(secret.as_bytes()), &intent.secret_hash) {
+                    return Err(BookingError::WrongSecret);
+                }
+                match intent.status.as_str() {
+                    "succeeded" => return Ok(intent),
+                    "requires_confirmation" => {}
+                    other => return Err(BookingError::IntentNotConfirmable(other.to_owned())),
+                }
+                let hold = hold_in(&mut tx, intent.hold_id)
+                    .await?
+                    .ok_or(BookingError::HoldNotFound)?;
+                if !hold.is_live(now) {
+                    return Err(BookingError::HoldExpired);
+                }
+                let status = match outcome {
+                    Confirmation::Fail => return Err(BookingError::PaymentFailed),
+                    Confirmation::Decline => "declined",
+                    Confirmation::Succeed => "succeeded",
+                };
+                let changed = sqlx::query(
+                    "UPDATE payment_intents SET status = $2, updated_at = $3 \
+                     WHERE id = $1 AND status = 'requires_confirmation'",
+                )
+                .bind(intent_id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                if changed == 0 {
+                    // Changed meanwhile (a concurrent confirm, or the hold ended): report what
+                    // it is now.
+                    let current = self.intent_status(intent_id).await?;
+                    return if current == "succeeded" {
+                        intent.status = current;
+                        Ok(intent)
+                    } else {
+                        Err(BookingError::IntentNotConfirmable(current))
+                    };
+                }
+                if outcome == Confirmation::Decline {
+                    return Err(BookingError::PaymentDeclined);
+                }
+                intent.status = status.to_owned();
+                Ok(intent)
+            }
+
+            async fn idempotency_begin(
+                &self,
+                key: &IdempotencyKey,
+                fingerprint: &str,
+                now: i64,
+                lock_ms: i64,
+                ttl_ms: i64,
+            ) -> Result<IdempotencyStart, BookingError> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
+                     AND expires_at <= $4",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, status, \
+                     locked_at, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .bind(fingerprint)
+                .bind(now)
+                .bind(now + ttl_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    tx.commit().await?;
+                    return Ok(IdempotencyStart::Started);
+                }
+                let row = sqlx::query(
+                    "SELECT fingerprint, status, response_status, response_body, locked_at \
+                     FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                let stored: String = row.try_get("fingerprint")?;
+                if stored != fingerprint {
+                    return Err(BookingError::KeyReused);
+                }
+                let status: String = row.try_get("status")?;
+                if status == "complete" {
+                    let code: Option<i64> = row.try_get("response_status")?;
+                    let body: Option<String> = row.try_get("response_body")?;
+                    return Ok(IdempotencyStart::Replay {
+                        status: code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
+                        body: body.unwrap_or_default(),
+                    });
+                }
+                let locked_at: i64 = row.try_get("locked_at")?;
+                if locked_at + lock_ms > now {
+                    return Err(BookingError::InFlight);
+                }
+                // The request holding the key is gone (crashed); take it over.
+                let taken = sqlx::query(
+                    "UPDATE idempotency_keys SET locked_at = $4 WHERE user_id = $1 \
+                     AND route = $2 AND key = $3 AND status = 'in_flight' AND locked_at = $5",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .bind(now)
+                .bind(locked_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                if taken == 1 {
+                    Ok(IdempotencyStart::Started)
+                } else {
+                    Err(BookingError::InFlight)
+                }
+            }
+
+            async fn idempotency_finish(
+                &self,
+                key: &IdempotencyKey,
+                status: u16,
+                body: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status = 'complete', response_status = $4, \
+                     response_body = $5 WHERE user_id = $1 AND route = $2 AND key = $3 \
+                     AND status = 'in_flight'",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .bind(i64::from(status))
+                .bind(body)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn idempotency_abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
+                     AND status = 'in_flight'",
+                )
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn purchase(
+                &self,
+                input: &PurchaseInput,
+                now: i64,
+                policy: Policy,
+            ) -> Result<(Order, String), BookingError> {
+                let found = self
+                    .hold(input.hold_id)
+                    .await?
+                    .filter(|h| h.user_id == input.user_id)
+                    .ok_or(BookingError::HoldNotFound)?;
+                if found.event_id != input.event_id {
+                    return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
+                        "/eventId",
+                        "the hold is for another event",
+                    )));
+                }
+                let mut tx = self.writer().begin().await?;
+                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
+                    return Err(BookingError::EventNotFound);
+                };
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                // On any refusal the transaction rolls back whole (what the sweep found is
+                // swept again by the next change or the expiry task).
+                let outcome = purchase_in(&mut tx, &mut inv, &mut changes, input, now).await?;
+                let body = json(&outcome)?;
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status = 'complete', response_status = 201, \
+                     response_body = $4 WHERE user_id = $1 AND route = $2 AND key = $3",
+                )
+                .bind(input.key.user_id)
+                .bind(&input.key.route)
+                .bind(&input.key.key)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await?;
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                Ok((outcome, body))
+            }
+
+            async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+                let mut tx = self.reader().begin().await?;
+                let order = order_in(&mut tx, order_id).await?;
+                tx.commit().await?;
+                Ok(order)
+            }
+
+            async fn orders_of(
+                &self,
+                user_id: Uuid,
+                limit: i64,
+                offset: i64,
+            ) -> Result<(Vec<Order>, u64), StoreError> {
+                let mut tx = self.reader().begin().await?;
+                let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                let sql = format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(user_id)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut orders = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: Uuid = row.try_get("id")?;
+                    let tickets = tickets_of(&mut tx, id).await?;
+                    orders.push(order_from(row, tickets)?);
+                }
+                tx.commit().await?;
+                Ok((orders, u64::try_from(total).unwrap_or(0)))
+            }
+
+            async fn cancel_order(
+                &self,
+                order_id: Uuid,
+                reason: &str,
+                now: i64,
+                policy: Policy,
+            ) -> Result<Order, BookingError> {
+                let found = self
+                    .order(order_id)
+                    .await?
+                    .ok_or(BookingError::OrderNotFound)?;
+                let mut tx = self.writer().begin().await?;
+                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
+                    return Err(BookingError::OrderNotFound);
+                };
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                Ok(order)
+            }
+
+            async fn join_waitlist(
+                &self,
+                event_id: Uuid,
+                user_id: Uuid,
+                quantity: i64,
+                now: i64,
+                policy: Policy,
+            ) -> Result<WaitlistEntry, BookingError> {
+                let mut tx = self.writer().begin().await?;
+                let mut inv = lock_inventory(&mut tx, event_id)
+                    .await?
+                    .filter(|i| !i.deleted)
+                    .ok_or(BookingError::EventNotFound)?;
+                if let Some(why) = inv.sale_closed(now) {
+                    return Err(BookingError::NotOnSale(why));
+                }
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let open = sqlx::query(
+                    "SELECT id FROM waitlist WHERE event_id = $1 AND user_id = $2 \
+                     AND status IN ('waiting', 'offered')",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                // Freed seats go to those already waiting before anyone joins.
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                if open.is_none() {
+                    if inv.available() >= quantity {
+                        tx.commit().await?;
+                        return Err(BookingError::SeatsAvailable {
+                            available: inv.available(),
+                        });
+                    }
+                    sqlx::query(
+                        "INSERT INTO waitlist (id, event_id, user_id, quantity, seq, status, \
+                         joined_at, updated_at) VALUES ($1, $2, $3, $4, \
+                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM waitlist WHERE event_id = $2), \
+                         'waiting', $5, $5)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(event_id)
+                    .bind(user_id)
+                    .bind(quantity)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let entry = waitlist_in(&mut tx, event_id, user_id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("waitlist entry vanished"))?;
+                tx.commit().await?;
+                Ok(entry)
+            }
+
+            async fn waitlist_entry(
+                &self,
+                event_id: Uuid,
+                user_id: Uuid,
+            ) -> Result<Option<WaitlistEntry>, StoreError> {
+                let mut tx = self.reader().begin().await?;
+                let entry = waitlist_in(&mut tx, event_id, user_id).await?;
+                tx.commit().await?;
+                Ok(entry)
+            }
+
+            async fn leave_waitlist(
+                &self,
+                event_id: Uuid,
+                user_id: Uuid,
+                now: i64,
+                policy: Policy,
+            ) -> Result<(), BookingError> {
+                let mut tx = self.writer().begin().await?;
+                let mut inv = lock_inventory(&mut tx, event_id)
+                    .await?
+                    .ok_or(BookingError::EventNotFound)?;
+                let mut changes = Changes::new(&inv);
+                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let row = sqlx::query(
+                    "SELECT id, status, hold_id FROM waitlist WHERE event_id = $1 \
+                     AND user_id = $2 AND status IN ('waiting', 'offered')",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    finish(&mut tx, &mut inv, changes, now, policy).await?;
+                    tx.commit().await?;
+                    return Err(BookingError::NotWaitlisted);
+                };
+                let id: Uuid = row.try_get("id")?;
+                let offer: Option<Uuid> = row.try_get("hold_id")?;
+                if let Some(offer) = offer
+                    && let Some(hold) = hold_in(&mut tx, offer).await?
+                    && hold.status == "active"
+                {
+                    end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                }
+                sqlx::query("UPDATE waitlist SET status = 'left', updated_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn expire_due(&self, now: i64, policy: Policy) -> Result<usize, BookingError> {
+                let events: Vec<Uuid> = sqlx::query(
+                    "SELECT DISTINCT event_id FROM holds WHERE status = 'active' \
+                     AND expires_at <= $1 LIMIT 100",
+                )
+                .bind(now)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| r.try_get("event_id"))
+                .collect::<Result<_, _>>()?;
+                let mut expired = 0;
+                for event_id in events {
+                    let mut tx = self.writer().begin().await?;
+                    let Some(mut inv) = lock_inventory(&mut tx, event_id).await? else {
+                        continue;
+                    };
+                    let mut changes = Changes::new(&inv);
+                    expired += sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                    finish(&mut tx, &mut inv, changes, now, policy).await?;
+                    tx.commit().await?;
+                }
+                Ok(expired)
+            }
+
+            async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::query(
+                    "SELECT MIN(expires_at) AS t FROM holds WHERE status = 'active'",
+                )
+                .fetch_one(self.reader())
+                .await?
+                .try_get("t")?)
+            }
+
+            async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError> {
+                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError> {
+                let mut conn = self.reader().acquire().await?;
+                let Some(capacity) = sqlx::query(
+                    "SELECT capacity FROM inventories WHERE event_id = $1",
+                )
+                .bind(event_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let capacity: i64 = capacity.try_get("capacity")?;
+                let row = sqlx::query(
+                    "SELECT \
+                     (SELECT COUNT(*) FROM seats WHERE event_id = $1 AND state = 2) AS sold_seats, \
+                     (SELECT COUNT(*) FROM tickets WHERE event_id = $1 AND status = 'valid') AS tickets, \
+                     (SELECT COUNT(*) FROM orders WHERE event_id = $1 AND status = 'confirmed') AS orders, \
+                     (SELECT COUNT(*) FROM holds WHERE event_id = $1 AND status = 'active' \
+                        AND expires_at > $2) AS live_holds, \
+                     (SELECT COUNT(*) FROM (SELECT seat_id FROM tickets WHERE event_id = $1 \
+                        AND status = 'valid' GROUP BY seat_id HAVING COUNT(*) > 1) d) AS double_sold, \
+                     (SELECT COUNT(*) FROM seats s WHERE s.event_id = $1 AND s.state = 2 \
+                        AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.event_id = s.event_id \
+                        AND t.seat_id = s.seat_id AND t.status = 'valid' \
+                        AND t.order_id = s.order_id)) AS unticketed, \
+                     (SELECT COUNT(*) FROM tickets t WHERE t.event_id = $1 AND t.status = 'valid' \
+                        AND NOT EXISTS (SELECT 1 FROM seats s WHERE s.event_id = t.event_id \
+                        AND s.seat_id = t.seat_id AND s.state = 2 \
+                        AND s.order_id = t.order_id)) AS unseated",
+                )
+                .bind(event_id)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+                let tickets: i64 = row.try_get("tickets")?;
+                let unticketed: i64 = row.try_get("unticketed")?;
+                let unseated: i64 = row.try_get("unseated")?;
+                Ok(Some(Audit {
+                    capacity,
+                    sold_seats: row.try_get("sold_seats")?,
+                    tickets,
+                    orders: row.try_get("orders")?,
+                    live_holds: row.try_get("live_holds")?,
+                    oversold: (tickets - capacity).max(0),
+                    double_sold: row.try_get("double_sold")?,
+                    mismatched: unticketed + unseated,
+                }))
+            }
+        }
+
+        impl $store {
+            async fn intent_status(&self, intent_id: Uuid) -> Result<String, StoreError> {
+                Ok(sqlx::query("SELECT status FROM payment_intents WHERE id = $1")
+                    .bind(intent_id)
+                    .fetch_one(self.writer())
+                    .await?
+                    .try_get("status")?)
+            }
+        }
+
+        /// The checks and writes of a purchase, inside the inventory transaction.
+        async fn purchase_in(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            input: &PurchaseInput,
+            now: i64,
+        ) -> Result<Order, BookingError> {
+            let hold = hold_in(tx, input.hold_id)
+                .await?
+                .ok_or(BookingError::HoldNotFound)?;
+            match hold.status.as_str() {
+                "active" => {}
+                "purchased" => return Err(BookingError::HoldPurchased),
+                _ => return Err(BookingError::HoldExpired),
+            }
+            let mut wanted = input.seat_ids.clone();
+            wanted.sort();
+            let mut held = hold.seat_ids.clone();
+            held.sort();
+            if wanted != held {
+                return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
+                    "/seatIds",
+                    "must be exactly the hold's seats",
+                )));
+            }
+            if inv.deleted || inv.status == "CANCELLED" {
+                return Err(BookingError::NotOnSale("the event is cancelled"));
+            }
+            let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
+            let intent = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(input.intent_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .as_ref()
+                .map(intent_from)
+                .transpose()?
+                .filter(|i| i.user_id == input.user_id)
+                .ok_or(BookingError::IntentNotFound)?;
+            if intent.hold_id != hold.id {
+                return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
+                    "/paymentIntentId",
+                    "the payment intent is for another hold",
+                )));
+            }
+            if intent.status != "succeeded" {
+                return Err(BookingError::PaymentIncomplete(intent.status));
+            }
+            let sold = sqlx::query(
+                "UPDATE seats SET state = 2, order_id = $2, hold_id = NULL \
+                 WHERE hold_id = $1 AND state = 1",
+            )
+            .bind(hold.id)
+            .bind(input.order_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if sold != hold.seat_ids.len() as u64 {
+                return Err(BookingError::Internal(anyhow::anyhow!(
+                    "hold {} owns {sold} of its {} seats",
+                    hold.id,
+                    hold.seat_ids.len()
+                )));
+            }
+            let quantity = count(hold.seat_ids.len());
+            sqlx::query(
+                "INSERT INTO orders (id, event_id, user_id, hold_id, payment_intent_id, seat_ids, \
+                 quantity, amount, currency, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'confirmed', $10)",
+            )
+            .bind(input.order_id)
+            .bind(inv.event_id)
+            .bind(input.user_id)
+            .bind(hold.id)
+            .bind(intent.id)
+            .bind(json(&hold.seat_ids)?)
+            .bind(quantity)
+            .bind(intent.amount)
+            .bind(&intent.currency)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            let mut tickets = Vec::with_capacity(hold.seat_ids.len());
+            for seat in &hold.seat_ids {
+                tickets.push(Ticket {
+                    ticket_id: Uuid::now_v7(),
+                    seat_id: seat.clone(),
+                    code: random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
+                    status: "valid".into(),
+                });
+            }
+            let mut builder: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                "INSERT INTO tickets (id, order_id, event_id, seat_id, code, status) ",
+            );
+            builder.push_values(&tickets, |mut b, t| {
+                b.push_bind(t.ticket_id)
+                    .push_bind(input.order_id)
+                    .push_bind(inv.event_id)
+                    .push_bind(t.seat_id.clone())
+                    .push_bind(t.code.clone())
+                    .push_bind("valid");
+            });
+            builder.build().execute(&mut **tx).await?;
+            sqlx::query("UPDATE holds SET status = 'purchased', ended_at = $2 WHERE id = $1")
+                .bind(hold.id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            if hold.kind == HoldKind::Waitlist.as_str() {
+                sqlx::query(
+                    "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
+                )
+                .bind(hold.id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            inv.held -= quantity;
+            inv.sold += quantity;
+            changes.push(
+                inv,
+                now,
+                DomainEvent::OrderPlaced,
+                InventoryChange {
+                    user_id: Some(input.user_id),
+                    hold_id: Some(hold.id),
+                    order_id: Some(input.order_id),
+                    seat_ids: hold.seat_ids.clone(),
+                    amount: Some(intent.amount),
+                    currency: Some(intent.currency.clone()),
+                    ..change(inv)
+                },
+            );
+            tickets.sort_by(|a, b| a.seat_id.cmp(&b.seat_id));
+            Ok(Order {
+                order_id: input.order_id,
+                event_id: inv.event_id,
+                user_id: input.user_id,
+                hold_id: hold.id,
+                payment_intent_id: intent.id,
+                seat_ids: hold.seat_ids,
+                amount: intent.amount,
+                currency: intent.currency,
+                status: "confirmed".into(),
+                refunded_amount: None,
+                cancel_reason: None,
+                created_at: evently_bus::envelope::time_from_ms(now),
+                tickets,
+            })
+        }
+    };
+}
+
+pub(crate) use backend;
