@@ -1,9 +1,219 @@
 //! evently-booking: seat inventory, holds, payments, orders and tickets, the waitlist and
-//! live availability.
+//! live availability — the source of truth for what is sold.
+//!
+//! What it promises (ARCHITECTURE.md sections 3 and 4):
+//! - a seat is never sold twice and a general-admission event never sells past capacity:
+//!   every inventory change runs under its event's lock with checked conditional updates, and
+//!   a unique index on valid tickets per seat is the last guard (see [`store`]);
+//! - holds are all or nothing, expire on time (the expiry task wakes at the next expiry) and
+//!   then return their seats; a buyer's own live hold never blocks them;
+//! - an order is created at most once per hold and per idempotency key: the order, its
+//!   tickets, the seats' sold state, the stored answer for the key and the `OrderPlaced`
+//!   outbox row commit in one transaction;
+//! - inventories are built and followed from the events service's domain events; an event
+//!   cancelled or deleted by its organizer refunds every order (a saga driven by those
+//!   events); every inventory change publishes its domain event with the resulting figures.
+//!
+//! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait, both backends, the
+//! conformance suite), [`service`] (operations, idempotency, expiry), [`http`] (routes),
+//! [`error`] (→ problem), [`audit`] (counting an event's inventory from its rows).
 
 pub mod audit;
 pub mod domain;
 pub mod error;
+pub mod http;
+pub mod service;
 pub mod store;
 
+use anyhow::Context;
+use async_trait::async_trait;
+use evently_bus::in_process::InProcessBus;
+use evently_bus::nats::{NatsBus, NatsTarget, Relay};
+use evently_bus::outbox::{PgOutbox, SqliteOutbox};
+use evently_bus::{Bus, Envelope, Outbox};
+use evently_core::clock::SharedClock;
+use evently_core::config::Config;
+use evently_core::db::Engine;
+use evently_core::identity::JwtKeys;
+use evently_core::service::ServiceName;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+
 pub use audit::{Audit, audit};
+pub use http::{BookingState, router};
+pub use service::BookingService;
+pub use store::BookingStore;
+
+/// The OpenAPI description of the booking service.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        http::seat_map, http::create_hold, http::get_hold, http::hold_ttl, http::refresh_hold,
+        http::release_hold, http::create_intent, http::confirm_intent, http::purchase,
+        http::list_orders, http::get_order, http::cancel_order, http::availability,
+        http::availability_stream, http::join_waitlist, http::waitlist_position,
+        http::leave_waitlist,
+    ),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "booking", description = "Seat maps, holds, payments, orders, the waitlist and availability"))
+)]
+pub struct BookingApi;
+
+/// Opens the booking store at `url` (SQLite or PostgreSQL, by scheme), migrates it, and
+/// returns it with its outbox.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn open_store(
+    url: &SecretString,
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn BookingStore>, Arc<dyn Outbox>)> {
+    Ok(match Engine::of(url.expose_secret())? {
+        Engine::Sqlite => {
+            let db = evently_core::db::connect_sqlite(url).await?;
+            let store = store::sqlite::SqliteBookingStore::new(db.clone()).await?;
+            (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+        }
+        Engine::Postgres => {
+            let pool = evently_core::db::connect_postgres(url, "booking", &config.database).await?;
+            let store = store::postgres::PgBookingStore::new(pool.clone()).await?;
+            (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+        }
+    })
+}
+
+/// Where `service`'s outbox is published on NATS.
+pub fn nats_target(config: &Config, service: ServiceName) -> NatsTarget {
+    let bus = &config.bus;
+    NatsTarget {
+        stream: format!("{}_{}", bus.stream_prefix, service.as_str().to_uppercase()),
+        subject_prefix: format!("{}.{}", bus.stream_prefix.to_lowercase(), service.as_str()),
+        ack_wait: Duration::from_secs(bus.ack_wait_seconds),
+    }
+}
+
+/// The NATS bus of another service's stream, for consuming its events in this process.
+///
+/// # Errors
+/// No `bus.nats_url`, or an invalid one.
+pub async fn remote_bus(config: &Config, service: ServiceName) -> anyhow::Result<Arc<dyn Bus>> {
+    let url = config.bus.nats_url.as_ref().with_context(|| {
+        format!(
+            "this process consumes the {service} service's domain events, which runs elsewhere: \
+             set bus.nats_url (EVENTLY_NATS_URL) so they travel over NATS"
+        )
+    })?;
+    let bus = NatsBus::connect(url.expose_secret(), nats_target(config, service))
+        .await
+        .context("connecting to NATS")?;
+    Ok(Arc::new(bus))
+}
+
+/// A running booking service's parts.
+#[derive(Clone)]
+pub struct Booking {
+    /// The operations.
+    pub service: Arc<BookingService>,
+    /// The HTTP state.
+    pub state: BookingState,
+    /// The outbox its changes are written to.
+    pub outbox: Arc<dyn Outbox>,
+    /// The bus delivering that outbox.
+    pub bus: Arc<dyn Bus>,
+    nats: Option<NatsBus>,
+    config: Config,
+}
+
+struct CatalogHandler(Arc<BookingService>);
+
+#[async_trait]
+impl evently_bus::consumer::Handler for CatalogHandler {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.0.apply_catalog(envelope).await
+    }
+}
+
+impl Booking {
+    /// Builds the booking service from `config`.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or the bus cannot be set up.
+    pub async fn build(
+        config: &Config,
+        keys: Arc<JwtKeys>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let url = config
+            .database
+            .url_for(ServiceName::Booking, &config.server.data_dir);
+        let (store, outbox) = open_store(&url, config).await?;
+        let (bus, nats): (Arc<dyn Bus>, _) = match &config.bus.nats_url {
+            None => (
+                Arc::new(InProcessBus::new(
+                    outbox.clone(),
+                    Duration::from_millis(config.bus.poll_interval_ms),
+                )),
+                None,
+            ),
+            Some(url) => {
+                let nats = NatsBus::connect(
+                    url.expose_secret(),
+                    nats_target(config, ServiceName::Booking),
+                )
+                .await
+                .context("connecting to NATS")?;
+                (Arc::new(nats.clone()), Some(nats))
+            }
+        };
+        let service = Arc::new(BookingService::new(store, clock, config.booking.clone()));
+        let state = BookingState {
+            service: service.clone(),
+            keys,
+        };
+        Ok(Self {
+            service,
+            state,
+            outbox,
+            bus,
+            nats,
+            config: config.clone(),
+        })
+    }
+
+    /// The booking router.
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
+    }
+
+    /// Starts the background work on `tracker` until `shutdown`: the expiry task, the
+    /// consumer of the events service's domain events (from `events_bus`), and on NATS the
+    /// outbox relay.
+    pub fn start(
+        &self,
+        events_bus: Arc<dyn Bus>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        tracker.spawn(self.service.clone().run_expiry(shutdown.clone()));
+        tracker.spawn(evently_bus::consumer::run_consumer(
+            events_bus,
+            "booking-catalog".into(),
+            Arc::new(CatalogHandler(self.service.clone())),
+            256,
+            shutdown.clone(),
+        ));
+        if let Some(nats) = &self.nats {
+            let relay = Relay::new(
+                self.outbox.clone(),
+                nats.clone(),
+                self.config.bus.relay_batch,
+                Duration::from_millis(self.config.bus.poll_interval_ms),
+            );
+            tracker.spawn(relay.run(shutdown.clone()));
+        }
+    }
+}

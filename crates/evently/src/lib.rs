@@ -11,6 +11,8 @@
 use anyhow::Context;
 use axum::Router;
 use evently_auth::Auth;
+use evently_booking::Booking;
+use evently_bus::Bus;
 use evently_core::clock::{SharedClock, SystemClock};
 use evently_core::config::Config;
 use evently_core::http::{Readiness, StackOptions};
@@ -45,7 +47,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
         match service {
             ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
             ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
-            ServiceName::Booking => {}
+            ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -108,6 +110,28 @@ pub struct App {
     pub auth: Option<Auth>,
     /// The events service, when selected; [`serve`] runs its background work.
     pub events: Option<Events>,
+    /// The booking service, when selected; [`serve`] runs its background work.
+    pub booking: Option<Booking>,
+    /// Where booking reads the events service's domain events from (when booking runs here).
+    events_feed: Option<Arc<dyn Bus>>,
+    /// Where events reads booking's domain events from (when events runs here).
+    booking_feed: Option<Arc<dyn Bus>>,
+}
+
+impl App {
+    /// Starts the services' background work on `tracker` until `shutdown`: schedulers,
+    /// outbox relays, the hold expiry task and the domain-event consumers.
+    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        if let Some(events) = &self.events {
+            events.start(tracker, shutdown);
+            if let Some(feed) = &self.booking_feed {
+                events.start_availability_consumer(feed.clone(), tracker, shutdown);
+            }
+        }
+        if let (Some(booking), Some(feed)) = (&self.booking, &self.events_feed) {
+            booking.start(feed.clone(), tracker, shutdown);
+        }
+    }
 }
 
 /// Builds the application for `services` (all of them when empty).
@@ -126,7 +150,8 @@ pub async fn build(
     let mut routers = Router::new();
     let mut local: Vec<(String, Readiness)> = Vec::new();
     let mut auth = None;
-    let mut events = None;
+    let mut events: Option<Events> = None;
+    let mut booking: Option<Booking> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -176,9 +201,55 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 events = Some(built);
             }
-            ServiceName::Booking | ServiceName::Gateway => {}
+            ServiceName::Booking => {
+                let built = Booking::build(config, secrets.keys.clone(), clock.clone())
+                    .await
+                    .context("starting the booking service")?;
+                let store = built.service.store().clone();
+                let bus = built.bus.clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "booking-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                readiness.add(
+                    "booking-bus",
+                    Arc::new(move || {
+                        let bus = bus.clone();
+                        Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("booking".into(), readiness));
+                routers = routers.merge(built.router());
+                booking = Some(built);
+            }
+            ServiceName::Gateway => {}
         }
     }
+    // Each of events and booking consumes the other's domain events: from the bus in this
+    // process when both run here, else from NATS.
+    let events_feed = match (&booking, &events) {
+        (None, _) => None,
+        (Some(_), Some(e)) => Some(e.bus.clone()),
+        (Some(_), None) => Some(evently_booking::remote_bus(config, ServiceName::Events).await?),
+    };
+    let booking_feed = match (&events, &booking) {
+        (None, _) => None,
+        (Some(_), Some(b)) => Some(b.bus.clone()),
+        (Some(_), None) => match config.bus.nats_url {
+            Some(_) => Some(evently_booking::remote_bus(config, ServiceName::Booking).await?),
+            None => {
+                tracing::warn!(
+                    "events runs without booking and without NATS: availableSeats will not \
+                     follow sales"
+                );
+                None
+            }
+        },
+    };
     let mut readiness = Readiness::default();
     for (_, r) in &local {
         readiness.extend(r);
@@ -209,6 +280,9 @@ pub async fn build(
         router,
         auth,
         events,
+        booking,
+        events_feed,
+        booking_feed,
     })
 }
 
@@ -240,9 +314,7 @@ pub async fn serve(
     // drained, so requests in flight still see it running.
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    if let Some(events) = &app.events {
-        events.start(&background, &stop_background);
-    }
+    app.start(&background, &stop_background);
     background.close();
     let make_service = app
         .router

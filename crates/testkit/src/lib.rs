@@ -100,6 +100,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.gateway.rate_limits.default = generous;
     config.gateway.rate_limits.auth = generous;
     config.gateway.rate_limits.purchase = generous;
+    // Expired holds come back within 50 ms, so expiry tests need not wait long.
+    config.booking.expiry_max_sleep_ms = 50;
+    config.bus.poll_interval_ms = 10;
     config
 }
 
@@ -111,6 +114,7 @@ pub struct TestApp {
     pub config: Config,
     pub app_auth: Option<evently_auth::Auth>,
     pub app_events: Option<evently_events::Events>,
+    pub app_booking: Option<evently_booking::Booking>,
     shutdown: CancellationToken,
     _dir: Option<TempDir>,
 }
@@ -155,19 +159,13 @@ async fn spawn_with(
 ) -> TestApp {
     init_test_logging();
     config.validate().unwrap();
-    let App {
-        router,
-        auth,
-        events,
-    } = evently::build(&config, services, clock).await.unwrap();
+    let mut app: App = evently::build(&config, services, clock).await.unwrap();
+    let auth = app.auth.take();
+    let events = app.events.clone();
+    let booking = app.booking.clone();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let app = App {
-        router,
-        auth: None,
-        events: events.clone(),
-    };
     let serve_config = config.clone();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -185,6 +183,7 @@ async fn spawn_with(
         config,
         app_auth: auth,
         app_events: events,
+        app_booking: booking,
         shutdown,
         _dir: dir,
     }

@@ -1,0 +1,642 @@
+//! The booking operations: input rules, who may see what, idempotent purchase, the expiry
+//! task, and change notifications for availability streams.
+
+use evently_core::Problem;
+use evently_core::clock::SharedClock;
+use evently_core::config::BookingConfig;
+use evently_core::identity::{Identity, Role};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::domain::{
+    AvailabilityView, Hold, Order, PaymentIntent, Policy, SeatView, Selection, WaitlistEntry,
+    is_seat_id, random_token, sha256_hex,
+};
+use crate::error::BookingError;
+use crate::store::{
+    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, PurchaseInput,
+};
+
+/// The route idempotency keys of purchases are scoped to.
+pub const PURCHASE_ROUTE: &str = "POST /api/orders/purchase";
+
+/// Card "payment methods" of the simulated processor (as in Stripe's test mode).
+pub mod test_cards {
+    /// Succeeds (the default when none is given).
+    pub const SUCCEEDS: &str = "pm_card_visa";
+    /// Declined: the intent becomes `declined`; create a new one.
+    pub const DECLINED: &str = "pm_card_declined";
+    /// The processor fails: 503, the intent is unchanged and may be confirmed again.
+    pub const PROCESSOR_ERROR: &str = "pm_card_processing_error";
+}
+
+/// Per-event change signals, for availability streams in this process.
+#[derive(Debug, Default)]
+pub struct Changes {
+    senders: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+}
+
+impl Changes {
+    /// Signals that `event_id`'s inventory changed.
+    pub fn notify(&self, event_id: Uuid) {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = senders.get(&event_id) {
+            if tx.receiver_count() == 0 {
+                senders.remove(&event_id);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// A receiver of `event_id`'s change signals.
+    pub fn subscribe(&self, event_id: Uuid) -> watch::Receiver<u64> {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        senders
+            .entry(event_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+}
+
+/// A purchase answer: a new order, or the stored answer of an earlier request with the same
+/// key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseAnswer {
+    /// The order was placed now.
+    Created(String),
+    /// A replay of the first answer for this key.
+    Replayed {
+        /// Its status.
+        status: u16,
+        /// Its body, byte for byte.
+        body: String,
+    },
+}
+
+/// The booking operations.
+pub struct BookingService {
+    store: Arc<dyn BookingStore>,
+    clock: SharedClock,
+    config: BookingConfig,
+    changes: Changes,
+}
+
+impl std::fmt::Debug for BookingService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookingService").finish_non_exhaustive()
+    }
+}
+
+fn ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+impl BookingService {
+    /// The service over `store`.
+    pub fn new(store: Arc<dyn BookingStore>, clock: SharedClock, config: BookingConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            changes: Changes::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn BookingStore> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BookingConfig {
+        &self.config
+    }
+
+    /// Change signals of availability streams.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Now, in epoch ms.
+    pub fn now(&self) -> i64 {
+        i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// The settings applied inside store transactions.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_tickets_per_user: i64::from(self.config.max_tickets_per_user),
+            offer_ttl_ms: ms(self.config.waitlist_offer_seconds),
+        }
+    }
+
+    fn changed(&self, event_id: Uuid) {
+        self.changes.notify(event_id);
+    }
+
+    /// Exact availability of an event.
+    ///
+    /// # Errors
+    /// 404 for an unknown event.
+    pub async fn availability(&self, event_id: Uuid) -> Result<AvailabilityView, BookingError> {
+        self.store
+            .availability(event_id, self.now())
+            .await?
+            .ok_or(BookingError::EventNotFound)
+    }
+
+    /// The seat map of an event.
+    ///
+    /// # Errors
+    /// 404 for an unknown event.
+    pub async fn seat_map(&self, event_id: Uuid) -> Result<Vec<SeatView>, BookingError> {
+        self.store
+            .seat_map(event_id, self.now())
+            .await?
+            .ok_or(BookingError::EventNotFound)
+    }
+
+    /// Checks what a hold asks for.
+    ///
+    /// # Errors
+    /// 422 naming the offending fields.
+    pub fn selection(
+        &self,
+        seat_ids: Option<Vec<String>>,
+        quantity: Option<i64>,
+        section: Option<String>,
+    ) -> Result<Selection, BookingError> {
+        let max = i64::from(self.config.max_seats_per_order);
+        match (seat_ids, quantity) {
+            (Some(seats), None) => {
+                let mut problem = None::<Problem>;
+                let mut add = |pointer: String, detail: String| {
+                    problem = Some(
+                        problem
+                            .take()
+                            .unwrap_or_else(Problem::validation)
+                            .field(pointer, detail),
+                    );
+                };
+                if seats.is_empty() || seats.len() > self.config.max_seats_per_order as usize {
+                    add("/seatIds".into(), format!("must hold 1 to {max} seats"));
+                }
+                if section.is_some() {
+                    add("/section".into(), "only with quantity".into());
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (i, seat) in seats.iter().enumerate().take(max as usize + 1) {
+                    if !is_seat_id(seat) {
+                        add(format!("/seatIds/{i}"), "not a seat id".into());
+                    } else if !seen.insert(seat.as_str()) {
+                        add(format!("/seatIds/{i}"), "duplicate seat".into());
+                    }
+                }
+                match problem {
+                    Some(p) => Err(p.into()),
+                    None => Ok(Selection::Seats(seats)),
+                }
+            }
+            (None, Some(quantity)) => {
+                if !(1..=max).contains(&quantity) {
+                    return Err(
+                        Problem::invalid_field("/quantity", format!("must be 1 to {max}")).into(),
+                    );
+                }
+                if let Some(s) = &section
+                    && (s.is_empty()
+                        || s.len() > 20
+                        || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    return Err(Problem::invalid_field("/section", "not a section name").into());
+                }
+                Ok(Selection::Best { quantity, section })
+            }
+            _ => Err(Problem::validation()
+                .detail("give either seatIds or quantity")
+                .field("/seatIds", "give either seatIds or quantity")
+                .into()),
+        }
+    }
+
+    /// Takes a hold for the caller.
+    ///
+    /// # Errors
+    /// 404 unknown event, 409 not on sale / seats unavailable / sold out / ticket limit.
+    pub async fn hold(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        selection: Selection,
+    ) -> Result<Hold, BookingError> {
+        let new = NewHold {
+            hold_id: Uuid::new_v4(),
+            event_id,
+            user_id: caller.user_id.0,
+            selection,
+            ttl_ms: ms(self.config.hold_ttl_seconds),
+        };
+        let hold = self
+            .store
+            .create_hold(&new, self.now(), self.policy())
+            .await;
+        if let Ok(h) = &hold {
+            self.changed(h.event_id);
+        } else if let Err(BookingError::SoldOut { .. } | BookingError::SeatsUnavailable(_)) = &hold
+        {
+            metrics::counter!("evently_booking_hold_refusals_total").increment(1);
+        }
+        hold
+    }
+
+    /// The caller's hold.
+    ///
+    /// # Errors
+    /// 404 unless it is the caller's.
+    pub async fn get_hold(&self, caller: &Identity, hold_id: Uuid) -> Result<Hold, BookingError> {
+        self.store
+            .hold(hold_id)
+            .await?
+            .filter(|h| h.user_id == caller.user_id.0)
+            .ok_or(BookingError::HoldNotFound)
+    }
+
+    /// Extends the caller's hold by `extend_seconds` (default the hold TTL, capped).
+    ///
+    /// # Errors
+    /// 404 not the caller's, 409 expired or purchased, 422 a bad extension.
+    pub async fn refresh(
+        &self,
+        caller: &Identity,
+        hold_id: Uuid,
+        extend_seconds: Option<i64>,
+    ) -> Result<Hold, BookingError> {
+        let extend = match extend_seconds {
+            None => self.config.hold_ttl_seconds,
+            Some(s) if (1..=86_400).contains(&s) => u64::try_from(s).unwrap_or(1),
+            Some(_) => {
+                return Err(Problem::invalid_field("/extendSeconds", "must be 1 to 86400").into());
+            }
+        };
+        let extend = extend.min(self.config.max_extend_seconds);
+        self.store
+            .refresh_hold(
+                hold_id,
+                caller.user_id.0,
+                ms(extend),
+                ms(self.config.max_hold_lifetime_seconds),
+                self.now(),
+                self.policy(),
+            )
+            .await
+    }
+
+    /// Releases the caller's hold.
+    ///
+    /// # Errors
+    /// 404 not the caller's, 409 purchased.
+    pub async fn release(&self, caller: &Identity, hold_id: Uuid) -> Result<(), BookingError> {
+        let hold = self.get_hold(caller, hold_id).await?;
+        self.store
+            .release_hold(hold_id, caller.user_id.0, self.now(), self.policy())
+            .await?;
+        self.changed(hold.event_id);
+        Ok(())
+    }
+
+    /// Creates a payment intent for the caller's live hold; returns it with its client
+    /// secret (shown once).
+    ///
+    /// # Errors
+    /// 404 not the caller's hold, 409 expired or purchased.
+    pub async fn create_intent(
+        &self,
+        caller: &Identity,
+        hold_id: Uuid,
+    ) -> Result<(PaymentIntent, String), BookingError> {
+        let intent_id = Uuid::new_v4();
+        let token = random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let secret = format!("pi_{}_secret_{token}", intent_id.simple());
+        let intent = self
+            .store
+            .create_intent(
+                &NewIntent {
+                    intent_id,
+                    user_id: caller.user_id.0,
+                    hold_id,
+                    secret_hash: sha256_hex(secret.as_bytes()),
+                },
+                self.now(),
+            )
+            .await?;
+        Ok((intent, secret))
+    }
+
+    /// Confirms the caller's intent with its client secret and a test card.
+    ///
+    /// # Errors
+    /// 404 not the caller's, 422 wrong secret or unknown card, 402 declined, 503 processor
+    /// error, 409 hold expired or intent not confirmable.
+    pub async fn confirm(
+        &self,
+        caller: &Identity,
+        intent_id: Uuid,
+        secret: &str,
+        payment_method: Option<&str>,
+    ) -> Result<PaymentIntent, BookingError> {
+        let outcome = match payment_method.unwrap_or(test_cards::SUCCEEDS) {
+            test_cards::SUCCEEDS => Confirmation::Succeed,
+            test_cards::DECLINED => Confirmation::Decline,
+            test_cards::PROCESSOR_ERROR => Confirmation::Fail,
+            _ => {
+                return Err(Problem::invalid_field(
+                    "/paymentMethod",
+                    "unknown payment method; use pm_card_visa, pm_card_declined or \
+                     pm_card_processing_error",
+                )
+                .into());
+            }
+        };
+        if secret.is_empty() || secret.len() > 200 {
+            return Err(BookingError::WrongSecret);
+        }
+        self.store
+            .confirm_intent(intent_id, caller.user_id.0, secret, outcome, self.now())
+            .await
+    }
+
+    /// Buys the caller's paid hold, exactly once per idempotency key.
+    ///
+    /// # Errors
+    /// As the purchase rules say; see [`BookingError`].
+    pub async fn purchase(
+        &self,
+        caller: &Identity,
+        key: String,
+        fingerprint: String,
+        event_id: Uuid,
+        hold_id: Uuid,
+        seat_ids: Vec<String>,
+        intent_id: Uuid,
+    ) -> Result<PurchaseAnswer, Problem> {
+        let key = IdempotencyKey {
+            user_id: caller.user_id.0,
+            route: PURCHASE_ROUTE.into(),
+            key,
+        };
+        let now = self.now();
+        let start = self
+            .store
+            .idempotency_begin(
+                &key,
+                &fingerprint,
+                now,
+                ms(self.config.idempotency_lock_seconds),
+                ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
+            )
+            .await?;
+        if let IdempotencyStart::Replay { status, body } = start {
+            return Ok(PurchaseAnswer::Replayed { status, body });
+        }
+        let input = PurchaseInput {
+            order_id: Uuid::now_v7(),
+            user_id: caller.user_id.0,
+            event_id,
+            hold_id,
+            seat_ids,
+            intent_id,
+            key: key.clone(),
+        };
+        match self.store.purchase(&input, self.now(), self.policy()).await {
+            Ok((order, body)) => {
+                metrics::counter!("evently_booking_orders_total").increment(1);
+                self.changed(order.event_id);
+                Ok(PurchaseAnswer::Created(body))
+            }
+            Err(error) => {
+                let problem = Problem::from(error);
+                let status = problem.status();
+                // 409, 429 and 5xx are not stored: the client may retry them with the key.
+                let stored =
+                    if status.as_u16() == 409 || status.as_u16() == 429 || status.is_server_error()
+                    {
+                        self.store.idempotency_abandon(&key).await
+                    } else {
+                        self.store
+                            .idempotency_finish(&key, status.as_u16(), &problem.body().to_string())
+                            .await
+                    };
+                if let Err(e) = stored {
+                    tracing::warn!(error = %e, "could not record the idempotency outcome");
+                }
+                Err(problem)
+            }
+        }
+    }
+
+    /// Whether the caller may see orders of `event_id`'s organizer view: the organizer or an
+    /// admin.
+    async fn manages(&self, caller: &Identity, event_id: Uuid) -> Result<bool, BookingError> {
+        if caller.role == Role::Admin {
+            return Ok(true);
+        }
+        Ok(caller.role == Role::Organizer
+            && self
+                .store
+                .inventory(event_id)
+                .await?
+                .is_some_and(|i| i.organizer_id == caller.user_id.0))
+    }
+
+    /// An order the caller may see: theirs, of an event they organise, or any for admins.
+    ///
+    /// # Errors
+    /// 404 otherwise.
+    pub async fn order(&self, caller: &Identity, order_id: Uuid) -> Result<Order, BookingError> {
+        let order = self
+            .store
+            .order(order_id)
+            .await?
+            .ok_or(BookingError::OrderNotFound)?;
+        if order.user_id == caller.user_id.0 || self.manages(caller, order.event_id).await? {
+            Ok(order)
+        } else {
+            Err(BookingError::OrderNotFound)
+        }
+    }
+
+    /// The caller's orders, newest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn orders(
+        &self,
+        caller: &Identity,
+        page: u32,
+        size: u32,
+    ) -> Result<(Vec<Order>, u64), BookingError> {
+        Ok(self
+            .store
+            .orders_of(
+                caller.user_id.0,
+                i64::from(size),
+                i64::from(page) * i64::from(size),
+            )
+            .await?)
+    }
+
+    /// Cancels and refunds an order (its buyer, the event's organizer, or an admin).
+    ///
+    /// # Errors
+    /// 404 not visible to the caller, 409 already cancelled.
+    pub async fn cancel(&self, caller: &Identity, order_id: Uuid) -> Result<Order, BookingError> {
+        let order = self.order(caller, order_id).await?;
+        let reason = if order.user_id == caller.user_id.0 {
+            "buyer"
+        } else if caller.role == Role::Admin {
+            "admin"
+        } else {
+            "organizer"
+        };
+        let order = self
+            .store
+            .cancel_order(order_id, reason, self.now(), self.policy())
+            .await?;
+        self.changed(order.event_id);
+        Ok(order)
+    }
+
+    /// Puts the caller on a sold-out event's waitlist.
+    ///
+    /// # Errors
+    /// 404 unknown event, 409 seats available or not on sale, 422 bad quantity.
+    pub async fn join_waitlist(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        quantity: i64,
+    ) -> Result<WaitlistEntry, BookingError> {
+        let max = i64::from(self.config.max_seats_per_order);
+        if !(1..=max).contains(&quantity) {
+            return Err(Problem::invalid_field("/quantity", format!("must be 1 to {max}")).into());
+        }
+        let entry = self
+            .store
+            .join_waitlist(
+                event_id,
+                caller.user_id.0,
+                quantity,
+                self.now(),
+                self.policy(),
+            )
+            .await?;
+        self.changed(event_id);
+        Ok(entry)
+    }
+
+    /// The caller's waitlist entry.
+    ///
+    /// # Errors
+    /// 404 when they never joined.
+    pub async fn waitlist_entry(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+    ) -> Result<WaitlistEntry, BookingError> {
+        self.store
+            .waitlist_entry(event_id, caller.user_id.0)
+            .await?
+            .ok_or(BookingError::NotWaitlisted)
+    }
+
+    /// Takes the caller off the waitlist.
+    ///
+    /// # Errors
+    /// 404 when not on it.
+    pub async fn leave_waitlist(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+    ) -> Result<(), BookingError> {
+        self.store
+            .leave_waitlist(event_id, caller.user_id.0, self.now(), self.policy())
+            .await?;
+        self.changed(event_id);
+        Ok(())
+    }
+
+    /// Applies one of the events service's domain events.
+    ///
+    /// # Errors
+    /// When the store fails (the event is delivered again).
+    pub async fn apply_catalog(&self, envelope: &evently_bus::Envelope) -> anyhow::Result<()> {
+        let event = match evently_bus::DomainEvent::decode(envelope) {
+            Ok(event) => event,
+            Err(evently_bus::catalog::DecodeError::Unknown { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let applied = self
+            .store
+            .apply_catalog(envelope, &event, self.now(), self.policy())
+            .await
+            .map_err(|e| anyhow::anyhow!("applying {}: {e}", envelope.event_type))?;
+        if applied {
+            self.changed(event.aggregate().1);
+        }
+        Ok(())
+    }
+
+    /// Returns expired holds' seats until `shutdown`: wakes at the next hold's expiry (or
+    /// after `booking.expiry_max_sleep_ms`, whichever is sooner, so a hold created meanwhile
+    /// is late by at most that), sweeps every event with expired holds, and once a
+    /// minute forgets idempotency records past their retention.
+    pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
+        let max_sleep = Duration::from_millis(self.config.expiry_max_sleep_ms);
+        let mut last_purge = i64::MIN;
+        while !shutdown.is_cancelled() {
+            let now = self.now();
+            match self.store.expire_due(now, self.policy()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!("evently_booking_holds_expired_total")
+                        .increment(u64::try_from(n).unwrap_or(0));
+                    // Streams re-read on their own tick; wake them now.
+                    let events: Vec<Uuid> = {
+                        let senders = self
+                            .changes
+                            .senders
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        senders.keys().copied().collect()
+                    };
+                    for event in events {
+                        self.changes.notify(event);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "expiring holds failed; retrying"),
+            }
+            if now.saturating_sub(last_purge) >= 60_000 {
+                last_purge = now;
+                if let Err(e) = self.store.purge_idempotency(now).await {
+                    tracing::warn!(error = %e, "purging idempotency records failed");
+                }
+            }
+            let sleep = match self.store.next_expiry().await {
+                Ok(Some(at)) => Duration::from_millis(
+                    u64::try_from(at.saturating_sub(self.now()).max(1)).unwrap_or(1),
+                )
+                .min(max_sleep),
+                _ => max_sleep,
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}
