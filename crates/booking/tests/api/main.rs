@@ -1,0 +1,6 @@
+//! Booking through the gateway over real HTTP: the purchase flow, races, authorization and
+//! bad input, the waitlist and the cancellation saga — on SQLite, and on PostgreSQL when
+//! `EVENTLY_TEST_POSTGRES_URL` is set.
+
+mod flow;
+mod support;
