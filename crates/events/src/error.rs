@@ -26,6 +26,9 @@ pub enum EventsError {
     /// The event is cancelled; it no longer changes.
     #[error("event cancelled")]
     Cancelled,
+    /// A change of seats of an event whose sale may have started: booking owns them now.
+    #[error("capacity locked")]
+    CapacityLocked,
     /// The event kept changing under concurrent updates.
     #[error("concurrent update")]
     Contended,
@@ -60,6 +63,11 @@ impl From<EventsError> for Problem {
             }
             EventsError::Cancelled => Problem::conflict("event-cancelled", "Event cancelled")
                 .detail("a cancelled event can no longer change"),
+            EventsError::CapacityLocked => Problem::conflict("capacity-locked", "Capacity locked")
+                .detail(
+                    "the sale of this event may have started and booking owns its seats; \
+                     totalSeats can no longer change",
+                ),
             EventsError::Contended => Problem::conflict("concurrent-update", "Concurrent update")
                 .detail("the event changed while this request was applied; retry"),
             EventsError::Store(e) => e.into(),

@@ -8,6 +8,13 @@
 //!   machine (409 naming the allowed targets otherwise);
 //! - an UPCOMING event goes ON_SALE by itself at its sale start: the scheduler's flip is a
 //!   conditional update, correct across restarts and with several processes;
+//! - booking owns seat inventory: a reserved-seating event publishes its venue's layout in
+//!   `EventCreated`/`EventUpdated` (booking's seats are `<section>-<row>-<number>`), and a
+//!   general-admission event's seats no longer change once it is ON_SALE or SOLD_OUT (409);
+//! - `availableSeats` is booking's latest figure, consumed from booking's bus: a figure is
+//!   applied only if its inventory version is newer (redeliveries change nothing), and an
+//!   ON_SALE event with no seat left goes SOLD_OUT, and back when seats return, in the same
+//!   transaction as the figure; UPCOMING and CANCELLED events never follow inventory;
 //! - every change writes its domain event to the outbox in the same transaction; the bus
 //!   (in-process, or NATS JetStream through the outbox relay) delivers them.
 //!
@@ -15,8 +22,10 @@
 //! - [`domain`]: ids, the status machine, venues and layouts, events and their rules;
 //! - [`store`]: `EventStore`, its SQLite and PostgreSQL backends and their conformance suite;
 //! - [`service`]: the operations and the scheduler;
+//! - [`availability`]: the consumer of booking's inventory events;
 //! - [`http`]: routes and handlers; [`error`]: `EventsError` → problem.
 
+pub mod availability;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -24,6 +33,7 @@ pub mod service;
 pub mod store;
 
 use anyhow::Context;
+use evently_bus::consumer::Handler;
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
 use evently_bus::outbox::{PgOutbox, SqliteOutbox};
@@ -38,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use utoipa::OpenApi;
 
 pub use http::{EventsState, router};
@@ -185,6 +196,38 @@ impl Events {
             );
             tracker.spawn(relay.run(shutdown.clone()));
         }
+    }
+
+    /// The handler that applies booking's inventory events to events' availability and
+    /// status (see [`availability`]); idempotent per figure.
+    pub fn availability_handler(&self) -> Arc<dyn Handler> {
+        Arc::new(availability::AvailabilityHandler::new(self.service.clone()))
+    }
+
+    /// Starts the durable consumer `events-availability` of `booking_bus` on `tracker` until
+    /// `shutdown`, applying booking's inventory events with [`Events::availability_handler`].
+    pub fn start_availability_consumer(
+        &self,
+        booking_bus: Arc<dyn Bus>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        // Each figure is one short transaction; a batch this size keeps a busy sale's
+        // backlog moving without holding many unacknowledged deliveries.
+        const BATCH: usize = 256;
+        tracker.spawn(
+            evently_bus::consumer::run_consumer(
+                booking_bus,
+                availability::AVAILABILITY_CONSUMER.into(),
+                self.availability_handler(),
+                BATCH,
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!(
+                "availability_consumer",
+                consumer = availability::AVAILABILITY_CONSUMER
+            )),
+        );
     }
 }
 

@@ -1,6 +1,8 @@
 //! The events service's operations: who may do what, domain rule, store call, with retries
-//! for optimistic-write conflicts. Also the sale scheduler.
+//! for optimistic-write conflicts. Also the sale scheduler, and applying booking's
+//! availability figures.
 
+use evently_bus::catalog::Availability;
 use evently_core::clock::SharedClock;
 use evently_core::db::StoreError;
 use evently_core::identity::{Identity, Role};
@@ -129,7 +131,13 @@ impl EventsService {
             VenueChoice::Name(name) => VenueRef::Named(name),
         };
         let event = Event::create(&draft, &venue, status, identity.user_id, self.now())?;
-        self.store.insert_event(&event, &event.created()).await?;
+        let record = match &venue {
+            VenueRef::Venue(v) => Some(v.as_ref()),
+            VenueRef::Named(_) => None,
+        };
+        self.store
+            .insert_event(&event, &event.created_in(record))
+            .await?;
         tracing::info!(event.id = %event.id, "event created");
         Ok(event)
     }
@@ -160,8 +168,8 @@ impl EventsService {
     /// Applies `patch` to an event (details and, through the status machine, status).
     ///
     /// # Errors
-    /// 404, 403 (not the owner or an admin), 422 invalid fields, 409 illegal transition or a
-    /// cancelled event.
+    /// 404, 403 (not the owner or an admin), 422 invalid fields, 409 illegal transition, a
+    /// cancelled event, or a change of seats once the sale may have started.
     pub async fn update_event(
         &self,
         identity: &Identity,
@@ -182,6 +190,7 @@ impl EventsService {
                         ReviseError::Invalid(p) => EventsError::Invalid(p),
                         ReviseError::Transition(t) => EventsError::IllegalTransition(t),
                         ReviseError::Final => EventsError::Cancelled,
+                        ReviseError::CapacityLocked => EventsError::CapacityLocked,
                     })?;
             if !revision.details_changed && !revision.status_changed {
                 return Ok(current);
@@ -189,7 +198,7 @@ impl EventsService {
             let next = revision.event;
             let mut events = Vec::new();
             if revision.details_changed {
-                events.push(next.updated());
+                events.push(next.updated_in(venue.as_ref()));
             }
             if revision.status_changed {
                 events.push(next.status_changed(current.status));
@@ -292,6 +301,50 @@ impl EventsService {
             metrics::counter!("evently_events_sales_opened_total").increment(flipped.len() as u64);
         }
         Ok(flipped.len())
+    }
+
+    /// Applies booking's `availability` of event `id` (the inventory after one of its
+    /// changes): stores the available figure if its version is newer than the stored one,
+    /// and flips ON_SALE ⇄ SOLD_OUT as the figure says. Returns whether anything changed;
+    /// a figure for an unknown (deleted) event, or one no newer than the stored one, changes
+    /// nothing, so applying the same figure again is harmless.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn apply_availability(
+        &self,
+        id: EventId,
+        availability: &Availability,
+    ) -> Result<bool, EventsError> {
+        // A figure below zero would be booking's bug; as far as sales go it means no seat.
+        let available = availability.available.max(0);
+        let applied = self
+            .store
+            .apply_availability(id, availability.version, available, self.now())
+            .await?;
+        let Some(applied) = applied else {
+            tracing::debug!(
+                event.id = %id,
+                availability.version = availability.version,
+                "stale or unknown availability skipped"
+            );
+            return Ok(false);
+        };
+        tracing::debug!(
+            event.id = %id,
+            availability.version = availability.version,
+            available,
+            "availability applied"
+        );
+        if let Some(from) = applied.flipped_from {
+            tracing::info!(event.id = %id, %from, to = %applied.event.status, "event status follows availability");
+            metrics::counter!(
+                "evently_events_availability_flips_total",
+                "to" => applied.event.status.as_str()
+            )
+            .increment(1);
+        }
+        Ok(true)
     }
 
     /// Runs the sale scheduler until `shutdown`, every `interval`. Correct across restarts

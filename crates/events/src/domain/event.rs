@@ -5,6 +5,10 @@
 //! ends (if it has an end) after it starts and no later than the event; a reserved-seating
 //! event has exactly its venue's seats; prices are non-negative integer minor units in an ISO
 //! 4217 currency; section prices name sections of the venue's layout.
+//!
+//! Booking owns seat inventory. Once an event's sale may have started (ON_SALE or SOLD_OUT),
+//! the seats of a general-admission event no longer change; the available figure is
+//! booking's ([`Event::follow_availability`] decides the status it calls for).
 
 use evently_bus::catalog::EventSnapshot;
 use evently_bus::{DomainEvent, Envelope};
@@ -183,6 +187,11 @@ pub struct Event {
     pub section_prices: BTreeMap<String, i64>,
     /// Whether the venue has reserved seating.
     pub reserved: bool,
+    /// Seats neither sold nor held, as booking last reported them; `total_seats` until then.
+    pub available: i64,
+    /// The version of booking's inventory that `available` comes from; 0 until booking
+    /// reports. A figure with a version no higher than this one is stale.
+    pub availability_version: i64,
     /// Incremented by every change; the store refuses a write based on an older version.
     pub version: i64,
     /// Created (epoch ms).
@@ -369,6 +378,8 @@ impl Event {
             currency: d.currency,
             section_prices: d.section_prices,
             reserved,
+            available: seats,
+            availability_version: 0,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -398,7 +409,8 @@ impl Event {
     ///
     /// # Errors
     /// [`ReviseError::Invalid`] for invalid fields, [`ReviseError::Transition`] for a status
-    /// change the machine refuses, [`ReviseError::Final`] for any change to a cancelled event.
+    /// change the machine refuses, [`ReviseError::Final`] for any change to a cancelled event,
+    /// [`ReviseError::CapacityLocked`] for a change of seats once the sale may have started.
     pub fn revise(
         &self,
         patch: &EventPatch,
@@ -407,6 +419,13 @@ impl Event {
     ) -> Result<Revision, ReviseError> {
         if self.status == EventStatus::Cancelled {
             return Err(ReviseError::Final);
+        }
+        if patch
+            .total_seats
+            .is_some_and(|seats| seats != self.total_seats)
+            && self.capacity_locked()
+        {
+            return Err(ReviseError::CapacityLocked);
         }
         let mut draft = self.draft();
         if patch.total_seats.is_some() {
@@ -464,6 +483,10 @@ impl Event {
         next.event_type = d.event_type;
         next.tags = d.tags;
         next.total_seats = seats;
+        if self.availability_version == 0 {
+            // Booking has not reported yet, so no seat is taken.
+            next.available = seats;
+        }
         next.base_price = d.base_price;
         next.currency = d.currency;
         next.section_prices = d.section_prices;
@@ -494,14 +517,43 @@ impl Event {
         Ok(next)
     }
 
-    /// Seats still available. Booking owns inventory and will feed this figure through its
-    /// domain events; until then every seat is available.
-    pub fn available_seats(&self) -> i64 {
-        self.total_seats
+    /// Whether the seats of this general-admission event are fixed because its sale may have
+    /// started (ON_SALE or SOLD_OUT): booking owns the inventory from then on. A
+    /// reserved-seating event always has exactly its layout's seats.
+    pub fn capacity_locked(&self) -> bool {
+        !self.reserved && matches!(self.status, EventStatus::OnSale | EventStatus::SoldOut)
     }
 
-    /// How other services see this event.
-    pub fn snapshot(&self) -> EventSnapshot {
+    /// Seats still available: booking's latest figure, or every seat before booking reported.
+    pub fn available_seats(&self) -> i64 {
+        self.available
+    }
+
+    /// The next version of this event with the status its available figure calls for, at
+    /// `now`: SOLD_OUT when an ON_SALE event has no seat left, ON_SALE again when seats of a
+    /// SOLD_OUT event came back; `None` when the status stays (an UPCOMING or CANCELLED
+    /// event never follows inventory). The change goes through the status machine.
+    pub fn follow_availability(&self, now: i64) -> Option<Event> {
+        let to = match self.status {
+            EventStatus::OnSale if self.available <= 0 => EventStatus::SoldOut,
+            EventStatus::SoldOut if self.available > 0 => EventStatus::OnSale,
+            _ => return None,
+        };
+        self.with_status(to, now).ok()
+    }
+
+    /// How other services see this event. `venue` is its venue record, if it has one; a
+    /// reserved-seating event publishes that venue's layout, from which booking creates
+    /// its seats.
+    pub fn snapshot(&self, venue: Option<&Venue>) -> EventSnapshot {
+        debug_assert!(
+            venue.is_none_or(|v| Some(v.id) == self.venue_id),
+            "the snapshot's venue is the event's own"
+        );
+        let layout = match venue.map(|v| &v.seating) {
+            Some(Seating::Reserved(layout)) if self.reserved => Some(layout.seat_layout()),
+            _ => None,
+        };
         EventSnapshot {
             event_id: self.id.0,
             organizer_id: self.organizer_id.0,
@@ -520,19 +572,29 @@ impl Event {
             base_price: self.base_price,
             currency: self.currency.clone(),
             section_prices: self.section_prices.clone(),
-            layout: None,
+            layout,
         }
     }
 
-    /// `EventCreated` for this (new) event.
-    pub fn created(&self) -> Envelope {
-        DomainEvent::EventCreated(self.snapshot())
+    /// `EventCreated` for this (new) event at `venue`, its venue record if it has one.
+    pub fn created_in(&self, venue: Option<&Venue>) -> Envelope {
+        DomainEvent::EventCreated(self.snapshot(venue))
             .into_envelope(self.version, from_ms(self.updated_at))
     }
 
-    /// `EventUpdated` for this version.
-    pub fn updated(&self) -> Envelope {
-        DomainEvent::EventUpdated(self.snapshot())
+    /// `EventCreated` for this (new) event when it has no seat layout to publish (general
+    /// admission). An event at a reserved-seating venue uses [`Event::created_in`].
+    pub fn created(&self) -> Envelope {
+        debug_assert!(
+            !self.reserved,
+            "a reserved-seating event publishes its layout"
+        );
+        self.created_in(None)
+    }
+
+    /// `EventUpdated` for this version at `venue`, its venue record if it has one.
+    pub fn updated_in(&self, venue: Option<&Venue>) -> Envelope {
+        DomainEvent::EventUpdated(self.snapshot(venue))
             .into_envelope(self.version, from_ms(self.updated_at))
     }
 
@@ -575,6 +637,8 @@ pub enum ReviseError {
     Transition(IllegalTransition),
     /// The event is cancelled and can no longer change (409).
     Final,
+    /// A change of seats once the sale may have started (409; see [`Event::capacity_locked`]).
+    CapacityLocked,
 }
 
 /// Which events a listing shows.
@@ -718,5 +782,138 @@ mod tests {
             e.revise(&bad, None, 2 * DAY),
             Err(ReviseError::Transition(_))
         ));
+    }
+
+    fn event_in(status: EventStatus) -> Event {
+        let mut e = Event::create(
+            &draft(),
+            &named(),
+            EventStatus::Upcoming,
+            UserId::new(),
+            DAY,
+        )
+        .unwrap();
+        e.status = status;
+        e
+    }
+
+    #[test]
+    fn seats_of_a_general_admission_event_lock_once_the_sale_may_have_started() {
+        let more_seats = EventPatch {
+            total_seats: Some(150),
+            ..Default::default()
+        };
+        let same_seats = EventPatch {
+            total_seats: Some(100),
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
+
+        let upcoming = event_in(EventStatus::Upcoming)
+            .revise(&more_seats, None, 2 * DAY)
+            .unwrap();
+
+        assert_eq!(upcoming.event.total_seats, 150);
+        for status in [EventStatus::OnSale, EventStatus::SoldOut] {
+            let e = event_in(status);
+            assert!(e.capacity_locked());
+            assert!(
+                matches!(
+                    e.revise(&more_seats, None, 2 * DAY),
+                    Err(ReviseError::CapacityLocked)
+                ),
+                "{status}"
+            );
+            assert!(e.revise(&same_seats, None, 2 * DAY).is_ok(), "{status}");
+        }
+    }
+
+    #[test]
+    fn available_seats_follow_total_until_booking_reports() {
+        let more_seats = EventPatch {
+            total_seats: Some(150),
+            ..Default::default()
+        };
+        let fresh = event_in(EventStatus::Upcoming);
+        let mut reported = fresh.clone();
+        reported.available = 7;
+        reported.availability_version = 3;
+
+        let fresh_next = fresh.revise(&more_seats, None, 2 * DAY).unwrap().event;
+        let reported_next = reported.revise(&more_seats, None, 2 * DAY).unwrap().event;
+
+        assert_eq!(fresh.available_seats(), 100);
+        assert_eq!(fresh_next.available_seats(), 150);
+        assert_eq!(reported_next.available_seats(), 7);
+    }
+
+    #[test]
+    fn only_on_sale_and_sold_out_events_follow_availability() {
+        let with = |status, available| {
+            let mut e = event_in(status);
+            e.available = available;
+            e.follow_availability(3 * DAY)
+                .map(|n| (n.status, n.version))
+        };
+
+        assert_eq!(
+            with(EventStatus::OnSale, 0),
+            Some((EventStatus::SoldOut, 2))
+        );
+        assert_eq!(with(EventStatus::OnSale, 1), None);
+        assert_eq!(
+            with(EventStatus::SoldOut, 1),
+            Some((EventStatus::OnSale, 2))
+        );
+        assert_eq!(with(EventStatus::SoldOut, 0), None);
+        for status in [EventStatus::Upcoming, EventStatus::Cancelled] {
+            assert_eq!(with(status, 0), None, "{status}");
+            assert_eq!(with(status, 5), None, "{status}");
+        }
+    }
+
+    #[test]
+    fn reserved_event_publishes_its_venue_layout_and_general_admission_none() {
+        let venue = Venue::create(
+            crate::domain::VenueInput {
+                name: "Opera".into(),
+                address: "1 Main St".into(),
+                city: "Oslo".into(),
+                capacity: None,
+                layout: Some(crate::domain::Layout {
+                    sections: vec![crate::domain::venue::Section {
+                        name: "A".into(),
+                        rows: vec![crate::domain::venue::Row {
+                            label: "1".into(),
+                            seats: 3,
+                        }],
+                    }],
+                }),
+            },
+            UserId::new(),
+            0,
+        )
+        .unwrap();
+        let mut d = draft();
+        d.total_seats = None;
+        let reserved = Event::create(
+            &d,
+            &VenueRef::Venue(Box::new(venue.clone())),
+            EventStatus::Upcoming,
+            UserId::new(),
+            DAY,
+        )
+        .unwrap();
+        let general = event_in(EventStatus::Upcoming);
+
+        let snapshot = reserved.snapshot(Some(&venue));
+
+        let layout = snapshot.layout.unwrap();
+        assert_eq!(layout.sections[0].name, "A");
+        assert_eq!(layout.sections[0].rows[0].label, "1");
+        assert_eq!(layout.sections[0].rows[0].seats, 3);
+        assert_eq!(snapshot.total_seats, 3);
+        assert_eq!(general.snapshot(None).layout, None);
+        assert_eq!(general.snapshot(None).total_seats, 100);
     }
 }

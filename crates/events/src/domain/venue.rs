@@ -2,6 +2,7 @@
 //! rows and seat counts. Seat ids are `<section>-<row>-<number>` (e.g. `A-3-12`), so section
 //! names and row labels are short and never contain `-`.
 
+use evently_bus::catalog::{SeatLayout, SeatRow, SeatSection};
 use evently_core::Problem;
 use evently_core::ids::UserId;
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,27 @@ impl Layout {
     /// Whether a section named `name` exists.
     pub fn has_section(&self, name: &str) -> bool {
         self.sections.iter().any(|s| s.name == name)
+    }
+
+    /// The layout as other services see it (booking creates one seat per number of each row).
+    pub fn seat_layout(&self) -> SeatLayout {
+        SeatLayout {
+            sections: self
+                .sections
+                .iter()
+                .map(|s| SeatSection {
+                    name: s.name.clone(),
+                    rows: s
+                        .rows
+                        .iter()
+                        .map(|r| SeatRow {
+                            label: r.label.clone(),
+                            seats: r.seats,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 
     /// Every seat id, section by section, row by row, in seat order.
@@ -308,6 +330,24 @@ mod tests {
         assert_eq!(l.capacity(), 4);
         let ids: Vec<String> = l.seat_ids().collect();
         assert_eq!(ids, ["A-1-1", "A-1-2", "A-2-1", "B-1-1"]);
+    }
+
+    #[test]
+    fn published_seat_layout_names_the_same_seats() {
+        let l = Layout::parse(layout(&[("A", &[("1", 2), ("2", 1)]), ("B", &[("1", 1)])])).unwrap();
+
+        let published = l.seat_layout();
+
+        let expanded: Vec<String> = published
+            .sections
+            .iter()
+            .flat_map(|s| {
+                s.rows.iter().flat_map(move |r| {
+                    (1..=r.seats).map(move |n| format!("{}-{}-{}", s.name, r.label, n))
+                })
+            })
+            .collect();
+        assert_eq!(expanded, l.seat_ids().collect::<Vec<_>>());
     }
 
     #[test]

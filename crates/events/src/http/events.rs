@@ -104,7 +104,8 @@ pub struct UpdateEventRequest {
     /// Tags (replaces them all).
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// Places (general admission).
+    /// Places (general admission); fixed once the event is ON_SALE or SOLD_OUT, since
+    /// booking owns its inventory from then on.
     #[serde(default)]
     pub total_seats: Option<i64>,
     /// Base price in minor units.
@@ -165,7 +166,8 @@ pub struct EventResponse {
     pub status: EventStatus,
     /// Seats in total.
     pub total_seats: i64,
-    /// Seats still available.
+    /// Seats neither sold nor held, as booking last reported them (every seat before the
+    /// first report).
     pub available_seats: i64,
     /// Sale start (RFC 3339).
     pub sale_start_time: String,
@@ -371,7 +373,7 @@ pub async fn get_event(
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 403, description = "Not the organizer or an admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No such event", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
-        (status = 409, description = "Illegal status change, or the event is cancelled", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 409, description = "Illegal status change, the event is cancelled, or `totalSeats` changed once the sale may have started (`capacity-locked`)", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ))]
 pub async fn update_event(

@@ -92,7 +92,10 @@ pub async fn venue_and_event_round_trip_with_their_outbox_rows((store, outbox): 
         NOW,
     )
     .unwrap();
-    store.insert_event(&e, &e.created()).await.unwrap();
+    store
+        .insert_event(&e, &e.created_in(Some(&venue)))
+        .await
+        .unwrap();
 
     assert_eq!(store.venue(venue.id).await.unwrap().unwrap(), venue);
     assert_eq!(store.event(e.id).await.unwrap().unwrap(), e);
@@ -103,6 +106,10 @@ pub async fn venue_and_event_round_trip_with_their_outbox_rows((store, outbox): 
     let rows = outbox.read_after(0, 10).await.unwrap();
     assert_eq!(rows[1].envelope.aggregate_id, e.id.0);
     assert_eq!(rows[1].envelope.aggregate_version, 1);
+    assert_eq!(
+        rows[1].envelope.payload["layout"],
+        serde_json::json!({"sections": [{"name": "A", "rows": [{"label": "1", "seats": 3}]}]})
+    );
 }
 
 pub async fn failed_outbox_write_leaves_neither_row_nor_event((store, outbox): Subject) {
@@ -317,4 +324,226 @@ pub async fn outbox_seq_follows_commit_order_under_concurrency((store, outbox): 
             .collect();
         assert_eq!(versions, [1, 2], "per-aggregate order");
     }
+}
+
+/// A stored event that is ON_SALE (version 2), with its two outbox rows.
+async fn on_sale(store: &Arc<dyn EventStore>, name: &str) -> Event {
+    let e = event(name, 5);
+    store.insert_event(&e, &e.created()).await.unwrap();
+    let next = e.with_status(EventStatus::OnSale, NOW + 1).unwrap();
+    store
+        .update_event(&next, e.version, &[next.status_changed(e.status)])
+        .await
+        .unwrap();
+    next
+}
+
+/// The `(from, to)` of every `EventStatusChanged` in the outbox, in order.
+async fn status_changes(outbox: &Arc<dyn Outbox>) -> Vec<(String, String)> {
+    outbox
+        .read_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.envelope.event_type == "EventStatusChanged")
+        .map(|r| {
+            let p = &r.envelope.payload;
+            (
+                p["from"].as_str().unwrap().to_owned(),
+                p["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub async fn newer_availability_is_stored_and_older_or_equal_is_not((store, outbox): Subject) {
+    let e = on_sale(&store, "Counted").await;
+    let at = NOW + 2;
+
+    let first = store.apply_availability(e.id, 3, 40, at).await.unwrap();
+    let equal = store.apply_availability(e.id, 3, 10, at).await.unwrap();
+    let older = store.apply_availability(e.id, 2, 5, at).await.unwrap();
+    let after_stale = store.event(e.id).await.unwrap().unwrap();
+    let newer = store.apply_availability(e.id, 4, 39, at).await.unwrap();
+    let unknown = store
+        .apply_availability(event("Never stored", 5).id, 1, 0, at)
+        .await
+        .unwrap();
+    let stored = store.event(e.id).await.unwrap().unwrap();
+
+    let first = first.unwrap();
+    assert_eq!(first.flipped_from, None);
+    assert_eq!(
+        (
+            first.event.available_seats(),
+            first.event.availability_version
+        ),
+        (40, 3)
+    );
+    assert!(equal.is_none() && older.is_none() && unknown.is_none());
+    assert_eq!(after_stale.available_seats(), 40);
+    assert_eq!(newer.unwrap().event.available_seats(), 39);
+    assert_eq!(
+        (stored.available_seats(), stored.availability_version),
+        (39, 4)
+    );
+    assert_eq!(stored.status, EventStatus::OnSale);
+    assert_eq!(stored.version, e.version, "a figure is not an event change");
+    assert_eq!(
+        outbox_types(&outbox).await,
+        ["EventCreated", "EventStatusChanged"]
+    );
+}
+
+pub async fn availability_flips_sold_out_and_back_once_each((store, outbox): Subject) {
+    let e = on_sale(&store, "Hot").await;
+    let at = NOW + 3;
+
+    let (a, b) = tokio::join!(
+        store.apply_availability(e.id, 1, 0, at),
+        store.apply_availability(e.id, 1, 0, at)
+    );
+    let sold_out = store.event(e.id).await.unwrap().unwrap();
+    let redelivered = store.apply_availability(e.id, 1, 0, at).await.unwrap();
+    let still_none = store
+        .apply_availability(e.id, 2, 0, at)
+        .await
+        .unwrap()
+        .unwrap();
+    let back = store
+        .apply_availability(e.id, 3, 2, at + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let stale_zero = store.apply_availability(e.id, 2, 0, at + 2).await.unwrap();
+    let stored = store.event(e.id).await.unwrap().unwrap();
+
+    let applied: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(applied.len(), 1, "one of two concurrent deliveries applies");
+    assert_eq!(applied[0].flipped_from, Some(EventStatus::OnSale));
+    assert_eq!(sold_out.status, EventStatus::SoldOut);
+    assert_eq!(sold_out.version, e.version + 1);
+    assert!(redelivered.is_none());
+    assert_eq!(still_none.flipped_from, None);
+    assert_eq!(back.flipped_from, Some(EventStatus::SoldOut));
+    assert!(stale_zero.is_none(), "an overtaken sell-out does not flip");
+    assert_eq!(stored.status, EventStatus::OnSale);
+    assert_eq!(stored.available_seats(), 2);
+    assert_eq!(stored.version, e.version + 2);
+    assert_eq!(
+        status_changes(&outbox).await,
+        [
+            ("UPCOMING".to_owned(), "ON_SALE".to_owned()),
+            ("ON_SALE".to_owned(), "SOLD_OUT".to_owned()),
+            ("SOLD_OUT".to_owned(), "ON_SALE".to_owned()),
+        ]
+    );
+    let versions: Vec<i64> = outbox
+        .read_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.envelope.aggregate_version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4]);
+}
+
+pub async fn availability_never_flips_cancelled_or_upcoming_events((store, outbox): Subject) {
+    let upcoming = event("Announced", 5);
+    store
+        .insert_event(&upcoming, &upcoming.created())
+        .await
+        .unwrap();
+    let selling = on_sale(&store, "Called off").await;
+    let cancelled = selling
+        .with_status(EventStatus::Cancelled, NOW + 2)
+        .unwrap();
+    store
+        .update_event(
+            &cancelled,
+            selling.version,
+            &[cancelled.status_changed(selling.status)],
+        )
+        .await
+        .unwrap();
+    let at = NOW + 3;
+
+    let up = store
+        .apply_availability(upcoming.id, 1, 0, at)
+        .await
+        .unwrap()
+        .unwrap();
+    let off_empty = store
+        .apply_availability(cancelled.id, 1, 0, at)
+        .await
+        .unwrap()
+        .unwrap();
+    let off_returned = store
+        .apply_availability(cancelled.id, 2, 100, at)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(up.flipped_from, None);
+    assert_eq!(up.event.status, EventStatus::Upcoming);
+    assert_eq!(up.event.available_seats(), 0);
+    assert_eq!(off_empty.flipped_from, None);
+    assert_eq!(off_returned.flipped_from, None);
+    let stored = store.event(cancelled.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, EventStatus::Cancelled);
+    assert_eq!(stored.available_seats(), 100);
+    assert_eq!(stored.version, cancelled.version);
+    assert_eq!(
+        status_changes(&outbox).await,
+        [
+            ("UPCOMING".to_owned(), "ON_SALE".to_owned()),
+            ("ON_SALE".to_owned(), "CANCELLED".to_owned()),
+        ]
+    );
+}
+
+pub async fn organizer_update_keeps_a_reported_availability((store, _outbox): Subject) {
+    let e = event("Resized", 5);
+    store.insert_event(&e, &e.created()).await.unwrap();
+    let bigger = crate::domain::EventPatch {
+        total_seats: Some(120),
+        ..Default::default()
+    };
+    let resized = e.revise(&bigger, None, NOW + 1).unwrap().event;
+    store
+        .update_event(&resized, e.version, &[resized.updated_in(None)])
+        .await
+        .unwrap();
+    let before_report = store.event(e.id).await.unwrap().unwrap();
+    store
+        .apply_availability(e.id, 1, 90, NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    // Computed from a read taken before booking reported, so it still carries the seats as
+    // available; the stored figure must win.
+    let stale_read = resized
+        .revise(
+            &crate::domain::EventPatch {
+                total_seats: Some(130),
+                ..Default::default()
+            },
+            None,
+            NOW + 3,
+        )
+        .unwrap()
+        .event;
+
+    store
+        .update_event(&stale_read, resized.version, &[stale_read.updated_in(None)])
+        .await
+        .unwrap();
+
+    assert_eq!(before_report.available_seats(), 120);
+    let stored = store.event(e.id).await.unwrap().unwrap();
+    assert_eq!(stored.total_seats, 130);
+    assert_eq!(
+        (stored.available_seats(), stored.availability_version),
+        (90, 1)
+    );
 }

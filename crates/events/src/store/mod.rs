@@ -8,6 +8,13 @@
 //! sale_start <= now`, so any number of processes may run it: each row flips once, and only
 //! the process whose update flipped it writes its `EventStatusChanged`.
 //!
+//! Booking's inventory figures are applied the same way: one conditional `UPDATE … WHERE
+//! availability_version < $2`, so a redelivered or out-of-order figure changes nothing, and
+//! the status flip it calls for (ON_SALE ⇄ SOLD_OUT) is made on the row that update locked,
+//! in the same transaction, with its `EventStatusChanged`. A figure does not bump the event's
+//! `version` (booking changes it far more often than organizers edit details, and an
+//! organizer's update never overwrites it); a flip does, like any status change.
+//!
 //! The SQL is the same on both engines (portable `$N` placeholders, `RETURNING`, epoch-ms
 //! integers), so both backends are generated from [`backend!`]; what differs — pools, the
 //! outbox append, engine tuning — is given per backend in `sqlite.rs` and `postgres.rs`.
@@ -16,7 +23,7 @@ use async_trait::async_trait;
 use evently_bus::Envelope;
 use evently_core::db::StoreError;
 
-use crate::domain::{Event, EventFilter, EventId, Page, Venue, VenueId};
+use crate::domain::{Event, EventFilter, EventId, EventStatus, Page, Venue, VenueId};
 
 pub mod conformance;
 pub mod postgres;
@@ -24,6 +31,15 @@ pub mod sqlite;
 
 /// The constraint name of a refused optimistic write.
 pub const VERSION_CONFLICT: &str = "events_version";
+
+/// What storing one of booking's availability figures did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvailabilityApplied {
+    /// The event as stored afterwards.
+    pub event: Event,
+    /// The status before, when the figure flipped it.
+    pub flipped_from: Option<EventStatus>,
+}
 
 /// Everything the events service persists.
 #[async_trait]
@@ -74,11 +90,25 @@ pub trait EventStore: Send + Sync + 'static {
     /// Flips every UPCOMING event whose sale started at or before `now` to ON_SALE, each
     /// with its `EventStatusChanged`; returns the events this call flipped.
     async fn open_due_sales(&self, now: i64) -> Result<Vec<Event>, StoreError>;
+
+    /// Stores booking's figure of `available` seats of event `id` at inventory `version` if
+    /// that version is higher than the stored one and, in the same transaction, changes the
+    /// status as [`Event::follow_availability`] says (at `now`), with its
+    /// `EventStatusChanged`. `None` when nothing changed: no such event (deleted), or a
+    /// version no higher than the stored one (a redelivery or a late duplicate).
+    async fn apply_availability(
+        &self,
+        id: EventId,
+        version: i64,
+        available: i64,
+        now: i64,
+    ) -> Result<Option<AvailabilityApplied>, StoreError>;
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "id, organizer_id, name, description, event_date, venue_id, \
      venue_name, city, event_type, tags, status, total_seats, sale_start, sale_end, base_price, \
-     currency, section_prices, reserved, version, created_at, updated_at";
+     currency, section_prices, reserved, available_seats, availability_version, version, \
+     created_at, updated_at";
 
 pub(crate) const VENUE_COLUMNS: &str =
     "id, name, address, city, capacity, layout, created_by, created_at";
@@ -129,6 +159,8 @@ macro_rules! backend {
                 section_prices: serde_json::from_str(&prices)
                     .map_err(|e| corrupt("section_prices", e))?,
                 reserved: row.try_get("reserved")?,
+                available: row.try_get("available_seats")?,
+                availability_version: row.try_get("availability_version")?,
                 version: row.try_get("version")?,
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
@@ -221,9 +253,10 @@ macro_rules! backend {
                 sqlx::query(
                     "INSERT INTO events (id, organizer_id, name, description, event_date, venue_id, \
                      venue_name, city, city_key, event_type, tags, status, total_seats, sale_start, \
-                     sale_end, base_price, currency, section_prices, reserved, version, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                     $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+                     sale_end, base_price, currency, section_prices, reserved, available_seats, \
+                     availability_version, version, created_at, updated_at) VALUES ($1, $2, $3, \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                     $20, $21, $22, $23, $24)",
                 )
                 .bind(event.id.0)
                 .bind(event.organizer_id.0)
@@ -244,6 +277,8 @@ macro_rules! backend {
                 .bind(&event.currency)
                 .bind(json(&event.section_prices)?)
                 .bind(event.reserved)
+                .bind(event.available)
+                .bind(event.availability_version)
                 .bind(event.version)
                 .bind(event.created_at)
                 .bind(event.updated_at)
@@ -306,11 +341,14 @@ macro_rules! backend {
                 events: &[Envelope],
             ) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await?;
+                // Booking's figure is not the organizer's to write: it follows the seats only
+                // until booking reported one, decided on the row as it is now.
                 let updated = sqlx::query(
                     "UPDATE events SET name = $3, description = $4, event_date = $5, event_type = $6, \
                      tags = $7, status = $8, total_seats = $9, sale_start = $10, sale_end = $11, \
                      base_price = $12, currency = $13, section_prices = $14, version = $15, \
-                     updated_at = $16 WHERE id = $1 AND version = $2",
+                     updated_at = $16, available_seats = CASE WHEN availability_version = 0 \
+                     THEN $9 ELSE available_seats END WHERE id = $1 AND version = $2",
                 )
                 .bind(event.id.0)
                 .bind(expected_version)
@@ -401,6 +439,64 @@ macro_rules! backend {
                 }
                 tx.commit().await?;
                 Ok(flipped)
+            }
+
+            async fn apply_availability(
+                &self,
+                id: EventId,
+                version: i64,
+                available: i64,
+                now: i64,
+            ) -> Result<Option<AvailabilityApplied>, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // Conditional on the stored inventory version: an older or equal figure (a
+                // redelivery, or one overtaken by a newer) matches no row. The row stays
+                // locked until commit, so the flip below is decided on the current status.
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE events SET available_seats = $3, availability_version = $2 \
+                     WHERE id = $1 AND availability_version < $2 RETURNING {EVENT_COLUMNS}"
+                )))
+                .bind(id.0)
+                .bind(version)
+                .bind(available)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let event = event_from_row(&row)?;
+                let Some(next) = event.follow_availability(now) else {
+                    tx.commit().await?;
+                    return Ok(Some(AvailabilityApplied {
+                        event,
+                        flipped_from: None,
+                    }));
+                };
+                let flipped = sqlx::query(
+                    "UPDATE events SET status = $3, version = $4, updated_at = $5 \
+                     WHERE id = $1 AND version = $2",
+                )
+                .bind(id.0)
+                .bind(event.version)
+                .bind(next.status.as_str())
+                .bind(next.version)
+                .bind(next.updated_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if flipped != 1 {
+                    return Err(StoreError::Other(anyhow::anyhow!(
+                        "event {id} changed while its row was locked"
+                    )));
+                }
+                $append(&mut tx, &next.status_changed(event.status))
+                    .await
+                    .map_err(outbox_error)?;
+                tx.commit().await?;
+                Ok(Some(AvailabilityApplied {
+                    event: next,
+                    flipped_from: Some(event.status),
+                }))
             }
         }
     };

@@ -7,7 +7,10 @@ use evently_core::db::{SqliteDb, StoreError};
 use evently_core::ids::UserId;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use super::{EVENT_COLUMNS, EventStore, FILTER, VENUE_COLUMNS, VERSION_CONFLICT, corrupt, json};
+use super::{
+    AvailabilityApplied, EVENT_COLUMNS, EventStore, FILTER, VENUE_COLUMNS, VERSION_CONFLICT,
+    corrupt, json,
+};
 use crate::domain::{
     Event, EventFilter, EventId, EventStatus, EventType, Page, Seating, Venue, VenueId,
 };

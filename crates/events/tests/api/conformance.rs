@@ -43,5 +43,9 @@ evently_testkit::conformance_suite!(
         listing_filters_and_pages,
         due_sales_open_once,
         outbox_seq_follows_commit_order_under_concurrency,
+        newer_availability_is_stored_and_older_or_equal_is_not,
+        availability_flips_sold_out_and_back_once_each,
+        availability_never_flips_cancelled_or_upcoming_events,
+        organizer_update_keeps_a_reported_availability,
     ]
 );

@@ -134,6 +134,54 @@ async fn update_refuses_owner_change_and_keeps_rules() {
 }
 
 #[tokio::test]
+async fn seats_of_a_general_admission_event_are_locked_once_on_sale() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let token = &admin.access_token;
+    let event = create(&app, token, &event_body("Fixed capacity")).await;
+    let path = format!("/api/events/{}", event["eventId"].as_str().unwrap());
+
+    let while_upcoming = put(&app, &path, token, &json!({"totalSeats": 600})).await;
+    let upcoming: Value = while_upcoming.json().await.unwrap();
+    put(
+        &app,
+        &format!("{path}/status"),
+        token,
+        &json!({"status": "ON_SALE"}),
+    )
+    .await;
+    let on_sale = put(&app, &path, token, &json!({"totalSeats": 700})).await;
+    let same_seats = put(
+        &app,
+        &path,
+        token,
+        &json!({"totalSeats": 600, "eventName": "Renamed"}),
+    )
+    .await;
+    put(
+        &app,
+        &format!("{path}/status"),
+        token,
+        &json!({"status": "SOLD_OUT"}),
+    )
+    .await;
+    let sold_out = put(&app, &path, token, &json!({"totalSeats": 10})).await;
+    let after: Value = get(&app, &path).await.json().await.unwrap();
+
+    assert_eq!(upcoming["totalSeats"], 600);
+    assert_eq!(upcoming["availableSeats"], 600);
+    let problem = assert_problem(on_sale, 409).await;
+    assert_eq!(
+        problem["type"],
+        "https://evently.dev/problems/capacity-locked"
+    );
+    assert_eq!(same_seats.status(), 200);
+    assert_problem(sold_out, 409).await;
+    assert_eq!(after["totalSeats"], 600);
+    assert_eq!(after["eventName"], "Renamed");
+}
+
+#[tokio::test]
 async fn delete_is_204_then_404() {
     let app = spawn_app().await;
     let admin = app.signed_in_admin().await;

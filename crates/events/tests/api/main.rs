@@ -5,6 +5,7 @@
     reason = "test helpers fail loudly on broken set-up"
 )]
 
+mod availability;
 mod bad_input;
 mod conformance;
 mod crud;
