@@ -2,5 +2,7 @@
 //! bad input, the waitlist and the cancellation saga — on SQLite, and on PostgreSQL when
 //! `EVENTLY_TEST_POSTGRES_URL` is set.
 
+mod authz;
 mod flow;
+mod races;
 mod support;

@@ -241,3 +241,85 @@ pub async fn buy(app: &TestApp, token: &str, event_id: &str, seats: &[&str]) -> 
     )
     .await
 }
+
+/// `n` fresh buyers, registered and signed in concurrently (a few at a time: password
+/// hashing queues behind a per-core limit).
+pub async fn buyers(app: &TestApp, n: usize) -> Vec<TestUser> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(0..n)
+        .map(|_| app.signed_in_user())
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Booking's audit of `event_id`'s inventory, counted from its rows now.
+pub async fn audit(app: &TestApp, event_id: &str) -> evently_booking::Audit {
+    let service = &app.app_booking.as_ref().unwrap().service;
+    service
+        .store()
+        .audit(event_id.parse().unwrap(), service.now())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Asserts that `response` is a problem+json with `status` and type `…/<slug>`.
+pub async fn assert_problem_type(response: Response, status: u16, slug: &str) -> Value {
+    let problem = evently_testkit::assert_problem(response, status).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{slug}")),
+        "expected a {slug} problem: {problem}"
+    );
+    problem
+}
+
+/// How many orders `token`'s user has.
+pub async fn order_count(app: &TestApp, token: &str) -> i64 {
+    let list = ok_json(
+        send(app, "GET", "/api/orders/orders", token, None).await,
+        200,
+    )
+    .await;
+    list["page"]["totalElements"].as_i64().unwrap()
+}
+
+/// Creates `event` as `token`'s user and waits until booking knows it; returns its id.
+pub async fn create_event(app: &TestApp, token: &str, event: &Value) -> String {
+    let created = ok_json(
+        send(app, "POST", "/api/events", token, Some(event)).await,
+        201,
+    )
+    .await;
+    let event_id = created["eventId"].as_str().unwrap().to_owned();
+    for _ in 0..500 {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/events/{event_id}/availability")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            return event_id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("booking never built the inventory of {event_id}");
+}
+
+/// Waits until no hold of `event_id` is left for the expiry task to end (the inventory's
+/// stored `held` is 0; the availability figures already leave out lapsed holds before that).
+pub async fn wait_until_swept(app: &TestApp, event_id: &str) {
+    let store = app.app_booking.as_ref().unwrap().service.store();
+    let id = event_id.parse().unwrap();
+    for _ in 0..500 {
+        if store.inventory(id).await.unwrap().unwrap().held == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the holds of {event_id} were never swept");
+}
