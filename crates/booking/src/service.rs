@@ -371,6 +371,10 @@ impl BookingService {
     }
 
     /// Buys the caller's paid hold, exactly once per idempotency key.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the purchase request's fields, each checked by the store"
+    )]
     ///
     /// # Errors
     /// As the purchase rules say; see [`BookingError`].

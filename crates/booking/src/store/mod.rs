@@ -1241,7 +1241,7 @@ macro_rules! backend {
                     return Ok(None);
                 }
                 let expired: i64 = sqlx::query(
-                    "SELECT COALESCE(SUM(quantity), 0) AS n FROM holds WHERE event_id = $1 \
+                    "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS n FROM holds WHERE event_id = $1 \
                      AND status = 'active' AND expires_at <= $2",
                 )
                 .bind(event_id)
@@ -1276,7 +1276,7 @@ macro_rules! backend {
                     return Ok(None);
                 }
                 let rows = sqlx::query(
-                    "SELECT s.seat_id, s.section, s.row_label, s.number, s.state, h.expires_at \
+                    "SELECT s.seat_id, s.section, s.row_label, s.number, CAST(s.state AS BIGINT) AS state, h.expires_at \
                      FROM seats s LEFT JOIN holds h ON h.id = s.hold_id \
                      WHERE s.event_id = $1 ORDER BY s.ord",
                 )
@@ -1313,6 +1313,7 @@ macro_rules! backend {
                 now: i64,
                 policy: Policy,
             ) -> Result<Hold, BookingError> {
+                self.refuse_early(new, now).await?;
                 let mut tx = self.writer().begin().await?;
                 let mut inv = lock_inventory(&mut tx, new.event_id)
                     .await?
@@ -1339,7 +1340,7 @@ macro_rules! backend {
                 }
                 let quantity = new.selection.quantity();
                 let owned: i64 = sqlx::query(
-                    "SELECT COALESCE(SUM(quantity), 0) AS n FROM orders WHERE event_id = $1 \
+                    "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS n FROM orders WHERE event_id = $1 \
                      AND user_id = $2 AND status = 'confirmed'",
                 )
                 .bind(new.event_id)
@@ -1356,7 +1357,7 @@ macro_rules! backend {
                 let seats = match &new.selection {
                     Selection::Seats(wanted) => {
                         let sql = format!(
-                            "SELECT seat_id, state FROM seats WHERE event_id = $1 \
+                            "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
                              AND seat_id IN ({})",
                             placeholders(2, wanted.len())
                         );
@@ -2074,6 +2075,78 @@ macro_rules! backend {
         }
 
         impl $store {
+            /// Refuses, from a read and without the inventory lock, a hold that cannot succeed:
+            /// seats sold or in another buyer's live hold, or fewer seats left than asked for
+            /// (counting the caller's own live hold, which the new hold would replace). A read
+            /// that is already stale can only refuse what a moment earlier would also have been
+            /// refused; whatever it lets through is decided under the lock. In an on-sale rush
+            /// this keeps the losers off the write path.
+            async fn refuse_early(&self, new: &NewHold, now: i64) -> Result<(), BookingError> {
+                let mut conn = self.reader().acquire().await?;
+                match &new.selection {
+                    Selection::Seats(wanted) => {
+                        let sql = format!(
+                            "SELECT s.seat_id, CAST(s.state AS BIGINT) AS state, h.user_id, \
+                             h.expires_at FROM seats s LEFT JOIN holds h ON h.id = s.hold_id \
+                             WHERE s.event_id = $1 AND s.seat_id IN ({})",
+                            placeholders(2, wanted.len())
+                        );
+                        let mut query =
+                            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(new.event_id);
+                        for seat in wanted {
+                            query = query.bind(seat);
+                        }
+                        let rows = query.fetch_all(&mut *conn).await?;
+                        let mut taken = std::collections::BTreeSet::new();
+                        for row in &rows {
+                            let state: i64 = row.try_get("state")?;
+                            let holder: Option<Uuid> = row.try_get("user_id")?;
+                            let expires: Option<i64> = row.try_get("expires_at")?;
+                            let busy = match state {
+                                seat_state::SOLD => true,
+                                seat_state::HELD => {
+                                    holder != Some(new.user_id) && expires.is_some_and(|e| e > now)
+                                }
+                                _ => false,
+                            };
+                            if busy {
+                                taken.insert(row.try_get::<String, _>("seat_id")?);
+                            }
+                        }
+                        // Unknown seats are reported under the lock, with their fields.
+                        if !taken.is_empty() && rows.len() == wanted.len() {
+                            let conflicts =
+                                wanted.iter().filter(|s| taken.contains(*s)).cloned().collect();
+                            return Err(BookingError::SeatsUnavailable(conflicts));
+                        }
+                    }
+                    Selection::Best { quantity, section: None } => {
+                        let row = sqlx::query(
+                            "SELECT i.capacity - i.held - i.sold + \
+                             (SELECT CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT) FROM holds h \
+                              WHERE h.event_id = i.event_id AND h.status = 'active' \
+                              AND (h.expires_at <= $2 OR h.user_id = $3)) AS free \
+                             FROM inventories i WHERE i.event_id = $1",
+                        )
+                        .bind(new.event_id)
+                        .bind(now)
+                        .bind(new.user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if let Some(row) = row {
+                            let free: i64 = row.try_get("free")?;
+                            if free < *quantity {
+                                return Err(BookingError::SoldOut {
+                                    available: free.max(0),
+                                });
+                            }
+                        }
+                    }
+                    Selection::Best { .. } => {}
+                }
+                Ok(())
+            }
+
             async fn intent_status(&self, intent_id: Uuid) -> Result<String, StoreError> {
                 Ok(sqlx::query("SELECT status FROM payment_intents WHERE id = $1")
                     .bind(intent_id)
