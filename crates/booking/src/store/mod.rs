@@ -912,18 +912,35 @@ macro_rules! backend {
                 return Ok(());
             }
             let mut changes = Changes::new(&inv);
+            let last = sqlx::query(
+                "SELECT COALESCE(MAX(ord), 0) AS ord, COALESCE(MAX(number), 0) AS number \
+                 FROM seats WHERE event_id = $1",
+            )
+            .bind(inv.event_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            let (last_ord, last_number): (i64, i64) =
+                (last.try_get("ord")?, last.try_get("number")?);
             if snapshot.total_seats > inv.capacity {
-                let extra: Vec<_> = (inv.capacity + 1..=snapshot.total_seats)
-                    .map(|n| (ga_seat_id(n), GA_SECTION.to_owned(), "1".to_owned(), n))
+                // New places are numbered after every place there ever was.
+                let extra: Vec<_> = (1..=snapshot.total_seats - inv.capacity)
+                    .map(|i| {
+                        let n = last_number + i;
+                        (ga_seat_id(n), GA_SECTION.to_owned(), "1".to_owned(), n)
+                    })
                     .collect();
-                insert_seats(tx, inv.event_id, &extra, inv.capacity).await?;
+                insert_seats(tx, inv.event_id, &extra, last_ord).await?;
                 changes.freed = true;
             } else {
-                sqlx::query("DELETE FROM seats WHERE event_id = $1 AND ord > $2 AND state = 0")
-                    .bind(inv.event_id)
-                    .bind(snapshot.total_seats)
-                    .execute(&mut **tx)
-                    .await?;
+                // The last free places go; sold and held ones stay.
+                sqlx::query(
+                    "DELETE FROM seats WHERE event_id = $1 AND seat_id IN (SELECT seat_id \
+                     FROM seats WHERE event_id = $1 AND state = 0 ORDER BY ord DESC LIMIT $2)",
+                )
+                .bind(inv.event_id)
+                .bind(inv.capacity - snapshot.total_seats)
+                .execute(&mut **tx)
+                .await?;
             }
             let capacity: i64 = sqlx::query("SELECT COUNT(*) AS n FROM seats WHERE event_id = $1")
                 .bind(inv.event_id)
