@@ -6,6 +6,7 @@
 mod auth;
 mod events;
 mod gateway;
+mod onsale;
 mod server;
 
 #[tokio::main]
@@ -17,6 +18,12 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
+    };
+    let text = |name: &str| -> Option<String> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
     };
     match args.first().map(String::as_str) {
         Some("auth") => {
@@ -39,11 +46,24 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("onsale") => {
+            onsale::run(onsale::Options {
+                runs: usize::try_from(arg("--runs", 1))?,
+                seats: u32::try_from(arg("--seats", 50_000))?,
+                buyers: usize::try_from(arg("--buyers", 200_000))?,
+                concurrency: usize::try_from(arg("--concurrency", 256))?,
+                max_quantity: u32::try_from(arg("--max-quantity", 1))?,
+                database_url: text("--database-url"),
+            })
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
+                 \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
+                 \x20                           [--max-quantity N] [--database-url postgres://…]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);

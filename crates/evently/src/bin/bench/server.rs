@@ -13,6 +13,13 @@ pub struct Server {
     dir: std::path::PathBuf,
 }
 
+impl Server {
+    /// The server's data directory (SQLite files, generated secrets); removed on drop.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
