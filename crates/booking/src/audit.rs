@@ -46,8 +46,7 @@ pub async fn audit(database_url: &str, event_id: Uuid) -> anyhow::Result<Audit> 
     let config = evently_core::config::Config::default();
     let url = secrecy::SecretString::from(database_url.to_owned());
     let (store, _) = crate::open_store(&url, &config).await?;
-    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-        .unwrap_or(i64::MAX);
+    let now = evently_bus::envelope::time_to_ms(time::OffsetDateTime::now_utc());
     store
         .audit(event_id, now)
         .await?

@@ -124,7 +124,7 @@ impl BookingService {
 
     /// Now, in epoch ms.
     pub fn now(&self) -> i64 {
-        i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        evently_bus::envelope::time_to_ms(self.clock.now())
     }
 
     /// The settings applied inside store transactions.

@@ -327,6 +327,7 @@ pub(crate) fn count(n: usize) -> i64 {
 macro_rules! backend {
     ($store:ty, $db:ty, $row:ty, $lock:literal, $append:path) => {
         use evently_bus::catalog::{EventSnapshot, InventoryChange};
+        use evently_bus::envelope::time_to_ms as to_ms;
         use evently_bus::{DomainEvent, Envelope};
         use evently_core::db::StoreError;
         use sqlx::Row;
@@ -481,28 +482,61 @@ macro_rules! backend {
             }
         }
 
-        async fn lock_inventory(
-            tx: &mut Tx<'_>,
+        /// An event's inventory row, locked for the transaction when `locked` (see the
+        /// module docs).
+        async fn fetch_inventory<'e, E: sqlx::Executor<'e, Database = $db>>(
+            executor: E,
             event_id: Uuid,
+            locked: bool,
         ) -> Result<Option<Inventory>, StoreError> {
             let sql = format!(
                 "SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1 {}",
-                $lock
+                if locked { $lock } else { "" }
             );
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(event_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(executor)
                 .await?;
             row.as_ref().map(inventory_from).transpose()
         }
 
-        async fn hold_in(tx: &mut Tx<'_>, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+        async fn lock_inventory(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+        ) -> Result<Option<Inventory>, StoreError> {
+            fetch_inventory(&mut **tx, event_id, true).await
+        }
+
+        async fn fetch_hold<'e, E: sqlx::Executor<'e, Database = $db>>(
+            executor: E,
+            hold_id: Uuid,
+        ) -> Result<Option<Hold>, StoreError> {
             let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(hold_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(executor)
                 .await?;
             row.as_ref().map(hold_from).transpose()
+        }
+
+        async fn hold_in(tx: &mut Tx<'_>, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+            fetch_hold(&mut **tx, hold_id).await
+        }
+
+        /// Begins an inventory transaction on `event_id`: locks its row and sweeps its
+        /// expired holds. `None` when booking does not know the event.
+        async fn open_event(
+            pool: &sqlx::Pool<$db>,
+            event_id: Uuid,
+            now: i64,
+        ) -> Result<Option<(Tx<'static>, Inventory, Changes, usize)>, StoreError> {
+            let mut tx = pool.begin().await?;
+            let Some(mut inv) = lock_inventory(&mut tx, event_id).await? else {
+                return Ok(None);
+            };
+            let mut changes = Changes::new(&inv);
+            let swept = sweep(&mut tx, &mut inv, &mut changes, now).await?;
+            Ok(Some((tx, inv, changes, swept)))
         }
 
         /// Ends an active hold: its seats go back on sale, its unconfirmed or paid intents
@@ -876,10 +910,6 @@ macro_rules! backend {
             Ok(())
         }
 
-        fn to_ms(t: time::OffsetDateTime) -> i64 {
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-        }
-
         /// Follows an event's details; a general-admission capacity change adds places, or
         /// removes unsold ones from the end (never below what is sold or held).
         async fn update_inventory(
@@ -1231,12 +1261,7 @@ macro_rules! backend {
             }
 
             async fn inventory(&self, event_id: Uuid) -> Result<Option<Inventory>, StoreError> {
-                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(event_id)
-                    .fetch_optional(self.reader())
-                    .await?;
-                row.as_ref().map(inventory_from).transpose()
+                fetch_inventory(self.reader(), event_id, false).await
             }
 
             async fn availability(
@@ -1245,15 +1270,9 @@ macro_rules! backend {
                 now: i64,
             ) -> Result<Option<AvailabilityView>, StoreError> {
                 let mut conn = self.reader().acquire().await?;
-                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
-                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(event_id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                else {
+                let Some(inv) = fetch_inventory(&mut *conn, event_id, false).await? else {
                     return Ok(None);
                 };
-                let inv = inventory_from(&row)?;
                 if inv.deleted {
                     return Ok(None);
                 }
@@ -1447,12 +1466,7 @@ macro_rules! backend {
             }
 
             async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
-                let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(hold_id)
-                    .fetch_optional(self.reader())
-                    .await?;
-                row.as_ref().map(hold_from).transpose()
+                fetch_hold(self.reader(), hold_id).await
             }
 
             async fn refresh_hold(
@@ -1469,12 +1483,10 @@ macro_rules! backend {
                     .await?
                     .filter(|h| h.user_id == user_id)
                     .ok_or(BookingError::HoldNotFound)?;
-                let mut tx = self.writer().begin().await?;
-                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
-                    return Err(BookingError::HoldNotFound);
-                };
-                let mut changes = Changes::new(&inv);
-                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let (mut tx, mut inv, changes, _) =
+                    open_event(self.writer(), found.event_id, now)
+                        .await?
+                        .ok_or(BookingError::HoldNotFound)?;
                 let mut hold = hold_in(&mut tx, hold_id)
                     .await?
                     .ok_or(BookingError::HoldNotFound)?;
@@ -1511,12 +1523,10 @@ macro_rules! backend {
                     .await?
                     .filter(|h| h.user_id == user_id)
                     .ok_or(BookingError::HoldNotFound)?;
-                let mut tx = self.writer().begin().await?;
-                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
-                    return Err(BookingError::HoldNotFound);
-                };
-                let mut changes = Changes::new(&inv);
-                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let (mut tx, mut inv, mut changes, _) =
+                    open_event(self.writer(), found.event_id, now)
+                        .await?
+                        .ok_or(BookingError::HoldNotFound)?;
                 let hold = hold_in(&mut tx, hold_id)
                     .await?
                     .ok_or(BookingError::HoldNotFound)?;
@@ -1548,14 +1558,8 @@ macro_rules! backend {
                     _ if !hold.is_live(now) => return Err(BookingError::HoldExpired),
                     _ => {}
                 }
-                let sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1");
-                let inv = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(hold.event_id)
-                    .fetch_optional(&mut *tx)
+                let inv = fetch_inventory(&mut *tx, hold.event_id, false)
                     .await?
-                    .as_ref()
-                    .map(inventory_from)
-                    .transpose()?
                     .ok_or(BookingError::EventNotFound)?;
                 let mut amount: i64 = 0;
                 for seat in &hold.seat_ids {
@@ -1801,12 +1805,10 @@ macro_rules! backend {
                         "the hold is for another event",
                     )));
                 }
-                let mut tx = self.writer().begin().await?;
-                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
-                    return Err(BookingError::EventNotFound);
-                };
-                let mut changes = Changes::new(&inv);
-                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let (mut tx, mut inv, mut changes, _) =
+                    open_event(self.writer(), found.event_id, now)
+                        .await?
+                        .ok_or(BookingError::EventNotFound)?;
                 // On any refusal the transaction rolls back whole (what the sweep found is
                 // swept again by the next change or the expiry task).
                 let outcome = purchase_in(&mut tx, &mut inv, &mut changes, input, now).await?;
@@ -1876,12 +1878,10 @@ macro_rules! backend {
                     .order(order_id)
                     .await?
                     .ok_or(BookingError::OrderNotFound)?;
-                let mut tx = self.writer().begin().await?;
-                let Some(mut inv) = lock_inventory(&mut tx, found.event_id).await? else {
-                    return Err(BookingError::OrderNotFound);
-                };
-                let mut changes = Changes::new(&inv);
-                sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                let (mut tx, mut inv, mut changes, _) =
+                    open_event(self.writer(), found.event_id, now)
+                        .await?
+                        .ok_or(BookingError::OrderNotFound)?;
                 let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
                 finish(&mut tx, &mut inv, changes, now, policy).await?;
                 tx.commit().await?;
@@ -2012,12 +2012,12 @@ macro_rules! backend {
                 .collect::<Result<_, _>>()?;
                 let mut expired = 0;
                 for event_id in events {
-                    let mut tx = self.writer().begin().await?;
-                    let Some(mut inv) = lock_inventory(&mut tx, event_id).await? else {
+                    let Some((mut tx, mut inv, changes, swept)) =
+                        open_event(self.writer(), event_id, now).await?
+                    else {
                         continue;
                     };
-                    let mut changes = Changes::new(&inv);
-                    expired += sweep(&mut tx, &mut inv, &mut changes, now).await?;
+                    expired += swept;
                     finish(&mut tx, &mut inv, changes, now, policy).await?;
                     tx.commit().await?;
                 }
