@@ -55,6 +55,8 @@ pub struct SqliteDb {
     pub reader: SqlitePool,
     /// Every write transaction (a single connection).
     pub writer: SqlitePool,
+    /// The database file (for the in-process connections of [`crate::sqlite`]).
+    pub path: std::path::PathBuf,
 }
 
 /// Opens the SQLite database at `url`, creating the file (and its directory) if needed.
@@ -92,7 +94,11 @@ pub async fn connect_sqlite(url: &SecretString) -> anyhow::Result<SqliteDb> {
         .connect_with(options.read_only(true))
         .await
         .with_context(|| format!("opening SQLite database {} for reading", filename.display()))?;
-    Ok(SqliteDb { reader, writer })
+    Ok(SqliteDb {
+        reader,
+        writer,
+        path: filename,
+    })
 }
 
 /// Connects to PostgreSQL at `url`, with `schema` created if missing and used as the

@@ -10,6 +10,7 @@
 //! - [`http`]: the middleware stack every service router gets (request id, tracing, metrics,
 //!   security headers, problem fallback), and the `/health/*`, `/metrics` routes.
 //! - [`db`]: SQLite and PostgreSQL connection setup, tuned per engine, behind one URL.
+//! - [`sqlite`]: in-process SQLite connections with sqlx's query API, for hot write paths.
 //! - [`telemetry`]: logging initialisation.
 //! - [`clock`], [`secret`], [`ids`], [`service`]: small shared types.
 //!
@@ -26,6 +27,7 @@ pub mod ids;
 pub mod problem;
 pub mod secret;
 pub mod service;
+pub mod sqlite;
 pub mod telemetry;
 
 pub use problem::Problem;
