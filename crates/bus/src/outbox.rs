@@ -84,7 +84,10 @@ macro_rules! row_to_outbox {
 const COLUMNS: &str = "seq, id, event_type, schema_version, aggregate_type, aggregate_id, \
                        aggregate_version, occurred_at, payload";
 
-const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
+/// The statement that appends an envelope: binds id, event type, schema version, aggregate
+/// type, aggregate id, aggregate version, occurred-at (epoch ms) and the payload as JSON text;
+/// returns `seq`.
+pub const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
      aggregate_id, aggregate_version, occurred_at, payload) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
 

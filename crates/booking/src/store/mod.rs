@@ -323,14 +323,15 @@ pub(crate) fn count(n: usize) -> i64 {
 /// Generates a [`BookingStore`] implementation for a backend type with `reader()` and
 /// `writer()` pool accessors, given its database type, row type, the clause that locks a
 /// selected row (`FOR UPDATE`, or nothing where writes are already serialised) and its outbox
-/// append function.
+/// append function. The invoking module names its SQL API `sql`: sqlx itself for PostgreSQL,
+/// `evently_core::sqlite` (the same API over in-process connections) for SQLite.
 macro_rules! backend {
     ($store:ty, $db:ty, $row:ty, $lock:literal, $append:path) => {
         use evently_bus::catalog::{EventSnapshot, InventoryChange};
         use evently_bus::envelope::time_to_ms as to_ms;
         use evently_bus::{DomainEvent, Envelope};
         use evently_core::db::StoreError;
-        use sqlx::Row;
+        use sql::Row;
         use std::collections::BTreeMap;
         use uuid::Uuid;
 
@@ -345,7 +346,7 @@ macro_rules! backend {
             PurchaseInput, corrupt, count, json, placeholders, seat_list,
         };
 
-        type Tx<'a> = sqlx::Transaction<'a, $db>;
+        type Tx<'a> = sql::Transaction<'a, $db>;
 
         const INVENTORY_COLUMNS: &str = "event_id, organizer_id, status, deleted, event_date, \
             sale_start, sale_end, currency, base_price, section_prices, reserved, capacity, \
@@ -484,7 +485,7 @@ macro_rules! backend {
 
         /// An event's inventory row, locked for the transaction when `locked` (see the
         /// module docs).
-        async fn fetch_inventory<'e, E: sqlx::Executor<'e, Database = $db>>(
+        async fn fetch_inventory<'e, E: sql::Executor<'e, Database = $db>>(
             executor: E,
             event_id: Uuid,
             locked: bool,
@@ -493,7 +494,7 @@ macro_rules! backend {
                 "SELECT {INVENTORY_COLUMNS} FROM inventories WHERE event_id = $1 {}",
                 if locked { $lock } else { "" }
             );
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let row = sql::query(sql::AssertSqlSafe(sql))
                 .bind(event_id)
                 .fetch_optional(executor)
                 .await?;
@@ -507,12 +508,12 @@ macro_rules! backend {
             fetch_inventory(&mut **tx, event_id, true).await
         }
 
-        async fn fetch_hold<'e, E: sqlx::Executor<'e, Database = $db>>(
+        async fn fetch_hold<'e, E: sql::Executor<'e, Database = $db>>(
             executor: E,
             hold_id: Uuid,
         ) -> Result<Option<Hold>, StoreError> {
             let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let row = sql::query(sql::AssertSqlSafe(sql))
                 .bind(hold_id)
                 .fetch_optional(executor)
                 .await?;
@@ -526,7 +527,7 @@ macro_rules! backend {
         /// Begins an inventory transaction on `event_id`: locks its row and sweeps its
         /// expired holds. `None` when booking does not know the event.
         async fn open_event(
-            pool: &sqlx::Pool<$db>,
+            pool: &sql::Pool<$db>,
             event_id: Uuid,
             now: i64,
         ) -> Result<Option<(Tx<'static>, Inventory, Changes, usize)>, StoreError> {
@@ -549,20 +550,20 @@ macro_rules! backend {
             status: &str,
             now: i64,
         ) -> Result<(), StoreError> {
-            let freed = sqlx::query(
+            let freed = sql::query(
                 "UPDATE seats SET state = 0, hold_id = NULL WHERE hold_id = $1 AND state = 1",
             )
             .bind(hold.id)
             .execute(&mut **tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE holds SET status = $2, ended_at = $3 WHERE id = $1")
+            sql::query("UPDATE holds SET status = $2, ended_at = $3 WHERE id = $1")
                 .bind(hold.id)
                 .bind(status)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query(
+            sql::query(
                 "UPDATE payment_intents SET status = CASE WHEN status = 'succeeded' \
                  THEN 'refunded' ELSE 'cancelled' END, updated_at = $2 \
                  WHERE hold_id = $1 AND status IN ('requires_confirmation', 'succeeded')",
@@ -572,7 +573,7 @@ macro_rules! backend {
             .execute(&mut **tx)
             .await?;
             if hold.kind == HoldKind::Waitlist.as_str() {
-                sqlx::query(
+                sql::query(
                     "UPDATE waitlist SET status = 'lapsed', updated_at = $2 \
                      WHERE hold_id = $1 AND status = 'offered'",
                 )
@@ -610,7 +611,7 @@ macro_rules! backend {
                 "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active' \
                  AND expires_at <= $2"
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let rows = sql::query(sql::AssertSqlSafe(sql))
                 .bind(inv.event_id)
                 .bind(now)
                 .fetch_all(&mut **tx)
@@ -629,7 +630,7 @@ macro_rules! backend {
             section: Option<&str>,
             limit: i64,
         ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
-            let rows = sqlx::query(
+            let rows = sql::query(
                 "SELECT seat_id, section, row_label, number FROM seats \
                  WHERE event_id = $1 AND state = 0 AND ($2 IS NULL OR section = $2) \
                  ORDER BY ord LIMIT $3",
@@ -663,7 +664,7 @@ macro_rules! backend {
                  AND seat_id IN ({})",
                 placeholders(3, seats.len())
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).bind(hold_id);
+            let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(event_id).bind(hold_id);
             for seat in seats {
                 query = query.bind(seat);
             }
@@ -691,7 +692,7 @@ macro_rules! backend {
                     seats.len()
                 )));
             }
-            sqlx::query(
+            sql::query(
                 "INSERT INTO holds (id, event_id, user_id, seat_ids, quantity, kind, status, \
                  created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
             )
@@ -747,7 +748,7 @@ macro_rules! backend {
                 return Ok(());
             }
             loop {
-                let head = sqlx::query(
+                let head = sql::query(
                     "SELECT id, user_id, quantity FROM waitlist WHERE event_id = $1 \
                      AND status = 'waiting' ORDER BY seq LIMIT 1",
                 )
@@ -780,7 +781,7 @@ macro_rules! backend {
                     now,
                 )
                 .await?;
-                sqlx::query(
+                sql::query(
                     "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
                      WHERE id = $1",
                 )
@@ -810,7 +811,7 @@ macro_rules! backend {
             if changes.was_available > 0 && inv.available() == 0 {
                 changes.push(inv, now, DomainEvent::SoldOut, change(inv));
             }
-            sqlx::query(
+            sql::query(
                 "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5 \
                  WHERE event_id = $1",
             )
@@ -860,7 +861,7 @@ macro_rules! backend {
         ) -> Result<(), StoreError> {
             let mut ord = first_ord;
             for chunk in seats.chunks(1000) {
-                let mut builder: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                let mut builder: sql::QueryBuilder<$db> = sql::QueryBuilder::new(
                     "INSERT INTO seats (event_id, seat_id, section, row_label, number, ord) ",
                 );
                 builder.push_values(chunk, |mut b, (id, section, row, number)| {
@@ -883,7 +884,7 @@ macro_rules! backend {
             now: i64,
         ) -> Result<(), StoreError> {
             let seats = seats_of(snapshot);
-            let inserted = sqlx::query(
+            let inserted = sql::query(
                 "INSERT INTO inventories (event_id, organizer_id, status, event_date, \
                  sale_start, sale_end, currency, base_price, section_prices, reserved, \
                  capacity, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -922,7 +923,7 @@ macro_rules! backend {
                 create_inventory(tx, snapshot, now).await?;
                 return Ok(());
             };
-            sqlx::query(
+            sql::query(
                 "UPDATE inventories SET status = $2, event_date = $3, sale_start = $4, \
                  sale_end = $5, currency = $6, base_price = $7, section_prices = $8 \
                  WHERE event_id = $1",
@@ -942,7 +943,7 @@ macro_rules! backend {
                 return Ok(());
             }
             let mut changes = Changes::new(&inv);
-            let last = sqlx::query(
+            let last = sql::query(
                 "SELECT COALESCE(MAX(ord), 0) AS ord, COALESCE(MAX(number), 0) AS number \
                  FROM seats WHERE event_id = $1",
             )
@@ -963,7 +964,7 @@ macro_rules! backend {
                 changes.freed = true;
             } else {
                 // The last free places go; sold and held ones stay.
-                sqlx::query(
+                sql::query(
                     "DELETE FROM seats WHERE event_id = $1 AND seat_id IN (SELECT seat_id \
                      FROM seats WHERE event_id = $1 AND state = 0 ORDER BY ord DESC LIMIT $2)",
                 )
@@ -972,12 +973,12 @@ macro_rules! backend {
                 .execute(&mut **tx)
                 .await?;
             }
-            let capacity: i64 = sqlx::query("SELECT COUNT(*) AS n FROM seats WHERE event_id = $1")
+            let capacity: i64 = sql::query("SELECT COUNT(*) AS n FROM seats WHERE event_id = $1")
                 .bind(inv.event_id)
                 .fetch_one(&mut **tx)
                 .await?
                 .try_get("n")?;
-            sqlx::query("UPDATE inventories SET capacity = $2 WHERE event_id = $1")
+            sql::query("UPDATE inventories SET capacity = $2 WHERE event_id = $1")
                 .bind(inv.event_id)
                 .bind(capacity)
                 .execute(&mut **tx)
@@ -1006,7 +1007,7 @@ macro_rules! backend {
             if order.status != "confirmed" {
                 return Err(BookingError::OrderCancelled);
             }
-            let freed = sqlx::query(
+            let freed = sql::query(
                 "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
                  AND order_id = $2 AND state = 2",
             )
@@ -1015,11 +1016,11 @@ macro_rules! backend {
             .execute(&mut **tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
+            sql::query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
                 .bind(order_id)
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query(
+            sql::query(
                 "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
                  cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
             )
@@ -1028,7 +1029,7 @@ macro_rules! backend {
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            sqlx::query(
+            sql::query(
                 "UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1",
             )
             .bind(order.payment_intent_id)
@@ -1072,7 +1073,7 @@ macro_rules! backend {
             let Some(mut inv) = lock_inventory(tx, event_id).await? else {
                 return Ok(());
             };
-            sqlx::query(
+            sql::query(
                 "UPDATE inventories SET status = 'CANCELLED', deleted = $2 WHERE event_id = $1",
             )
             .bind(event_id)
@@ -1084,12 +1085,12 @@ macro_rules! backend {
             let sql = format!(
                 "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active'"
             );
-            let holds = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut **tx).await?;
+            let holds = sql::query(sql::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut **tx).await?;
             for row in &holds {
                 let hold = hold_from(row)?;
                 end_hold(tx, &mut inv, &mut changes, &hold, "cancelled", now).await?;
             }
-            let orders: Vec<Uuid> = sqlx::query(
+            let orders: Vec<Uuid> = sql::query(
                 "SELECT id FROM orders WHERE event_id = $1 AND status = 'confirmed' ORDER BY id",
             )
             .bind(event_id)
@@ -1101,7 +1102,7 @@ macro_rules! backend {
             for order in orders {
                 cancel_in(tx, &mut inv, &mut changes, order, "event-cancelled", now).await?;
             }
-            sqlx::query(
+            sql::query(
                 "UPDATE waitlist SET status = 'closed', updated_at = $2 WHERE event_id = $1 \
                  AND status IN ('waiting', 'offered')",
             )
@@ -1116,7 +1117,7 @@ macro_rules! backend {
             tx: &mut Tx<'_>,
             order_id: Uuid,
         ) -> Result<Vec<Ticket>, StoreError> {
-            let rows = sqlx::query(
+            let rows = sql::query(
                 "SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
             )
             .bind(order_id)
@@ -1127,7 +1128,7 @@ macro_rules! backend {
 
         async fn order_in(tx: &mut Tx<'_>, order_id: Uuid) -> Result<Option<Order>, StoreError> {
             let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let Some(row) = sql::query(sql::AssertSqlSafe(sql))
                 .bind(order_id)
                 .fetch_optional(&mut **tx)
                 .await?
@@ -1143,7 +1144,7 @@ macro_rules! backend {
             event_id: Uuid,
             user_id: Uuid,
         ) -> Result<Option<WaitlistEntry>, StoreError> {
-            let row = sqlx::query(
+            let row = sql::query(
                 "SELECT w.quantity, w.status, w.seq, w.hold_id, h.expires_at FROM waitlist w \
                  LEFT JOIN holds h ON h.id = w.hold_id \
                  WHERE w.event_id = $1 AND w.user_id = $2 ORDER BY w.seq DESC LIMIT 1",
@@ -1156,7 +1157,7 @@ macro_rules! backend {
             let status: String = row.try_get("status")?;
             let seq: i64 = row.try_get("seq")?;
             let position = if status == "waiting" {
-                let ahead: i64 = sqlx::query(
+                let ahead: i64 = sql::query(
                     "SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 \
                      AND status = 'waiting' AND seq <= $2",
                 )
@@ -1187,7 +1188,7 @@ macro_rules! backend {
         #[async_trait::async_trait]
         impl BookingStore for $store {
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                sql::query("SELECT 1").execute(self.reader()).await?;
                 Ok(())
             }
 
@@ -1209,7 +1210,7 @@ macro_rules! backend {
                     return Ok(false);
                 }
                 let mut tx = self.writer().begin().await?;
-                let first = sqlx::query(
+                let first = sql::query(
                     "INSERT INTO applied_events (id, applied_at) VALUES ($1, $2) \
                      ON CONFLICT (id) DO NOTHING",
                 )
@@ -1239,7 +1240,7 @@ macro_rules! backend {
                         if to == "CANCELLED" {
                             cancel_event(&mut tx, *event_id, false, now, policy).await?;
                         } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
-                            sqlx::query("UPDATE inventories SET status = $2 WHERE event_id = $1")
+                            sql::query("UPDATE inventories SET status = $2 WHERE event_id = $1")
                                 .bind(event_id)
                                 .bind(to)
                                 .execute(&mut *tx)
@@ -1276,7 +1277,7 @@ macro_rules! backend {
                 if inv.deleted {
                     return Ok(None);
                 }
-                let expired: i64 = sqlx::query(
+                let expired: i64 = sql::query(
                     "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS n FROM holds WHERE event_id = $1 \
                      AND status = 'active' AND expires_at <= $2",
                 )
@@ -1311,7 +1312,7 @@ macro_rules! backend {
                 if inv.deleted {
                     return Ok(None);
                 }
-                let rows = sqlx::query(
+                let rows = sql::query(
                     "SELECT s.seat_id, s.section, s.row_label, s.number, CAST(s.state AS BIGINT) AS state, h.expires_at \
                      FROM seats s LEFT JOIN holds h ON h.id = s.hold_id \
                      WHERE s.event_id = $1 ORDER BY s.ord",
@@ -1365,7 +1366,7 @@ macro_rules! backend {
                     "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND user_id = $2 \
                      AND status = 'active'"
                 );
-                let own = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let own = sql::query(sql::AssertSqlSafe(sql))
                     .bind(new.event_id)
                     .bind(new.user_id)
                     .fetch_all(&mut *tx)
@@ -1375,7 +1376,7 @@ macro_rules! backend {
                     end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
                 }
                 let quantity = new.selection.quantity();
-                let owned: i64 = sqlx::query(
+                let owned: i64 = sql::query(
                     "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS n FROM orders WHERE event_id = $1 \
                      AND user_id = $2 AND status = 'confirmed'",
                 )
@@ -1397,7 +1398,7 @@ macro_rules! backend {
                              AND seat_id IN ({})",
                             placeholders(2, wanted.len())
                         );
-                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(new.event_id);
+                        let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
                         for seat in wanted {
                             query = query.bind(seat);
                         }
@@ -1494,7 +1495,7 @@ macro_rules! backend {
                     "active" => {
                         let target = (now + extend_ms).min(hold.created_at + max_lifetime_ms);
                         if target > hold.expires_at {
-                            sqlx::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
+                            sql::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
                                 .bind(hold_id)
                                 .bind(target)
                                 .execute(&mut *tx)
@@ -1567,7 +1568,7 @@ macro_rules! backend {
                         .checked_add(inv.price_of(section_of(seat)))
                         .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
                 }
-                sqlx::query(
+                sql::query(
                     "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
                      WHERE hold_id = $1 AND status = 'requires_confirmation'",
                 )
@@ -1575,7 +1576,7 @@ macro_rules! backend {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
+                sql::query(
                     "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
                      currency, secret_hash, status, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_confirmation', $8, $8)",
@@ -1613,7 +1614,7 @@ macro_rules! backend {
             ) -> Result<PaymentIntent, BookingError> {
                 let mut tx = self.writer().begin().await?;
                 let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
-                let mut intent = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let mut intent = sql::query(sql::AssertSqlSafe(sql))
                     .bind(intent_id)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -1641,7 +1642,7 @@ macro_rules! backend {
                     Confirmation::Decline => "declined",
                     Confirmation::Succeed => "succeeded",
                 };
-                let changed = sqlx::query(
+                let changed = sql::query(
                     "UPDATE payment_intents SET status = $2, updated_at = $3 \
                      WHERE id = $1 AND status = 'requires_confirmation'",
                 )
@@ -1679,7 +1680,7 @@ macro_rules! backend {
                 ttl_ms: i64,
             ) -> Result<IdempotencyStart, BookingError> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
+                sql::query(
                     "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
                      AND expires_at <= $4",
                 )
@@ -1689,7 +1690,7 @@ macro_rules! backend {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let inserted = sqlx::query(
+                let inserted = sql::query(
                     "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, status, \
                      locked_at, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6) ON CONFLICT DO NOTHING",
@@ -1707,7 +1708,7 @@ macro_rules! backend {
                     tx.commit().await?;
                     return Ok(IdempotencyStart::Started);
                 }
-                let row = sqlx::query(
+                let row = sql::query(
                     "SELECT fingerprint, status, response_status, response_body, locked_at \
                      FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3",
                 )
@@ -1734,7 +1735,7 @@ macro_rules! backend {
                     return Err(BookingError::InFlight);
                 }
                 // The request holding the key is gone (crashed); take it over.
-                let taken = sqlx::query(
+                let taken = sql::query(
                     "UPDATE idempotency_keys SET locked_at = $4 WHERE user_id = $1 \
                      AND route = $2 AND key = $3 AND status = 'in_flight' AND locked_at = $5",
                 )
@@ -1760,7 +1761,7 @@ macro_rules! backend {
                 status: u16,
                 body: &str,
             ) -> Result<(), StoreError> {
-                sqlx::query(
+                sql::query(
                     "UPDATE idempotency_keys SET status = 'complete', response_status = $4, \
                      response_body = $5 WHERE user_id = $1 AND route = $2 AND key = $3 \
                      AND status = 'in_flight'",
@@ -1776,7 +1777,7 @@ macro_rules! backend {
             }
 
             async fn idempotency_abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-                sqlx::query(
+                sql::query(
                     "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
                      AND status = 'in_flight'",
                 )
@@ -1813,7 +1814,7 @@ macro_rules! backend {
                 // swept again by the next change or the expiry task).
                 let outcome = purchase_in(&mut tx, &mut inv, &mut changes, input, now).await?;
                 let body = json(&outcome)?;
-                sqlx::query(
+                sql::query(
                     "UPDATE idempotency_keys SET status = 'complete', response_status = 201, \
                      response_body = $4 WHERE user_id = $1 AND route = $2 AND key = $3",
                 )
@@ -1842,7 +1843,7 @@ macro_rules! backend {
                 offset: i64,
             ) -> Result<(Vec<Order>, u64), StoreError> {
                 let mut tx = self.reader().begin().await?;
-                let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE user_id = $1")
+                let total: i64 = sql::query("SELECT COUNT(*) AS n FROM orders WHERE user_id = $1")
                     .bind(user_id)
                     .fetch_one(&mut *tx)
                     .await?
@@ -1851,7 +1852,7 @@ macro_rules! backend {
                     "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
                      ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = sql::query(sql::AssertSqlSafe(sql))
                     .bind(user_id)
                     .bind(limit)
                     .bind(offset)
@@ -1906,7 +1907,7 @@ macro_rules! backend {
                 }
                 let mut changes = Changes::new(&inv);
                 sweep(&mut tx, &mut inv, &mut changes, now).await?;
-                let open = sqlx::query(
+                let open = sql::query(
                     "SELECT id FROM waitlist WHERE event_id = $1 AND user_id = $2 \
                      AND status IN ('waiting', 'offered')",
                 )
@@ -1923,7 +1924,7 @@ macro_rules! backend {
                             available: inv.available(),
                         });
                     }
-                    sqlx::query(
+                    sql::query(
                         "INSERT INTO waitlist (id, event_id, user_id, quantity, seq, status, \
                          joined_at, updated_at) VALUES ($1, $2, $3, $4, \
                          (SELECT COALESCE(MAX(seq), 0) + 1 FROM waitlist WHERE event_id = $2), \
@@ -1968,7 +1969,7 @@ macro_rules! backend {
                     .ok_or(BookingError::EventNotFound)?;
                 let mut changes = Changes::new(&inv);
                 sweep(&mut tx, &mut inv, &mut changes, now).await?;
-                let row = sqlx::query(
+                let row = sql::query(
                     "SELECT id, status, hold_id FROM waitlist WHERE event_id = $1 \
                      AND user_id = $2 AND status IN ('waiting', 'offered')",
                 )
@@ -1989,7 +1990,7 @@ macro_rules! backend {
                 {
                     end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
                 }
-                sqlx::query("UPDATE waitlist SET status = 'left', updated_at = $2 WHERE id = $1")
+                sql::query("UPDATE waitlist SET status = 'left', updated_at = $2 WHERE id = $1")
                     .bind(id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -2000,7 +2001,7 @@ macro_rules! backend {
             }
 
             async fn expire_due(&self, now: i64, policy: Policy) -> Result<usize, BookingError> {
-                let events: Vec<Uuid> = sqlx::query(
+                let events: Vec<Uuid> = sql::query(
                     "SELECT DISTINCT event_id FROM holds WHERE status = 'active' \
                      AND expires_at <= $1 LIMIT 100",
                 )
@@ -2025,16 +2026,17 @@ macro_rules! backend {
             }
 
             async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
-                Ok(sqlx::query(
+                let row = sql::query(
                     "SELECT MIN(expires_at) AS t FROM holds WHERE status = 'active'",
                 )
                 .fetch_one(self.reader())
-                .await?
-                .try_get("t")?)
+                .await?;
+                let next: Option<i64> = row.try_get("t")?;
+                Ok(next)
             }
 
             async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError> {
-                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                Ok(sql::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
                     .bind(now)
                     .execute(self.writer())
                     .await?
@@ -2043,7 +2045,7 @@ macro_rules! backend {
 
             async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError> {
                 let mut conn = self.reader().acquire().await?;
-                let Some(capacity) = sqlx::query(
+                let Some(capacity) = sql::query(
                     "SELECT capacity FROM inventories WHERE event_id = $1",
                 )
                 .bind(event_id)
@@ -2053,7 +2055,7 @@ macro_rules! backend {
                     return Ok(None);
                 };
                 let capacity: i64 = capacity.try_get("capacity")?;
-                let row = sqlx::query(
+                let row = sql::query(
                     "SELECT \
                      (SELECT COUNT(*) FROM seats WHERE event_id = $1 AND state = 2) AS sold_seats, \
                      (SELECT COUNT(*) FROM tickets WHERE event_id = $1 AND status = 'valid') AS tickets, \
@@ -2109,7 +2111,7 @@ macro_rules! backend {
                             placeholders(2, wanted.len())
                         );
                         let mut query =
-                            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(new.event_id);
+                            sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
                         for seat in wanted {
                             query = query.bind(seat);
                         }
@@ -2138,7 +2140,7 @@ macro_rules! backend {
                         }
                     }
                     Selection::Best { quantity, section: None } => {
-                        let row = sqlx::query(
+                        let row = sql::query(
                             "SELECT i.capacity - i.held - i.sold + \
                              (SELECT CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT) FROM holds h \
                               WHERE h.event_id = i.event_id AND h.status = 'active' \
@@ -2165,11 +2167,12 @@ macro_rules! backend {
             }
 
             async fn intent_status(&self, intent_id: Uuid) -> Result<String, StoreError> {
-                Ok(sqlx::query("SELECT status FROM payment_intents WHERE id = $1")
+                let row = sql::query("SELECT status FROM payment_intents WHERE id = $1")
                     .bind(intent_id)
                     .fetch_one(self.writer())
-                    .await?
-                    .try_get("status")?)
+                    .await?;
+                let status: String = row.try_get("status")?;
+                Ok(status)
             }
         }
 
@@ -2203,7 +2206,7 @@ macro_rules! backend {
                 return Err(BookingError::NotOnSale("the event is cancelled"));
             }
             let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
-            let intent = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let intent = sql::query(sql::AssertSqlSafe(sql))
                 .bind(input.intent_id)
                 .fetch_optional(&mut **tx)
                 .await?
@@ -2221,7 +2224,7 @@ macro_rules! backend {
             if intent.status != "succeeded" {
                 return Err(BookingError::PaymentIncomplete(intent.status));
             }
-            let sold = sqlx::query(
+            let sold = sql::query(
                 "UPDATE seats SET state = 2, order_id = $2, hold_id = NULL \
                  WHERE hold_id = $1 AND state = 1",
             )
@@ -2238,7 +2241,7 @@ macro_rules! backend {
                 )));
             }
             let quantity = count(hold.seat_ids.len());
-            sqlx::query(
+            sql::query(
                 "INSERT INTO orders (id, event_id, user_id, hold_id, payment_intent_id, seat_ids, \
                  quantity, amount, currency, status, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'confirmed', $10)",
@@ -2264,7 +2267,7 @@ macro_rules! backend {
                     status: "valid".into(),
                 });
             }
-            let mut builder: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+            let mut builder: sql::QueryBuilder<$db> = sql::QueryBuilder::new(
                 "INSERT INTO tickets (id, order_id, event_id, seat_id, code, status) ",
             );
             builder.push_values(&tickets, |mut b, t| {
@@ -2276,13 +2279,13 @@ macro_rules! backend {
                     .push_bind("valid");
             });
             builder.build().execute(&mut **tx).await?;
-            sqlx::query("UPDATE holds SET status = 'purchased', ended_at = $2 WHERE id = $1")
+            sql::query("UPDATE holds SET status = 'purchased', ended_at = $2 WHERE id = $1")
                 .bind(hold.id)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
             if hold.kind == HoldKind::Waitlist.as_str() {
-                sqlx::query(
+                sql::query(
                     "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
                 )
                 .bind(hold.id)

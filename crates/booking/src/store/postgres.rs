@@ -3,6 +3,7 @@
 //! changes of different events run in parallel; the outbox append takes the per-schema
 //! outbox lock last (see `evently_bus::outbox`).
 
+use sqlx as sql;
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 

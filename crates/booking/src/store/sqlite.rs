@@ -1,43 +1,69 @@
-//! The SQLite booking store (the embedded default). Every write goes through the single
-//! writer connection (see `evently_core::db`), so write transactions never interleave: the
-//! inventory "lock" is the writer itself, and outbox `seq` order is commit order.
+//! The SQLite booking store (the embedded default).
+//!
+//! Statements run on in-process connections ([`evently_core::sqlite`]): a whole inventory
+//! transaction runs on the task that holds the single write connection, without a thread
+//! hand-off per statement. Write transactions begin `IMMEDIATE`, so they never interleave: the
+//! inventory "lock" is the write connection itself, and outbox `seq` order is commit order.
+//! sqlx's pools on the same file (`evently_core::db::SqliteDb`) apply the migrations and serve
+//! the outbox relay; SQLite's write lock serialises the two.
 
 use evently_core::db::SqliteDb;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use evently_core::sqlite as sql;
+use evently_core::sqlite::{OwnedRow, Pool};
+
+/// Read connections: enough for the reads of concurrent requests on two cores.
+const READERS: usize = 4;
 
 /// Booking tables in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteBookingStore {
-    db: SqliteDb,
+    reader: Pool,
+    writer: Pool,
 }
 
 impl SqliteBookingStore {
     /// Opens the store on `db` and applies pending migrations.
     ///
     /// # Errors
-    /// If a migration fails.
+    /// If a migration fails or the file cannot be opened.
     pub async fn new(db: SqliteDb) -> anyhow::Result<Self> {
         sqlx::migrate!("migrations/sqlite")
             .run(&db.writer)
             .await
             .map_err(|e| anyhow::anyhow!("applying booking SQLite migrations: {e}"))?;
-        Ok(Self { db })
+        Ok(Self {
+            reader: Pool::open(&db.path, READERS, false)?,
+            writer: Pool::open(&db.path, 1, true)?,
+        })
     }
 
-    fn reader(&self) -> &SqlitePool {
-        &self.db.reader
+    fn reader(&self) -> &Pool {
+        &self.reader
     }
 
-    fn writer(&self) -> &SqlitePool {
-        &self.db.writer
+    fn writer(&self) -> &Pool {
+        &self.writer
     }
 }
 
 async fn append(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sql::Transaction<'_, sql::Sqlite>,
     envelope: &evently_bus::Envelope,
-) -> Result<i64, sqlx::Error> {
-    evently_bus::outbox::append_sqlite(tx, envelope).await
+) -> Result<i64, StoreError> {
+    let payload =
+        serde_json::to_string(&envelope.payload).map_err(|e| StoreError::Other(e.into()))?;
+    let row: OwnedRow = sql::query(evently_bus::outbox::INSERT)
+        .bind(envelope.id)
+        .bind(&envelope.event_type)
+        .bind(i64::from(envelope.schema_version))
+        .bind(&envelope.aggregate_type)
+        .bind(envelope.aggregate_id)
+        .bind(envelope.aggregate_version)
+        .bind(envelope.occurred_at_ms())
+        .bind(payload)
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_get("seq")
 }
 
-super::backend!(SqliteBookingStore, sqlx::Sqlite, SqliteRow, "", append);
+super::backend!(SqliteBookingStore, sql::Sqlite, OwnedRow, "", append);
