@@ -180,11 +180,20 @@ impl Pool<Sqlite> {
                 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
                  PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
             )?;
+            if writer {
+                // Checkpoints (which wait for the disk) run on their own thread, not inside a
+                // commit on the request path: see `spawn_checkpointer`.
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+            }
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conns.push(Arc::new(Mutex::new(Conn(conn))));
         }
+        let conns: Arc<[Arc<Mutex<Conn>>]> = conns.into();
+        if writer {
+            spawn_checkpointer(path, Arc::downgrade(&conns))?;
+        }
         Ok(Self {
-            conns: conns.into(),
+            conns,
             next: Arc::new(AtomicUsize::new(0)),
             begin: if writer { "BEGIN IMMEDIATE" } else { "BEGIN" },
             _db: PhantomData,
@@ -245,6 +254,38 @@ pub enum Outcome {
 /// A boxed, sendable future (the executor's answer; boxed so that the store's `async_trait`
 /// methods stay `Send` without higher-ranked bounds on an opaque type).
 pub type BoxFuture<'e, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'e>>;
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Starts the thread that checkpoints the write-ahead log of the file at `path` while the pool
+/// whose connections are `alive` exists. A `PASSIVE` checkpoint neither blocks nor waits for
+/// readers and writers; it copies what it can, and the log is reused from its start once all of
+/// it has been copied, so the file stays bounded while commits never wait for the disk.
+fn spawn_checkpointer(
+    path: &Path,
+    alive: std::sync::Weak<[Arc<Mutex<Conn>>]>,
+) -> anyhow::Result<()> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if alive.strong_count() == 0 {
+                    return;
+                }
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                }
+            }
+        })?;
+    Ok(())
+}
 
 /// Something statements run on: a connection (inside a transaction or not) or a pool.
 pub trait Executor<'e>: Send {
