@@ -19,6 +19,21 @@ pub trait Handler: Send + Sync {
     /// Applies `envelope`. Must be idempotent per envelope id. An error stops the batch; the
     /// event and everything after it are delivered again later.
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()>;
+
+    /// Applies a batch in order and returns how many of it, from the first, were applied, with
+    /// the error that stopped it. The default hands each event to [`Handler::handle`]; a
+    /// handler whose effect depends only on the newest of several events may coalesce them.
+    async fn handle_batch(&self, envelopes: &[&Envelope]) -> (usize, Option<anyhow::Error>) {
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if let Err(e) = self.handle(envelope).await {
+                return (
+                    i,
+                    Some(e.context(format!("handling event {}", envelope.id))),
+                );
+            }
+        }
+        (envelopes.len(), None)
+    }
 }
 
 /// The most recent event ids a consumer applied, bounded so memory stays flat.
@@ -91,19 +106,14 @@ pub async fn run_consumer(
                     continue 'subscribe;
                 }
             };
-            let mut last_ok = None;
+            let envelopes: Vec<&Envelope> = deliveries.iter().map(|d| &d.envelope).collect();
+            let (applied, error) = handler.handle_batch(&envelopes).await;
             let mut failed = false;
-            for delivery in &deliveries {
-                match handler.handle(&delivery.envelope).await {
-                    Ok(()) => last_ok = Some(delivery),
-                    Err(e) => {
-                        tracing::warn!(consumer = %name, event.id = %delivery.envelope.id, error = %e, "handler failed; will retry");
-                        failed = true;
-                        break;
-                    }
-                }
+            if let Some(e) = error {
+                tracing::warn!(consumer = %name, error = format!("{e:#}"), "handler failed; will retry");
+                failed = true;
             }
-            if let Some(last) = last_ok
+            if let Some(last) = applied.checked_sub(1).and_then(|i| deliveries.get(i))
                 && let Err(e) = subscription.ack(last).await
             {
                 tracing::warn!(consumer = %name, error = %e, "ack failed; re-subscribing");

@@ -11,8 +11,10 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
+use evently_bus::catalog::InventoryChange;
 use evently_bus::consumer::Handler;
 use evently_bus::{DomainEvent, Envelope};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::EventId;
@@ -43,13 +45,16 @@ impl AvailabilityHandler {
     }
 }
 
-#[async_trait]
-impl Handler for AvailabilityHandler {
-    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+impl AvailabilityHandler {
+    /// The inventory change an envelope carries; `None` for other events (and for an
+    /// undecodable one, which is skipped rather than retried: it would never decode, and
+    /// holding it back would hold back every later figure too. Each figure is complete, so the
+    /// event's next inventory change restores its availability).
+    fn change_of(envelope: &Envelope) -> Option<InventoryChange> {
         if !INVENTORY_EVENTS.contains(&envelope.event_type.as_str()) {
-            return Ok(());
+            return None;
         }
-        let change = match DomainEvent::decode(envelope) {
+        match DomainEvent::decode(envelope) {
             Ok(
                 DomainEvent::SeatsHeld(c)
                 | DomainEvent::SeatsReleased(c)
@@ -57,25 +62,60 @@ impl Handler for AvailabilityHandler {
                 | DomainEvent::OrderCancelled(c)
                 | DomainEvent::SoldOut(c)
                 | DomainEvent::WaitlistOffered(c),
-            ) => c,
-            Ok(_) => return Ok(()),
+            ) => Some(c),
+            Ok(_) => None,
             Err(e) => {
-                // Skipped rather than retried: it would never decode, and holding it back
-                // would hold back every later figure too. Each figure is complete, so the
-                // event's next inventory change restores its availability.
                 tracing::error!(
                     envelope.id = %envelope.id,
                     envelope.event_type = %envelope.event_type,
                     error = %e,
                     "undecodable inventory event skipped"
                 );
-                return Ok(());
+                None
             }
-        };
+        }
+    }
+
+    async fn apply(&self, change: &InventoryChange) -> anyhow::Result<()> {
         self.service
             .apply_availability(EventId(change.event_id), &change.availability)
             .await
             .with_context(|| format!("applying availability of event {}", change.event_id))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for AvailabilityHandler {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        match Self::change_of(envelope) {
+            Some(change) => self.apply(&change).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Applies only each event's newest figure of the batch: a figure is the complete
+    /// availability and the newest version wins, so the older ones would change nothing after
+    /// it. In an on-sale rush this turns hundreds of figures into one write per event. A
+    /// status that flipped and flipped back within one batch is not flipped at all.
+    async fn handle_batch(&self, envelopes: &[&Envelope]) -> (usize, Option<anyhow::Error>) {
+        let mut newest: BTreeMap<uuid::Uuid, InventoryChange> = BTreeMap::new();
+        for envelope in envelopes {
+            if let Some(change) = Self::change_of(envelope) {
+                match newest.get(&change.event_id) {
+                    Some(kept) if kept.availability.version >= change.availability.version => {}
+                    _ => {
+                        newest.insert(change.event_id, change);
+                    }
+                }
+            }
+        }
+        for change in newest.values() {
+            if let Err(e) = self.apply(change).await {
+                // Nothing of the batch is acknowledged; applying is idempotent per version.
+                return (0, Some(e));
+            }
+        }
+        (envelopes.len(), None)
     }
 }

@@ -227,3 +227,33 @@ async fn the_availability_consumer_follows_booking_bus() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_batch_applies_each_events_newest_figure_whatever_its_order() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let handler = app.app_events.as_ref().unwrap().availability_handler();
+    let (first, first_path) = on_sale(&app, &admin.access_token).await;
+    let (second, second_path) = on_sale(&app, &admin.access_token).await;
+    let batch = [
+        envelope(DomainEvent::SeatsHeld(change(first, 499, 1)), 1),
+        envelope(DomainEvent::SeatsHeld(change(second, 450, 7)), 7),
+        envelope(DomainEvent::SeatsHeld(change(first, 480, 3)), 3),
+        envelope(DomainEvent::SeatsReleased(change(first, 490, 2)), 2),
+        envelope(DomainEvent::SoldOut(change(second, 0, 6)), 6),
+    ];
+
+    let refs: Vec<&Envelope> = batch.iter().collect();
+    let (applied, error) = handler.handle_batch(&refs).await;
+
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(applied, batch.len(), "the whole batch is acknowledged");
+    let (seats, status, _) = seats_and_status(&app, &first_path).await;
+    assert_eq!((seats, status.as_str()), (480, "ON_SALE"));
+    let (seats, status, _) = seats_and_status(&app, &second_path).await;
+    assert_eq!(
+        (seats, status.as_str()),
+        (450, "ON_SALE"),
+        "version 7 is newer than the sell-out at version 6"
+    );
+}
