@@ -11,6 +11,7 @@ use sqlx::postgres::PgRow;
 #[derive(Debug, Clone)]
 pub struct PgBookingStore {
     pool: PgPool,
+    gates: std::sync::Arc<super::EventGates>,
 }
 
 impl PgBookingStore {
@@ -23,7 +24,10 @@ impl PgBookingStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("applying booking PostgreSQL migrations: {e}"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            gates: std::sync::Arc::default(),
+        })
     }
 
     fn reader(&self) -> &PgPool {
@@ -32,6 +36,10 @@ impl PgBookingStore {
 
     fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn gates(&self) -> &super::EventGates {
+        &self.gates
     }
 }
 

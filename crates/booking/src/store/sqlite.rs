@@ -19,6 +19,7 @@ const READERS: usize = 4;
 pub struct SqliteBookingStore {
     reader: Pool,
     writer: Pool,
+    gates: std::sync::Arc<super::EventGates>,
 }
 
 impl SqliteBookingStore {
@@ -34,6 +35,7 @@ impl SqliteBookingStore {
         Ok(Self {
             reader: Pool::open(&db.path, READERS, false)?,
             writer: Pool::open(&db.path, 1, true)?,
+            gates: std::sync::Arc::default(),
         })
     }
 
@@ -43,6 +45,10 @@ impl SqliteBookingStore {
 
     fn writer(&self) -> &Pool {
         &self.writer
+    }
+
+    fn gates(&self) -> &super::EventGates {
+        &self.gates
     }
 }
 
