@@ -84,10 +84,7 @@ macro_rules! row_to_outbox {
 const COLUMNS: &str = "seq, id, event_type, schema_version, aggregate_type, aggregate_id, \
                        aggregate_version, occurred_at, payload";
 
-/// The statement that appends an envelope: binds id, event type, schema version, aggregate
-/// type, aggregate id, aggregate version, occurred-at (epoch ms) and the payload as JSON text;
-/// returns `seq`.
-pub const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
+const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
      aggregate_id, aggregate_version, occurred_at, payload) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
 
@@ -115,6 +112,33 @@ pub async fn append_sqlite(
         .bind(payload_text(envelope)?)
         .fetch_one(conn)
         .await
+}
+
+/// Appends `envelope` to the outbox on an in-process SQLite connection (see
+/// [`evently_core::sqlite`]), inside the transaction of the change it describes. Returns its
+/// `seq`.
+///
+/// # Errors
+/// The database's error (a duplicate envelope id is a conflict).
+pub async fn append_sqlite_in_process(
+    conn: &mut evently_core::sqlite::Conn,
+    envelope: &Envelope,
+) -> Result<i64, StoreError> {
+    use evently_core::sqlite::Row;
+    let payload =
+        serde_json::to_string(&envelope.payload).map_err(|e| StoreError::Other(e.into()))?;
+    evently_core::sqlite::query(INSERT)
+        .bind(envelope.id)
+        .bind(&envelope.event_type)
+        .bind(i64::from(envelope.schema_version))
+        .bind(&envelope.aggregate_type)
+        .bind(envelope.aggregate_id)
+        .bind(envelope.aggregate_version)
+        .bind(envelope.occurred_at_ms())
+        .bind(payload)
+        .fetch_one(conn)
+        .await?
+        .try_get("seq")
 }
 
 /// Appends `envelope` to the outbox on `conn` (inside the change's transaction), after taking

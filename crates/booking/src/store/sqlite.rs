@@ -55,21 +55,8 @@ impl SqliteBookingStore {
 async fn append(
     tx: &mut sql::Transaction<'_, sql::Sqlite>,
     envelope: &evently_bus::Envelope,
-) -> Result<i64, StoreError> {
-    let payload =
-        serde_json::to_string(&envelope.payload).map_err(|e| StoreError::Other(e.into()))?;
-    let row: OwnedRow = sql::query(evently_bus::outbox::INSERT)
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(i64::from(envelope.schema_version))
-        .bind(&envelope.aggregate_type)
-        .bind(envelope.aggregate_id)
-        .bind(envelope.aggregate_version)
-        .bind(envelope.occurred_at_ms())
-        .bind(payload)
-        .fetch_one(&mut **tx)
-        .await?;
-    row.try_get("seq")
+) -> Result<i64, evently_core::db::StoreError> {
+    evently_bus::outbox::append_sqlite_in_process(tx, envelope).await
 }
 
 super::backend!(SqliteBookingStore, sql::Sqlite, OwnedRow, "", append);
