@@ -1470,7 +1470,13 @@ macro_rules! backend {
                     }
                     Selection::Best { quantity, section } => {
                         let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
-                        let window = if inv.reserved { (quantity * 20).max(200) } else { *quantity };
+                        // Adjacent seats are looked for among the first free ones in layout
+                        // order; one seat is simply the first.
+                        let window = if inv.reserved && *quantity > 1 {
+                            (quantity * 20).max(200)
+                        } else {
+                            *quantity
+                        };
                         let found =
                             candidates(&mut tx, new.event_id, section.as_deref(), window).await?;
                         match $crate::domain::pick_best(&found, wanted) {
