@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use crate::db::StoreError;
 
@@ -69,40 +69,144 @@ impl From<AssertSqlSafe<String>> for Sql {
     }
 }
 
-/// One connection.
+/// One connection, and on the write connection the group commit in progress.
 #[derive(Debug)]
-pub struct Conn(Connection);
+pub struct Conn {
+    conn: Connection,
+    batch: Option<Batch>,
+}
+
+/// A write transaction shared by consecutive requests (group commit): each request's
+/// statements run in a savepoint of it, and each request hears of the one `COMMIT` that makes
+/// its changes durable before it answers.
+#[derive(Debug, Default)]
+struct Batch {
+    waiters: Vec<oneshot::Sender<Result<(), Arc<str>>>>,
+}
+
+/// Requests in line for the write connection. The last of a run of requests commits.
+#[derive(Debug, Default)]
+struct Line {
+    waiting: AtomicUsize,
+}
+
+/// Counts a request in [`Line`] until it holds the connection or gives up waiting.
+struct InLine<'a> {
+    line: &'a Line,
+    conn: &'a Arc<Mutex<Conn>>,
+    served: bool,
+}
+
+impl<'a> InLine<'a> {
+    fn enter(line: &'a Line, conn: &'a Arc<Mutex<Conn>>) -> Self {
+        line.waiting.fetch_add(1, Ordering::SeqCst);
+        Self {
+            line,
+            conn,
+            served: false,
+        }
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let before = self.line.waiting.fetch_sub(1, Ordering::SeqCst);
+        // The last request in line gave up (its caller went away): the batch it was to
+        // continue is committed now if the connection is free, else by whoever holds it.
+        if !self.served
+            && before == 1
+            && let Ok(mut conn) = self.conn.try_lock()
+        {
+            flush(&mut conn);
+        }
+    }
+}
+
+/// Requests whose changes one `COMMIT` makes durable at most.
+const MAX_BATCH: usize = 64;
 
 /// A fixed set of connections to one SQLite file.
 #[derive(Debug, Clone)]
 pub struct Pool<DB = Sqlite> {
     conns: Arc<[Arc<Mutex<Conn>>]>,
     next: Arc<AtomicUsize>,
-    begin: &'static str,
+    /// Set on the write pool: transactions are grouped (see [`Batch`]).
+    line: Option<Arc<Line>>,
     _db: PhantomData<DB>,
 }
 
-/// A connection taken from a [`Pool`], returned when dropped.
+/// A connection taken from a [`Pool`]; returned when dropped, and on the write pool the
+/// group commit is completed then if nobody else is in line for it.
 #[derive(Debug)]
-pub struct PoolConnection(OwnedMutexGuard<Conn>);
+pub struct PoolConnection {
+    guard: Option<OwnedMutexGuard<Conn>>,
+    line: Option<Arc<Line>>,
+}
 
 impl Deref for PoolConnection {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        &self.0
+        self.guard
+            .as_deref()
+            .expect("a pool connection holds its connection until dropped")
     }
 }
 
 impl DerefMut for PoolConnection {
     fn deref_mut(&mut self) -> &mut Conn {
-        &mut self.0
+        self.guard
+            .as_deref_mut()
+            .expect("a pool connection holds its connection until dropped")
+    }
+}
+
+impl Drop for PoolConnection {
+    fn drop(&mut self) {
+        let (Some(mut guard), Some(line)) = (self.guard.take(), self.line.as_ref()) else {
+            return;
+        };
+        // Whoever is in line continues the batch and commits it later; the last one commits.
+        if line.waiting.load(Ordering::SeqCst) == 0 {
+            flush(&mut guard);
+            return;
+        }
+        let mutex = OwnedMutexGuard::mutex(&guard).clone();
+        drop(guard);
+        // Those in line may all have given up meanwhile (see `InLine`'s drop).
+        if line.waiting.load(Ordering::SeqCst) == 0
+            && let Ok(mut conn) = mutex.try_lock()
+        {
+            flush(&mut conn);
+        }
+    }
+}
+
+/// Commits the batch in progress (if any) and tells every request in it how that went.
+fn flush(conn: &mut Conn) {
+    let Some(batch) = conn.batch.take() else {
+        return;
+    };
+    let outcome = if conn.conn.is_autocommit() {
+        // SQLite rolled the transaction back by itself (an I/O error, for instance).
+        Err(Arc::<str>::from("the transaction was rolled back"))
+    } else {
+        match conn.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.conn.execute_batch("ROLLBACK");
+                Err(Arc::<str>::from(e.to_string()))
+            }
+        }
+    };
+    for waiter in batch.waiters {
+        let _ = waiter.send(outcome.clone());
     }
 }
 
 /// An open transaction; rolled back when dropped without [`Transaction::commit`].
 #[derive(Debug)]
 pub struct Transaction<'a, DB = Sqlite> {
-    conn: Option<OwnedMutexGuard<Conn>>,
+    conn: Option<PoolConnection>,
     _marker: PhantomData<(&'a (), DB)>,
 }
 
@@ -124,16 +228,49 @@ impl DerefMut for Transaction<'_> {
 }
 
 impl Transaction<'_> {
-    /// Commits the transaction.
+    /// Commits the transaction. On the write pool it joins the group commit in progress and
+    /// returns once that is durable.
     ///
     /// # Errors
-    /// The database's error; the transaction is then rolled back.
+    /// The database's error; the transaction's changes are then gone.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        if let Some(conn) = self.conn.as_ref() {
-            conn.0.execute_batch("COMMIT").map_err(store_error)?;
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        if conn.line.is_none() {
+            conn.conn.execute_batch("COMMIT").map_err(store_error)?;
+            return Ok(());
         }
-        self.conn = None;
-        Ok(())
+        if let Err(e) = conn.conn.execute_batch("RELEASE op") {
+            undo_op(&conn);
+            return Err(store_error(e));
+        }
+        let (tx, rx) = oneshot::channel();
+        let full = match conn.batch.as_mut() {
+            Some(batch) => {
+                batch.waiters.push(tx);
+                batch.waiters.len() >= MAX_BATCH
+            }
+            None => {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "a grouped transaction without its batch"
+                )));
+            }
+        };
+        if full {
+            flush(&mut conn);
+        }
+        drop(conn);
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(StoreError::Other(anyhow::anyhow!("commit failed: {e}"))),
+            Ok(Err(_)) => Err(StoreError::Other(anyhow::anyhow!(
+                "the group commit ended without an answer"
+            ))),
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no group commit within {ACQUIRE_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// Rolls the transaction back.
@@ -142,26 +279,43 @@ impl Transaction<'_> {
     /// The database's error.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
         if let Some(conn) = self.conn.take() {
-            conn.0.execute_batch("ROLLBACK").map_err(store_error)?;
+            rollback(&conn);
         }
         Ok(())
     }
 }
 
+/// Takes back what the current request did inside the batch.
+fn undo_op(conn: &Conn) {
+    if !conn.conn.is_autocommit()
+        && let Err(e) = conn.conn.execute_batch("ROLLBACK TO op; RELEASE op")
+    {
+        tracing::warn!(error = %e, "rolling back a SQLite savepoint failed");
+    }
+}
+
+fn rollback(conn: &PoolConnection) {
+    if conn.line.is_some() {
+        undo_op(conn);
+    } else if !conn.conn.is_autocommit()
+        && let Err(e) = conn.conn.execute_batch("ROLLBACK")
+    {
+        tracing::warn!(error = %e, "rolling back a SQLite transaction failed");
+    }
+}
+
 impl<DB> Drop for Transaction<'_, DB> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && !conn.0.is_autocommit()
-            && let Err(e) = conn.0.execute_batch("ROLLBACK")
-        {
-            tracing::warn!(error = %e, "rolling back a SQLite transaction failed");
+        if let Some(conn) = self.conn.take() {
+            rollback(&conn);
         }
     }
 }
 
 impl Pool<Sqlite> {
     /// Opens `size` connections to the database file at `path` (which must exist, with its
-    /// tables migrated); `writer` selects the write pool (`BEGIN IMMEDIATE`) or a read-only one.
+    /// tables migrated); `writer` selects the write pool (one connection, `BEGIN IMMEDIATE`,
+    /// group commit) or a read-only one.
     ///
     /// # Errors
     /// When the file cannot be opened or configured.
@@ -171,8 +325,9 @@ impl Pool<Sqlite> {
         } else {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let mut conns = Vec::with_capacity(size.max(1));
-        for _ in 0..size.max(1) {
+        let size = if writer { 1 } else { size.max(1) };
+        let mut conns = Vec::with_capacity(size);
+        for _ in 0..size {
             let conn = Connection::open_with_flags(path, flags)
                 .map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", path.display()))?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -186,7 +341,7 @@ impl Pool<Sqlite> {
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
             }
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            conns.push(Arc::new(Mutex::new(Conn(conn))));
+            conns.push(Arc::new(Mutex::new(Conn { conn, batch: None })));
         }
         let conns: Arc<[Arc<Mutex<Conn>>]> = conns.into();
         if writer {
@@ -195,7 +350,7 @@ impl Pool<Sqlite> {
         Ok(Self {
             conns,
             next: Arc::new(AtomicUsize::new(0)),
-            begin: if writer { "BEGIN IMMEDIATE" } else { "BEGIN" },
+            line: writer.then(|| Arc::new(Line::default())),
             _db: PhantomData,
         })
     }
@@ -205,31 +360,60 @@ impl Pool<Sqlite> {
     /// # Errors
     /// [`StoreError::Unavailable`] after waiting 30 s.
     pub async fn acquire(&self) -> Result<PoolConnection, StoreError> {
+        let connection = |guard| PoolConnection {
+            guard: Some(guard),
+            line: self.line.clone(),
+        };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
+        let mut in_line = self
+            .line
+            .as_deref()
+            .map(|line| InLine::enter(line, &self.conns[start % n]));
         for i in 0..n {
             if let Ok(guard) = self.conns[(start + i) % n].clone().try_lock_owned() {
-                return Ok(PoolConnection(guard));
+                if let Some(in_line) = in_line.as_mut() {
+                    in_line.served = true;
+                }
+                return Ok(connection(guard));
             }
         }
         let wanted = self.conns[start % n].clone();
         match tokio::time::timeout(ACQUIRE_TIMEOUT, wanted.lock_owned()).await {
-            Ok(guard) => Ok(PoolConnection(guard)),
+            Ok(guard) => {
+                if let Some(in_line) = in_line.as_mut() {
+                    in_line.served = true;
+                }
+                Ok(connection(guard))
+            }
             Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
                 "no SQLite connection became free within {ACQUIRE_TIMEOUT:?}"
             ))),
         }
     }
 
-    /// Begins a transaction on a connection of the pool.
+    /// Begins a transaction on a connection of the pool (on the write pool: a savepoint of
+    /// the group commit in progress, which it opens if there is none).
     ///
     /// # Errors
     /// As [`Pool::acquire`], or the database's error.
     pub async fn begin(&self) -> Result<Transaction<'static>, StoreError> {
-        let conn = self.acquire().await?;
-        conn.0.0.execute_batch(self.begin).map_err(store_error)?;
+        let mut conn = self.acquire().await?;
+        if self.line.is_none() {
+            conn.conn.execute_batch("BEGIN").map_err(store_error)?;
+        } else {
+            if conn.batch.is_none() {
+                conn.conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(store_error)?;
+                conn.batch = Some(Batch::default());
+            }
+            conn.conn
+                .execute_batch("SAVEPOINT op")
+                .map_err(store_error)?;
+        }
         Ok(Transaction {
-            conn: Some(conn.0),
+            conn: Some(conn),
             _marker: PhantomData,
         })
     }
@@ -308,7 +492,7 @@ impl<'e> Executor<'e> for &'e mut Conn {
     type Database = Sqlite;
 
     fn run(self, query: Query, fetch: Option<usize>) -> BoxFuture<'e, Result<Outcome, StoreError>> {
-        Box::pin(std::future::ready(run_on(&self.0, &query, mode(fetch))))
+        Box::pin(std::future::ready(run_on(&self.conn, &query, mode(fetch))))
     }
 }
 
@@ -317,8 +501,16 @@ impl<'e> Executor<'e> for &'e Pool<Sqlite> {
 
     fn run(self, query: Query, fetch: Option<usize>) -> BoxFuture<'e, Result<Outcome, StoreError>> {
         Box::pin(async move {
+            if self.line.is_some() {
+                // A write outside a transaction is a transaction of its own, grouped as any.
+                let tx = self.begin().await?;
+                let conn: &Conn = &tx;
+                let outcome = run_on(&conn.conn, &query, mode(fetch))?;
+                tx.commit().await?;
+                return Ok(outcome);
+            }
             let conn = self.acquire().await?;
-            run_on(&conn.0.0, &query, mode(fetch))
+            run_on(&conn.conn, &query, mode(fetch))
         })
     }
 }
@@ -738,5 +930,91 @@ mod tests {
             matches!(again, Err(StoreError::Conflict { .. })),
             "{again:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_are_durable_when_they_return_and_a_failure_loses_only_itself() {
+        let (_dir, writer, reader) = pools().await;
+        let taken = uuid::Uuid::new_v4();
+        query("INSERT INTO t (id, n) VALUES ($1, 0)")
+            .bind(taken)
+            .execute(&writer)
+            .await
+            .unwrap();
+
+        let mut tasks = Vec::new();
+        for i in 0..200_i64 {
+            let (writer, reader) = (writer.clone(), reader.clone());
+            tasks.push(tokio::spawn(async move {
+                // Every tenth request collides with the row above and must fail alone.
+                let id = if i % 10 == 0 {
+                    taken
+                } else {
+                    uuid::Uuid::new_v4()
+                };
+                let mut tx = writer.begin().await?;
+                query("INSERT INTO t (id, n) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(i)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // Committed means visible to every other connection.
+                let row = query("SELECT n FROM t WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&reader)
+                    .await?;
+                row.try_get::<i64, _>("n")
+            }));
+        }
+        let mut ok = 0;
+        let mut conflicts = 0;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(n) => {
+                    assert_eq!(n, i as i64);
+                    ok += 1;
+                }
+                Err(StoreError::Conflict { .. }) => conflicts += 1,
+                Err(e) => panic!("request {i}: {e}"),
+            }
+        }
+
+        assert_eq!((ok, conflicts), (180, 20));
+        let rows = query("SELECT COUNT(*) AS c FROM t")
+            .fetch_one(&reader)
+            .await
+            .unwrap();
+        assert_eq!(rows.try_get::<i64, _>("c").unwrap(), 181);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_gives_up_waiting_does_not_strand_the_batch() {
+        let (_dir, writer, reader) = pools().await;
+        let first = writer.begin().await.unwrap();
+        // A second request lines up behind the first, then its caller goes away.
+        let waiting = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.begin().await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut first = first;
+        query("INSERT INTO t (id, n) VALUES ($1, 1)")
+            .bind(uuid::Uuid::new_v4())
+            .execute(&mut *first)
+            .await
+            .unwrap();
+
+        waiting.abort();
+        let _ = waiting.await;
+        let committed = tokio::spawn(first.commit());
+        let outcome = tokio::time::timeout(Duration::from_secs(5), committed).await;
+
+        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+        let rows = query("SELECT COUNT(*) AS c FROM t")
+            .fetch_one(&reader)
+            .await
+            .unwrap();
+        assert_eq!(rows.try_get::<i64, _>("c").unwrap(), 1);
     }
 }
