@@ -35,7 +35,7 @@ impl SqliteBookingStore {
         Ok(Self {
             reader: Pool::open(&db.path, READERS, false)?,
             writer: Pool::open(&db.path, 1, true)?,
-            gates: std::sync::Arc::default(),
+            gates: std::sync::Arc::new(super::EventGates::none()),
         })
     }
 
