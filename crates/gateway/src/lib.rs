@@ -114,11 +114,11 @@ impl Gateway {
                 .map_err(|e| anyhow::anyhow!("gateway.services.{name}: invalid URL: {e}"))?;
             upstreams.insert(
                 known,
-                Arc::new(Upstream {
-                    name: known.to_owned(),
+                Arc::new(Upstream::new(
+                    known,
                     base,
-                    breaker: Breaker::new(known, config.gateway.breaker.clone()),
-                }),
+                    Breaker::new(known, config.gateway.breaker.clone()),
+                )),
             );
         }
         let limiter = ratelimit::build(&config.gateway.rate_limits, &config.redis)?;
