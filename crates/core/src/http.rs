@@ -15,15 +15,19 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
@@ -51,26 +55,31 @@ pub struct StackOptions {
 /// Wraps `router` in the common stack (see the module docs for the order). The router's own
 /// fallback is kept; give it [`not_found`] when it has none.
 pub fn apply_stack(router: Router, options: StackOptions) -> Router {
-    router
-        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            options.timeout,
-        ))
-        .layer(middleware::from_fn(problem_fallback))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(make_span)
-                .on_request(())
-                .on_response(on_response)
-                .on_failure(()),
-        )
-        .layer(middleware::from_fn(request_id))
-        .layer(axum::Extension(TrustForwardedFor(
-            options.trust_forwarded_for,
-        )))
+    // The recorder must be installed before handles are taken and kept.
+    let _ = metrics_handle();
+    let metrics = Arc::new(RequestMetrics::default());
+    // One `layer` call: the router wraps (and boxes) every route once for the whole stack,
+    // instead of once per layer on every request.
+    router.layer(
+        ServiceBuilder::new()
+            .layer(axum::Extension(TrustForwardedFor(
+                options.trust_forwarded_for,
+            )))
+            .layer(RequestIdLayer)
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(make_span)
+                    .on_request(())
+                    .on_response(on_response)
+                    .on_failure(()),
+            )
+            .layer(AnswerLayer { metrics })
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                options.timeout,
+            ))
+            .layer(DefaultBodyLimit::max(options.body_limit_bytes)),
+    )
 }
 
 /// The 404 problem for unknown routes.
@@ -87,20 +96,92 @@ fn valid_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get(&X_REQUEST_ID) {
-        Some(value) if valid_request_id(value) => value.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
-    };
-    request
-        .headers_mut()
-        .insert(X_REQUEST_ID.clone(), id.clone());
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    response
+/// A new request id: a UUIDv7, so ids sort by time in the logs. Its 74 random bits come from
+/// a per-thread SplitMix64 sequence seeded once from the operating system: a request id must be
+/// unique, not secret, and asking the kernel for randomness on every request is a system call.
+fn new_request_id() -> HeaderValue {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> =
+            std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+    }
+    let (a, b) = STATE.with(|state| {
+        let next = || {
+            // SplitMix64 (Steele, Lea, Flood 2014): a full-period sequence with good mixing.
+            let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(s);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        (next(), next())
+    });
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&a.to_le_bytes());
+    random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
+
+/// Stack item 1 and items 3 to 5 are plain services rather than `from_fn` middleware: a
+/// `from_fn` layer clones its inner service and allocates three boxes per request, these
+/// allocate one.
+#[derive(Clone)]
+struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
+    }
+}
+
+/// Accepts a sane incoming `X-Request-Id` or generates one, passes it on (header and
+/// [`RequestId`] extension) and echoes it in the response.
+#[derive(Clone)]
+struct RequestIdService<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request> for RequestIdService<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = axum::http::Response<B>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let id = match request.headers().get(&X_REQUEST_ID) {
+            Some(value) if valid_request_id(value) => value.clone(),
+            _ => new_request_id(),
+        };
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), id.clone());
+        request.extensions_mut().insert(RequestId(id.clone()));
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            Ok(response)
+        })
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 fn make_span(request: &Request<Body>) -> tracing::Span {
     let route = request
@@ -131,27 +212,116 @@ fn on_response(response: &Response, latency: Duration, _span: &tracing::Span) {
     }
 }
 
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("evently_http_requests_total", &labels).increment(1);
-    metrics::histogram!("evently_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
+/// The handles of `evently_http_requests_total` and `evently_http_request_duration_seconds`
+/// per route, method and status, registered once and then reused: looking a labelled metric up
+/// in the recorder builds its key (owned label strings) and hashes it on every request. Grows
+/// like the recorder's own registry, one entry per label set seen.
+#[derive(Default)]
+struct RequestMetrics {
+    // A read-mostly map: after warm-up every request only takes the read lock.
+    by_route: RwLock<HashMap<String, Vec<LabelledHandles>>>,
+}
+
+/// The method and status labels of one series pair, and its handles.
+type LabelledHandles = (Method, u16, Counter, Histogram);
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let find = |entries: &Vec<LabelledHandles>| {
+            entries
+                .iter()
+                .find(|(m, s, _, _)| m == method && *s == status)
+                .map(|(_, _, c, h)| (c.clone(), h.clone()))
+        };
+        let cached = self
+            .by_route
+            .read()
+            .ok()
+            .and_then(|map| map.get(route).and_then(find));
+        let (counter, histogram) = cached.unwrap_or_else(|| {
+            let labels = [
+                ("route", route.to_owned()),
+                ("method", method.as_str().to_owned()),
+                ("status", status.to_string()),
+            ];
+            let counter = metrics::counter!("evently_http_requests_total", &labels);
+            let histogram = metrics::histogram!("evently_http_request_duration_seconds", &labels);
+            if let Ok(mut map) = self.by_route.write() {
+                let entries = map.entry(route.to_owned()).or_default();
+                if find(entries).is_none() {
+                    entries.push((method.clone(), status, counter.clone(), histogram.clone()));
+                }
+            }
+            (counter, histogram)
+        });
+        counter.increment(1);
+        histogram.record(seconds);
+    }
+}
+
+/// Layer of [`AnswerService`].
+#[derive(Clone)]
+struct AnswerLayer {
+    metrics: Arc<RequestMetrics>,
+}
+
+impl<S> Layer<S> for AnswerLayer {
+    type Service = AnswerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AnswerService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Metrics, security headers and the problem fallback (stack items 3 to 5, in that order from
+/// the outside), in one service so that a request pays for one layer, not three.
+#[derive(Clone)]
+struct AnswerService<S> {
+    inner: S,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl<S> Service<Request> for AnswerService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let start = Instant::now();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        let metrics = self.metrics.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let mut response = problem_fallback(response);
+            security_headers(&mut response);
+            metrics.record(
+                route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                &method,
+                response.status().as_u16(),
+                start.elapsed().as_secs_f64(),
+            );
+            Ok(response)
+        })
+    }
 }
 
 const CSP_JSON: &str = "default-src 'none'; frame-ancestors 'none'";
 const CSP_HTML: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+fn security_headers(response: &mut Response) {
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -178,7 +348,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 fn is_json(response: &Response) -> bool {
@@ -189,8 +358,7 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with(PROBLEM_JSON))
 }
 
-async fn problem_fallback(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn problem_fallback(response: Response) -> Response {
     if let Some(InternalError(error)) = response.extensions().get::<InternalError>() {
         tracing::error!(error = ?error, "request failed");
     }
@@ -388,6 +556,18 @@ mod tests {
         assert!(!valid_request_id(&HeaderValue::from_static("<script>")));
         let long = "a".repeat(200);
         assert!(!valid_request_id(&HeaderValue::from_str(&long).unwrap()));
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_uuid_v7s() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_request_id()).collect();
+
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert!(valid_request_id(id));
+            let uuid = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+            assert_eq!(uuid.get_version_num(), 7);
+        }
     }
 }
 

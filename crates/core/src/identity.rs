@@ -138,6 +138,55 @@ pub struct JwtKeys {
     audience: String,
     access_ttl: time::Duration,
     leeway: i64,
+    verified: VerifiedTokens,
+}
+
+/// Access tokens this process has verified, with their claims, so that a token presented again
+/// (every request of a signed-in client) skips the base64, JSON and HMAC work. Only tokens that
+/// passed [`JwtKeys::verify`] enter; a hit is answered only while the token is inside its
+/// validity window (`nbf`/`iat` not in the future beyond the leeway, `exp` not passed — without
+/// the leeway, so the last seconds go through full verification), which is exactly when full
+/// verification would accept it again: a cached answer never differs from a computed one.
+/// Lookups compare the whole token; the map's hasher is randomly keyed per process.
+struct VerifiedTokens {
+    // Held only for a lookup or an insert, never across an await.
+    map: std::sync::Mutex<std::collections::HashMap<Box<str>, Claims>>,
+}
+
+impl VerifiedTokens {
+    /// At most this many tokens are kept: about a megabyte, and enough for the signed-in
+    /// clients one process serves in a token lifetime at the rates evently targets.
+    const CAPACITY: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            map: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, token: &str, now: i64, leeway: i64) -> Option<Claims> {
+        let map = self.map.lock().ok()?;
+        let claims = map.get(token)?;
+        (claims.exp >= now && claims.nbf <= now + leeway && claims.iat <= now + leeway)
+            .then(|| claims.clone())
+    }
+
+    fn insert(&self, token: &str, claims: &Claims, now: i64) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
+        };
+        if map.len() >= Self::CAPACITY {
+            map.retain(|_, c| c.exp >= now);
+        }
+        if map.len() >= Self::CAPACITY {
+            // Still full of live tokens: drop one arbitrary entry; it is verified again if
+            // it comes back.
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(token.into(), claims.clone());
+    }
 }
 
 impl fmt::Debug for JwtKeys {
@@ -182,6 +231,7 @@ impl JwtKeys {
                 i64::try_from(config.access_ttl_seconds).unwrap_or(900),
             ),
             leeway: i64::try_from(config.leeway_seconds).unwrap_or(30),
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -242,16 +292,20 @@ impl JwtKeys {
         if token.len() > 4096 {
             return Err(TokenError::Invalid);
         }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(claims) = self.verified.get(token, now, self.leeway) {
+            return Ok(claims);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
         if claims.iat > now + self.leeway || claims.token_use != ACCESS_TOKEN_USE {
             return Err(TokenError::Invalid);
         }
+        self.verified.insert(token, &claims, now);
         Ok(claims)
     }
 }
@@ -431,6 +485,45 @@ mod tests {
 
     fn now() -> i64 {
         OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[test]
+    fn a_token_verified_twice_gives_the_same_claims() {
+        let keys = keys();
+        let issued = claims(now());
+        let token = keys.sign(&issued).unwrap();
+
+        let first = keys.verify(&token).unwrap();
+        let second = keys.verify(&token).unwrap();
+
+        assert_eq!(first, issued);
+        assert_eq!(second, issued);
+    }
+
+    #[test]
+    fn a_remembered_token_is_not_answered_outside_its_validity_window() {
+        let cache = VerifiedTokens::new();
+        let now = now();
+        let c = claims(now);
+        cache.insert("t", &c, now);
+
+        assert_eq!(cache.get("t", now, 30), Some(c.clone()));
+        assert_eq!(cache.get("t", c.exp + 1, 30), None);
+        assert_eq!(cache.get("t", c.nbf - 31, 30), None);
+        assert_eq!(cache.get("other", now, 30), None);
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let cache = VerifiedTokens::new();
+        let now = now();
+        let c = claims(now);
+
+        for i in 0..VerifiedTokens::CAPACITY + 10 {
+            cache.insert(&format!("token-{i}"), &c, now);
+        }
+
+        assert_eq!(cache.map.lock().unwrap().len(), VerifiedTokens::CAPACITY);
     }
 
     #[test]

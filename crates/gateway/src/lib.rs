@@ -114,11 +114,11 @@ impl Gateway {
                 .map_err(|e| anyhow::anyhow!("gateway.services.{name}: invalid URL: {e}"))?;
             upstreams.insert(
                 known,
-                Arc::new(Upstream {
-                    name: known.to_owned(),
+                Arc::new(Upstream::new(
+                    known,
                     base,
-                    breaker: Breaker::new(known, config.gateway.breaker.clone()),
-                }),
+                    Breaker::new(known, config.gateway.breaker.clone()),
+                )),
             );
         }
         let limiter = ratelimit::build(&config.gateway.rate_limits, &config.redis)?;
@@ -168,9 +168,11 @@ impl Gateway {
                 let gw = proxy_gw.clone();
                 async move { gw.dispatch(addr, request).await }
             })
-            .layer(middleware::from_fn_with_state(self.clone(), edge))
-            .layer(middleware::from_fn_with_state(self.clone(), hsts))
-            .layer(self.cors())
+            // One `layer` call (CORS outermost): every route is wrapped once for the edge.
+            .layer((
+                self.cors(),
+                middleware::from_fn_with_state(self.clone(), edge),
+            ))
     }
 
     fn cors(&self) -> CorsLayer {
@@ -346,6 +348,23 @@ fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
 
 async fn edge(
     axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    addr: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = guard(&gw, addr, request, next).await;
+    if gw.config.hsts {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Steps 2 to 5 of the module docs; `edge` adds HSTS to whatever this answers.
+async fn guard(
+    gw: &Gateway,
     ClientAddr(addr): ClientAddr,
     mut request: Request,
     next: Next,
@@ -428,19 +447,4 @@ async fn edge(
             }
         }
     }
-}
-
-async fn hsts(
-    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    if gw.config.hsts {
-        response.headers_mut().insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-    }
-    response
 }

@@ -44,34 +44,83 @@ pub struct Upstream {
     pub base: Uri,
     /// Its circuit breaker.
     pub breaker: Arc<Breaker>,
+    metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    /// The upstream `name` at `base`, behind `breaker`.
+    pub fn new(name: &str, base: Uri, breaker: Arc<Breaker>) -> Self {
+        Self {
+            name: name.to_owned(),
+            base,
+            breaker,
+            metrics: UpstreamMetrics::new(name),
+        }
+    }
+}
+
+/// The upstream's metric handles, registered once: a labelled lookup in the recorder costs
+/// allocations and hashing on every request.
+#[derive(Debug)]
+struct UpstreamMetrics {
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+    server_error: metrics::Counter,
+    error: metrics::Counter,
+    timeout: metrics::Counter,
+    breaker_open: metrics::Counter,
+}
+
+impl UpstreamMetrics {
+    fn new(upstream: &str) -> Self {
+        let outcome = |label: &'static str| {
+            metrics::counter!("evently_gateway_upstream_requests_total",
+                "upstream" => upstream.to_owned(), "outcome" => label)
+        };
+        Self {
+            duration: metrics::histogram!("evently_gateway_upstream_duration_seconds",
+                "upstream" => upstream.to_owned()),
+            ok: outcome("ok"),
+            server_error: outcome("5xx"),
+            error: outcome("error"),
+            timeout: outcome("timeout"),
+            breaker_open: outcome("breaker_open"),
+        }
+    }
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -101,44 +150,48 @@ fn forwarded_request(
     ctx: &ProxyContext<'_>,
     body: Body,
 ) -> Result<Request, Problem> {
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", axum::http::uri::PathAndQuery::as_str);
-    let base = &ctx.upstream.base;
-    let uri = Uri::builder()
-        .scheme(base.scheme_str().unwrap_or("http"))
-        .authority(base.authority().map_or("", |a| a.as_str()))
-        .path_and_query(path_and_query)
-        .build()
+    let mut uri = axum::http::uri::Parts::default();
+    uri.scheme = Some(
+        ctx.upstream
+            .base
+            .scheme()
+            .cloned()
+            .unwrap_or(axum::http::uri::Scheme::HTTP),
+    );
+    uri.authority = ctx.upstream.base.authority().cloned();
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| axum::http::uri::PathAndQuery::from_static("/")),
+    );
+    let uri = Uri::from_parts(uri)
         .map_err(|e| Problem::internal(anyhow::anyhow!("building the upstream URI: {e}")))?;
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(evently_core::identity::INTERNAL_TOKEN_HEADER);
-    let host = parts.headers.get(header::HOST).cloned();
-    headers.remove(header::HOST);
+    let host = headers.remove(header::HOST);
     let forwarded_for = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prior) => format!("{prior}, {}", ctx.client_addr),
-        None => ctx.client_addr.to_owned(),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.client_addr)),
+        None => HeaderValue::from_str(ctx.client_addr),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", v);
+    if let Ok(v) = forwarded_for {
+        headers.insert(&X_FORWARDED_FOR, v);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(&X_FORWARDED_HOST, host);
     }
-    let mut request = Request::builder()
-        .method(parts.method.clone())
-        .uri(uri)
-        .body(body)
-        .map_err(|e| Problem::internal(anyhow::anyhow!("building the upstream request: {e}")))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     Ok(request)
 }
@@ -192,9 +245,7 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
         let call = match upstream.breaker.try_call(Instant::now()) {
             Ok(call) => call,
             Err(wait) => {
-                metrics::counter!("evently_gateway_upstream_requests_total",
-                    "upstream" => upstream.name.clone(), "outcome" => "breaker_open")
-                .increment(1);
+                upstream.metrics.breaker_open.increment(1);
                 return Problem::unavailable(
                     format!("the {} service is unavailable", upstream.name),
                     wait.as_secs().max(1),
@@ -212,14 +263,13 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
         };
         let start = Instant::now();
         let outcome = tokio::time::timeout(ctx.timeout, ctx.client.request(request)).await;
-        metrics::histogram!("evently_gateway_upstream_duration_seconds",
-            "upstream" => upstream.name.clone())
-        .record(start.elapsed().as_secs_f64());
-        let (label, retry, response) = match outcome {
+        let m = &upstream.metrics;
+        m.duration.record(start.elapsed().as_secs_f64());
+        let (counter, retry, response) = match outcome {
             Err(_elapsed) => {
                 call.finish(false);
                 (
-                    "timeout",
+                    &m.timeout,
                     false,
                     Problem::new(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -245,7 +295,7 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
                     .into_response();
                 }
                 tracing::warn!(upstream = %upstream.name, error = %error, "upstream request failed");
-                ("error", true, bad_gateway(&upstream.name).into_response())
+                (&m.error, true, bad_gateway(&upstream.name).into_response())
             }
             Ok(Ok(response)) => {
                 let status = response.status();
@@ -258,18 +308,16 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
                 strip_hop_by_hop(&mut head.headers);
                 (
                     if status.is_server_error() {
-                        "5xx"
+                        &m.server_error
                     } else {
-                        "ok"
+                        &m.ok
                     },
                     retry,
                     Response::from_parts(head, Body::new(body)),
                 )
             }
         };
-        metrics::counter!("evently_gateway_upstream_requests_total",
-            "upstream" => upstream.name.clone(), "outcome" => label)
-        .increment(1);
+        counter.increment(1);
         if retry && attempt < retries {
             attempt += 1;
             tokio::time::sleep(jitter()).await;

@@ -1,8 +1,10 @@
 //! `evently-bench gateway`: an authenticated `GET /api/auth/me`, measured with `wrk` in one
-//! run against (a) the auth service directly, (b) the evently gateway in front of it (JWT
-//! check and rate limiting on, proxying over HTTP), and (c) nginx `proxy_pass` in front of the
-//! same service (when nginx is installed). Each is measured `runs` times; medians are printed,
-//! with the ratios b/a (latency) and b/c (throughput).
+//! run against (a) the auth service directly (`serve --services auth`), (b) the evently gateway
+//! in front of it (JWT check and rate limiting on, proxying over HTTP), (c) nginx `proxy_pass`
+//! in front of the same service (when nginx is installed), and (d) the default deployment's
+//! shape: one `serve --services gateway,auth` process, the gateway's edge (JWT check, rate
+//! limiting) in front of auth mounted in process. Each is measured `runs` times; medians are
+//! printed, with the ratios b/a (latency), b/c (throughput), d/a and d/c.
 
 use anyhow::{Context, bail};
 use std::process::{Child, Command, Stdio};
@@ -70,7 +72,15 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not Child::kill's SIGKILL: the master then stops its workers, which a
+        // killed master would leave running (and listening).
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -147,7 +157,7 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
     bail!("{base} never became ready")
 }
 
-async fn token(base: &str) -> anyhow::Result<String> {
+async fn sign_in(base: &str) -> anyhow::Result<String> {
     let client = reqwest::Client::new();
     let body = serde_json::json!({"email": "bench-gw@example.com", "password": "benchmark password 1", "name": "Bench"});
     client
@@ -185,9 +195,13 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
         &["gateway"],
         &[("EVENTLY_GATEWAY__SERVICES__AUTH", service.base.clone())],
     )?;
+    let in_process: Server = start_services(&["gateway", "auth"], &cheap)?;
     wait_ready(&service.base).await?;
     wait_ready(&gateway.base).await?;
-    let token = token(&service.base).await?;
+    wait_ready(&in_process.base).await?;
+    let token = sign_in(&service.base).await?;
+    // The in-process deployment has its own user store, so its own account and token.
+    let in_process_token = sign_in(&in_process.base).await?;
     let nginx_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -200,36 +214,57 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
     println!(
         "evently-bench gateway: GET /api/auth/me with a bearer token, wrk -t2 -c{connections} -d{seconds}s, {runs} runs each, medians"
     );
+    // (name, URL, token, the process serving auth, the proxy process in front of it)
     let mut targets = vec![
-        ("direct", format!("{}/api/auth/me", service.base)),
-        ("gateway", format!("{}/api/auth/me", gateway.base)),
+        (
+            "direct",
+            format!("{}/api/auth/me", service.base),
+            &token,
+            service.child.id(),
+            None,
+        ),
+        (
+            "gateway",
+            format!("{}/api/auth/me", gateway.base),
+            &token,
+            service.child.id(),
+            Some(gateway.child.id()),
+        ),
     ];
-    if nginx.is_some() {
-        targets.push(("nginx", format!("{nginx_base}/api/auth/me")));
+    if let Some(n) = &nginx {
+        targets.push((
+            "nginx",
+            format!("{nginx_base}/api/auth/me"),
+            &token,
+            service.child.id(),
+            Some(n.child.id()),
+        ));
     } else {
         println!("nginx not installed: (c) skipped (apt-get install nginx)");
     }
+    targets.push((
+        "in-proc",
+        format!("{}/api/auth/me", in_process.base),
+        &in_process_token,
+        in_process.child.id(),
+        None,
+    ));
     // Warm every path (pools, caches) before measuring.
-    for (_, url) in &targets {
-        wrk(url, &token, 1, connections)?;
+    for (_, url, token, _, _) in &targets {
+        wrk(url, token, 1, connections)?;
     }
     let mut results = Vec::new();
-    for (name, url) in &targets {
+    for (name, url, token, service_pid, proxy_pid) in &targets {
         let mut rps = Vec::new();
         let mut p50 = Vec::new();
         let mut p99 = Vec::new();
-        let proxy_pid = match *name {
-            "gateway" => Some(gateway.child.id()),
-            "nginx" => nginx.as_ref().map(|n| n.child.id()),
-            _ => None,
-        };
         let (mut service_cpu, mut proxy_cpu, mut requests) = (0.0, 0.0, 0.0);
         // Each target keeps its own warm connection pools, so its runs go back to back.
         for _ in 0..runs {
-            let s0 = cpu_seconds(service.child.id());
+            let s0 = cpu_seconds(*service_pid);
             let p0 = proxy_pid.map_or(0.0, proxy_cpu_seconds);
-            let f = wrk(url, &token, seconds, connections)?;
-            service_cpu += cpu_seconds(service.child.id()) - s0;
+            let f = wrk(url, token, seconds, connections)?;
+            service_cpu += cpu_seconds(*service_pid) - s0;
             proxy_cpu += proxy_pid.map_or(0.0, proxy_cpu_seconds) - p0;
             requests += f.rps * seconds as f64;
             rps.push(f.rps);
@@ -238,27 +273,52 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
         }
         let (r, a, b) = (median(rps), median(p50), median(p99));
         let per = |cpu: f64| cpu * 1e6 / requests.max(1.0);
+        let letter = match *name {
+            "direct" => 'a',
+            "gateway" => 'b',
+            "nginx" => 'c',
+            _ => 'd',
+        };
+        // For (d) the "service" is the one process that runs both the gateway and auth.
         println!(
-            "({name:>7}) {r:>10.0} req/s   p50 {a:>7.3} ms   p99 {b:>7.3} ms   CPU/request: service {:>5.0} us, proxy {:>5.0} us",
+            "({letter}) {name:<7} {r:>10.0} req/s   p50 {a:>7.3} ms   p99 {b:>7.3} ms   CPU/request: service {:>5.0} us, proxy {:>5.0} us",
             per(service_cpu),
             per(proxy_cpu)
         );
         results.push((*name, r, a, b));
     }
-    let direct = results[0];
-    let gw = results[1];
+    let find = |wanted: &str| results.iter().find(|r| r.0 == wanted).copied();
+    let (Some(direct), Some(gw), Some(local)) = (find("direct"), find("gateway"), find("in-proc"))
+    else {
+        bail!("a measurement is missing");
+    };
+    let nginx_figures = find("nginx");
     println!(
-        "gateway vs direct: latency p50 x{:.3}, p99 x{:.3} (target: under x1.15); throughput x{:.3}",
+        "(b) proxying gateway vs direct: latency p50 b/a x{:.3}, p99 x{:.3} (target: under x1.15); throughput b/a x{:.3}",
         gw.2 / direct.2,
         gw.3 / direct.3,
         gw.1 / direct.1
     );
-    if let Some(ng) = results.get(2) {
+    if let Some(ng) = nginx_figures {
         println!(
-            "gateway vs nginx: throughput b/c = {:.3} (target >= 1.0); latency p50 x{:.3}, p99 x{:.3}",
+            "(b) proxying gateway vs nginx: throughput b/c = {:.3} (target >= 1.0); latency p50 x{:.3}, p99 x{:.3}",
             gw.1 / ng.1,
             gw.2 / ng.2,
             gw.3 / ng.3
+        );
+    }
+    println!(
+        "(d) in-process gateway vs direct: latency p50 d/a x{:.3}, p99 x{:.3}; throughput d/a x{:.3}",
+        local.2 / direct.2,
+        local.3 / direct.3,
+        local.1 / direct.1
+    );
+    if let Some(ng) = nginx_figures {
+        println!(
+            "(d) in-process gateway vs nginx: throughput d/c = {:.3}; latency p50 x{:.3}, p99 x{:.3}",
+            local.1 / ng.1,
+            local.2 / ng.2,
+            local.3 / ng.3
         );
     }
     drop(nginx);
