@@ -151,6 +151,9 @@ pub struct JwtKeys {
 struct VerifiedTokens {
     // Held only for a lookup or an insert, never across an await.
     map: std::sync::Mutex<std::collections::HashMap<Box<str>, Claims>>,
+    /// When expired tokens were last dropped (unix seconds): at most once a second, so that a
+    /// cache full of live tokens (a rush of new sign-ins) is not scanned on every insert.
+    purged_at: std::sync::atomic::AtomicI64,
 }
 
 impl VerifiedTokens {
@@ -161,6 +164,7 @@ impl VerifiedTokens {
     fn new() -> Self {
         Self {
             map: std::sync::Mutex::new(std::collections::HashMap::new()),
+            purged_at: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -175,7 +179,12 @@ impl VerifiedTokens {
         let Ok(mut map) = self.map.lock() else {
             return;
         };
-        if map.len() >= Self::CAPACITY {
+        if map.len() >= Self::CAPACITY
+            && self
+                .purged_at
+                .swap(now, std::sync::atomic::Ordering::Relaxed)
+                != now
+        {
             map.retain(|_, c| c.exp >= now);
         }
         if map.len() >= Self::CAPACITY {
