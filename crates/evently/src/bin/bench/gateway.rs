@@ -293,32 +293,28 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
         bail!("a measurement is missing");
     };
     let nginx_figures = find("nginx");
+    // (throughput, p50, p99) of `x` over `base`.
+    let ratio = |x: (&str, f64, f64, f64), base: (&str, f64, f64, f64)| {
+        (x.1 / base.1, x.2 / base.2, x.3 / base.3)
+    };
+    let (rps, p50, p99) = ratio(gw, direct);
     println!(
-        "(b) proxying gateway vs direct: latency p50 b/a x{:.3}, p99 x{:.3} (target: under x1.15); throughput b/a x{:.3}",
-        gw.2 / direct.2,
-        gw.3 / direct.3,
-        gw.1 / direct.1
+        "(b) proxying gateway vs direct: latency p50 b/a x{p50:.3}, p99 x{p99:.3} (target: under x1.15); throughput b/a x{rps:.3}"
     );
     if let Some(ng) = nginx_figures {
+        let (rps, p50, p99) = ratio(gw, ng);
         println!(
-            "(b) proxying gateway vs nginx: throughput b/c = {:.3} (target >= 1.0); latency p50 x{:.3}, p99 x{:.3}",
-            gw.1 / ng.1,
-            gw.2 / ng.2,
-            gw.3 / ng.3
+            "(b) proxying gateway vs nginx: throughput b/c = {rps:.3} (target >= 1.0); latency p50 x{p50:.3}, p99 x{p99:.3}"
         );
     }
+    let (rps, p50, p99) = ratio(local, direct);
     println!(
-        "(d) in-process gateway vs direct: latency p50 d/a x{:.3}, p99 x{:.3}; throughput d/a x{:.3}",
-        local.2 / direct.2,
-        local.3 / direct.3,
-        local.1 / direct.1
+        "(d) in-process gateway vs direct: latency p50 d/a x{p50:.3}, p99 x{p99:.3}; throughput d/a x{rps:.3}"
     );
     if let Some(ng) = nginx_figures {
+        let (rps, p50, p99) = ratio(local, ng);
         println!(
-            "(d) in-process gateway vs nginx: throughput d/c = {:.3}; latency p50 x{:.3}, p99 x{:.3}",
-            local.1 / ng.1,
-            local.2 / ng.2,
-            local.3 / ng.3
+            "(d) in-process gateway vs nginx: throughput d/c = {rps:.3}; latency p50 x{p50:.3}, p99 x{p99:.3}"
         );
     }
     drop(nginx);
