@@ -151,11 +151,9 @@ pub async fn append_postgres(
     conn: &mut sqlx::PgConnection,
     envelope: &Envelope,
 ) -> Result<i64, sqlx::Error> {
-    // Keyed by schema, so services sharing one database do not serialise each other.
-    sqlx::query("SELECT pg_advisory_xact_lock(1163280201, hashtext(current_schema()))")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_scalar(INSERT)
+    // One round trip: the materialised CTE takes the lock (keyed by schema, so services
+    // sharing one database do not serialise each other) before the row draws its `seq`.
+    sqlx::query_scalar(APPEND_POSTGRES)
         .bind(envelope.id)
         .bind(&envelope.event_type)
         .bind(i64::from(envelope.schema_version))
@@ -167,6 +165,12 @@ pub async fn append_postgres(
         .fetch_one(conn)
         .await
 }
+
+const APPEND_POSTGRES: &str = "WITH locked AS MATERIALIZED \
+     (SELECT pg_advisory_xact_lock(1163280201, hashtext(current_schema()))) \
+     INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, \
+     aggregate_version, occurred_at, payload) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq";
 
 /// The outbox in a service's SQLite file.
 #[derive(Debug, Clone)]
