@@ -59,6 +59,9 @@ pub struct Inventory {
     pub sold: i64,
     /// Increases with every inventory change.
     pub version: i64,
+    /// When expired holds next need sweeping (epoch ms): at or before the earliest expiry of
+    /// the event's active holds.
+    pub sweep_at: i64,
 }
 
 impl Inventory {

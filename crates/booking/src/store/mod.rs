@@ -8,7 +8,9 @@
 //! connection already serialises every write transaction). Inside it the transaction:
 //!
 //! 1. sweeps the event's expired holds (their seats go back on sale and waiting buyers are
-//!    offered them), so a decision never rests on a hold that is dead;
+//!    offered them), so a decision never rests on a hold that is dead. The row's `sweep_at`
+//!    is kept at or before the earliest expiry among the event's active holds, so the sweep
+//!    looks for expired holds only once one may exist, not on every change of a rush;
 //! 2. reads the seats it needs, decides, and changes them with conditional updates
 //!    (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose row counts are checked,
 //!    as a second guard;
@@ -395,7 +397,7 @@ macro_rules! backend {
 
         const INVENTORY_COLUMNS: &str = "event_id, organizer_id, status, deleted, event_date, \
             sale_start, sale_end, currency, base_price, section_prices, reserved, capacity, \
-            held, sold, version";
+            held, sold, version, sweep_at";
         const HOLD_COLUMNS: &str =
             "id, event_id, user_id, seat_ids, kind, status, created_at, expires_at";
         const INTENT_COLUMNS: &str =
@@ -422,6 +424,7 @@ macro_rules! backend {
                 held: row.try_get("held")?,
                 sold: row.try_get("sold")?,
                 version: row.try_get("version")?,
+                sweep_at: row.try_get("sweep_at")?,
             })
         }
 
@@ -450,6 +453,23 @@ macro_rules! backend {
                 status: row.try_get("status")?,
                 secret_hash: row.try_get("secret_hash")?,
             })
+        }
+
+        /// The payment intent of a purchase's hold-and-intent row, if there was one.
+        fn joined_intent_from(row: &$row) -> Result<Option<PaymentIntent>, StoreError> {
+            let Some(id) = row.try_get::<Option<Uuid>, _>("intent_id")? else {
+                return Ok(None);
+            };
+            Ok(Some(PaymentIntent {
+                id,
+                hold_id: row.try_get("intent_hold_id")?,
+                event_id: row.try_get("intent_event_id")?,
+                user_id: row.try_get("intent_user_id")?,
+                amount: row.try_get("intent_amount")?,
+                currency: row.try_get("intent_currency")?,
+                status: row.try_get("intent_status")?,
+                secret_hash: row.try_get("intent_secret_hash")?,
+            }))
         }
 
         fn order_from(row: &$row, tickets: Vec<Ticket>) -> Result<Order, StoreError> {
@@ -486,6 +506,7 @@ macro_rules! backend {
             envelopes: Vec<Envelope>,
             freed: bool,
             was_available: i64,
+            was_sweep_at: i64,
         }
 
         impl Changes {
@@ -494,6 +515,7 @@ macro_rules! backend {
                     envelopes: Vec::new(),
                     freed: false,
                     was_available: inv.available(),
+                    was_sweep_at: inv.sweep_at,
                 }
             }
 
@@ -645,13 +667,16 @@ macro_rules! backend {
             Ok(())
         }
 
-        /// Ends the event's holds that expired at `now`.
+        /// Ends the event's holds that expired at `now`, when a sweep is due.
         async fn sweep(
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
             changes: &mut Changes,
             now: i64,
         ) -> Result<usize, StoreError> {
+            if inv.sweep_at > now {
+                return Ok(0);
+            }
             let sql = format!(
                 "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active' \
                  AND expires_at <= $2"
@@ -665,6 +690,14 @@ macro_rules! backend {
             for hold in &expired {
                 end_hold(tx, inv, changes, hold, "expired", now).await?;
             }
+            let next: Option<i64> = sql::query(
+                "SELECT MIN(expires_at) AS t FROM holds WHERE event_id = $1 AND status = 'active'",
+            )
+            .bind(inv.event_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("t")?;
+            inv.sweep_at = next.unwrap_or(i64::MAX);
             Ok(expired.len())
         }
 
@@ -704,9 +737,11 @@ macro_rules! backend {
             hold_id: Uuid,
             seats: &[String],
         ) -> Result<u64, StoreError> {
+            // `state + 0`: the seats are found by their key, never through `seats_by_state`,
+            // which a planner may otherwise pick and walk every available seat of the event.
             let sql = format!(
-                "UPDATE seats SET state = 1, hold_id = $2 WHERE event_id = $1 AND state = 0 \
-                 AND seat_id IN ({})",
+                "UPDATE seats SET state = 1, hold_id = $2 WHERE event_id = $1 \
+                 AND seat_id IN ({}) AND state + 0 = 0",
                 placeholders(3, seats.len())
             );
             let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(event_id).bind(hold_id);
@@ -752,6 +787,7 @@ macro_rules! backend {
             .execute(&mut **tx)
             .await?;
             inv.held += count(seats.len());
+            inv.sweep_at = inv.sweep_at.min(expires_at);
             let make = match kind {
                 HoldKind::Buyer => DomainEvent::SeatsHeld,
                 HoldKind::Waitlist => DomainEvent::WaitlistOffered,
@@ -850,21 +886,22 @@ macro_rules! backend {
             if changes.freed {
                 promote(tx, inv, &mut changes, now, policy).await?;
             }
-            if changes.envelopes.is_empty() {
+            if changes.envelopes.is_empty() && inv.sweep_at == changes.was_sweep_at {
                 return Ok(());
             }
             if changes.was_available > 0 && inv.available() == 0 {
                 changes.push(inv, now, DomainEvent::SoldOut, change(inv));
             }
             sql::query(
-                "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5 \
-                 WHERE event_id = $1",
+                "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5, \
+                 sweep_at = $6 WHERE event_id = $1",
             )
             .bind(inv.event_id)
             .bind(inv.held)
             .bind(inv.sold)
             .bind(inv.version)
             .bind(now)
+            .bind(inv.sweep_at)
             .execute(&mut **tx)
             .await?;
             for envelope in &changes.envelopes {
@@ -1407,30 +1444,29 @@ macro_rules! backend {
                 }
                 let mut changes = Changes::new(&inv);
                 sweep(&mut tx, &mut inv, &mut changes, now).await?;
-                // The buyer's own live hold never blocks them: the new hold replaces it.
-                let sql = format!(
-                    "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND user_id = $2 \
-                     AND status = 'active'"
-                );
-                let own = sql::query(sql::AssertSqlSafe(sql))
+                // The buyer's own live hold never blocks them: the new hold replaces it. One
+                // statement reads those holds and the tickets the buyer already owns.
+                let rows = sql::query(
+                    "SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
+                     WHERE event_id = $1 AND user_id = $2 AND status = 'confirmed') AS owned, \
+                     h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+                     h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
+                     LEFT JOIN holds h ON h.event_id = $1 AND h.user_id = $2 \
+                     AND h.status = 'active'",
+                )
                     .bind(new.event_id)
                     .bind(new.user_id)
                     .fetch_all(&mut *tx)
                     .await?;
-                for row in &own {
-                    let hold = hold_from(row)?;
-                    end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                let mut owned = 0;
+                for row in &rows {
+                    owned = row.try_get("owned")?;
+                    if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
+                        let hold = hold_from(row)?;
+                        end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                    }
                 }
                 let quantity = new.selection.quantity();
-                let owned: i64 = sql::query(
-                    "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS n FROM orders WHERE event_id = $1 \
-                     AND user_id = $2 AND status = 'confirmed'",
-                )
-                .bind(new.event_id)
-                .bind(new.user_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
                 if owned + quantity > policy.max_tickets_per_user {
                     return Err(BookingError::TicketLimit {
                         limit: policy.max_tickets_per_user,
@@ -2243,9 +2279,21 @@ macro_rules! backend {
             input: &PurchaseInput,
             now: i64,
         ) -> Result<Order, BookingError> {
-            let hold = hold_in(tx, input.hold_id)
-                .await?
-                .ok_or(BookingError::HoldNotFound)?;
+            // The hold and the payment intent, in one statement.
+            let row = sql::query(
+                "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, h.status, \
+                 h.created_at, h.expires_at, i.id AS intent_id, i.hold_id AS intent_hold_id, \
+                 i.event_id AS intent_event_id, i.user_id AS intent_user_id, \
+                 i.amount AS intent_amount, i.currency AS intent_currency, \
+                 i.status AS intent_status, i.secret_hash AS intent_secret_hash \
+                 FROM holds h LEFT JOIN payment_intents i ON i.id = $2 WHERE h.id = $1",
+            )
+            .bind(input.hold_id)
+            .bind(input.intent_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(BookingError::HoldNotFound)?;
+            let hold = hold_from(&row)?;
             match hold.status.as_str() {
                 "active" => {}
                 "purchased" => return Err(BookingError::HoldPurchased),
@@ -2264,14 +2312,7 @@ macro_rules! backend {
             if inv.deleted || inv.status == "CANCELLED" {
                 return Err(BookingError::NotOnSale("the event is cancelled"));
             }
-            let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
-            let intent = sql::query(sql::AssertSqlSafe(sql))
-                .bind(input.intent_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .as_ref()
-                .map(intent_from)
-                .transpose()?
+            let intent = joined_intent_from(&row)?
                 .filter(|i| i.user_id == input.user_id)
                 .ok_or(BookingError::IntentNotFound)?;
             if intent.hold_id != hold.id {
