@@ -50,6 +50,7 @@ evently_testkit::conformance_suite!(
         best_available_takes_adjacent_seats_in_one_row,
         a_new_hold_replaces_the_buyers_previous_one,
         expired_hold_gives_its_seats_back,
+        every_change_sweeps_the_holds_expired_before_it,
         refresh_extends_a_live_hold_up_to_its_lifetime,
         payment_intents_charge_the_hold_and_confirm_once,
         idempotency_keys_replay_answers_and_guard_running_requests,

@@ -685,6 +685,58 @@ pub async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
     assert_eq!(counters(&store, event_id).await.0, 3);
 }
 
+/// Any change of an event sweeps the holds that expired before it, however the event's holds
+/// came and went: the first hold after a sweep that found none, a refreshed hold, a hold that
+/// outlives an earlier one.
+pub async fn every_change_sweeps_the_holds_expired_before_it((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 6)])]).await;
+    let [alice, bob, carol, dave, erin] = [(); 5].map(|()| Uuid::now_v7());
+    let status = |id: Uuid| {
+        let store = store.clone();
+        async move { store.hold(id).await.unwrap().unwrap().status }
+    };
+    // The event's first hold: the sweep before it found nothing to sweep.
+    let alices = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    // A hold that lives longer does not postpone the sweep of the earlier one.
+    let bobs = hold_seats(&store, event_id, bob, &["A-1-2"], NOW + MINUTE)
+        .await
+        .unwrap();
+    let due = NOW + HOLD_TTL;
+    let carols = hold_seats(&store, event_id, carol, &["A-1-3"], due)
+        .await
+        .unwrap();
+    assert_eq!(status(alices.id).await, "expired");
+    assert_eq!(status(bobs.id).await, "active");
+    assert_eq!(counters(&store, event_id).await, (2, 0, 4));
+
+    // A refreshed hold lives on past its first expiry ...
+    let refreshed = store
+        .refresh_hold(bobs.id, bob, HOLD_TTL, 3 * HOLD_TTL, due, POLICY)
+        .await
+        .unwrap();
+    assert_eq!(refreshed.expires_at, due + HOLD_TTL);
+    hold_seats(&store, event_id, dave, &["A-1-4"], bobs.expires_at)
+        .await
+        .unwrap();
+    assert_eq!(status(bobs.id).await, "active");
+    assert_eq!(status(carols.id).await, "active");
+    // ... and still expires on time, with the hold beside it.
+    hold_seats(&store, event_id, erin, &["A-1-5"], due + HOLD_TTL)
+        .await
+        .unwrap();
+    assert_eq!(status(bobs.id).await, "expired");
+    assert_eq!(status(carols.id).await, "expired");
+    assert_eq!(counters(&store, event_id).await.0, 2);
+    let view = store
+        .availability(event_id, due + HOLD_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((view.available, view.held), (4, 2));
+}
+
 /// Refreshing extends a live hold, capped by its lifetime, never shortening it.
 pub async fn refresh_extends_a_live_hold_up_to_its_lifetime((store, _): Subject) {
     let event_id = reserved_event(&store, &[("A", &[("1", 4)])]).await;

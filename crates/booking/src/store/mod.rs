@@ -592,17 +592,22 @@ macro_rules! backend {
         }
 
         /// Begins an inventory transaction on `event_id`: locks its row and sweeps its
-        /// expired holds. `None` when booking does not know the event.
+        /// expired holds (whatever `sweep_at` says when `force`, as the expiry task does once
+        /// it has seen a hold due). `None` when booking does not know the event.
         async fn open_event(
             pool: &sql::Pool<$db>,
             event_id: Uuid,
             now: i64,
+            force: bool,
         ) -> Result<Option<(Tx<'static>, Inventory, Changes, usize)>, StoreError> {
             let mut tx = pool.begin().await?;
             let Some(mut inv) = lock_inventory(&mut tx, event_id).await? else {
                 return Ok(None);
             };
             let mut changes = Changes::new(&inv);
+            if force {
+                inv.sweep_at = i64::MIN;
+            }
             let swept = sweep(&mut tx, &mut inv, &mut changes, now).await?;
             Ok(Some((tx, inv, changes, swept)))
         }
@@ -1574,7 +1579,7 @@ macro_rules! backend {
                     .ok_or(BookingError::HoldNotFound)?;
                 let _gate = self.gates().enter(found.event_id).await;
                 let (mut tx, mut inv, changes, _) =
-                    open_event(self.writer(), found.event_id, now)
+                    open_event(self.writer(), found.event_id, now, false)
                         .await?
                         .ok_or(BookingError::HoldNotFound)?;
                 let mut hold = hold_in(&mut tx, hold_id)
@@ -1615,7 +1620,7 @@ macro_rules! backend {
                     .ok_or(BookingError::HoldNotFound)?;
                 let _gate = self.gates().enter(found.event_id).await;
                 let (mut tx, mut inv, mut changes, _) =
-                    open_event(self.writer(), found.event_id, now)
+                    open_event(self.writer(), found.event_id, now, false)
                         .await?
                         .ok_or(BookingError::HoldNotFound)?;
                 let hold = hold_in(&mut tx, hold_id)
@@ -1898,7 +1903,7 @@ macro_rules! backend {
                 }
                 let _gate = self.gates().enter(found.event_id).await;
                 let (mut tx, mut inv, mut changes, _) =
-                    open_event(self.writer(), found.event_id, now)
+                    open_event(self.writer(), found.event_id, now, false)
                         .await?
                         .ok_or(BookingError::EventNotFound)?;
                 // On any refusal the transaction rolls back whole (what the sweep found is
@@ -1972,7 +1977,7 @@ macro_rules! backend {
                     .ok_or(BookingError::OrderNotFound)?;
                 let _gate = self.gates().enter(found.event_id).await;
                 let (mut tx, mut inv, mut changes, _) =
-                    open_event(self.writer(), found.event_id, now)
+                    open_event(self.writer(), found.event_id, now, false)
                         .await?
                         .ok_or(BookingError::OrderNotFound)?;
                 let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
@@ -2109,7 +2114,7 @@ macro_rules! backend {
                 for event_id in events {
                     let _gate = self.gates().enter(event_id).await;
                     let Some((mut tx, mut inv, changes, swept)) =
-                        open_event(self.writer(), event_id, now).await?
+                        open_event(self.writer(), event_id, now, true).await?
                     else {
                         continue;
                     };
