@@ -9,7 +9,7 @@
 
 use evently_booking::BookingStore;
 use evently_bus::Outbox;
-use evently_bus::outbox::{PgOutbox, SqliteOutbox};
+use evently_bus::outbox::PgOutbox;
 use evently_core::config::DatabaseConfig;
 use secrecy::SecretString;
 use std::path::Path;
@@ -20,10 +20,11 @@ type Subject = (Arc<dyn BookingStore>, Arc<dyn Outbox>);
 async fn sqlite_store(dir: &Path) -> Subject {
     let url = SecretString::from(format!("sqlite://{}", dir.join("booking.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await.unwrap();
-    let store = evently_booking::store::sqlite::SqliteBookingStore::new(db.clone())
+    let store = evently_booking::store::sqlite::SqliteBookingStore::new(db)
         .await
         .unwrap();
-    (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+    let outbox = store.outbox();
+    (Arc::new(store), Arc::new(outbox))
 }
 
 async fn postgres_store(url: String, schema: String) -> Subject {

@@ -172,6 +172,106 @@ const APPEND_POSTGRES: &str = "WITH locked AS MATERIALIZED \
      aggregate_version, occurred_at, payload) \
      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq";
 
+/// The outbox in a service's SQLite file, on in-process connections
+/// ([`evently_core::sqlite`]), for a service whose store writes through such connections: the
+/// relay's and the consumers' writes then queue on the same write connection as the store's
+/// changes (and join its group commit) instead of waiting for SQLite's file lock beside it, which
+/// a busy store hardly ever lets go.
+#[derive(Debug, Clone)]
+pub struct InProcessSqliteOutbox {
+    reader: evently_core::sqlite::Pool,
+    writer: evently_core::sqlite::Pool,
+}
+
+impl InProcessSqliteOutbox {
+    /// An outbox over the service's read pool and its single write pool.
+    pub fn new(reader: evently_core::sqlite::Pool, writer: evently_core::sqlite::Pool) -> Self {
+        Self { reader, writer }
+    }
+}
+
+#[async_trait]
+impl Outbox for InProcessSqliteOutbox {
+    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
+        let mut tx = self.writer.begin().await?;
+        let seq = append_sqlite_in_process(&mut tx, envelope).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        use evently_core::sqlite::Row;
+        let rows = evently_core::sqlite::query(evently_core::sqlite::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
+        use evently_core::sqlite::Row;
+        let rows = evently_core::sqlite::query(evently_core::sqlite::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| row_to_outbox!(row)).collect()
+    }
+
+    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
+        evently_core::sqlite::query(
+            "UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL",
+        )
+        .bind(up_to)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn unpublished_count(&self) -> Result<u64, BusError> {
+        use evently_core::sqlite::Row;
+        let n: i64 = evently_core::sqlite::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?
+        .try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn position(&self, consumer: &str) -> Result<i64, BusError> {
+        use evently_core::sqlite::Row;
+        let row =
+            evently_core::sqlite::query("SELECT position FROM bus_positions WHERE consumer = $1")
+                .bind(consumer)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(match row {
+            Some(row) => row.try_get("position")?,
+            None => 0,
+        })
+    }
+
+    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
+        evently_core::sqlite::query(
+            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(consumer)
+        .bind(seq)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
 /// The outbox in a service's SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteOutbox {

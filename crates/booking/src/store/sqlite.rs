@@ -4,8 +4,8 @@
 //! transaction runs on the task that holds the single write connection, without a thread
 //! hand-off per statement. Write transactions begin `IMMEDIATE`, so they never interleave: the
 //! inventory "lock" is the write connection itself, and outbox `seq` order is commit order.
-//! sqlx's pools on the same file (`evently_core::db::SqliteDb`) apply the migrations and serve
-//! the outbox relay; SQLite's write lock serialises the two.
+//! sqlx's pools on the same file (`evently_core::db::SqliteDb`) apply the migrations; the
+//! outbox ([`SqliteBookingStore::outbox`]) uses the store's own connections.
 
 use evently_core::db::SqliteDb;
 use evently_core::sqlite as sql;
@@ -37,6 +37,12 @@ impl SqliteBookingStore {
             writer: Pool::open(&db.path, 1, true)?,
             gates: std::sync::Arc::new(super::EventGates::none()),
         })
+    }
+
+    /// The booking outbox on this store's connections, so the relay's and the consumers'
+    /// writes queue on the store's write connection.
+    pub fn outbox(&self) -> evently_bus::outbox::InProcessSqliteOutbox {
+        evently_bus::outbox::InProcessSqliteOutbox::new(self.reader.clone(), self.writer.clone())
     }
 
     fn reader(&self) -> &Pool {

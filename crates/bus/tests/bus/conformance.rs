@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use evently_bus::conformance::{self as suite, Harness};
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::{PgOutbox, SqliteOutbox};
+use evently_bus::outbox::{InProcessSqliteOutbox, PgOutbox, SqliteOutbox};
 use evently_bus::{Bus, Outbox};
 use evently_core::config::DatabaseConfig;
 use secrecy::SecretString;
@@ -46,6 +46,26 @@ impl Harness for InProcess {
 async fn in_process_sqlite() -> Option<Arc<dyn Harness>> {
     let dir = TempDir::new();
     let outbox = sqlite_outbox(&dir).await;
+    Some(Arc::new(InProcess {
+        bus: Arc::new(InProcessBus::new(outbox.clone(), Duration::from_millis(10))),
+        outbox,
+        _dir: Some(dir),
+    }))
+}
+
+/// The outbox on in-process SQLite connections, as the booking store uses it.
+async fn in_process_sqlite_connections() -> Option<Arc<dyn Harness>> {
+    let dir = TempDir::new();
+    let path = dir.path().join("bus.db");
+    let url = SecretString::from(format!("sqlite://{}", path.display()));
+    let db = evently_core::db::connect_sqlite(&url).await.unwrap();
+    evently_bus::outbox::create_sqlite_tables(&db)
+        .await
+        .unwrap();
+    let outbox: Arc<dyn Outbox> = Arc::new(InProcessSqliteOutbox::new(
+        evently_core::sqlite::Pool::open(&path, 2, false).unwrap(),
+        evently_core::sqlite::Pool::open(&path, 1, true).unwrap(),
+    ));
     Some(Arc::new(InProcess {
         bus: Arc::new(InProcessBus::new(outbox.clone(), Duration::from_millis(10))),
         outbox,
@@ -145,6 +165,15 @@ macro_rules! bus_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let h = super::in_process_sqlite().await.unwrap();
+                    super::suite::$test(h).await;
+                }
+            )+
+        }
+        mod in_process_sqlite_connections {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let h = super::in_process_sqlite_connections().await.unwrap();
                     super::suite::$test(h).await;
                 }
             )+
