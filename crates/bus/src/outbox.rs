@@ -88,6 +88,18 @@ const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggreg
      aggregate_id, aggregate_version, occurred_at, payload) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
 
+/// Marks every row up to `$1` published at `$2` (every engine).
+const MARK_PUBLISHED: &str =
+    "UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL";
+
+/// A consumer's durable position (every engine).
+const POSITION: &str = "SELECT position FROM bus_positions WHERE consumer = $1";
+
+/// Saves a consumer's position (every engine).
+const SET_POSITION: &str = "INSERT INTO bus_positions (consumer, position, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
+     updated_at = excluded.updated_at";
+
 fn payload_text(envelope: &Envelope) -> Result<String, sqlx::Error> {
     serde_json::to_string(&envelope.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
@@ -223,13 +235,11 @@ impl Outbox for InProcessSqliteOutbox {
     }
 
     async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        evently_core::sqlite::query(
-            "UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL",
-        )
-        .bind(up_to)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+        evently_core::sqlite::query(MARK_PUBLISHED)
+            .bind(up_to)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -246,11 +256,10 @@ impl Outbox for InProcessSqliteOutbox {
 
     async fn position(&self, consumer: &str) -> Result<i64, BusError> {
         use evently_core::sqlite::Row;
-        let row =
-            evently_core::sqlite::query("SELECT position FROM bus_positions WHERE consumer = $1")
-                .bind(consumer)
-                .fetch_optional(&self.reader)
-                .await?;
+        let row = evently_core::sqlite::query(POSITION)
+            .bind(consumer)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(match row {
             Some(row) => row.try_get("position")?,
             None => 0,
@@ -258,16 +267,12 @@ impl Outbox for InProcessSqliteOutbox {
     }
 
     async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        evently_core::sqlite::query(
-            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(consumer)
-        .bind(seq)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+        evently_core::sqlite::query(SET_POSITION)
+            .bind(consumer)
+            .bind(seq)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 }
@@ -320,7 +325,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL")
+        sqlx::query(MARK_PUBLISHED)
             .bind(up_to)
             .bind(now)
             .execute(&self.db.writer)
@@ -338,27 +343,22 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn position(&self, consumer: &str) -> Result<i64, BusError> {
-        let pos: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM bus_positions WHERE consumer = $1")
-                .bind(consumer)
-                .fetch_optional(&self.db.reader)
-                .await
-                .map_err(StoreError::from)?;
+        let pos: Option<i64> = sqlx::query_scalar(POSITION)
+            .bind(consumer)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(StoreError::from)?;
         Ok(pos.unwrap_or(0))
     }
 
     async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(
-            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(consumer)
-        .bind(seq)
-        .bind(now)
-        .execute(&self.db.writer)
-        .await
-        .map_err(StoreError::from)?;
+        sqlx::query(SET_POSITION)
+            .bind(consumer)
+            .bind(seq)
+            .bind(now)
+            .execute(&self.db.writer)
+            .await
+            .map_err(StoreError::from)?;
         Ok(())
     }
 }
@@ -411,7 +411,7 @@ impl Outbox for PgOutbox {
     }
 
     async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq <= $1 AND published_at IS NULL")
+        sqlx::query(MARK_PUBLISHED)
             .bind(up_to)
             .bind(now)
             .execute(&self.pool)
@@ -429,27 +429,22 @@ impl Outbox for PgOutbox {
     }
 
     async fn position(&self, consumer: &str) -> Result<i64, BusError> {
-        let pos: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM bus_positions WHERE consumer = $1")
-                .bind(consumer)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(StoreError::from)?;
+        let pos: Option<i64> = sqlx::query_scalar(POSITION)
+            .bind(consumer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
         Ok(pos.unwrap_or(0))
     }
 
     async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(
-            "INSERT INTO bus_positions (consumer, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(consumer)
-        .bind(seq)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
+        sqlx::query(SET_POSITION)
+            .bind(consumer)
+            .bind(seq)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
         Ok(())
     }
 }
