@@ -100,6 +100,23 @@ const SET_POSITION: &str = "INSERT INTO bus_positions (consumer, position, updat
      VALUES ($1, $2, $3) ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
      updated_at = excluded.updated_at";
 
+/// Binds an envelope's outbox columns `$1`…`$8` (the order of [`INSERT`]) to `query`, whichever
+/// SQL API it comes from.
+macro_rules! bind_envelope {
+    ($query:expr, $envelope:expr, $payload:expr) => {{
+        let envelope = $envelope;
+        $query
+            .bind(envelope.id)
+            .bind(&envelope.event_type)
+            .bind(i64::from(envelope.schema_version))
+            .bind(&envelope.aggregate_type)
+            .bind(envelope.aggregate_id)
+            .bind(envelope.aggregate_version)
+            .bind(envelope.occurred_at_ms())
+            .bind($payload)
+    }};
+}
+
 fn payload_text(envelope: &Envelope) -> Result<String, sqlx::Error> {
     serde_json::to_string(&envelope.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
@@ -113,17 +130,13 @@ pub async fn append_sqlite(
     conn: &mut sqlx::SqliteConnection,
     envelope: &Envelope,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(INSERT)
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(i64::from(envelope.schema_version))
-        .bind(&envelope.aggregate_type)
-        .bind(envelope.aggregate_id)
-        .bind(envelope.aggregate_version)
-        .bind(envelope.occurred_at_ms())
-        .bind(payload_text(envelope)?)
-        .fetch_one(conn)
-        .await
+    bind_envelope!(
+        sqlx::query_scalar(INSERT),
+        envelope,
+        payload_text(envelope)?
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Appends `envelope` to the outbox on an in-process SQLite connection (see
@@ -139,15 +152,7 @@ pub async fn append_sqlite_in_process(
     use evently_core::sqlite::Row;
     let payload =
         serde_json::to_string(&envelope.payload).map_err(|e| StoreError::Other(e.into()))?;
-    evently_core::sqlite::query(INSERT)
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(i64::from(envelope.schema_version))
-        .bind(&envelope.aggregate_type)
-        .bind(envelope.aggregate_id)
-        .bind(envelope.aggregate_version)
-        .bind(envelope.occurred_at_ms())
-        .bind(payload)
+    bind_envelope!(evently_core::sqlite::query(INSERT), envelope, payload)
         .fetch_one(conn)
         .await?
         .try_get("seq")
@@ -165,17 +170,13 @@ pub async fn append_postgres(
 ) -> Result<i64, sqlx::Error> {
     // One round trip: the materialised CTE takes the lock (keyed by schema, so services
     // sharing one database do not serialise each other) before the row draws its `seq`.
-    sqlx::query_scalar(APPEND_POSTGRES)
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(i64::from(envelope.schema_version))
-        .bind(&envelope.aggregate_type)
-        .bind(envelope.aggregate_id)
-        .bind(envelope.aggregate_version)
-        .bind(envelope.occurred_at_ms())
-        .bind(payload_text(envelope)?)
-        .fetch_one(conn)
-        .await
+    bind_envelope!(
+        sqlx::query_scalar(APPEND_POSTGRES),
+        envelope,
+        payload_text(envelope)?
+    )
+    .fetch_one(conn)
+    .await
 }
 
 const APPEND_POSTGRES: &str = "WITH locked AS MATERIALIZED \

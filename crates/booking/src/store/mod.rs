@@ -443,33 +443,34 @@ macro_rules! backend {
         }
 
         fn intent_from(row: &$row) -> Result<PaymentIntent, StoreError> {
-            Ok(PaymentIntent {
-                id: row.try_get("id")?,
-                hold_id: row.try_get("hold_id")?,
-                event_id: row.try_get("event_id")?,
-                user_id: row.try_get("user_id")?,
-                amount: row.try_get("amount")?,
-                currency: row.try_get("currency")?,
-                status: row.try_get("status")?,
-                secret_hash: row.try_get("secret_hash")?,
-            })
+            intent_named(row, ["id", "hold_id", "event_id", "user_id", "amount", "currency",
+                "status", "secret_hash"])
         }
 
         /// The payment intent of a purchase's hold-and-intent row, if there was one.
         fn joined_intent_from(row: &$row) -> Result<Option<PaymentIntent>, StoreError> {
-            let Some(id) = row.try_get::<Option<Uuid>, _>("intent_id")? else {
+            if row.try_get::<Option<Uuid>, _>("intent_id")?.is_none() {
                 return Ok(None);
-            };
-            Ok(Some(PaymentIntent {
-                id,
-                hold_id: row.try_get("intent_hold_id")?,
-                event_id: row.try_get("intent_event_id")?,
-                user_id: row.try_get("intent_user_id")?,
-                amount: row.try_get("intent_amount")?,
-                currency: row.try_get("intent_currency")?,
-                status: row.try_get("intent_status")?,
-                secret_hash: row.try_get("intent_secret_hash")?,
-            }))
+            }
+            intent_named(row, ["intent_id", "intent_hold_id", "intent_event_id",
+                "intent_user_id", "intent_amount", "intent_currency", "intent_status",
+                "intent_secret_hash"])
+            .map(Some)
+        }
+
+        /// A payment intent from the columns `names` (in [`INTENT_COLUMNS`] order).
+        fn intent_named(row: &$row, names: [&str; 8]) -> Result<PaymentIntent, StoreError> {
+            let [id, hold_id, event_id, user_id, amount, currency, status, secret_hash] = names;
+            Ok(PaymentIntent {
+                id: row.try_get(id)?,
+                hold_id: row.try_get(hold_id)?,
+                event_id: row.try_get(event_id)?,
+                user_id: row.try_get(user_id)?,
+                amount: row.try_get(amount)?,
+                currency: row.try_get(currency)?,
+                status: row.try_get(status)?,
+                secret_hash: row.try_get(secret_hash)?,
+            })
         }
 
         fn order_from(row: &$row, tickets: Vec<Ticket>) -> Result<Order, StoreError> {
