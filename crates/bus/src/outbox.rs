@@ -179,11 +179,74 @@ pub async fn append_postgres(
     .await
 }
 
-const APPEND_POSTGRES: &str = "WITH locked AS MATERIALIZED \
-     (SELECT pg_advisory_xact_lock(1163280201, hashtext(current_schema()))) \
-     INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, \
+/// Takes the outbox lock of the connection's schema (see the module docs).
+macro_rules! outbox_lock {
+    () => {
+        "SELECT pg_advisory_xact_lock(1163280201, hashtext(current_schema()))"
+    };
+}
+
+const APPEND_POSTGRES: &str = concat!(
+    "WITH locked AS MATERIALIZED (",
+    outbox_lock!(),
+    ") INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, \
      aggregate_version, occurred_at, payload) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq";
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq"
+);
+
+/// The common-table expressions that append `n` envelopes, in order, inside a larger
+/// PostgreSQL statement whose other parts are also data-modifying CTEs: `outbox_lock` takes the
+/// outbox lock before any of the rows draws its `seq`, and `{name}` inserts the rows (its
+/// `RETURNING seq` counts them). The envelopes' columns are parameters `$first`… in the order
+/// [`bind_envelopes_postgres`] binds them. The statement must be the transaction's last, as
+/// with [`append_postgres`].
+#[must_use]
+pub fn append_postgres_ctes(name: &str, first: usize, n: usize) -> String {
+    let rows = (0..n)
+        .map(|i| {
+            let p = first + i * 8;
+            format!(
+                "(${p}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        concat!(
+            "outbox_lock AS MATERIALIZED (",
+            outbox_lock!(),
+            "), {name} AS (INSERT INTO outbox (id, event_type, schema_version, \
+             aggregate_type, aggregate_id, aggregate_version, occurred_at, payload) \
+             SELECT v.* FROM outbox_lock, (VALUES {rows}) AS v (id, event_type, \
+             schema_version, aggregate_type, aggregate_id, aggregate_version, occurred_at, \
+             payload) RETURNING seq)"
+        ),
+        name = name,
+        rows = rows
+    )
+}
+
+/// Binds the columns of `envelopes` for [`append_postgres_ctes`], after whatever `query`
+/// already binds.
+///
+/// # Errors
+/// If a payload cannot be serialised.
+pub fn bind_envelopes_postgres<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    envelopes: &'q [Envelope],
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, sqlx::Error> {
+    for envelope in envelopes {
+        query = bind_envelope!(query, envelope, payload_text(envelope)?);
+    }
+    Ok(query)
+}
 
 /// The outbox in a service's SQLite file, on in-process connections
 /// ([`evently_core::sqlite`]), for a service whose store writes through such connections: the

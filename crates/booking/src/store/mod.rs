@@ -367,13 +367,90 @@ pub(crate) fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A value of a deferred write.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Uuid(Uuid),
+    Int(i64),
+    Text(String),
+}
+
+/// One deferred write: a statement numbered `$1`… with its values, and the number of rows it
+/// must change when that is known.
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub(crate) sql: String,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) expect: Option<u64>,
+}
+
+/// The writes of an inventory transaction that nothing reads before its end, sent together
+/// with its outbox append: as one statement of data-modifying common-table expressions on
+/// PostgreSQL (one round trip while the event is locked, instead of one per write), one after
+/// another on the in-process SQLite connection. A transaction flushes them before any read
+/// that could see what they change.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    pub(crate) parts: Vec<Write>,
+}
+
+impl Writes {
+    pub(crate) fn push(&mut self, sql: impl Into<String>, args: Vec<Arg>, expect: Option<u64>) {
+        self.parts.push(Write {
+            sql: sql.into(),
+            args,
+            expect,
+        });
+    }
+
+    /// Checks the number of rows each write changed against what it expected.
+    pub(crate) fn check(&self, changed: &[u64]) -> Result<(), StoreError> {
+        for (write, &n) in self.parts.iter().zip(changed) {
+            if let Some(expected) = write.expect
+                && expected != n
+            {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "changed {n} rows where {expected} were expected: {}",
+                    write.sql
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sql` with each `$n` renumbered `$n+offset`, to join statements into one.
+pub(crate) fn shift_placeholders(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = 0usize;
+        let mut digits = false;
+        while let Some(&(_, d)) = chars.peek() {
+            let Some(v) = d.to_digit(10) else { break };
+            n = n * 10 + v as usize;
+            digits = true;
+            chars.next();
+        }
+        if digits {
+            out.push_str(&(n + offset).to_string());
+        }
+    }
+    out
+}
+
 /// Generates a [`BookingStore`] implementation for a backend type with `reader()` and
 /// `writer()` pool accessors, given its database type, row type, the clause that locks a
-/// selected row (`FOR UPDATE`, or nothing where writes are already serialised) and its outbox
-/// append function. The invoking module names its SQL API `sql`: sqlx itself for PostgreSQL,
-/// `evently_core::sqlite` (the same API over in-process connections) for SQLite.
+/// selected row (`FOR UPDATE`, or nothing where writes are already serialised) and its
+/// function that sends a transaction's deferred [`Writes`] with its outbox append. The
+/// invoking module names its SQL API `sql`: sqlx itself for PostgreSQL, `evently_core::sqlite`
+/// (the same API over in-process connections) for SQLite.
 macro_rules! backend {
-    ($store:ty, $db:ty, $row:ty, $lock:literal, $append:path) => {
+    ($store:ty, $db:ty, $row:ty, $lock:literal, $flush:path) => {
         use evently_bus::catalog::{EventSnapshot, InventoryChange};
         use evently_bus::envelope::time_to_ms as to_ms;
         use evently_bus::{DomainEvent, Envelope};
@@ -390,7 +467,7 @@ macro_rules! backend {
         use $crate::error::BookingError;
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-            PurchaseInput, corrupt, count, json, placeholders, seat_list,
+            PurchaseInput, corrupt, count, json, placeholders, seat_list, Arg, Writes,
         };
 
         type Tx<'a> = sql::Transaction<'a, $db>;
@@ -736,31 +813,23 @@ macro_rules! backend {
                 .collect()
         }
 
-        /// Holds `seats` (known to be available) for `hold`.
-        async fn take_seats(
+        /// Sends `writes` and appends `envelopes` (see [`Writes`]), checking what each
+        /// write changed.
+        async fn flush(
             tx: &mut Tx<'_>,
-            event_id: Uuid,
-            hold_id: Uuid,
-            seats: &[String],
-        ) -> Result<u64, StoreError> {
-            // `state + 0`: the seats are found by their key, never through `seats_by_state`,
-            // which a planner may otherwise pick and walk every available seat of the event.
-            let sql = format!(
-                "UPDATE seats SET state = 1, hold_id = $2 WHERE event_id = $1 \
-                 AND seat_id IN ({}) AND state + 0 = 0",
-                placeholders(3, seats.len())
-            );
-            let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(event_id).bind(hold_id);
-            for seat in seats {
-                query = query.bind(seat);
-            }
-            Ok(query.execute(&mut **tx).await?.rows_affected())
+            writes: &Writes,
+            envelopes: &[Envelope],
+        ) -> Result<(), StoreError> {
+            let changed = $flush(tx, writes, envelopes).await?;
+            writes.check(&changed)
         }
 
-        /// Writes a new hold row and moves its seats and the counters.
+        /// Writes a new hold row and moves its seats and the counters; the seats (which the
+        /// reads before saw available under the inventory lock) and the row are written with
+        /// `writes`.
         #[allow(clippy::too_many_arguments)]
-        async fn insert_hold(
-            tx: &mut Tx<'_>,
+        fn insert_hold(
+            writes: &mut Writes,
             inv: &mut Inventory,
             changes: &mut Changes,
             hold_id: Uuid,
@@ -770,28 +839,34 @@ macro_rules! backend {
             expires_at: i64,
             now: i64,
         ) -> Result<Hold, BookingError> {
-            let taken = take_seats(tx, inv.event_id, hold_id, &seats).await?;
-            if taken != seats.len() as u64 {
-                // The reads above saw these seats available under the inventory lock.
-                return Err(BookingError::Internal(anyhow::anyhow!(
-                    "held {taken} of {} seats that were available",
-                    seats.len()
-                )));
-            }
-            sql::query(
+            // `state + 0`: the seats are found by their key, never through `seats_by_state`,
+            // which a planner may otherwise pick and walk every available seat of the event.
+            let mut args = vec![Arg::Uuid(inv.event_id), Arg::Uuid(hold_id)];
+            args.extend(seats.iter().cloned().map(Arg::Text));
+            writes.push(
+                format!(
+                    "UPDATE seats SET state = 1, hold_id = $2 WHERE event_id = $1 \
+                     AND seat_id IN ({}) AND state + 0 = 0",
+                    placeholders(3, seats.len())
+                ),
+                args,
+                Some(seats.len() as u64),
+            );
+            writes.push(
                 "INSERT INTO holds (id, event_id, user_id, seat_ids, quantity, kind, status, \
                  created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
-            )
-            .bind(hold_id)
-            .bind(inv.event_id)
-            .bind(user_id)
-            .bind(json(&seats)?)
-            .bind(count(seats.len()))
-            .bind(kind.as_str())
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut **tx)
-            .await?;
+                vec![
+                    Arg::Uuid(hold_id),
+                    Arg::Uuid(inv.event_id),
+                    Arg::Uuid(user_id),
+                    Arg::Text(json(&seats)?),
+                    Arg::Int(count(seats.len())),
+                    Arg::Text(kind.as_str().to_owned()),
+                    Arg::Int(now),
+                    Arg::Int(expires_at),
+                ],
+                None,
+            );
             inv.held += count(seats.len());
             inv.sweep_at = inv.sweep_at.min(expires_at);
             let make = match kind {
@@ -856,8 +931,9 @@ macro_rules! backend {
                     return Ok(());
                 };
                 let hold_id = Uuid::now_v7();
+                let mut writes = Writes::default();
                 insert_hold(
-                    tx,
+                    &mut writes,
                     inv,
                     changes,
                     hold_id,
@@ -866,53 +942,54 @@ macro_rules! backend {
                     HoldKind::Waitlist,
                     now + policy.offer_ttl_ms,
                     now,
-                )
-                .await?;
-                sql::query(
+                )?;
+                writes.push(
                     "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
                      WHERE id = $1",
-                )
-                .bind(entry)
-                .bind(hold_id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                    vec![Arg::Uuid(entry), Arg::Uuid(hold_id), Arg::Int(now)],
+                    Some(1),
+                );
+                // The next head's seats are looked for after these are taken.
+                flush(tx, &writes, &[]).await?;
             }
         }
 
-        /// Finishes an inventory transaction: offers freed seats to waiting buyers, notes a
-        /// sell-out, saves the counters and appends the domain events.
+        /// Finishes an inventory transaction: sends its pending `writes`, offers freed seats
+        /// to waiting buyers, notes a sell-out, saves the counters and appends the domain
+        /// events (the last of which go with the pending writes when nobody is offered seats).
         async fn finish(
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
             mut changes: Changes,
             now: i64,
             policy: Policy,
+            mut writes: Writes,
         ) -> Result<(), BookingError> {
             if changes.freed {
+                flush(tx, &std::mem::take(&mut writes), &[]).await?;
                 promote(tx, inv, &mut changes, now, policy).await?;
             }
             if changes.envelopes.is_empty() && inv.sweep_at == changes.was_sweep_at {
+                flush(tx, &writes, &[]).await?;
                 return Ok(());
             }
             if changes.was_available > 0 && inv.available() == 0 {
                 changes.push(inv, now, DomainEvent::SoldOut, change(inv));
             }
-            sql::query(
+            writes.push(
                 "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5, \
                  sweep_at = $6 WHERE event_id = $1",
-            )
-            .bind(inv.event_id)
-            .bind(inv.held)
-            .bind(inv.sold)
-            .bind(inv.version)
-            .bind(now)
-            .bind(inv.sweep_at)
-            .execute(&mut **tx)
-            .await?;
-            for envelope in &changes.envelopes {
-                $append(tx, envelope).await?;
-            }
+                vec![
+                    Arg::Uuid(inv.event_id),
+                    Arg::Int(inv.held),
+                    Arg::Int(inv.sold),
+                    Arg::Int(inv.version),
+                    Arg::Int(now),
+                    Arg::Int(inv.sweep_at),
+                ],
+                Some(1),
+            );
+            flush(tx, &writes, &changes.envelopes).await?;
             Ok(())
         }
 
@@ -1077,7 +1154,7 @@ macro_rules! backend {
                 ..change(&inv)
             };
             changes.push(&mut inv, now, DomainEvent::SeatsReleased, capacity_changed);
-            finish(tx, &mut inv, changes, now, policy).await
+            finish(tx, &mut inv, changes, now, policy, Writes::default()).await
         }
 
         /// Cancels one confirmed order inside an inventory transaction.
@@ -1198,7 +1275,7 @@ macro_rules! backend {
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            finish(tx, &mut inv, changes, now, policy).await
+            finish(tx, &mut inv, changes, now, policy, Writes::default()).await
         }
 
         async fn tickets_of(
@@ -1337,7 +1414,7 @@ macro_rules! backend {
                             // Seats freed while the sale had not opened go to waiting buyers.
                             let mut changes = Changes::new(&inv);
                             changes.freed = true;
-                            finish(&mut tx, &mut inv, changes, now, policy).await?;
+                            finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                         }
                     }
                     DomainEvent::EventDeleted { event_id } => {
@@ -1543,8 +1620,9 @@ macro_rules! backend {
                         }
                     }
                 };
+                let mut writes = Writes::default();
                 let hold = insert_hold(
-                    &mut tx,
+                    &mut writes,
                     &mut inv,
                     &mut changes,
                     new.hold_id,
@@ -1553,9 +1631,8 @@ macro_rules! backend {
                     HoldKind::Buyer,
                     now + new.ttl_ms,
                     now,
-                )
-                .await?;
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                )?;
+                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
                 tx.commit().await?;
                 Ok(hold)
             }
@@ -1602,7 +1679,7 @@ macro_rules! backend {
                     "purchased" => Err(BookingError::HoldPurchased),
                     _ => Err(BookingError::HoldExpired),
                 };
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
                 outcome
             }
@@ -1635,7 +1712,7 @@ macro_rules! backend {
                     "purchased" => Err(BookingError::HoldPurchased),
                     _ => Ok(()),
                 };
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
                 outcome
             }
@@ -1909,19 +1986,22 @@ macro_rules! backend {
                         .ok_or(BookingError::EventNotFound)?;
                 // On any refusal the transaction rolls back whole (what the sweep found is
                 // swept again by the next change or the expiry task).
-                let outcome = purchase_in(&mut tx, &mut inv, &mut changes, input, now).await?;
+                let mut writes = Writes::default();
+                let outcome =
+                    purchase_in(&mut tx, &mut inv, &mut changes, &mut writes, input, now).await?;
                 let body = json(&outcome)?;
-                sql::query(
+                writes.push(
                     "UPDATE idempotency_keys SET status = 'complete', response_status = 201, \
                      response_body = $4 WHERE user_id = $1 AND route = $2 AND key = $3",
-                )
-                .bind(input.key.user_id)
-                .bind(&input.key.route)
-                .bind(&input.key.key)
-                .bind(&body)
-                .execute(&mut *tx)
-                .await?;
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                    vec![
+                        Arg::Uuid(input.key.user_id),
+                        Arg::Text(input.key.route.clone()),
+                        Arg::Text(input.key.key.clone()),
+                        Arg::Text(body.clone()),
+                    ],
+                    None,
+                );
+                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
                 tx.commit().await?;
                 Ok((outcome, body))
             }
@@ -1982,7 +2062,7 @@ macro_rules! backend {
                         .await?
                         .ok_or(BookingError::OrderNotFound)?;
                 let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
                 Ok(order)
             }
@@ -2015,7 +2095,7 @@ macro_rules! backend {
                 .fetch_optional(&mut *tx)
                 .await?;
                 // Freed seats go to those already waiting before anyone joins.
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 if open.is_none() {
                     if inv.available() >= quantity {
                         tx.commit().await?;
@@ -2078,7 +2158,7 @@ macro_rules! backend {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
-                    finish(&mut tx, &mut inv, changes, now, policy).await?;
+                    finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                     tx.commit().await?;
                     return Err(BookingError::NotWaitlisted);
                 };
@@ -2095,7 +2175,7 @@ macro_rules! backend {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                finish(&mut tx, &mut inv, changes, now, policy).await?;
+                finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -2120,7 +2200,7 @@ macro_rules! backend {
                         continue;
                     };
                     expired += swept;
-                    finish(&mut tx, &mut inv, changes, now, policy).await?;
+                    finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                     tx.commit().await?;
                 }
                 Ok(expired)
@@ -2277,11 +2357,13 @@ macro_rules! backend {
             }
         }
 
-        /// The checks and writes of a purchase, inside the inventory transaction.
+        /// The checks of a purchase, inside the inventory transaction, and its writes, added
+        /// to `writes`.
         async fn purchase_in(
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
             changes: &mut Changes,
+            writes: &mut Writes,
             input: &PurchaseInput,
             now: i64,
         ) -> Result<Order, BookingError> {
@@ -2330,40 +2412,32 @@ macro_rules! backend {
             if intent.status != "succeeded" {
                 return Err(BookingError::PaymentIncomplete(intent.status));
             }
-            let sold = sql::query(
+            // Every seat of an active hold is held by it (the hold owns exactly its seats).
+            writes.push(
                 "UPDATE seats SET state = 2, order_id = $2, hold_id = NULL \
                  WHERE hold_id = $1 AND state = 1",
-            )
-            .bind(hold.id)
-            .bind(input.order_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if sold != hold.seat_ids.len() as u64 {
-                return Err(BookingError::Internal(anyhow::anyhow!(
-                    "hold {} owns {sold} of its {} seats",
-                    hold.id,
-                    hold.seat_ids.len()
-                )));
-            }
+                vec![Arg::Uuid(hold.id), Arg::Uuid(input.order_id)],
+                Some(hold.seat_ids.len() as u64),
+            );
             let quantity = count(hold.seat_ids.len());
-            sql::query(
+            writes.push(
                 "INSERT INTO orders (id, event_id, user_id, hold_id, payment_intent_id, seat_ids, \
                  quantity, amount, currency, status, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'confirmed', $10)",
-            )
-            .bind(input.order_id)
-            .bind(inv.event_id)
-            .bind(input.user_id)
-            .bind(hold.id)
-            .bind(intent.id)
-            .bind(json(&hold.seat_ids)?)
-            .bind(quantity)
-            .bind(intent.amount)
-            .bind(&intent.currency)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+                vec![
+                    Arg::Uuid(input.order_id),
+                    Arg::Uuid(inv.event_id),
+                    Arg::Uuid(input.user_id),
+                    Arg::Uuid(hold.id),
+                    Arg::Uuid(intent.id),
+                    Arg::Text(json(&hold.seat_ids)?),
+                    Arg::Int(quantity),
+                    Arg::Int(intent.amount),
+                    Arg::Text(intent.currency.clone()),
+                    Arg::Int(now),
+                ],
+                None,
+            );
             let mut tickets = Vec::with_capacity(hold.seat_ids.len());
             for seat in &hold.seat_ids {
                 tickets.push(Ticket {
@@ -2373,31 +2447,41 @@ macro_rules! backend {
                     status: "valid".into(),
                 });
             }
-            let mut builder: sql::QueryBuilder<$db> = sql::QueryBuilder::new(
-                "INSERT INTO tickets (id, order_id, event_id, seat_id, code, status) ",
+            let mut args = Vec::with_capacity(tickets.len() * 5);
+            let rows = tickets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    args.extend([
+                        Arg::Uuid(t.ticket_id),
+                        Arg::Uuid(input.order_id),
+                        Arg::Uuid(inv.event_id),
+                        Arg::Text(t.seat_id.clone()),
+                        Arg::Text(t.code.clone()),
+                    ]);
+                    format!("({}, 'valid')", placeholders(i * 5 + 1, 5))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            writes.push(
+                format!(
+                    "INSERT INTO tickets (id, order_id, event_id, seat_id, code, status) \
+                     VALUES {rows}"
+                ),
+                args,
+                Some(tickets.len() as u64),
             );
-            builder.push_values(&tickets, |mut b, t| {
-                b.push_bind(t.ticket_id)
-                    .push_bind(input.order_id)
-                    .push_bind(inv.event_id)
-                    .push_bind(t.seat_id.clone())
-                    .push_bind(t.code.clone())
-                    .push_bind("valid");
-            });
-            builder.build().execute(&mut **tx).await?;
-            sql::query("UPDATE holds SET status = 'purchased', ended_at = $2 WHERE id = $1")
-                .bind(hold.id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+            writes.push(
+                "UPDATE holds SET status = 'purchased', ended_at = $2 WHERE id = $1",
+                vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                Some(1),
+            );
             if hold.kind == HoldKind::Waitlist.as_str() {
-                sql::query(
+                writes.push(
                     "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
-                )
-                .bind(hold.id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                    vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                    None,
+                );
             }
             inv.held -= quantity;
             inv.sold += quantity;

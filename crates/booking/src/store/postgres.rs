@@ -1,7 +1,9 @@
 //! The PostgreSQL booking store. Each inventory change locks its event's row
 //! (`SELECT … FOR UPDATE`) before reading seats, so changes of one event are serialised and
 //! changes of different events run in parallel; the outbox append takes the per-schema
-//! outbox lock last (see `evently_bus::outbox`).
+//! outbox lock last (see `evently_bus::outbox`). The writes that end a change go in one
+//! statement with the append ([`send_writes`]), so a hold or a purchase costs five round trips
+//! while its event is locked.
 
 use sqlx as sql;
 use sqlx::PgPool;
@@ -43,11 +45,68 @@ impl PgBookingStore {
     }
 }
 
-async fn append(
+/// Sends `writes` and appends `envelopes` in one statement: each write a data-modifying CTE
+/// (`RETURNING 1`, so the final select counts the rows it changed), the outbox append last
+/// in the list. The writes touch different rows, since a statement's CTEs all see the
+/// snapshot from before it.
+async fn send_writes(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    envelope: &evently_bus::Envelope,
-) -> Result<i64, sqlx::Error> {
-    evently_bus::outbox::append_postgres(tx, envelope).await
+    writes: &super::Writes,
+    envelopes: &[evently_bus::Envelope],
+) -> Result<Vec<u64>, evently_core::db::StoreError> {
+    use sqlx::Row as _;
+    if writes.parts.is_empty() && envelopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ctes = Vec::with_capacity(writes.parts.len() + 1);
+    let mut bound = 0;
+    for (i, write) in writes.parts.iter().enumerate() {
+        ctes.push(format!(
+            "w{i} AS ({} RETURNING 1)",
+            super::shift_placeholders(&write.sql, bound)
+        ));
+        bound += write.args.len();
+    }
+    if !envelopes.is_empty() {
+        ctes.push(evently_bus::outbox::append_postgres_ctes(
+            "appended",
+            bound + 1,
+            envelopes.len(),
+        ));
+    }
+    let counts = if writes.parts.is_empty() {
+        "(SELECT count(*) FROM appended) AS appended".to_owned()
+    } else {
+        (0..writes.parts.len())
+            .map(|i| format!("(SELECT count(*) FROM w{i}) AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let statement = format!("WITH {} SELECT {counts}", ctes.join(", "));
+    let mut query = sql::query(sql::AssertSqlSafe(statement));
+    for write in &writes.parts {
+        for arg in &write.args {
+            query = match arg {
+                super::Arg::Uuid(v) => query.bind(*v),
+                super::Arg::Int(v) => query.bind(*v),
+                super::Arg::Text(v) => query.bind(v.as_str()),
+            };
+        }
+    }
+    let query = evently_bus::outbox::bind_envelopes_postgres(query, envelopes)?;
+    let row = query.fetch_one(&mut **tx).await?;
+    (0..writes.parts.len())
+        .map(|i| {
+            let n: i64 = row.try_get(i)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .collect()
 }
 
-super::backend!(PgBookingStore, sqlx::Postgres, PgRow, "FOR UPDATE", append);
+super::backend!(
+    PgBookingStore,
+    sqlx::Postgres,
+    PgRow,
+    "FOR UPDATE",
+    send_writes
+);

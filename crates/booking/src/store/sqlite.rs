@@ -65,4 +65,29 @@ async fn append(
     evently_bus::outbox::append_sqlite_in_process(tx, envelope).await
 }
 
-super::backend!(SqliteBookingStore, sql::Sqlite, OwnedRow, "", append);
+/// Runs `writes` one after another and appends `envelopes`, on the write connection (where a
+/// statement costs no round trip).
+async fn send_writes(
+    tx: &mut sql::Transaction<'_, sql::Sqlite>,
+    writes: &super::Writes,
+    envelopes: &[evently_bus::Envelope],
+) -> Result<Vec<u64>, evently_core::db::StoreError> {
+    let mut changed = Vec::with_capacity(writes.parts.len());
+    for write in &writes.parts {
+        let mut query = sql::query(sql::AssertSqlSafe(write.sql.clone()));
+        for arg in &write.args {
+            query = match arg {
+                super::Arg::Uuid(v) => query.bind(*v),
+                super::Arg::Int(v) => query.bind(*v),
+                super::Arg::Text(v) => query.bind(v.as_str()),
+            };
+        }
+        changed.push(query.execute(&mut **tx).await?.rows_affected());
+    }
+    for envelope in envelopes {
+        append(tx, envelope).await?;
+    }
+    Ok(changed)
+}
+
+super::backend!(SqliteBookingStore, sql::Sqlite, OwnedRow, "", send_writes);
