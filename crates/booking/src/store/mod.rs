@@ -85,6 +85,146 @@ impl EventGates {
         Some(self.stripes[stripe].lock().await)
     }
 }
+/// The most requests one batch decides.
+pub(crate) const BATCH_MAX: usize = 64;
+
+/// A hold or purchase waiting for its event's next batch.
+pub(crate) enum Job {
+    Hold {
+        new: NewHold,
+        now: i64,
+        policy: Policy,
+        reply: tokio::sync::oneshot::Sender<Result<Hold, BookingError>>,
+    },
+    Purchase {
+        input: PurchaseInput,
+        now: i64,
+        policy: Policy,
+        reply: tokio::sync::oneshot::Sender<Result<(Order, String), BookingError>>,
+    },
+}
+
+impl Job {
+    fn now(&self) -> i64 {
+        match self {
+            Job::Hold { now, .. } | Job::Purchase { now, .. } => *now,
+        }
+    }
+}
+
+/// What a batch decided for one request, sent once the batch commits.
+pub(crate) enum Decided {
+    Hold(Hold),
+    Purchase(Order, String),
+}
+
+impl Job {
+    /// Answers the request (a caller that went away is not waiting any more).
+    fn answer(self, outcome: Result<Decided, BookingError>) {
+        match (self, outcome) {
+            (Job::Hold { reply, .. }, Ok(Decided::Hold(hold))) => {
+                let _ = reply.send(Ok(hold));
+            }
+            (Job::Purchase { reply, .. }, Ok(Decided::Purchase(order, body))) => {
+                let _ = reply.send(Ok((order, body)));
+            }
+            (Job::Hold { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Job::Purchase { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Job::Hold { reply, .. }, Ok(_)) => {
+                let _ = reply.send(Err(BookingError::Internal(anyhow::anyhow!(
+                    "a hold was answered with an order"
+                ))));
+            }
+            (Job::Purchase { reply, .. }, Ok(_)) => {
+                let _ = reply.send(Err(BookingError::Internal(anyhow::anyhow!(
+                    "a purchase was answered with a hold"
+                ))));
+            }
+        }
+    }
+}
+
+/// Whether `e` refuses the request (the transaction is still good) rather than reports a
+/// failure of the store.
+pub(crate) fn is_refusal(e: &BookingError) -> bool {
+    !matches!(e, BookingError::Store(_) | BookingError::Internal(_))
+}
+
+/// The holds and purchases of each event waiting for a batch, for a store where a statement
+/// costs a network round trip (PostgreSQL). While one batch of an event runs, the event's
+/// next requests queue; the batch after it decides all of them in one transaction: one lock,
+/// one read per request, and one statement for every write and the outbox append. Under an
+/// on-sale rush the lock then costs a few round trips per batch instead of a dozen per request.
+#[derive(Debug, Default)]
+pub struct Batches {
+    queues: std::sync::Mutex<std::collections::HashMap<Uuid, Vec<Job>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Hold { new, .. } => write!(f, "hold {}", new.hold_id),
+            Job::Purchase { input, .. } => write!(f, "purchase of hold {}", input.hold_id),
+        }
+    }
+}
+
+impl Batches {
+    /// Queues `job`; true when no batch of the event is running, so the caller must start
+    /// the event's leader.
+    pub(crate) fn submit(&self, event_id: Uuid, job: Job) -> bool {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match queues.entry(event_id) {
+            std::collections::hash_map::Entry::Occupied(mut queue) => {
+                queue.get_mut().push(job);
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(vec![job]);
+                true
+            }
+        }
+    }
+
+    /// The event's next batch; an empty one ends its leader (the next request starts one).
+    pub(crate) fn take(&self, event_id: Uuid) -> Vec<Job> {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(queue) = queues.get_mut(&event_id) else {
+            return Vec::new();
+        };
+        if queue.is_empty() {
+            queues.remove(&event_id);
+            return Vec::new();
+        }
+        let n = queue.len().min(BATCH_MAX);
+        queue.drain(..n).collect()
+    }
+}
+
+/// What the requests decided earlier in a batch changed, which the store does not show yet
+/// (their writes go at the batch's end).
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    /// Seats taken by the batch's holds.
+    pub(crate) taken: std::collections::HashSet<String>,
+    /// Buyers with a hold in the batch.
+    pub(crate) holders: std::collections::HashSet<Uuid>,
+    /// Tickets bought in the batch, by buyer.
+    pub(crate) bought: std::collections::HashMap<Uuid, i64>,
+    /// Holds purchased in the batch.
+    pub(crate) purchased: std::collections::HashSet<Uuid>,
+}
+
 pub mod postgres;
 pub mod sqlite;
 
@@ -467,7 +607,8 @@ macro_rules! backend {
         use $crate::error::BookingError;
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-            PurchaseInput, corrupt, count, json, placeholders, seat_list, Arg, Writes,
+            PurchaseInput, corrupt, count, json, placeholders, seat_list, Arg, Writes, Job,
+            Decided, Overlay, is_refusal,
         };
 
         type Tx<'a> = sql::Transaction<'a, $db>;
@@ -1516,125 +1657,22 @@ macro_rules! backend {
                 policy: Policy,
             ) -> Result<Hold, BookingError> {
                 self.refuse_early(new, now).await?;
-                let _gate = self.gates().enter(new.event_id).await;
-                let mut tx = self.writer().begin().await?;
-                let mut inv = lock_inventory(&mut tx, new.event_id)
-                    .await?
-                    .filter(|i| !i.deleted)
-                    .ok_or(BookingError::EventNotFound)?;
-                if let Some(why) = inv.sale_closed(now) {
-                    return Err(BookingError::NotOnSale(why));
-                }
-                let mut changes = Changes::new(&inv);
-                sweep(&mut tx, &mut inv, &mut changes, now).await?;
-                // The buyer's own live hold never blocks them: the new hold replaces it. One
-                // statement reads those holds and the tickets the buyer already owns.
-                let rows = sql::query(
-                    "SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
-                     WHERE event_id = $1 AND user_id = $2 AND status = 'confirmed') AS owned, \
-                     h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
-                     h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
-                     LEFT JOIN holds h ON h.event_id = $1 AND h.user_id = $2 \
-                     AND h.status = 'active'",
-                )
-                    .bind(new.event_id)
-                    .bind(new.user_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut owned = 0;
-                for row in &rows {
-                    owned = row.try_get("owned")?;
-                    if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
-                        let hold = hold_from(row)?;
-                        end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
-                    }
-                }
-                let quantity = new.selection.quantity();
-                if owned + quantity > policy.max_tickets_per_user {
-                    return Err(BookingError::TicketLimit {
-                        limit: policy.max_tickets_per_user,
-                        owned,
-                    });
-                }
-                let seats = match &new.selection {
-                    Selection::Seats(wanted) => {
-                        let sql = format!(
-                            "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
-                             AND seat_id IN ({})",
-                            placeholders(2, wanted.len())
-                        );
-                        let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
-                        for seat in wanted {
-                            query = query.bind(seat);
-                        }
-                        let rows = query.fetch_all(&mut *tx).await?;
-                        let mut states = BTreeMap::new();
-                        for row in &rows {
-                            let id: String = row.try_get("seat_id")?;
-                            let state: i64 = row.try_get("state")?;
-                            states.insert(id, state);
-                        }
-                        let unknown: Vec<&String> =
-                            wanted.iter().filter(|s| !states.contains_key(*s)).collect();
-                        if !unknown.is_empty() {
-                            let mut problem = evently_core::Problem::validation()
-                                .detail("no such seats at this event");
-                            for (i, seat) in wanted.iter().enumerate() {
-                                if !states.contains_key(seat) {
-                                    problem = problem.field(
-                                        format!("/seatIds/{i}"),
-                                        format!("{seat} is not a seat of this event"),
-                                    );
-                                }
-                            }
-                            return Err(BookingError::Invalid(problem));
-                        }
-                        let conflicts: Vec<String> = wanted
-                            .iter()
-                            .filter(|s| states.get(*s) != Some(&seat_state::AVAILABLE))
-                            .cloned()
-                            .collect();
-                        if !conflicts.is_empty() {
-                            return Err(BookingError::SeatsUnavailable(conflicts));
-                        }
-                        wanted.clone()
-                    }
-                    Selection::Best { quantity, section } => {
-                        let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
-                        // Adjacent seats are looked for among the first free ones in layout
-                        // order; one seat is simply the first.
-                        let window = if inv.reserved && *quantity > 1 {
-                            (quantity * 20).max(200)
-                        } else {
-                            *quantity
-                        };
-                        let found =
-                            candidates(&mut tx, new.event_id, section.as_deref(), window).await?;
-                        match $crate::domain::pick_best(&found, wanted) {
-                            Some(seats) => seats,
-                            None => {
-                                return Err(BookingError::SoldOut {
-                                    available: count(found.len()),
-                                });
-                            }
-                        }
-                    }
+                let Some(batches) = self.batches() else {
+                    return self.hold_alone(new, now, policy).await;
                 };
-                let mut writes = Writes::default();
-                let hold = insert_hold(
-                    &mut writes,
-                    &mut inv,
-                    &mut changes,
-                    new.hold_id,
-                    new.user_id,
-                    seats,
-                    HoldKind::Buyer,
-                    now + new.ttl_ms,
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = Job::Hold {
+                    new: new.clone(),
                     now,
-                )?;
-                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
-                tx.commit().await?;
-                Ok(hold)
+                    policy,
+                    reply,
+                };
+                if batches.submit(new.event_id, job) {
+                    self.lead(new.event_id);
+                }
+                answer.await.map_err(|_| {
+                    BookingError::Internal(anyhow::anyhow!("the hold's batch ended unanswered"))
+                })?
             }
 
             async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
@@ -1979,31 +2017,22 @@ macro_rules! backend {
                         "the hold is for another event",
                     )));
                 }
-                let _gate = self.gates().enter(found.event_id).await;
-                let (mut tx, mut inv, mut changes, _) =
-                    open_event(self.writer(), found.event_id, now, false)
-                        .await?
-                        .ok_or(BookingError::EventNotFound)?;
-                // On any refusal the transaction rolls back whole (what the sweep found is
-                // swept again by the next change or the expiry task).
-                let mut writes = Writes::default();
-                let outcome =
-                    purchase_in(&mut tx, &mut inv, &mut changes, &mut writes, input, now).await?;
-                let body = json(&outcome)?;
-                writes.push(
-                    "UPDATE idempotency_keys SET status = 'complete', response_status = 201, \
-                     response_body = $4 WHERE user_id = $1 AND route = $2 AND key = $3",
-                    vec![
-                        Arg::Uuid(input.key.user_id),
-                        Arg::Text(input.key.route.clone()),
-                        Arg::Text(input.key.key.clone()),
-                        Arg::Text(body.clone()),
-                    ],
-                    None,
-                );
-                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
-                tx.commit().await?;
-                Ok((outcome, body))
+                let Some(batches) = self.batches() else {
+                    return self.purchase_alone(input, now, policy).await;
+                };
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = Job::Purchase {
+                    input: input.clone(),
+                    now,
+                    policy,
+                    reply,
+                };
+                if batches.submit(found.event_id, job) {
+                    self.lead(found.event_id);
+                }
+                answer.await.map_err(|_| {
+                    BookingError::Internal(anyhow::anyhow!("the purchase's batch ended unanswered"))
+                })?
             }
 
             async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -2275,6 +2304,188 @@ macro_rules! backend {
         }
 
         impl $store {
+            /// A hold in a transaction of its own. On any refusal the transaction rolls back
+            /// whole (what the sweep found is swept again by the next change or the expiry
+            /// task).
+            async fn hold_alone(
+                &self,
+                new: &NewHold,
+                now: i64,
+                policy: Policy,
+            ) -> Result<Hold, BookingError> {
+                let _gate = self.gates().enter(new.event_id).await;
+                let (mut tx, mut inv, mut changes, _) =
+                    open_event(self.writer(), new.event_id, now, false)
+                        .await?
+                        .ok_or(BookingError::EventNotFound)?;
+                let mut writes = Writes::default();
+                let hold = hold_step(
+                    &mut tx,
+                    &mut inv,
+                    &mut changes,
+                    &mut writes,
+                    None,
+                    new,
+                    now,
+                    policy,
+                )
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("a hold alone was sent to a batch"))?;
+                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
+                tx.commit().await?;
+                Ok(hold)
+            }
+
+            /// A purchase in a transaction of its own (rolled back whole on any refusal).
+            async fn purchase_alone(
+                &self,
+                input: &PurchaseInput,
+                now: i64,
+                policy: Policy,
+            ) -> Result<(Order, String), BookingError> {
+                let _gate = self.gates().enter(input.event_id).await;
+                let (mut tx, mut inv, mut changes, _) =
+                    open_event(self.writer(), input.event_id, now, false)
+                        .await?
+                        .ok_or(BookingError::EventNotFound)?;
+                let mut writes = Writes::default();
+                let outcome = purchase_step(
+                    &mut tx,
+                    &mut inv,
+                    &mut changes,
+                    &mut writes,
+                    None,
+                    input,
+                    now,
+                )
+                .await?;
+                finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            /// Runs `job` in a transaction of its own and answers it.
+            async fn run_alone(&self, job: Job) {
+                let outcome = match &job {
+                    Job::Hold { new, now, policy, .. } => {
+                        self.hold_alone(new, *now, *policy).await.map(Decided::Hold)
+                    }
+                    Job::Purchase {
+                        input, now, policy, ..
+                    } => self
+                        .purchase_alone(input, *now, *policy)
+                        .await
+                        .map(|(order, body)| Decided::Purchase(order, body)),
+                };
+                job.answer(outcome);
+            }
+
+            /// Starts the event's leader: a task (which a caller going away cannot stop) that
+            /// runs the event's batches while requests keep queueing.
+            fn lead(&self, event_id: Uuid) {
+                let store = self.clone();
+                tokio::spawn(async move {
+                    let Some(batches) = store.batches() else { return };
+                    loop {
+                        let jobs = batches.take(event_id);
+                        if jobs.is_empty() {
+                            return;
+                        }
+                        let alone = if jobs.len() == 1 {
+                            jobs
+                        } else {
+                            store.run_batch(event_id, jobs).await
+                        };
+                        for job in alone {
+                            store.run_alone(job).await;
+                        }
+                    }
+                });
+            }
+
+            /// Decides `jobs` (of one event) in one transaction: each request's reads see what
+            /// the requests before it decided (the store, plus an [`Overlay`] of their
+            /// pending writes), refusals are answered at once, and the rest once the batch
+            /// commits. Returns the requests to run alone instead: replacements of a live
+            /// hold, and every request not yet answered when the store fails.
+            async fn run_batch(&self, event_id: Uuid, jobs: Vec<Job>) -> Vec<Job> {
+                let _gate = self.gates().enter(event_id).await;
+                let now = jobs.iter().map(Job::now).max().unwrap_or_default();
+                let policy = match &jobs[0] {
+                    Job::Hold { policy, .. } | Job::Purchase { policy, .. } => *policy,
+                };
+                let (mut tx, mut inv, mut changes) =
+                    match open_event(self.writer(), event_id, now, false).await {
+                        Ok(Some((tx, inv, changes, _))) => (tx, inv, changes),
+                        Ok(None) => {
+                            for job in jobs {
+                                job.answer(Err(BookingError::EventNotFound));
+                            }
+                            return Vec::new();
+                        }
+                        Err(_) => return jobs,
+                    };
+                let mut writes = Writes::default();
+                let mut overlay = Overlay::default();
+                let mut decided: Vec<(Job, Decided)> = Vec::with_capacity(jobs.len());
+                let mut alone = Vec::new();
+                let mut jobs = jobs.into_iter();
+                while let Some(job) = jobs.next() {
+                    let outcome = match &job {
+                        Job::Hold { new, now, .. } => hold_step(
+                            &mut tx,
+                            &mut inv,
+                            &mut changes,
+                            &mut writes,
+                            Some(&mut overlay),
+                            new,
+                            *now,
+                            policy,
+                        )
+                        .await
+                        .map(|hold| hold.map(Decided::Hold)),
+                        Job::Purchase { input, now, .. } => purchase_step(
+                            &mut tx,
+                            &mut inv,
+                            &mut changes,
+                            &mut writes,
+                            Some(&mut overlay),
+                            input,
+                            *now,
+                        )
+                        .await
+                        .map(|(order, body)| Some(Decided::Purchase(order, body))),
+                    };
+                    match outcome {
+                        Ok(Some(done)) => decided.push((job, done)),
+                        Ok(None) => alone.push(job),
+                        Err(e) if is_refusal(&e) => job.answer(Err(e)),
+                        Err(_) => {
+                            // The transaction may be unusable: everything not answered
+                            // goes alone.
+                            alone.push(job);
+                            alone.extend(jobs);
+                            alone.extend(decided.into_iter().map(|(job, _)| job));
+                            return alone;
+                        }
+                    }
+                }
+                let committed = match finish(&mut tx, &mut inv, changes, now, policy, writes).await
+                {
+                    Ok(()) => tx.commit().await.map_err(BookingError::from),
+                    Err(e) => Err(e),
+                };
+                match committed {
+                    Ok(()) => {
+                        for (job, done) in decided {
+                            job.answer(Ok(done));
+                        }
+                    }
+                    Err(_) => alone.extend(decided.into_iter().map(|(job, _)| job)),
+                }
+                alone
+            }
+
             /// Refuses, from a read and without the inventory lock, a hold that cannot succeed:
             /// seats sold or in another buyer's live hold, or fewer seats left than asked for
             /// (counting the caller's own live hold, which the new hold would replace). A read
@@ -2357,6 +2568,191 @@ macro_rules! backend {
             }
         }
 
+        /// The checks and writes of a hold, inside the inventory transaction (the writes
+        /// added to `writes`). In a batch (`overlay`), `None` when the request must go alone:
+        /// it replaces the buyer's live hold, or the buyer already has a hold in the batch.
+        #[allow(clippy::too_many_arguments)]
+        async fn hold_step(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            writes: &mut Writes,
+            mut overlay: Option<&mut Overlay>,
+            new: &NewHold,
+            now: i64,
+            policy: Policy,
+        ) -> Result<Option<Hold>, BookingError> {
+            if inv.deleted {
+                return Err(BookingError::EventNotFound);
+            }
+            if let Some(why) = inv.sale_closed(now) {
+                return Err(BookingError::NotOnSale(why));
+            }
+            // The buyer's own live hold never blocks them: the new hold replaces it. One
+            // statement reads those holds and the tickets the buyer already owns. The buyer's
+            // live holds are found by the buyer alone (the materialised CTE keeps the event
+            // out of that lookup), through `holds_of_user`.
+            let rows = sql::query(
+                "WITH mine AS MATERIALIZED (SELECT id, event_id, user_id, seat_ids, kind, \
+                 status, created_at, expires_at FROM holds WHERE user_id = $2 \
+                 AND status = 'active') \
+                 SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
+                 WHERE event_id = $1 AND user_id = $2 AND status = 'confirmed') AS owned, \
+                 h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+                 h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
+                 LEFT JOIN mine h ON h.event_id = $1",
+            )
+                .bind(new.event_id)
+                .bind(new.user_id)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut owned = 0;
+            for row in &rows {
+                owned = row.try_get("owned")?;
+                if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
+                    // In a batch, a replacement goes alone: ending the old hold is
+                    // undone with the new one's transaction if the new one is refused.
+                    if overlay.is_some() {
+                        return Ok(None);
+                    }
+                    let hold = hold_from(row)?;
+                    end_hold(tx, inv, changes, &hold, "released", now).await?;
+                }
+            }
+            if let Some(overlay) = overlay.as_deref() {
+                if overlay.holders.contains(&new.user_id) {
+                    return Ok(None);
+                }
+                owned += overlay.bought.get(&new.user_id).copied().unwrap_or(0);
+            }
+            let quantity = new.selection.quantity();
+            if owned + quantity > policy.max_tickets_per_user {
+                return Err(BookingError::TicketLimit {
+                    limit: policy.max_tickets_per_user,
+                    owned,
+                });
+            }
+            let seats = match &new.selection {
+                Selection::Seats(wanted) => {
+                    let sql = format!(
+                        "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
+                         AND seat_id IN ({})",
+                        placeholders(2, wanted.len())
+                    );
+                    let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
+                    for seat in wanted {
+                        query = query.bind(seat);
+                    }
+                    let rows = query.fetch_all(&mut **tx).await?;
+                    let mut states = BTreeMap::new();
+                    for row in &rows {
+                        let id: String = row.try_get("seat_id")?;
+                        let state: i64 = row.try_get("state")?;
+                        states.insert(id, state);
+                    }
+                    let unknown: Vec<&String> =
+                        wanted.iter().filter(|s| !states.contains_key(*s)).collect();
+                    if !unknown.is_empty() {
+                        let mut problem = evently_core::Problem::validation()
+                            .detail("no such seats at this event");
+                        for (i, seat) in wanted.iter().enumerate() {
+                            if !states.contains_key(seat) {
+                                problem = problem.field(
+                                    format!("/seatIds/{i}"),
+                                    format!("{seat} is not a seat of this event"),
+                                );
+                            }
+                        }
+                        return Err(BookingError::Invalid(problem));
+                    }
+                    let conflicts: Vec<String> = wanted
+                        .iter()
+                        .filter(|s| {
+                            states.get(*s) != Some(&seat_state::AVAILABLE)
+                                || overlay.as_deref().is_some_and(|o| o.taken.contains(*s))
+                        })
+                        .cloned()
+                        .collect();
+                    if !conflicts.is_empty() {
+                        return Err(BookingError::SeatsUnavailable(conflicts));
+                    }
+                    wanted.clone()
+                }
+                Selection::Best { quantity, section } => {
+                    let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
+                    // Adjacent seats are looked for among the first free ones in layout
+                    // order; one seat is simply the first.
+                    let window = if inv.reserved && *quantity > 1 {
+                        (quantity * 20).max(200)
+                    } else {
+                        *quantity
+                    };
+                    let batch_taken = overlay.as_deref().map_or(0, |o| o.taken.len());
+                    let mut found = candidates(
+                        tx,
+                        new.event_id,
+                        section.as_deref(),
+                        window + count(batch_taken),
+                    )
+                    .await?;
+                    if let Some(overlay) = overlay.as_deref() {
+                        found.retain(|seat| !overlay.taken.contains(&seat.0));
+                    }
+                    match $crate::domain::pick_best(&found, wanted) {
+                        Some(seats) => seats,
+                        None => {
+                            return Err(BookingError::SoldOut {
+                                available: count(found.len()),
+                            });
+                        }
+                    }
+                }
+            };
+            let hold = insert_hold(
+                writes,
+                inv,
+                changes,
+                new.hold_id,
+                new.user_id,
+                seats,
+                HoldKind::Buyer,
+                now + new.ttl_ms,
+                now,
+            )?;
+            if let Some(overlay) = overlay.as_deref_mut() {
+                overlay.taken.extend(hold.seat_ids.iter().cloned());
+                overlay.holders.insert(new.user_id);
+            }
+            Ok(Some(hold))
+        }
+
+        /// A purchase inside the inventory transaction: its checks, and its writes (with the
+        /// idempotency record's answer) added to `writes`. Returns the order and its answer.
+        async fn purchase_step(
+            tx: &mut Tx<'_>,
+            inv: &mut Inventory,
+            changes: &mut Changes,
+            writes: &mut Writes,
+            overlay: Option<&mut Overlay>,
+            input: &PurchaseInput,
+            now: i64,
+        ) -> Result<(Order, String), BookingError> {
+            let order = purchase_in(tx, inv, changes, writes, overlay, input, now).await?;
+            let body = json(&order)?;
+            writes.push(
+                "UPDATE idempotency_keys SET status = 'complete', response_status = 201, \
+                 response_body = $4 WHERE user_id = $1 AND route = $2 AND key = $3",
+                vec![
+                    Arg::Uuid(input.key.user_id),
+                    Arg::Text(input.key.route.clone()),
+                    Arg::Text(input.key.key.clone()),
+                    Arg::Text(body.clone()),
+                ],
+                None,
+            );
+            Ok((order, body))
+        }
+
         /// The checks of a purchase, inside the inventory transaction, and its writes, added
         /// to `writes`.
         async fn purchase_in(
@@ -2364,6 +2760,7 @@ macro_rules! backend {
             inv: &mut Inventory,
             changes: &mut Changes,
             writes: &mut Writes,
+            overlay: Option<&mut Overlay>,
             input: &PurchaseInput,
             now: i64,
         ) -> Result<Order, BookingError> {
@@ -2382,6 +2779,9 @@ macro_rules! backend {
             .await?
             .ok_or(BookingError::HoldNotFound)?;
             let hold = hold_from(&row)?;
+            if overlay.as_deref().is_some_and(|o| o.purchased.contains(&hold.id)) {
+                return Err(BookingError::HoldPurchased);
+            }
             match hold.status.as_str() {
                 "active" => {}
                 "purchased" => return Err(BookingError::HoldPurchased),
@@ -2485,6 +2885,10 @@ macro_rules! backend {
             }
             inv.held -= quantity;
             inv.sold += quantity;
+            if let Some(overlay) = overlay {
+                overlay.purchased.insert(hold.id);
+                *overlay.bought.entry(input.user_id).or_default() += quantity;
+            }
             changes.push(
                 inv,
                 now,

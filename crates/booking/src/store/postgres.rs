@@ -2,8 +2,9 @@
 //! (`SELECT … FOR UPDATE`) before reading seats, so changes of one event are serialised and
 //! changes of different events run in parallel; the outbox append takes the per-schema
 //! outbox lock last (see `evently_bus::outbox`). The writes that end a change go in one
-//! statement with the append ([`send_writes`]), so a hold or a purchase costs five round trips
-//! while its event is locked.
+//! statement with the append ([`send_writes`]), and the holds and purchases that queue for
+//! an event while its lock is taken are decided together in its next transaction
+//! ([`super::Batches`]).
 
 use sqlx as sql;
 use sqlx::PgPool;
@@ -14,6 +15,7 @@ use sqlx::postgres::PgRow;
 pub struct PgBookingStore {
     pool: PgPool,
     gates: std::sync::Arc<super::EventGates>,
+    batches: std::sync::Arc<super::Batches>,
 }
 
 impl PgBookingStore {
@@ -29,6 +31,7 @@ impl PgBookingStore {
         Ok(Self {
             pool,
             gates: std::sync::Arc::default(),
+            batches: std::sync::Arc::default(),
         })
     }
 
@@ -42,6 +45,10 @@ impl PgBookingStore {
 
     fn gates(&self) -> &super::EventGates {
         &self.gates
+    }
+
+    fn batches(&self) -> Option<&super::Batches> {
+        Some(&self.batches)
     }
 }
 

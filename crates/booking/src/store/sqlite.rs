@@ -56,6 +56,12 @@ impl SqliteBookingStore {
     fn gates(&self) -> &super::EventGates {
         &self.gates
     }
+
+    /// No batches: a statement costs no round trip here, and the write connection already
+    /// commits queued transactions together.
+    fn batches(&self) -> Option<&super::Batches> {
+        None
+    }
 }
 
 async fn append(
