@@ -34,6 +34,15 @@
 //! row lock, and PostgreSQL wakes every waiter at each commit only for all but one to wait
 //! again. The gates are an optimisation; the database lock alone keeps every rule, also across
 //! processes.
+//!
+//! On PostgreSQL, where every statement is a network round trip, the holds and purchases that
+//! queue for an event while a transaction holds its lock are then decided together, up to
+//! [`BATCH_MAX`] in one transaction ([`Batches`]): one lock and sweep, each request's checks
+//! in order against the store plus what the requests before it in the batch decided (an
+//! [`Overlay`]), refusals answered at once, and every write of the batch with its outbox
+//! append in one statement ([`Writes`]) before the one commit. A request that would replace
+//! the buyer's live hold runs alone after the batch, so a refusal still leaves the old hold
+//! untouched; if the store fails mid-batch, every request not yet answered runs alone.
 
 use async_trait::async_trait;
 use evently_bus::{DomainEvent, Envelope};
