@@ -97,19 +97,22 @@ impl EventGates {
 /// The most requests one batch decides.
 pub(crate) const BATCH_MAX: usize = 64;
 
-/// A hold or purchase waiting for its event's next batch.
+/// A hold or purchase waiting for its event's next batch, with what the batch decided for it
+/// (sent once the batch commits).
 pub(crate) enum Job {
     Hold {
         new: NewHold,
         now: i64,
         policy: Policy,
         reply: tokio::sync::oneshot::Sender<Result<Hold, BookingError>>,
+        decided: Option<Hold>,
     },
     Purchase {
         input: PurchaseInput,
         now: i64,
         policy: Policy,
         reply: tokio::sync::oneshot::Sender<Result<(Order, String), BookingError>>,
+        decided: Option<Box<(Order, String)>>,
     },
 }
 
@@ -119,39 +122,23 @@ impl Job {
             Job::Hold { now, .. } | Job::Purchase { now, .. } => *now,
         }
     }
-}
 
-/// What a batch decided for one request, sent once the batch commits.
-pub(crate) enum Decided {
-    Hold(Hold),
-    Purchase(Order, String),
-}
+    /// Answers the request with a refusal or failure (a caller that went away is not
+    /// waiting any more).
+    fn refuse(self, e: BookingError) {
+        match self {
+            Job::Hold { reply, .. } => drop(reply.send(Err(e))),
+            Job::Purchase { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
 
-impl Job {
-    /// Answers the request (a caller that went away is not waiting any more).
-    fn answer(self, outcome: Result<Decided, BookingError>) {
-        match (self, outcome) {
-            (Job::Hold { reply, .. }, Ok(Decided::Hold(hold))) => {
-                let _ = reply.send(Ok(hold));
-            }
-            (Job::Purchase { reply, .. }, Ok(Decided::Purchase(order, body))) => {
-                let _ = reply.send(Ok((order, body)));
-            }
-            (Job::Hold { reply, .. }, Err(e)) => {
-                let _ = reply.send(Err(e));
-            }
-            (Job::Purchase { reply, .. }, Err(e)) => {
-                let _ = reply.send(Err(e));
-            }
-            (Job::Hold { reply, .. }, Ok(_)) => {
-                let _ = reply.send(Err(BookingError::Internal(anyhow::anyhow!(
-                    "a hold was answered with an order"
-                ))));
-            }
-            (Job::Purchase { reply, .. }, Ok(_)) => {
-                let _ = reply.send(Err(BookingError::Internal(anyhow::anyhow!(
-                    "a purchase was answered with a hold"
-                ))));
+    /// Answers the request with what its committed batch decided.
+    fn deliver(self) {
+        let undecided = || BookingError::Internal(anyhow::anyhow!("delivered undecided"));
+        match self {
+            Job::Hold { reply, decided, .. } => drop(reply.send(decided.ok_or_else(undecided))),
+            Job::Purchase { reply, decided, .. } => {
+                drop(reply.send(decided.map(|d| *d).ok_or_else(undecided)));
             }
         }
     }
@@ -617,7 +604,7 @@ macro_rules! backend {
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
             PurchaseInput, corrupt, count, json, placeholders, seat_list, Arg, Writes, Job,
-            Decided, Overlay, is_refusal,
+            Overlay, is_refusal,
         };
 
         type Tx<'a> = sql::Transaction<'a, $db>;
@@ -1669,19 +1656,14 @@ macro_rules! backend {
                 let Some(batches) = self.batches() else {
                     return self.hold_alone(new, now, policy).await;
                 };
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let job = Job::Hold {
+                self.queue(batches, new.event_id, |reply| Job::Hold {
                     new: new.clone(),
                     now,
                     policy,
                     reply,
-                };
-                if batches.submit(new.event_id, job) {
-                    self.lead(new.event_id);
-                }
-                answer.await.map_err(|_| {
-                    BookingError::Internal(anyhow::anyhow!("the hold's batch ended unanswered"))
-                })?
+                    decided: None,
+                })
+                .await
             }
 
             async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
@@ -2029,19 +2011,14 @@ macro_rules! backend {
                 let Some(batches) = self.batches() else {
                     return self.purchase_alone(input, now, policy).await;
                 };
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let job = Job::Purchase {
+                self.queue(batches, found.event_id, |reply| Job::Purchase {
                     input: input.clone(),
                     now,
                     policy,
                     reply,
-                };
-                if batches.submit(found.event_id, job) {
-                    self.lead(found.event_id);
-                }
-                answer.await.map_err(|_| {
-                    BookingError::Internal(anyhow::anyhow!("the purchase's batch ended unanswered"))
-                })?
+                    decided: None,
+                })
+                .await
             }
 
             async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -2373,20 +2350,41 @@ macro_rules! backend {
                 Ok(outcome)
             }
 
+            /// Queues the request `job` makes for the event's next batch (starting the event's
+            /// leader when none runs) and waits for its answer.
+            async fn queue<T>(
+                &self,
+                batches: &$crate::store::Batches,
+                event_id: Uuid,
+                job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, BookingError>>) -> Job,
+            ) -> Result<T, BookingError> {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if batches.submit(event_id, job(reply)) {
+                    self.lead(event_id);
+                }
+                answer.await.map_err(|_| {
+                    BookingError::Internal(anyhow::anyhow!("the request's batch ended unanswered"))
+                })?
+            }
+
             /// Runs `job` in a transaction of its own and answers it.
             async fn run_alone(&self, job: Job) {
-                let outcome = match &job {
-                    Job::Hold { new, now, policy, .. } => {
-                        self.hold_alone(new, *now, *policy).await.map(Decided::Hold)
-                    }
+                match job {
+                    Job::Hold {
+                        new,
+                        now,
+                        policy,
+                        reply,
+                        ..
+                    } => drop(reply.send(self.hold_alone(&new, now, policy).await)),
                     Job::Purchase {
-                        input, now, policy, ..
-                    } => self
-                        .purchase_alone(input, *now, *policy)
-                        .await
-                        .map(|(order, body)| Decided::Purchase(order, body)),
-                };
-                job.answer(outcome);
+                        input,
+                        now,
+                        policy,
+                        reply,
+                        ..
+                    } => drop(reply.send(self.purchase_alone(&input, now, policy).await)),
+                }
             }
 
             /// Starts the event's leader: a task (which a caller going away cannot stop) that
@@ -2428,7 +2426,7 @@ macro_rules! backend {
                         Ok(Some((tx, inv, changes, _))) => (tx, inv, changes),
                         Ok(None) => {
                             for job in jobs {
-                                job.answer(Err(BookingError::EventNotFound));
+                                job.refuse(BookingError::EventNotFound);
                             }
                             return Vec::new();
                         }
@@ -2436,12 +2434,15 @@ macro_rules! backend {
                     };
                 let mut writes = Writes::default();
                 let mut overlay = Overlay::default();
-                let mut decided: Vec<(Job, Decided)> = Vec::with_capacity(jobs.len());
+                let mut decided = Vec::with_capacity(jobs.len());
                 let mut alone = Vec::new();
                 let mut jobs = jobs.into_iter();
-                while let Some(job) = jobs.next() {
-                    let outcome = match &job {
-                        Job::Hold { new, now, .. } => hold_step(
+                while let Some(mut job) = jobs.next() {
+                    // Whether the request was decided in the batch (or must go alone).
+                    let outcome = match &mut job {
+                        Job::Hold {
+                            new, now, decided, ..
+                        } => hold_step(
                             &mut tx,
                             &mut inv,
                             &mut changes,
@@ -2452,8 +2453,13 @@ macro_rules! backend {
                             policy,
                         )
                         .await
-                        .map(|hold| hold.map(Decided::Hold)),
-                        Job::Purchase { input, now, .. } => purchase_step(
+                        .map(|hold| {
+                            *decided = hold;
+                            decided.is_some()
+                        }),
+                        Job::Purchase {
+                            input, now, decided, ..
+                        } => purchase_step(
                             &mut tx,
                             &mut inv,
                             &mut changes,
@@ -2463,18 +2469,21 @@ macro_rules! backend {
                             *now,
                         )
                         .await
-                        .map(|(order, body)| Some(Decided::Purchase(order, body))),
+                        .map(|outcome| {
+                            *decided = Some(Box::new(outcome));
+                            true
+                        }),
                     };
                     match outcome {
-                        Ok(Some(done)) => decided.push((job, done)),
-                        Ok(None) => alone.push(job),
-                        Err(e) if is_refusal(&e) => job.answer(Err(e)),
+                        Ok(true) => decided.push(job),
+                        Ok(false) => alone.push(job),
+                        Err(e) if is_refusal(&e) => job.refuse(e),
                         Err(_) => {
                             // The transaction may be unusable: everything not answered
                             // goes alone.
                             alone.push(job);
                             alone.extend(jobs);
-                            alone.extend(decided.into_iter().map(|(job, _)| job));
+                            alone.extend(decided);
                             return alone;
                         }
                     }
@@ -2485,12 +2494,8 @@ macro_rules! backend {
                     Err(e) => Err(e),
                 };
                 match committed {
-                    Ok(()) => {
-                        for (job, done) in decided {
-                            job.answer(Ok(done));
-                        }
-                    }
-                    Err(_) => alone.extend(decided.into_iter().map(|(job, _)| job)),
+                    Ok(()) => decided.into_iter().for_each(Job::deliver),
+                    Err(_) => alone.extend(decided),
                 }
                 alone
             }
