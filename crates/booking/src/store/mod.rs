@@ -2240,6 +2240,7 @@ macro_rules! backend {
             }
 
             async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError> {
+                self.refresh_statistics().await?;
                 let mut conn = self.reader().acquire().await?;
                 let Some(capacity) = sql::query(
                     "SELECT capacity FROM inventories WHERE event_id = $1",
@@ -2603,15 +2604,19 @@ macro_rules! backend {
                 return Err(BookingError::NotOnSale(why));
             }
             // The buyer's own live hold never blocks them: the new hold replaces it. One
-            // statement reads those holds and the tickets the buyer already owns. The buyer's
-            // live holds are found by the buyer alone (the materialised CTE keeps the event
-            // out of that lookup), through `holds_of_user`.
+            // statement reads those holds and the tickets the buyer already owns. Both are
+            // found by the buyer alone (the materialised CTEs keep the event out of those
+            // lookups), through `holds_of_user` and `orders_of_user`: by event and buyer, a
+            // planner with stale statistics picks the event's index and walks every live hold
+            // or every order of the event.
             let rows = sql::query(
                 "WITH mine AS MATERIALIZED (SELECT id, event_id, user_id, seat_ids, kind, \
                  status, created_at, expires_at FROM holds WHERE user_id = $2 \
-                 AND status = 'active') \
-                 SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
-                 WHERE event_id = $1 AND user_id = $2 AND status = 'confirmed') AS owned, \
+                 AND status = 'active'), \
+                 bought AS MATERIALIZED (SELECT event_id, quantity FROM orders \
+                 WHERE user_id = $2 AND status = 'confirmed') \
+                 SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM bought \
+                 WHERE event_id = $1) AS owned, \
                  h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
                  h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
                  LEFT JOIN mine h ON h.event_id = $1",
