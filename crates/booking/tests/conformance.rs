@@ -62,5 +62,6 @@ evently_testkit::conformance_suite!(
         general_admission_capacity_follows_event_updates,
         refused_changes_leave_nothing_behind,
         concurrent_buyers_never_share_a_seat,
+        racing_holds_and_purchases_keep_every_rule,
     ]
 );

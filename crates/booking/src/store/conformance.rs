@@ -1899,3 +1899,111 @@ pub async fn concurrent_buyers_never_share_a_seat((store, outbox): Subject) {
         .collect();
     assert_eq!(versions, (1..=6).collect::<Vec<_>>());
 }
+
+/// Holds and purchases racing on one event (on PostgreSQL they are decided together in
+/// batches): one buyer's many holds leave one live hold, a hold is bought once however often
+/// it is asked, and no seat is in two live holds.
+pub async fn racing_holds_and_purchases_keep_every_rule((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 10), ("2", 10)])]).await;
+    let mut bought = Vec::new();
+    for i in 1..=4 {
+        let hold = hold_seats(
+            &store,
+            event_id,
+            Uuid::now_v7(),
+            &[&format!("A-2-{i}")],
+            NOW,
+        )
+        .await
+        .unwrap();
+        let payment = paid(&store, &hold, NOW).await;
+        bought.push((hold, payment));
+    }
+    let greedy = Uuid::now_v7();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8 + 8 + 8));
+    let mut holds = Vec::new();
+    let mut purchases = Vec::new();
+    for i in 0..8_i64 {
+        let (one, wait) = (store.clone(), barrier.clone());
+        holds.push(tokio::spawn(async move {
+            wait.wait().await;
+            hold_best(&one, event_id, greedy, 1, None, NOW + 1 + i).await
+        }));
+        let (store, barrier) = (store.clone(), barrier.clone());
+        holds.push(tokio::spawn(async move {
+            barrier.wait().await;
+            hold_seats(
+                &store,
+                event_id,
+                Uuid::now_v7(),
+                &["A-1-9", "A-1-10"],
+                NOW + 1 + i,
+            )
+            .await
+        }));
+    }
+    for (n, (hold, payment)) in bought.iter().enumerate() {
+        for attempt in 0..2 {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let input = purchase_of(hold, payment.id, &format!("race-{n}-{attempt}"));
+            purchases.push((
+                hold.id,
+                tokio::spawn(async move {
+                    let started = store
+                        .idempotency_begin(&input.key, "fingerprint", NOW + 1, LOCK, KEY_TTL)
+                        .await
+                        .unwrap();
+                    assert_eq!(started, IdempotencyStart::Started);
+                    barrier.wait().await;
+                    store.purchase(&input, NOW + 1, POLICY).await
+                }),
+            ));
+        }
+    }
+
+    let mut won = Vec::new();
+    for task in holds {
+        match task.await.unwrap() {
+            Ok(hold) => won.push(hold),
+            Err(BookingError::SeatsUnavailable(_)) => {}
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+    let mut orders = BTreeMap::<Uuid, usize>::new();
+    for (hold_id, task) in purchases {
+        match task.await.unwrap() {
+            Ok((order, _)) => {
+                assert_eq!(order.hold_id, hold_id);
+                *orders.entry(hold_id).or_default() += 1;
+            }
+            Err(BookingError::HoldPurchased) => {}
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+
+    assert_eq!(orders.len(), 4);
+    assert!(orders.values().all(|&n| n == 1));
+    let mut live = Vec::new();
+    for hold in &won {
+        if store.hold(hold.id).await.unwrap().unwrap().status == "active" {
+            live.push(hold.clone());
+        }
+    }
+    assert_eq!(live.iter().filter(|h| h.user_id == greedy).count(), 1);
+    assert_eq!(
+        live.iter()
+            .filter(|h| h.seat_ids == ["A-1-9", "A-1-10"])
+            .count(),
+        1
+    );
+    let mut seats: Vec<String> = live.iter().flat_map(|h| h.seat_ids.clone()).collect();
+    seats.sort();
+    let held = seats.len();
+    seats.dedup();
+    assert_eq!(seats.len(), held, "a seat in two live holds: {live:?}");
+    let (held_counter, sold, _) = counters(&store, event_id).await;
+    assert_eq!((held_counter, sold), (i64::try_from(held).unwrap(), 4));
+    let mut on_map = seats_in(&store, event_id, NOW + 1, "held").await;
+    on_map.sort();
+    assert_eq!(on_map, seats);
+}

@@ -207,10 +207,22 @@ impl Batches {
     }
 }
 
-/// What the requests decided earlier in a batch changed, which the store does not show yet
-/// (their writes go at the batch's end).
+/// What a batch knows: the store as read once for all its requests when it began, and what
+/// the requests decided earlier in the batch changed, which the store does not show yet (their
+/// writes go at the batch's end).
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
+    /// Confirmed tickets of the event, by buyer, as stored.
+    pub(crate) owned: std::collections::HashMap<Uuid, i64>,
+    /// Buyers with a live hold of the event, as stored.
+    pub(crate) live: std::collections::HashSet<Uuid>,
+    /// The states of the seats the batch's holds ask for, as stored.
+    pub(crate) states: std::collections::HashMap<String, i64>,
+    /// The first free seats in layout order (id, section, row, number), as stored: enough for
+    /// every best-available hold of the batch without a section.
+    pub(crate) free: Vec<(String, String, String, i64)>,
+    /// The holds and payment intents the batch's purchases name, by (hold, intent), as stored.
+    pub(crate) purchases: std::collections::HashMap<(Uuid, Uuid), (Hold, Option<PaymentIntent>)>,
     /// Seats taken by the batch's holds.
     pub(crate) taken: std::collections::HashSet<String>,
     /// Buyers with a hold in the batch.
@@ -2435,6 +2447,9 @@ macro_rules! backend {
                     };
                 let mut writes = Writes::default();
                 let mut overlay = Overlay::default();
+                if prefetch(&mut tx, &inv, &jobs, &mut overlay).await.is_err() {
+                    return jobs;
+                }
                 let mut decided = Vec::with_capacity(jobs.len());
                 let mut alone = Vec::new();
                 let mut jobs = jobs.into_iter();
@@ -2583,6 +2598,145 @@ macro_rules! backend {
             }
         }
 
+        /// A purchase's hold and payment intent (`$2`), in one statement; the caller adds
+        /// which holds.
+        const PURCHASE_READ: &str = "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+            h.status, h.created_at, h.expires_at, i.id AS intent_id, \
+            i.hold_id AS intent_hold_id, i.event_id AS intent_event_id, \
+            i.user_id AS intent_user_id, i.amount AS intent_amount, \
+            i.currency AS intent_currency, i.status AS intent_status, \
+            i.secret_hash AS intent_secret_hash \
+            FROM holds h LEFT JOIN payment_intents i ON i.id = $2";
+
+        /// The states of `wanted` seats of the event that exist.
+        async fn seat_states(
+            tx: &mut Tx<'_>,
+            event_id: Uuid,
+            wanted: &[String],
+        ) -> Result<BTreeMap<String, i64>, StoreError> {
+            let sql = format!(
+                "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
+                 AND seat_id IN ({})",
+                placeholders(2, wanted.len())
+            );
+            let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(event_id);
+            for seat in wanted {
+                query = query.bind(seat);
+            }
+            let mut states = BTreeMap::new();
+            for row in &query.fetch_all(&mut **tx).await? {
+                states.insert(row.try_get("seat_id")?, row.try_get("state")?);
+            }
+            Ok(states)
+        }
+
+        /// Reads, once for a whole batch, what its requests' checks need from the store:
+        /// each buyer's live holds and confirmed tickets of the event, the states of the seats
+        /// asked for, the first free seats, and the holds and intents being bought.
+        async fn prefetch(
+            tx: &mut Tx<'_>,
+            inv: &Inventory,
+            jobs: &[Job],
+            overlay: &mut Overlay,
+        ) -> Result<(), StoreError> {
+            let mut buyers = std::collections::BTreeSet::new();
+            let mut wanted = std::collections::BTreeSet::new();
+            // Seats the batch's holds may take, whatever their selection, and the widest
+            // window a best-available hold without a section looks through.
+            let mut takes = 0i64;
+            let mut widest = None;
+            let mut bought = Vec::new();
+            for job in jobs {
+                match job {
+                    Job::Hold { new, .. } => {
+                        buyers.insert(new.user_id);
+                        takes += new.selection.quantity();
+                        match &new.selection {
+                            Selection::Seats(seats) => wanted.extend(seats.iter().cloned()),
+                            Selection::Best { quantity, section: None } => {
+                                let window = if inv.reserved && *quantity > 1 {
+                                    (quantity * 20).max(200)
+                                } else {
+                                    *quantity
+                                };
+                                widest = widest.max(Some(window));
+                            }
+                            Selection::Best { .. } => {}
+                        }
+                    }
+                    Job::Purchase { input, .. } => bought.push((input.hold_id, input.intent_id)),
+                }
+            }
+            if !buyers.is_empty() {
+                let list = placeholders(1, buyers.len());
+                let sql = format!(
+                    "SELECT user_id, event_id FROM holds WHERE user_id IN ({list}) \
+                     AND status = 'active'"
+                );
+                let mut query = sql::query(sql::AssertSqlSafe(sql));
+                for buyer in &buyers {
+                    query = query.bind(*buyer);
+                }
+                for row in &query.fetch_all(&mut **tx).await? {
+                    if row.try_get::<Uuid, _>("event_id")? == inv.event_id {
+                        overlay.live.insert(row.try_get("user_id")?);
+                    }
+                }
+                let sql = format!(
+                    "SELECT user_id, event_id, quantity FROM orders WHERE user_id IN ({list}) \
+                     AND status = 'confirmed'"
+                );
+                let mut query = sql::query(sql::AssertSqlSafe(sql));
+                for buyer in &buyers {
+                    query = query.bind(*buyer);
+                }
+                for row in &query.fetch_all(&mut **tx).await? {
+                    if row.try_get::<Uuid, _>("event_id")? == inv.event_id {
+                        let quantity: i64 = row.try_get("quantity")?;
+                        *overlay.owned.entry(row.try_get("user_id")?).or_default() += quantity;
+                    }
+                }
+            }
+            if !wanted.is_empty() {
+                let wanted: Vec<String> = wanted.into_iter().collect();
+                overlay.states = seat_states(tx, inv.event_id, &wanted).await?.into_iter().collect();
+            }
+            if let Some(widest) = widest {
+                // Every request sees at least its own window once the seats taken by the
+                // requests before it are left out.
+                overlay.free = candidates(tx, inv.event_id, None, widest + takes).await?;
+            }
+            if !bought.is_empty() {
+                let pairs = (0..bought.len())
+                    .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "WITH asked (hold_id, intent_id) AS (VALUES {pairs}) \
+                     SELECT asked.intent_id AS asked_intent, h.id, h.event_id, h.user_id, \
+                     h.seat_ids, h.kind, h.status, h.created_at, h.expires_at, \
+                     i.id AS intent_id, i.hold_id AS intent_hold_id, \
+                     i.event_id AS intent_event_id, i.user_id AS intent_user_id, \
+                     i.amount AS intent_amount, i.currency AS intent_currency, \
+                     i.status AS intent_status, i.secret_hash AS intent_secret_hash \
+                     FROM asked JOIN holds h ON h.id = asked.hold_id \
+                     LEFT JOIN payment_intents i ON i.id = asked.intent_id"
+                );
+                let mut query = sql::query(sql::AssertSqlSafe(sql));
+                for (hold, intent) in &bought {
+                    query = query.bind(*hold).bind(*intent);
+                }
+                for row in &query.fetch_all(&mut **tx).await? {
+                    let hold = hold_from(row)?;
+                    let asked: Uuid = row.try_get("asked_intent")?;
+                    overlay
+                        .purchases
+                        .insert((hold.id, asked), (hold, joined_intent_from(row)?));
+                }
+            }
+            Ok(())
+        }
+
         /// The checks and writes of a hold, inside the inventory transaction (the writes
         /// added to `writes`). In a batch (`overlay`), `None` when the request must go alone:
         /// it replaces the buyer's live hold, or the buyer already has a hold in the batch.
@@ -2609,41 +2763,44 @@ macro_rules! backend {
             // lookups), through `holds_of_user` and `orders_of_user`: by event and buyer, a
             // planner with stale statistics picks the event's index and walks every live hold
             // or every order of the event.
-            let rows = sql::query(
-                "WITH mine AS MATERIALIZED (SELECT id, event_id, user_id, seat_ids, kind, \
-                 status, created_at, expires_at FROM holds WHERE user_id = $2 \
-                 AND status = 'active'), \
-                 bought AS MATERIALIZED (SELECT event_id, quantity FROM orders \
-                 WHERE user_id = $2 AND status = 'confirmed') \
-                 SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM bought \
-                 WHERE event_id = $1) AS owned, \
-                 h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
-                 h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
-                 LEFT JOIN mine h ON h.event_id = $1",
-            )
-                .bind(new.event_id)
-                .bind(new.user_id)
-                .fetch_all(&mut **tx)
-                .await?;
-            let mut owned = 0;
-            for row in &rows {
-                owned = row.try_get("owned")?;
-                if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
-                    // In a batch, a replacement goes alone: ending the old hold is
-                    // undone with the new one's transaction if the new one is refused.
-                    if overlay.is_some() {
-                        return Ok(None);
-                    }
-                    let hold = hold_from(row)?;
-                    end_hold(tx, inv, changes, &hold, "released", now).await?;
-                }
-            }
-            if let Some(overlay) = overlay.as_deref() {
-                if overlay.holders.contains(&new.user_id) {
+            let owned = match overlay.as_deref() {
+                // In a batch, a replacement goes alone: ending the old hold is undone with
+                // the new one's transaction if the new one is refused.
+                Some(o) if o.live.contains(&new.user_id) || o.holders.contains(&new.user_id) => {
                     return Ok(None);
                 }
-                owned += overlay.bought.get(&new.user_id).copied().unwrap_or(0);
-            }
+                Some(o) => {
+                    o.owned.get(&new.user_id).copied().unwrap_or(0)
+                        + o.bought.get(&new.user_id).copied().unwrap_or(0)
+                }
+                None => {
+                    let rows = sql::query(
+                        "WITH mine AS MATERIALIZED (SELECT id, event_id, user_id, seat_ids, \
+                         kind, status, created_at, expires_at FROM holds WHERE user_id = $2 \
+                         AND status = 'active'), \
+                         bought AS MATERIALIZED (SELECT event_id, quantity FROM orders \
+                         WHERE user_id = $2 AND status = 'confirmed') \
+                         SELECT (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM bought \
+                         WHERE event_id = $1) AS owned, \
+                         h.id AS own_hold, h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+                         h.status, h.created_at, h.expires_at FROM (SELECT 1 AS one) AS one \
+                         LEFT JOIN mine h ON h.event_id = $1",
+                    )
+                    .bind(new.event_id)
+                    .bind(new.user_id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    let mut owned = 0;
+                    for row in &rows {
+                        owned = row.try_get("owned")?;
+                        if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
+                            let hold = hold_from(row)?;
+                            end_hold(tx, inv, changes, &hold, "released", now).await?;
+                        }
+                    }
+                    owned
+                }
+            };
             let quantity = new.selection.quantity();
             if owned + quantity > policy.max_tickets_per_user {
                 return Err(BookingError::TicketLimit {
@@ -2653,22 +2810,13 @@ macro_rules! backend {
             }
             let seats = match &new.selection {
                 Selection::Seats(wanted) => {
-                    let sql = format!(
-                        "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
-                         AND seat_id IN ({})",
-                        placeholders(2, wanted.len())
-                    );
-                    let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
-                    for seat in wanted {
-                        query = query.bind(seat);
-                    }
-                    let rows = query.fetch_all(&mut **tx).await?;
-                    let mut states = BTreeMap::new();
-                    for row in &rows {
-                        let id: String = row.try_get("seat_id")?;
-                        let state: i64 = row.try_get("state")?;
-                        states.insert(id, state);
-                    }
+                    let states: BTreeMap<String, i64> = match overlay.as_deref() {
+                        Some(o) => wanted
+                            .iter()
+                            .filter_map(|s| o.states.get(s).map(|state| (s.clone(), *state)))
+                            .collect(),
+                        None => seat_states(tx, new.event_id, wanted).await?,
+                    };
                     let unknown: Vec<&String> =
                         wanted.iter().filter(|s| !states.contains_key(*s)).collect();
                     if !unknown.is_empty() {
@@ -2706,17 +2854,31 @@ macro_rules! backend {
                     } else {
                         *quantity
                     };
-                    let batch_taken = overlay.as_deref().map_or(0, |o| o.taken.len());
-                    let mut found = candidates(
-                        tx,
-                        new.event_id,
-                        section.as_deref(),
-                        window + count(batch_taken),
-                    )
-                    .await?;
-                    if let Some(overlay) = overlay.as_deref() {
-                        found.retain(|seat| !overlay.taken.contains(&seat.0));
-                    }
+                    let limit = usize::try_from(window).unwrap_or(usize::MAX);
+                    let found: Vec<_> = match (overlay.as_deref(), section) {
+                        (Some(o), None) => o
+                            .free
+                            .iter()
+                            .filter(|seat| !o.taken.contains(&seat.0))
+                            .take(limit)
+                            .cloned()
+                            .collect(),
+                        (o, section) => {
+                            let taken = o.map_or(0, |o| o.taken.len());
+                            let mut found = candidates(
+                                tx,
+                                new.event_id,
+                                section.as_deref(),
+                                window + count(taken),
+                            )
+                            .await?;
+                            if let Some(o) = o {
+                                found.retain(|seat| !o.taken.contains(&seat.0));
+                            }
+                            found.truncate(limit);
+                            found
+                        }
+                    };
                     match $crate::domain::pick_best(&found, wanted) {
                         Some(seats) => seats,
                         None => {
@@ -2783,21 +2945,21 @@ macro_rules! backend {
             input: &PurchaseInput,
             now: i64,
         ) -> Result<Order, BookingError> {
-            // The hold and the payment intent, in one statement.
-            let row = sql::query(
-                "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, h.status, \
-                 h.created_at, h.expires_at, i.id AS intent_id, i.hold_id AS intent_hold_id, \
-                 i.event_id AS intent_event_id, i.user_id AS intent_user_id, \
-                 i.amount AS intent_amount, i.currency AS intent_currency, \
-                 i.status AS intent_status, i.secret_hash AS intent_secret_hash \
-                 FROM holds h LEFT JOIN payment_intents i ON i.id = $2 WHERE h.id = $1",
-            )
-            .bind(input.hold_id)
-            .bind(input.intent_id)
-            .fetch_optional(&mut **tx)
-            .await?
+            let (hold, intent) = match overlay.as_deref() {
+                Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
+                None => {
+                    let sql = format!("{PURCHASE_READ} WHERE h.id = $1");
+                    let row = sql::query(sql::AssertSqlSafe(sql))
+                        .bind(input.hold_id)
+                        .bind(input.intent_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    row.as_ref()
+                        .map(|row| Ok::<_, StoreError>((hold_from(row)?, joined_intent_from(row)?)))
+                        .transpose()?
+                }
+            }
             .ok_or(BookingError::HoldNotFound)?;
-            let hold = hold_from(&row)?;
             if overlay.as_deref().is_some_and(|o| o.purchased.contains(&hold.id)) {
                 return Err(BookingError::HoldPurchased);
             }
@@ -2819,7 +2981,7 @@ macro_rules! backend {
             if inv.deleted || inv.status == "CANCELLED" {
                 return Err(BookingError::NotOnSale("the event is cancelled"));
             }
-            let intent = joined_intent_from(&row)?
+            let intent = intent
                 .filter(|i| i.user_id == input.user_id)
                 .ok_or(BookingError::IntentNotFound)?;
             if intent.hold_id != hold.id {
