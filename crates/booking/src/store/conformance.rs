@@ -1148,6 +1148,29 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         .await,
         BookingError::HoldNotFound
     );
+    // The event the request names must be the hold's: another event, or none booking knows.
+    let other_event = general_event(&store, 10).await;
+    let untouched = counters(&store, other_event).await;
+    for event_id in [other_event, Uuid::now_v7()] {
+        refused!(
+            attempt(PurchaseInput {
+                event_id,
+                ..input.clone()
+            })
+            .await,
+            BookingError::Invalid(p) if p.body().to_string().contains("/eventId")
+        );
+        refused!(
+            attempt(PurchaseInput {
+                event_id,
+                hold_id: Uuid::now_v7(),
+                ..input.clone()
+            })
+            .await,
+            BookingError::HoldNotFound
+        );
+    }
+    assert_eq!(counters(&store, other_event).await, untouched);
     refused!(
         attempt(purchase_of(&old, old_payment.id, "k-1")).await,
         BookingError::HoldExpired

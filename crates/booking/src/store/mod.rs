@@ -598,7 +598,7 @@ pub(crate) fn shift_placeholders(sql: &str, offset: usize) -> String {
 /// invoking module names its SQL API `sql`: sqlx itself for PostgreSQL, `evently_core::sqlite`
 /// (the same API over in-process connections) for SQLite.
 macro_rules! backend {
-    ($store:ty, $db:ty, $row:ty, $lock:literal, $flush:path) => {
+    ($store:ty, $db:ty, $row:ty, $lock:literal, $flush:path, $alone:path) => {
         use evently_bus::catalog::{EventSnapshot, InventoryChange};
         use evently_bus::envelope::time_to_ms as to_ms;
         use evently_bus::{DomainEvent, Envelope};
@@ -626,8 +626,6 @@ macro_rules! backend {
             held, sold, version, sweep_at";
         const HOLD_COLUMNS: &str =
             "id, event_id, user_id, seat_ids, kind, status, created_at, expires_at";
-        const INTENT_COLUMNS: &str =
-            "id, hold_id, event_id, user_id, amount, currency, status, secret_hash";
         const ORDER_COLUMNS: &str = "id, event_id, user_id, hold_id, payment_intent_id, \
             seat_ids, amount, currency, status, refunded_amount, cancel_reason, created_at";
 
@@ -684,7 +682,8 @@ macro_rules! backend {
             .map(Some)
         }
 
-        /// A payment intent from the columns `names` (in [`INTENT_COLUMNS`] order).
+        /// A payment intent from the columns `names`: id, hold, event, user, amount, currency,
+        /// status and secret hash.
         fn intent_named(row: &$row, names: [&str; 8]) -> Result<PaymentIntent, StoreError> {
             let [id, hold_id, event_id, user_id, amount, currency, status, secret_hash] = names;
             Ok(PaymentIntent {
@@ -1763,56 +1762,92 @@ macro_rules! backend {
                 new: &NewIntent,
                 now: i64,
             ) -> Result<PaymentIntent, BookingError> {
-                let mut tx = self.writer().begin().await?;
-                let hold = hold_in(&mut tx, new.hold_id)
-                    .await?
-                    .filter(|h| h.user_id == new.user_id)
-                    .ok_or(BookingError::HoldNotFound)?;
+                // One read of the hold with its event's prices, then one write that inserts
+                // the intent only while the hold is still live (no transaction around them:
+                // the write's condition is what the read's checks were).
+                let row = sql::query(
+                    "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, h.status, \
+                     h.created_at, h.expires_at, i.currency, i.base_price, i.section_prices \
+                     FROM holds h LEFT JOIN inventories i ON i.event_id = h.event_id \
+                     WHERE h.id = $1",
+                )
+                .bind(new.hold_id)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else {
+                    return Err(BookingError::HoldNotFound);
+                };
+                let hold = hold_from(&row)?;
+                if hold.user_id != new.user_id {
+                    return Err(BookingError::HoldNotFound);
+                }
                 match hold.status.as_str() {
                     "purchased" => return Err(BookingError::HoldPurchased),
                     _ if !hold.is_live(now) => return Err(BookingError::HoldExpired),
                     _ => {}
                 }
-                let inv = fetch_inventory(&mut *tx, hold.event_id, false)
-                    .await?
-                    .ok_or(BookingError::EventNotFound)?;
+                let Some(currency) = row.try_get::<Option<String>, _>("currency")? else {
+                    return Err(BookingError::EventNotFound);
+                };
+                let base_price: i64 = row.try_get("base_price")?;
+                let prices: String = row.try_get("section_prices")?;
+                let prices: BTreeMap<String, i64> = serde_json::from_str(&prices)
+                    .map_err(|e| corrupt("section_prices", e))?;
                 let mut amount: i64 = 0;
                 for seat in &hold.seat_ids {
+                    let price = prices.get(section_of(seat)).copied().unwrap_or(base_price);
                     amount = amount
-                        .checked_add(inv.price_of(section_of(seat)))
+                        .checked_add(price)
                         .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
                 }
-                sql::query(
-                    "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
-                     WHERE hold_id = $1 AND status = 'requires_confirmation'",
-                )
-                .bind(hold.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sql::query(
-                    "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
-                     currency, secret_hash, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_confirmation', $8, $8)",
-                )
-                .bind(new.intent_id)
-                .bind(hold.id)
-                .bind(hold.event_id)
-                .bind(new.user_id)
-                .bind(amount)
-                .bind(&inv.currency)
-                .bind(&new.secret_hash)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                const LIVE: &str = "EXISTS (SELECT 1 FROM holds WHERE id = $1 \
+                    AND status = 'active' AND expires_at > $2)";
+                let mut writes = Writes::default();
+                // An intent not yet confirmed for the same hold is superseded by the new one.
+                writes.push(
+                    format!(
+                        "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
+                         WHERE hold_id = $1 AND status = 'requires_confirmation' AND {LIVE}"
+                    ),
+                    vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                    None,
+                );
+                writes.push(
+                    format!(
+                        "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
+                         currency, secret_hash, status, created_at, updated_at) \
+                         SELECT $3, $1, $4, $5, $6, $7, $8, 'requires_confirmation', $2, $2 \
+                         WHERE {LIVE}"
+                    ),
+                    vec![
+                        Arg::Uuid(hold.id),
+                        Arg::Int(now),
+                        Arg::Uuid(new.intent_id),
+                        Arg::Uuid(hold.event_id),
+                        Arg::Uuid(new.user_id),
+                        Arg::Int(amount),
+                        Arg::Text(currency.clone()),
+                        Arg::Text(new.secret_hash.clone()),
+                    ],
+                    None,
+                );
+                let changed = $alone(self.writer(), &writes).await?;
+                if changed.get(1) != Some(&1) {
+                    // The hold ended between the read and the write.
+                    let status = fetch_hold(self.writer(), hold.id).await?.map(|h| h.status);
+                    return Err(if status.as_deref() == Some("purchased") {
+                        BookingError::HoldPurchased
+                    } else {
+                        BookingError::HoldExpired
+                    });
+                }
                 Ok(PaymentIntent {
                     id: new.intent_id,
                     hold_id: hold.id,
                     event_id: hold.event_id,
                     user_id: new.user_id,
                     amount,
-                    currency: inv.currency,
+                    currency,
                     status: "requires_confirmation".into(),
                     secret_hash: new.secret_hash.clone(),
                 })
@@ -1826,16 +1861,10 @@ macro_rules! backend {
                 outcome: Confirmation,
                 now: i64,
             ) -> Result<PaymentIntent, BookingError> {
-                let mut tx = self.writer().begin().await?;
-                let sql = format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1");
-                let mut intent = sql::query(sql::AssertSqlSafe(sql))
-                    .bind(intent_id)
-                    .fetch_optional(&mut *tx)
+                let (mut intent, hold_live) = self
+                    .intent_and_hold(intent_id, now)
                     .await?
-                    .as_ref()
-                    .map(intent_from)
-                    .transpose()?
-                    .filter(|i| i.user_id == user_id)
+                    .filter(|(i, _)| i.user_id == user_id)
                     .ok_or(BookingError::IntentNotFound)?;
                 if !constant_time_eq(&sha256_hex(secret.as_bytes()), &intent.secret_hash) {
                     return Err(BookingError::WrongSecret);
@@ -1845,10 +1874,7 @@ macro_rules! backend {
                     "requires_confirmation" => {}
                     other => return Err(BookingError::IntentNotConfirmable(other.to_owned())),
                 }
-                let hold = hold_in(&mut tx, intent.hold_id)
-                    .await?
-                    .ok_or(BookingError::HoldNotFound)?;
-                if !hold.is_live(now) {
+                if !hold_live {
                     return Err(BookingError::HoldExpired);
                 }
                 let status = match outcome {
@@ -1856,26 +1882,34 @@ macro_rules! backend {
                     Confirmation::Decline => "declined",
                     Confirmation::Succeed => "succeeded",
                 };
+                // One statement, outside any transaction: the intent changes only while it
+                // awaits confirmation and its hold is live.
                 let changed = sql::query(
                     "UPDATE payment_intents SET status = $2, updated_at = $3 \
-                     WHERE id = $1 AND status = 'requires_confirmation'",
+                     WHERE id = $1 AND status = 'requires_confirmation' \
+                     AND EXISTS (SELECT 1 FROM holds h WHERE h.id = payment_intents.hold_id \
+                     AND h.status = 'active' AND h.expires_at > $3)",
                 )
                 .bind(intent_id)
                 .bind(status)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(self.writer())
                 .await?
                 .rows_affected();
-                tx.commit().await?;
                 if changed == 0 {
                     // Changed meanwhile (a concurrent confirm, or the hold ended): report what
                     // it is now.
-                    let current = self.intent_status(intent_id).await?;
-                    return if current == "succeeded" {
-                        intent.status = current;
-                        Ok(intent)
-                    } else {
-                        Err(BookingError::IntentNotConfirmable(current))
+                    let (current, hold_live) = self
+                        .intent_and_hold(intent_id, now)
+                        .await?
+                        .ok_or(BookingError::IntentNotFound)?;
+                    return match current.status.as_str() {
+                        "succeeded" => {
+                            intent.status = current.status;
+                            Ok(intent)
+                        }
+                        "requires_confirmation" if !hold_live => Err(BookingError::HoldExpired),
+                        _ => Err(BookingError::IntentNotConfirmable(current.status)),
                     };
                 }
                 if outcome == Confirmation::Decline {
@@ -1893,80 +1927,83 @@ macro_rules! backend {
                 lock_ms: i64,
                 ttl_ms: i64,
             ) -> Result<IdempotencyStart, BookingError> {
-                let mut tx = self.writer().begin().await?;
-                sql::query(
-                    "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
-                     AND expires_at <= $4",
-                )
-                .bind(key.user_id)
-                .bind(&key.route)
-                .bind(&key.key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let inserted = sql::query(
-                    "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, status, \
-                     locked_at, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(key.user_id)
-                .bind(&key.route)
-                .bind(&key.key)
-                .bind(fingerprint)
-                .bind(now)
-                .bind(now + ttl_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 1 {
-                    tx.commit().await?;
-                    return Ok(IdempotencyStart::Started);
+                // A key rarely comes back, and an expired one is as good as new: one upsert
+                // takes a new or expired key; anything else is read and decided after it.
+                for _ in 0..3 {
+                    let started = sql::query(
+                        "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, \
+                         status, locked_at, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6) \
+                         ON CONFLICT (user_id, route, key) DO UPDATE SET \
+                         fingerprint = excluded.fingerprint, status = 'in_flight', \
+                         response_status = NULL, response_body = NULL, \
+                         locked_at = excluded.locked_at, created_at = excluded.created_at, \
+                         expires_at = excluded.expires_at \
+                         WHERE idempotency_keys.expires_at <= $5 \
+                         RETURNING 1",
+                    )
+                    .bind(key.user_id)
+                    .bind(&key.route)
+                    .bind(&key.key)
+                    .bind(fingerprint)
+                    .bind(now)
+                    .bind(now + ttl_ms)
+                    .fetch_optional(self.writer())
+                    .await?;
+                    if started.is_some() {
+                        return Ok(IdempotencyStart::Started);
+                    }
+                    let row = sql::query(
+                        "SELECT fingerprint, status, response_status, response_body, locked_at \
+                         FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3",
+                    )
+                    .bind(key.user_id)
+                    .bind(&key.route)
+                    .bind(&key.key)
+                    .fetch_optional(self.writer())
+                    .await?;
+                    let Some(row) = row else {
+                        // Abandoned meanwhile: take it again.
+                        continue;
+                    };
+                    let stored: String = row.try_get("fingerprint")?;
+                    if stored != fingerprint {
+                        return Err(BookingError::KeyReused);
+                    }
+                    let status: String = row.try_get("status")?;
+                    if status == "complete" {
+                        let code: Option<i64> = row.try_get("response_status")?;
+                        let body: Option<String> = row.try_get("response_body")?;
+                        return Ok(IdempotencyStart::Replay {
+                            status: code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
+                            body: body.unwrap_or_default(),
+                        });
+                    }
+                    let locked_at: i64 = row.try_get("locked_at")?;
+                    if locked_at + lock_ms > now {
+                        return Err(BookingError::InFlight);
+                    }
+                    // The request holding the key is gone (crashed); take it over, unless
+                    // another request just did.
+                    let taken = sql::query(
+                        "UPDATE idempotency_keys SET locked_at = $4 WHERE user_id = $1 \
+                         AND route = $2 AND key = $3 AND status = 'in_flight' AND locked_at = $5",
+                    )
+                    .bind(key.user_id)
+                    .bind(&key.route)
+                    .bind(&key.key)
+                    .bind(now)
+                    .bind(locked_at)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                    return if taken == 1 {
+                        Ok(IdempotencyStart::Started)
+                    } else {
+                        Err(BookingError::InFlight)
+                    };
                 }
-                let row = sql::query(
-                    "SELECT fingerprint, status, response_status, response_body, locked_at \
-                     FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3",
-                )
-                .bind(key.user_id)
-                .bind(&key.route)
-                .bind(&key.key)
-                .fetch_one(&mut *tx)
-                .await?;
-                let stored: String = row.try_get("fingerprint")?;
-                if stored != fingerprint {
-                    return Err(BookingError::KeyReused);
-                }
-                let status: String = row.try_get("status")?;
-                if status == "complete" {
-                    let code: Option<i64> = row.try_get("response_status")?;
-                    let body: Option<String> = row.try_get("response_body")?;
-                    return Ok(IdempotencyStart::Replay {
-                        status: code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
-                        body: body.unwrap_or_default(),
-                    });
-                }
-                let locked_at: i64 = row.try_get("locked_at")?;
-                if locked_at + lock_ms > now {
-                    return Err(BookingError::InFlight);
-                }
-                // The request holding the key is gone (crashed); take it over.
-                let taken = sql::query(
-                    "UPDATE idempotency_keys SET locked_at = $4 WHERE user_id = $1 \
-                     AND route = $2 AND key = $3 AND status = 'in_flight' AND locked_at = $5",
-                )
-                .bind(key.user_id)
-                .bind(&key.route)
-                .bind(&key.key)
-                .bind(now)
-                .bind(locked_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                if taken == 1 {
-                    Ok(IdempotencyStart::Started)
-                } else {
-                    Err(BookingError::InFlight)
-                }
+                Err(BookingError::InFlight)
             }
 
             async fn idempotency_finish(
@@ -2009,21 +2046,12 @@ macro_rules! backend {
                 now: i64,
                 policy: Policy,
             ) -> Result<(Order, String), BookingError> {
-                let found = self
-                    .hold(input.hold_id)
-                    .await?
-                    .filter(|h| h.user_id == input.user_id)
-                    .ok_or(BookingError::HoldNotFound)?;
-                if found.event_id != input.event_id {
-                    return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
-                        "/eventId",
-                        "the hold is for another event",
-                    )));
-                }
+                // The purchase goes to the event its request names; the checks under that
+                // event's lock refuse a hold of another buyer or another event.
                 let Some(batches) = self.batches() else {
                     return self.purchase_alone(input, now, policy).await;
                 };
-                self.queue(batches, found.event_id, |reply| Job::Purchase {
+                self.queue(batches, input.event_id, |reply| Job::Purchase {
                     input: input.clone(),
                     now,
                     policy,
@@ -2343,10 +2371,17 @@ macro_rules! backend {
                 policy: Policy,
             ) -> Result<(Order, String), BookingError> {
                 let _gate = self.gates().enter(input.event_id).await;
-                let (mut tx, mut inv, mut changes, _) =
-                    open_event(self.writer(), input.event_id, now, false)
+                let Some((mut tx, mut inv, mut changes, _)) =
+                    open_event(self.writer(), input.event_id, now, false).await?
+                else {
+                    // No such event: the answer is about the hold.
+                    let hold = fetch_hold(self.reader(), input.hold_id)
                         .await?
-                        .ok_or(BookingError::EventNotFound)?;
+                        .filter(|h| h.user_id == input.user_id)
+                        .ok_or(BookingError::HoldNotFound)?;
+                    return Err(another_event(&hold, input.event_id)
+                        .unwrap_or(BookingError::EventNotFound));
+                };
                 let mut writes = Writes::default();
                 let outcome = purchase_step(
                     &mut tx,
@@ -2437,12 +2472,8 @@ macro_rules! backend {
                 let (mut tx, mut inv, mut changes) =
                     match open_event(self.writer(), event_id, now, false).await {
                         Ok(Some((tx, inv, changes, _))) => (tx, inv, changes),
-                        Ok(None) => {
-                            for job in jobs {
-                                job.refuse(BookingError::EventNotFound);
-                            }
-                            return Vec::new();
-                        }
+                        // Alone, each request gets the answer that fits it.
+                        Ok(None) => return jobs,
                         Err(_) => return jobs,
                     };
                 let mut writes = Writes::default();
@@ -2588,13 +2619,30 @@ macro_rules! backend {
                 Ok(())
             }
 
-            async fn intent_status(&self, intent_id: Uuid) -> Result<String, StoreError> {
-                let row = sql::query("SELECT status FROM payment_intents WHERE id = $1")
-                    .bind(intent_id)
-                    .fetch_one(self.writer())
-                    .await?;
-                let status: String = row.try_get("status")?;
-                Ok(status)
+            /// A payment intent and whether its hold is live at `now`, in one read.
+            async fn intent_and_hold(
+                &self,
+                intent_id: Uuid,
+                now: i64,
+            ) -> Result<Option<(PaymentIntent, bool)>, StoreError> {
+                let row = sql::query(
+                    "SELECT i.id, i.hold_id, i.event_id, i.user_id, i.amount, i.currency, \
+                     i.status, i.secret_hash, h.status AS hold_status, \
+                     h.expires_at AS hold_expires_at \
+                     FROM payment_intents i LEFT JOIN holds h ON h.id = i.hold_id \
+                     WHERE i.id = $1",
+                )
+                .bind(intent_id)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let intent = intent_from(&row)?;
+                let status: Option<String> = row.try_get("hold_status")?;
+                let expires: Option<i64> = row.try_get("hold_expires_at")?;
+                let live = status.as_deref() == Some("active") && expires.is_some_and(|e| e > now);
+                Ok(Some((intent, live)))
             }
         }
 
@@ -2934,6 +2982,16 @@ macro_rules! backend {
             Ok((order, body))
         }
 
+        /// The refusal of a purchase that names another event than its hold's.
+        fn another_event(hold: &Hold, event_id: Uuid) -> Option<BookingError> {
+            (hold.event_id != event_id).then(|| {
+                BookingError::Invalid(evently_core::Problem::invalid_field(
+                    "/eventId",
+                    "the hold is for another event",
+                ))
+            })
+        }
+
         /// The checks of a purchase, inside the inventory transaction, and its writes, added
         /// to `writes`.
         async fn purchase_in(
@@ -2959,7 +3017,11 @@ macro_rules! backend {
                         .transpose()?
                 }
             }
+            .filter(|(h, _)| h.user_id == input.user_id)
             .ok_or(BookingError::HoldNotFound)?;
+            if let Some(refusal) = another_event(&hold, inv.event_id) {
+                return Err(refusal);
+            }
             if overlay.as_deref().is_some_and(|o| o.purchased.contains(&hold.id)) {
                 return Err(BookingError::HoldPurchased);
             }

@@ -72,6 +72,24 @@ async fn send_writes(
     writes: &super::Writes,
     envelopes: &[evently_bus::Envelope],
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
+    send_on(tx, writes, envelopes).await
+}
+
+/// Sends `writes` as one statement outside any transaction: a statement is atomic by itself,
+/// and it saves the `BEGIN` and `COMMIT` round trips.
+async fn write_alone(
+    pool: &PgPool,
+    writes: &super::Writes,
+) -> Result<Vec<u64>, evently_core::db::StoreError> {
+    let mut conn = pool.acquire().await?;
+    send_on(&mut conn, writes, &[]).await
+}
+
+async fn send_on(
+    conn: &mut sqlx::PgConnection,
+    writes: &super::Writes,
+    envelopes: &[evently_bus::Envelope],
+) -> Result<Vec<u64>, evently_core::db::StoreError> {
     use sqlx::Row as _;
     if writes.parts.is_empty() && envelopes.is_empty() {
         return Ok(Vec::new());
@@ -112,7 +130,7 @@ async fn send_writes(
         }
     }
     let query = evently_bus::outbox::bind_envelopes_postgres(query, envelopes)?;
-    let row = query.fetch_one(&mut **tx).await?;
+    let row = query.fetch_one(&mut *conn).await?;
     (0..writes.parts.len())
         .map(|i| {
             let n: i64 = row.try_get(i)?;
@@ -126,5 +144,6 @@ super::backend!(
     sqlx::Postgres,
     PgRow,
     "FOR UPDATE",
-    send_writes
+    send_writes,
+    write_alone
 );

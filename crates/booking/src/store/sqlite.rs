@@ -102,4 +102,22 @@ async fn send_writes(
     Ok(changed)
 }
 
-super::backend!(SqliteBookingStore, sql::Sqlite, OwnedRow, "", send_writes);
+/// Runs `writes` in a transaction of their own.
+async fn write_alone(
+    pool: &Pool,
+    writes: &super::Writes,
+) -> Result<Vec<u64>, evently_core::db::StoreError> {
+    let mut tx = pool.begin().await?;
+    let changed = send_writes(&mut tx, writes, &[]).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+super::backend!(
+    SqliteBookingStore,
+    sql::Sqlite,
+    OwnedRow,
+    "",
+    send_writes,
+    write_alone
+);
