@@ -194,58 +194,88 @@ const APPEND_POSTGRES: &str = concat!(
      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq"
 );
 
-/// The common-table expressions that append `n` envelopes, in order, inside a larger
-/// PostgreSQL statement whose other parts are also data-modifying CTEs: `outbox_lock` takes the
-/// outbox lock before any of the rows draws its `seq`, and `{name}` inserts the rows (its
-/// `RETURNING seq` counts them). The envelopes' columns are parameters `$first`… in the order
-/// [`bind_envelopes_postgres`] binds them. The statement must be the transaction's last, as
-/// with [`append_postgres`].
+/// The common-table expressions that append envelopes, in order, inside a larger PostgreSQL
+/// statement whose other parts are also data-modifying CTEs: `outbox_lock` takes the outbox
+/// lock before any of the rows draws its `seq`, and `{name}` inserts the rows (its
+/// `RETURNING seq` counts them). The envelopes' columns are eight array parameters `$first`…
+/// `$first+7`, bound by [`bind_envelopes_postgres`]; the text is the same for any number of
+/// envelopes, so the server plans it once per connection. The statement must be the
+/// transaction's last, as with [`append_postgres`].
 #[must_use]
-pub fn append_postgres_ctes(name: &str, first: usize, n: usize) -> String {
-    let rows = (0..n)
-        .map(|i| {
-            let p = first + i * 8;
-            format!(
-                "(${p}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+pub fn append_postgres_ctes(name: &str, first: usize) -> String {
+    let p = |i: usize| first + i;
     format!(
         concat!(
             "outbox_lock AS MATERIALIZED (",
             outbox_lock!(),
             "), {name} AS (INSERT INTO outbox (id, event_type, schema_version, \
              aggregate_type, aggregate_id, aggregate_version, occurred_at, payload) \
-             SELECT v.* FROM outbox_lock, (VALUES {rows}) AS v (id, event_type, \
-             schema_version, aggregate_type, aggregate_id, aggregate_version, occurred_at, \
-             payload) RETURNING seq)"
+             SELECT v.id, v.event_type, v.schema_version, v.aggregate_type, v.aggregate_id, \
+             v.aggregate_version, v.occurred_at, v.payload FROM outbox_lock, \
+             unnest(${a}::uuid[], ${b}::text[], ${c}::bigint[], ${d}::text[], ${e}::uuid[], \
+             ${f}::bigint[], ${g}::bigint[], ${h}::text[]) WITH ORDINALITY \
+             AS v (id, event_type, schema_version, aggregate_type, aggregate_id, \
+             aggregate_version, occurred_at, payload, n) ORDER BY v.n RETURNING seq)"
         ),
         name = name,
-        rows = rows
+        a = p(0),
+        b = p(1),
+        c = p(2),
+        d = p(3),
+        e = p(4),
+        f = p(5),
+        g = p(6),
+        h = p(7),
     )
 }
 
-/// Binds the columns of `envelopes` for [`append_postgres_ctes`], after whatever `query`
-/// already binds.
+/// Binds the columns of `envelopes`, one array per column, for [`append_postgres_ctes`],
+/// after whatever `query` already binds.
 ///
 /// # Errors
 /// If a payload cannot be serialised.
 pub fn bind_envelopes_postgres<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    envelopes: &'q [Envelope],
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    envelopes: &[Envelope],
 ) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, sqlx::Error> {
-    for envelope in envelopes {
-        query = bind_envelope!(query, envelope, payload_text(envelope)?);
-    }
-    Ok(query)
+    let payloads = envelopes
+        .iter()
+        .map(payload_text)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(query
+        .bind(envelopes.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| e.event_type.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| i64::from(e.schema_version))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| e.aggregate_type.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(envelopes.iter().map(|e| e.aggregate_id).collect::<Vec<_>>())
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| e.aggregate_version)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            envelopes
+                .iter()
+                .map(Envelope::occurred_at_ms)
+                .collect::<Vec<_>>(),
+        )
+        .bind(payloads))
 }
 
 /// The outbox in a service's SQLite file, on in-process connections

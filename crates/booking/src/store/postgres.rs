@@ -91,52 +91,105 @@ async fn send_on(
     envelopes: &[evently_bus::Envelope],
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
     use sqlx::Row as _;
-    if writes.parts.is_empty() && envelopes.is_empty() {
+    let statements = writes.statements(true);
+    if statements.is_empty() && envelopes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut ctes = Vec::with_capacity(writes.parts.len() + 1);
+    let mut ctes = Vec::with_capacity(statements.len() + 1);
     let mut bound = 0;
-    for (i, write) in writes.parts.iter().enumerate() {
+    for (i, statement) in statements.iter().enumerate() {
         ctes.push(format!(
             "w{i} AS ({} RETURNING 1)",
-            super::shift_placeholders(&write.sql, bound)
+            super::shift_placeholders(statement.sql, bound)
         ));
-        bound += write.args.len();
+        bound += statement.writes[0].args.len();
     }
     if !envelopes.is_empty() {
         ctes.push(evently_bus::outbox::append_postgres_ctes(
             "appended",
             bound + 1,
-            envelopes.len(),
         ));
     }
-    let counts = if writes.parts.is_empty() {
+    let counts = if statements.is_empty() {
         "(SELECT count(*) FROM appended) AS appended".to_owned()
     } else {
-        (0..writes.parts.len())
+        (0..statements.len())
             .map(|i| format!("(SELECT count(*) FROM w{i}) AS c{i}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let statement = format!("WITH {} SELECT {counts}", ctes.join(", "));
-    let mut query = sql::query(sql::AssertSqlSafe(statement));
-    for write in &writes.parts {
-        for arg in &write.args {
-            query = match arg {
-                super::Arg::Uuid(v) => query.bind(*v),
-                super::Arg::Int(v) => query.bind(*v),
-                super::Arg::Text(v) => query.bind(v.as_str()),
-            };
-        }
+    let text = format!("WITH {} SELECT {counts}", ctes.join(", "));
+    let mut query = sql::query(sql::AssertSqlSafe(text));
+    for statement in &statements {
+        query = if statement.many {
+            bind_columns(query, &statement.writes)?
+        } else {
+            statement.writes[0]
+                .args
+                .iter()
+                .fold(query, |query, arg| match arg {
+                    super::Arg::Uuid(v) => query.bind(*v),
+                    super::Arg::Int(v) => query.bind(*v),
+                    super::Arg::Text(v) => query.bind(v.as_str()),
+                })
+        };
     }
     let query = evently_bus::outbox::bind_envelopes_postgres(query, envelopes)?;
     let row = query.fetch_one(&mut *conn).await?;
-    (0..writes.parts.len())
-        .map(|i| {
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, statement)| {
             let n: i64 = row.try_get(i)?;
-            Ok(u64::try_from(n).unwrap_or(0))
+            let n = u64::try_from(n).unwrap_or(0);
+            statement.check(n)?;
+            Ok(n)
         })
         .collect()
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the rows of one kind of row write as one array per column.
+fn bind_columns<'q>(
+    mut query: PgQuery<'q>,
+    rows: &[&super::Write],
+) -> Result<PgQuery<'q>, evently_core::db::StoreError> {
+    let mismatch = || {
+        evently_core::db::StoreError::Other(anyhow::anyhow!(
+            "the rows of one kind of write have different columns"
+        ))
+    };
+    for column in 0..rows[0].args.len() {
+        let values = rows.iter().map(|row| row.args.get(column));
+        query = match rows[0].args[column] {
+            super::Arg::Uuid(_) => query.bind(
+                values
+                    .map(|v| match v {
+                        Some(super::Arg::Uuid(v)) => Ok(*v),
+                        _ => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            super::Arg::Int(_) => query.bind(
+                values
+                    .map(|v| match v {
+                        Some(super::Arg::Int(v)) => Ok(*v),
+                        _ => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            super::Arg::Text(_) => query.bind(
+                values
+                    .map(|v| match v {
+                        Some(super::Arg::Text(v)) => Ok(v.clone()),
+                        _ => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+    }
+    Ok(query)
 }
 
 super::backend!(

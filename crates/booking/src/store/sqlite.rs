@@ -85,7 +85,8 @@ async fn send_writes(
     envelopes: &[evently_bus::Envelope],
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
     let mut changed = Vec::with_capacity(writes.parts.len());
-    for write in &writes.parts {
+    for statement in writes.statements(false) {
+        let write = statement.writes[0];
         let mut query = sql::query(sql::AssertSqlSafe(write.sql.clone()));
         for arg in &write.args {
             query = match arg {
@@ -94,7 +95,9 @@ async fn send_writes(
                 super::Arg::Text(v) => query.bind(v.as_str()),
             };
         }
-        changed.push(query.execute(&mut **tx).await?.rows_affected());
+        let n = query.execute(&mut **tx).await?.rows_affected();
+        statement.check(n)?;
+        changed.push(n);
     }
     for envelope in envelopes {
         append(tx, envelope).await?;
