@@ -155,41 +155,40 @@ fn bind_columns<'q>(
     mut query: PgQuery<'q>,
     rows: &[&super::Write],
 ) -> Result<PgQuery<'q>, evently_core::db::StoreError> {
-    let mismatch = || {
-        evently_core::db::StoreError::Other(anyhow::anyhow!(
-            "the rows of one kind of write have different columns"
-        ))
-    };
+    use super::Arg;
     for column in 0..rows[0].args.len() {
-        let values = rows.iter().map(|row| row.args.get(column));
         query = match rows[0].args[column] {
-            super::Arg::Uuid(_) => query.bind(
-                values
-                    .map(|v| match v {
-                        Some(super::Arg::Uuid(v)) => Ok(*v),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            super::Arg::Int(_) => query.bind(
-                values
-                    .map(|v| match v {
-                        Some(super::Arg::Int(v)) => Ok(*v),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            super::Arg::Text(_) => query.bind(
-                values
-                    .map(|v| match v {
-                        Some(super::Arg::Text(v)) => Ok(v.clone()),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            Arg::Uuid(_) => query.bind(column_of(rows, column, |a| match a {
+                Arg::Uuid(v) => Some(*v),
+                _ => None,
+            })?),
+            Arg::Int(_) => query.bind(column_of(rows, column, |a| match a {
+                Arg::Int(v) => Some(*v),
+                _ => None,
+            })?),
+            Arg::Text(_) => query.bind(column_of(rows, column, |a| match a {
+                Arg::Text(v) => Some(v.clone()),
+                _ => None,
+            })?),
         };
     }
     Ok(query)
+}
+
+/// Column `column` of every row, each value taken by `value` (which refuses another type).
+fn column_of<T>(
+    rows: &[&super::Write],
+    column: usize,
+    value: impl Fn(&super::Arg) -> Option<T>,
+) -> Result<Vec<T>, evently_core::db::StoreError> {
+    rows.iter()
+        .map(|row| row.args.get(column).and_then(&value))
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(|| {
+            evently_core::db::StoreError::Other(anyhow::anyhow!(
+                "the rows of one kind of write have different columns"
+            ))
+        })
 }
 
 super::backend!(
