@@ -64,6 +64,11 @@ pub struct Inventory {
     pub sweep_at: i64,
 }
 
+/// The price of one seat of `section`: its section's price, or the event's base price.
+pub fn seat_price(section_prices: &BTreeMap<String, i64>, base_price: i64, section: &str) -> i64 {
+    section_prices.get(section).copied().unwrap_or(base_price)
+}
+
 impl Inventory {
     /// Seats neither sold nor held.
     pub fn available(&self) -> i64 {
@@ -72,10 +77,7 @@ impl Inventory {
 
     /// The price of one seat of `section`.
     pub fn price_of(&self, section: &str) -> i64 {
-        self.section_prices
-            .get(section)
-            .copied()
-            .unwrap_or(self.base_price)
+        seat_price(&self.section_prices, self.base_price, section)
     }
 
     /// The price tier of `section`: the section's name when it has its own price, else `base`.

@@ -616,7 +616,7 @@ pub(crate) static KEY_COMPLETED: RowOp = RowOp {
 /// must change when that is known.
 #[derive(Debug)]
 pub(crate) struct Write {
-    pub(crate) sql: String,
+    pub(crate) sql: std::borrow::Cow<'static, str>,
     pub(crate) args: Vec<Arg>,
     pub(crate) expect: Option<u64>,
     /// The kind of row write it is, if it is one.
@@ -657,7 +657,12 @@ impl Statement<'_> {
 }
 
 impl Writes {
-    pub(crate) fn push(&mut self, sql: impl Into<String>, args: Vec<Arg>, expect: Option<u64>) {
+    pub(crate) fn push(
+        &mut self,
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        args: Vec<Arg>,
+        expect: Option<u64>,
+    ) {
         self.parts.push(Write {
             sql: sql.into(),
             args,
@@ -669,7 +674,7 @@ impl Writes {
     /// Adds a row write of kind `op`, its columns `args`.
     pub(crate) fn push_row(&mut self, op: &'static RowOp, args: Vec<Arg>, expect: Option<u64>) {
         self.parts.push(Write {
-            sql: op.one.to_owned(),
+            sql: op.one.into(),
             args,
             expect,
             op: Some(op),
@@ -749,7 +754,7 @@ macro_rules! backend {
         use $crate::domain::{
             Audit, AvailabilityView, GA_SECTION, Hold, HoldKind, Inventory, Order, PaymentIntent,
             Policy, SeatView, Selection, Ticket, WaitlistEntry, ga_seat_id,
-            random_token, seat_state, section_of, sha256_hex, constant_time_eq,
+            random_token, seat_price, seat_state, section_of, sha256_hex, constant_time_eq,
         };
         use $crate::error::BookingError;
         use $crate::store::{
@@ -1932,9 +1937,8 @@ macro_rules! backend {
                     .map_err(|e| corrupt("section_prices", e))?;
                 let mut amount: i64 = 0;
                 for seat in &hold.seat_ids {
-                    let price = prices.get(section_of(seat)).copied().unwrap_or(base_price);
                     amount = amount
-                        .checked_add(price)
+                        .checked_add(seat_price(&prices, base_price, section_of(seat)))
                         .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
                 }
                 const LIVE: &str = "EXISTS (SELECT 1 FROM holds WHERE id = $1 \
@@ -2853,29 +2857,19 @@ macro_rules! backend {
                 }
             }
             if !buyers.is_empty() {
-                let list = placeholders(1, buyers.len());
-                let sql = format!(
-                    "SELECT user_id, event_id FROM holds WHERE user_id IN ({list}) \
-                     AND status = 'active'"
-                );
-                let mut query = sql::query(sql::AssertSqlSafe(sql));
-                for buyer in &buyers {
-                    query = query.bind(*buyer);
-                }
-                for row in &query.fetch_all(&mut **tx).await? {
+                let live = of_buyers(tx, "SELECT user_id, event_id FROM holds", "active", &buyers);
+                for row in &live.await? {
                     if row.try_get::<Uuid, _>("event_id")? == inv.event_id {
                         overlay.live.insert(row.try_get("user_id")?);
                     }
                 }
-                let sql = format!(
-                    "SELECT user_id, event_id, quantity FROM orders WHERE user_id IN ({list}) \
-                     AND status = 'confirmed'"
+                let owned = of_buyers(
+                    tx,
+                    "SELECT user_id, event_id, quantity FROM orders",
+                    "confirmed",
+                    &buyers,
                 );
-                let mut query = sql::query(sql::AssertSqlSafe(sql));
-                for buyer in &buyers {
-                    query = query.bind(*buyer);
-                }
-                for row in &query.fetch_all(&mut **tx).await? {
+                for row in &owned.await? {
                     if row.try_get::<Uuid, _>("event_id")? == inv.event_id {
                         let quantity: i64 = row.try_get("quantity")?;
                         *overlay.owned.entry(row.try_get("user_id")?).or_default() += quantity;
@@ -2920,6 +2914,25 @@ macro_rules! backend {
                 }
             }
             Ok(())
+        }
+
+        /// The rows of `select` (a table of buyers' rows with a `status`) of the `buyers` whose
+        /// status is `status`.
+        async fn of_buyers(
+            tx: &mut Tx<'_>,
+            select: &str,
+            status: &str,
+            buyers: &std::collections::BTreeSet<Uuid>,
+        ) -> Result<Vec<$row>, StoreError> {
+            let sql = format!(
+                "{select} WHERE status = $1 AND user_id IN ({})",
+                placeholders(2, buyers.len())
+            );
+            let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(status);
+            for buyer in buyers {
+                query = query.bind(*buyer);
+            }
+            query.fetch_all(&mut **tx).await.map_err(StoreError::from)
         }
 
         /// The checks and writes of a hold, inside the inventory transaction (the writes

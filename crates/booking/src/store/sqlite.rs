@@ -87,7 +87,7 @@ async fn send_writes(
     let mut changed = Vec::with_capacity(writes.parts.len());
     for statement in writes.statements(false) {
         let write = statement.writes[0];
-        let mut query = sql::query(sql::AssertSqlSafe(write.sql.clone()));
+        let mut query = sql::query(sql::AssertSqlSafe(write.sql.to_string()));
         for arg in &write.args {
             query = match arg {
                 super::Arg::Uuid(v) => query.bind(*v),
