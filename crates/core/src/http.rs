@@ -321,6 +321,9 @@ where
 const CSP_JSON: &str = "default-src 'none'; frame-ancestors 'none'";
 const CSP_HTML: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
+static CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
+    HeaderName::from_static("cross-origin-resource-policy");
+
 fn security_headers(response: &mut Response) {
     let is_html = response
         .headers()
@@ -342,7 +345,7 @@ fn security_headers(response: &mut Response) {
         HeaderValue::from_static(if is_html { CSP_HTML } else { CSP_JSON }),
     );
     headers.insert(
-        HeaderName::from_static("cross-origin-resource-policy"),
+        &CROSS_ORIGIN_RESOURCE_POLICY,
         HeaderValue::from_static("same-origin"),
     );
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -550,6 +553,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_addresses_are_written_as_displayed() {
+        for addr in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "9.99.100.199",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let addr = ClientAddr(Some(addr.parse().unwrap()));
+            let mut text = String::from("x ");
+            addr.push_to(&mut text);
+            assert_eq!(text, format!("x {addr}"));
+        }
+        let mut text = String::new();
+        ClientAddr(None).push_to(&mut text);
+        assert_eq!(text, "unknown");
+    }
+
+    #[test]
     fn request_ids_are_validated() {
         assert!(valid_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
         assert!(!valid_request_id(&HeaderValue::from_static("a b")));
@@ -576,9 +600,48 @@ mod tests {
 pub struct TrustForwardedFor(pub bool);
 
 /// The client's address: the peer address, or — when `server.trust_forwarded_for` is on — the
-/// left-most `X-Forwarded-For` entry set by the trusted proxy in front of this service.
-#[derive(Debug, Clone)]
-pub struct ClientAddr(pub String);
+/// left-most `X-Forwarded-For` entry set by the trusted proxy in front of this service. `None`
+/// when neither is known. It displays as the address (`unknown` for `None`), formatted only
+/// where a text is needed: most requests never need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+impl ClientAddr {
+    /// Appends the address as [`Display`](std::fmt::Display) shows it. An IPv4 address (the
+    /// common case, and one a proxy writes into every forwarded request) is written digit by
+    /// digit, without the formatting machinery.
+    pub fn push_to(self, text: &mut String) {
+        match self.0 {
+            Some(std::net::IpAddr::V4(ip)) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push('.');
+                    }
+                    if octet >= 100 {
+                        text.push(char::from(b'0' + octet / 100));
+                    }
+                    if octet >= 10 {
+                        text.push(char::from(b'0' + octet / 10 % 10));
+                    }
+                    text.push(char::from(b'0' + octet % 10));
+                }
+            }
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(text, "{self}");
+            }
+        }
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -603,18 +666,17 @@ fn client_addr(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     trust_forwarded_for: bool,
-) -> String {
+) -> Option<std::net::IpAddr> {
     if trust_forwarded_for
         && let Some(forwarded) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
     {
-        return forwarded.to_owned();
+        return Some(forwarded);
     }
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
 }

@@ -107,6 +107,11 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the few headers present is cheaper than
+    // a lookup for each name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -131,7 +136,7 @@ pub struct ProxyContext<'a> {
     /// Where to.
     pub upstream: &'a Upstream,
     /// The client's address (for `X-Forwarded-For`).
-    pub client_addr: &'a str,
+    pub client_addr: evently_core::http::ClientAddr,
     /// Upstream timeout for this route.
     pub timeout: Duration,
     /// Largest request body.
@@ -172,14 +177,17 @@ fn forwarded_request(
     strip_hop_by_hop(&mut headers);
     headers.remove(evently_core::identity::INTERNAL_TOKEN_HEADER);
     let host = headers.remove(header::HOST);
-    let forwarded_for = match parts
+    let mut forwarded_for = String::with_capacity(64);
+    if let Some(prior) = parts
         .headers
         .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.client_addr)),
-        None => HeaderValue::from_str(ctx.client_addr),
-    };
+        forwarded_for.push_str(prior);
+        forwarded_for.push_str(", ");
+    }
+    ctx.client_addr.push_to(&mut forwarded_for);
+    let forwarded_for = HeaderValue::from_str(&forwarded_for);
     if let Ok(v) = forwarded_for {
         headers.insert(&X_FORWARDED_FOR, v);
     }

@@ -238,7 +238,7 @@ pub async fn signup(
     ))]
 pub async fn login(
     State(state): State<AuthState>,
-    ClientAddr(client): ClientAddr,
+    client: ClientAddr,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, AuthError> {
     // Longer than any accepted password: it cannot match, so spend no hashing on it.
@@ -247,7 +247,7 @@ pub async fn login(
     }
     let session = state
         .service
-        .login(&body.email, &body.password, &client)
+        .login(&body.email, &body.password, &client.to_string())
         .await?;
     let cookies = session_cookies(&state, &session);
     let response = axum::Json(LoginResponse {
