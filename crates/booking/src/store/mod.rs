@@ -511,6 +511,19 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// `WITH wanted (seat_id) AS (VALUES ($start), …)`: the seats a statement looks up, as a
+/// table of `n` rows to join `seats` with on both columns of its key. An `IN` list would let
+/// PostgreSQL, before it has statistics (a new event's seats are all one event), scan every
+/// seat of the event by `event_id` and filter the list out of them; a join from the list
+/// looks each seat up by the whole key.
+pub(crate) fn wanted_seats(start: usize, n: usize) -> String {
+    let rows = (start..start + n)
+        .map(|i| format!("(${i})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("WITH wanted (seat_id) AS (VALUES {rows})")
+}
+
 pub(crate) fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -759,7 +772,7 @@ macro_rules! backend {
         use $crate::error::BookingError;
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-            PurchaseInput, corrupt, count, json, placeholders, seat_list, Arg, Writes, Job,
+            PurchaseInput, corrupt, count, json, placeholders, seat_list, wanted_seats, Arg, Writes, Job,
             Overlay, is_refusal, SEAT_HELD, HOLD_INSERTED, SEATS_SOLD, ORDER_INSERTED,
             TICKET_INSERTED, HOLD_PURCHASED, KEY_COMPLETED,
         };
@@ -2699,10 +2712,11 @@ macro_rules! backend {
                 match &new.selection {
                     Selection::Seats(wanted) => {
                         let sql = format!(
-                            "SELECT s.seat_id, CAST(s.state AS BIGINT) AS state, h.user_id, \
-                             h.expires_at FROM seats s LEFT JOIN holds h ON h.id = s.hold_id \
-                             WHERE s.event_id = $1 AND s.seat_id IN ({})",
-                            placeholders(2, wanted.len())
+                            "{} SELECT s.seat_id, CAST(s.state AS BIGINT) AS state, \
+                             h.user_id, h.expires_at FROM wanted \
+                             JOIN seats s ON s.event_id = $1 AND s.seat_id = wanted.seat_id \
+                             LEFT JOIN holds h ON h.id = s.hold_id",
+                            wanted_seats(2, wanted.len())
                         );
                         let mut query =
                             sql::query(sql::AssertSqlSafe(sql)).bind(new.event_id);
@@ -2804,9 +2818,9 @@ macro_rules! backend {
             wanted: &[String],
         ) -> Result<BTreeMap<String, i64>, StoreError> {
             let sql = format!(
-                "SELECT seat_id, CAST(state AS BIGINT) AS state FROM seats WHERE event_id = $1 \
-                 AND seat_id IN ({})",
-                placeholders(2, wanted.len())
+                "{} SELECT s.seat_id, CAST(s.state AS BIGINT) AS state FROM wanted \
+                 JOIN seats s ON s.event_id = $1 AND s.seat_id = wanted.seat_id",
+                wanted_seats(2, wanted.len())
             );
             let mut query = sql::query(sql::AssertSqlSafe(sql)).bind(event_id);
             for seat in wanted {
