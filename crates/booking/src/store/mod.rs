@@ -772,9 +772,9 @@ macro_rules! backend {
         use $crate::error::BookingError;
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-            PurchaseInput, corrupt, count, json, placeholders, seat_list, wanted_seats, Arg, Writes, Job,
-            Overlay, is_refusal, SEAT_HELD, HOLD_INSERTED, SEATS_SOLD, ORDER_INSERTED,
-            TICKET_INSERTED, HOLD_PURCHASED, KEY_COMPLETED,
+            PurchaseInput, corrupt, count, json, placeholders, seat_list, wanted_seats, Arg,
+            Writes, Job, Overlay, is_refusal, SEAT_HELD, HOLD_INSERTED, SEATS_SOLD,
+            ORDER_INSERTED, TICKET_INSERTED, HOLD_PURCHASED, KEY_COMPLETED,
         };
 
         type Tx<'a> = sql::Transaction<'a, $db>;
