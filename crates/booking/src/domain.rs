@@ -203,8 +203,14 @@ pub struct Hold {
 impl Hold {
     /// Live at `now`: active and not yet expired.
     pub fn is_live(&self, now: i64) -> bool {
-        self.status == "active" && self.expires_at > now
+        hold_is_live(&self.status, self.expires_at, now)
     }
+}
+
+/// Whether a hold of `status` expiring at `expires_at` is live at `now` (read without the rest
+/// of the hold).
+pub fn hold_is_live(status: &str, expires_at: i64, now: i64) -> bool {
+    status == "active" && expires_at > now
 }
 
 /// A simulated payment intent as stored.

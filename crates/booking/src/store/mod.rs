@@ -766,7 +766,7 @@ macro_rules! backend {
 
         use $crate::domain::{
             Audit, AvailabilityView, GA_SECTION, Hold, HoldKind, Inventory, Order, PaymentIntent,
-            Policy, SeatView, Selection, Ticket, WaitlistEntry, ga_seat_id,
+            Policy, SeatView, Selection, Ticket, WaitlistEntry, ga_seat_id, hold_is_live,
             random_token, seat_price, seat_state, section_of, sha256_hex, constant_time_eq,
         };
         use $crate::error::BookingError;
@@ -2796,7 +2796,9 @@ macro_rules! backend {
                 let intent = intent_from(&row)?;
                 let status: Option<String> = row.try_get("hold_status")?;
                 let expires: Option<i64> = row.try_get("hold_expires_at")?;
-                let live = status.as_deref() == Some("active") && expires.is_some_and(|e| e > now);
+                let live = status
+                    .zip(expires)
+                    .is_some_and(|(status, expires)| hold_is_live(&status, expires, now));
                 Ok(Some((intent, live)))
             }
         }
