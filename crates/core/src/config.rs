@@ -76,6 +76,13 @@ pub struct ServerConfig {
     pub trust_forwarded_for: bool,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     pub shutdown_grace_seconds: u64,
+    /// Largest request head (request line and headers) in bytes: 431 and the connection closed
+    /// beyond it.
+    pub max_header_bytes: usize,
+    /// Seconds a client gets to send a whole request head, counted from when the server starts
+    /// waiting for it (also between requests on a kept-alive connection); the connection is
+    /// closed after it. The defence against clients that trickle their headers (slowloris).
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +94,8 @@ impl Default for ServerConfig {
             request_timeout_seconds: 30,
             trust_forwarded_for: false,
             shutdown_grace_seconds: 30,
+            max_header_bytes: 32 * 1024,
+            header_read_timeout_seconds: 30,
         }
     }
 }
@@ -411,6 +420,12 @@ impl Config {
         }
         if self.server.body_limit_bytes < 1024 {
             bail!("server.body_limit_bytes must be at least 1024");
+        }
+        if !(1024..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            bail!("server.max_header_bytes must be between 1024 and 1048576");
+        }
+        if self.server.header_read_timeout_seconds == 0 {
+            bail!("server.header_read_timeout_seconds must be at least 1");
         }
         if self.server.request_timeout_seconds == 0 {
             bail!("server.request_timeout_seconds must be at least 1");

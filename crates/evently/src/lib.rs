@@ -10,6 +10,8 @@
 
 use anyhow::Context;
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
 use evently_auth::Auth;
 use evently_booking::Booking;
 use evently_bus::Bus;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::{Service, ServiceExt};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -301,6 +304,10 @@ pub fn selected(services: &[ServiceName]) -> Vec<ServiceName> {
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets in-flight requests
 /// finish for up to `server.shutdown_grace_seconds`.
 ///
+/// HTTP/1.1 with the limits of `[server]`: request heads larger than `max_header_bytes` get
+/// 431 and a head that takes longer than `header_read_timeout_seconds` to arrive closes the
+/// connection, so a client cannot hold a connection open by trickling its headers.
+///
 /// # Errors
 /// When the server fails.
 pub async fn serve(
@@ -316,19 +323,61 @@ pub async fn serve(
     let stop_background = CancellationToken::new();
     app.start(&background, &stop_background);
     background.close();
-    let make_service = app
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(
+            config.server.header_read_timeout_seconds,
+        ))
+        .max_header_size(config.server.max_header_bytes);
+    let mut make_service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
-    let signal = shutdown.clone();
-    let server = axum::serve(listener, make_service)
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => result.context("serving HTTP")?,
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for connections to finish
+                    // rather than spin.
+                    tracing::error!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(service) = make_service.call(remote).await;
+        let service = hyper_util::service::TowerToHyperService::new(
+            service.map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new)),
+        );
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stop.cancelled() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; dropping remaining connections");
     }
     stop_background.cancel();
     if tokio::time::timeout(grace, background.wait())
@@ -338,6 +387,16 @@ pub async fn serve(
         tracing::warn!("background tasks did not stop within the grace period");
     }
     Ok(())
+}
+
+/// Errors of one incoming connection, not of the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Runs `evently serve`: builds, binds `server.listen`, prints the address, and serves until

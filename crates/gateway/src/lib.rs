@@ -59,6 +59,15 @@ pub struct GatewayApi;
     ))]
 pub async fn health_doc() {}
 
+/// How long a pooled upstream connection may stay idle: two thirds of the header read timeout,
+/// after which a service of the same configuration closes an idle connection itself. Closing
+/// first means a request is never written to a connection the service is closing, which would
+/// fail it with 502 (and a non-idempotent one cannot be retried).
+fn upstream_idle(server: &evently_core::config::ServerConfig) -> Duration {
+    Duration::from_millis(server.header_read_timeout_seconds * 2000 / 3)
+        .max(Duration::from_millis(500))
+}
+
 /// The refresh-token cookie set by auth (also a cookie credential for the CSRF check).
 const REFRESH_COOKIE: &str = "refresh_token";
 
@@ -128,7 +137,7 @@ impl Gateway {
             config: config.gateway.clone(),
             upstreams,
             local,
-            client: proxy::client(),
+            client: proxy::client(upstream_idle(&config.server)),
             allowed_origins: config.gateway.cors_allowed_origins.clone(),
             body_limit: config.server.body_limit_bytes,
         }))

@@ -24,13 +24,14 @@ use crate::breaker::Breaker;
 /// The pooled client.
 pub type HttpClient = Client<HttpConnector, Body>;
 
-/// A client with connection pooling and keep-alive.
-pub fn client() -> HttpClient {
+/// A client with connection pooling and keep-alive; pooled connections idle for longer than
+/// `idle` are closed.
+pub fn client(idle: Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(idle)
         .pool_max_idle_per_host(256)
         .build(connector)
 }

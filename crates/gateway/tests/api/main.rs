@@ -5,3 +5,4 @@
 mod edge;
 mod limiter;
 mod proxy;
+mod wire;

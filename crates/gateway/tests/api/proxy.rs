@@ -5,7 +5,7 @@ use evently_testkit::{
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
 
-async fn auth_and_gateway(
+pub(crate) async fn auth_and_gateway(
     tweak: impl Fn(&mut evently_core::config::Config) + Copy,
 ) -> (TestApp, TestApp) {
     let auth = spawn_services(&[ServiceName::Auth], |c| {
