@@ -320,6 +320,32 @@ async fn sign_in_routes_have_a_stricter_budget_per_client_address() {
 }
 
 #[tokio::test]
+async fn a_client_cannot_escape_its_budget_by_claiming_other_addresses() {
+    let app = spawn_app_with(|c| {
+        c.gateway.rate_limits.auth = RateLimitQuota::new(60, 2);
+    })
+    .await;
+
+    // The edge does not trust X-Forwarded-For from clients (server.trust_forwarded_for is off),
+    // so every claimed address is the same peer.
+    let mut statuses = Vec::new();
+    for claimed in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        let response = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", claimed)
+            .header("x-real-ip", claimed)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever pass"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+
+    assert_eq!(statuses, vec![401, 401, 429]);
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_413() {
     let app = spawn_app().await;
     let huge = json!({"email": "a@b.io", "password": "x".repeat(200_000), "name": "n"});
