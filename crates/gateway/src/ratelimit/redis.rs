@@ -2,12 +2,19 @@
 //! every gateway process sharing the Redis shares one budget per key. The script reads Redis's
 //! own clock (`TIME`), so gateway clocks need not agree. Each key expires once its bucket is
 //! full again, so Redis memory is bounded by recently active clients.
+//!
+//! A request never waits for a connection attempt, except for the very first one of the
+//! process (bounded by the call timeout), so that the first requests share the budget too.
+//! Connection attempts run in the background, at most one at a time and one a second. After a
+//! failure (refused, timed out, wedged) Redis is left alone for a second and the caller's
+//! fallback decides; so a Redis that accepts connections and never answers costs one request
+//! a second the call timeout, and the rest nothing.
 
 use async_trait::async_trait;
 use evently_core::config::RateLimits;
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Decision, Group, LimiterError, RateLimiter};
@@ -30,15 +37,88 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.max(1, math.
 return {1, math.floor((now + tolerance - new_tat) / emission), 0, new_tat - now}
 ";
 
+/// How long Redis is left alone after it failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// GCRA limits kept in Redis.
 pub struct RedisLimiter {
-    client: redis::Client,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
-    last_attempt: Mutex<Option<Instant>>,
+    link: Arc<Link>,
     script: redis::Script,
     limits: RateLimits,
     timeout: Duration,
     prefix: String,
+}
+
+/// The connection to Redis and what is known of it.
+struct Link {
+    client: redis::Client,
+    state: Mutex<LinkState>,
+    /// Bumped when a connection attempt ends, for the requests waiting on the first one.
+    attempts: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// Once made, kept: the manager reconnects by itself after a broken connection.
+    connection: Option<ConnectionManager>,
+    connecting: bool,
+    /// When Redis last failed (a connection attempt or a call).
+    failed_at: Option<Instant>,
+}
+
+impl LinkState {
+    fn failed_recently(&self) -> bool {
+        self.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    }
+}
+
+impl Link {
+    fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a connection attempt in the background unless one is running or Redis failed
+    /// recently.
+    fn connect(self: &Arc<Self>, state: &mut LinkState) {
+        if state.connecting || state.failed_recently() {
+            return;
+        }
+        state.connecting = true;
+        let link = self.clone();
+        tokio::spawn(async move {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_number_of_retries(0);
+            let made = tokio::time::timeout(
+                Duration::from_secs(1),
+                ConnectionManager::new_with_config(link.client.clone(), config),
+            )
+            .await;
+            {
+                let mut state = link.state();
+                state.connecting = false;
+                match made {
+                    Ok(Ok(connection)) => {
+                        state.connection = Some(connection);
+                        state.failed_at = None;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "connecting to Redis failed");
+                        state.failed_at = Some(Instant::now());
+                    }
+                    Err(_elapsed) => {
+                        tracing::debug!("connecting to Redis timed out");
+                        state.failed_at = Some(Instant::now());
+                    }
+                }
+            }
+            link.attempts.send_modify(|n| *n += 1);
+        });
+    }
+
+    fn failed(&self) {
+        self.state().failed_at = Some(Instant::now());
+    }
 }
 
 impl RedisLimiter {
@@ -56,9 +136,11 @@ impl RedisLimiter {
         let client = redis::Client::open(url.expose_secret())
             .map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
         Ok(Self {
-            client,
-            connection: tokio::sync::Mutex::new(None),
-            last_attempt: Mutex::new(None),
+            link: Arc::new(Link {
+                client,
+                state: Mutex::new(LinkState::default()),
+                attempts: tokio::sync::watch::Sender::new(0),
+            }),
             script: redis::Script::new(GCRA),
             limits: limits.clone(),
             timeout,
@@ -66,33 +148,29 @@ impl RedisLimiter {
         })
     }
 
+    /// The connection to use now, or why Redis is skipped.
     async fn connection(&self) -> Result<ConnectionManager, LimiterError> {
-        let mut guard = self.connection.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            return Ok(conn.clone());
-        }
-        {
-            // At most one connection attempt per second while Redis is down, so that a dead
-            // Redis costs requests nothing but the fallback.
-            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return Err(LimiterError("Redis is unreachable".into()));
+        let mut attempts = {
+            let mut state = self.link.state();
+            if state.failed_recently() {
+                return Err(LimiterError("Redis failed less than a second ago".into()));
             }
-            *last = Some(Instant::now());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(0);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(1),
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| LimiterError("connecting to Redis timed out".into()))?
-        .map_err(|e| LimiterError(e.to_string()))?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+            if let Some(connection) = &state.connection {
+                return Ok(connection.clone());
+            }
+            self.link.connect(&mut state);
+            if state.failed_at.is_some() {
+                return Err(LimiterError("Redis is not connected".into()));
+            }
+            // The process's first attempt: wait for it, as long as a call may take.
+            self.link.attempts.subscribe()
+        };
+        let _ = tokio::time::timeout(self.timeout, attempts.changed()).await;
+        self.link
+            .state()
+            .connection
+            .clone()
+            .ok_or_else(|| LimiterError("Redis is not connected".into()))
     }
 }
 
@@ -107,10 +185,18 @@ impl RateLimiter for RedisLimiter {
         let mut invocation = self.script.key(redis_key);
         invocation.arg(emission_us).arg(burst);
         let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
-        let (allowed, remaining, retry_us, reset_us) = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| LimiterError("Redis did not answer in time".into()))?
-            .map_err(|e| LimiterError(e.to_string()))?;
+        let answer = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                self.link.failed();
+                return Err(LimiterError(e.to_string()));
+            }
+            Err(_elapsed) => {
+                self.link.failed();
+                return Err(LimiterError("Redis did not answer in time".into()));
+            }
+        };
+        let (allowed, remaining, retry_us, reset_us) = answer;
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         Ok(Decision {
             allowed: allowed == 1,

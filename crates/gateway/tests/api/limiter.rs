@@ -78,7 +78,8 @@ async fn unreachable_redis_falls_back_to_the_in_process_limiter() {
         }
     }
 
-    assert_eq!(allowed, 3, "the fallback enforces the same quota");
+    // The fallback enforces the same quota: a burst of 3, one more a second.
+    assert!((3..=4).contains(&allowed), "{allowed}");
     assert!(!limiter.healthy());
 }
 
@@ -127,4 +128,58 @@ async fn gateway_with_dead_redis_answers_and_reports_the_fallback() {
     assert_eq!(health["rateLimiter"]["backend"], "redis");
     assert_eq!(health["rateLimiter"]["status"], "fallback");
     assert!(metrics.contains("evently_gateway_ratelimit_backend_errors_total"));
+}
+
+/// A "Redis" that accepts connections and never answers: the slow or wedged Redis of TESTPLAN
+/// F-02, as opposed to one that refuses connections.
+fn black_hole() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    format!("redis://{addr}")
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_each_request_at_most_its_timeout() {
+    let timeout = Duration::from_millis(50);
+    let wedged = RedisLimiter::new(
+        &SecretString::from(black_hole()),
+        &conformance::limits(),
+        timeout,
+        "evently-test-wedged",
+    )
+    .unwrap();
+    let limiter = Fallback::new(wedged, Arc::new(MemoryLimiter::new(&conformance::limits())));
+
+    // Sequential requests over 1.5 s, so that reconnection attempts fall among them.
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut allowed = 0;
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let one = std::time::Instant::now();
+        let decision = limiter.check(Group::Default, "ip:2").await.unwrap();
+        slowest = slowest.max(one.elapsed());
+        checks += 1;
+        if decision.allowed {
+            allowed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert!(
+        slowest < timeout * 4,
+        "no request waits for a connection attempt: slowest {slowest:?} over {checks} checks"
+    );
+    // The fallback enforces the same quota: a burst of 3, one more a second.
+    assert!((3..=4).contains(&allowed), "{allowed}");
+    assert!(!limiter.healthy());
 }
