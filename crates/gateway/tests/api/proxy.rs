@@ -205,3 +205,99 @@ async fn two_gateways_sharing_redis_enforce_one_budget() {
     assert_eq!(health["rateLimiter"]["backend"], "redis");
     assert_eq!(health["rateLimiter"]["status"], "up");
 }
+
+/// An events service stand-in that answers `GET /api/events` at once, or never while `slow`
+/// is set, and counts the requests it receives.
+async fn switchable_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let slow = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (slow.clone(), calls.clone());
+    let router = axum::Router::new().route(
+        "/api/events",
+        axum::routing::get(move || {
+            let (slow, calls) = (s.clone(), c.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if slow.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                axum::Json(json!({"items": []}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, slow, calls)
+}
+
+#[tokio::test]
+async fn a_slow_upstream_times_out_then_the_breaker_stops_calling_it_until_a_probe_succeeds() {
+    use std::sync::atomic::Ordering;
+    let (base, slow, calls) = switchable_upstream().await;
+    let gw = spawn_services(&[ServiceName::Gateway], |c| {
+        c.gateway.services.insert("events".into(), base);
+        c.gateway.upstream_timeout_seconds = 1;
+        c.gateway.breaker.consecutive_failures = 2;
+        c.gateway.breaker.open_seconds = 1;
+    })
+    .await;
+    let get = async || {
+        let started = Instant::now();
+        let response = gw.client.get(gw.url("/api/events")).send().await.unwrap();
+        (response, started.elapsed())
+    };
+
+    // Two timeouts: 504 each, after the route's timeout.
+    let (first, first_took) = get().await;
+    let (second, _) = get().await;
+    // Open: answered at once, and the upstream is not called.
+    let (open, open_took) = get().await;
+    let calls_while_open = calls.load(Ordering::SeqCst);
+    // After open_seconds one probe goes through; still slow, so it fails and reopens.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (probe, _) = get().await;
+    let (reopened, _) = get().await;
+    let calls_after_failed_probe = calls.load(Ordering::SeqCst);
+    // The upstream recovers: the next probe succeeds and closes the breaker.
+    slow.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (recovered, _) = get().await;
+    let (after, _) = get().await;
+    let metrics = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(first_took >= Duration::from_millis(900), "{first_took:?}");
+    assert_problem(first, 504).await;
+    assert_problem(second, 504).await;
+    assert!(open.headers().contains_key("retry-after"));
+    assert_problem(open, 503).await;
+    assert!(open_took < Duration::from_millis(500), "{open_took:?}");
+    assert_eq!(
+        calls_while_open, 2,
+        "an open breaker does not call the upstream"
+    );
+    assert_problem(probe, 504).await;
+    assert_problem(reopened, 503).await;
+    assert_eq!(calls_after_failed_probe, 3, "one probe while half-open");
+    assert_eq!(recovered.status(), 200);
+    assert_eq!(after.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert!(
+        metrics.contains(r#"outcome="timeout""#) && metrics.contains(r#"outcome="breaker_open""#),
+        "{metrics}"
+    );
+}
