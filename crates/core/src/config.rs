@@ -482,6 +482,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.example.toml");
+        assert!(example.exists(), "{}", example.display());
+        let stated: Config = Figment::new()
+            .merge(Toml::file(&example))
+            .extract()
+            .unwrap();
+        stated.validate().unwrap();
+        // Every key the example sets is set to its default (the others are commented out).
+        assert_eq!(format!("{stated:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn toml_file_with_unknown_key_is_refused() {
         let dir = std::env::temp_dir().join(format!("evently-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
