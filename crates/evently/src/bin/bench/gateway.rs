@@ -4,14 +4,14 @@
 //! in front of the same service (when nginx is installed), and (d) the default deployment's
 //! shape: one `serve --services gateway,auth` process, the gateway's edge (JWT check, rate
 //! limiting) in front of auth mounted in process. Each is measured `runs` times; medians are
-//! printed, with the ratios b/a (latency), b/c (throughput), c/a (what the nginx hop adds), d/a
-//! and d/c.
+//! printed with the CPU time per request (a proxy's split into user space and kernel), then
+//! the ratios b/a (latency), b/c (throughput), c/a (what the nginx hop adds), d/a and d/c.
 
 use anyhow::{Context, bail};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::server::{Server, cpu_seconds, percentile, start_services};
+use crate::server::{Server, cpu_seconds, cpu_split, percentile, start_services};
 
 struct Figures {
     rps: f64,
@@ -118,18 +118,21 @@ fn start_nginx(upstream: &str, port: u16) -> anyhow::Result<Option<Nginx>> {
     Ok(Some(Nginx { child, dir }))
 }
 
-/// CPU seconds of `pid` and its children's threads; for nginx, the master and its workers.
-fn proxy_cpu_seconds(pid: u32) -> f64 {
-    let mut total = cpu_seconds(pid);
+/// CPU seconds (user, kernel) of `pid` and its children; for nginx, the master and its
+/// workers.
+fn proxy_cpu(pid: u32) -> (f64, f64) {
+    let (mut user, mut system) = cpu_split(pid);
     if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
         for child in children
             .split_whitespace()
             .filter_map(|c| c.parse::<u32>().ok())
         {
-            total += cpu_seconds(child);
+            let (u, s) = cpu_split(child);
+            user += u;
+            system += s;
         }
     }
-    total
+    (user, system)
 }
 
 fn which(binary: &str) -> anyhow::Result<std::path::PathBuf> {
@@ -259,14 +262,17 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
         let mut rps = Vec::new();
         let mut p50 = Vec::new();
         let mut p99 = Vec::new();
-        let (mut service_cpu, mut proxy_cpu, mut requests) = (0.0, 0.0, 0.0);
+        let (mut service_cpu, mut requests) = (0.0, 0.0);
+        let (mut proxy_user, mut proxy_kernel) = (0.0, 0.0);
         // Each target keeps its own warm connection pools, so its runs go back to back.
         for _ in 0..runs {
             let s0 = cpu_seconds(*service_pid);
-            let p0 = proxy_pid.map_or(0.0, proxy_cpu_seconds);
+            let p0 = proxy_pid.map_or((0.0, 0.0), proxy_cpu);
             let f = wrk(url, token, seconds, connections)?;
             service_cpu += cpu_seconds(*service_pid) - s0;
-            proxy_cpu += proxy_pid.map_or(0.0, proxy_cpu_seconds) - p0;
+            let p1 = proxy_pid.map_or((0.0, 0.0), proxy_cpu);
+            proxy_user += p1.0 - p0.0;
+            proxy_kernel += p1.1 - p0.1;
             requests += f.rps * seconds as f64;
             rps.push(f.rps);
             p50.push(f.p50_ms);
@@ -282,9 +288,11 @@ pub async fn run(seconds: u64, runs: usize, connections: u32) -> anyhow::Result<
         };
         // For (d) the "service" is the one process that runs both the gateway and auth.
         println!(
-            "({letter}) {name:<7} {r:>10.0} req/s   p50 {a:>7.3} ms   p99 {b:>7.3} ms   CPU/request: service {:>5.0} us, proxy {:>5.0} us",
+            "({letter}) {name:<7} {r:>10.0} req/s   p50 {a:>7.3} ms   p99 {b:>7.3} ms   CPU/request: service {:>5.0} us, proxy {:>5.0} us (user {:.0}, kernel {:.0})",
             per(service_cpu),
-            per(proxy_cpu)
+            per(proxy_user + proxy_kernel),
+            per(proxy_user),
+            per(proxy_kernel)
         );
         results.push((*name, r, a, b));
     }

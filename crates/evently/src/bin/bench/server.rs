@@ -109,9 +109,15 @@ fn uuid_like() -> String {
 
 /// CPU seconds (user + system) used so far by process `pid`.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    // utime + stime from /proc/<pid>/stat, in clock ticks (100 per second on Linux).
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// CPU seconds used so far by process `pid` in user space and in the kernel.
+pub fn cpu_split(pid: u32) -> (f64, f64) {
+    // utime and stime from /proc/<pid>/stat, in clock ticks (100 per second on Linux).
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
+        return (f64::NAN, f64::NAN);
     };
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -121,7 +127,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// The `p` quantile of sorted samples.
