@@ -1,6 +1,6 @@
 //! The edge at the HTTP/1.1 wire, driven by a raw TCP client: oversized request heads, clients
-//! that trickle their headers, and request smuggling (conflicting framing) through a gateway
-//! that proxies to a remote service.
+//! that trickle their headers or their body, and request smuggling (conflicting framing)
+//! through a gateway that proxies to a remote service.
 
 use evently_testkit::{TestApp, spawn_app_with};
 use std::time::{Duration, Instant};
@@ -176,4 +176,39 @@ async fn conflicting_framing_never_smuggles_a_second_request_through_the_proxy()
         assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
         assert!(text.ends_with("<closed>"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_503_at_the_request_timeout_and_is_disconnected() {
+    let app = spawn_app_with(|c| c.server.request_timeout_seconds = 1).await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+
+    // One byte of body every 100 ms: 100 bytes would take 10 s.
+    let mut received = Vec::new();
+    let mut closed_after = None;
+    for _ in 0..40 {
+        let _ = slow.write_all(b" ").await;
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_elapsed) => {}
+        }
+    }
+
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 503 "), "{received}");
+    assert!(received.contains("problem+json"), "{received}");
+    let closed_after = closed_after.expect("the trickling connection is closed");
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
 }
