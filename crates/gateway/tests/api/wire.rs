@@ -35,6 +35,34 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Writes `byte` every 100 ms (for at most 4 s) and collects what comes back, until the server
+/// closes the connection: what was received, and how long after the first byte it closed.
+async fn trickle(stream: &mut TcpStream, byte: u8) -> (String, Option<Duration>) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut closed_after = None;
+    for _ in 0..40 {
+        let mut buf = [0u8; 4096];
+        let read = if stream.write_all(&[byte]).await.is_ok() {
+            tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await
+        } else {
+            Ok(Ok(0))
+        };
+        match read {
+            Ok(Ok(0) | Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_elapsed) => {}
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        closed_after,
+    )
+}
+
 fn responses(text: &str) -> usize {
     text.matches("HTTP/1.1 ").count()
 }
@@ -75,22 +103,9 @@ async fn a_client_trickling_its_headers_is_disconnected_and_others_are_served() 
     slow.write_all(b"GET /health/live HTTP/1.1\r\nHost: a\r\nX-Slow: ")
         .await
         .unwrap();
-    let started = Instant::now();
 
     // One byte every 100 ms: the head never completes, and the trickle does not reset the clock.
-    let mut closed_after = None;
-    for _ in 0..40 {
-        let mut probe = [0u8; 64];
-        if slow.write_all(b"a").await.is_err() {
-            closed_after = Some(started.elapsed());
-            break;
-        }
-        let read = tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe)).await;
-        if matches!(read, Ok(Ok(0) | Err(_))) {
-            closed_after = Some(started.elapsed());
-            break;
-        }
-    }
+    let (_, closed_after) = trickle(&mut slow, b'a').await;
     let other = app
         .client
         .get(app.url("/health/live"))
@@ -188,25 +203,10 @@ async fn a_client_trickling_its_body_gets_503_at_the_request_timeout_and_is_disc
     )
     .await
     .unwrap();
-    let started = Instant::now();
 
     // One byte of body every 100 ms: 100 bytes would take 10 s.
-    let mut received = Vec::new();
-    let mut closed_after = None;
-    for _ in 0..40 {
-        let _ = slow.write_all(b" ").await;
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => {
-                closed_after = Some(started.elapsed());
-                break;
-            }
-            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
-            Err(_elapsed) => {}
-        }
-    }
+    let (received, closed_after) = trickle(&mut slow, b' ').await;
 
-    let received = String::from_utf8_lossy(&received);
     assert!(received.starts_with("HTTP/1.1 503 "), "{received}");
     assert!(received.contains("problem+json"), "{received}");
     let closed_after = closed_after.expect("the trickling connection is closed");
