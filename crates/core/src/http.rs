@@ -379,9 +379,20 @@ fn problem_fallback(response: Response) -> Response {
             .retry_after(1);
     }
     let mut rebuilt = problem.into_response();
-    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
-        if let Some(value) = parts.headers.get(&name) {
-            rebuilt.headers_mut().insert(name, value.clone());
+    // Only the body and its framing are replaced: what the layers inside set (`Allow`,
+    // `Retry-After`, `WWW-Authenticate`, CORS, HSTS, `Vary`, rate-limit headers …) stays, the
+    // inner value winning over the problem's.
+    let headers = rebuilt.headers_mut();
+    for name in parts.headers.keys() {
+        if matches!(
+            *name,
+            header::CONTENT_TYPE | header::CONTENT_LENGTH | header::TRANSFER_ENCODING
+        ) {
+            continue;
+        }
+        headers.remove(name);
+        for value in parts.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
         }
     }
     rebuilt

@@ -354,3 +354,75 @@ async fn oversized_bodies_are_413() {
 
     assert_problem(response, 413).await;
 }
+
+#[tokio::test]
+async fn every_error_answer_carries_the_security_and_cors_headers_and_no_server_banner() {
+    use evently_testkit::{ServiceName, spawn_services};
+    const ORIGIN: &str = "https://app.example";
+    // Auth in process; events "remote" at a port nothing listens on.
+    let app = spawn_services(&[ServiceName::Gateway, ServiceName::Auth], |c| {
+        c.gateway.hsts = true;
+        c.gateway.cors_allowed_origins = vec![ORIGIN.into()];
+        c.gateway
+            .services
+            .insert("events".into(), "http://127.0.0.1:1".into());
+        c.gateway.breaker.consecutive_failures = 1;
+        c.gateway.breaker.open_seconds = 30;
+        c.gateway.max_retries = 0;
+        // Registration (413 below) and the first sign-in spend the sign-in budget.
+        c.gateway.rate_limits.auth = RateLimitQuota::new(60, 2);
+    })
+    .await;
+    let login = json!({"email": "nobody@example.com", "password": "whatever pass"});
+    let huge = json!({"email": "a@b.io", "password": "x".repeat(200_000), "name": "n"});
+    // Every request from an allowed cross-site origin, which must be able to read the error.
+    let send = async |method: reqwest::Method, path: &str, body: Option<&serde_json::Value>| {
+        let mut request = app
+            .client
+            .request(method, app.url(path))
+            .header("origin", ORIGIN);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    };
+
+    use reqwest::Method;
+    let answers = vec![
+        send(Method::GET, "/api/auth/me", None).await,
+        send(Method::GET, "/api/nope", None).await,
+        send(Method::DELETE, "/api/auth/login", None).await,
+        send(Method::POST, "/api/auth/register", Some(&huge)).await,
+        send(Method::POST, "/api/auth/login", Some(&login)).await,
+        send(Method::POST, "/api/auth/login", Some(&login)).await,
+        send(Method::GET, "/api/events", None).await,
+        send(Method::GET, "/api/events", None).await,
+        send(Method::GET, "/health", None).await,
+    ];
+
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, vec![401, 404, 405, 413, 401, 429, 502, 503, 503]);
+    for response in &answers {
+        let h = response.headers();
+        let status = response.status();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{status}");
+        assert_eq!(h["x-frame-options"], "DENY", "{status}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{status}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{status}"
+        );
+        assert!(
+            h.get("strict-transport-security")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("max-age=31536000")),
+            "{status}: {h:?}"
+        );
+        assert_eq!(h["access-control-allow-origin"], ORIGIN, "{status}");
+        assert!(!h.contains_key("server"), "{status}: no server banner");
+        assert!(h.contains_key("x-request-id"), "{status}");
+    }
+}
