@@ -7,7 +7,8 @@
 //! 4. security headers — nosniff, frame-deny, referrer policy, a strict CSP on JSON;
 //! 5. problem fallback — any error answer that is not JSON (axum's plain-text rejections,
 //!    405, timeouts) becomes problem+json; internal causes are logged here, once;
-//! 6. timeout — 503 after `server.request_timeout_seconds`.
+//! 6. timeout — 503 after `server.request_timeout_seconds` (a gateway applies it inside its
+//!    edge instead, so that a timed-out answer still gets the edge's CORS and HSTS headers).
 //!
 //! Unknown routes answer a 404 problem ([`not_found`]), and bodies are capped by
 //! `DefaultBodyLimit` (413 from the extractors).
@@ -46,8 +47,8 @@ pub struct RequestId(pub HeaderValue);
 pub struct StackOptions {
     /// Largest accepted body.
     pub body_limit_bytes: usize,
-    /// Per-request timeout.
-    pub timeout: Duration,
+    /// Per-request timeout; `None` when the caller applies it further in (the gateway does).
+    pub timeout: Option<Duration>,
     /// Trust `X-Forwarded-For` for the client address.
     pub trust_forwarded_for: bool,
 }
@@ -74,12 +75,14 @@ pub fn apply_stack(router: Router, options: StackOptions) -> Router {
                     .on_failure(()),
             )
             .layer(AnswerLayer { metrics })
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                options.timeout,
-            ))
+            .option_layer(options.timeout.map(timeout_layer))
             .layer(DefaultBodyLimit::max(options.body_limit_bytes)),
     )
+}
+
+/// The per-request timeout: 503 (made a problem by the stack) after `timeout`.
+pub fn timeout_layer(timeout: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
 }
 
 /// The 404 problem for unknown routes.

@@ -275,7 +275,8 @@ pub async fn build(
         router,
         StackOptions {
             body_limit_bytes: config.server.body_limit_bytes,
-            timeout: config.request_timeout(),
+            // The gateway times requests out inside its edge.
+            timeout: (!services.contains(&ServiceName::Gateway)).then(|| config.request_timeout()),
             trust_forwarded_for: config.server.trust_forwarded_for,
         },
     );

@@ -81,6 +81,7 @@ pub struct Gateway {
     client: HttpClient,
     allowed_origins: Vec<String>,
     body_limit: usize,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -140,6 +141,7 @@ impl Gateway {
             client: proxy::client(upstream_idle(&config.server)),
             allowed_origins: config.gateway.cors_allowed_origins.clone(),
             body_limit: config.server.body_limit_bytes,
+            request_timeout: config.request_timeout(),
         }))
     }
 
@@ -155,6 +157,7 @@ impl Gateway {
             client: shared.client.clone(),
             allowed_origins: shared.allowed_origins.clone(),
             body_limit: shared.body_limit,
+            request_timeout: shared.request_timeout,
         });
         me.limiter = limiter;
         Arc::new(me)
@@ -177,10 +180,13 @@ impl Gateway {
                 let gw = proxy_gw.clone();
                 async move { gw.dispatch(addr, request).await }
             })
-            // One `layer` call (CORS outermost): every route is wrapped once for the edge.
+            // One `layer` call (CORS outermost): every route is wrapped once for the edge. The
+            // request timeout is inside the edge, so a timed-out answer still gets CORS and
+            // HSTS (the common stack leaves it out when the gateway runs).
             .layer((
                 self.cors(),
                 middleware::from_fn_with_state(self.clone(), edge),
+                evently_core::http::timeout_layer(self.request_timeout),
             ))
     }
 

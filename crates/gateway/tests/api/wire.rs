@@ -193,19 +193,53 @@ async fn conflicting_framing_never_smuggles_a_second_request_through_the_proxy()
     }
 }
 
-#[tokio::test]
-async fn a_client_trickling_its_body_gets_503_at_the_request_timeout_and_is_disconnected() {
-    let app = spawn_app_with(|c| c.server.request_timeout_seconds = 1).await;
+/// A sign-in whose body arrives one byte every 100 ms (100 bytes would take 10 s) from an
+/// allowed cross-site origin: what comes back, and when the connection was closed.
+async fn trickled_body(app: &TestApp) -> (String, Option<Duration>) {
     let mut slow = TcpStream::connect(app.addr).await.unwrap();
     slow.write_all(
         b"POST /api/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
-          Content-Length: 100\r\n\r\n{",
+          Origin: https://app.example\r\nContent-Length: 100\r\n\r\n{",
     )
     .await
     .unwrap();
+    trickle(&mut slow, b' ').await
+}
 
-    // One byte of body every 100 ms: 100 bytes would take 10 s.
-    let (received, closed_after) = trickle(&mut slow, b' ').await;
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_503_at_the_request_timeout_and_is_disconnected() {
+    let app = spawn_app_with(|c| {
+        c.server.request_timeout_seconds = 1;
+        c.gateway.hsts = true;
+        c.gateway.cors_allowed_origins = vec!["https://app.example".into()];
+    })
+    .await;
+
+    let (received, closed_after) = trickled_body(&app).await;
+
+    assert!(received.starts_with("HTTP/1.1 503 "), "{received}");
+    assert!(received.contains("problem+json"), "{received}");
+    // The edge's headers too: a cross-site app can read the answer.
+    assert!(
+        received.contains("access-control-allow-origin: https://app.example"),
+        "{received}"
+    );
+    assert!(
+        received.contains("strict-transport-security: "),
+        "{received}"
+    );
+    let closed_after = closed_after.expect("the trickling connection is closed");
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+}
+
+#[tokio::test]
+async fn a_service_without_the_gateway_times_requests_out_itself() {
+    let auth = evently_testkit::spawn_services(&[evently_testkit::ServiceName::Auth], |c| {
+        c.server.request_timeout_seconds = 1;
+    })
+    .await;
+
+    let (received, closed_after) = trickled_body(&auth).await;
 
     assert!(received.starts_with("HTTP/1.1 503 "), "{received}");
     assert!(received.contains("problem+json"), "{received}");
