@@ -114,15 +114,7 @@ async fn gateway_with_dead_redis_answers_and_reports_the_fallback() {
         .json()
         .await
         .unwrap();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
 
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
     assert_eq!(health["rateLimiter"]["backend"], "redis");

@@ -270,15 +270,7 @@ async fn a_slow_upstream_times_out_then_the_breaker_stops_calling_it_until_a_pro
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (recovered, _) = get().await;
     let (after, _) = get().await;
-    let metrics = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
 
     assert!(first_took >= Duration::from_millis(900), "{first_took:?}");
     assert_problem(first, 504).await;
