@@ -11,6 +11,8 @@
 //!   security headers, problem fallback), and the `/health/*`, `/metrics` routes.
 //! - [`db`]: SQLite and PostgreSQL connection setup, tuned per engine, behind one URL.
 //! - [`sqlite`]: in-process SQLite connections with sqlx's query API, for hot write paths.
+//! - [`sql`]: one SQL API over both engines (`Db`, `Tx`, `query`, `Row`), so that a store's
+//!   body is written once.
 //! - [`telemetry`]: logging initialisation.
 //! - [`clock`], [`secret`], [`ids`], [`service`]: small shared types.
 //!
@@ -27,6 +29,7 @@ pub mod ids;
 pub mod problem;
 pub mod secret;
 pub mod service;
+pub mod sql;
 pub mod sqlite;
 pub mod telemetry;
 
