@@ -62,11 +62,11 @@ pub async fn open_store(url: &SecretString, config: &Config) -> anyhow::Result<A
     Ok(match Engine::of(url.expose_secret())? {
         Engine::Sqlite => {
             let db = evently_core::db::connect_sqlite(url).await?;
-            Arc::new(store::sqlite::SqliteAuthStore::new(db).await?)
+            Arc::new(store::SqlAuthStore::sqlite(db).await?)
         }
         Engine::Postgres => {
             let pool = evently_core::db::connect_postgres(url, "auth", &config.database).await?;
-            Arc::new(store::postgres::PgAuthStore::new(pool).await?)
+            Arc::new(store::SqlAuthStore::postgres(pool).await?)
         }
     })
 }

@@ -1,4 +1,5 @@
-//! The auth store: one trait, two backends (SQLite, PostgreSQL), one conformance suite.
+//! The auth store: one trait, one body for both engines ([`sql::SqlAuthStore`]), one
+//! conformance suite. The backend files hold only what differs: migrations and connections.
 //!
 //! Each method is one atomic unit. Refresh-token rotation is the delicate one: a token is live
 //! only while it has not been rotated, has not expired and its family is not revoked, and
@@ -15,8 +16,11 @@ use uuid::Uuid;
 use crate::domain::{Email, NewUser, ProfileUpdate, ThrottlePolicy, User, UserCredentials};
 
 pub mod conformance;
-pub mod postgres;
-pub mod sqlite;
+mod postgres;
+pub mod sql;
+mod sqlite;
+
+pub use sql::SqlAuthStore;
 
 /// A refresh token to store: only its hash.
 #[derive(Debug, Clone)]

@@ -7,11 +7,7 @@ use std::sync::Arc;
 async fn sqlite_store(dir: &Path) -> Arc<dyn AuthStore> {
     let url = SecretString::from(format!("sqlite://{}", dir.join("auth.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await.unwrap();
-    Arc::new(
-        evently_auth::store::sqlite::SqliteAuthStore::new(db)
-            .await
-            .unwrap(),
-    )
+    Arc::new(evently_auth::store::SqlAuthStore::sqlite(db).await.unwrap())
 }
 
 async fn postgres_store(url: String, schema: String) -> Arc<dyn AuthStore> {
@@ -23,7 +19,7 @@ async fn postgres_store(url: String, schema: String) -> Arc<dyn AuthStore> {
     .await
     .unwrap();
     Arc::new(
-        evently_auth::store::postgres::PgAuthStore::new(pool)
+        evently_auth::store::SqlAuthStore::postgres(pool)
             .await
             .unwrap(),
     )
