@@ -29,7 +29,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::PgOutbox;
+use evently_bus::outbox::SqlOutbox;
 use evently_bus::{Bus, Envelope, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
@@ -82,7 +82,10 @@ pub async fn open_store(
         Engine::Postgres => {
             let pool = evently_core::db::connect_postgres(url, "booking", &config.database).await?;
             let store = store::postgres::PgBookingStore::new(pool.clone()).await?;
-            (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+            (
+                Arc::new(store),
+                Arc::new(SqlOutbox::new(evently_core::sql::Db::postgres(pool))),
+            )
         }
     })
 }

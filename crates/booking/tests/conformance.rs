@@ -9,7 +9,7 @@
 
 use evently_booking::BookingStore;
 use evently_bus::Outbox;
-use evently_bus::outbox::PgOutbox;
+use evently_bus::outbox::SqlOutbox;
 use evently_core::config::DatabaseConfig;
 use secrecy::SecretString;
 use std::path::Path;
@@ -38,7 +38,10 @@ async fn postgres_store(url: String, schema: String) -> Subject {
     let store = evently_booking::store::postgres::PgBookingStore::new(pool.clone())
         .await
         .unwrap();
-    (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+    (
+        Arc::new(store),
+        Arc::new(SqlOutbox::new(evently_core::sql::Db::postgres(pool))),
+    )
 }
 
 evently_testkit::conformance_suite!(

@@ -4,7 +4,7 @@
 //!
 //! Every service's migrations create the `outbox` and `bus_positions` tables exactly as in
 //! `crates/bus/migrations/{sqlite,postgres}.sql`. Rows are numbered by `seq`, and `seq` order
-//! is commit order: SQLite has a single writer, and on PostgreSQL [`append_postgres`] takes a
+//! is commit order: SQLite has a single writer, and on PostgreSQL [`append`] takes a
 //! transaction-scoped advisory lock before the row gets its number, so a transaction that
 //! numbers a row later also commits later. Without that, a reader could pass a gap that a
 //! slower transaction fills afterwards, and skip its event for good. The lock is the last thing
@@ -15,7 +15,8 @@
 
 use async_trait::async_trait;
 use evently_core::db::{SqliteDb, StoreError};
-use sqlx::{PgPool, Row};
+use evently_core::sql::{self, Db, Tx};
+use sqlx::PgPool;
 
 use crate::BusError;
 use crate::envelope::{Envelope, time_from_ms};
@@ -33,7 +34,7 @@ pub struct OutboxRow {
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Appends `envelope` in a transaction of its own (tools and benchmarks; services append
-    /// inside their own transactions with [`append_sqlite`] / [`append_postgres`]).
+    /// inside their own transactions with [`append`]).
     async fn append(&self, envelope: &Envelope) -> Result<i64, BusError>;
 
     /// Up to `limit` rows with `seq > after`, in `seq` order.
@@ -59,30 +60,15 @@ fn corrupt(e: impl std::fmt::Display) -> BusError {
     BusError::Corrupt(e.to_string())
 }
 
-macro_rules! row_to_outbox {
-    ($row:expr) => {{
-        let row = $row;
-        let payload: String = row.try_get("payload").map_err(StoreError::from)?;
-        let schema_version: i64 = row.try_get("schema_version").map_err(StoreError::from)?;
-        let occurred_at: i64 = row.try_get("occurred_at").map_err(StoreError::from)?;
-        Ok::<_, BusError>(OutboxRow {
-            seq: row.try_get("seq").map_err(StoreError::from)?,
-            envelope: Envelope {
-                id: row.try_get("id").map_err(StoreError::from)?,
-                event_type: row.try_get("event_type").map_err(StoreError::from)?,
-                schema_version: u32::try_from(schema_version).map_err(corrupt)?,
-                aggregate_type: row.try_get("aggregate_type").map_err(StoreError::from)?,
-                aggregate_id: row.try_get("aggregate_id").map_err(StoreError::from)?,
-                aggregate_version: row.try_get("aggregate_version").map_err(StoreError::from)?,
-                occurred_at: time_from_ms(occurred_at),
-                payload: serde_json::from_str(&payload).map_err(corrupt)?,
-            },
-        })
-    }};
-}
+/// The next rows after `$1`, at most `$2` (every engine).
+const READ_AFTER: &str = "SELECT seq, id, event_type, schema_version, aggregate_type, \
+     aggregate_id, aggregate_version, occurred_at, payload FROM outbox WHERE seq > $1 \
+     ORDER BY seq LIMIT $2";
 
-const COLUMNS: &str = "seq, id, event_type, schema_version, aggregate_type, aggregate_id, \
-                       aggregate_version, occurred_at, payload";
+/// The first `$1` rows not yet published (every engine).
+const UNPUBLISHED: &str = "SELECT seq, id, event_type, schema_version, aggregate_type, \
+     aggregate_id, aggregate_version, occurred_at, payload FROM outbox \
+     WHERE published_at IS NULL ORDER BY seq LIMIT $1";
 
 const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
      aggregate_id, aggregate_version, occurred_at, payload) \
@@ -121,24 +107,6 @@ fn payload_text(envelope: &Envelope) -> Result<String, sqlx::Error> {
     serde_json::to_string(&envelope.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
-/// Appends `envelope` to the outbox on `conn`, which should be inside the transaction of the
-/// change it describes. Returns its `seq`.
-///
-/// # Errors
-/// The database's error (a duplicate envelope id is a unique violation).
-pub async fn append_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    envelope: &Envelope,
-) -> Result<i64, sqlx::Error> {
-    bind_envelope!(
-        sqlx::query_scalar(INSERT),
-        envelope,
-        payload_text(envelope)?
-    )
-    .fetch_one(conn)
-    .await
-}
-
 /// Appends `envelope` to the outbox on an in-process SQLite connection (see
 /// [`evently_core::sqlite`]), inside the transaction of the change it describes. Returns its
 /// `seq`.
@@ -156,27 +124,6 @@ pub async fn append_sqlite_in_process(
         .fetch_one(conn)
         .await?
         .try_get("seq")
-}
-
-/// Appends `envelope` to the outbox on `conn` (inside the change's transaction), after taking
-/// the outbox lock that makes `seq` order commit order (see the module docs). Returns its
-/// `seq`. Call it as the last statement of the transaction.
-///
-/// # Errors
-/// The database's error (a duplicate envelope id is a unique violation).
-pub async fn append_postgres(
-    conn: &mut sqlx::PgConnection,
-    envelope: &Envelope,
-) -> Result<i64, sqlx::Error> {
-    // One round trip: the materialised CTE takes the lock (keyed by schema, so services
-    // sharing one database do not serialise each other) before the row draws its `seq`.
-    bind_envelope!(
-        sqlx::query_scalar(APPEND_POSTGRES),
-        envelope,
-        payload_text(envelope)?
-    )
-    .fetch_one(conn)
-    .await
 }
 
 /// Takes the outbox lock of the connection's schema (see the module docs).
@@ -200,7 +147,7 @@ const APPEND_POSTGRES: &str = concat!(
 /// `RETURNING seq` counts them). The envelopes' columns are eight array parameters `$first`…
 /// `$first+7`, bound by [`bind_envelopes_postgres`]; the text is the same for any number of
 /// envelopes, so the server plans it once per connection. The statement must be the
-/// transaction's last, as with [`append_postgres`].
+/// transaction's last, as with [`append`].
 #[must_use]
 pub fn append_postgres_ctes(name: &str, first: usize) -> String {
     let p = |i: usize| first + i;
@@ -278,267 +225,119 @@ pub fn bind_envelopes_postgres<'q>(
         .bind(payloads))
 }
 
-/// The outbox in a service's SQLite file, on in-process connections
-/// ([`evently_core::sqlite`]), for a service whose store writes through such connections: the
-/// relay's and the consumers' writes then queue on the same write connection as the store's
-/// changes (and join its group commit) instead of waiting for SQLite's file lock beside it, which
-/// a busy store hardly ever lets go.
-#[derive(Debug, Clone)]
-pub struct InProcessSqliteOutbox {
-    reader: evently_core::sqlite::Pool,
-    writer: evently_core::sqlite::Pool,
-}
-
-impl InProcessSqliteOutbox {
-    /// An outbox over the service's read pool and its single write pool.
-    pub fn new(reader: evently_core::sqlite::Pool, writer: evently_core::sqlite::Pool) -> Self {
-        Self { reader, writer }
-    }
-}
-
-#[async_trait]
-impl Outbox for InProcessSqliteOutbox {
-    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
-        let mut tx = self.writer.begin().await?;
-        let seq = append_sqlite_in_process(&mut tx, envelope).await?;
-        tx.commit().await?;
-        Ok(seq)
-    }
-
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        use evently_core::sqlite::Row;
-        let rows = evently_core::sqlite::query(evently_core::sqlite::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
-    }
-
-    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        use evently_core::sqlite::Row;
-        let rows = evently_core::sqlite::query(evently_core::sqlite::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
-    }
-
-    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        evently_core::sqlite::query(MARK_PUBLISHED)
-            .bind(up_to)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn unpublished_count(&self) -> Result<u64, BusError> {
-        use evently_core::sqlite::Row;
-        let n: i64 = evently_core::sqlite::query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&self.reader)
+/// Appends `envelope` to the outbox inside `tx`, the transaction of the change it describes,
+/// on either engine. On PostgreSQL it first takes the outbox lock that makes `seq` order
+/// commit order (see the module docs), in the same round trip: call it as the transaction's
+/// last statement. Returns its `seq`.
+///
+/// # Errors
+/// The database's error (a duplicate envelope id is a conflict).
+pub async fn append(tx: &mut Tx, envelope: &Envelope) -> Result<i64, StoreError> {
+    let payload =
+        serde_json::to_string(&envelope.payload).map_err(|e| StoreError::Other(e.into()))?;
+    let sql = tx.engine().pick(INSERT, APPEND_POSTGRES);
+    bind_envelope!(sql::query(sql), envelope, payload)
+        .fetch_one(tx)
         .await?
-        .try_get("n")?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn position(&self, consumer: &str) -> Result<i64, BusError> {
-        use evently_core::sqlite::Row;
-        let row = evently_core::sqlite::query(POSITION)
-            .bind(consumer)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get("position")?,
-            None => 0,
-        })
-    }
-
-    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        evently_core::sqlite::query(SET_POSITION)
-            .bind(consumer)
-            .bind(seq)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+        .get("seq")
 }
 
-/// The outbox in a service's SQLite file.
+fn outbox_row(row: &sql::Row) -> Result<OutboxRow, BusError> {
+    let payload: String = row.get("payload")?;
+    let schema_version: i64 = row.get("schema_version")?;
+    let occurred_at: i64 = row.get("occurred_at")?;
+    Ok(OutboxRow {
+        seq: row.get("seq")?,
+        envelope: Envelope {
+            id: row.get("id")?,
+            event_type: row.get("event_type")?,
+            schema_version: u32::try_from(schema_version).map_err(corrupt)?,
+            aggregate_type: row.get("aggregate_type")?,
+            aggregate_id: row.get("aggregate_id")?,
+            aggregate_version: row.get("aggregate_version")?,
+            occurred_at: time_from_ms(occurred_at),
+            payload: serde_json::from_str(&payload).map_err(corrupt)?,
+        },
+    })
+}
+
+/// The outbox in a service's own database, on the service store's connections
+/// ([`evently_core::sql`]): on SQLite the relay's and the consumers' writes queue on the same
+/// write connection as the store's changes (and join its group commit) instead of waiting for
+/// SQLite's file lock beside it, which a busy store hardly ever lets go.
 #[derive(Debug, Clone)]
-pub struct SqliteOutbox {
-    db: SqliteDb,
+pub struct SqlOutbox {
+    db: Db,
 }
 
-impl SqliteOutbox {
+impl SqlOutbox {
     /// An outbox over `db`, whose tables the service's migrations created.
-    pub fn new(db: SqliteDb) -> Self {
+    pub fn new(db: Db) -> Self {
         Self { db }
     }
 }
 
 #[async_trait]
-impl Outbox for SqliteOutbox {
+impl Outbox for SqlOutbox {
     async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
-        let mut tx = self.db.writer.begin().await.map_err(StoreError::from)?;
-        let seq = append_sqlite(&mut tx, envelope)
-            .await
-            .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let mut tx = self.db.begin().await?;
+        let seq = append(&mut tx, envelope).await?;
+        tx.commit().await?;
         Ok(seq)
     }
 
     async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(StoreError::from)?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
+        let rows = sql::query(READ_AFTER)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter().map(outbox_row).collect()
     }
 
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(StoreError::from)?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
+        let rows = sql::query(UNPUBLISHED)
+            .bind(i64::from(limit))
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter().map(outbox_row).collect()
     }
 
     async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(MARK_PUBLISHED)
+        sql::query(MARK_PUBLISHED)
             .bind(up_to)
             .bind(now)
-            .execute(&self.db.writer)
-            .await
-            .map_err(StoreError::from)?;
+            .execute(self.db.writer())
+            .await?;
         Ok(())
     }
 
     async fn unpublished_count(&self) -> Result<u64, BusError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.db.reader)
-            .await
-            .map_err(StoreError::from)?;
+        let n: i64 = sql::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+            .fetch_one(self.db.reader())
+            .await?
+            .get("n")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn position(&self, consumer: &str) -> Result<i64, BusError> {
-        let pos: Option<i64> = sqlx::query_scalar(POSITION)
+        let row = sql::query(POSITION)
             .bind(consumer)
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(pos.unwrap_or(0))
+            .fetch_optional(self.db.reader())
+            .await?;
+        Ok(match row {
+            Some(row) => row.get("position")?,
+            None => 0,
+        })
     }
 
     async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(SET_POSITION)
+        sql::query(SET_POSITION)
             .bind(consumer)
             .bind(seq)
             .bind(now)
-            .execute(&self.db.writer)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(())
-    }
-}
-
-/// The outbox in a service's PostgreSQL schema.
-#[derive(Debug, Clone)]
-pub struct PgOutbox {
-    pool: PgPool,
-}
-
-impl PgOutbox {
-    /// An outbox over `pool`, whose tables the service's migrations created.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-}
-
-#[async_trait]
-impl Outbox for PgOutbox {
-    async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let seq = append_postgres(&mut tx, envelope)
-            .await
-            .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(seq)
-    }
-
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
-    }
-
-    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
-        rows.iter().map(|row| row_to_outbox!(row)).collect()
-    }
-
-    async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(MARK_PUBLISHED)
-            .bind(up_to)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(())
-    }
-
-    async fn unpublished_count(&self) -> Result<u64, BusError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn position(&self, consumer: &str) -> Result<i64, BusError> {
-        let pos: Option<i64> = sqlx::query_scalar(POSITION)
-            .bind(consumer)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(pos.unwrap_or(0))
-    }
-
-    async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
-        sqlx::query(SET_POSITION)
-            .bind(consumer)
-            .bind(seq)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from)?;
+            .execute(self.db.writer())
+            .await?;
         Ok(())
     }
 }

@@ -93,6 +93,16 @@ impl Db {
         })
     }
 
+    /// Uses SQLite pools already open: `reader` (read-only connections) and `writer` (the
+    /// write connection).
+    #[must_use]
+    pub fn sqlite_pools(reader: sqlite::Pool, writer: sqlite::Pool) -> Self {
+        Self {
+            reader: Pool::Sqlite(reader),
+            writer: Pool::Sqlite(writer),
+        }
+    }
+
     /// Uses the PostgreSQL `pool` for reads and writes.
     #[must_use]
     pub fn postgres(pool: PgPool) -> Self {
@@ -247,6 +257,12 @@ into_arg!(
     Uuid => Uuid(|v| v),
     Vec<u8> => Bytes(|v| v),
 );
+
+impl From<&Option<String>> for Arg {
+    fn from(value: &Option<String>) -> Self {
+        Arg::Text(value.clone())
+    }
+}
 
 /// A statement and its bound values.
 #[derive(Debug, Clone)]

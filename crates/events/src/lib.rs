@@ -36,7 +36,6 @@ use anyhow::Context;
 use evently_bus::consumer::Handler;
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::{PgOutbox, SqliteOutbox};
 use evently_bus::{Bus, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
@@ -83,13 +82,15 @@ pub async fn open_store(
     Ok(match Engine::of(url.expose_secret())? {
         Engine::Sqlite => {
             let db = evently_core::db::connect_sqlite(url).await?;
-            let store = store::sqlite::SqliteEventStore::new(db.clone()).await?;
-            (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+            let store = store::SqlEventStore::sqlite(db).await?;
+            let outbox = store.outbox();
+            (Arc::new(store), Arc::new(outbox))
         }
         Engine::Postgres => {
             let pool = evently_core::db::connect_postgres(url, "events", &config.database).await?;
-            let store = store::postgres::PgEventStore::new(pool.clone()).await?;
-            (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+            let store = store::SqlEventStore::postgres(pool).await?;
+            let outbox = store.outbox();
+            (Arc::new(store), Arc::new(outbox))
         }
     })
 }

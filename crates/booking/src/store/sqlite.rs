@@ -41,8 +41,11 @@ impl SqliteBookingStore {
 
     /// The booking outbox on this store's connections, so the relay's and the consumers'
     /// writes queue on the store's write connection.
-    pub fn outbox(&self) -> evently_bus::outbox::InProcessSqliteOutbox {
-        evently_bus::outbox::InProcessSqliteOutbox::new(self.reader.clone(), self.writer.clone())
+    pub fn outbox(&self) -> evently_bus::outbox::SqlOutbox {
+        evently_bus::outbox::SqlOutbox::new(evently_core::sql::Db::sqlite_pools(
+            self.reader.clone(),
+            self.writer.clone(),
+        ))
     }
 
     fn reader(&self) -> &Pool {

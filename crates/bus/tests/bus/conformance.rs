@@ -2,9 +2,10 @@ use async_trait::async_trait;
 use evently_bus::conformance::{self as suite, Harness};
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::{InProcessSqliteOutbox, PgOutbox, SqliteOutbox};
+use evently_bus::outbox::SqlOutbox;
 use evently_bus::{Bus, Outbox};
 use evently_core::config::DatabaseConfig;
+use evently_core::sql::Db;
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ async fn sqlite_outbox(dir: &TempDir) -> Arc<dyn Outbox> {
     evently_bus::outbox::create_sqlite_tables(&db)
         .await
         .unwrap();
-    Arc::new(SqliteOutbox::new(db))
+    Arc::new(SqlOutbox::new(Db::sqlite(&db.path, 2).unwrap()))
 }
 
 #[async_trait]
@@ -62,10 +63,10 @@ async fn in_process_sqlite_connections() -> Option<Arc<dyn Harness>> {
     evently_bus::outbox::create_sqlite_tables(&db)
         .await
         .unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(InProcessSqliteOutbox::new(
+    let outbox: Arc<dyn Outbox> = Arc::new(SqlOutbox::new(Db::sqlite_pools(
         evently_core::sqlite::Pool::open(&path, 2, false).unwrap(),
         evently_core::sqlite::Pool::open(&path, 1, true).unwrap(),
-    ));
+    )));
     Some(Arc::new(InProcess {
         bus: Arc::new(InProcessBus::new(outbox.clone(), Duration::from_millis(10))),
         outbox,
@@ -86,7 +87,7 @@ async fn in_process_postgres() -> Option<Arc<dyn Harness>> {
     evently_bus::outbox::create_postgres_tables(&pool)
         .await
         .unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(PgOutbox::new(pool));
+    let outbox: Arc<dyn Outbox> = Arc::new(SqlOutbox::new(Db::postgres(pool)));
     Some(Arc::new(InProcess {
         bus: Arc::new(InProcessBus::new(outbox.clone(), Duration::from_millis(10))),
         outbox,

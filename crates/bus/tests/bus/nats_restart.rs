@@ -3,7 +3,7 @@
 //! in order, and the outbox is drained.
 
 use evently_bus::nats::Relay;
-use evently_bus::outbox::SqliteOutbox;
+use evently_bus::outbox::SqlOutbox;
 use evently_bus::{Bus, DomainEvent, Outbox};
 use secrecy::SecretString;
 use std::process::{Child, Command, Stdio};
@@ -78,7 +78,9 @@ async fn relay_survives_a_nats_restart_without_loss_or_reordering() {
     evently_bus::outbox::create_sqlite_tables(&db)
         .await
         .unwrap();
-    let outbox: Arc<dyn Outbox> = Arc::new(SqliteOutbox::new(db));
+    let outbox: Arc<dyn Outbox> = Arc::new(SqlOutbox::new(
+        evently_core::sql::Db::sqlite(&db.path, 2).unwrap(),
+    ));
     let bus = super::conformance::nats_bus(&format!("nats://127.0.0.1:{port}")).await;
     let shutdown = CancellationToken::new();
     let relay = Relay::new(outbox.clone(), bus.clone(), 16, Duration::from_millis(20));

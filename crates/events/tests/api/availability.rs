@@ -3,7 +3,7 @@
 
 use evently_bus::catalog::{Availability, InventoryChange};
 use evently_bus::in_process::InProcessBus;
-use evently_bus::outbox::SqliteOutbox;
+use evently_bus::outbox::SqlOutbox;
 use evently_bus::{DomainEvent, Envelope, Outbox};
 use evently_testkit::{TempDir, TestApp, Value, json, spawn_app};
 use std::sync::Arc;
@@ -190,7 +190,9 @@ async fn the_availability_consumer_follows_booking_bus() {
     evently_bus::outbox::create_sqlite_tables(&db)
         .await
         .unwrap();
-    let booking_outbox: Arc<dyn Outbox> = Arc::new(SqliteOutbox::new(db));
+    let booking_outbox: Arc<dyn Outbox> = Arc::new(SqlOutbox::new(
+        evently_core::sql::Db::sqlite(&db.path, 2).unwrap(),
+    ));
     let booking_bus = Arc::new(InProcessBus::new(
         booking_outbox.clone(),
         Duration::from_millis(20),

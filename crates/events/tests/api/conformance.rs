@@ -1,5 +1,4 @@
 use evently_bus::Outbox;
-use evently_bus::outbox::{PgOutbox, SqliteOutbox};
 use evently_core::config::DatabaseConfig;
 use evently_events::EventStore;
 use secrecy::SecretString;
@@ -11,10 +10,11 @@ type Subject = (Arc<dyn EventStore>, Arc<dyn Outbox>);
 async fn sqlite_store(dir: &Path) -> Subject {
     let url = SecretString::from(format!("sqlite://{}", dir.join("events.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await.unwrap();
-    let store = evently_events::store::sqlite::SqliteEventStore::new(db.clone())
+    let store = evently_events::store::SqlEventStore::sqlite(db)
         .await
         .unwrap();
-    (Arc::new(store), Arc::new(SqliteOutbox::new(db)))
+    let outbox = store.outbox();
+    (Arc::new(store), Arc::new(outbox))
 }
 
 async fn postgres_store(url: String, schema: String) -> Subject {
@@ -25,10 +25,11 @@ async fn postgres_store(url: String, schema: String) -> Subject {
     )
     .await
     .unwrap();
-    let store = evently_events::store::postgres::PgEventStore::new(pool.clone())
+    let store = evently_events::store::SqlEventStore::postgres(pool)
         .await
         .unwrap();
-    (Arc::new(store), Arc::new(PgOutbox::new(pool)))
+    let outbox = store.outbox();
+    (Arc::new(store), Arc::new(outbox))
 }
 
 evently_testkit::conformance_suite!(

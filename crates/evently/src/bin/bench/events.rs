@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::SqliteOutbox;
+use evently_bus::outbox::SqlOutbox;
 use evently_bus::{Bus, DomainEvent, Outbox};
 use evently_core::config::Config;
 use evently_core::ids::UserId;
@@ -191,7 +191,9 @@ async fn sqlite_outbox(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Outbox>>
     let url = SecretString::from(format!("sqlite://{}", dir.join("outbox.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await?;
     evently_bus::outbox::create_sqlite_tables(&db).await?;
-    Ok(Arc::new(SqliteOutbox::new(db)))
+    Ok(Arc::new(SqlOutbox::new(evently_core::sql::Db::sqlite(
+        &db.path, 2,
+    )?)))
 }
 
 async fn outbox_throughput(n: u64) -> anyhow::Result<()> {
