@@ -1,0 +1,199 @@
+//! Tests of the in-process connections on a temporary SQLite file: placeholders bound by
+//! number, a dropped transaction rolled back, a unique violation as a conflict, and the group
+//! commit under concurrent requests and under a request that gives up waiting.
+
+use super::*;
+
+async fn pools() -> (tempfile_dir::Dir, Pool, Pool) {
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.path().join("t.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; \
+             CREATE TABLE t (id BLOB PRIMARY KEY, n INTEGER NOT NULL, s TEXT)",
+        )
+        .unwrap();
+    }
+    let writer = Pool::open(&path, 1, true).unwrap();
+    let reader = Pool::open(&path, 2, false).unwrap();
+    (dir, writer, reader)
+}
+
+/// A temporary directory removed on drop (kept local: one test module needs it).
+mod tempfile_dir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("evently-sqlite-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn placeholders_bind_by_number_not_position() {
+    let (_dir, writer, reader) = pools().await;
+    let id = uuid::Uuid::new_v4();
+
+    query("INSERT INTO t (s, n, id) VALUES ($3, $2, $1)")
+        .bind(id)
+        .bind(7_i64)
+        .bind("seven")
+        .execute(&writer)
+        .await
+        .unwrap();
+
+    let row = query("SELECT id, n, s FROM t WHERE id = $1")
+        .bind(id)
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<uuid::Uuid, _>("id").unwrap(), id);
+    assert_eq!(row.try_get::<i64, _>("n").unwrap(), 7);
+    assert_eq!(
+        row.try_get::<Option<String>, _>("s").unwrap().as_deref(),
+        Some("seven")
+    );
+}
+
+#[tokio::test]
+async fn dropped_transaction_rolls_back_and_commit_keeps() {
+    let (_dir, writer, reader) = pools().await;
+
+    let mut tx = writer.begin().await.unwrap();
+    query("INSERT INTO t (id, n) VALUES ($1, 1)")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+    let mut tx = writer.begin().await.unwrap();
+    let changed = query("INSERT INTO t (id, n) VALUES ($1, 2)")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(changed.rows_affected(), 1);
+    let rows = query("SELECT n FROM t").fetch_all(&reader).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].try_get::<i64, _>("n").unwrap(), 2);
+}
+
+#[tokio::test]
+async fn unique_violation_is_a_conflict_and_values_build_in_order() {
+    let (_dir, writer, _reader) = pools().await;
+    let id = uuid::Uuid::new_v4();
+    let mut builder = QueryBuilder::new("INSERT INTO t (id, n) ");
+    builder.push_values([(id, 1_i64)], |mut b, (id, n)| {
+        b.push_bind(id).push_bind(n);
+    });
+    builder.build().execute(&writer).await.unwrap();
+
+    let again = query("INSERT INTO t (id, n) VALUES ($1, 2)")
+        .bind(id)
+        .execute(&writer)
+        .await;
+
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_are_durable_when_they_return_and_a_failure_loses_only_itself() {
+    let (_dir, writer, reader) = pools().await;
+    let taken = uuid::Uuid::new_v4();
+    query("INSERT INTO t (id, n) VALUES ($1, 0)")
+        .bind(taken)
+        .execute(&writer)
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..200_i64 {
+        let (writer, reader) = (writer.clone(), reader.clone());
+        tasks.push(tokio::spawn(async move {
+            // Every tenth request collides with the row above and must fail alone.
+            let id = if i % 10 == 0 {
+                taken
+            } else {
+                uuid::Uuid::new_v4()
+            };
+            let mut tx = writer.begin().await?;
+            query("INSERT INTO t (id, n) VALUES ($1, $2)")
+                .bind(id)
+                .bind(i)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            // Committed means visible to every other connection.
+            let row = query("SELECT n FROM t WHERE id = $1")
+                .bind(id)
+                .fetch_one(&reader)
+                .await?;
+            row.try_get::<i64, _>("n")
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(n) => {
+                assert_eq!(n, i as i64);
+                ok += 1;
+            }
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("request {i}: {e}"),
+        }
+    }
+
+    assert_eq!((ok, conflicts), (180, 20));
+    let rows = query("SELECT COUNT(*) AS c FROM t")
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    assert_eq!(rows.try_get::<i64, _>("c").unwrap(), 181);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_gives_up_waiting_does_not_strand_the_batch() {
+    let (_dir, writer, reader) = pools().await;
+    let first = writer.begin().await.unwrap();
+    // A second request lines up behind the first, then its caller goes away.
+    let waiting = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.begin().await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut first = first;
+    query("INSERT INTO t (id, n) VALUES ($1, 1)")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut *first)
+        .await
+        .unwrap();
+
+    waiting.abort();
+    let _ = waiting.await;
+    let committed = tokio::spawn(first.commit());
+    let outcome = tokio::time::timeout(Duration::from_secs(5), committed).await;
+
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    let rows = query("SELECT COUNT(*) AS c FROM t")
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    assert_eq!(rows.try_get::<i64, _>("c").unwrap(), 1);
+}
