@@ -29,7 +29,6 @@ use anyhow::Context;
 use async_trait::async_trait;
 use evently_bus::in_process::InProcessBus;
 use evently_bus::nats::{NatsBus, NatsTarget, Relay};
-use evently_bus::outbox::SqlOutbox;
 use evently_bus::{Bus, Envelope, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
@@ -75,17 +74,15 @@ pub async fn open_store(
     Ok(match Engine::of(url.expose_secret())? {
         Engine::Sqlite => {
             let db = evently_core::db::connect_sqlite(url).await?;
-            let store = store::sqlite::SqliteBookingStore::new(db).await?;
+            let store = store::SqlBookingStore::sqlite(db).await?;
             let outbox = store.outbox();
             (Arc::new(store), Arc::new(outbox))
         }
         Engine::Postgres => {
             let pool = evently_core::db::connect_postgres(url, "booking", &config.database).await?;
-            let store = store::postgres::PgBookingStore::new(pool.clone()).await?;
-            (
-                Arc::new(store),
-                Arc::new(SqlOutbox::new(evently_core::sql::Db::postgres(pool))),
-            )
+            let store = store::SqlBookingStore::postgres(pool).await?;
+            let outbox = store.outbox();
+            (Arc::new(store), Arc::new(outbox))
         }
     })
 }

@@ -9,7 +9,6 @@
 
 use evently_booking::BookingStore;
 use evently_bus::Outbox;
-use evently_bus::outbox::SqlOutbox;
 use evently_core::config::DatabaseConfig;
 use secrecy::SecretString;
 use std::path::Path;
@@ -20,7 +19,7 @@ type Subject = (Arc<dyn BookingStore>, Arc<dyn Outbox>);
 async fn sqlite_store(dir: &Path) -> Subject {
     let url = SecretString::from(format!("sqlite://{}", dir.join("booking.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await.unwrap();
-    let store = evently_booking::store::sqlite::SqliteBookingStore::new(db)
+    let store = evently_booking::store::SqlBookingStore::sqlite(db)
         .await
         .unwrap();
     let outbox = store.outbox();
@@ -35,13 +34,11 @@ async fn postgres_store(url: String, schema: String) -> Subject {
     )
     .await
     .unwrap();
-    let store = evently_booking::store::postgres::PgBookingStore::new(pool.clone())
+    let store = evently_booking::store::SqlBookingStore::postgres(pool)
         .await
         .unwrap();
-    (
-        Arc::new(store),
-        Arc::new(SqlOutbox::new(evently_core::sql::Db::postgres(pool))),
-    )
+    let outbox = store.outbox();
+    (Arc::new(store), Arc::new(outbox))
 }
 
 evently_testkit::conformance_suite!(

@@ -136,10 +136,7 @@ impl Db {
     /// [`StoreError::Unavailable`] when no connection becomes free in time, or the
     /// database's error.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match &self.writer {
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
-            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        self.writer.begin().await
     }
 
     /// Checks that the database answers (for readiness).
@@ -150,6 +147,42 @@ impl Db {
         query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
+}
+
+impl Pool {
+    /// Begins a transaction on a connection of the pool (on the SQLite write connection, a
+    /// savepoint of the group commit in progress; on a SQLite reader pool, a read
+    /// transaction that sees one snapshot).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when no connection becomes free in time, or the
+    /// database's error.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Takes a connection of the pool, for several reads in a row on one connection.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when none becomes free in time.
+    pub async fn acquire(&self) -> Result<Conn, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+            Pool::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+        })
+    }
+}
+
+/// A connection taken from a [`Pool`]; returned to it when dropped.
+#[derive(Debug)]
+pub enum Conn {
+    /// A SQLite connection.
+    Sqlite(sqlite::PoolConnection),
+    /// A PostgreSQL connection.
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
 }
 
 /// An open write transaction; rolled back when dropped without [`Tx::commit`].
@@ -255,6 +288,8 @@ into_arg!(
     &str => Text(str::to_owned),
     &String => Text(String::clone),
     Uuid => Uuid(|v| v),
+    &Uuid => Uuid(|v: &Uuid| *v),
+    &i64 => Int(|v: &i64| *v),
     Vec<u8> => Bytes(|v| v),
 );
 
@@ -288,6 +323,14 @@ pub enum On<'a> {
     Pool(&'a Pool),
     /// A transaction.
     Tx(&'a mut Tx),
+    /// A connection taken from a pool.
+    Conn(&'a mut Conn),
+}
+
+impl<'a> From<&'a mut Conn> for On<'a> {
+    fn from(conn: &'a mut Conn) -> Self {
+        On::Conn(conn)
+    }
 }
 
 impl<'a> From<&'a Pool> for On<'a> {
@@ -317,11 +360,17 @@ impl Query {
         match on.into() {
             On::Pool(Pool::Sqlite(pool)) => Ok(self.sqlite().execute(pool).await?.rows_affected()),
             On::Tx(Tx::Sqlite(tx)) => Ok(self.sqlite().execute(&mut **tx).await?.rows_affected()),
+            On::Conn(Conn::Sqlite(conn)) => {
+                Ok(self.sqlite().execute(&mut **conn).await?.rows_affected())
+            }
             On::Pool(Pool::Postgres(pool)) => {
                 Ok(self.postgres().execute(pool).await?.rows_affected())
             }
             On::Tx(Tx::Postgres(tx)) => {
                 Ok(self.postgres().execute(&mut **tx).await?.rows_affected())
+            }
+            On::Conn(Conn::Postgres(conn)) => {
+                Ok(self.postgres().execute(&mut **conn).await?.rows_affected())
             }
         }
     }
@@ -336,6 +385,12 @@ impl Query {
             On::Tx(Tx::Sqlite(tx)) => sqlite_rows(self.sqlite().fetch_all(&mut **tx).await?),
             On::Pool(Pool::Postgres(pool)) => pg_rows(self.postgres().fetch_all(pool).await?),
             On::Tx(Tx::Postgres(tx)) => pg_rows(self.postgres().fetch_all(&mut **tx).await?),
+            On::Conn(Conn::Sqlite(conn)) => {
+                sqlite_rows(self.sqlite().fetch_all(&mut **conn).await?)
+            }
+            On::Conn(Conn::Postgres(conn)) => {
+                pg_rows(self.postgres().fetch_all(&mut **conn).await?)
+            }
         })
     }
 
@@ -366,6 +421,16 @@ impl Query {
                 .fetch_optional(&mut **tx)
                 .await?
                 .map(Row::Postgres),
+            On::Conn(Conn::Sqlite(conn)) => self
+                .sqlite()
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(Row::Sqlite),
+            On::Conn(Conn::Postgres(conn)) => self
+                .postgres()
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(Row::Postgres),
         })
     }
 
@@ -378,18 +443,27 @@ impl Query {
     }
 
     fn sqlite(self) -> sqlite::Query {
+        use rusqlite::types::Value;
         let mut query = match self.sql.0 {
             Cow::Borrowed(sql) => sqlite::query(sql),
             Cow::Owned(sql) => sqlite::query(sqlite::AssertSqlSafe(sql)),
         };
         for arg in self.args {
-            query = match arg {
-                Arg::Int(v) => query.bind(v),
-                Arg::Bool(v) => query.bind(v),
-                Arg::Text(v) => query.bind(v),
-                Arg::Uuid(v) => query.bind(v),
-                Arg::Bytes(v) => query.bind(v),
+            // The representation rusqlite's own conversions give (a UUID is its 16 bytes),
+            // with text and blobs moved rather than copied.
+            let value = match arg {
+                Arg::Int(Some(v)) => Value::Integer(v),
+                Arg::Bool(Some(v)) => Value::Integer(i64::from(v)),
+                Arg::Text(Some(v)) => Value::Text(v),
+                Arg::Uuid(Some(v)) => Value::Blob(v.as_bytes().to_vec()),
+                Arg::Bytes(Some(v)) => Value::Blob(v),
+                Arg::Int(None)
+                | Arg::Bool(None)
+                | Arg::Text(None)
+                | Arg::Uuid(None)
+                | Arg::Bytes(None) => Value::Null,
             };
+            query = query.bind_value(value);
         }
         query
     }

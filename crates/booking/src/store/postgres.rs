@@ -1,4 +1,5 @@
-//! The PostgreSQL booking store. Each inventory change locks its event's row
+//! The PostgreSQL side of the booking store: opening it, sending a transaction's row writes
+//! in one statement, and the planner's statistics. Each inventory change locks its event's row
 //! (`SELECT … FOR UPDATE`) before reading seats, so changes of one event are serialised and
 //! changes of different events run in parallel; the outbox append takes the per-schema
 //! outbox lock last (see `evently_bus::outbox`). The writes that end a change go in one
@@ -8,66 +9,42 @@
 
 use sqlx as sql;
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
 
-/// Booking tables in the `booking` schema (or any schema on the pool's `search_path`).
-#[derive(Debug, Clone)]
-pub struct PgBookingStore {
-    pool: PgPool,
-    gates: std::sync::Arc<super::EventGates>,
-    batches: std::sync::Arc<super::Batches>,
-}
-
-impl PgBookingStore {
-    /// Opens the store on `pool` and applies pending migrations.
+impl super::SqlBookingStore {
+    /// Opens the store on `pool` (its `search_path` names the booking schema) and applies
+    /// pending migrations.
     ///
     /// # Errors
     /// If a migration fails.
-    pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn postgres(pool: PgPool) -> anyhow::Result<Self> {
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("applying booking PostgreSQL migrations: {e}"))?;
         Ok(Self {
-            pool,
+            db: evently_core::sql::Db::postgres(pool),
             gates: std::sync::Arc::default(),
-            batches: std::sync::Arc::default(),
+            batches: Some(std::sync::Arc::default()),
         })
     }
+}
 
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn gates(&self) -> &super::EventGates {
-        &self.gates
-    }
-
-    fn batches(&self) -> Option<&super::Batches> {
-        Some(&self.batches)
-    }
-
-    /// Gathers the planner's statistics of the tables the audit counts. A sale grows them
-    /// from empty; with statistics from before it (or none, where autovacuum is off) the
-    /// planner takes them for a few rows and joins them by nested loops, a minute at 50,000
-    /// seats instead of a fraction of a second.
-    async fn refresh_statistics(&self) -> Result<(), evently_core::db::StoreError> {
-        sqlx::query("ANALYZE seats, tickets, orders, holds")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+/// Gathers the planner's statistics of the tables the audit counts. A sale grows them from
+/// empty; with statistics from before it (or none, where autovacuum is off) the planner takes
+/// them for a few rows and joins them by nested loops, a minute at 50,000 seats instead of a
+/// fraction of a second.
+pub(super) async fn analyze(pool: &PgPool) -> Result<(), evently_core::db::StoreError> {
+    sqlx::query("ANALYZE seats, tickets, orders, holds")
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Sends `writes` and appends `envelopes` in one statement: each write a data-modifying CTE
 /// (`RETURNING 1`, so the final select counts the rows it changed), the outbox append last
 /// in the list. The writes touch different rows, since a statement's CTEs all see the
 /// snapshot from before it.
-async fn send_writes(
+pub(super) async fn send_writes(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     writes: &super::Writes,
     envelopes: &[evently_bus::Envelope],
@@ -77,7 +54,7 @@ async fn send_writes(
 
 /// Sends `writes` as one statement outside any transaction: a statement is atomic by itself,
 /// and it saves the `BEGIN` and `COMMIT` round trips.
-async fn write_alone(
+pub(super) async fn write_alone(
     pool: &PgPool,
     writes: &super::Writes,
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
@@ -190,12 +167,3 @@ fn column_of<T>(
             ))
         })
 }
-
-super::backend!(
-    PgBookingStore,
-    sqlx::Postgres,
-    PgRow,
-    "FOR UPDATE",
-    send_writes,
-    write_alone
-);

@@ -1,75 +1,40 @@
-//! The SQLite booking store (the embedded default).
+//! The SQLite side of the booking store (the embedded default): opening it, and sending a
+//! transaction's row writes.
 //!
 //! Statements run on in-process connections ([`evently_core::sqlite`]): a whole inventory
 //! transaction runs on the task that holds the single write connection, without a thread
 //! hand-off per statement. Write transactions begin `IMMEDIATE`, so they never interleave: the
 //! inventory "lock" is the write connection itself, and outbox `seq` order is commit order.
 //! sqlx's pools on the same file (`evently_core::db::SqliteDb`) apply the migrations; the
-//! outbox ([`SqliteBookingStore::outbox`]) uses the store's own connections.
+//! outbox (`SqlBookingStore::outbox`) uses the store's own connections.
 
 use evently_core::db::SqliteDb;
 use evently_core::sqlite as sql;
-use evently_core::sqlite::{OwnedRow, Pool};
+use evently_core::sqlite::Pool;
 
 /// Read connections: enough for the reads of concurrent requests on two cores.
 const READERS: usize = 4;
 
-/// Booking tables in one SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteBookingStore {
-    reader: Pool,
-    writer: Pool,
-    gates: std::sync::Arc<super::EventGates>,
-}
-
-impl SqliteBookingStore {
-    /// Opens the store on `db` and applies pending migrations.
+impl super::SqlBookingStore {
+    /// Opens the store on the SQLite database `db` and applies pending migrations.
     ///
     /// # Errors
     /// If a migration fails or the file cannot be opened.
-    pub async fn new(db: SqliteDb) -> anyhow::Result<Self> {
+    pub async fn sqlite(db: SqliteDb) -> anyhow::Result<Self> {
         sqlx::migrate!("migrations/sqlite")
             .run(&db.writer)
             .await
             .map_err(|e| anyhow::anyhow!("applying booking SQLite migrations: {e}"))?;
         Ok(Self {
-            reader: Pool::open(&db.path, READERS, false)?,
-            writer: Pool::open(&db.path, 1, true)?,
+            db: evently_core::sql::Db::sqlite(&db.path, READERS)?,
+            // The single write connection already queues every write in process; holding
+            // a turn while a group commit completes would only keep the next change of the
+            // event out of that commit.
             gates: std::sync::Arc::new(super::EventGates::none()),
+            // A statement costs no round trip here, and the write connection already
+            // commits queued transactions together.
+            batches: None,
         })
-    }
-
-    /// The booking outbox on this store's connections, so the relay's and the consumers'
-    /// writes queue on the store's write connection.
-    pub fn outbox(&self) -> evently_bus::outbox::SqlOutbox {
-        evently_bus::outbox::SqlOutbox::new(evently_core::sql::Db::sqlite_pools(
-            self.reader.clone(),
-            self.writer.clone(),
-        ))
-    }
-
-    fn reader(&self) -> &Pool {
-        &self.reader
-    }
-
-    fn writer(&self) -> &Pool {
-        &self.writer
-    }
-
-    fn gates(&self) -> &super::EventGates {
-        &self.gates
-    }
-
-    /// No batches: a statement costs no round trip here, and the write connection already
-    /// commits queued transactions together.
-    fn batches(&self) -> Option<&super::Batches> {
-        None
-    }
-
-    /// Nothing to refresh: the audit's counts are planned well here without statistics.
-    #[allow(clippy::unused_async)]
-    async fn refresh_statistics(&self) -> Result<(), evently_core::db::StoreError> {
-        Ok(())
     }
 }
 
@@ -82,7 +47,7 @@ async fn append(
 
 /// Runs `writes` one after another and appends `envelopes`, on the write connection (where a
 /// statement costs no round trip).
-async fn send_writes(
+pub(super) async fn send_writes(
     tx: &mut sql::Transaction<'_, sql::Sqlite>,
     writes: &super::Writes,
     envelopes: &[evently_bus::Envelope],
@@ -109,7 +74,7 @@ async fn send_writes(
 }
 
 /// Runs `writes` in a transaction of their own.
-async fn write_alone(
+pub(super) async fn write_alone(
     pool: &Pool,
     writes: &super::Writes,
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
@@ -118,12 +83,3 @@ async fn write_alone(
     tx.commit().await?;
     Ok(changed)
 }
-
-super::backend!(
-    SqliteBookingStore,
-    sql::Sqlite,
-    OwnedRow,
-    "",
-    send_writes,
-    write_alone
-);

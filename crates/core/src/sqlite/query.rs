@@ -195,6 +195,13 @@ impl Query {
         self
     }
 
+    /// Binds the next `$N` to a value already in SQLite's representation (moved, not copied).
+    #[must_use]
+    pub fn bind_value(mut self, value: Value) -> Self {
+        self.args.push(value);
+        self
+    }
+
     /// Runs the statement; returns what it changed.
     ///
     /// # Errors
