@@ -1,0 +1,316 @@
+//! Purchases and orders inside the inventory transaction: the purchase's checks and writes,
+//! reading orders with their tickets, and cancelling an order.
+
+use evently_bus::DomainEvent;
+use evently_bus::catalog::InventoryChange;
+use evently_core::db::StoreError;
+use evently_core::sql::{Sql, Tx, query};
+use uuid::Uuid;
+
+use crate::domain::{Hold, HoldKind, Inventory, Order, Ticket, random_token};
+use crate::error::BookingError;
+use crate::store::{PurchaseInput, count, json};
+
+use super::{
+    batch::Overlay,
+    inventory::{Changes, change},
+    rows::{ORDER_COLUMNS, hold_from, joined_intent_from, order_from, ticket_from},
+    writes::{
+        Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, SEATS_SOLD, TICKET_INSERTED, Writes,
+    },
+};
+
+/// A purchase's hold and payment intent (`$2`), in one statement; the caller adds
+/// which holds.
+pub(super) const PURCHASE_READ: &str = "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+    h.status, h.created_at, h.expires_at, i.id AS intent_id, \
+    i.hold_id AS intent_hold_id, i.event_id AS intent_event_id, \
+    i.user_id AS intent_user_id, i.amount AS intent_amount, \
+    i.currency AS intent_currency, i.status AS intent_status, \
+    i.secret_hash AS intent_secret_hash \
+    FROM holds h LEFT JOIN payment_intents i ON i.id = $2";
+
+/// A purchase inside the inventory transaction: its checks, and its writes (with the
+/// idempotency record's answer) added to `writes`. Returns the order and its answer.
+pub(super) async fn purchase_step(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    changes: &mut Changes,
+    writes: &mut Writes,
+    overlay: Option<&mut Overlay>,
+    input: &PurchaseInput,
+    now: i64,
+) -> Result<(Order, String), BookingError> {
+    let order = purchase_in(tx, inv, changes, writes, overlay, input, now).await?;
+    let body = json(&order)?;
+    writes.push_row(
+        &KEY_COMPLETED,
+        vec![
+            Arg::Uuid(input.key.user_id),
+            Arg::Text(input.key.route.clone()),
+            Arg::Text(input.key.key.clone()),
+            Arg::Text(body.clone()),
+        ],
+        None,
+    );
+    Ok((order, body))
+}
+
+/// The refusal of a purchase that names another event than its hold's.
+pub(super) fn another_event(hold: &Hold, event_id: Uuid) -> Option<BookingError> {
+    (hold.event_id != event_id).then(|| {
+        BookingError::Invalid(evently_core::Problem::invalid_field(
+            "/eventId",
+            "the hold is for another event",
+        ))
+    })
+}
+
+/// The checks of a purchase, inside the inventory transaction, and its writes, added
+/// to `writes`.
+pub(super) async fn purchase_in(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    changes: &mut Changes,
+    writes: &mut Writes,
+    overlay: Option<&mut Overlay>,
+    input: &PurchaseInput,
+    now: i64,
+) -> Result<Order, BookingError> {
+    let (hold, intent) = match overlay.as_deref() {
+        Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
+        None => {
+            let sql = format!("{PURCHASE_READ} WHERE h.id = $1");
+            let row = query(Sql::assert_safe(sql))
+                .bind(input.hold_id)
+                .bind(input.intent_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            row.as_ref()
+                .map(|row| Ok::<_, StoreError>((hold_from(row)?, joined_intent_from(row)?)))
+                .transpose()?
+        }
+    }
+    .filter(|(h, _)| h.user_id == input.user_id)
+    .ok_or(BookingError::HoldNotFound)?;
+    if let Some(refusal) = another_event(&hold, inv.event_id) {
+        return Err(refusal);
+    }
+    if overlay
+        .as_deref()
+        .is_some_and(|o| o.purchased.contains(&hold.id))
+    {
+        return Err(BookingError::HoldPurchased);
+    }
+    match hold.status.as_str() {
+        "active" => {}
+        "purchased" => return Err(BookingError::HoldPurchased),
+        _ => return Err(BookingError::HoldExpired),
+    }
+    let mut wanted = input.seat_ids.clone();
+    wanted.sort();
+    let mut held = hold.seat_ids.clone();
+    held.sort();
+    if wanted != held {
+        return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
+            "/seatIds",
+            "must be exactly the hold's seats",
+        )));
+    }
+    if inv.deleted || inv.status == "CANCELLED" {
+        return Err(BookingError::NotOnSale("the event is cancelled"));
+    }
+    let intent = intent
+        .filter(|i| i.user_id == input.user_id)
+        .ok_or(BookingError::IntentNotFound)?;
+    if intent.hold_id != hold.id {
+        return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
+            "/paymentIntentId",
+            "the payment intent is for another hold",
+        )));
+    }
+    if intent.status != "succeeded" {
+        return Err(BookingError::PaymentIncomplete(intent.status));
+    }
+    // Every seat of an active hold is held by it (the hold owns exactly its seats).
+    writes.push_row(
+        &SEATS_SOLD,
+        vec![Arg::Uuid(hold.id), Arg::Uuid(input.order_id)],
+        Some(hold.seat_ids.len() as u64),
+    );
+    let quantity = count(hold.seat_ids.len());
+    writes.push_row(
+        &ORDER_INSERTED,
+        vec![
+            Arg::Uuid(input.order_id),
+            Arg::Uuid(inv.event_id),
+            Arg::Uuid(input.user_id),
+            Arg::Uuid(hold.id),
+            Arg::Uuid(intent.id),
+            Arg::Text(json(&hold.seat_ids)?),
+            Arg::Int(quantity),
+            Arg::Int(intent.amount),
+            Arg::Text(intent.currency.clone()),
+            Arg::Int(now),
+        ],
+        None,
+    );
+    let mut tickets = Vec::with_capacity(hold.seat_ids.len());
+    for seat in &hold.seat_ids {
+        tickets.push(Ticket {
+            ticket_id: Uuid::now_v7(),
+            seat_id: seat.clone(),
+            code: random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
+            status: "valid".into(),
+        });
+    }
+    for t in &tickets {
+        writes.push_row(
+            &TICKET_INSERTED,
+            vec![
+                Arg::Uuid(t.ticket_id),
+                Arg::Uuid(input.order_id),
+                Arg::Uuid(inv.event_id),
+                Arg::Text(t.seat_id.clone()),
+                Arg::Text(t.code.clone()),
+            ],
+            Some(1),
+        );
+    }
+    writes.push_row(
+        &HOLD_PURCHASED,
+        vec![Arg::Uuid(hold.id), Arg::Int(now)],
+        Some(1),
+    );
+    if hold.kind == HoldKind::Waitlist.as_str() {
+        writes.push(
+            "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
+            vec![Arg::Uuid(hold.id), Arg::Int(now)],
+            None,
+        );
+    }
+    inv.held -= quantity;
+    inv.sold += quantity;
+    if let Some(overlay) = overlay {
+        overlay.purchased.insert(hold.id);
+        *overlay.bought.entry(input.user_id).or_default() += quantity;
+    }
+    changes.push(
+        inv,
+        now,
+        DomainEvent::OrderPlaced,
+        InventoryChange {
+            user_id: Some(input.user_id),
+            hold_id: Some(hold.id),
+            order_id: Some(input.order_id),
+            seat_ids: hold.seat_ids.clone(),
+            amount: Some(intent.amount),
+            currency: Some(intent.currency.clone()),
+            ..change(inv)
+        },
+    );
+    tickets.sort_by(|a, b| a.seat_id.cmp(&b.seat_id));
+    Ok(Order {
+        order_id: input.order_id,
+        event_id: inv.event_id,
+        user_id: input.user_id,
+        hold_id: hold.id,
+        payment_intent_id: intent.id,
+        seat_ids: hold.seat_ids,
+        amount: intent.amount,
+        currency: intent.currency,
+        status: "confirmed".into(),
+        refunded_amount: None,
+        cancel_reason: None,
+        created_at: evently_bus::envelope::time_from_ms(now),
+        tickets,
+    })
+}
+
+/// Cancels one confirmed order inside an inventory transaction.
+pub(super) async fn cancel_in(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    changes: &mut Changes,
+    order_id: Uuid,
+    reason: &str,
+    now: i64,
+) -> Result<Order, BookingError> {
+    let mut order = order_in(tx, order_id)
+        .await?
+        .ok_or(BookingError::OrderNotFound)?;
+    if order.status != "confirmed" {
+        return Err(BookingError::OrderCancelled);
+    }
+    let freed = query(
+        "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
+         AND order_id = $2 AND state = 2",
+    )
+    .bind(inv.event_id)
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+    query(
+        "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
+         cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    query("UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1")
+        .bind(order.payment_intent_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    inv.sold -= i64::try_from(freed).unwrap_or(0);
+    changes.freed = true;
+    changes.push(
+        inv,
+        now,
+        DomainEvent::OrderCancelled,
+        InventoryChange {
+            user_id: Some(order.user_id),
+            order_id: Some(order_id),
+            seat_ids: order.seat_ids.clone(),
+            amount: Some(order.amount),
+            currency: Some(order.currency.clone()),
+            reason: Some(reason.to_owned()),
+            ..change(inv)
+        },
+    );
+    order.status = "cancelled".into();
+    order.refunded_amount = Some(order.amount);
+    order.cancel_reason = Some(reason.to_owned());
+    for ticket in &mut order.tickets {
+        ticket.status = "void".into();
+    }
+    Ok(order)
+}
+
+pub(super) async fn tickets_of(tx: &mut Tx, order_id: Uuid) -> Result<Vec<Ticket>, StoreError> {
+    let rows =
+        query("SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id")
+            .bind(order_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    rows.iter().map(ticket_from).collect()
+}
+
+pub(super) async fn order_in(tx: &mut Tx, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let Some(row) = query(Sql::assert_safe(sql))
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tickets = tickets_of(tx, order_id).await?;
+    order_from(&row, tickets).map(Some)
+}

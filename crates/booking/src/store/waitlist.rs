@@ -1,0 +1,158 @@
+//! The waitlist inside the inventory transaction: offering freed seats to waiting buyers,
+//! and closing every inventory transaction (its writes, offers, sell-out and events).
+
+use evently_bus::DomainEvent;
+use evently_core::db::StoreError;
+use evently_core::sql::{Tx, query};
+use uuid::Uuid;
+
+use crate::domain::{HoldKind, Inventory, Policy, WaitlistEntry};
+use crate::error::BookingError;
+
+use super::{
+    holds::insert_hold,
+    inventory::{Changes, candidates, change, flush},
+    writes::{Arg, Writes},
+};
+
+/// Offers freed seats to the head of the waitlist, in order, while the head's
+/// quantity fits (the list is first come, first served: nobody is skipped).
+pub(super) async fn promote(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    changes: &mut Changes,
+    now: i64,
+    policy: Policy,
+) -> Result<(), BookingError> {
+    if inv.sale_closed(now).is_some() {
+        return Ok(());
+    }
+    loop {
+        let head = query(
+            "SELECT id, user_id, quantity FROM waitlist WHERE event_id = $1 \
+             AND status = 'waiting' ORDER BY seq LIMIT 1",
+        )
+        .bind(inv.event_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(head) = head else { return Ok(()) };
+        let entry: Uuid = head.get("id")?;
+        let user: Uuid = head.get("user_id")?;
+        let quantity: i64 = head.get("quantity")?;
+        if quantity > inv.available() {
+            return Ok(());
+        }
+        let window = (quantity * 20).max(200);
+        let found = candidates(tx, inv.event_id, None, window).await?;
+        let wanted = usize::try_from(quantity).unwrap_or(usize::MAX);
+        let Some(seats) = crate::domain::pick_best(&found, wanted) else {
+            return Ok(());
+        };
+        let hold_id = Uuid::now_v7();
+        let mut writes = Writes::default();
+        insert_hold(
+            &mut writes,
+            inv,
+            changes,
+            hold_id,
+            user,
+            seats,
+            HoldKind::Waitlist,
+            now + policy.offer_ttl_ms,
+            now,
+        )?;
+        writes.push(
+            "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
+             WHERE id = $1",
+            vec![Arg::Uuid(entry), Arg::Uuid(hold_id), Arg::Int(now)],
+            Some(1),
+        );
+        // The next head's seats are looked for after these are taken.
+        flush(tx, &writes, &[]).await?;
+    }
+}
+
+/// Finishes an inventory transaction: sends its pending `writes`, offers freed seats
+/// to waiting buyers, notes a sell-out, saves the counters and appends the domain
+/// events (the last of which go with the pending writes when nobody is offered seats).
+pub(super) async fn finish(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    mut changes: Changes,
+    now: i64,
+    policy: Policy,
+    mut writes: Writes,
+) -> Result<(), BookingError> {
+    if changes.freed {
+        flush(tx, &std::mem::take(&mut writes), &[]).await?;
+        promote(tx, inv, &mut changes, now, policy).await?;
+    }
+    if changes.envelopes.is_empty() && inv.sweep_at == changes.was_sweep_at {
+        flush(tx, &writes, &[]).await?;
+        return Ok(());
+    }
+    if changes.was_available > 0 && inv.available() == 0 {
+        changes.push(inv, now, DomainEvent::SoldOut, change(inv));
+    }
+    writes.push(
+        "UPDATE inventories SET held = $2, sold = $3, version = $4, updated_at = $5, \
+         sweep_at = $6 WHERE event_id = $1",
+        vec![
+            Arg::Uuid(inv.event_id),
+            Arg::Int(inv.held),
+            Arg::Int(inv.sold),
+            Arg::Int(inv.version),
+            Arg::Int(now),
+            Arg::Int(inv.sweep_at),
+        ],
+        Some(1),
+    );
+    flush(tx, &writes, &changes.envelopes).await?;
+    Ok(())
+}
+
+pub(super) async fn waitlist_in(
+    tx: &mut Tx,
+    event_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<WaitlistEntry>, StoreError> {
+    let row = query(
+        "SELECT w.quantity, w.status, w.seq, w.hold_id, h.expires_at FROM waitlist w \
+         LEFT JOIN holds h ON h.id = w.hold_id \
+         WHERE w.event_id = $1 AND w.user_id = $2 ORDER BY w.seq DESC LIMIT 1",
+    )
+    .bind(event_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.get("status")?;
+    let seq: i64 = row.get("seq")?;
+    let position = if status == "waiting" {
+        let ahead: i64 = query(
+            "SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 \
+             AND status = 'waiting' AND seq <= $2",
+        )
+        .bind(event_id)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?
+        .get("n")?;
+        Some(ahead)
+    } else {
+        None
+    };
+    let expires: Option<i64> = row.get("expires_at")?;
+    Ok(Some(WaitlistEntry {
+        event_id,
+        quantity: row.get("quantity")?,
+        offer_expires_at: if status == "offered" {
+            expires.map(crate::domain::rfc3339)
+        } else {
+            None
+        },
+        hold_id: row.get("hold_id")?,
+        status,
+        position,
+    }))
+}
