@@ -20,7 +20,8 @@
 //!
 //! Layout:
 //! - [`domain`]: ids, the status machine, venues and layouts, events and their rules;
-//! - [`store`]: `EventStore`, its SQLite and PostgreSQL backends and their conformance suite;
+//! - [`store`]: `EventStore` and its SQLite and PostgreSQL backends (their conformance suite
+//!   is in `tests/api/conformance.rs`);
 //! - [`service`]: the operations and the scheduler;
 //! - [`availability`]: the consumer of booking's inventory events;
 //! - [`http`]: routes and handlers; [`error`]: `EventsError` → problem.
