@@ -12,7 +12,8 @@
 //! Layout:
 //! - [`domain`]: parsed inputs (`Email`, `Password`, …), users, the throttle rule;
 //! - [`hashing`]: the bounded password hasher;
-//! - [`store`]: `AuthStore`, its SQLite and PostgreSQL backends and their conformance suite;
+//! - [`store`]: `AuthStore` and its SQLite and PostgreSQL backends (their conformance suite
+//!   is in `tests/api/conformance.rs`);
 //! - [`service`]: the operations;
 //! - [`http`]: routes and handlers; [`error`]: `AuthError` → problem.
 

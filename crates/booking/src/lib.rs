@@ -25,10 +25,8 @@ pub mod http;
 pub mod service;
 pub mod store;
 
-use anyhow::Context;
 use async_trait::async_trait;
-use evently_bus::in_process::InProcessBus;
-use evently_bus::nats::{NatsBus, NatsTarget, Relay};
+use evently_bus::nats::NatsBus;
 use evently_bus::{Bus, Envelope, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
@@ -37,7 +35,6 @@ use evently_core::identity::JwtKeys;
 use evently_core::service::ServiceName;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::OpenApi;
@@ -87,33 +84,6 @@ pub async fn open_store(
     })
 }
 
-/// Where `service`'s outbox is published on NATS.
-pub fn nats_target(config: &Config, service: ServiceName) -> NatsTarget {
-    let bus = &config.bus;
-    NatsTarget {
-        stream: format!("{}_{}", bus.stream_prefix, service.as_str().to_uppercase()),
-        subject_prefix: format!("{}.{}", bus.stream_prefix.to_lowercase(), service.as_str()),
-        ack_wait: Duration::from_secs(bus.ack_wait_seconds),
-    }
-}
-
-/// The NATS bus of another service's stream, for consuming its events in this process.
-///
-/// # Errors
-/// No `bus.nats_url`, or an invalid one.
-pub async fn remote_bus(config: &Config, service: ServiceName) -> anyhow::Result<Arc<dyn Bus>> {
-    let url = config.bus.nats_url.as_ref().with_context(|| {
-        format!(
-            "this process consumes the {service} service's domain events, which runs elsewhere: \
-             set bus.nats_url (EVENTLY_NATS_URL) so they travel over NATS"
-        )
-    })?;
-    let bus = NatsBus::connect(url.expose_secret(), nats_target(config, service))
-        .await
-        .context("connecting to NATS")?;
-    Ok(Arc::new(bus))
-}
-
 /// A running booking service's parts.
 #[derive(Clone)]
 pub struct Booking {
@@ -152,24 +122,8 @@ impl Booking {
             .database
             .url_for(ServiceName::Booking, &config.server.data_dir);
         let (store, outbox) = open_store(&url, config).await?;
-        let (bus, nats): (Arc<dyn Bus>, _) = match &config.bus.nats_url {
-            None => (
-                Arc::new(InProcessBus::new(
-                    outbox.clone(),
-                    Duration::from_millis(config.bus.poll_interval_ms),
-                )),
-                None,
-            ),
-            Some(url) => {
-                let nats = NatsBus::connect(
-                    url.expose_secret(),
-                    nats_target(config, ServiceName::Booking),
-                )
-                .await
-                .context("connecting to NATS")?;
-                (Arc::new(nats.clone()), Some(nats))
-            }
-        };
+        let (bus, nats) =
+            evently_bus::wiring::open(&config.bus, ServiceName::Booking, outbox.clone()).await?;
         let service = Arc::new(BookingService::new(store, clock, config.booking.clone()));
         let state = BookingState {
             service: service.clone(),
@@ -208,12 +162,8 @@ impl Booking {
             shutdown.clone(),
         ));
         if let Some(nats) = &self.nats {
-            let relay = Relay::new(
-                self.outbox.clone(),
-                nats.clone(),
-                self.config.bus.relay_batch,
-                Duration::from_millis(self.config.bus.poll_interval_ms),
-            );
+            let relay =
+                evently_bus::wiring::relay(&self.config.bus, self.outbox.clone(), nats.clone());
             tracker.spawn(relay.run(shutdown.clone()));
         }
     }

@@ -22,6 +22,7 @@
 //! - [`envelope`]: the wire format of one event; [`catalog`]: the versioned event set;
 //! - [`outbox`]: appending in a transaction, reading, positions (SQLite and PostgreSQL);
 //! - [`in_process`], [`nats`]: the two buses; [`consumer`]: the consuming loop;
+//! - [`wiring`]: how a service opens its own bus and another service's stream from `[bus]`;
 //! - [`conformance`]: the tests every bus must pass.
 
 pub mod catalog;
@@ -31,6 +32,7 @@ pub mod envelope;
 pub mod in_process;
 pub mod nats;
 pub mod outbox;
+pub mod wiring;
 
 use async_trait::async_trait;
 use evently_core::db::StoreError;

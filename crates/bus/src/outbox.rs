@@ -265,6 +265,8 @@ fn outbox_row(row: &sql::Row) -> Result<OutboxRow, BusError> {
 /// ([`evently_core::sql`]): on SQLite the relay's and the consumers' writes queue on the same
 /// write connection as the store's changes (and join its group commit) instead of waiting for
 /// SQLite's file lock beside it, which a busy store hardly ever lets go.
+///
+/// Its methods span at debug level: the relay and the consumers call them on every poll.
 #[derive(Debug, Clone)]
 pub struct SqlOutbox {
     db: Db,
@@ -279,6 +281,11 @@ impl SqlOutbox {
 
 #[async_trait]
 impl Outbox for SqlOutbox {
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(envelope.id = %envelope.id, envelope.type = %envelope.event_type)
+    )]
     async fn append(&self, envelope: &Envelope) -> Result<i64, BusError> {
         let mut tx = self.db.begin().await?;
         let seq = append(&mut tx, envelope).await?;
@@ -286,6 +293,11 @@ impl Outbox for SqlOutbox {
         Ok(seq)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(outbox.after = after, outbox.limit = limit)
+    )]
     async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
         let rows = sql::query(READ_AFTER)
             .bind(after)
@@ -295,6 +307,7 @@ impl Outbox for SqlOutbox {
         rows.iter().map(outbox_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(outbox.limit = limit))]
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRow>, BusError> {
         let rows = sql::query(UNPUBLISHED)
             .bind(i64::from(limit))
@@ -303,6 +316,7 @@ impl Outbox for SqlOutbox {
         rows.iter().map(outbox_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(outbox.up_to = up_to))]
     async fn mark_published(&self, up_to: i64, now: i64) -> Result<(), BusError> {
         sql::query(MARK_PUBLISHED)
             .bind(up_to)
@@ -312,6 +326,7 @@ impl Outbox for SqlOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn unpublished_count(&self) -> Result<u64, BusError> {
         let n: i64 = sql::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
             .fetch_one(self.db.reader())
@@ -320,6 +335,7 @@ impl Outbox for SqlOutbox {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(consumer = consumer))]
     async fn position(&self, consumer: &str) -> Result<i64, BusError> {
         let row = sql::query(POSITION)
             .bind(consumer)
@@ -331,6 +347,7 @@ impl Outbox for SqlOutbox {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(consumer = consumer, outbox.seq = seq))]
     async fn set_position(&self, consumer: &str, seq: i64, now: i64) -> Result<(), BusError> {
         sql::query(SET_POSITION)
             .bind(consumer)

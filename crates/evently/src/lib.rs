@@ -237,13 +237,15 @@ pub async fn build(
     let events_feed = match (&booking, &events) {
         (None, _) => None,
         (Some(_), Some(e)) => Some(e.bus.clone()),
-        (Some(_), None) => Some(evently_booking::remote_bus(config, ServiceName::Events).await?),
+        (Some(_), None) => {
+            Some(evently_bus::wiring::remote(&config.bus, ServiceName::Events).await?)
+        }
     };
     let booking_feed = match (&events, &booking) {
         (None, _) => None,
         (Some(_), Some(b)) => Some(b.bus.clone()),
         (Some(_), None) => match config.bus.nats_url {
-            Some(_) => Some(evently_booking::remote_bus(config, ServiceName::Booking).await?),
+            Some(_) => Some(evently_bus::wiring::remote(&config.bus, ServiceName::Booking).await?),
             None => {
                 tracing::warn!(
                     "events runs without booking and without NATS: availableSeats will not \

@@ -20,7 +20,8 @@
 //!
 //! Layout:
 //! - [`domain`]: ids, the status machine, venues and layouts, events and their rules;
-//! - [`store`]: `EventStore`, its SQLite and PostgreSQL backends and their conformance suite;
+//! - [`store`]: `EventStore` and its SQLite and PostgreSQL backends (their conformance suite
+//!   is in `tests/api/conformance.rs`);
 //! - [`service`]: the operations and the scheduler;
 //! - [`availability`]: the consumer of booking's inventory events;
 //! - [`http`]: routes and handlers; [`error`]: `EventsError` → problem.
@@ -32,10 +33,8 @@ pub mod http;
 pub mod service;
 pub mod store;
 
-use anyhow::Context;
 use evently_bus::consumer::Handler;
-use evently_bus::in_process::InProcessBus;
-use evently_bus::nats::{NatsBus, NatsTarget, Relay};
+use evently_bus::nats::NatsBus;
 use evently_bus::{Bus, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
@@ -95,39 +94,6 @@ pub async fn open_store(
     })
 }
 
-/// The bus that carries the events service's outbox, chosen by `bus.nats_url`.
-///
-/// # Errors
-/// An invalid NATS URL.
-pub async fn open_bus(
-    config: &Config,
-    outbox: Arc<dyn Outbox>,
-) -> anyhow::Result<(Arc<dyn Bus>, Option<NatsBus>)> {
-    let bus = &config.bus;
-    Ok(match &bus.nats_url {
-        None => (
-            Arc::new(InProcessBus::new(
-                outbox,
-                Duration::from_millis(bus.poll_interval_ms),
-            )),
-            None,
-        ),
-        Some(url) => {
-            let nats = NatsBus::connect(
-                url.expose_secret(),
-                NatsTarget {
-                    stream: format!("{}_EVENTS", bus.stream_prefix),
-                    subject_prefix: format!("{}.events", bus.stream_prefix.to_lowercase()),
-                    ack_wait: Duration::from_secs(bus.ack_wait_seconds),
-                },
-            )
-            .await
-            .context("connecting to NATS")?;
-            (Arc::new(nats.clone()), Some(nats))
-        }
-    })
-}
-
 /// A running events service's parts.
 #[derive(Clone)]
 pub struct Events {
@@ -157,7 +123,8 @@ impl Events {
             .database
             .url_for(ServiceName::Events, &config.server.data_dir);
         let (store, outbox) = open_store(&url, config).await?;
-        let (bus, nats) = open_bus(config, outbox.clone()).await?;
+        let (bus, nats) =
+            evently_bus::wiring::open(&config.bus, ServiceName::Events, outbox.clone()).await?;
         let service = Arc::new(EventsService::new(store, clock));
         let state = EventsState {
             service: service.clone(),
@@ -189,12 +156,8 @@ impl Events {
                 .run_scheduler(interval, shutdown.clone()),
         );
         if let Some(nats) = &self.nats {
-            let relay = Relay::new(
-                self.outbox.clone(),
-                nats.clone(),
-                self.config.bus.relay_batch,
-                Duration::from_millis(self.config.bus.poll_interval_ms),
-            );
+            let relay =
+                evently_bus::wiring::relay(&self.config.bus, self.outbox.clone(), nats.clone());
             tracker.spawn(relay.run(shutdown.clone()));
         }
     }

@@ -1,5 +1,6 @@
 //! The auth store: one trait, one body for both engines ([`sql::SqlAuthStore`]), one
-//! conformance suite. The backend files hold only what differs: migrations and connections.
+//! conformance suite (in the crate's tests, `tests/api/conformance.rs`, run on both engines).
+//! The backend files hold only what differs: migrations and connections.
 //!
 //! Each method is one atomic unit. Refresh-token rotation is the delicate one: a token is live
 //! only while it has not been rotated, has not expired and its family is not revoked, and
@@ -15,7 +16,6 @@ use uuid::Uuid;
 
 use crate::domain::{Email, NewUser, ProfileUpdate, ThrottlePolicy, User, UserCredentials};
 
-pub mod conformance;
 mod postgres;
 pub mod sql;
 mod sqlite;

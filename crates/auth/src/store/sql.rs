@@ -5,6 +5,10 @@
 //! stay locked until commit, so a second rotation of the same token waits, then sees it rotated
 //! and is treated as reuse; on SQLite the single write connection runs one write transaction
 //! at a time, which gives the same order without row locks.
+//!
+//! Each method runs in a span named after it, carrying the ids it is about (`user.id`,
+//! `family.id`), never an email, a token or a throttle key. The methods on the sign-in, refresh
+//! and throttle paths, which run on most requests auth serves, span at debug level.
 
 use async_trait::async_trait;
 use evently_core::db::StoreError;
@@ -49,10 +53,12 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
 
 #[async_trait]
 impl AuthStore for SqlAuthStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
     }
 
+    #[tracing::instrument(skip_all, fields(user.id = %user.id, user.role = %user.role))]
     async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
         let row = query(concat!(
             "INSERT INTO users (id, email, name, phone, role, password_hash, is_active, created_at, updated_at) \
@@ -79,6 +85,7 @@ impl AuthStore for SqlAuthStore {
         user_from_row(&row)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserCredentials>, StoreError> {
         let row = query(concat!(
             "SELECT ",
@@ -97,6 +104,7 @@ impl AuthStore for SqlAuthStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id))]
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = query(concat!(
             "SELECT ",
@@ -109,6 +117,7 @@ impl AuthStore for SqlAuthStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
     async fn update_profile(
         &self,
         id: UserId,
@@ -136,6 +145,7 @@ impl AuthStore for SqlAuthStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(user.id = %id, user.role = %role))]
     async fn set_role(&self, id: UserId, role: Role, now: i64) -> Result<Option<User>, StoreError> {
         let row = query(concat!(
             "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING ",
@@ -150,6 +160,7 @@ impl AuthStore for SqlAuthStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id))]
     async fn set_password_hash(&self, id: UserId, hash: &str, now: i64) -> Result<(), StoreError> {
         query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id.0)
@@ -160,6 +171,11 @@ impl AuthStore for SqlAuthStore {
         Ok(())
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(user.id = %user, family.id = tracing::field::Empty)
+    )]
     async fn start_family(
         &self,
         user: UserId,
@@ -167,6 +183,7 @@ impl AuthStore for SqlAuthStore {
         now: i64,
     ) -> Result<Uuid, StoreError> {
         let family = Uuid::now_v7();
+        tracing::Span::current().record("family.id", tracing::field::display(family));
         let mut tx = self.db.begin().await?;
         query("INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)")
             .bind(family)
@@ -188,6 +205,11 @@ impl AuthStore for SqlAuthStore {
         Ok(family)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(user.id = tracing::field::Empty, family.id = tracing::field::Empty)
+    )]
     async fn rotate(
         &self,
         presented: &str,
@@ -207,6 +229,9 @@ impl AuthStore for SqlAuthStore {
         };
         let family_id: Uuid = row.get("family_id")?;
         let user_id = UserId(row.get("user_id")?);
+        tracing::Span::current()
+            .record("user.id", tracing::field::display(user_id))
+            .record("family.id", tracing::field::display(family_id));
         let expires_at: i64 = row.get("expires_at")?;
         let rotated_at: Option<i64> = row.get("rotated_at")?;
         let revoked_at: Option<i64> = row.get("revoked_at")?;
@@ -247,6 +272,7 @@ impl AuthStore for SqlAuthStore {
         Ok(Rotation::Rotated { user_id, family_id })
     }
 
+    #[tracing::instrument(skip_all, fields(revoke.reason = reason))]
     async fn revoke_family_of(
         &self,
         presented: &str,
@@ -266,6 +292,7 @@ impl AuthStore for SqlAuthStore {
         Ok(changed > 0)
     }
 
+    #[tracing::instrument(skip_all, fields(user.id = %user, revoke.reason = reason))]
     async fn revoke_user_families(
         &self,
         user: UserId,
@@ -284,6 +311,7 @@ impl AuthStore for SqlAuthStore {
         Ok(changed)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn throttle_lock(&self, keys: &[String], now: i64) -> Result<Option<i64>, StoreError> {
         let mut longest: Option<i64> = None;
         for key in keys {
@@ -301,6 +329,7 @@ impl AuthStore for SqlAuthStore {
         Ok(longest)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn record_login_failure(
         &self,
         key: &str,
@@ -350,6 +379,7 @@ impl AuthStore for SqlAuthStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
         query("DELETE FROM login_throttle WHERE key = $1")
             .bind(key)

@@ -1,4 +1,5 @@
-//! The events store: one trait, one body for both engines, one conformance suite.
+//! The events store: one trait, one body for both engines, one conformance suite (in the
+//! crate's tests, `tests/api/conformance.rs`, run on both engines).
 //!
 //! Every method that changes state writes the change's domain events to the outbox in the
 //! same transaction, so a change and its events are committed together or not at all.
@@ -25,7 +26,6 @@ use evently_core::db::StoreError;
 
 use crate::domain::{Event, EventFilter, EventId, EventStatus, Page, Venue, VenueId};
 
-pub mod conformance;
 mod postgres;
 pub mod sql;
 mod sqlite;

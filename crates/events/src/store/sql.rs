@@ -4,6 +4,11 @@
 //! integers); what differs (migrations, connections) is in `sqlite.rs` and `postgres.rs`.
 //! Every change appends its domain events with [`evently_bus::outbox::append`] in its own
 //! transaction.
+//!
+//! Each method runs in a span named after it, carrying the ids it is about (`event.id`,
+//! `venue.id`, the version it expects). Reads, the sale scheduler's tick and booking's
+//! availability figures run far more often than organizers change anything, so they span at
+//! debug level.
 
 use evently_bus::Envelope;
 use evently_bus::outbox::append;
@@ -91,10 +96,12 @@ fn venue_from_row(row: &Row) -> Result<Venue, StoreError> {
 
 #[async_trait::async_trait]
 impl EventStore for SqlEventStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
     }
 
+    #[tracing::instrument(skip_all, fields(venue.id = %venue.id))]
     async fn insert_venue(&self, venue: &Venue, event: &Envelope) -> Result<(), StoreError> {
         let layout = match &venue.seating {
             Seating::General { .. } => None,
@@ -120,6 +127,7 @@ impl EventStore for SqlEventStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(venue.id = %id))]
     async fn venue(&self, id: VenueId) -> Result<Option<Venue>, StoreError> {
         let row = query(Sql::assert_safe(format!(
             "SELECT {VENUE_COLUMNS} FROM venues WHERE id = $1"
@@ -130,6 +138,11 @@ impl EventStore for SqlEventStore {
         row.as_ref().map(venue_from_row).transpose()
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(page.number = page.number, page.size = page.size)
+    )]
     async fn list_venues(&self, page: Page) -> Result<(Vec<Venue>, u64), StoreError> {
         let rows = query(Sql::assert_safe(format!(
             "SELECT {VENUE_COLUMNS} FROM venues ORDER BY created_at, id LIMIT $1 OFFSET $2"
@@ -146,6 +159,7 @@ impl EventStore for SqlEventStore {
         Ok((venues, u64::try_from(total).unwrap_or(0)))
     }
 
+    #[tracing::instrument(skip_all, fields(event.id = %event.id))]
     async fn insert_event(&self, event: &Event, created: &Envelope) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         query(
@@ -187,6 +201,7 @@ impl EventStore for SqlEventStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(event.id = %id))]
     async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         let row = query(Sql::assert_safe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"
@@ -197,6 +212,11 @@ impl EventStore for SqlEventStore {
         row.as_ref().map(event_from_row).transpose()
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(page.number = page.number, page.size = page.size)
+    )]
     async fn list_events(
         &self,
         filter: &EventFilter,
@@ -233,6 +253,7 @@ impl EventStore for SqlEventStore {
         Ok((events, u64::try_from(total).unwrap_or(0)))
     }
 
+    #[tracing::instrument(skip_all, fields(event.id = %event.id, event.version = expected_version))]
     async fn update_event(
         &self,
         event: &Event,
@@ -286,6 +307,7 @@ impl EventStore for SqlEventStore {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(event.id = %id, event.version = expected_version))]
     async fn delete_event(
         &self,
         id: EventId,
@@ -315,6 +337,7 @@ impl EventStore for SqlEventStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn open_due_sales(&self, now: i64) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.db.begin().await?;
         // Conditional on the current status, so a row another process already flipped
@@ -337,6 +360,11 @@ impl EventStore for SqlEventStore {
         Ok(flipped)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(event.id = %id, availability.version = version)
+    )]
     async fn apply_availability(
         &self,
         id: EventId,
