@@ -1,9 +1,12 @@
 //! `BookingError`: why a booking operation was refused or failed, and the one place it
-//! becomes HTTP.
+//! becomes HTTP. The domain's refusals become `BookingError`s here too, so a rule decided
+//! without a database answers with the same problem as ever.
 
 use axum::http::StatusCode;
 use evently_core::Problem;
 use evently_core::db::StoreError;
+
+use crate::domain::{ConfirmRefusal, HoldEnded, HoldRefusal, PaymentBlocked, PurchaseRefusal};
 
 /// Why a booking operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,87 @@ pub enum BookingError {
 impl From<Problem> for BookingError {
     fn from(problem: Problem) -> Self {
         BookingError::Invalid(problem)
+    }
+}
+
+impl From<HoldRefusal> for BookingError {
+    fn from(refusal: HoldRefusal) -> Self {
+        match refusal {
+            HoldRefusal::EventNotFound => BookingError::EventNotFound,
+            HoldRefusal::NotOnSale(why) => BookingError::NotOnSale(why),
+            HoldRefusal::TicketLimit { limit, owned } => BookingError::TicketLimit { limit, owned },
+            HoldRefusal::UnknownSeats(unknown) => {
+                let mut problem = Problem::validation().detail("no such seats at this event");
+                for (i, seat) in unknown {
+                    problem = problem.field(
+                        format!("/seatIds/{i}"),
+                        format!("{seat} is not a seat of this event"),
+                    );
+                }
+                BookingError::Invalid(problem)
+            }
+            HoldRefusal::SeatsUnavailable(conflicts) => BookingError::SeatsUnavailable(conflicts),
+            HoldRefusal::SoldOut { available } => BookingError::SoldOut { available },
+        }
+    }
+}
+
+impl From<HoldEnded> for BookingError {
+    fn from(ended: HoldEnded) -> Self {
+        match ended {
+            HoldEnded::Expired => BookingError::HoldExpired,
+            HoldEnded::Purchased => BookingError::HoldPurchased,
+        }
+    }
+}
+
+impl From<PaymentBlocked> for BookingError {
+    fn from(blocked: PaymentBlocked) -> Self {
+        match blocked {
+            PaymentBlocked::NotFound => BookingError::HoldNotFound,
+            PaymentBlocked::Ended(ended) => ended.into(),
+        }
+    }
+}
+
+impl From<ConfirmRefusal> for BookingError {
+    fn from(refusal: ConfirmRefusal) -> Self {
+        match refusal {
+            ConfirmRefusal::NotConfirmable(status) => {
+                BookingError::IntentNotConfirmable(status.as_str().to_owned())
+            }
+            ConfirmRefusal::HoldExpired => BookingError::HoldExpired,
+            ConfirmRefusal::ProcessorFailed => BookingError::PaymentFailed,
+        }
+    }
+}
+
+impl From<PurchaseRefusal> for BookingError {
+    fn from(refusal: PurchaseRefusal) -> Self {
+        use PurchaseRefusal as R;
+        match refusal {
+            R::HoldNotFound => BookingError::HoldNotFound,
+            R::AnotherEvent => BookingError::Invalid(Problem::invalid_field(
+                "/eventId",
+                "the hold is for another event",
+            )),
+            R::EventNotFound => BookingError::EventNotFound,
+            R::HoldPurchased => BookingError::HoldPurchased,
+            R::HoldExpired => BookingError::HoldExpired,
+            R::SeatsMismatch => BookingError::Invalid(Problem::invalid_field(
+                "/seatIds",
+                "must be exactly the hold's seats",
+            )),
+            R::EventCancelled => BookingError::NotOnSale("the event is cancelled"),
+            R::IntentNotFound => BookingError::IntentNotFound,
+            R::IntentForAnotherHold => BookingError::Invalid(Problem::invalid_field(
+                "/paymentIntentId",
+                "the payment intent is for another hold",
+            )),
+            R::PaymentIncomplete(status) => {
+                BookingError::PaymentIncomplete(status.as_str().to_owned())
+            }
+        }
     }
 }
 

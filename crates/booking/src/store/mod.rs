@@ -11,9 +11,11 @@
 //!    offered them), so a decision never rests on a hold that is dead. The row's `sweep_at`
 //!    is kept at or before the earliest expiry among the event's active holds, so the sweep
 //!    looks for expired holds only once one may exist, not on every change of a rush;
-//! 2. reads the seats it needs, decides, and changes them with conditional updates
-//!    (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose row counts are checked,
-//!    as a second guard;
+//! 2. reads the facts it needs, decides with the pure rules of [`crate::domain`]
+//!    ([`decide_hold`](crate::domain::decide_hold),
+//!    [`check_purchase`](crate::domain::check_purchase) …), and changes the seats with
+//!    conditional updates (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose
+//!    row counts are checked, as a second guard;
 //! 3. moves the event's counters (`held`, `sold`, `version`; a `CHECK` keeps
 //!    `held + sold <= capacity`) and appends the domain events to the outbox.
 //!
@@ -50,8 +52,8 @@ use evently_core::db::StoreError;
 use uuid::Uuid;
 
 use crate::domain::{
-    Audit, AvailabilityView, Hold, Inventory, Order, PaymentIntent, Policy, SeatView, Selection,
-    WaitlistEntry,
+    Audit, AvailabilityView, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
+    PaymentIntentId, Policy, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
 
@@ -222,7 +224,8 @@ pub(crate) struct Overlay {
     /// every best-available hold of the batch without a section.
     pub(crate) free: Vec<(String, String, String, i64)>,
     /// The holds and payment intents the batch's purchases name, by (hold, intent), as stored.
-    pub(crate) purchases: std::collections::HashMap<(Uuid, Uuid), (Hold, Option<PaymentIntent>)>,
+    pub(crate) purchases:
+        std::collections::HashMap<(HoldId, PaymentIntentId), (Hold, Option<PaymentIntent>)>,
     /// Seats taken by the batch's holds.
     pub(crate) taken: std::collections::HashSet<String>,
     /// Buyers with a hold in the batch.
@@ -230,7 +233,7 @@ pub(crate) struct Overlay {
     /// Tickets bought in the batch, by buyer.
     pub(crate) bought: std::collections::HashMap<Uuid, i64>,
     /// Holds purchased in the batch.
-    pub(crate) purchased: std::collections::HashSet<Uuid>,
+    pub(crate) purchased: std::collections::HashSet<HoldId>,
 }
 
 pub mod postgres;
@@ -240,7 +243,7 @@ pub mod sqlite;
 #[derive(Debug, Clone)]
 pub struct NewHold {
     /// Its id.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// The event.
     pub event_id: Uuid,
     /// The buyer.
@@ -255,25 +258,16 @@ pub struct NewHold {
 #[derive(Debug, Clone)]
 pub struct NewIntent {
     /// Its id.
-    pub intent_id: Uuid,
+    pub intent_id: PaymentIntentId,
     /// The payer.
     pub user_id: Uuid,
     /// The hold it pays for.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// SHA-256 of the client secret, hex.
     pub secret_hash: String,
 }
 
-/// What the simulated processor does with a confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmation {
-    /// The payment succeeds.
-    Succeed,
-    /// The card is declined: the intent is `declined` for good.
-    Decline,
-    /// The processor fails: nothing changes.
-    Fail,
-}
+pub use crate::domain::Confirmation;
 
 /// Who is asking, for idempotency: the caller, the route and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,17 +298,17 @@ pub enum IdempotencyStart {
 #[derive(Debug, Clone)]
 pub struct PurchaseInput {
     /// The new order's id.
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// The buyer.
     pub user_id: Uuid,
     /// The event named in the request.
     pub event_id: Uuid,
     /// The hold to buy.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// The seats named in the request (must be the hold's).
     pub seat_ids: Vec<String>,
     /// The payment.
-    pub intent_id: Uuid,
+    pub intent_id: PaymentIntentId,
     /// The idempotency record completed in the same transaction.
     pub key: IdempotencyKey,
 }
@@ -360,13 +354,13 @@ pub trait BookingStore: Send + Sync + 'static {
     ) -> Result<Hold, BookingError>;
 
     /// A hold by id.
-    async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError>;
+    async fn hold(&self, hold_id: HoldId) -> Result<Option<Hold>, StoreError>;
 
     /// Extends the caller's live hold to `min(now + extend_ms, created + max_lifetime_ms)`
     /// (never shortening it).
     async fn refresh_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         extend_ms: i64,
         max_lifetime_ms: i64,
@@ -377,7 +371,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Releases the caller's hold (a no-op for one already ended, except a purchased one).
     async fn release_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         now: i64,
         policy: Policy,
@@ -394,7 +388,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Confirms the caller's intent with its client secret (idempotent once succeeded).
     async fn confirm_intent(
         &self,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
         user_id: Uuid,
         secret: &str,
         outcome: Confirmation,
@@ -433,7 +427,7 @@ pub trait BookingStore: Send + Sync + 'static {
     ) -> Result<(Order, String), BookingError>;
 
     /// An order by id.
-    async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError>;
+    async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// A buyer's orders, newest first, and how many there are.
     async fn orders_of(
@@ -446,7 +440,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Cancels and refunds an order; its seats go back on sale.
     async fn cancel_order(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         reason: &str,
         now: i64,
         policy: Policy,
@@ -765,9 +759,15 @@ macro_rules! backend {
         use uuid::Uuid;
 
         use $crate::domain::{
-            Audit, AvailabilityView, GA_SECTION, Hold, HoldKind, Inventory, Order, PaymentIntent,
-            Policy, SeatView, Selection, Ticket, WaitlistEntry, ga_seat_id, hold_is_live,
-            random_token, seat_price, seat_state, section_of, sha256_hex, constant_time_eq,
+            Audit, AvailabilityView, Candidate, ConfirmStep, EVENT_CANCELLED, GA_SECTION, Hold,
+            HoldEnded, HoldFacts, HoldId, HoldKind, HoldStatus, IntentStatus, Inventory, Order,
+            OrderId, OrderStatus, PaymentIntent, PaymentIntentId, Policy, PurchaseFacts,
+            SeatView, SeatsAsked, Selection, Ticket, TicketId, TicketStatus, WaitlistEntry,
+            WaitlistStatus, best_window, check_purchase, confirmation_lost, constant_time_eq,
+            decide_confirmation, decide_hold, ga_seat_id, hold_is_live, intent_amount,
+            may_join_waitlist, may_pay_for, may_release, offer_window, open_for_holds,
+            purchase_without_event, random_token, refreshed_expiry, seat_blocks, seat_shown_as,
+            sha256_hex, within_ticket_limit,
         };
         use $crate::error::BookingError;
         use $crate::store::{
@@ -812,13 +812,15 @@ macro_rules! backend {
 
         fn hold_from(row: &$row) -> Result<Hold, StoreError> {
             let seats: String = row.try_get("seat_ids")?;
+            let kind: String = row.try_get("kind")?;
+            let status: String = row.try_get("status")?;
             Ok(Hold {
-                id: row.try_get("id")?,
+                id: HoldId(row.try_get("id")?),
                 event_id: row.try_get("event_id")?,
                 user_id: row.try_get("user_id")?,
                 seat_ids: seat_list(&seats)?,
-                kind: row.try_get("kind")?,
-                status: row.try_get("status")?,
+                kind: kind.parse().map_err(|e| corrupt("hold kind", e))?,
+                status: status.parse().map_err(|e| corrupt("hold status", e))?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
             })
@@ -844,30 +846,32 @@ macro_rules! backend {
         /// status and secret hash.
         fn intent_named(row: &$row, names: [&str; 8]) -> Result<PaymentIntent, StoreError> {
             let [id, hold_id, event_id, user_id, amount, currency, status, secret_hash] = names;
+            let status: String = row.try_get(status)?;
             Ok(PaymentIntent {
-                id: row.try_get(id)?,
-                hold_id: row.try_get(hold_id)?,
+                id: PaymentIntentId(row.try_get(id)?),
+                hold_id: HoldId(row.try_get(hold_id)?),
                 event_id: row.try_get(event_id)?,
                 user_id: row.try_get(user_id)?,
                 amount: row.try_get(amount)?,
                 currency: row.try_get(currency)?,
-                status: row.try_get(status)?,
+                status: status.parse().map_err(|e| corrupt("payment intent status", e))?,
                 secret_hash: row.try_get(secret_hash)?,
             })
         }
 
         fn order_from(row: &$row, tickets: Vec<Ticket>) -> Result<Order, StoreError> {
             let seats: String = row.try_get("seat_ids")?;
+            let status: String = row.try_get("status")?;
             Ok(Order {
-                order_id: row.try_get("id")?,
+                order_id: OrderId(row.try_get("id")?),
                 event_id: row.try_get("event_id")?,
                 user_id: row.try_get("user_id")?,
-                hold_id: row.try_get("hold_id")?,
-                payment_intent_id: row.try_get("payment_intent_id")?,
+                hold_id: HoldId(row.try_get("hold_id")?),
+                payment_intent_id: PaymentIntentId(row.try_get("payment_intent_id")?),
                 seat_ids: seat_list(&seats)?,
                 amount: row.try_get("amount")?,
                 currency: row.try_get("currency")?,
-                status: row.try_get("status")?,
+                status: status.parse().map_err(|e| corrupt("order status", e))?,
                 refunded_amount: row.try_get("refunded_amount")?,
                 cancel_reason: row.try_get("cancel_reason")?,
                 created_at: evently_bus::envelope::time_from_ms(row.try_get("created_at")?),
@@ -876,11 +880,12 @@ macro_rules! backend {
         }
 
         fn ticket_from(row: &$row) -> Result<Ticket, StoreError> {
+            let status: String = row.try_get("status")?;
             Ok(Ticket {
-                ticket_id: row.try_get("id")?,
+                ticket_id: TicketId(row.try_get("id")?),
                 seat_id: row.try_get("seat_id")?,
                 code: row.try_get("code")?,
-                status: row.try_get("status")?,
+                status: status.parse().map_err(|e| corrupt("ticket status", e))?,
             })
         }
 
@@ -961,17 +966,17 @@ macro_rules! backend {
 
         async fn fetch_hold<'e, E: sql::Executor<'e, Database = $db>>(
             executor: E,
-            hold_id: Uuid,
+            hold_id: HoldId,
         ) -> Result<Option<Hold>, StoreError> {
             let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
             let row = sql::query(sql::AssertSqlSafe(sql))
-                .bind(hold_id)
+                .bind(hold_id.0)
                 .fetch_optional(executor)
                 .await?;
             row.as_ref().map(hold_from).transpose()
         }
 
-        async fn hold_in(tx: &mut Tx<'_>, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+        async fn hold_in(tx: &mut Tx<'_>, hold_id: HoldId) -> Result<Option<Hold>, StoreError> {
             fetch_hold(&mut **tx, hold_id).await
         }
 
@@ -996,26 +1001,29 @@ macro_rules! backend {
             Ok(Some((tx, inv, changes, swept)))
         }
 
-        /// Ends an active hold: its seats go back on sale, its unconfirmed or paid intents
-        /// are cancelled or refunded, and a waitlist offer lapses.
+        /// Ends an active hold with `status`: its seats go back on sale, its unconfirmed or
+        /// paid intents are cancelled or refunded, and a waitlist offer lapses.
         async fn end_hold(
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
             changes: &mut Changes,
             hold: &Hold,
-            status: &str,
+            status: HoldStatus,
             now: i64,
         ) -> Result<(), StoreError> {
+            let status = hold.status.transition(status).map_err(|e| {
+                StoreError::Other(anyhow::anyhow!("ending hold {}: {e}", hold.id))
+            })?;
             let freed = sql::query(
                 "UPDATE seats SET state = 0, hold_id = NULL WHERE hold_id = $1 AND state = 1",
             )
-            .bind(hold.id)
+            .bind(hold.id.0)
             .execute(&mut **tx)
             .await?
             .rows_affected();
             sql::query("UPDATE holds SET status = $2, ended_at = $3 WHERE id = $1")
-                .bind(hold.id)
-                .bind(status)
+                .bind(hold.id.0)
+                .bind(status.as_str())
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
@@ -1024,16 +1032,16 @@ macro_rules! backend {
                  THEN 'refunded' ELSE 'cancelled' END, updated_at = $2 \
                  WHERE hold_id = $1 AND status IN ('requires_confirmation', 'succeeded')",
             )
-            .bind(hold.id)
+            .bind(hold.id.0)
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            if hold.kind == HoldKind::Waitlist.as_str() {
+            if hold.kind == HoldKind::Waitlist {
                 sql::query(
                     "UPDATE waitlist SET status = 'lapsed', updated_at = $2 \
                      WHERE hold_id = $1 AND status = 'offered'",
                 )
-                .bind(hold.id)
+                .bind(hold.id.0)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
@@ -1047,9 +1055,9 @@ macro_rules! backend {
                 DomainEvent::SeatsReleased,
                 InventoryChange {
                     user_id: Some(hold.user_id),
-                    hold_id: Some(hold.id),
+                    hold_id: Some(hold.id.0),
                     seat_ids: hold.seat_ids.clone(),
-                    reason: Some(status.to_owned()),
+                    reason: Some(status.as_str().to_owned()),
                     ..change(inv)
                 },
             );
@@ -1077,7 +1085,7 @@ macro_rules! backend {
                 .await?;
             let expired = rows.iter().map(hold_from).collect::<Result<Vec<_>, _>>()?;
             for hold in &expired {
-                end_hold(tx, inv, changes, hold, "expired", now).await?;
+                end_hold(tx, inv, changes, hold, HoldStatus::Expired, now).await?;
             }
             let next: Option<i64> = sql::query(
                 "SELECT MIN(expires_at) AS t FROM holds WHERE event_id = $1 AND status = 'active'",
@@ -1096,7 +1104,7 @@ macro_rules! backend {
             event_id: Uuid,
             section: Option<&str>,
             limit: i64,
-        ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        ) -> Result<Vec<Candidate>, StoreError> {
             let rows = sql::query(
                 "SELECT seat_id, section, row_label, number FROM seats \
                  WHERE event_id = $1 AND state = 0 AND ($2 IS NULL OR section = $2) \
@@ -1138,7 +1146,7 @@ macro_rules! backend {
             writes: &mut Writes,
             inv: &mut Inventory,
             changes: &mut Changes,
-            hold_id: Uuid,
+            hold_id: HoldId,
             user_id: Uuid,
             seats: Vec<String>,
             kind: HoldKind,
@@ -1150,7 +1158,7 @@ macro_rules! backend {
                     &SEAT_HELD,
                     vec![
                         Arg::Uuid(inv.event_id),
-                        Arg::Uuid(hold_id),
+                        Arg::Uuid(hold_id.0),
                         Arg::Text(seat.clone()),
                     ],
                     Some(1),
@@ -1159,7 +1167,7 @@ macro_rules! backend {
             writes.push_row(
                 &HOLD_INSERTED,
                 vec![
-                    Arg::Uuid(hold_id),
+                    Arg::Uuid(hold_id.0),
                     Arg::Uuid(inv.event_id),
                     Arg::Uuid(user_id),
                     Arg::Text(json(&seats)?),
@@ -1182,7 +1190,7 @@ macro_rules! backend {
                 make,
                 InventoryChange {
                     user_id: Some(user_id),
-                    hold_id: Some(hold_id),
+                    hold_id: Some(hold_id.0),
                     seat_ids: seats.clone(),
                     reason: (kind == HoldKind::Waitlist).then(|| "waitlist-offer".to_owned()),
                     ..change(inv)
@@ -1193,8 +1201,8 @@ macro_rules! backend {
                 event_id: inv.event_id,
                 user_id,
                 seat_ids: seats,
-                kind: kind.as_str().to_owned(),
-                status: "active".into(),
+                kind,
+                status: HoldStatus::Active,
                 created_at: now,
                 expires_at,
             })
@@ -1227,13 +1235,12 @@ macro_rules! backend {
                 if quantity > inv.available() {
                     return Ok(());
                 }
-                let window = (quantity * 20).max(200);
-                let found = candidates(tx, inv.event_id, None, window).await?;
+                let found = candidates(tx, inv.event_id, None, offer_window(quantity)).await?;
                 let wanted = usize::try_from(quantity).unwrap_or(usize::MAX);
                 let Some(seats) = $crate::domain::pick_best(&found, wanted) else {
                     return Ok(());
                 };
-                let hold_id = Uuid::now_v7();
+                let hold_id = HoldId::new();
                 let mut writes = Writes::default();
                 insert_hold(
                     &mut writes,
@@ -1249,7 +1256,7 @@ macro_rules! backend {
                 writes.push(
                     "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
                      WHERE id = $1",
-                    vec![Arg::Uuid(entry), Arg::Uuid(hold_id), Arg::Int(now)],
+                    vec![Arg::Uuid(entry), Arg::Uuid(hold_id.0), Arg::Int(now)],
                     Some(1),
                 );
                 // The next head's seats are looked for after these are taken.
@@ -1465,34 +1472,34 @@ macro_rules! backend {
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
             changes: &mut Changes,
-            order_id: Uuid,
+            order_id: OrderId,
             reason: &str,
             now: i64,
         ) -> Result<Order, BookingError> {
             let mut order = order_in(tx, order_id)
                 .await?
                 .ok_or(BookingError::OrderNotFound)?;
-            if order.status != "confirmed" {
-                return Err(BookingError::OrderCancelled);
-            }
+            order
+                .cancel(reason)
+                .map_err(|_| BookingError::OrderCancelled)?;
             let freed = sql::query(
                 "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
                  AND order_id = $2 AND state = 2",
             )
             .bind(inv.event_id)
-            .bind(order_id)
+            .bind(order_id.0)
             .execute(&mut **tx)
             .await?
             .rows_affected();
             sql::query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
-                .bind(order_id)
+                .bind(order_id.0)
                 .execute(&mut **tx)
                 .await?;
             sql::query(
                 "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
                  cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
             )
-            .bind(order_id)
+            .bind(order_id.0)
             .bind(reason)
             .bind(now)
             .execute(&mut **tx)
@@ -1500,7 +1507,7 @@ macro_rules! backend {
             sql::query(
                 "UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1",
             )
-            .bind(order.payment_intent_id)
+            .bind(order.payment_intent_id.0)
             .bind(now)
             .execute(&mut **tx)
             .await?;
@@ -1512,7 +1519,7 @@ macro_rules! backend {
                 DomainEvent::OrderCancelled,
                 InventoryChange {
                     user_id: Some(order.user_id),
-                    order_id: Some(order_id),
+                    order_id: Some(order_id.0),
                     seat_ids: order.seat_ids.clone(),
                     amount: Some(order.amount),
                     currency: Some(order.currency.clone()),
@@ -1520,12 +1527,6 @@ macro_rules! backend {
                     ..change(inv)
                 },
             );
-            order.status = "cancelled".into();
-            order.refunded_amount = Some(order.amount);
-            order.cancel_reason = Some(reason.to_owned());
-            for ticket in &mut order.tickets {
-                ticket.status = "void".into();
-            }
             Ok(order)
         }
 
@@ -1548,7 +1549,7 @@ macro_rules! backend {
             .bind(i64::from(deleted || inv.deleted))
             .execute(&mut **tx)
             .await?;
-            inv.status = "CANCELLED".into();
+            inv.status = EVENT_CANCELLED.into();
             let mut changes = Changes::new(&inv);
             let sql = format!(
                 "SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active'"
@@ -1556,16 +1557,16 @@ macro_rules! backend {
             let holds = sql::query(sql::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut **tx).await?;
             for row in &holds {
                 let hold = hold_from(row)?;
-                end_hold(tx, &mut inv, &mut changes, &hold, "cancelled", now).await?;
+                end_hold(tx, &mut inv, &mut changes, &hold, HoldStatus::Cancelled, now).await?;
             }
-            let orders: Vec<Uuid> = sql::query(
+            let orders: Vec<OrderId> = sql::query(
                 "SELECT id FROM orders WHERE event_id = $1 AND status = 'confirmed' ORDER BY id",
             )
             .bind(event_id)
             .fetch_all(&mut **tx)
             .await?
             .iter()
-            .map(|r| r.try_get("id"))
+            .map(|r| r.try_get("id").map(OrderId))
             .collect::<Result<_, _>>()?;
             for order in orders {
                 cancel_in(tx, &mut inv, &mut changes, order, "event-cancelled", now).await?;
@@ -1583,21 +1584,24 @@ macro_rules! backend {
 
         async fn tickets_of(
             tx: &mut Tx<'_>,
-            order_id: Uuid,
+            order_id: OrderId,
         ) -> Result<Vec<Ticket>, StoreError> {
             let rows = sql::query(
                 "SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
             )
-            .bind(order_id)
+            .bind(order_id.0)
             .fetch_all(&mut **tx)
             .await?;
             rows.iter().map(ticket_from).collect()
         }
 
-        async fn order_in(tx: &mut Tx<'_>, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+        async fn order_in(
+            tx: &mut Tx<'_>,
+            order_id: OrderId,
+        ) -> Result<Option<Order>, StoreError> {
             let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
             let Some(row) = sql::query(sql::AssertSqlSafe(sql))
-                .bind(order_id)
+                .bind(order_id.0)
                 .fetch_optional(&mut **tx)
                 .await?
             else {
@@ -1623,8 +1627,10 @@ macro_rules! backend {
             .await?;
             let Some(row) = row else { return Ok(None) };
             let status: String = row.try_get("status")?;
+            let status: WaitlistStatus =
+                status.parse().map_err(|e| corrupt("waitlist status", e))?;
             let seq: i64 = row.try_get("seq")?;
-            let position = if status == "waiting" {
+            let position = if status == WaitlistStatus::Waiting {
                 let ahead: i64 = sql::query(
                     "SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 \
                      AND status = 'waiting' AND seq <= $2",
@@ -1642,12 +1648,12 @@ macro_rules! backend {
             Ok(Some(WaitlistEntry {
                 event_id,
                 quantity: row.try_get("quantity")?,
-                offer_expires_at: if status == "offered" {
+                offer_expires_at: if status == WaitlistStatus::Offered {
                     expires.map($crate::domain::rfc3339)
                 } else {
                     None
                 },
-                hold_id: row.try_get("hold_id")?,
+                hold_id: row.try_get::<Option<Uuid>, _>("hold_id")?.map(HoldId),
                 status,
                 position,
             }))
@@ -1693,19 +1699,19 @@ macro_rules! backend {
                 match event {
                     DomainEvent::EventCreated(snapshot) => {
                         create_inventory(&mut tx, snapshot, now).await?;
-                        if snapshot.status == "CANCELLED" {
+                        if snapshot.status == EVENT_CANCELLED {
                             cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
                         }
                     }
                     DomainEvent::EventUpdated(snapshot) => {
-                        if snapshot.status == "CANCELLED" {
+                        if snapshot.status == EVENT_CANCELLED {
                             cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
                         } else {
                             update_inventory(&mut tx, snapshot, now, policy).await?;
                         }
                     }
                     DomainEvent::EventStatusChanged { event_id, to, .. } => {
-                        if to == "CANCELLED" {
+                        if to == EVENT_CANCELLED {
                             cancel_event(&mut tx, *event_id, false, now, policy).await?;
                         } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
                             sql::query("UPDATE inventories SET status = $2 WHERE event_id = $1")
@@ -1754,19 +1760,7 @@ macro_rules! backend {
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get("n")?;
-                let held = inv.held - expired;
-                let available = inv.capacity - held - inv.sold;
-                Ok(Some(AvailabilityView {
-                    event_id,
-                    status: inv.status.clone(),
-                    on_sale: inv.sale_closed(now).is_none(),
-                    capacity: inv.capacity,
-                    available,
-                    held,
-                    sold: inv.sold,
-                    sold_out: available == 0,
-                    version: inv.version,
-                }))
+                Ok(Some(AvailabilityView::of(&inv, expired, now)))
             }
 
             async fn seat_map(
@@ -1793,11 +1787,7 @@ macro_rules! backend {
                         let section: String = r.try_get("section")?;
                         let state: i64 = r.try_get("state")?;
                         let expires: Option<i64> = r.try_get("expires_at")?;
-                        let state = match state {
-                            seat_state::SOLD => "reserved",
-                            seat_state::HELD if expires.is_some_and(|e| e > now) => "held",
-                            _ => "available",
-                        };
+                        let state = seat_shown_as(state, expires, now);
                         Ok(SeatView {
                             seat_id: r.try_get("seat_id")?,
                             row: r.try_get("row_label")?,
@@ -1832,13 +1822,13 @@ macro_rules! backend {
                 .await
             }
 
-            async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+            async fn hold(&self, hold_id: HoldId) -> Result<Option<Hold>, StoreError> {
                 fetch_hold(self.reader(), hold_id).await
             }
 
             async fn refresh_hold(
                 &self,
-                hold_id: Uuid,
+                hold_id: HoldId,
                 user_id: Uuid,
                 extend_ms: i64,
                 max_lifetime_ms: i64,
@@ -1858,21 +1848,18 @@ macro_rules! backend {
                 let mut hold = hold_in(&mut tx, hold_id)
                     .await?
                     .ok_or(BookingError::HoldNotFound)?;
-                let outcome = match hold.status.as_str() {
-                    "active" => {
-                        let target = (now + extend_ms).min(hold.created_at + max_lifetime_ms);
-                        if target > hold.expires_at {
-                            sql::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
-                                .bind(hold_id)
-                                .bind(target)
-                                .execute(&mut *tx)
-                                .await?;
-                            hold.expires_at = target;
-                        }
+                let outcome = match refreshed_expiry(&hold, now, extend_ms, max_lifetime_ms) {
+                    Ok(Some(target)) => {
+                        sql::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
+                            .bind(hold_id.0)
+                            .bind(target)
+                            .execute(&mut *tx)
+                            .await?;
+                        hold.expires_at = target;
                         Ok(hold)
                     }
-                    "purchased" => Err(BookingError::HoldPurchased),
-                    _ => Err(BookingError::HoldExpired),
+                    Ok(None) => Ok(hold),
+                    Err(ended) => Err(BookingError::from(ended)),
                 };
                 finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
@@ -1881,7 +1868,7 @@ macro_rules! backend {
 
             async fn release_hold(
                 &self,
-                hold_id: Uuid,
+                hold_id: HoldId,
                 user_id: Uuid,
                 now: i64,
                 policy: Policy,
@@ -1899,13 +1886,14 @@ macro_rules! backend {
                 let hold = hold_in(&mut tx, hold_id)
                     .await?
                     .ok_or(BookingError::HoldNotFound)?;
-                let outcome = match hold.status.as_str() {
-                    "active" => {
-                        end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                let outcome = match may_release(hold.status) {
+                    Ok(true) => {
+                        end_hold(&mut tx, &mut inv, &mut changes, &hold, HoldStatus::Released, now)
+                            .await?;
                         Ok(())
                     }
-                    "purchased" => Err(BookingError::HoldPurchased),
-                    _ => Ok(()),
+                    Ok(false) => Ok(()),
+                    Err(ended) => Err(BookingError::from(ended)),
                 };
                 finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
                 tx.commit().await?;
@@ -1926,21 +1914,14 @@ macro_rules! backend {
                      FROM holds h LEFT JOIN inventories i ON i.event_id = h.event_id \
                      WHERE h.id = $1",
                 )
-                .bind(new.hold_id)
+                .bind(new.hold_id.0)
                 .fetch_optional(self.reader())
                 .await?;
                 let Some(row) = row else {
                     return Err(BookingError::HoldNotFound);
                 };
                 let hold = hold_from(&row)?;
-                if hold.user_id != new.user_id {
-                    return Err(BookingError::HoldNotFound);
-                }
-                match hold.status.as_str() {
-                    "purchased" => return Err(BookingError::HoldPurchased),
-                    _ if !hold.is_live(now) => return Err(BookingError::HoldExpired),
-                    _ => {}
-                }
+                may_pay_for(&hold, new.user_id, now)?;
                 let Some(currency) = row.try_get::<Option<String>, _>("currency")? else {
                     return Err(BookingError::EventNotFound);
                 };
@@ -1948,12 +1929,8 @@ macro_rules! backend {
                 let prices: String = row.try_get("section_prices")?;
                 let prices: BTreeMap<String, i64> = serde_json::from_str(&prices)
                     .map_err(|e| corrupt("section_prices", e))?;
-                let mut amount: i64 = 0;
-                for seat in &hold.seat_ids {
-                    amount = amount
-                        .checked_add(seat_price(&prices, base_price, section_of(seat)))
-                        .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
-                }
+                let amount = intent_amount(&prices, base_price, &hold.seat_ids)
+                    .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
                 const LIVE: &str = "EXISTS (SELECT 1 FROM holds WHERE id = $1 \
                     AND status = 'active' AND expires_at > $2)";
                 let mut writes = Writes::default();
@@ -1963,7 +1940,7 @@ macro_rules! backend {
                         "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
                          WHERE hold_id = $1 AND status = 'requires_confirmation' AND {LIVE}"
                     ),
-                    vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                    vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
                     None,
                 );
                 writes.push(
@@ -1974,9 +1951,9 @@ macro_rules! backend {
                          WHERE {LIVE}"
                     ),
                     vec![
-                        Arg::Uuid(hold.id),
+                        Arg::Uuid(hold.id.0),
                         Arg::Int(now),
-                        Arg::Uuid(new.intent_id),
+                        Arg::Uuid(new.intent_id.0),
                         Arg::Uuid(hold.event_id),
                         Arg::Uuid(new.user_id),
                         Arg::Int(amount),
@@ -1989,11 +1966,7 @@ macro_rules! backend {
                 if changed.get(1) != Some(&1) {
                     // The hold ended between the read and the write.
                     let status = fetch_hold(self.writer(), hold.id).await?.map(|h| h.status);
-                    return Err(if status.as_deref() == Some("purchased") {
-                        BookingError::HoldPurchased
-                    } else {
-                        BookingError::HoldExpired
-                    });
+                    return Err(status.map_or(HoldEnded::Expired, HoldEnded::of).into());
                 }
                 Ok(PaymentIntent {
                     id: new.intent_id,
@@ -2002,14 +1975,14 @@ macro_rules! backend {
                     user_id: new.user_id,
                     amount,
                     currency,
-                    status: "requires_confirmation".into(),
+                    status: IntentStatus::RequiresConfirmation,
                     secret_hash: new.secret_hash.clone(),
                 })
             }
 
             async fn confirm_intent(
                 &self,
-                intent_id: Uuid,
+                intent_id: PaymentIntentId,
                 user_id: Uuid,
                 secret: &str,
                 outcome: Confirmation,
@@ -2023,18 +1996,9 @@ macro_rules! backend {
                 if !constant_time_eq(&sha256_hex(secret.as_bytes()), &intent.secret_hash) {
                     return Err(BookingError::WrongSecret);
                 }
-                match intent.status.as_str() {
-                    "succeeded" => return Ok(intent),
-                    "requires_confirmation" => {}
-                    other => return Err(BookingError::IntentNotConfirmable(other.to_owned())),
-                }
-                if !hold_live {
-                    return Err(BookingError::HoldExpired);
-                }
-                let status = match outcome {
-                    Confirmation::Fail => return Err(BookingError::PaymentFailed),
-                    Confirmation::Decline => "declined",
-                    Confirmation::Succeed => "succeeded",
+                let status = match decide_confirmation(intent.status, hold_live, outcome)? {
+                    ConfirmStep::AlreadySucceeded => return Ok(intent),
+                    ConfirmStep::Move(to) => to,
                 };
                 // One statement, outside any transaction: the intent changes only while it
                 // awaits confirmation and its hold is live.
@@ -2044,8 +2008,8 @@ macro_rules! backend {
                      AND EXISTS (SELECT 1 FROM holds h WHERE h.id = payment_intents.hold_id \
                      AND h.status = 'active' AND h.expires_at > $3)",
                 )
-                .bind(intent_id)
-                .bind(status)
+                .bind(intent_id.0)
+                .bind(status.as_str())
                 .bind(now)
                 .execute(self.writer())
                 .await?
@@ -2057,19 +2021,14 @@ macro_rules! backend {
                         .intent_and_hold(intent_id, now)
                         .await?
                         .ok_or(BookingError::IntentNotFound)?;
-                    return match current.status.as_str() {
-                        "succeeded" => {
-                            intent.status = current.status;
-                            Ok(intent)
-                        }
-                        "requires_confirmation" if !hold_live => Err(BookingError::HoldExpired),
-                        _ => Err(BookingError::IntentNotConfirmable(current.status)),
-                    };
+                    confirmation_lost(current.status, hold_live)?;
+                    intent.status = current.status;
+                    return Ok(intent);
                 }
-                if outcome == Confirmation::Decline {
+                if status == IntentStatus::Declined {
                     return Err(BookingError::PaymentDeclined);
                 }
-                intent.status = status.to_owned();
+                intent.status = status;
                 Ok(intent)
             }
 
@@ -2215,7 +2174,7 @@ macro_rules! backend {
                 .await
             }
 
-            async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+            async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
                 let mut tx = self.reader().begin().await?;
                 let order = order_in(&mut tx, order_id).await?;
                 tx.commit().await?;
@@ -2246,7 +2205,7 @@ macro_rules! backend {
                     .await?;
                 let mut orders = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let id: Uuid = row.try_get("id")?;
+                    let id = OrderId(row.try_get("id")?);
                     let tickets = tickets_of(&mut tx, id).await?;
                     orders.push(order_from(row, tickets)?);
                 }
@@ -2256,7 +2215,7 @@ macro_rules! backend {
 
             async fn cancel_order(
                 &self,
-                order_id: Uuid,
+                order_id: OrderId,
                 reason: &str,
                 now: i64,
                 policy: Policy,
@@ -2288,11 +2247,8 @@ macro_rules! backend {
                 let mut tx = self.writer().begin().await?;
                 let mut inv = lock_inventory(&mut tx, event_id)
                     .await?
-                    .filter(|i| !i.deleted)
                     .ok_or(BookingError::EventNotFound)?;
-                if let Some(why) = inv.sale_closed(now) {
-                    return Err(BookingError::NotOnSale(why));
-                }
+                open_for_holds(&inv, now)?;
                 let mut changes = Changes::new(&inv);
                 sweep(&mut tx, &mut inv, &mut changes, now).await?;
                 let open = sql::query(
@@ -2305,13 +2261,14 @@ macro_rules! backend {
                 .await?;
                 // Freed seats go to those already waiting before anyone joins.
                 finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
-                if open.is_none() {
-                    if inv.available() >= quantity {
+                let joins = match may_join_waitlist(open.is_some(), inv.available(), quantity) {
+                    Ok(joins) => joins,
+                    Err(available) => {
                         tx.commit().await?;
-                        return Err(BookingError::SeatsAvailable {
-                            available: inv.available(),
-                        });
+                        return Err(BookingError::SeatsAvailable { available });
                     }
+                };
+                if joins {
                     sql::query(
                         "INSERT INTO waitlist (id, event_id, user_id, quantity, seq, status, \
                          joined_at, updated_at) VALUES ($1, $2, $3, $4, \
@@ -2374,10 +2331,11 @@ macro_rules! backend {
                 let id: Uuid = row.try_get("id")?;
                 let offer: Option<Uuid> = row.try_get("hold_id")?;
                 if let Some(offer) = offer
-                    && let Some(hold) = hold_in(&mut tx, offer).await?
-                    && hold.status == "active"
+                    && let Some(hold) = hold_in(&mut tx, HoldId(offer)).await?
+                    && hold.status == HoldStatus::Active
                 {
-                    end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+                    end_hold(&mut tx, &mut inv, &mut changes, &hold, HoldStatus::Released, now)
+                        .await?;
                 }
                 sql::query("UPDATE waitlist SET status = 'left', updated_at = $2 WHERE id = $1")
                     .bind(id)
@@ -2529,12 +2487,10 @@ macro_rules! backend {
                     open_event(self.writer(), input.event_id, now, false).await?
                 else {
                     // No such event: the answer is about the hold.
-                    let hold = fetch_hold(self.reader(), input.hold_id)
-                        .await?
-                        .filter(|h| h.user_id == input.user_id)
-                        .ok_or(BookingError::HoldNotFound)?;
-                    return Err(another_event(&hold, input.event_id)
-                        .unwrap_or(BookingError::EventNotFound));
+                    let hold = fetch_hold(self.reader(), input.hold_id).await?;
+                    return Err(
+                        purchase_without_event(hold.as_ref(), input.user_id, input.event_id).into(),
+                    );
                 };
                 let mut writes = Writes::default();
                 let outcome = purchase_step(
@@ -2729,14 +2685,7 @@ macro_rules! backend {
                             let state: i64 = row.try_get("state")?;
                             let holder: Option<Uuid> = row.try_get("user_id")?;
                             let expires: Option<i64> = row.try_get("expires_at")?;
-                            let busy = match state {
-                                seat_state::SOLD => true,
-                                seat_state::HELD => {
-                                    holder != Some(new.user_id) && expires.is_some_and(|e| e > now)
-                                }
-                                _ => false,
-                            };
-                            if busy {
+                            if seat_blocks(state, holder, expires, new.user_id, now) {
                                 taken.insert(row.try_get::<String, _>("seat_id")?);
                             }
                         }
@@ -2777,7 +2726,7 @@ macro_rules! backend {
             /// A payment intent and whether its hold is live at `now`, in one read.
             async fn intent_and_hold(
                 &self,
-                intent_id: Uuid,
+                intent_id: PaymentIntentId,
                 now: i64,
             ) -> Result<Option<(PaymentIntent, bool)>, StoreError> {
                 let row = sql::query(
@@ -2787,7 +2736,7 @@ macro_rules! backend {
                      FROM payment_intents i LEFT JOIN holds h ON h.id = i.hold_id \
                      WHERE i.id = $1",
                 )
-                .bind(intent_id)
+                .bind(intent_id.0)
                 .fetch_optional(self.reader())
                 .await?;
                 let Some(row) = row else {
@@ -2795,10 +2744,13 @@ macro_rules! backend {
                 };
                 let intent = intent_from(&row)?;
                 let status: Option<String> = row.try_get("hold_status")?;
+                let status: Option<HoldStatus> = status
+                    .map(|s| s.parse().map_err(|e| corrupt("hold status", e)))
+                    .transpose()?;
                 let expires: Option<i64> = row.try_get("hold_expires_at")?;
                 let live = status
                     .zip(expires)
-                    .is_some_and(|(status, expires)| hold_is_live(&status, expires, now));
+                    .is_some_and(|(status, expires)| hold_is_live(status, expires, now));
                 Ok(Some((intent, live)))
             }
         }
@@ -2859,11 +2811,7 @@ macro_rules! backend {
                         match &new.selection {
                             Selection::Seats(seats) => wanted.extend(seats.iter().cloned()),
                             Selection::Best { quantity, section: None } => {
-                                let window = if inv.reserved && *quantity > 1 {
-                                    (quantity * 20).max(200)
-                                } else {
-                                    *quantity
-                                };
+                                let window = best_window(inv.reserved, *quantity);
                                 widest = widest.max(Some(window));
                             }
                             Selection::Best { .. } => {}
@@ -2873,7 +2821,12 @@ macro_rules! backend {
                 }
             }
             if !buyers.is_empty() {
-                let live = of_buyers(tx, "SELECT user_id, event_id FROM holds", "active", &buyers);
+                let live = of_buyers(
+                    tx,
+                    "SELECT user_id, event_id FROM holds",
+                    HoldStatus::Active.as_str(),
+                    &buyers,
+                );
                 for row in &live.await? {
                     if row.try_get::<Uuid, _>("event_id")? == inv.event_id {
                         overlay.live.insert(row.try_get("user_id")?);
@@ -2882,7 +2835,7 @@ macro_rules! backend {
                 let owned = of_buyers(
                     tx,
                     "SELECT user_id, event_id, quantity FROM orders",
-                    "confirmed",
+                    OrderStatus::Confirmed.as_str(),
                     &buyers,
                 );
                 for row in &owned.await? {
@@ -2919,11 +2872,11 @@ macro_rules! backend {
                 );
                 let mut query = sql::query(sql::AssertSqlSafe(sql));
                 for (hold, intent) in &bought {
-                    query = query.bind(*hold).bind(*intent);
+                    query = query.bind(hold.0).bind(intent.0);
                 }
                 for row in &query.fetch_all(&mut **tx).await? {
                     let hold = hold_from(row)?;
-                    let asked: Uuid = row.try_get("asked_intent")?;
+                    let asked = PaymentIntentId(row.try_get("asked_intent")?);
                     overlay
                         .purchases
                         .insert((hold.id, asked), (hold, joined_intent_from(row)?));
@@ -2951,9 +2904,10 @@ macro_rules! backend {
             query.fetch_all(&mut **tx).await.map_err(StoreError::from)
         }
 
-        /// The checks and writes of a hold, inside the inventory transaction (the writes
-        /// added to `writes`). In a batch (`overlay`), `None` when the request must go alone:
-        /// it replaces the buyer's live hold, or the buyer already has a hold in the batch.
+        /// A hold inside the inventory transaction: reads what [`decide_hold`] decides on, and
+        /// adds the writes of what it decided to `writes`. In a batch (`overlay`), `None` when
+        /// the request must go alone: it replaces the buyer's live hold, or the buyer already
+        /// has a hold in the batch.
         #[allow(clippy::too_many_arguments)]
         async fn hold_step(
             tx: &mut Tx<'_>,
@@ -2965,12 +2919,8 @@ macro_rules! backend {
             now: i64,
             policy: Policy,
         ) -> Result<Option<Hold>, BookingError> {
-            if inv.deleted {
-                return Err(BookingError::EventNotFound);
-            }
-            if let Some(why) = inv.sale_closed(now) {
-                return Err(BookingError::NotOnSale(why));
-            }
+            // The rules that need nothing more than the inventory refuse before any read.
+            open_for_holds(inv, now)?;
             // The buyer's own live hold never blocks them: the new hold replaces it. One
             // statement reads those holds and the tickets the buyer already owns. Both are
             // found by the buyer alone (the materialised CTEs keep the event out of those
@@ -3009,19 +2959,15 @@ macro_rules! backend {
                         owned = row.try_get("owned")?;
                         if row.try_get::<Option<Uuid>, _>("own_hold")?.is_some() {
                             let hold = hold_from(row)?;
-                            end_hold(tx, inv, changes, &hold, "released", now).await?;
+                            end_hold(tx, inv, changes, &hold, HoldStatus::Released, now).await?;
                         }
                     }
                     owned
                 }
             };
-            let quantity = new.selection.quantity();
-            if owned + quantity > policy.max_tickets_per_user {
-                return Err(BookingError::TicketLimit {
-                    limit: policy.max_tickets_per_user,
-                    owned,
-                });
-            }
+            within_ticket_limit(owned, new.selection.quantity(), policy.max_tickets_per_user)?;
+            let no_seats = std::collections::HashSet::new();
+            let taken = overlay.as_deref().map_or(&no_seats, |o| &o.taken);
             let seats = match &new.selection {
                 Selection::Seats(wanted) => {
                     let states: BTreeMap<String, i64> = match overlay.as_deref() {
@@ -3031,76 +2977,42 @@ macro_rules! backend {
                             .collect(),
                         None => seat_states(tx, new.event_id, wanted).await?,
                     };
-                    let unknown: Vec<&String> =
-                        wanted.iter().filter(|s| !states.contains_key(*s)).collect();
-                    if !unknown.is_empty() {
-                        let mut problem = evently_core::Problem::validation()
-                            .detail("no such seats at this event");
-                        for (i, seat) in wanted.iter().enumerate() {
-                            if !states.contains_key(seat) {
-                                problem = problem.field(
-                                    format!("/seatIds/{i}"),
-                                    format!("{seat} is not a seat of this event"),
-                                );
-                            }
-                        }
-                        return Err(BookingError::Invalid(problem));
-                    }
-                    let conflicts: Vec<String> = wanted
-                        .iter()
-                        .filter(|s| {
-                            states.get(*s) != Some(&seat_state::AVAILABLE)
-                                || overlay.as_deref().is_some_and(|o| o.taken.contains(*s))
-                        })
-                        .cloned()
-                        .collect();
-                    if !conflicts.is_empty() {
-                        return Err(BookingError::SeatsUnavailable(conflicts));
-                    }
-                    wanted.clone()
+                    decide_hold(&HoldFacts {
+                        event: inv,
+                        now,
+                        max_tickets: policy.max_tickets_per_user,
+                        owned,
+                        taken,
+                        asked: SeatsAsked::Named {
+                            wanted,
+                            states: &states,
+                        },
+                    })?
                 }
                 Selection::Best { quantity, section } => {
-                    let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
-                    // Adjacent seats are looked for among the first free ones in layout
-                    // order; one seat is simply the first.
-                    let window = if inv.reserved && *quantity > 1 {
-                        (quantity * 20).max(200)
-                    } else {
-                        *quantity
-                    };
-                    let limit = usize::try_from(window).unwrap_or(usize::MAX);
-                    let found: Vec<_> = match (overlay.as_deref(), section) {
-                        (Some(o), None) => o
-                            .free
-                            .iter()
-                            .filter(|seat| !o.taken.contains(&seat.0))
-                            .take(limit)
-                            .cloned()
-                            .collect(),
+                    let read;
+                    let free: &[Candidate] = match (overlay.as_deref(), section) {
+                        (Some(o), None) => &o.free,
                         (o, section) => {
-                            let taken = o.map_or(0, |o| o.taken.len());
-                            let mut found = candidates(
-                                tx,
-                                new.event_id,
-                                section.as_deref(),
-                                window + count(taken),
-                            )
-                            .await?;
-                            if let Some(o) = o {
-                                found.retain(|seat| !o.taken.contains(&seat.0));
-                            }
-                            found.truncate(limit);
-                            found
+                            // Enough free seats for the window once those taken earlier in
+                            // the batch are left out.
+                            let limit = best_window(inv.reserved, *quantity)
+                                + o.map_or(0, |o| count(o.taken.len()));
+                            read = candidates(tx, new.event_id, section.as_deref(), limit).await?;
+                            &read
                         }
                     };
-                    match $crate::domain::pick_best(&found, wanted) {
-                        Some(seats) => seats,
-                        None => {
-                            return Err(BookingError::SoldOut {
-                                available: count(found.len()),
-                            });
-                        }
-                    }
+                    decide_hold(&HoldFacts {
+                        event: inv,
+                        now,
+                        max_tickets: policy.max_tickets_per_user,
+                        owned,
+                        taken,
+                        asked: SeatsAsked::Best {
+                            quantity: *quantity,
+                            free,
+                        },
+                    })?
                 }
             };
             let hold = insert_hold(
@@ -3147,18 +3059,8 @@ macro_rules! backend {
             Ok((order, body))
         }
 
-        /// The refusal of a purchase that names another event than its hold's.
-        fn another_event(hold: &Hold, event_id: Uuid) -> Option<BookingError> {
-            (hold.event_id != event_id).then(|| {
-                BookingError::Invalid(evently_core::Problem::invalid_field(
-                    "/eventId",
-                    "the hold is for another event",
-                ))
-            })
-        }
-
-        /// The checks of a purchase, inside the inventory transaction, and its writes, added
-        /// to `writes`.
+        /// A purchase inside the inventory transaction: reads the hold and payment intent
+        /// [`check_purchase`] decides on, and adds the writes of the sale to `writes`.
         async fn purchase_in(
             tx: &mut Tx<'_>,
             inv: &mut Inventory,
@@ -3168,73 +3070,46 @@ macro_rules! backend {
             input: &PurchaseInput,
             now: i64,
         ) -> Result<Order, BookingError> {
-            let (hold, intent) = match overlay.as_deref() {
+            let found = match overlay.as_deref() {
                 Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
                 None => {
                     let sql = format!("{PURCHASE_READ} WHERE h.id = $1");
                     let row = sql::query(sql::AssertSqlSafe(sql))
-                        .bind(input.hold_id)
-                        .bind(input.intent_id)
+                        .bind(input.hold_id.0)
+                        .bind(input.intent_id.0)
                         .fetch_optional(&mut **tx)
                         .await?;
                     row.as_ref()
                         .map(|row| Ok::<_, StoreError>((hold_from(row)?, joined_intent_from(row)?)))
                         .transpose()?
                 }
-            }
-            .filter(|(h, _)| h.user_id == input.user_id)
-            .ok_or(BookingError::HoldNotFound)?;
-            if let Some(refusal) = another_event(&hold, inv.event_id) {
-                return Err(refusal);
-            }
-            if overlay.as_deref().is_some_and(|o| o.purchased.contains(&hold.id)) {
-                return Err(BookingError::HoldPurchased);
-            }
-            match hold.status.as_str() {
-                "active" => {}
-                "purchased" => return Err(BookingError::HoldPurchased),
-                _ => return Err(BookingError::HoldExpired),
-            }
-            let mut wanted = input.seat_ids.clone();
-            wanted.sort();
-            let mut held = hold.seat_ids.clone();
-            held.sort();
-            if wanted != held {
-                return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
-                    "/seatIds",
-                    "must be exactly the hold's seats",
-                )));
-            }
-            if inv.deleted || inv.status == "CANCELLED" {
-                return Err(BookingError::NotOnSale("the event is cancelled"));
-            }
-            let intent = intent
-                .filter(|i| i.user_id == input.user_id)
-                .ok_or(BookingError::IntentNotFound)?;
-            if intent.hold_id != hold.id {
-                return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
-                    "/paymentIntentId",
-                    "the payment intent is for another hold",
-                )));
-            }
-            if intent.status != "succeeded" {
-                return Err(BookingError::PaymentIncomplete(intent.status));
-            }
+            };
+            let (hold, intent) = check_purchase(&PurchaseFacts {
+                buyer: input.user_id,
+                event_id: inv.event_id,
+                event_cancelled: inv.is_cancelled(),
+                hold: found.as_ref().map(|(hold, _)| hold),
+                intent: found.as_ref().and_then(|(_, intent)| intent.as_ref()),
+                seat_ids: &input.seat_ids,
+                bought_earlier: overlay
+                    .as_deref()
+                    .is_some_and(|o| o.purchased.contains(&input.hold_id)),
+            })?;
             // Every seat of an active hold is held by it (the hold owns exactly its seats).
             writes.push_row(
                 &SEATS_SOLD,
-                vec![Arg::Uuid(hold.id), Arg::Uuid(input.order_id)],
+                vec![Arg::Uuid(hold.id.0), Arg::Uuid(input.order_id.0)],
                 Some(hold.seat_ids.len() as u64),
             );
             let quantity = count(hold.seat_ids.len());
             writes.push_row(
                 &ORDER_INSERTED,
                 vec![
-                    Arg::Uuid(input.order_id),
+                    Arg::Uuid(input.order_id.0),
                     Arg::Uuid(inv.event_id),
                     Arg::Uuid(input.user_id),
-                    Arg::Uuid(hold.id),
-                    Arg::Uuid(intent.id),
+                    Arg::Uuid(hold.id.0),
+                    Arg::Uuid(intent.id.0),
                     Arg::Text(json(&hold.seat_ids)?),
                     Arg::Int(quantity),
                     Arg::Int(intent.amount),
@@ -3246,18 +3121,18 @@ macro_rules! backend {
             let mut tickets = Vec::with_capacity(hold.seat_ids.len());
             for seat in &hold.seat_ids {
                 tickets.push(Ticket {
-                    ticket_id: Uuid::now_v7(),
+                    ticket_id: TicketId::new(),
                     seat_id: seat.clone(),
                     code: random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
-                    status: "valid".into(),
+                    status: TicketStatus::Valid,
                 });
             }
             for t in &tickets {
                 writes.push_row(
                     &TICKET_INSERTED,
                     vec![
-                        Arg::Uuid(t.ticket_id),
-                        Arg::Uuid(input.order_id),
+                        Arg::Uuid(t.ticket_id.0),
+                        Arg::Uuid(input.order_id.0),
                         Arg::Uuid(inv.event_id),
                         Arg::Text(t.seat_id.clone()),
                         Arg::Text(t.code.clone()),
@@ -3267,13 +3142,13 @@ macro_rules! backend {
             }
             writes.push_row(
                 &HOLD_PURCHASED,
-                vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
                 Some(1),
             );
-            if hold.kind == HoldKind::Waitlist.as_str() {
+            if hold.kind == HoldKind::Waitlist {
                 writes.push(
                     "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
-                    vec![Arg::Uuid(hold.id), Arg::Int(now)],
+                    vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
                     None,
                 );
             }
@@ -3289,8 +3164,8 @@ macro_rules! backend {
                 DomainEvent::OrderPlaced,
                 InventoryChange {
                     user_id: Some(input.user_id),
-                    hold_id: Some(hold.id),
-                    order_id: Some(input.order_id),
+                    hold_id: Some(hold.id.0),
+                    order_id: Some(input.order_id.0),
                     seat_ids: hold.seat_ids.clone(),
                     amount: Some(intent.amount),
                     currency: Some(intent.currency.clone()),
@@ -3304,10 +3179,10 @@ macro_rules! backend {
                 user_id: input.user_id,
                 hold_id: hold.id,
                 payment_intent_id: intent.id,
-                seat_ids: hold.seat_ids,
+                seat_ids: hold.seat_ids.clone(),
                 amount: intent.amount,
-                currency: intent.currency,
-                status: "confirmed".into(),
+                currency: intent.currency.clone(),
+                status: OrderStatus::Confirmed,
                 refunded_amount: None,
                 cancel_reason: None,
                 created_at: evently_bus::envelope::time_from_ms(now),
