@@ -381,10 +381,10 @@ pub fn refreshed_expiry(
 /// # Errors
 /// [`HoldEnded::Purchased`] for a hold that became an order: its seats are sold.
 pub fn may_release(status: HoldStatus) -> Result<bool, HoldEnded> {
-    match status {
-        HoldStatus::Active => Ok(true),
-        HoldStatus::Purchased => Err(HoldEnded::Purchased),
-        HoldStatus::Released | HoldStatus::Expired | HoldStatus::Cancelled => Ok(false),
+    match status.transition(HoldStatus::Released) {
+        Ok(_) => Ok(true),
+        Err(refused) if refused.from == HoldStatus::Purchased => Err(HoldEnded::Purchased),
+        Err(_) => Ok(false),
     }
 }
 

@@ -10,12 +10,15 @@
 //! - [`order`]: orders and tickets, their status machines, and the purchase rule
 //!   ([`check_purchase`]).
 //! - [`waitlist`]: waitlist entries and who may join.
+//! - [`idempotency`]: what a purchase's idempotency key, stored before, means for a request
+//!   that brings it again.
 //!
 //! Here too: the id newtypes of booking's rows, [`IllegalTransition`] (what every status
 //! machine refuses), the settings the store applies ([`Policy`]) and small helpers for
 //! tokens and secrets.
 
 pub mod hold;
+pub mod idempotency;
 pub mod inventory;
 pub mod order;
 pub mod payment;

@@ -11,7 +11,7 @@ use std::fmt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::hold::{Hold, HoldStatus};
+use super::hold::{Hold, HoldEnded, HoldStatus};
 use super::payment::{IntentStatus, PaymentIntent};
 use super::{HoldId, IllegalTransition, OrderId, PaymentIntentId, TicketId};
 
@@ -258,13 +258,12 @@ pub fn check_purchase<'a>(
     if facts.bought_earlier {
         return Err(PurchaseRefusal::HoldPurchased);
     }
-    match hold.status {
-        HoldStatus::Active => {}
-        HoldStatus::Purchased => return Err(PurchaseRefusal::HoldPurchased),
-        HoldStatus::Released | HoldStatus::Expired | HoldStatus::Cancelled => {
-            return Err(PurchaseRefusal::HoldExpired);
-        }
-    }
+    hold.status
+        .transition(HoldStatus::Purchased)
+        .map_err(|refused| match HoldEnded::of(refused.from) {
+            HoldEnded::Purchased => PurchaseRefusal::HoldPurchased,
+            HoldEnded::Expired => PurchaseRefusal::HoldExpired,
+        })?;
     let mut named = facts.seat_ids.to_vec();
     named.sort();
     let mut held = hold.seat_ids.clone();

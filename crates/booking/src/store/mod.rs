@@ -769,6 +769,7 @@ macro_rules! backend {
             purchase_without_event, random_token, refreshed_expiry, seat_blocks, seat_shown_as,
             sha256_hex, within_ticket_limit,
         };
+        use $crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
         use $crate::error::BookingError;
         use $crate::store::{
             BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
@@ -2079,23 +2080,22 @@ macro_rules! backend {
                         // Abandoned meanwhile: take it again.
                         continue;
                     };
-                    let stored: String = row.try_get("fingerprint")?;
-                    if stored != fingerprint {
-                        return Err(BookingError::KeyReused);
-                    }
                     let status: String = row.try_get("status")?;
-                    if status == "complete" {
-                        let code: Option<i64> = row.try_get("response_status")?;
-                        let body: Option<String> = row.try_get("response_body")?;
-                        return Ok(IdempotencyStart::Replay {
-                            status: code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
-                            body: body.unwrap_or_default(),
-                        });
-                    }
-                    let locked_at: i64 = row.try_get("locked_at")?;
-                    if locked_at + lock_ms > now {
-                        return Err(BookingError::InFlight);
-                    }
+                    let stored = StoredKey {
+                        fingerprint: row.try_get("fingerprint")?,
+                        status: status.parse().map_err(|e| corrupt("idempotency key status", e))?,
+                        response_status: row.try_get("response_status")?,
+                        response_body: row.try_get("response_body")?,
+                        locked_at: row.try_get("locked_at")?,
+                    };
+                    let locked_at = match decide_key(stored, fingerprint, lock_ms, now) {
+                        KeyDecision::Reused => return Err(BookingError::KeyReused),
+                        KeyDecision::Replay { status, body } => {
+                            return Ok(IdempotencyStart::Replay { status, body });
+                        }
+                        KeyDecision::Running => return Err(BookingError::InFlight),
+                        KeyDecision::TakeOver { locked_at } => locked_at,
+                    };
                     // The request holding the key is gone (crashed); take it over, unless
                     // another request just did.
                     let taken = sql::query(
