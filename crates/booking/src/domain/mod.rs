@@ -24,6 +24,9 @@ pub mod order;
 pub mod payment;
 pub mod waitlist;
 
+#[cfg(test)]
+mod sequences;
+
 use std::fmt;
 
 pub use hold::{

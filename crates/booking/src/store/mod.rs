@@ -2488,9 +2488,9 @@ macro_rules! backend {
                 else {
                     // No such event: the answer is about the hold.
                     let hold = fetch_hold(self.reader(), input.hold_id).await?;
-                    return Err(
-                        purchase_without_event(hold.as_ref(), input.user_id, input.event_id).into(),
-                    );
+                    let refusal =
+                        purchase_without_event(hold.as_ref(), input.user_id, input.event_id);
+                    return Err(refusal.into());
                 };
                 let mut writes = Writes::default();
                 let outcome = purchase_step(
