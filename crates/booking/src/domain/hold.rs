@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use uuid::Uuid;
 
-use super::inventory::{Candidate, Inventory, best_window, pick_best, seat_state};
+use super::inventory::{Candidate, Inventory, SeatState, best_window, pick_best};
 use super::{HoldId, IllegalTransition};
 
 /// Where a hold comes from.
@@ -207,13 +207,12 @@ pub enum HoldRefusal {
 /// The seats a hold asks for, with what the store read about them.
 #[derive(Debug, Clone, Copy)]
 pub enum SeatsAsked<'a> {
-    /// These seats, all or nothing, and the stored state of each of them that exists at the
-    /// event (see [`seat_state`]).
+    /// These seats, all or nothing, and the state of each of them that exists at the event.
     Named {
         /// The seats, in the order asked.
         wanted: &'a [String],
         /// Their states, by seat id; a seat missing here is not a seat of the event.
-        states: &'a BTreeMap<String, i64>,
+        states: &'a BTreeMap<String, SeatState>,
     },
     /// The best `quantity` free seats, among `free`: free seats in layout order, at least
     /// [`best_window`] of them beyond those in `taken` when the event has that many.
@@ -309,7 +308,7 @@ pub fn decide_hold(facts: &HoldFacts<'_>) -> Result<Vec<String>, HoldRefusal> {
             let conflicts: Vec<String> = wanted
                 .iter()
                 .filter(|s| {
-                    states.get(*s) != Some(&seat_state::AVAILABLE) || facts.taken.contains(*s)
+                    states.get(*s) != Some(&SeatState::Available) || facts.taken.contains(*s)
                 })
                 .cloned()
                 .collect();
@@ -448,7 +447,7 @@ mod tests {
     fn named<'a>(
         event: &'a Inventory,
         wanted: &'a [String],
-        states: &'a BTreeMap<String, i64>,
+        states: &'a BTreeMap<String, SeatState>,
         taken: &'a HashSet<String>,
     ) -> HoldFacts<'a> {
         HoldFacts {
@@ -487,7 +486,10 @@ mod tests {
     fn a_hold_past_the_ticket_limit_is_refused_with_what_is_owned() {
         let event = on_sale();
         let (wanted, taken) = (seats(&["A-1-1", "A-1-2"]), HashSet::new());
-        let states = BTreeMap::from([("A-1-1".into(), 0), ("A-1-2".into(), 0)]);
+        let states = BTreeMap::from([
+            ("A-1-1".into(), SeatState::Available),
+            ("A-1-2".into(), SeatState::Available),
+        ]);
 
         let at_limit = HoldFacts {
             owned: 4,
@@ -509,7 +511,10 @@ mod tests {
     fn unknown_seats_are_named_with_their_place_in_the_request() {
         let event = on_sale();
         let (wanted, taken) = (seats(&["A-1-1", "Z-9-9", "A-1-2", "Z-9-8"]), HashSet::new());
-        let states = BTreeMap::from([("A-1-1".into(), 2), ("A-1-2".into(), 0)]);
+        let states = BTreeMap::from([
+            ("A-1-1".into(), SeatState::Sold),
+            ("A-1-2".into(), SeatState::Available),
+        ]);
 
         assert_eq!(
             decide_hold(&named(&event, &wanted, &states, &taken)),
@@ -525,10 +530,10 @@ mod tests {
         let event = on_sale();
         let wanted = seats(&["A-1-4", "A-1-1", "A-1-2", "A-1-3"]);
         let states = BTreeMap::from([
-            ("A-1-1".into(), seat_state::HELD),
-            ("A-1-2".into(), seat_state::AVAILABLE),
-            ("A-1-3".into(), seat_state::SOLD),
-            ("A-1-4".into(), seat_state::AVAILABLE),
+            ("A-1-1".into(), SeatState::Held),
+            ("A-1-2".into(), SeatState::Available),
+            ("A-1-3".into(), SeatState::Sold),
+            ("A-1-4".into(), SeatState::Available),
         ]);
         let taken = HashSet::from(["A-1-4".to_owned()]);
 
@@ -750,10 +755,10 @@ mod tests {
                     wanted.push(seat);
                 }
             }
-            let states: BTreeMap<String, i64> = table
+            let states: BTreeMap<String, SeatState> = table
                 .iter()
                 .enumerate()
-                .map(|(i, (state, _))| (format!("A-1-{}", i + 1), *state))
+                .map(|(i, (state, _))| (format!("A-1-{}", i + 1), SeatState::try_from(*state).unwrap()))
                 .collect();
             let taken: HashSet<String> = table
                 .iter()
@@ -783,7 +788,7 @@ mod tests {
                     // Exactly the wanted seats that are not free, in the order asked.
                     let busy: Vec<String> = wanted
                         .iter()
-                        .filter(|s| states[*s] != 0 || taken.contains(*s))
+                        .filter(|s| states[*s] != SeatState::Available || taken.contains(*s))
                         .cloned()
                         .collect();
                     prop_assert_eq!(conflicts, &busy);

@@ -10,14 +10,39 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Seat states as stored.
-pub mod seat_state {
+/// A seat's state, stored as a number (`seats.state`): the store's conditional updates and
+/// its sold-seat index use the numbers, the rules use this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeatState {
     /// On sale.
-    pub const AVAILABLE: i64 = 0;
+    Available,
     /// In a hold (live, or expired and not yet swept).
-    pub const HELD: i64 = 1;
+    Held,
     /// Sold: a valid ticket exists.
-    pub const SOLD: i64 = 2;
+    Sold,
+}
+
+impl SeatState {
+    /// The stored number.
+    pub fn stored(self) -> i64 {
+        match self {
+            SeatState::Available => 0,
+            SeatState::Held => 1,
+            SeatState::Sold => 2,
+        }
+    }
+}
+
+impl TryFrom<i64> for SeatState {
+    type Error = String;
+    fn try_from(stored: i64) -> Result<Self, Self::Error> {
+        match stored {
+            0 => Ok(SeatState::Available),
+            1 => Ok(SeatState::Held),
+            2 => Ok(SeatState::Sold),
+            other => Err(format!("unknown seat state {other}")),
+        }
+    }
 }
 
 /// The event status (as the events service publishes it) of a cancelled event.
@@ -216,31 +241,31 @@ pub fn pick_best(candidates: &[Candidate], quantity: usize) -> Option<Vec<String
     Some(candidates[..quantity].iter().map(|c| c.0.clone()).collect())
 }
 
-/// Whether a seat in stored `state`, held (if it is) by `holder` until `hold_expires`, keeps
+/// Whether a seat in `state`, held (if it is) by `holder` until `hold_expires`, keeps
 /// `buyer` from holding it at `now`: sold, or in another buyer's live hold. The buyer's own
 /// hold never blocks them (a new hold replaces it), and an expired hold blocks nobody.
 pub fn seat_blocks(
-    state: i64,
+    state: SeatState,
     holder: Option<Uuid>,
     hold_expires: Option<i64>,
     buyer: Uuid,
     now: i64,
 ) -> bool {
     match state {
-        seat_state::SOLD => true,
-        seat_state::HELD => holder != Some(buyer) && hold_expires.is_some_and(|e| e > now),
-        _ => false,
+        SeatState::Sold => true,
+        SeatState::Held => holder != Some(buyer) && hold_expires.is_some_and(|e| e > now),
+        SeatState::Available => false,
     }
 }
 
-/// How the seat map shows a seat in stored `state`, held (if it is) until `hold_expires`, at
+/// How the seat map shows a seat in `state`, held (if it is) until `hold_expires`, at
 /// `now`: `reserved` when sold, `held` while its hold is live, otherwise `available` (an
 /// expired hold not yet swept no longer holds it).
-pub fn seat_shown_as(state: i64, hold_expires: Option<i64>, now: i64) -> &'static str {
+pub fn seat_shown_as(state: SeatState, hold_expires: Option<i64>, now: i64) -> &'static str {
     match state {
-        seat_state::SOLD => "reserved",
-        seat_state::HELD if hold_expires.is_some_and(|e| e > now) => "held",
-        _ => "available",
+        SeatState::Sold => "reserved",
+        SeatState::Held if hold_expires.is_some_and(|e| e > now) => "held",
+        SeatState::Held | SeatState::Available => "available",
     }
 }
 
@@ -421,20 +446,28 @@ pub(crate) mod tests {
     fn a_seat_blocks_others_when_sold_or_in_a_live_hold_of_someone_else() {
         let (me, other) = (Uuid::from_u128(7), Uuid::from_u128(8));
 
-        assert!(seat_blocks(seat_state::SOLD, None, None, me, 5));
-        assert!(seat_blocks(seat_state::HELD, Some(other), Some(6), me, 5));
-        assert!(!seat_blocks(seat_state::HELD, Some(other), Some(5), me, 5));
-        assert!(!seat_blocks(seat_state::HELD, Some(me), Some(6), me, 5));
-        assert!(!seat_blocks(seat_state::AVAILABLE, None, None, me, 5));
+        assert!(seat_blocks(SeatState::Sold, None, None, me, 5));
+        assert!(seat_blocks(SeatState::Held, Some(other), Some(6), me, 5));
+        assert!(!seat_blocks(SeatState::Held, Some(other), Some(5), me, 5));
+        assert!(!seat_blocks(SeatState::Held, Some(me), Some(6), me, 5));
+        assert!(!seat_blocks(SeatState::Available, None, None, me, 5));
+    }
+
+    #[test]
+    fn seat_states_parse_from_their_stored_numbers() {
+        for state in [SeatState::Available, SeatState::Held, SeatState::Sold] {
+            assert_eq!(SeatState::try_from(state.stored()), Ok(state));
+        }
+        assert!(SeatState::try_from(3).is_err());
     }
 
     #[test]
     fn the_seat_map_shows_expired_holds_as_available() {
-        assert_eq!(seat_shown_as(seat_state::SOLD, None, 5), "reserved");
-        assert_eq!(seat_shown_as(seat_state::HELD, Some(6), 5), "held");
-        assert_eq!(seat_shown_as(seat_state::HELD, Some(5), 5), "available");
-        assert_eq!(seat_shown_as(seat_state::HELD, None, 5), "available");
-        assert_eq!(seat_shown_as(seat_state::AVAILABLE, None, 5), "available");
+        assert_eq!(seat_shown_as(SeatState::Sold, None, 5), "reserved");
+        assert_eq!(seat_shown_as(SeatState::Held, Some(6), 5), "held");
+        assert_eq!(seat_shown_as(SeatState::Held, Some(5), 5), "available");
+        assert_eq!(seat_shown_as(SeatState::Held, None, 5), "available");
+        assert_eq!(seat_shown_as(SeatState::Available, None, 5), "available");
     }
 
     #[test]

@@ -35,9 +35,9 @@ pub use hold::{
     within_ticket_limit,
 };
 pub use inventory::{
-    AvailabilityView, Candidate, EVENT_CANCELLED, GA_SECTION, Inventory, SeatView, Selection,
-    best_window, ga_seat_id, is_seat_id, offer_window, pick_best, seat_blocks, seat_price,
-    seat_shown_as, seat_state, section_of,
+    AvailabilityView, Candidate, EVENT_CANCELLED, GA_SECTION, Inventory, SeatState, SeatView,
+    Selection, best_window, ga_seat_id, is_seat_id, offer_window, pick_best, seat_blocks,
+    seat_price, seat_shown_as, section_of,
 };
 pub use order::{
     Order, OrderStatus, PurchaseFacts, PurchaseRefusal, Ticket, TicketStatus, check_purchase,

@@ -57,7 +57,7 @@ fn buyer_id(b: usize) -> Uuid {
 /// The model: each seat's stored state, every hold taken, and each buyer's tickets.
 #[derive(Debug, Clone, Default)]
 struct Model {
-    states: BTreeMap<String, i64>,
+    states: BTreeMap<String, SeatState>,
     holds: Vec<Hold>,
     owned: BTreeMap<Uuid, i64>,
 }
@@ -66,7 +66,7 @@ impl Model {
     fn new() -> Self {
         Self {
             states: (0..SEATS)
-                .map(|n| (seat_id(n), seat_state::AVAILABLE))
+                .map(|n| (seat_id(n), SeatState::Available))
                 .collect(),
             ..Self::default()
         }
@@ -76,7 +76,7 @@ impl Model {
     fn end(&mut self, i: usize, to: HoldStatus) -> Result<(), IllegalTransition<HoldStatus>> {
         self.holds[i].status = self.holds[i].status.transition(to)?;
         for seat in &self.holds[i].seat_ids {
-            self.states.insert(seat.clone(), seat_state::AVAILABLE);
+            self.states.insert(seat.clone(), SeatState::Available);
         }
         Ok(())
     }
@@ -96,7 +96,7 @@ impl Model {
         let mut free: Vec<Candidate> = next
             .states
             .iter()
-            .filter(|(_, state)| **state == seat_state::AVAILABLE)
+            .filter(|(_, state)| **state == SeatState::Available)
             .map(|(id, _)| {
                 let n = id.trim_start_matches("A-1-").parse().unwrap();
                 (id.clone(), "A".into(), "1".into(), n)
@@ -127,10 +127,10 @@ impl Model {
         for seat in &chosen {
             assert_eq!(
                 next.states[seat],
-                seat_state::AVAILABLE,
+                SeatState::Available,
                 "{seat} taken twice"
             );
-            next.states.insert(seat.clone(), seat_state::HELD);
+            next.states.insert(seat.clone(), SeatState::Held);
         }
         next.holds.push(Hold {
             id: HoldId(Uuid::from_u128(1_000 + next.holds.len() as u128)),
@@ -174,19 +174,19 @@ impl Model {
         if decided.is_ok() {
             self.holds[i].status = hold.status.transition(HoldStatus::Purchased).unwrap();
             for seat in &hold.seat_ids {
-                self.states.insert(seat.clone(), seat_state::SOLD);
+                self.states.insert(seat.clone(), SeatState::Sold);
             }
             *self.owned.entry(buyer).or_default() += hold.seat_ids.len() as i64;
         }
     }
 
     fn check_invariants(&self) {
-        let mut claimed: BTreeMap<&String, i64> = BTreeMap::new();
+        let mut claimed: BTreeMap<&String, SeatState> = BTreeMap::new();
         let mut live: BTreeMap<Uuid, i64> = BTreeMap::new();
         for hold in &self.holds {
             let claim = match hold.status {
-                HoldStatus::Active => seat_state::HELD,
-                HoldStatus::Purchased => seat_state::SOLD,
+                HoldStatus::Active => SeatState::Held,
+                HoldStatus::Purchased => SeatState::Sold,
                 _ => continue,
             };
             if hold.status == HoldStatus::Active {
@@ -200,13 +200,13 @@ impl Model {
             }
         }
         for (seat, state) in &self.states {
-            let expected = claimed.get(seat).copied().unwrap_or(seat_state::AVAILABLE);
+            let expected = claimed.get(seat).copied().unwrap_or(SeatState::Available);
             assert_eq!(*state, expected, "{seat}");
         }
         let sold = self
             .states
             .values()
-            .filter(|s| **s == seat_state::SOLD)
+            .filter(|s| **s == SeatState::Sold)
             .count();
         assert!(sold <= SEATS);
         for b in 0..BUYERS {

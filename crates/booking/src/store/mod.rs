@@ -53,7 +53,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Audit, AvailabilityView, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
-    PaymentIntentId, Policy, SeatView, Selection, WaitlistEntry,
+    PaymentIntentId, Policy, SeatState, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
 
@@ -219,7 +219,7 @@ pub(crate) struct Overlay {
     /// Buyers with a live hold of the event, as stored.
     pub(crate) live: std::collections::HashSet<Uuid>,
     /// The states of the seats the batch's holds ask for, as stored.
-    pub(crate) states: std::collections::HashMap<String, i64>,
+    pub(crate) states: std::collections::HashMap<String, SeatState>,
     /// The first free seats in layout order (id, section, row, number), as stored: enough for
     /// every best-available hold of the batch without a section.
     pub(crate) free: Vec<(String, String, String, i64)>,
@@ -762,7 +762,7 @@ macro_rules! backend {
             Audit, AvailabilityView, Candidate, ConfirmStep, EVENT_CANCELLED, GA_SECTION, Hold,
             HoldEnded, HoldFacts, HoldId, HoldKind, HoldStatus, IntentStatus, Inventory, Order,
             OrderId, OrderStatus, PaymentIntent, PaymentIntentId, Policy, PurchaseFacts,
-            SeatView, SeatsAsked, Selection, Ticket, TicketId, TicketStatus, WaitlistEntry,
+            SeatState, SeatView, SeatsAsked, Selection, Ticket, TicketId, TicketStatus, WaitlistEntry,
             WaitlistStatus, best_window, check_purchase, confirmation_lost, constant_time_eq,
             decide_confirmation, decide_hold, ga_seat_id, hold_is_live, intent_amount,
             may_join_waitlist, may_pay_for, may_release, offer_window, open_for_holds,
@@ -1786,7 +1786,8 @@ macro_rules! backend {
                 rows.iter()
                     .map(|r| {
                         let section: String = r.try_get("section")?;
-                        let state: i64 = r.try_get("state")?;
+                        let state = SeatState::try_from(r.try_get::<i64, _>("state")?)
+                            .map_err(|e| corrupt("seat state", e))?;
                         let expires: Option<i64> = r.try_get("expires_at")?;
                         let state = seat_shown_as(state, expires, now);
                         Ok(SeatView {
@@ -2682,7 +2683,8 @@ macro_rules! backend {
                         let rows = query.fetch_all(&mut *conn).await?;
                         let mut taken = std::collections::BTreeSet::new();
                         for row in &rows {
-                            let state: i64 = row.try_get("state")?;
+                            let state = SeatState::try_from(row.try_get::<i64, _>("state")?)
+                                .map_err(|e| corrupt("seat state", e))?;
                             let holder: Option<Uuid> = row.try_get("user_id")?;
                             let expires: Option<i64> = row.try_get("expires_at")?;
                             if seat_blocks(state, holder, expires, new.user_id, now) {
@@ -2770,7 +2772,7 @@ macro_rules! backend {
             tx: &mut Tx<'_>,
             event_id: Uuid,
             wanted: &[String],
-        ) -> Result<BTreeMap<String, i64>, StoreError> {
+        ) -> Result<BTreeMap<String, SeatState>, StoreError> {
             let sql = format!(
                 "{} SELECT s.seat_id, CAST(s.state AS BIGINT) AS state FROM wanted \
                  JOIN seats s ON s.event_id = $1 AND s.seat_id = wanted.seat_id",
@@ -2782,7 +2784,9 @@ macro_rules! backend {
             }
             let mut states = BTreeMap::new();
             for row in &query.fetch_all(&mut **tx).await? {
-                states.insert(row.try_get("seat_id")?, row.try_get("state")?);
+                let state = SeatState::try_from(row.try_get::<i64, _>("state")?)
+                    .map_err(|e| corrupt("seat state", e))?;
+                states.insert(row.try_get("seat_id")?, state);
             }
             Ok(states)
         }
@@ -2970,7 +2974,7 @@ macro_rules! backend {
             let taken = overlay.as_deref().map_or(&no_seats, |o| &o.taken);
             let seats = match &new.selection {
                 Selection::Seats(wanted) => {
-                    let states: BTreeMap<String, i64> = match overlay.as_deref() {
+                    let states: BTreeMap<String, SeatState> = match overlay.as_deref() {
                         Some(o) => wanted
                             .iter()
                             .filter_map(|s| o.states.get(s).map(|state| (s.clone(), *state)))
