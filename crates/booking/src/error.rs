@@ -265,3 +265,125 @@ impl axum::response::IntoResponse for BookingError {
         Problem::from(self).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{HoldEnded, IntentStatus};
+
+    fn problem(error: impl Into<BookingError>) -> Problem {
+        Problem::from(error.into())
+    }
+
+    fn pointers(problem: &Problem) -> Vec<(&str, &str)> {
+        problem
+            .errors()
+            .iter()
+            .map(|e| (e.pointer.as_str(), e.detail.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn hold_refusals_answer_as_their_booking_errors() {
+        let unknown = problem(HoldRefusal::UnknownSeats(vec![
+            (1, "Z-9-9".into()),
+            (3, "Z-9-8".into()),
+        ]));
+        let unavailable = problem(HoldRefusal::SeatsUnavailable(vec!["A-1-1".into()]));
+        let limit = problem(HoldRefusal::TicketLimit { limit: 6, owned: 5 });
+
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            pointers(&unknown),
+            [
+                ("/seatIds/1", "Z-9-9 is not a seat of this event"),
+                ("/seatIds/3", "Z-9-8 is not a seat of this event"),
+            ]
+        );
+        assert_eq!(unknown.body()["detail"], "no such seats at this event");
+        assert_eq!(
+            (unavailable.status(), unavailable.slug()),
+            (StatusCode::CONFLICT, "seats-unavailable")
+        );
+        assert_eq!(
+            unavailable.body()["conflicts"],
+            serde_json::json!(["A-1-1"])
+        );
+        assert_eq!(limit.slug(), "ticket-limit");
+        assert_eq!(
+            problem(HoldRefusal::NotOnSale("the sale has ended")).body()["detail"],
+            "the sale has ended"
+        );
+        assert_eq!(
+            problem(HoldRefusal::EventNotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            problem(HoldRefusal::SoldOut { available: 2 }).body()["available"],
+            2
+        );
+        assert_eq!(problem(HoldEnded::Purchased).slug(), "hold-purchased");
+        assert_eq!(problem(HoldEnded::Expired).slug(), "hold-expired");
+    }
+
+    #[test]
+    fn purchase_refusals_point_at_the_field_they_refuse() {
+        for (refusal, pointer, detail) in [
+            (
+                PurchaseRefusal::AnotherEvent,
+                "/eventId",
+                "the hold is for another event",
+            ),
+            (
+                PurchaseRefusal::SeatsMismatch,
+                "/seatIds",
+                "must be exactly the hold's seats",
+            ),
+            (
+                PurchaseRefusal::IntentForAnotherHold,
+                "/paymentIntentId",
+                "the payment intent is for another hold",
+            ),
+        ] {
+            let answer = problem(refusal);
+            assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(pointers(&answer), [(pointer, detail)]);
+        }
+        let incomplete = problem(PurchaseRefusal::PaymentIncomplete(
+            IntentStatus::RequiresConfirmation,
+        ));
+        assert_eq!(incomplete.slug(), "payment-incomplete");
+        assert_eq!(
+            incomplete.body()["detail"],
+            "the payment intent is requires_confirmation; confirm it first"
+        );
+        assert_eq!(
+            problem(PurchaseRefusal::EventCancelled).body()["detail"],
+            "the event is cancelled"
+        );
+        assert_eq!(
+            problem(PurchaseRefusal::HoldNotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn confirmation_refusals_answer_as_before() {
+        let final_intent = problem(ConfirmRefusal::NotConfirmable(IntentStatus::Declined));
+
+        assert_eq!(final_intent.slug(), "payment-intent-state");
+        assert_eq!(
+            final_intent.body()["detail"],
+            "the payment intent is declined"
+        );
+        assert_eq!(
+            problem(ConfirmRefusal::ProcessorFailed).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(problem(ConfirmRefusal::HoldExpired).slug(), "hold-expired");
+        assert_eq!(
+            problem(PaymentBlocked::NotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

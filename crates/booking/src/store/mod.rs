@@ -52,7 +52,7 @@ use evently_core::db::StoreError;
 use uuid::Uuid;
 
 use crate::domain::{
-    Audit, AvailabilityView, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
+    Audit, AvailabilityView, Candidate, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
     PaymentIntentId, Policy, SeatState, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
@@ -222,7 +222,7 @@ pub(crate) struct Overlay {
     pub(crate) states: std::collections::HashMap<String, SeatState>,
     /// The first free seats in layout order (id, section, row, number), as stored: enough for
     /// every best-available hold of the batch without a section.
-    pub(crate) free: Vec<(String, String, String, i64)>,
+    pub(crate) free: Vec<Candidate>,
     /// The holds and payment intents the batch's purchases name, by (hold, intent), as stored.
     pub(crate) purchases:
         std::collections::HashMap<(HoldId, PaymentIntentId), (Hold, Option<PaymentIntent>)>,
