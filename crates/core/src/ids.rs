@@ -1,7 +1,7 @@
 //! Identifier newtypes. Ids are UUIDs (v7 for new rows, so that they sort by creation time
-//! and index well), never bare strings or bare `Uuid`s: [`id_type!`] declares one, and each
-//! service declares its own with it. The user id lives here because every service reads it
-//! from access tokens.
+//! and index well), never bare strings or bare `Uuid`s: [`id_type!`](crate::id_type)
+//! declares one, and each service declares its own with it. The user id lives here because
+//! every service reads it from access tokens.
 
 /// Declares an id newtype over a UUID: `Copy`, ordered, hashable, shown as the UUID, parsed
 /// from one (`FromStr`), serialised as the bare UUID (`serde(transparent)`) and described in
