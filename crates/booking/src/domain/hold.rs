@@ -6,7 +6,7 @@
 //! buyer's tickets, the seats asked for or the free ones, and in a batch the seats taken by
 //! the holds decided before it). It writes nothing and reads nothing itself.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use uuid::Uuid;
 
@@ -334,6 +334,48 @@ pub fn decide_hold(facts: &HoldFacts<'_>) -> Result<Vec<String>, HoldRefusal> {
     }
 }
 
+/// The early refusal of a hold of named seats, decided before the event's lock on a read
+/// that may be stale: of the `wanted` seats, `found` exist at the event and `blocked` are
+/// sold or in another buyer's live hold. A stale read can only refuse what a moment earlier
+/// would also have been refused; anything it lets through is decided under the lock by
+/// [`decide_hold`], which is also where unknown seats are reported (with their fields).
+///
+/// # Errors
+/// [`HoldRefusal::SeatsUnavailable`] naming the blocked seats in the order asked, when every
+/// seat exists and some are blocked.
+pub fn refuse_named_early(
+    wanted: &[String],
+    found: usize,
+    blocked: &BTreeSet<String>,
+) -> Result<(), HoldRefusal> {
+    if blocked.is_empty() || found != wanted.len() {
+        return Ok(());
+    }
+    Err(HoldRefusal::SeatsUnavailable(
+        wanted
+            .iter()
+            .filter(|s| blocked.contains(*s))
+            .cloned()
+            .collect(),
+    ))
+}
+
+/// The early refusal of a best-available hold of `quantity` seats, decided before the
+/// event's lock: `free` seats are neither sold nor in a live hold of another buyer (a stale
+/// read, as for [`refuse_named_early`]).
+///
+/// # Errors
+/// [`HoldRefusal::SoldOut`] when fewer than `quantity` are free.
+pub fn refuse_best_early(free: i64, quantity: i64) -> Result<(), HoldRefusal> {
+    if free < quantity {
+        Err(HoldRefusal::SoldOut {
+            available: free.max(0),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// Why a hold can no longer be extended, released or paid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldEnded {
@@ -574,6 +616,29 @@ mod tests {
         assert_eq!(
             decide_hold(&facts(4)),
             Err(HoldRefusal::SoldOut { available: 3 })
+        );
+    }
+
+    #[test]
+    fn early_refusals_refuse_only_what_the_lock_would_refuse_too() {
+        let wanted = seats(&["A-1-3", "A-1-1", "A-1-2"]);
+        let blocked = BTreeSet::from(["A-1-1".to_owned(), "A-1-2".to_owned()]);
+
+        assert_eq!(
+            refuse_named_early(&wanted, 3, &blocked),
+            Err(HoldRefusal::SeatsUnavailable(seats(&["A-1-1", "A-1-2"])))
+        );
+        // An unknown seat is left to the decision under the lock, which names its field.
+        assert_eq!(refuse_named_early(&wanted, 2, &blocked), Ok(()));
+        assert_eq!(refuse_named_early(&wanted, 3, &BTreeSet::new()), Ok(()));
+        assert_eq!(refuse_best_early(2, 2), Ok(()));
+        assert_eq!(
+            refuse_best_early(1, 2),
+            Err(HoldRefusal::SoldOut { available: 1 })
+        );
+        assert_eq!(
+            refuse_best_early(-3, 2),
+            Err(HoldRefusal::SoldOut { available: 0 })
         );
     }
 

@@ -32,7 +32,7 @@ use std::fmt;
 pub use hold::{
     Hold, HoldEnded, HoldFacts, HoldKind, HoldRefusal, HoldStatus, PaymentBlocked, SeatsAsked,
     decide_hold, hold_is_live, may_pay_for, may_release, open_for_holds, refreshed_expiry,
-    within_ticket_limit,
+    refuse_best_early, refuse_named_early, within_ticket_limit,
 };
 pub use inventory::{
     AvailabilityView, Candidate, EVENT_CANCELLED, GA_SECTION, Inventory, SeatState, SeatView,

@@ -766,7 +766,8 @@ macro_rules! backend {
             WaitlistStatus, best_window, check_purchase, confirmation_lost, constant_time_eq,
             decide_confirmation, decide_hold, ga_seat_id, hold_is_live, intent_amount,
             may_join_waitlist, may_pay_for, may_release, offer_window, open_for_holds,
-            purchase_without_event, random_token, refreshed_expiry, seat_blocks, seat_shown_as,
+            purchase_without_event, random_token, refreshed_expiry, refuse_best_early,
+            refuse_named_early, seat_blocks, seat_shown_as,
             sha256_hex, within_ticket_limit,
         };
         use $crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
@@ -2691,12 +2692,7 @@ macro_rules! backend {
                                 taken.insert(row.try_get::<String, _>("seat_id")?);
                             }
                         }
-                        // Unknown seats are reported under the lock, with their fields.
-                        if !taken.is_empty() && rows.len() == wanted.len() {
-                            let conflicts =
-                                wanted.iter().filter(|s| taken.contains(*s)).cloned().collect();
-                            return Err(BookingError::SeatsUnavailable(conflicts));
-                        }
+                        refuse_named_early(wanted, rows.len(), &taken)?;
                     }
                     Selection::Best { quantity, section: None } => {
                         let row = sql::query(
@@ -2712,12 +2708,7 @@ macro_rules! backend {
                         .fetch_optional(&mut *conn)
                         .await?;
                         if let Some(row) = row {
-                            let free: i64 = row.try_get("free")?;
-                            if free < *quantity {
-                                return Err(BookingError::SoldOut {
-                                    available: free.max(0),
-                                });
-                            }
+                            refuse_best_early(row.try_get("free")?, *quantity)?;
                         }
                     }
                     Selection::Best { .. } => {}
