@@ -1,9 +1,12 @@
 //! `BookingError`: why a booking operation was refused or failed, and the one place it
-//! becomes HTTP.
+//! becomes HTTP. The domain's refusals become `BookingError`s here too, so a rule decided
+//! without a database answers with the same problem as ever.
 
 use axum::http::StatusCode;
 use evently_core::Problem;
 use evently_core::db::StoreError;
+
+use crate::domain::{ConfirmRefusal, HoldEnded, HoldRefusal, PaymentBlocked, PurchaseRefusal};
 
 /// Why a booking operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,87 @@ impl From<Problem> for BookingError {
     }
 }
 
+impl From<HoldRefusal> for BookingError {
+    fn from(refusal: HoldRefusal) -> Self {
+        match refusal {
+            HoldRefusal::EventNotFound => BookingError::EventNotFound,
+            HoldRefusal::NotOnSale(why) => BookingError::NotOnSale(why),
+            HoldRefusal::TicketLimit { limit, owned } => BookingError::TicketLimit { limit, owned },
+            HoldRefusal::UnknownSeats(unknown) => {
+                let mut problem = Problem::validation().detail("no such seats at this event");
+                for (i, seat) in unknown {
+                    problem = problem.field(
+                        format!("/seatIds/{i}"),
+                        format!("{seat} is not a seat of this event"),
+                    );
+                }
+                BookingError::Invalid(problem)
+            }
+            HoldRefusal::SeatsUnavailable(conflicts) => BookingError::SeatsUnavailable(conflicts),
+            HoldRefusal::SoldOut { available } => BookingError::SoldOut { available },
+        }
+    }
+}
+
+impl From<HoldEnded> for BookingError {
+    fn from(ended: HoldEnded) -> Self {
+        match ended {
+            HoldEnded::Expired => BookingError::HoldExpired,
+            HoldEnded::Purchased => BookingError::HoldPurchased,
+        }
+    }
+}
+
+impl From<PaymentBlocked> for BookingError {
+    fn from(blocked: PaymentBlocked) -> Self {
+        match blocked {
+            PaymentBlocked::NotFound => BookingError::HoldNotFound,
+            PaymentBlocked::Ended(ended) => ended.into(),
+        }
+    }
+}
+
+impl From<ConfirmRefusal> for BookingError {
+    fn from(refusal: ConfirmRefusal) -> Self {
+        match refusal {
+            ConfirmRefusal::NotConfirmable(status) => {
+                BookingError::IntentNotConfirmable(status.as_str().to_owned())
+            }
+            ConfirmRefusal::HoldExpired => BookingError::HoldExpired,
+            ConfirmRefusal::ProcessorFailed => BookingError::PaymentFailed,
+        }
+    }
+}
+
+impl From<PurchaseRefusal> for BookingError {
+    fn from(refusal: PurchaseRefusal) -> Self {
+        use PurchaseRefusal as R;
+        match refusal {
+            R::HoldNotFound => BookingError::HoldNotFound,
+            R::AnotherEvent => BookingError::Invalid(Problem::invalid_field(
+                "/eventId",
+                "the hold is for another event",
+            )),
+            R::EventNotFound => BookingError::EventNotFound,
+            R::HoldPurchased => BookingError::HoldPurchased,
+            R::HoldExpired => BookingError::HoldExpired,
+            R::SeatsMismatch => BookingError::Invalid(Problem::invalid_field(
+                "/seatIds",
+                "must be exactly the hold's seats",
+            )),
+            R::EventCancelled => BookingError::NotOnSale("the event is cancelled"),
+            R::IntentNotFound => BookingError::IntentNotFound,
+            R::IntentForAnotherHold => BookingError::Invalid(Problem::invalid_field(
+                "/paymentIntentId",
+                "the payment intent is for another hold",
+            )),
+            R::PaymentIncomplete(status) => {
+                BookingError::PaymentIncomplete(status.as_str().to_owned())
+            }
+        }
+    }
+}
+
 impl From<sqlx::Error> for BookingError {
     fn from(error: sqlx::Error) -> Self {
         BookingError::Store(error.into())
@@ -179,5 +263,127 @@ impl From<BookingError> for Problem {
 impl axum::response::IntoResponse for BookingError {
     fn into_response(self) -> axum::response::Response {
         Problem::from(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{HoldEnded, IntentStatus};
+
+    fn problem(error: impl Into<BookingError>) -> Problem {
+        Problem::from(error.into())
+    }
+
+    fn pointers(problem: &Problem) -> Vec<(&str, &str)> {
+        problem
+            .errors()
+            .iter()
+            .map(|e| (e.pointer.as_str(), e.detail.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn hold_refusals_answer_as_their_booking_errors() {
+        let unknown = problem(HoldRefusal::UnknownSeats(vec![
+            (1, "Z-9-9".into()),
+            (3, "Z-9-8".into()),
+        ]));
+        let unavailable = problem(HoldRefusal::SeatsUnavailable(vec!["A-1-1".into()]));
+        let limit = problem(HoldRefusal::TicketLimit { limit: 6, owned: 5 });
+
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            pointers(&unknown),
+            [
+                ("/seatIds/1", "Z-9-9 is not a seat of this event"),
+                ("/seatIds/3", "Z-9-8 is not a seat of this event"),
+            ]
+        );
+        assert_eq!(unknown.body()["detail"], "no such seats at this event");
+        assert_eq!(
+            (unavailable.status(), unavailable.slug()),
+            (StatusCode::CONFLICT, "seats-unavailable")
+        );
+        assert_eq!(
+            unavailable.body()["conflicts"],
+            serde_json::json!(["A-1-1"])
+        );
+        assert_eq!(limit.slug(), "ticket-limit");
+        assert_eq!(
+            problem(HoldRefusal::NotOnSale("the sale has ended")).body()["detail"],
+            "the sale has ended"
+        );
+        assert_eq!(
+            problem(HoldRefusal::EventNotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            problem(HoldRefusal::SoldOut { available: 2 }).body()["available"],
+            2
+        );
+        assert_eq!(problem(HoldEnded::Purchased).slug(), "hold-purchased");
+        assert_eq!(problem(HoldEnded::Expired).slug(), "hold-expired");
+    }
+
+    #[test]
+    fn purchase_refusals_point_at_the_field_they_refuse() {
+        for (refusal, pointer, detail) in [
+            (
+                PurchaseRefusal::AnotherEvent,
+                "/eventId",
+                "the hold is for another event",
+            ),
+            (
+                PurchaseRefusal::SeatsMismatch,
+                "/seatIds",
+                "must be exactly the hold's seats",
+            ),
+            (
+                PurchaseRefusal::IntentForAnotherHold,
+                "/paymentIntentId",
+                "the payment intent is for another hold",
+            ),
+        ] {
+            let answer = problem(refusal);
+            assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(pointers(&answer), [(pointer, detail)]);
+        }
+        let incomplete = problem(PurchaseRefusal::PaymentIncomplete(
+            IntentStatus::RequiresConfirmation,
+        ));
+        assert_eq!(incomplete.slug(), "payment-incomplete");
+        assert_eq!(
+            incomplete.body()["detail"],
+            "the payment intent is requires_confirmation; confirm it first"
+        );
+        assert_eq!(
+            problem(PurchaseRefusal::EventCancelled).body()["detail"],
+            "the event is cancelled"
+        );
+        assert_eq!(
+            problem(PurchaseRefusal::HoldNotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn confirmation_refusals_answer_as_before() {
+        let final_intent = problem(ConfirmRefusal::NotConfirmable(IntentStatus::Declined));
+
+        assert_eq!(final_intent.slug(), "payment-intent-state");
+        assert_eq!(
+            final_intent.body()["detail"],
+            "the payment intent is declined"
+        );
+        assert_eq!(
+            problem(ConfirmRefusal::ProcessorFailed).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(problem(ConfirmRefusal::HoldExpired).slug(), "hold-expired");
+        assert_eq!(
+            problem(PaymentBlocked::NotFound).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

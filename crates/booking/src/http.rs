@@ -17,7 +17,10 @@ use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{AvailabilityView, Hold, Order, SeatView, WaitlistEntry, rfc3339, sha256_hex};
+use crate::domain::{
+    AvailabilityView, Hold, HoldId, HoldStatus, Order, OrderId, PaymentIntentId, SeatView,
+    WaitlistEntry, rfc3339, sha256_hex,
+};
 use crate::error::BookingError;
 use crate::service::{BookingService, PurchaseAnswer};
 
@@ -117,7 +120,8 @@ pub struct HoldRequest {
 #[serde(rename_all = "camelCase")]
 pub struct HoldView {
     /// Its id.
-    pub hold_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
     /// The event.
     pub event_id: Uuid,
     /// The held seats.
@@ -138,17 +142,12 @@ fn seconds_left(expires_at: i64, now: i64) -> i64 {
 
 impl HoldView {
     fn new(hold: Hold, now: i64) -> Self {
-        let status = if hold.status == "active" && hold.expires_at <= now {
-            "expired".to_owned()
-        } else {
-            hold.status
-        };
         Self {
             hold_id: hold.id,
             event_id: hold.event_id,
+            status: hold.status_at(now).as_str().to_owned(),
             seat_ids: hold.seat_ids,
-            status,
-            kind: hold.kind,
+            kind: hold.kind.as_str().to_owned(),
             expires_at: rfc3339(hold.expires_at),
             expires_in_seconds: seconds_left(hold.expires_at, now),
         }
@@ -192,7 +191,7 @@ pub async fn create_hold(
 pub async fn get_hold(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(hold_id): Path<Uuid>,
+    Path(hold_id): Path<HoldId>,
 ) -> Result<axum::Json<HoldView>, BookingError> {
     let hold = state.service.get_hold(&caller, hold_id).await?;
     Ok(axum::Json(HoldView::new(hold, state.service.now())))
@@ -203,7 +202,8 @@ pub async fn get_hold(
 #[serde(rename_all = "camelCase")]
 pub struct HoldTtl {
     /// The hold.
-    pub hold_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
     /// Seconds left (0 once expired or ended).
     pub ttl: i64,
     /// The hold's status.
@@ -220,15 +220,13 @@ pub struct HoldTtl {
 pub async fn hold_ttl(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(hold_id): Path<Uuid>,
+    Path(hold_id): Path<HoldId>,
 ) -> Result<axum::Json<HoldTtl>, BookingError> {
     let hold = state.service.get_hold(&caller, hold_id).await?;
-    let view = HoldView::new(hold, state.service.now());
-    let ttl = if view.status == "active" {
-        view.expires_in_seconds
-    } else {
-        0
-    };
+    let now = state.service.now();
+    let live = hold.status_at(now) == HoldStatus::Active;
+    let view = HoldView::new(hold, now);
+    let ttl = if live { view.expires_in_seconds } else { 0 };
     Ok(axum::Json(HoldTtl {
         hold_id,
         ttl,
@@ -259,7 +257,7 @@ pub struct RefreshRequest {
 pub async fn refresh_hold(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(hold_id): Path<Uuid>,
+    Path(hold_id): Path<HoldId>,
     OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> Result<axum::Json<HoldTtl>, BookingError> {
     let extend = body.unwrap_or_default().extend_seconds;
@@ -268,7 +266,7 @@ pub async fn refresh_hold(
     Ok(axum::Json(HoldTtl {
         hold_id,
         ttl: seconds_left(hold.expires_at, now),
-        status: hold.status,
+        status: hold.status.as_str().to_owned(),
     }))
 }
 
@@ -283,7 +281,7 @@ pub async fn refresh_hold(
 pub async fn release_hold(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(hold_id): Path<Uuid>,
+    Path(hold_id): Path<HoldId>,
 ) -> Result<StatusCode, BookingError> {
     state.service.release(&caller, hold_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -295,7 +293,8 @@ pub async fn release_hold(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntentRequest {
     /// The hold to pay for.
-    pub hold_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
     /// Ignored: the server computes the amount.
     #[serde(default)]
     #[schema(value_type = Option<i64>)]
@@ -311,12 +310,14 @@ pub struct IntentRequest {
 #[serde(rename_all = "camelCase")]
 pub struct IntentView {
     /// Its id.
-    pub payment_intent_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
     /// The secret to confirm it with (only in the creation answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
     /// The hold it pays for.
-    pub hold_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
     /// Minor units: the sum of the held seats' prices.
     pub amount: i64,
     /// ISO 4217.
@@ -347,7 +348,7 @@ pub async fn create_intent(
             hold_id: intent.hold_id,
             amount: intent.amount,
             currency: intent.currency,
-            status: intent.status,
+            status: intent.status.as_str().to_owned(),
         }),
     ))
 }
@@ -357,7 +358,8 @@ pub async fn create_intent(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfirmRequest {
     /// The intent.
-    pub payment_intent_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
     /// Its client secret.
     pub client_secret: String,
     /// Test card: `pm_card_visa` (default, succeeds), `pm_card_declined` (402, the intent is
@@ -398,7 +400,7 @@ pub async fn confirm_intent(
         hold_id: intent.hold_id,
         amount: intent.amount,
         currency: intent.currency,
-        status: intent.status,
+        status: intent.status.as_str().to_owned(),
     }))
 }
 
@@ -409,11 +411,13 @@ pub struct PurchaseRequest {
     /// The event.
     pub event_id: Uuid,
     /// The caller's live hold.
-    pub hold_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
     /// Exactly the hold's seats.
     pub seat_ids: Vec<String>,
     /// A succeeded payment intent for this hold.
-    pub payment_intent_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
 }
 
 /// The `Idempotency-Key` of a request: required, one header, 1 to 255 visible ASCII
@@ -584,7 +588,7 @@ pub async fn list_orders(
 pub async fn get_order(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(order_id): Path<Uuid>,
+    Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<Order>, BookingError> {
     Ok(axum::Json(state.service.order(&caller, order_id).await?))
 }
@@ -601,7 +605,7 @@ pub async fn get_order(
 pub async fn cancel_order(
     State(state): State<BookingState>,
     caller: Identity,
-    Path(order_id): Path<Uuid>,
+    Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<Order>, BookingError> {
     Ok(axum::Json(state.service.cancel(&caller, order_id).await?))
 }

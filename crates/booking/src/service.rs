@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::{
-    AvailabilityView, Hold, Order, PaymentIntent, Policy, SeatView, Selection, WaitlistEntry,
-    is_seat_id, random_token, sha256_hex,
+    AvailabilityView, Hold, HoldId, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
+    SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
 };
 use crate::error::BookingError;
 use crate::store::{
@@ -237,7 +237,7 @@ impl BookingService {
         let new = NewHold {
             // Time-ordered, so new rows go to the end of the primary-key index instead of a
             // random page of it; unguessability is not needed (others get 404 for it anyway).
-            hold_id: Uuid::now_v7(),
+            hold_id: HoldId::new(),
             event_id,
             user_id: caller.user_id.0,
             selection,
@@ -260,7 +260,7 @@ impl BookingService {
     ///
     /// # Errors
     /// 404 unless it is the caller's.
-    pub async fn get_hold(&self, caller: &Identity, hold_id: Uuid) -> Result<Hold, BookingError> {
+    pub async fn get_hold(&self, caller: &Identity, hold_id: HoldId) -> Result<Hold, BookingError> {
         self.store
             .hold(hold_id)
             .await?
@@ -275,7 +275,7 @@ impl BookingService {
     pub async fn refresh(
         &self,
         caller: &Identity,
-        hold_id: Uuid,
+        hold_id: HoldId,
         extend_seconds: Option<i64>,
     ) -> Result<Hold, BookingError> {
         let extend = match extend_seconds {
@@ -302,7 +302,7 @@ impl BookingService {
     ///
     /// # Errors
     /// 404 not the caller's, 409 purchased.
-    pub async fn release(&self, caller: &Identity, hold_id: Uuid) -> Result<(), BookingError> {
+    pub async fn release(&self, caller: &Identity, hold_id: HoldId) -> Result<(), BookingError> {
         let hold = self.get_hold(caller, hold_id).await?;
         self.store
             .release_hold(hold_id, caller.user_id.0, self.now(), self.policy())
@@ -319,12 +319,12 @@ impl BookingService {
     pub async fn create_intent(
         &self,
         caller: &Identity,
-        hold_id: Uuid,
+        hold_id: HoldId,
     ) -> Result<(PaymentIntent, String), BookingError> {
         // Time-ordered like hold ids; the client secret, not the id, authorises a confirm.
-        let intent_id = Uuid::now_v7();
+        let intent_id = PaymentIntentId::new();
         let token = random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let secret = format!("pi_{}_secret_{token}", intent_id.simple());
+        let secret = format!("pi_{}_secret_{token}", intent_id.0.simple());
         let intent = self
             .store
             .create_intent(
@@ -348,7 +348,7 @@ impl BookingService {
     pub async fn confirm(
         &self,
         caller: &Identity,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
         secret: &str,
         payment_method: Option<&str>,
     ) -> Result<PaymentIntent, BookingError> {
@@ -387,9 +387,9 @@ impl BookingService {
         key: String,
         fingerprint: String,
         event_id: Uuid,
-        hold_id: Uuid,
+        hold_id: HoldId,
         seat_ids: Vec<String>,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
     ) -> Result<PurchaseAnswer, Problem> {
         let key = IdempotencyKey {
             user_id: caller.user_id.0,
@@ -411,7 +411,7 @@ impl BookingService {
             return Ok(PurchaseAnswer::Replayed { status, body });
         }
         let input = PurchaseInput {
-            order_id: Uuid::now_v7(),
+            order_id: OrderId::new(),
             user_id: caller.user_id.0,
             event_id,
             hold_id,
@@ -464,7 +464,7 @@ impl BookingService {
     ///
     /// # Errors
     /// 404 otherwise.
-    pub async fn order(&self, caller: &Identity, order_id: Uuid) -> Result<Order, BookingError> {
+    pub async fn order(&self, caller: &Identity, order_id: OrderId) -> Result<Order, BookingError> {
         let order = self
             .store
             .order(order_id)
@@ -501,7 +501,11 @@ impl BookingService {
     ///
     /// # Errors
     /// 404 not visible to the caller, 409 already cancelled.
-    pub async fn cancel(&self, caller: &Identity, order_id: Uuid) -> Result<Order, BookingError> {
+    pub async fn cancel(
+        &self,
+        caller: &Identity,
+        order_id: OrderId,
+    ) -> Result<Order, BookingError> {
         let order = self.order(caller, order_id).await?;
         let reason = if order.user_id == caller.user_id.0 {
             "buyer"

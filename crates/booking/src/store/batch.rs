@@ -3,19 +3,22 @@
 //! module docs of [`super`]); also the early refusals read outside the lock.
 
 use evently_core::db::StoreError;
-use evently_core::sql::{Row, Sql, Tx, query};
 use uuid::Uuid;
 
+use evently_core::sql::{Row, Sql, Tx, query};
+
 use crate::domain::{
-    Hold, Inventory, Order, PaymentIntent, Policy, Selection, hold_is_live, seat_state,
+    Candidate, Hold, HoldId, HoldStatus, Inventory, Order, OrderStatus, PaymentIntent,
+    PaymentIntentId, Policy, SeatState, Selection, best_window, hold_is_live,
+    purchase_without_event, refuse_best_early, refuse_named_early, seat_blocks,
 };
 use crate::error::BookingError;
-use crate::store::{NewHold, PurchaseInput, placeholders, wanted_seats};
+use crate::store::{NewHold, PurchaseInput, corrupt, placeholders, wanted_seats};
 
 use super::{
     holds::{fetch_hold, hold_step, seat_states},
     inventory::{candidates, open_event},
-    purchase::{another_event, purchase_step},
+    purchase::purchase_step,
     rows::{hold_from, intent_from, joined_intent_from},
     sql::SqlBookingStore,
     waitlist::finish,
@@ -45,7 +48,7 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    fn now(&self) -> i64 {
+    pub(super) fn now(&self) -> i64 {
         match self {
             Job::Hold { now, .. } | Job::Purchase { now, .. } => *now,
         }
@@ -53,7 +56,7 @@ impl Job {
 
     /// Answers the request with a refusal or failure (a caller that went away is not
     /// waiting any more).
-    fn refuse(self, e: BookingError) {
+    pub(super) fn refuse(self, e: BookingError) {
         match self {
             Job::Hold { reply, .. } => drop(reply.send(Err(e))),
             Job::Purchase { reply, .. } => drop(reply.send(Err(e))),
@@ -61,7 +64,7 @@ impl Job {
     }
 
     /// Answers the request with what its committed batch decided.
-    fn deliver(self) {
+    pub(super) fn deliver(self) {
         let undecided = || BookingError::Internal(anyhow::anyhow!("delivered undecided"));
         match self {
             Job::Hold { reply, decided, .. } => drop(reply.send(decided.ok_or_else(undecided))),
@@ -145,12 +148,13 @@ pub(crate) struct Overlay {
     /// Buyers with a live hold of the event, as stored.
     pub(crate) live: std::collections::HashSet<Uuid>,
     /// The states of the seats the batch's holds ask for, as stored.
-    pub(crate) states: std::collections::HashMap<String, i64>,
+    pub(crate) states: std::collections::HashMap<String, SeatState>,
     /// The first free seats in layout order (id, section, row, number), as stored: enough for
     /// every best-available hold of the batch without a section.
-    pub(crate) free: Vec<(String, String, String, i64)>,
+    pub(crate) free: Vec<Candidate>,
     /// The holds and payment intents the batch's purchases name, by (hold, intent), as stored.
-    pub(crate) purchases: std::collections::HashMap<(Uuid, Uuid), (Hold, Option<PaymentIntent>)>,
+    pub(crate) purchases:
+        std::collections::HashMap<(HoldId, PaymentIntentId), (Hold, Option<PaymentIntent>)>,
     /// Seats taken by the batch's holds.
     pub(crate) taken: std::collections::HashSet<String>,
     /// Buyers with a hold in the batch.
@@ -158,7 +162,7 @@ pub(crate) struct Overlay {
     /// Tickets bought in the batch, by buyer.
     pub(crate) bought: std::collections::HashMap<Uuid, i64>,
     /// Holds purchased in the batch.
-    pub(crate) purchased: std::collections::HashSet<Uuid>,
+    pub(crate) purchased: std::collections::HashSet<HoldId>,
 }
 
 impl SqlBookingStore {
@@ -206,11 +210,9 @@ impl SqlBookingStore {
             open_event(self.db.writer(), input.event_id, now, false).await?
         else {
             // No such event: the answer is about the hold.
-            let hold = fetch_hold(self.db.reader(), input.hold_id)
-                .await?
-                .filter(|h| h.user_id == input.user_id)
-                .ok_or(BookingError::HoldNotFound)?;
-            return Err(another_event(&hold, input.event_id).unwrap_or(BookingError::EventNotFound));
+            let hold = fetch_hold(self.db.reader(), input.hold_id).await?;
+            let refusal = purchase_without_event(hold.as_ref(), input.user_id, input.event_id);
+            return Err(refusal.into());
         };
         let mut writes = Writes::default();
         let outcome = purchase_step(
@@ -405,29 +407,15 @@ impl SqlBookingStore {
                 let rows = query.fetch_all(&mut conn).await?;
                 let mut taken = std::collections::BTreeSet::new();
                 for row in &rows {
-                    let state: i64 = row.get("state")?;
+                    let state = SeatState::try_from(row.get::<i64>("state")?)
+                        .map_err(|e| corrupt("seat state", e))?;
                     let holder: Option<Uuid> = row.get("user_id")?;
                     let expires: Option<i64> = row.get("expires_at")?;
-                    let busy = match state {
-                        seat_state::SOLD => true,
-                        seat_state::HELD => {
-                            holder != Some(new.user_id) && expires.is_some_and(|e| e > now)
-                        }
-                        _ => false,
-                    };
-                    if busy {
+                    if seat_blocks(state, holder, expires, new.user_id, now) {
                         taken.insert(row.get::<String>("seat_id")?);
                     }
                 }
-                // Unknown seats are reported under the lock, with their fields.
-                if !taken.is_empty() && rows.len() == wanted.len() {
-                    let conflicts = wanted
-                        .iter()
-                        .filter(|s| taken.contains(*s))
-                        .cloned()
-                        .collect();
-                    return Err(BookingError::SeatsUnavailable(conflicts));
-                }
+                refuse_named_early(wanted, rows.len(), &taken)?;
             }
             Selection::Best {
                 quantity,
@@ -446,12 +434,7 @@ impl SqlBookingStore {
                 .fetch_optional(&mut conn)
                 .await?;
                 if let Some(row) = row {
-                    let free: i64 = row.get("free")?;
-                    if free < *quantity {
-                        return Err(BookingError::SoldOut {
-                            available: free.max(0),
-                        });
-                    }
+                    refuse_best_early(row.get("free")?, *quantity)?;
                 }
             }
             Selection::Best { .. } => {}
@@ -462,7 +445,7 @@ impl SqlBookingStore {
     /// A payment intent and whether its hold is live at `now`, in one read.
     pub(super) async fn intent_and_hold(
         &self,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
         now: i64,
     ) -> Result<Option<(PaymentIntent, bool)>, StoreError> {
         let row = query(
@@ -472,7 +455,7 @@ impl SqlBookingStore {
              FROM payment_intents i LEFT JOIN holds h ON h.id = i.hold_id \
              WHERE i.id = $1",
         )
-        .bind(intent_id)
+        .bind(intent_id.0)
         .fetch_optional(self.db.reader())
         .await?;
         let Some(row) = row else {
@@ -480,10 +463,13 @@ impl SqlBookingStore {
         };
         let intent = intent_from(&row)?;
         let status: Option<String> = row.get("hold_status")?;
+        let status: Option<HoldStatus> = status
+            .map(|s| s.parse().map_err(|e| corrupt("hold status", e)))
+            .transpose()?;
         let expires: Option<i64> = row.get("hold_expires_at")?;
         let live = status
             .zip(expires)
-            .is_some_and(|(status, expires)| hold_is_live(&status, expires, now));
+            .is_some_and(|(status, expires)| hold_is_live(status, expires, now));
         Ok(Some((intent, live)))
     }
 }
@@ -515,11 +501,7 @@ pub(super) async fn prefetch(
                         quantity,
                         section: None,
                     } => {
-                        let window = if inv.reserved && *quantity > 1 {
-                            (quantity * 20).max(200)
-                        } else {
-                            *quantity
-                        };
+                        let window = best_window(inv.reserved, *quantity);
                         widest = widest.max(Some(window));
                     }
                     Selection::Best { .. } => {}
@@ -529,7 +511,12 @@ pub(super) async fn prefetch(
         }
     }
     if !buyers.is_empty() {
-        let live = of_buyers(tx, "SELECT user_id, event_id FROM holds", "active", &buyers);
+        let live = of_buyers(
+            tx,
+            "SELECT user_id, event_id FROM holds",
+            HoldStatus::Active.as_str(),
+            &buyers,
+        );
         for row in &live.await? {
             if row.get::<Uuid>("event_id")? == inv.event_id {
                 overlay.live.insert(row.get("user_id")?);
@@ -538,7 +525,7 @@ pub(super) async fn prefetch(
         let owned = of_buyers(
             tx,
             "SELECT user_id, event_id, quantity FROM orders",
-            "confirmed",
+            OrderStatus::Confirmed.as_str(),
             &buyers,
         );
         for row in &owned.await? {
@@ -578,11 +565,11 @@ pub(super) async fn prefetch(
         );
         let mut query = query(Sql::assert_safe(sql));
         for (hold, intent) in &bought {
-            query = query.bind(*hold).bind(*intent);
+            query = query.bind(hold.0).bind(intent.0);
         }
         for row in &query.fetch_all(&mut *tx).await? {
             let hold = hold_from(row)?;
-            let asked: Uuid = row.get("asked_intent")?;
+            let asked = PaymentIntentId(row.get("asked_intent")?);
             overlay
                 .purchases
                 .insert((hold.id, asked), (hold, joined_intent_from(row)?));

@@ -21,7 +21,10 @@ use uuid::Uuid;
 use super::{
     BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, PurchaseInput,
 };
-use crate::domain::{Hold, Order, PaymentIntent, Policy, Selection, rfc3339, sha256_hex};
+use crate::domain::{
+    Hold, HoldId, HoldKind, HoldStatus, IntentStatus, Order, OrderId, OrderStatus, PaymentIntent,
+    PaymentIntentId, Policy, Selection, TicketStatus, WaitlistStatus, rfc3339, sha256_hex,
+};
 use crate::error::BookingError;
 
 /// A store under test and its outbox.
@@ -142,7 +145,7 @@ async fn hold_seats(
     now: i64,
 ) -> Result<Hold, BookingError> {
     let new = NewHold {
-        hold_id: Uuid::now_v7(),
+        hold_id: HoldId::new(),
         event_id,
         user_id,
         selection: Selection::Seats(seats.iter().map(|s| (*s).to_owned()).collect()),
@@ -160,7 +163,7 @@ async fn hold_best(
     now: i64,
 ) -> Result<Hold, BookingError> {
     let new = NewHold {
-        hold_id: Uuid::now_v7(),
+        hold_id: HoldId::new(),
         event_id,
         user_id,
         selection: Selection::Best {
@@ -175,7 +178,7 @@ async fn hold_best(
 /// A new payment intent for `hold`, whose client secret is [`SECRET`].
 async fn intent(store: &Arc<dyn BookingStore>, hold: &Hold, now: i64) -> PaymentIntent {
     let new = NewIntent {
-        intent_id: Uuid::now_v7(),
+        intent_id: PaymentIntentId::new(),
         user_id: hold.user_id,
         hold_id: hold.id,
         secret_hash: sha256_hex(SECRET.as_bytes()),
@@ -190,7 +193,7 @@ async fn paid(store: &Arc<dyn BookingStore>, hold: &Hold, now: i64) -> PaymentIn
         .confirm_intent(created.id, hold.user_id, SECRET, Confirmation::Succeed, now)
         .await
         .unwrap();
-    assert_eq!(confirmed.status, "succeeded");
+    assert_eq!(confirmed.status, IntentStatus::Succeeded);
     confirmed
 }
 
@@ -201,7 +204,7 @@ async fn intent_status(store: &Arc<dyn BookingStore>, intent: &PaymentIntent, no
         .confirm_intent(intent.id, intent.user_id, SECRET, Confirmation::Fail, now)
         .await
     {
-        Ok(found) => found.status,
+        Ok(found) => found.status.as_str().to_owned(),
         Err(BookingError::IntentNotConfirmable(status)) => status,
         Err(BookingError::PaymentFailed) => "requires_confirmation".into(),
         Err(e) => panic!("reading intent {}: {e:?}", intent.id),
@@ -217,9 +220,9 @@ fn key(user_id: Uuid, key: &str) -> IdempotencyKey {
 }
 
 /// The purchase of `hold` as its buyer names it, paid by `intent_id`, under key `k`.
-fn purchase_of(hold: &Hold, intent_id: Uuid, k: &str) -> PurchaseInput {
+fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> PurchaseInput {
     PurchaseInput {
-        order_id: Uuid::now_v7(),
+        order_id: OrderId::new(),
         user_id: hold.user_id,
         event_id: hold.event_id,
         hold_id: hold.id,
@@ -452,8 +455,8 @@ pub async fn hold_is_all_or_nothing_and_counted((store, outbox): Subject) {
             event_id,
             user_id: bob,
             seat_ids: strings(&["A-1-2"]),
-            kind: "buyer".into(),
-            status: "active".into(),
+            kind: HoldKind::Buyer,
+            status: HoldStatus::Active,
             created_at: NOW,
             expires_at: NOW + HOLD_TTL,
         }
@@ -463,7 +466,7 @@ pub async fn hold_is_all_or_nothing_and_counted((store, outbox): Subject) {
     assert_eq!(types(&rows), ["SeatsHeld"]);
     let held = change(&rows[0]);
     assert_eq!(held.event_id, event_id);
-    assert_eq!((held.user_id, held.hold_id), (Some(bob), Some(bobs.id)));
+    assert_eq!((held.user_id, held.hold_id), (Some(bob), Some(bobs.id.0)));
     assert_eq!(held.seat_ids, ["A-1-2"]);
     assert_eq!(held.availability, figures(3, 2, 1, 0, 1));
     assert_eq!(rows[0].aggregate_id, event_id);
@@ -565,11 +568,11 @@ pub async fn a_new_hold_replaces_the_buyers_previous_one((store, outbox): Subjec
 
     assert_eq!(
         store.hold(first.id).await.unwrap().unwrap().status,
-        "released"
+        HoldStatus::Released
     );
     assert_eq!(
         store.hold(second.id).await.unwrap().unwrap().status,
-        "active"
+        HoldStatus::Active
     );
     assert_eq!(
         seats_in(&store, event_id, NOW + 1, "held").await,
@@ -579,7 +582,7 @@ pub async fn a_new_hold_replaces_the_buyers_previous_one((store, outbox): Subjec
     let rows = since(&outbox, mark).await;
     assert_eq!(types(&rows), ["SeatsReleased", "SeatsHeld"]);
     let released = change(&rows[0]);
-    assert_eq!(released.hold_id, Some(first.id));
+    assert_eq!(released.hold_id, Some(first.id.0));
     assert_eq!(released.reason.as_deref(), Some("released"));
     assert_eq!(released.seat_ids, ["A-1-1", "A-1-2"]);
     assert_eq!(released.availability, figures(4, 4, 0, 0, 2));
@@ -603,7 +606,7 @@ pub async fn a_new_hold_replaces_the_buyers_previous_one((store, outbox): Subjec
 
     assert_eq!(
         store.hold(second.id).await.unwrap().unwrap().status,
-        "released"
+        HoldStatus::Released
     );
     assert_eq!(
         seats_in(&store, event_id, NOW + 4, "available").await,
@@ -652,15 +655,18 @@ pub async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
     assert_eq!(expired, 1);
     assert_eq!(
         store.hold(alices.id).await.unwrap().unwrap().status,
-        "expired"
+        HoldStatus::Expired
     );
-    assert_eq!(store.hold(bobs.id).await.unwrap().unwrap().status, "active");
+    assert_eq!(
+        store.hold(bobs.id).await.unwrap().unwrap().status,
+        HoldStatus::Active
+    );
     assert_eq!(intent_status(&store, &payment, due).await, "refunded");
     let rows = since(&outbox, mark).await;
     assert_eq!(types(&rows), ["SeatsReleased"]);
     let released = change(&rows[0]);
     assert_eq!(released.reason.as_deref(), Some("expired"));
-    assert_eq!(released.hold_id, Some(alices.id));
+    assert_eq!(released.hold_id, Some(alices.id.0));
     assert_eq!(released.seat_ids, ["A-1-1", "A-1-2"]);
     assert_eq!(released.availability, figures(4, 3, 1, 0, 3));
     assert_eq!(counters(&store, event_id).await, (1, 0, 3));
@@ -677,7 +683,7 @@ pub async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
         .unwrap();
     assert_eq!(
         store.hold(bobs.id).await.unwrap().unwrap().status,
-        "expired"
+        HoldStatus::Expired
     );
     assert_eq!(store.expire_due(later, POLICY).await.unwrap(), 0);
     let view = store.availability(event_id, later).await.unwrap().unwrap();
@@ -691,7 +697,7 @@ pub async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
 pub async fn every_change_sweeps_the_holds_expired_before_it((store, _): Subject) {
     let event_id = reserved_event(&store, &[("A", &[("1", 6)])]).await;
     let [alice, bob, carol, dave, erin] = [(); 5].map(|()| Uuid::now_v7());
-    let status = |id: Uuid| {
+    let status = |id: HoldId| {
         let store = store.clone();
         async move { store.hold(id).await.unwrap().unwrap().status }
     };
@@ -707,8 +713,8 @@ pub async fn every_change_sweeps_the_holds_expired_before_it((store, _): Subject
     let carols = hold_seats(&store, event_id, carol, &["A-1-3"], due)
         .await
         .unwrap();
-    assert_eq!(status(alices.id).await, "expired");
-    assert_eq!(status(bobs.id).await, "active");
+    assert_eq!(status(alices.id).await, HoldStatus::Expired);
+    assert_eq!(status(bobs.id).await, HoldStatus::Active);
     assert_eq!(counters(&store, event_id).await, (2, 0, 4));
 
     // A refreshed hold lives on past its first expiry ...
@@ -720,14 +726,14 @@ pub async fn every_change_sweeps_the_holds_expired_before_it((store, _): Subject
     hold_seats(&store, event_id, dave, &["A-1-4"], bobs.expires_at)
         .await
         .unwrap();
-    assert_eq!(status(bobs.id).await, "active");
-    assert_eq!(status(carols.id).await, "active");
+    assert_eq!(status(bobs.id).await, HoldStatus::Active);
+    assert_eq!(status(carols.id).await, HoldStatus::Active);
     // ... and still expires on time, with the hold beside it.
     hold_seats(&store, event_id, erin, &["A-1-5"], due + HOLD_TTL)
         .await
         .unwrap();
-    assert_eq!(status(bobs.id).await, "expired");
-    assert_eq!(status(carols.id).await, "expired");
+    assert_eq!(status(bobs.id).await, HoldStatus::Expired);
+    assert_eq!(status(carols.id).await, HoldStatus::Expired);
     assert_eq!(counters(&store, event_id).await.0, 2);
     let view = store
         .availability(event_id, due + HOLD_TTL)
@@ -783,14 +789,7 @@ pub async fn refresh_extends_a_live_hold_up_to_its_lifetime((store, _): Subject)
     );
     refused!(
         store
-            .refresh_hold(
-                Uuid::now_v7(),
-                alice,
-                MINUTE,
-                max,
-                NOW + 20 * MINUTE,
-                POLICY
-            )
+            .refresh_hold(HoldId::new(), alice, MINUTE, max, NOW + 20 * MINUTE, POLICY)
             .await,
         BookingError::HoldNotFound
     );
@@ -802,7 +801,7 @@ pub async fn refresh_extends_a_live_hold_up_to_its_lifetime((store, _): Subject)
     );
     assert_eq!(
         store.hold(hold.id).await.unwrap().unwrap().status,
-        "expired"
+        HoldStatus::Expired
     );
 
     let released = hold_seats(&store, event_id, alice, &["A-1-2"], NOW + max)
@@ -841,11 +840,11 @@ pub async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subjec
             user_id: alice,
             amount: 5000 + 3000,
             currency: "EUR".into(),
-            status: "requires_confirmation".into(),
+            status: IntentStatus::RequiresConfirmation,
             secret_hash: sha256_hex(SECRET.as_bytes()),
         }
     );
-    let confirm = |id: Uuid, user: Uuid, secret: &'static str, outcome: Confirmation| {
+    let confirm = |id: PaymentIntentId, user: Uuid, secret: &'static str, outcome: Confirmation| {
         let store = store.clone();
         async move {
             store
@@ -862,7 +861,7 @@ pub async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subjec
         BookingError::IntentNotFound
     );
     refused!(
-        confirm(Uuid::now_v7(), alice, SECRET, Confirmation::Succeed).await,
+        confirm(PaymentIntentId::new(), alice, SECRET, Confirmation::Succeed).await,
         BookingError::IntentNotFound
     );
     refused!(
@@ -890,7 +889,7 @@ pub async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subjec
     let succeeded = confirm(third.id, alice, SECRET, Confirmation::Succeed)
         .await
         .unwrap();
-    assert_eq!(succeeded.status, "succeeded");
+    assert_eq!(succeeded.status, IntentStatus::Succeeded);
     assert_eq!((succeeded.id, succeeded.amount), (third.id, 8000));
     let again = confirm(third.id, alice, SECRET, Confirmation::Succeed)
         .await
@@ -907,7 +906,7 @@ pub async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subjec
 
     // Only for the buyer's live hold.
     let bobs_try = NewIntent {
-        intent_id: Uuid::now_v7(),
+        intent_id: PaymentIntentId::new(),
         user_id: bob,
         hold_id: hold.id,
         secret_hash: sha256_hex(SECRET.as_bytes()),
@@ -917,7 +916,7 @@ pub async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subjec
         BookingError::HoldNotFound
     );
     let late = NewIntent {
-        intent_id: Uuid::now_v7(),
+        intent_id: PaymentIntentId::new(),
         user_id: alice,
         hold_id: hold.id,
         secret_hash: sha256_hex(SECRET.as_bytes()),
@@ -1125,7 +1124,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     );
     refused!(
         attempt(PurchaseInput {
-            intent_id: Uuid::now_v7(),
+            intent_id: PaymentIntentId::new(),
             ..input.clone()
         })
         .await,
@@ -1142,7 +1141,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     );
     refused!(
         attempt(PurchaseInput {
-            hold_id: Uuid::now_v7(),
+            hold_id: HoldId::new(),
             ..input.clone()
         })
         .await,
@@ -1163,7 +1162,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         refused!(
             attempt(PurchaseInput {
                 event_id,
-                hold_id: Uuid::now_v7(),
+                hold_id: HoldId::new(),
                 ..input.clone()
             })
             .await,
@@ -1226,14 +1225,19 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     assert_eq!(order.seat_ids, ["A-1-1", "A-1-2"]);
     assert_eq!((order.amount, order.currency.as_str()), (10_000, "EUR"));
     assert_eq!(confirmed.amount, order.amount);
-    assert_eq!(order.status, "confirmed");
+    assert_eq!(order.status, OrderStatus::Confirmed);
     assert_eq!(
         (order.refunded_amount, order.cancel_reason.as_deref()),
         (None, None)
     );
     let ticket_seats: Vec<&str> = order.tickets.iter().map(|t| t.seat_id.as_str()).collect();
     assert_eq!(ticket_seats, ["A-1-1", "A-1-2"]);
-    assert!(order.tickets.iter().all(|t| t.status == "valid"));
+    assert!(
+        order
+            .tickets
+            .iter()
+            .all(|t| t.status == TicketStatus::Valid)
+    );
     let codes: BTreeSet<&str> = order.tickets.iter().map(|t| t.code.as_str()).collect();
     assert_eq!(codes.len(), 2);
     assert!(codes.iter().all(|c| c.len() >= 16));
@@ -1245,7 +1249,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     assert_eq!(store.orders_of(bob, 10, 0).await.unwrap(), (Vec::new(), 0));
     assert_eq!(
         store.hold(hold.id).await.unwrap().unwrap().status,
-        "purchased"
+        HoldStatus::Purchased
     );
     assert_eq!(
         seats_in(&store, event_id, NOW + 5, "reserved").await,
@@ -1260,7 +1264,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     let placed = change(&rows[0]);
     assert_eq!(
         (placed.order_id, placed.hold_id, placed.user_id),
-        (Some(order.order_id), Some(hold.id), Some(alice))
+        (Some(order.order_id.0), Some(hold.id.0), Some(alice))
     );
     assert_eq!(placed.seat_ids, ["A-1-1", "A-1-2"]);
     assert_eq!(
@@ -1287,7 +1291,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::HoldPurchased
     );
     let after_purchase = NewIntent {
-        intent_id: Uuid::now_v7(),
+        intent_id: PaymentIntentId::new(),
         user_id: alice,
         hold_id: hold.id,
         secret_hash: sha256_hex(SECRET.as_bytes()),
@@ -1326,7 +1330,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         ..POLICY
     };
     let three = NewHold {
-        hold_id: Uuid::now_v7(),
+        hold_id: HoldId::new(),
         event_id,
         user_id: alice,
         selection: Selection::Best {
@@ -1340,7 +1344,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::TicketLimit { limit: 4, owned: 2 }
     );
     let two = NewHold {
-        hold_id: Uuid::now_v7(),
+        hold_id: HoldId::new(),
         selection: Selection::Best {
             quantity: 2,
             section: None,
@@ -1374,10 +1378,15 @@ pub async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subj
         .await
         .unwrap();
 
-    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.refunded_amount, Some(order.amount));
     assert_eq!(cancelled.cancel_reason.as_deref(), Some("buyer"));
-    assert!(cancelled.tickets.iter().all(|t| t.status == "void"));
+    assert!(
+        cancelled
+            .tickets
+            .iter()
+            .all(|t| t.status == TicketStatus::Void)
+    );
     let codes = |o: &Order| o.tickets.iter().map(|t| t.code.clone()).collect::<Vec<_>>();
     assert_eq!(codes(&cancelled), codes(&order));
     assert_eq!(
@@ -1396,7 +1405,7 @@ pub async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subj
         user_id: alice,
         amount: order.amount,
         currency: order.currency.clone(),
-        status: String::new(),
+        status: IntentStatus::Succeeded,
         secret_hash: String::new(),
     };
     assert_eq!(intent_status(&store, &payment, NOW + 2).await, "refunded");
@@ -1405,7 +1414,7 @@ pub async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subj
     let refunded = change(&rows[0]);
     assert_eq!(
         (refunded.order_id, refunded.user_id),
-        (Some(order.order_id), Some(alice))
+        (Some(order.order_id.0), Some(alice))
     );
     assert_eq!(
         (refunded.amount, refunded.reason.as_deref()),
@@ -1421,7 +1430,7 @@ pub async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subj
     );
     refused!(
         store
-            .cancel_order(Uuid::now_v7(), "buyer", NOW + 3, POLICY)
+            .cancel_order(OrderId::new(), "buyer", NOW + 3, POLICY)
             .await,
         BookingError::OrderNotFound
     );
@@ -1527,7 +1536,7 @@ pub async fn waitlist_is_offered_freed_seats_in_order((store, outbox): Subject) 
     let offered = change(&rows[1]);
     assert_eq!(
         (offered.user_id, offered.hold_id),
-        (Some(c), Some(offer.id))
+        (Some(c), Some(offer.id.0))
     );
     assert_eq!(offered.reason.as_deref(), Some("waitlist-offer"));
     assert_eq!(offered.seat_ids, offer.seat_ids);
@@ -1539,13 +1548,13 @@ pub async fn waitlist_is_offered_freed_seats_in_order((store, outbox): Subject) 
     let mark = last_seq(&outbox).await;
     assert_eq!(store.expire_due(t2, POLICY).await.unwrap(), 1);
 
-    assert_eq!(entry(c).await.status, "lapsed");
+    assert_eq!(entry(c).await.status, WaitlistStatus::Lapsed);
     assert_eq!(
         store.hold(offer.id).await.unwrap().unwrap().status,
-        "expired"
+        HoldStatus::Expired
     );
     let d_offered = entry(d).await;
-    assert_eq!(d_offered.status, "offered");
+    assert_eq!(d_offered.status, WaitlistStatus::Offered);
     assert_eq!(entry(g).await.position, Some(1));
     let rows = since(&outbox, mark).await;
     assert_eq!(types(&rows), ["SeatsReleased", "WaitlistOffered"]);
@@ -1558,14 +1567,14 @@ pub async fn waitlist_is_offered_freed_seats_in_order((store, outbox): Subject) 
         .await
         .unwrap();
 
-    assert_eq!(entry(d).await.status, "left");
+    assert_eq!(entry(d).await.status, WaitlistStatus::Left);
     let d_offer = d_offered.hold_id.unwrap();
     assert_eq!(
         store.hold(d_offer).await.unwrap().unwrap().status,
-        "released"
+        HoldStatus::Released
     );
     let g_offered = entry(g).await;
-    assert_eq!(g_offered.status, "offered");
+    assert_eq!(g_offered.status, WaitlistStatus::Offered);
     let view = store.availability(event_id, t2 + 1).await.unwrap().unwrap();
     assert_eq!((view.available, view.held, view.sold), (1, 1, 1));
     refused!(
@@ -1580,7 +1589,7 @@ pub async fn waitlist_is_offered_freed_seats_in_order((store, outbox): Subject) 
         .unwrap()
         .unwrap();
     buy(&store, &g_offer, t2 + 3).await;
-    assert_eq!(entry(g).await.status, "claimed");
+    assert_eq!(entry(g).await.status, WaitlistStatus::Claimed);
     let audit = store.audit(event_id, t2 + 3).await.unwrap().unwrap();
     assert!(audit.is_sound(), "{audit:?}");
     assert_eq!((audit.sold_seats, audit.orders), (2, 2));
@@ -1629,10 +1638,10 @@ pub async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store,
     assert!(!reapplied);
     for placed in [&a_order, &b_order] {
         let now = store.order(placed.order_id).await.unwrap().unwrap();
-        assert_eq!(now.status, "cancelled");
+        assert_eq!(now.status, OrderStatus::Cancelled);
         assert_eq!(now.cancel_reason.as_deref(), Some("event-cancelled"));
         assert_eq!(now.refunded_amount, Some(placed.amount));
-        assert!(now.tickets.iter().all(|t| t.status == "void"));
+        assert!(now.tickets.iter().all(|t| t.status == TicketStatus::Void));
         let payment = PaymentIntent {
             id: placed.payment_intent_id,
             user_id: placed.user_id,
@@ -1642,7 +1651,7 @@ pub async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store,
     }
     assert_eq!(
         store.hold(c_hold.id).await.unwrap().unwrap().status,
-        "cancelled"
+        HoldStatus::Cancelled
     );
     assert_eq!(intent_status(&store, &c_payment, t).await, "refunded");
     let inv = store.inventory(event_id).await.unwrap().unwrap();
@@ -1656,7 +1665,7 @@ pub async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store,
         (false, 4, 0, 0)
     );
     let entry = store.waitlist_entry(event_id, d).await.unwrap().unwrap();
-    assert_eq!(entry.status, "closed");
+    assert_eq!(entry.status, WaitlistStatus::Closed);
     let rows = since(&outbox, mark).await;
     let mut kinds = types(&rows);
     kinds.sort_unstable();
@@ -1826,9 +1835,15 @@ pub async fn refused_changes_leave_nothing_behind((store, outbox): Subject) {
         store.orders_of(alice, 10, 0).await.unwrap(),
         (Vec::new(), 0)
     );
-    assert_eq!(store.hold(hold.id).await.unwrap().unwrap().status, "active");
+    assert_eq!(
+        store.hold(hold.id).await.unwrap().unwrap().status,
+        HoldStatus::Active
+    );
     // The sweep inside the refused purchase was rolled back with it.
-    assert_eq!(store.hold(bobs.id).await.unwrap().unwrap().status, "active");
+    assert_eq!(
+        store.hold(bobs.id).await.unwrap().unwrap().status,
+        HoldStatus::Active
+    );
     // No answer was stored for the key: it is still in flight.
     refused!(
         store
@@ -1848,7 +1863,7 @@ pub async fn refused_changes_leave_nothing_behind((store, outbox): Subject) {
     );
     // Two seats are free for Alice (her own hold's), but one is all she may have.
     let over_limit = NewHold {
-        hold_id: Uuid::now_v7(),
+        hold_id: HoldId::new(),
         event_id,
         user_id: alice,
         selection: Selection::Best {
@@ -1866,7 +1881,10 @@ pub async fn refused_changes_leave_nothing_behind((store, outbox): Subject) {
         BookingError::TicketLimit { limit: 1, owned: 0 }
     );
 
-    assert_eq!(store.hold(hold.id).await.unwrap().unwrap().status, "active");
+    assert_eq!(
+        store.hold(hold.id).await.unwrap().unwrap().status,
+        HoldStatus::Active
+    );
     assert_eq!(store.inventory(event_id).await.unwrap(), inventory);
     assert_eq!(last_seq(&outbox).await, seq);
     assert_eq!(
@@ -1992,7 +2010,7 @@ pub async fn racing_holds_and_purchases_keep_every_rule((store, _): Subject) {
             Err(e) => panic!("unexpected refusal: {e:?}"),
         }
     }
-    let mut orders = BTreeMap::<Uuid, usize>::new();
+    let mut orders = BTreeMap::<HoldId, usize>::new();
     for (hold_id, task) in purchases {
         match task.await.unwrap() {
             Ok((order, _)) => {
@@ -2008,7 +2026,7 @@ pub async fn racing_holds_and_purchases_keep_every_rule((store, _): Subject) {
     assert!(orders.values().all(|&n| n == 1));
     let mut live = Vec::new();
     for hold in &won {
-        if store.hold(hold.id).await.unwrap().unwrap().status == "active" {
+        if store.hold(hold.id).await.unwrap().unwrap().status == HoldStatus::Active {
             live.push(hold.clone());
         }
     }

@@ -1,59 +1,67 @@
-//! Holds inside the inventory transaction: reading them, deciding a new one, writing it,
-//! and ending one (its seats back on sale, its intents cancelled or refunded).
+//! Holds inside the inventory transaction: reading them, deciding a new one (by
+//! [`crate::domain::decide_hold`] on the facts read), writing it, and ending one (its seats
+//! back on sale, its intents cancelled or refunded).
 
-use std::collections::BTreeMap;
+use evently_core::sql::{On, Sql, Tx, query};
 
 use evently_bus::DomainEvent;
 use evently_bus::catalog::InventoryChange;
 use evently_core::db::StoreError;
-use evently_core::sql::{On, Sql, Tx, query};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
-use crate::domain::{Hold, HoldKind, Inventory, Policy, Selection, seat_state};
+use crate::domain::{
+    Candidate, Hold, HoldFacts, HoldId, HoldKind, HoldStatus, Inventory, Policy, SeatState,
+    SeatsAsked, Selection, best_window, decide_hold, open_for_holds, within_ticket_limit,
+};
 use crate::error::BookingError;
-use crate::store::{NewHold, count, json, wanted_seats};
+use crate::store::{
+    Arg, HOLD_INSERTED, NewHold, Overlay, SEAT_HELD, Writes, corrupt, count, json, wanted_seats,
+};
 
 use super::{
-    batch::Overlay,
     inventory::{Changes, candidates, change},
     rows::{HOLD_COLUMNS, hold_from},
-    writes::{Arg, HOLD_INSERTED, SEAT_HELD, Writes},
 };
 
 pub(super) async fn fetch_hold<'a>(
     on: impl Into<On<'a>>,
-    hold_id: Uuid,
+    hold_id: HoldId,
 ) -> Result<Option<Hold>, StoreError> {
     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
     let row = query(Sql::assert_safe(sql))
-        .bind(hold_id)
+        .bind(hold_id.0)
         .fetch_optional(on)
         .await?;
     row.as_ref().map(hold_from).transpose()
 }
 
-pub(super) async fn hold_in(tx: &mut Tx, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+pub(super) async fn hold_in(tx: &mut Tx, hold_id: HoldId) -> Result<Option<Hold>, StoreError> {
     fetch_hold(&mut *tx, hold_id).await
 }
 
-/// Ends an active hold: its seats go back on sale, its unconfirmed or paid intents
-/// are cancelled or refunded, and a waitlist offer lapses.
+/// Ends an active hold with `status`: its seats go back on sale, its unconfirmed or
+/// paid intents are cancelled or refunded, and a waitlist offer lapses.
 pub(super) async fn end_hold(
     tx: &mut Tx,
     inv: &mut Inventory,
     changes: &mut Changes,
     hold: &Hold,
-    status: &str,
+    status: HoldStatus,
     now: i64,
 ) -> Result<(), StoreError> {
+    let status = hold
+        .status
+        .transition(status)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("ending hold {}: {e}", hold.id)))?;
     let freed =
         query("UPDATE seats SET state = 0, hold_id = NULL WHERE hold_id = $1 AND state = 1")
-            .bind(hold.id)
+            .bind(hold.id.0)
             .execute(&mut *tx)
             .await?;
     query("UPDATE holds SET status = $2, ended_at = $3 WHERE id = $1")
-        .bind(hold.id)
-        .bind(status)
+        .bind(hold.id.0)
+        .bind(status.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -62,16 +70,16 @@ pub(super) async fn end_hold(
          THEN 'refunded' ELSE 'cancelled' END, updated_at = $2 \
          WHERE hold_id = $1 AND status IN ('requires_confirmation', 'succeeded')",
     )
-    .bind(hold.id)
+    .bind(hold.id.0)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    if hold.kind == HoldKind::Waitlist.as_str() {
+    if hold.kind == HoldKind::Waitlist {
         query(
             "UPDATE waitlist SET status = 'lapsed', updated_at = $2 \
              WHERE hold_id = $1 AND status = 'offered'",
         )
-        .bind(hold.id)
+        .bind(hold.id.0)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -85,9 +93,9 @@ pub(super) async fn end_hold(
         DomainEvent::SeatsReleased,
         InventoryChange {
             user_id: Some(hold.user_id),
-            hold_id: Some(hold.id),
+            hold_id: Some(hold.id.0),
             seat_ids: hold.seat_ids.clone(),
-            reason: Some(status.to_owned()),
+            reason: Some(status.as_str().to_owned()),
             ..change(inv)
         },
     );
@@ -102,7 +110,7 @@ pub(super) fn insert_hold(
     writes: &mut Writes,
     inv: &mut Inventory,
     changes: &mut Changes,
-    hold_id: Uuid,
+    hold_id: HoldId,
     user_id: Uuid,
     seats: Vec<String>,
     kind: HoldKind,
@@ -114,7 +122,7 @@ pub(super) fn insert_hold(
             &SEAT_HELD,
             vec![
                 Arg::Uuid(inv.event_id),
-                Arg::Uuid(hold_id),
+                Arg::Uuid(hold_id.0),
                 Arg::Text(seat.clone()),
             ],
             Some(1),
@@ -123,7 +131,7 @@ pub(super) fn insert_hold(
     writes.push_row(
         &HOLD_INSERTED,
         vec![
-            Arg::Uuid(hold_id),
+            Arg::Uuid(hold_id.0),
             Arg::Uuid(inv.event_id),
             Arg::Uuid(user_id),
             Arg::Text(json(&seats)?),
@@ -146,7 +154,7 @@ pub(super) fn insert_hold(
         make,
         InventoryChange {
             user_id: Some(user_id),
-            hold_id: Some(hold_id),
+            hold_id: Some(hold_id.0),
             seat_ids: seats.clone(),
             reason: (kind == HoldKind::Waitlist).then(|| "waitlist-offer".to_owned()),
             ..change(inv)
@@ -157,8 +165,8 @@ pub(super) fn insert_hold(
         event_id: inv.event_id,
         user_id,
         seat_ids: seats,
-        kind: kind.as_str().to_owned(),
-        status: "active".into(),
+        kind,
+        status: HoldStatus::Active,
         created_at: now,
         expires_at,
     })
@@ -169,7 +177,7 @@ pub(super) async fn seat_states(
     tx: &mut Tx,
     event_id: Uuid,
     wanted: &[String],
-) -> Result<BTreeMap<String, i64>, StoreError> {
+) -> Result<BTreeMap<String, SeatState>, StoreError> {
     let sql = format!(
         "{} SELECT s.seat_id, CAST(s.state AS BIGINT) AS state FROM wanted \
          JOIN seats s ON s.event_id = $1 AND s.seat_id = wanted.seat_id",
@@ -181,14 +189,17 @@ pub(super) async fn seat_states(
     }
     let mut states = BTreeMap::new();
     for row in &query.fetch_all(&mut *tx).await? {
-        states.insert(row.get("seat_id")?, row.get("state")?);
+        let state =
+            SeatState::try_from(row.get::<i64>("state")?).map_err(|e| corrupt("seat state", e))?;
+        states.insert(row.get("seat_id")?, state);
     }
     Ok(states)
 }
 
-/// The checks and writes of a hold, inside the inventory transaction (the writes
-/// added to `writes`). In a batch (`overlay`), `None` when the request must go alone:
-/// it replaces the buyer's live hold, or the buyer already has a hold in the batch.
+/// A hold inside the inventory transaction: reads what [`decide_hold`] decides on, and
+/// adds the writes of what it decided to `writes`. In a batch (`overlay`), `None` when
+/// the request must go alone: it replaces the buyer's live hold, or the buyer already
+/// has a hold in the batch.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn hold_step(
     tx: &mut Tx,
@@ -200,12 +211,8 @@ pub(super) async fn hold_step(
     now: i64,
     policy: Policy,
 ) -> Result<Option<Hold>, BookingError> {
-    if inv.deleted {
-        return Err(BookingError::EventNotFound);
-    }
-    if let Some(why) = inv.sale_closed(now) {
-        return Err(BookingError::NotOnSale(why));
-    }
+    // The rules that need nothing more than the inventory refuse before any read.
+    open_for_holds(inv, now)?;
     // The buyer's own live hold never blocks them: the new hold replaces it. One
     // statement reads those holds and the tickets the buyer already owns. Both are
     // found by the buyer alone (the materialised CTEs keep the event out of those
@@ -244,94 +251,60 @@ pub(super) async fn hold_step(
                 owned = row.get("owned")?;
                 if row.get::<Option<Uuid>>("own_hold")?.is_some() {
                     let hold = hold_from(row)?;
-                    end_hold(tx, inv, changes, &hold, "released", now).await?;
+                    end_hold(tx, inv, changes, &hold, HoldStatus::Released, now).await?;
                 }
             }
             owned
         }
     };
-    let quantity = new.selection.quantity();
-    if owned + quantity > policy.max_tickets_per_user {
-        return Err(BookingError::TicketLimit {
-            limit: policy.max_tickets_per_user,
-            owned,
-        });
-    }
+    within_ticket_limit(owned, new.selection.quantity(), policy.max_tickets_per_user)?;
+    let no_seats = std::collections::HashSet::new();
+    let taken = overlay.as_deref().map_or(&no_seats, |o| &o.taken);
     let seats = match &new.selection {
         Selection::Seats(wanted) => {
-            let states: BTreeMap<String, i64> = match overlay.as_deref() {
+            let states: BTreeMap<String, SeatState> = match overlay.as_deref() {
                 Some(o) => wanted
                     .iter()
                     .filter_map(|s| o.states.get(s).map(|state| (s.clone(), *state)))
                     .collect(),
                 None => seat_states(tx, new.event_id, wanted).await?,
             };
-            let unknown: Vec<&String> =
-                wanted.iter().filter(|s| !states.contains_key(*s)).collect();
-            if !unknown.is_empty() {
-                let mut problem =
-                    evently_core::Problem::validation().detail("no such seats at this event");
-                for (i, seat) in wanted.iter().enumerate() {
-                    if !states.contains_key(seat) {
-                        problem = problem.field(
-                            format!("/seatIds/{i}"),
-                            format!("{seat} is not a seat of this event"),
-                        );
-                    }
-                }
-                return Err(BookingError::Invalid(problem));
-            }
-            let conflicts: Vec<String> = wanted
-                .iter()
-                .filter(|s| {
-                    states.get(*s) != Some(&seat_state::AVAILABLE)
-                        || overlay.as_deref().is_some_and(|o| o.taken.contains(*s))
-                })
-                .cloned()
-                .collect();
-            if !conflicts.is_empty() {
-                return Err(BookingError::SeatsUnavailable(conflicts));
-            }
-            wanted.clone()
+            decide_hold(&HoldFacts {
+                event: inv,
+                now,
+                max_tickets: policy.max_tickets_per_user,
+                owned,
+                taken,
+                asked: SeatsAsked::Named {
+                    wanted,
+                    states: &states,
+                },
+            })?
         }
         Selection::Best { quantity, section } => {
-            let wanted = usize::try_from(*quantity).unwrap_or(usize::MAX);
-            // Adjacent seats are looked for among the first free ones in layout
-            // order; one seat is simply the first.
-            let window = if inv.reserved && *quantity > 1 {
-                (quantity * 20).max(200)
-            } else {
-                *quantity
-            };
-            let limit = usize::try_from(window).unwrap_or(usize::MAX);
-            let found: Vec<_> = match (overlay.as_deref(), section) {
-                (Some(o), None) => o
-                    .free
-                    .iter()
-                    .filter(|seat| !o.taken.contains(&seat.0))
-                    .take(limit)
-                    .cloned()
-                    .collect(),
+            let read;
+            let free: &[Candidate] = match (overlay.as_deref(), section) {
+                (Some(o), None) => &o.free,
                 (o, section) => {
-                    let taken = o.map_or(0, |o| o.taken.len());
-                    let mut found =
-                        candidates(tx, new.event_id, section.as_deref(), window + count(taken))
-                            .await?;
-                    if let Some(o) = o {
-                        found.retain(|seat| !o.taken.contains(&seat.0));
-                    }
-                    found.truncate(limit);
-                    found
+                    // Enough free seats for the window once those taken earlier in
+                    // the batch are left out.
+                    let limit = best_window(inv.reserved, *quantity)
+                        + o.map_or(0, |o| count(o.taken.len()));
+                    read = candidates(tx, new.event_id, section.as_deref(), limit).await?;
+                    &read
                 }
             };
-            match crate::domain::pick_best(&found, wanted) {
-                Some(seats) => seats,
-                None => {
-                    return Err(BookingError::SoldOut {
-                        available: count(found.len()),
-                    });
-                }
-            }
+            decide_hold(&HoldFacts {
+                event: inv,
+                now,
+                max_tickets: policy.max_tickets_per_user,
+                owned,
+                taken,
+                asked: SeatsAsked::Best {
+                    quantity: *quantity,
+                    free,
+                },
+            })?
         }
     };
     let hold = insert_hold(

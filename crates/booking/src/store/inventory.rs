@@ -1,17 +1,20 @@
 //! An event's inventory inside its transaction: the lock on its row, the sweep of expired
 //! holds, best-available candidates, the catalog's snapshots turned into seats and counters,
-//! the event-cancellation saga, and the end of every inventory transaction's writes.
+//! the event-cancellation saga, and sending a transaction's pending writes.
+
+use evently_core::sql::{On, Pool, Sql, Tx, query};
 
 use evently_bus::catalog::{EventSnapshot, InventoryChange};
 use evently_bus::envelope::time_to_ms as to_ms;
 use evently_bus::{DomainEvent, Envelope};
 use evently_core::db::StoreError;
-use evently_core::sql::{On, Pool, Sql, Tx, query};
 use uuid::Uuid;
 
-use crate::domain::{GA_SECTION, Inventory, Policy, ga_seat_id};
+use crate::domain::{
+    Candidate, EVENT_CANCELLED, GA_SECTION, HoldStatus, Inventory, OrderId, Policy, ga_seat_id,
+};
 use crate::error::BookingError;
-use crate::store::{count, json, placeholders};
+use crate::store::{Writes, count, json, placeholders};
 
 use super::{
     holds::end_hold,
@@ -19,7 +22,6 @@ use super::{
     rows::{HOLD_COLUMNS, INVENTORY_READ, hold_from, inventory_from},
     sql::send_writes,
     waitlist::finish,
-    writes::Writes,
 };
 
 /// The changes of one transaction: the envelopes to append, whether seats were freed
@@ -137,7 +139,7 @@ pub(super) async fn sweep(
         .await?;
     let expired = rows.iter().map(hold_from).collect::<Result<Vec<_>, _>>()?;
     for hold in &expired {
-        end_hold(tx, inv, changes, hold, "expired", now).await?;
+        end_hold(tx, inv, changes, hold, HoldStatus::Expired, now).await?;
     }
     let next: Option<i64> =
         query("SELECT MIN(expires_at) AS t FROM holds WHERE event_id = $1 AND status = 'active'")
@@ -155,7 +157,7 @@ pub(super) async fn candidates(
     event_id: Uuid,
     section: Option<&str>,
     limit: i64,
-) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+) -> Result<Vec<Candidate>, StoreError> {
     let rows = query(
         "SELECT seat_id, section, row_label, number FROM seats \
          WHERE event_id = $1 AND state = 0 AND ($2 IS NULL OR section = $2) \
@@ -373,7 +375,7 @@ pub(super) async fn cancel_event(
         .bind(i64::from(deleted || inv.deleted))
         .execute(&mut *tx)
         .await?;
-    inv.status = "CANCELLED".into();
+    inv.status = EVENT_CANCELLED.into();
     let mut changes = Changes::new(&inv);
     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE event_id = $1 AND status = 'active'");
     let holds = query(Sql::assert_safe(sql))
@@ -382,15 +384,23 @@ pub(super) async fn cancel_event(
         .await?;
     for row in &holds {
         let hold = hold_from(row)?;
-        end_hold(tx, &mut inv, &mut changes, &hold, "cancelled", now).await?;
+        end_hold(
+            tx,
+            &mut inv,
+            &mut changes,
+            &hold,
+            HoldStatus::Cancelled,
+            now,
+        )
+        .await?;
     }
-    let orders: Vec<Uuid> =
+    let orders: Vec<OrderId> =
         query("SELECT id FROM orders WHERE event_id = $1 AND status = 'confirmed' ORDER BY id")
             .bind(event_id)
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|r| r.get("id"))
+            .map(|r| r.get("id").map(OrderId))
             .collect::<Result<_, _>>()?;
     for order in orders {
         cancel_in(tx, &mut inv, &mut changes, order, "event-cancelled", now).await?;

@@ -23,9 +23,11 @@
 //!    offered them), so a decision never rests on a hold that is dead. The row's `sweep_at`
 //!    is kept at or before the earliest expiry among the event's active holds, so the sweep
 //!    looks for expired holds only once one may exist, not on every change of a rush;
-//! 2. reads the seats it needs, decides, and changes them with conditional updates
-//!    (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose row counts are checked,
-//!    as a second guard;
+//! 2. reads the facts it needs, decides with the pure rules of [`crate::domain`]
+//!    ([`decide_hold`](crate::domain::decide_hold),
+//!    [`check_purchase`](crate::domain::check_purchase) …), and changes the seats with
+//!    conditional updates (`… WHERE state = 0`, `… WHERE hold_id = $h AND state = 1`) whose
+//!    row counts are checked, as a second guard;
 //! 3. moves the event's counters (`held`, `sold`, `version`; a `CHECK` keeps
 //!    `held + sold <= capacity`) and appends the domain events to the outbox.
 //!
@@ -62,8 +64,8 @@ use evently_core::db::StoreError;
 use uuid::Uuid;
 
 use crate::domain::{
-    Audit, AvailabilityView, Hold, Inventory, Order, PaymentIntent, Policy, SeatView, Selection,
-    WaitlistEntry,
+    Audit, AvailabilityView, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
+    PaymentIntentId, Policy, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
 
@@ -118,15 +120,18 @@ mod sqlite;
 mod waitlist;
 mod writes;
 
-pub(crate) use batch::Batches;
+pub(crate) use batch::{Batches, Job, Overlay};
 pub use sql::SqlBookingStore;
-pub(crate) use writes::{Arg, Write, Writes, shift_placeholders};
+pub(crate) use writes::{
+    Arg, HOLD_INSERTED, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, SEAT_HELD, SEATS_SOLD,
+    TICKET_INSERTED, Write, Writes, shift_placeholders,
+};
 
 /// A hold to take.
 #[derive(Debug, Clone)]
 pub struct NewHold {
     /// Its id.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// The event.
     pub event_id: Uuid,
     /// The buyer.
@@ -141,25 +146,16 @@ pub struct NewHold {
 #[derive(Debug, Clone)]
 pub struct NewIntent {
     /// Its id.
-    pub intent_id: Uuid,
+    pub intent_id: PaymentIntentId,
     /// The payer.
     pub user_id: Uuid,
     /// The hold it pays for.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// SHA-256 of the client secret, hex.
     pub secret_hash: String,
 }
 
-/// What the simulated processor does with a confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmation {
-    /// The payment succeeds.
-    Succeed,
-    /// The card is declined: the intent is `declined` for good.
-    Decline,
-    /// The processor fails: nothing changes.
-    Fail,
-}
+pub use crate::domain::Confirmation;
 
 /// Who is asking, for idempotency: the caller, the route and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,17 +186,17 @@ pub enum IdempotencyStart {
 #[derive(Debug, Clone)]
 pub struct PurchaseInput {
     /// The new order's id.
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// The buyer.
     pub user_id: Uuid,
     /// The event named in the request.
     pub event_id: Uuid,
     /// The hold to buy.
-    pub hold_id: Uuid,
+    pub hold_id: HoldId,
     /// The seats named in the request (must be the hold's).
     pub seat_ids: Vec<String>,
     /// The payment.
-    pub intent_id: Uuid,
+    pub intent_id: PaymentIntentId,
     /// The idempotency record completed in the same transaction.
     pub key: IdempotencyKey,
 }
@@ -246,13 +242,13 @@ pub trait BookingStore: Send + Sync + 'static {
     ) -> Result<Hold, BookingError>;
 
     /// A hold by id.
-    async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError>;
+    async fn hold(&self, hold_id: HoldId) -> Result<Option<Hold>, StoreError>;
 
     /// Extends the caller's live hold to `min(now + extend_ms, created + max_lifetime_ms)`
     /// (never shortening it).
     async fn refresh_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         extend_ms: i64,
         max_lifetime_ms: i64,
@@ -263,7 +259,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Releases the caller's hold (a no-op for one already ended, except a purchased one).
     async fn release_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         now: i64,
         policy: Policy,
@@ -280,7 +276,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Confirms the caller's intent with its client secret (idempotent once succeeded).
     async fn confirm_intent(
         &self,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
         user_id: Uuid,
         secret: &str,
         outcome: Confirmation,
@@ -319,7 +315,7 @@ pub trait BookingStore: Send + Sync + 'static {
     ) -> Result<(Order, String), BookingError>;
 
     /// An order by id.
-    async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError>;
+    async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// A buyer's orders, newest first, and how many there are.
     async fn orders_of(
@@ -332,7 +328,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Cancels and refunds an order; its seats go back on sale.
     async fn cancel_order(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         reason: &str,
         now: i64,
         policy: Policy,

@@ -1,24 +1,109 @@
-//! Purchases and orders inside the inventory transaction: the purchase's checks and writes,
-//! reading orders with their tickets, and cancelling an order.
+//! Purchases and orders inside the inventory transaction: the purchase's checks (by
+//! [`crate::domain::check_purchase`] on the facts read) and writes, reading orders with their
+//! tickets, and cancelling an order.
+
+use evently_core::sql::{Sql, Tx, query};
 
 use evently_bus::DomainEvent;
 use evently_bus::catalog::InventoryChange;
 use evently_core::db::StoreError;
-use evently_core::sql::{Sql, Tx, query};
-use uuid::Uuid;
 
-use crate::domain::{Hold, HoldKind, Inventory, Order, Ticket, random_token};
+use crate::domain::{
+    HoldKind, Inventory, Order, OrderId, OrderStatus, PurchaseFacts, Ticket, TicketId,
+    TicketStatus, check_purchase, random_token,
+};
 use crate::error::BookingError;
-use crate::store::{PurchaseInput, count, json};
+use crate::store::{
+    Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, Overlay, PurchaseInput, SEATS_SOLD,
+    TICKET_INSERTED, Writes, count, json,
+};
 
 use super::{
-    batch::Overlay,
     inventory::{Changes, change},
     rows::{ORDER_COLUMNS, hold_from, joined_intent_from, order_from, ticket_from},
-    writes::{
-        Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, SEATS_SOLD, TICKET_INSERTED, Writes,
-    },
 };
+
+/// Cancels one confirmed order inside an inventory transaction.
+pub(super) async fn cancel_in(
+    tx: &mut Tx,
+    inv: &mut Inventory,
+    changes: &mut Changes,
+    order_id: OrderId,
+    reason: &str,
+    now: i64,
+) -> Result<Order, BookingError> {
+    let mut order = order_in(tx, order_id)
+        .await?
+        .ok_or(BookingError::OrderNotFound)?;
+    order
+        .cancel(reason)
+        .map_err(|_| BookingError::OrderCancelled)?;
+    let freed = query(
+        "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
+         AND order_id = $2 AND state = 2",
+    )
+    .bind(inv.event_id)
+    .bind(order_id.0)
+    .execute(&mut *tx)
+    .await?;
+    query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
+        .bind(order_id.0)
+        .execute(&mut *tx)
+        .await?;
+    query(
+        "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
+         cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
+    )
+    .bind(order_id.0)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    query("UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1")
+        .bind(order.payment_intent_id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    inv.sold -= i64::try_from(freed).unwrap_or(0);
+    changes.freed = true;
+    changes.push(
+        inv,
+        now,
+        DomainEvent::OrderCancelled,
+        InventoryChange {
+            user_id: Some(order.user_id),
+            order_id: Some(order_id.0),
+            seat_ids: order.seat_ids.clone(),
+            amount: Some(order.amount),
+            currency: Some(order.currency.clone()),
+            reason: Some(reason.to_owned()),
+            ..change(inv)
+        },
+    );
+    Ok(order)
+}
+
+pub(super) async fn tickets_of(tx: &mut Tx, order_id: OrderId) -> Result<Vec<Ticket>, StoreError> {
+    let rows =
+        query("SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id")
+            .bind(order_id.0)
+            .fetch_all(&mut *tx)
+            .await?;
+    rows.iter().map(ticket_from).collect()
+}
+
+pub(super) async fn order_in(tx: &mut Tx, order_id: OrderId) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let Some(row) = query(Sql::assert_safe(sql))
+        .bind(order_id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tickets = tickets_of(tx, order_id).await?;
+    order_from(&row, tickets).map(Some)
+}
 
 /// A purchase's hold and payment intent (`$2`), in one statement; the caller adds
 /// which holds.
@@ -56,18 +141,8 @@ pub(super) async fn purchase_step(
     Ok((order, body))
 }
 
-/// The refusal of a purchase that names another event than its hold's.
-pub(super) fn another_event(hold: &Hold, event_id: Uuid) -> Option<BookingError> {
-    (hold.event_id != event_id).then(|| {
-        BookingError::Invalid(evently_core::Problem::invalid_field(
-            "/eventId",
-            "the hold is for another event",
-        ))
-    })
-}
-
-/// The checks of a purchase, inside the inventory transaction, and its writes, added
-/// to `writes`.
+/// A purchase inside the inventory transaction: reads the hold and payment intent
+/// [`check_purchase`] decides on, and adds the writes of the sale to `writes`.
 pub(super) async fn purchase_in(
     tx: &mut Tx,
     inv: &mut Inventory,
@@ -77,76 +152,46 @@ pub(super) async fn purchase_in(
     input: &PurchaseInput,
     now: i64,
 ) -> Result<Order, BookingError> {
-    let (hold, intent) = match overlay.as_deref() {
+    let found = match overlay.as_deref() {
         Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
         None => {
             let sql = format!("{PURCHASE_READ} WHERE h.id = $1");
             let row = query(Sql::assert_safe(sql))
-                .bind(input.hold_id)
-                .bind(input.intent_id)
+                .bind(input.hold_id.0)
+                .bind(input.intent_id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
             row.as_ref()
                 .map(|row| Ok::<_, StoreError>((hold_from(row)?, joined_intent_from(row)?)))
                 .transpose()?
         }
-    }
-    .filter(|(h, _)| h.user_id == input.user_id)
-    .ok_or(BookingError::HoldNotFound)?;
-    if let Some(refusal) = another_event(&hold, inv.event_id) {
-        return Err(refusal);
-    }
-    if overlay
-        .as_deref()
-        .is_some_and(|o| o.purchased.contains(&hold.id))
-    {
-        return Err(BookingError::HoldPurchased);
-    }
-    match hold.status.as_str() {
-        "active" => {}
-        "purchased" => return Err(BookingError::HoldPurchased),
-        _ => return Err(BookingError::HoldExpired),
-    }
-    let mut wanted = input.seat_ids.clone();
-    wanted.sort();
-    let mut held = hold.seat_ids.clone();
-    held.sort();
-    if wanted != held {
-        return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
-            "/seatIds",
-            "must be exactly the hold's seats",
-        )));
-    }
-    if inv.deleted || inv.status == "CANCELLED" {
-        return Err(BookingError::NotOnSale("the event is cancelled"));
-    }
-    let intent = intent
-        .filter(|i| i.user_id == input.user_id)
-        .ok_or(BookingError::IntentNotFound)?;
-    if intent.hold_id != hold.id {
-        return Err(BookingError::Invalid(evently_core::Problem::invalid_field(
-            "/paymentIntentId",
-            "the payment intent is for another hold",
-        )));
-    }
-    if intent.status != "succeeded" {
-        return Err(BookingError::PaymentIncomplete(intent.status));
-    }
+    };
+    let (hold, intent) = check_purchase(&PurchaseFacts {
+        buyer: input.user_id,
+        event_id: inv.event_id,
+        event_cancelled: inv.is_cancelled(),
+        hold: found.as_ref().map(|(hold, _)| hold),
+        intent: found.as_ref().and_then(|(_, intent)| intent.as_ref()),
+        seat_ids: &input.seat_ids,
+        bought_earlier: overlay
+            .as_deref()
+            .is_some_and(|o| o.purchased.contains(&input.hold_id)),
+    })?;
     // Every seat of an active hold is held by it (the hold owns exactly its seats).
     writes.push_row(
         &SEATS_SOLD,
-        vec![Arg::Uuid(hold.id), Arg::Uuid(input.order_id)],
+        vec![Arg::Uuid(hold.id.0), Arg::Uuid(input.order_id.0)],
         Some(hold.seat_ids.len() as u64),
     );
     let quantity = count(hold.seat_ids.len());
     writes.push_row(
         &ORDER_INSERTED,
         vec![
-            Arg::Uuid(input.order_id),
+            Arg::Uuid(input.order_id.0),
             Arg::Uuid(inv.event_id),
             Arg::Uuid(input.user_id),
-            Arg::Uuid(hold.id),
-            Arg::Uuid(intent.id),
+            Arg::Uuid(hold.id.0),
+            Arg::Uuid(intent.id.0),
             Arg::Text(json(&hold.seat_ids)?),
             Arg::Int(quantity),
             Arg::Int(intent.amount),
@@ -158,18 +203,18 @@ pub(super) async fn purchase_in(
     let mut tickets = Vec::with_capacity(hold.seat_ids.len());
     for seat in &hold.seat_ids {
         tickets.push(Ticket {
-            ticket_id: Uuid::now_v7(),
+            ticket_id: TicketId::new(),
             seat_id: seat.clone(),
             code: random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
-            status: "valid".into(),
+            status: TicketStatus::Valid,
         });
     }
     for t in &tickets {
         writes.push_row(
             &TICKET_INSERTED,
             vec![
-                Arg::Uuid(t.ticket_id),
-                Arg::Uuid(input.order_id),
+                Arg::Uuid(t.ticket_id.0),
+                Arg::Uuid(input.order_id.0),
                 Arg::Uuid(inv.event_id),
                 Arg::Text(t.seat_id.clone()),
                 Arg::Text(t.code.clone()),
@@ -179,13 +224,13 @@ pub(super) async fn purchase_in(
     }
     writes.push_row(
         &HOLD_PURCHASED,
-        vec![Arg::Uuid(hold.id), Arg::Int(now)],
+        vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
         Some(1),
     );
-    if hold.kind == HoldKind::Waitlist.as_str() {
+    if hold.kind == HoldKind::Waitlist {
         writes.push(
             "UPDATE waitlist SET status = 'claimed', updated_at = $2 WHERE hold_id = $1",
-            vec![Arg::Uuid(hold.id), Arg::Int(now)],
+            vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
             None,
         );
     }
@@ -201,8 +246,8 @@ pub(super) async fn purchase_in(
         DomainEvent::OrderPlaced,
         InventoryChange {
             user_id: Some(input.user_id),
-            hold_id: Some(hold.id),
-            order_id: Some(input.order_id),
+            hold_id: Some(hold.id.0),
+            order_id: Some(input.order_id.0),
             seat_ids: hold.seat_ids.clone(),
             amount: Some(intent.amount),
             currency: Some(intent.currency.clone()),
@@ -216,101 +261,13 @@ pub(super) async fn purchase_in(
         user_id: input.user_id,
         hold_id: hold.id,
         payment_intent_id: intent.id,
-        seat_ids: hold.seat_ids,
+        seat_ids: hold.seat_ids.clone(),
         amount: intent.amount,
-        currency: intent.currency,
-        status: "confirmed".into(),
+        currency: intent.currency.clone(),
+        status: OrderStatus::Confirmed,
         refunded_amount: None,
         cancel_reason: None,
         created_at: evently_bus::envelope::time_from_ms(now),
         tickets,
     })
-}
-
-/// Cancels one confirmed order inside an inventory transaction.
-pub(super) async fn cancel_in(
-    tx: &mut Tx,
-    inv: &mut Inventory,
-    changes: &mut Changes,
-    order_id: Uuid,
-    reason: &str,
-    now: i64,
-) -> Result<Order, BookingError> {
-    let mut order = order_in(tx, order_id)
-        .await?
-        .ok_or(BookingError::OrderNotFound)?;
-    if order.status != "confirmed" {
-        return Err(BookingError::OrderCancelled);
-    }
-    let freed = query(
-        "UPDATE seats SET state = 0, order_id = NULL WHERE event_id = $1 \
-         AND order_id = $2 AND state = 2",
-    )
-    .bind(inv.event_id)
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
-    query("UPDATE tickets SET status = 'void' WHERE order_id = $1")
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?;
-    query(
-        "UPDATE orders SET status = 'cancelled', refunded_amount = amount, \
-         cancel_reason = $2, cancelled_at = $3 WHERE id = $1",
-    )
-    .bind(order_id)
-    .bind(reason)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    query("UPDATE payment_intents SET status = 'refunded', updated_at = $2 WHERE id = $1")
-        .bind(order.payment_intent_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    inv.sold -= i64::try_from(freed).unwrap_or(0);
-    changes.freed = true;
-    changes.push(
-        inv,
-        now,
-        DomainEvent::OrderCancelled,
-        InventoryChange {
-            user_id: Some(order.user_id),
-            order_id: Some(order_id),
-            seat_ids: order.seat_ids.clone(),
-            amount: Some(order.amount),
-            currency: Some(order.currency.clone()),
-            reason: Some(reason.to_owned()),
-            ..change(inv)
-        },
-    );
-    order.status = "cancelled".into();
-    order.refunded_amount = Some(order.amount);
-    order.cancel_reason = Some(reason.to_owned());
-    for ticket in &mut order.tickets {
-        ticket.status = "void".into();
-    }
-    Ok(order)
-}
-
-pub(super) async fn tickets_of(tx: &mut Tx, order_id: Uuid) -> Result<Vec<Ticket>, StoreError> {
-    let rows =
-        query("SELECT id, seat_id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_id")
-            .bind(order_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    rows.iter().map(ticket_from).collect()
-}
-
-pub(super) async fn order_in(tx: &mut Tx, order_id: Uuid) -> Result<Option<Order>, StoreError> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-    let Some(row) = query(Sql::assert_safe(sql))
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let tickets = tickets_of(tx, order_id).await?;
-    order_from(&row, tickets).map(Some)
 }

@@ -1,11 +1,14 @@
 //! How booking's rows are read: the column lists of its tables and the functions that
 //! turn a row into a domain value (the store's only place that knows column names).
 
-use evently_core::db::StoreError;
 use evently_core::sql::Row;
+
+use evently_core::db::StoreError;
 use uuid::Uuid;
 
-use crate::domain::{Hold, Inventory, Order, PaymentIntent, Ticket};
+use crate::domain::{
+    Hold, HoldId, Inventory, Order, OrderId, PaymentIntent, PaymentIntentId, Ticket, TicketId,
+};
 use crate::store::{corrupt, seat_list};
 
 pub(super) const INVENTORY_READ: &str = "SELECT event_id, organizer_id, status, deleted, event_date, \
@@ -40,13 +43,15 @@ pub(super) fn inventory_from(row: &Row) -> Result<Inventory, StoreError> {
 
 pub(super) fn hold_from(row: &Row) -> Result<Hold, StoreError> {
     let seats: String = row.get("seat_ids")?;
+    let kind: String = row.get("kind")?;
+    let status: String = row.get("status")?;
     Ok(Hold {
-        id: row.get("id")?,
+        id: HoldId(row.get("id")?),
         event_id: row.get("event_id")?,
         user_id: row.get("user_id")?,
         seat_ids: seat_list(&seats)?,
-        kind: row.get("kind")?,
-        status: row.get("status")?,
+        kind: kind.parse().map_err(|e| corrupt("hold kind", e))?,
+        status: status.parse().map_err(|e| corrupt("hold status", e))?,
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
     })
@@ -102,30 +107,34 @@ pub(super) fn intent_named(row: &Row, names: [&str; 8]) -> Result<PaymentIntent,
         status,
         secret_hash,
     ] = names;
+    let status: String = row.get(status)?;
     Ok(PaymentIntent {
-        id: row.get(id)?,
-        hold_id: row.get(hold_id)?,
+        id: PaymentIntentId(row.get(id)?),
+        hold_id: HoldId(row.get(hold_id)?),
         event_id: row.get(event_id)?,
         user_id: row.get(user_id)?,
         amount: row.get(amount)?,
         currency: row.get(currency)?,
-        status: row.get(status)?,
+        status: status
+            .parse()
+            .map_err(|e| corrupt("payment intent status", e))?,
         secret_hash: row.get(secret_hash)?,
     })
 }
 
 pub(super) fn order_from(row: &Row, tickets: Vec<Ticket>) -> Result<Order, StoreError> {
     let seats: String = row.get("seat_ids")?;
+    let status: String = row.get("status")?;
     Ok(Order {
-        order_id: row.get("id")?,
+        order_id: OrderId(row.get("id")?),
         event_id: row.get("event_id")?,
         user_id: row.get("user_id")?,
-        hold_id: row.get("hold_id")?,
-        payment_intent_id: row.get("payment_intent_id")?,
+        hold_id: HoldId(row.get("hold_id")?),
+        payment_intent_id: PaymentIntentId(row.get("payment_intent_id")?),
         seat_ids: seat_list(&seats)?,
         amount: row.get("amount")?,
         currency: row.get("currency")?,
-        status: row.get("status")?,
+        status: status.parse().map_err(|e| corrupt("order status", e))?,
         refunded_amount: row.get("refunded_amount")?,
         cancel_reason: row.get("cancel_reason")?,
         created_at: evently_bus::envelope::time_from_ms(row.get("created_at")?),
@@ -134,10 +143,11 @@ pub(super) fn order_from(row: &Row, tickets: Vec<Ticket>) -> Result<Order, Store
 }
 
 pub(super) fn ticket_from(row: &Row) -> Result<Ticket, StoreError> {
+    let status: String = row.get("status")?;
     Ok(Ticket {
-        ticket_id: row.get("id")?,
+        ticket_id: TicketId(row.get("id")?),
         seat_id: row.get("seat_id")?,
         code: row.get("code")?,
-        status: row.get("status")?,
+        status: status.parse().map_err(|e| corrupt("ticket status", e))?,
     })
 }

@@ -1,41 +1,11 @@
-//! [`SqlBookingStore`]: booking's store on either engine ([`evently_core::sql`]) and its
-//! [`BookingStore`] methods (see the module docs of [`super`] for the concurrency design and
-//! the layout). What truly differs between the engines is in `sqlite.rs` and `postgres.rs`:
-//! opening the store, and how a transaction's row writes are sent ([`send_writes`],
-//! [`write_alone`]).
-
 use std::sync::Arc;
 
 use evently_core::sql::{Db, Pool, Sql, Tx, query};
 
-use std::collections::BTreeMap;
-
 use evently_bus::{DomainEvent, Envelope};
 use evently_core::db::StoreError;
+use std::collections::BTreeMap;
 use uuid::Uuid;
-
-use crate::domain::{
-    Audit, AvailabilityView, Hold, Inventory, Order, PaymentIntent, Policy, SeatView,
-    WaitlistEntry, constant_time_eq, seat_price, seat_state, section_of, sha256_hex,
-};
-use crate::error::BookingError;
-use crate::store::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-    PurchaseInput, corrupt,
-};
-
-use super::{
-    batch::Job,
-    holds::{end_hold, fetch_hold, hold_in},
-    inventory::{
-        Changes, cancel_event, create_inventory, fetch_inventory, lock_inventory, open_event,
-        sweep, update_inventory,
-    },
-    purchase::{cancel_in, order_in, tickets_of},
-    rows::{ORDER_COLUMNS, hold_from, order_from},
-    waitlist::{finish, waitlist_in},
-    writes::{Arg, Writes},
-};
 
 /// Booking's tables on either engine: in one SQLite file, or in the `booking` schema (any
 /// schema on the pool's `search_path`) of a PostgreSQL database. Opened by
@@ -89,6 +59,30 @@ pub(super) async fn write_alone(pool: &Pool, writes: &Writes) -> Result<Vec<u64>
     }
 }
 
+use super::{
+    holds::{end_hold, fetch_hold, hold_in},
+    inventory::{
+        Changes, cancel_event, create_inventory, fetch_inventory, lock_inventory, open_event,
+        sweep, update_inventory,
+    },
+    purchase::{cancel_in, order_in, tickets_of},
+    rows::{ORDER_COLUMNS, hold_from, order_from},
+    waitlist::{finish, waitlist_in},
+};
+use crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
+use crate::domain::{
+    Audit, AvailabilityView, ConfirmStep, EVENT_CANCELLED, Hold, HoldEnded, HoldId, HoldStatus,
+    IntentStatus, Inventory, Order, OrderId, PaymentIntent, PaymentIntentId, Policy, SeatState,
+    SeatView, WaitlistEntry, confirmation_lost, constant_time_eq, decide_confirmation,
+    intent_amount, may_join_waitlist, may_pay_for, may_release, open_for_holds, refreshed_expiry,
+    seat_shown_as, sha256_hex,
+};
+use crate::error::BookingError;
+use crate::store::{
+    Arg, BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, Job, NewHold, NewIntent,
+    PurchaseInput, Writes, corrupt,
+};
+
 #[async_trait::async_trait]
 impl BookingStore for SqlBookingStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -128,19 +122,19 @@ impl BookingStore for SqlBookingStore {
         match event {
             DomainEvent::EventCreated(snapshot) => {
                 create_inventory(&mut tx, snapshot, now).await?;
-                if snapshot.status == "CANCELLED" {
+                if snapshot.status == EVENT_CANCELLED {
                     cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
                 }
             }
             DomainEvent::EventUpdated(snapshot) => {
-                if snapshot.status == "CANCELLED" {
+                if snapshot.status == EVENT_CANCELLED {
                     cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
                 } else {
                     update_inventory(&mut tx, snapshot, now, policy).await?;
                 }
             }
             DomainEvent::EventStatusChanged { event_id, to, .. } => {
-                if to == "CANCELLED" {
+                if to == EVENT_CANCELLED {
                     cancel_event(&mut tx, *event_id, false, now, policy).await?;
                 } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
                     query("UPDATE inventories SET status = $2 WHERE event_id = $1")
@@ -189,19 +183,7 @@ impl BookingStore for SqlBookingStore {
         .fetch_one(&mut conn)
         .await?
         .get("n")?;
-        let held = inv.held - expired;
-        let available = inv.capacity - held - inv.sold;
-        Ok(Some(AvailabilityView {
-            event_id,
-            status: inv.status.clone(),
-            on_sale: inv.sale_closed(now).is_none(),
-            capacity: inv.capacity,
-            available,
-            held,
-            sold: inv.sold,
-            sold_out: available == 0,
-            version: inv.version,
-        }))
+        Ok(Some(AvailabilityView::of(&inv, expired, now)))
     }
 
     async fn seat_map(
@@ -226,13 +208,10 @@ impl BookingStore for SqlBookingStore {
         rows.iter()
             .map(|r| {
                 let section: String = r.get("section")?;
-                let state: i64 = r.get("state")?;
+                let state = SeatState::try_from(r.get::<i64>("state")?)
+                    .map_err(|e| corrupt("seat state", e))?;
                 let expires: Option<i64> = r.get("expires_at")?;
-                let state = match state {
-                    seat_state::SOLD => "reserved",
-                    seat_state::HELD if expires.is_some_and(|e| e > now) => "held",
-                    _ => "available",
-                };
+                let state = seat_shown_as(state, expires, now);
                 Ok(SeatView {
                     seat_id: r.get("seat_id")?,
                     row: r.get("row_label")?,
@@ -267,13 +246,13 @@ impl BookingStore for SqlBookingStore {
         .await
     }
 
-    async fn hold(&self, hold_id: Uuid) -> Result<Option<Hold>, StoreError> {
+    async fn hold(&self, hold_id: HoldId) -> Result<Option<Hold>, StoreError> {
         fetch_hold(self.db.reader(), hold_id).await
     }
 
     async fn refresh_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         extend_ms: i64,
         max_lifetime_ms: i64,
@@ -293,21 +272,18 @@ impl BookingStore for SqlBookingStore {
         let mut hold = hold_in(&mut tx, hold_id)
             .await?
             .ok_or(BookingError::HoldNotFound)?;
-        let outcome = match hold.status.as_str() {
-            "active" => {
-                let target = (now + extend_ms).min(hold.created_at + max_lifetime_ms);
-                if target > hold.expires_at {
-                    query("UPDATE holds SET expires_at = $2 WHERE id = $1")
-                        .bind(hold_id)
-                        .bind(target)
-                        .execute(&mut tx)
-                        .await?;
-                    hold.expires_at = target;
-                }
+        let outcome = match refreshed_expiry(&hold, now, extend_ms, max_lifetime_ms) {
+            Ok(Some(target)) => {
+                query("UPDATE holds SET expires_at = $2 WHERE id = $1")
+                    .bind(hold_id.0)
+                    .bind(target)
+                    .execute(&mut tx)
+                    .await?;
+                hold.expires_at = target;
                 Ok(hold)
             }
-            "purchased" => Err(BookingError::HoldPurchased),
-            _ => Err(BookingError::HoldExpired),
+            Ok(None) => Ok(hold),
+            Err(ended) => Err(BookingError::from(ended)),
         };
         finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
         tx.commit().await?;
@@ -316,7 +292,7 @@ impl BookingStore for SqlBookingStore {
 
     async fn release_hold(
         &self,
-        hold_id: Uuid,
+        hold_id: HoldId,
         user_id: Uuid,
         now: i64,
         policy: Policy,
@@ -334,13 +310,21 @@ impl BookingStore for SqlBookingStore {
         let hold = hold_in(&mut tx, hold_id)
             .await?
             .ok_or(BookingError::HoldNotFound)?;
-        let outcome = match hold.status.as_str() {
-            "active" => {
-                end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+        let outcome = match may_release(hold.status) {
+            Ok(true) => {
+                end_hold(
+                    &mut tx,
+                    &mut inv,
+                    &mut changes,
+                    &hold,
+                    HoldStatus::Released,
+                    now,
+                )
+                .await?;
                 Ok(())
             }
-            "purchased" => Err(BookingError::HoldPurchased),
-            _ => Ok(()),
+            Ok(false) => Ok(()),
+            Err(ended) => Err(BookingError::from(ended)),
         };
         finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
         tx.commit().await?;
@@ -361,21 +345,14 @@ impl BookingStore for SqlBookingStore {
              FROM holds h LEFT JOIN inventories i ON i.event_id = h.event_id \
              WHERE h.id = $1",
         )
-        .bind(new.hold_id)
+        .bind(new.hold_id.0)
         .fetch_optional(self.db.reader())
         .await?;
         let Some(row) = row else {
             return Err(BookingError::HoldNotFound);
         };
         let hold = hold_from(&row)?;
-        if hold.user_id != new.user_id {
-            return Err(BookingError::HoldNotFound);
-        }
-        match hold.status.as_str() {
-            "purchased" => return Err(BookingError::HoldPurchased),
-            _ if !hold.is_live(now) => return Err(BookingError::HoldExpired),
-            _ => {}
-        }
+        may_pay_for(&hold, new.user_id, now)?;
         let Some(currency) = row.get::<Option<String>>("currency")? else {
             return Err(BookingError::EventNotFound);
         };
@@ -383,12 +360,8 @@ impl BookingStore for SqlBookingStore {
         let prices: String = row.get("section_prices")?;
         let prices: BTreeMap<String, i64> =
             serde_json::from_str(&prices).map_err(|e| corrupt("section_prices", e))?;
-        let mut amount: i64 = 0;
-        for seat in &hold.seat_ids {
-            amount = amount
-                .checked_add(seat_price(&prices, base_price, section_of(seat)))
-                .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
-        }
+        let amount = intent_amount(&prices, base_price, &hold.seat_ids)
+            .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
         const LIVE: &str = "EXISTS (SELECT 1 FROM holds WHERE id = $1 \
             AND status = 'active' AND expires_at > $2)";
         let mut writes = Writes::default();
@@ -398,7 +371,7 @@ impl BookingStore for SqlBookingStore {
                 "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
                  WHERE hold_id = $1 AND status = 'requires_confirmation' AND {LIVE}"
             ),
-            vec![Arg::Uuid(hold.id), Arg::Int(now)],
+            vec![Arg::Uuid(hold.id.0), Arg::Int(now)],
             None,
         );
         writes.push(
@@ -409,9 +382,9 @@ impl BookingStore for SqlBookingStore {
                  WHERE {LIVE}"
             ),
             vec![
-                Arg::Uuid(hold.id),
+                Arg::Uuid(hold.id.0),
                 Arg::Int(now),
-                Arg::Uuid(new.intent_id),
+                Arg::Uuid(new.intent_id.0),
                 Arg::Uuid(hold.event_id),
                 Arg::Uuid(new.user_id),
                 Arg::Int(amount),
@@ -426,11 +399,7 @@ impl BookingStore for SqlBookingStore {
             let status = fetch_hold(self.db.writer(), hold.id)
                 .await?
                 .map(|h| h.status);
-            return Err(if status.as_deref() == Some("purchased") {
-                BookingError::HoldPurchased
-            } else {
-                BookingError::HoldExpired
-            });
+            return Err(status.map_or(HoldEnded::Expired, HoldEnded::of).into());
         }
         Ok(PaymentIntent {
             id: new.intent_id,
@@ -439,14 +408,14 @@ impl BookingStore for SqlBookingStore {
             user_id: new.user_id,
             amount,
             currency,
-            status: "requires_confirmation".into(),
+            status: IntentStatus::RequiresConfirmation,
             secret_hash: new.secret_hash.clone(),
         })
     }
 
     async fn confirm_intent(
         &self,
-        intent_id: Uuid,
+        intent_id: PaymentIntentId,
         user_id: Uuid,
         secret: &str,
         outcome: Confirmation,
@@ -460,18 +429,9 @@ impl BookingStore for SqlBookingStore {
         if !constant_time_eq(&sha256_hex(secret.as_bytes()), &intent.secret_hash) {
             return Err(BookingError::WrongSecret);
         }
-        match intent.status.as_str() {
-            "succeeded" => return Ok(intent),
-            "requires_confirmation" => {}
-            other => return Err(BookingError::IntentNotConfirmable(other.to_owned())),
-        }
-        if !hold_live {
-            return Err(BookingError::HoldExpired);
-        }
-        let status = match outcome {
-            Confirmation::Fail => return Err(BookingError::PaymentFailed),
-            Confirmation::Decline => "declined",
-            Confirmation::Succeed => "succeeded",
+        let status = match decide_confirmation(intent.status, hold_live, outcome)? {
+            ConfirmStep::AlreadySucceeded => return Ok(intent),
+            ConfirmStep::Move(to) => to,
         };
         // One statement, outside any transaction: the intent changes only while it
         // awaits confirmation and its hold is live.
@@ -481,8 +441,8 @@ impl BookingStore for SqlBookingStore {
              AND EXISTS (SELECT 1 FROM holds h WHERE h.id = payment_intents.hold_id \
              AND h.status = 'active' AND h.expires_at > $3)",
         )
-        .bind(intent_id)
-        .bind(status)
+        .bind(intent_id.0)
+        .bind(status.as_str())
         .bind(now)
         .execute(self.db.writer())
         .await?;
@@ -493,19 +453,14 @@ impl BookingStore for SqlBookingStore {
                 .intent_and_hold(intent_id, now)
                 .await?
                 .ok_or(BookingError::IntentNotFound)?;
-            return match current.status.as_str() {
-                "succeeded" => {
-                    intent.status = current.status;
-                    Ok(intent)
-                }
-                "requires_confirmation" if !hold_live => Err(BookingError::HoldExpired),
-                _ => Err(BookingError::IntentNotConfirmable(current.status)),
-            };
+            confirmation_lost(current.status, hold_live)?;
+            intent.status = current.status;
+            return Ok(intent);
         }
-        if outcome == Confirmation::Decline {
+        if status == IntentStatus::Declined {
             return Err(BookingError::PaymentDeclined);
         }
-        intent.status = status.to_owned();
+        intent.status = status;
         Ok(intent)
     }
 
@@ -556,23 +511,24 @@ impl BookingStore for SqlBookingStore {
                 // Abandoned meanwhile: take it again.
                 continue;
             };
-            let stored: String = row.get("fingerprint")?;
-            if stored != fingerprint {
-                return Err(BookingError::KeyReused);
-            }
             let status: String = row.get("status")?;
-            if status == "complete" {
-                let code: Option<i64> = row.get("response_status")?;
-                let body: Option<String> = row.get("response_body")?;
-                return Ok(IdempotencyStart::Replay {
-                    status: code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
-                    body: body.unwrap_or_default(),
-                });
-            }
-            let locked_at: i64 = row.get("locked_at")?;
-            if locked_at + lock_ms > now {
-                return Err(BookingError::InFlight);
-            }
+            let stored = StoredKey {
+                fingerprint: row.get("fingerprint")?,
+                status: status
+                    .parse()
+                    .map_err(|e| corrupt("idempotency key status", e))?,
+                response_status: row.get("response_status")?,
+                response_body: row.get("response_body")?,
+                locked_at: row.get("locked_at")?,
+            };
+            let locked_at = match decide_key(stored, fingerprint, lock_ms, now) {
+                KeyDecision::Reused => return Err(BookingError::KeyReused),
+                KeyDecision::Replay { status, body } => {
+                    return Ok(IdempotencyStart::Replay { status, body });
+                }
+                KeyDecision::Running => return Err(BookingError::InFlight),
+                KeyDecision::TakeOver { locked_at } => locked_at,
+            };
             // The request holding the key is gone (crashed); take it over, unless
             // another request just did.
             let taken = query(
@@ -650,7 +606,7 @@ impl BookingStore for SqlBookingStore {
         .await
     }
 
-    async fn order(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+    async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
         let mut tx = self.db.reader().begin().await?;
         let order = order_in(&mut tx, order_id).await?;
         tx.commit().await?;
@@ -681,7 +637,7 @@ impl BookingStore for SqlBookingStore {
             .await?;
         let mut orders = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: Uuid = row.get("id")?;
+            let id = OrderId(row.get("id")?);
             let tickets = tickets_of(&mut tx, id).await?;
             orders.push(order_from(row, tickets)?);
         }
@@ -691,7 +647,7 @@ impl BookingStore for SqlBookingStore {
 
     async fn cancel_order(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         reason: &str,
         now: i64,
         policy: Policy,
@@ -723,11 +679,8 @@ impl BookingStore for SqlBookingStore {
         let mut tx = self.db.begin().await?;
         let mut inv = lock_inventory(&mut tx, event_id)
             .await?
-            .filter(|i| !i.deleted)
             .ok_or(BookingError::EventNotFound)?;
-        if let Some(why) = inv.sale_closed(now) {
-            return Err(BookingError::NotOnSale(why));
-        }
+        open_for_holds(&inv, now)?;
         let mut changes = Changes::new(&inv);
         sweep(&mut tx, &mut inv, &mut changes, now).await?;
         let open = query(
@@ -740,13 +693,14 @@ impl BookingStore for SqlBookingStore {
         .await?;
         // Freed seats go to those already waiting before anyone joins.
         finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
-        if open.is_none() {
-            if inv.available() >= quantity {
+        let joins = match may_join_waitlist(open.is_some(), inv.available(), quantity) {
+            Ok(joins) => joins,
+            Err(available) => {
                 tx.commit().await?;
-                return Err(BookingError::SeatsAvailable {
-                    available: inv.available(),
-                });
+                return Err(BookingError::SeatsAvailable { available });
             }
+        };
+        if joins {
             query(
                 "INSERT INTO waitlist (id, event_id, user_id, quantity, seq, status, \
                  joined_at, updated_at) VALUES ($1, $2, $3, $4, \
@@ -809,10 +763,18 @@ impl BookingStore for SqlBookingStore {
         let id: Uuid = row.get("id")?;
         let offer: Option<Uuid> = row.get("hold_id")?;
         if let Some(offer) = offer
-            && let Some(hold) = hold_in(&mut tx, offer).await?
-            && hold.status == "active"
+            && let Some(hold) = hold_in(&mut tx, HoldId(offer)).await?
+            && hold.status == HoldStatus::Active
         {
-            end_hold(&mut tx, &mut inv, &mut changes, &hold, "released", now).await?;
+            end_hold(
+                &mut tx,
+                &mut inv,
+                &mut changes,
+                &hold,
+                HoldStatus::Released,
+                now,
+            )
+            .await?;
         }
         query("UPDATE waitlist SET status = 'left', updated_at = $2 WHERE id = $1")
             .bind(id)

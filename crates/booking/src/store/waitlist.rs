@@ -1,18 +1,21 @@
 //! The waitlist inside the inventory transaction: offering freed seats to waiting buyers,
 //! and closing every inventory transaction (its writes, offers, sell-out and events).
 
+use evently_core::sql::{Tx, query};
+
 use evently_bus::DomainEvent;
 use evently_core::db::StoreError;
-use evently_core::sql::{Tx, query};
 use uuid::Uuid;
 
-use crate::domain::{HoldKind, Inventory, Policy, WaitlistEntry};
+use crate::domain::{
+    HoldId, HoldKind, Inventory, Policy, WaitlistEntry, WaitlistStatus, offer_window,
+};
 use crate::error::BookingError;
+use crate::store::{Arg, Writes, corrupt};
 
 use super::{
     holds::insert_hold,
     inventory::{Changes, candidates, change, flush},
-    writes::{Arg, Writes},
 };
 
 /// Offers freed seats to the head of the waitlist, in order, while the head's
@@ -42,13 +45,12 @@ pub(super) async fn promote(
         if quantity > inv.available() {
             return Ok(());
         }
-        let window = (quantity * 20).max(200);
-        let found = candidates(tx, inv.event_id, None, window).await?;
+        let found = candidates(tx, inv.event_id, None, offer_window(quantity)).await?;
         let wanted = usize::try_from(quantity).unwrap_or(usize::MAX);
         let Some(seats) = crate::domain::pick_best(&found, wanted) else {
             return Ok(());
         };
-        let hold_id = Uuid::now_v7();
+        let hold_id = HoldId::new();
         let mut writes = Writes::default();
         insert_hold(
             &mut writes,
@@ -64,7 +66,7 @@ pub(super) async fn promote(
         writes.push(
             "UPDATE waitlist SET status = 'offered', hold_id = $2, updated_at = $3 \
              WHERE id = $1",
-            vec![Arg::Uuid(entry), Arg::Uuid(hold_id), Arg::Int(now)],
+            vec![Arg::Uuid(entry), Arg::Uuid(hold_id.0), Arg::Int(now)],
             Some(1),
         );
         // The next head's seats are looked for after these are taken.
@@ -127,8 +129,9 @@ pub(super) async fn waitlist_in(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let status: String = row.get("status")?;
+    let status: WaitlistStatus = status.parse().map_err(|e| corrupt("waitlist status", e))?;
     let seq: i64 = row.get("seq")?;
-    let position = if status == "waiting" {
+    let position = if status == WaitlistStatus::Waiting {
         let ahead: i64 = query(
             "SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 \
              AND status = 'waiting' AND seq <= $2",
@@ -146,12 +149,12 @@ pub(super) async fn waitlist_in(
     Ok(Some(WaitlistEntry {
         event_id,
         quantity: row.get("quantity")?,
-        offer_expires_at: if status == "offered" {
+        offer_expires_at: if status == WaitlistStatus::Offered {
             expires.map(crate::domain::rfc3339)
         } else {
             None
         },
-        hold_id: row.get("hold_id")?,
+        hold_id: row.get::<Option<Uuid>>("hold_id")?.map(HoldId),
         status,
         position,
     }))

@@ -5,53 +5,17 @@ pub mod event;
 pub mod status;
 pub mod venue;
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use uuid::Uuid;
-
 pub use event::{
     Event, EventDraft, EventFilter, EventPatch, EventType, Page, ReviseError, Revision, VenueRef,
 };
 pub use status::{EventStatus, IllegalTransition};
 pub use venue::{Layout, Seating, Venue, VenueInput};
 
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-            utoipa::ToSchema,
-        )]
-        #[serde(transparent)]
-        #[schema(value_type = String, format = Uuid)]
-        pub struct $name(pub Uuid);
-
-        impl $name {
-            /// A new, time-ordered id.
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
-
-id_type!(
+evently_core::id_type!(
     /// An event's id.
     EventId
 );
-id_type!(
+evently_core::id_type!(
     /// A venue's id.
     VenueId
 );
