@@ -32,5 +32,7 @@ pub mod service;
 pub mod sql;
 pub mod sqlite;
 pub mod telemetry;
+#[cfg(test)]
+mod test_dir;
 
 pub use problem::Problem;

@@ -591,6 +591,7 @@ impl Column for Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TempDir;
 
     #[test]
     fn engine_picks_its_own_text() {
@@ -606,8 +607,8 @@ mod tests {
         assert_eq!(Arg::from("x"), Arg::Text(Some("x".into())));
     }
 
-    async fn sqlite_db() -> (tempdir::Dir, Db) {
-        let dir = tempdir::Dir::new();
+    async fn sqlite_db() -> (TempDir, Db) {
+        let dir = TempDir::new();
         let path = dir.path().join("t.db");
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -733,26 +734,5 @@ mod tests {
         assert_eq!(db.engine(), Engine::Postgres);
         round_trip(&db).await;
         rollback_and_conflict(&db).await;
-    }
-
-    /// A temporary directory removed on drop.
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Self {
-                let path =
-                    std::env::temp_dir().join(format!("evently-sql-{}", uuid::Uuid::new_v4()));
-                std::fs::create_dir_all(&path).unwrap();
-                Self(path)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 }

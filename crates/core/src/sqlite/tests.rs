@@ -3,9 +3,10 @@
 //! commit under concurrent requests and under a request that gives up waiting.
 
 use super::*;
+use crate::test_dir::TempDir;
 
-async fn pools() -> (tempfile_dir::Dir, Pool, Pool) {
-    let dir = tempfile_dir::Dir::new();
+async fn pools() -> (TempDir, Pool, Pool) {
+    let dir = TempDir::new();
     let path = dir.path().join("t.db");
     {
         let conn = Connection::open(&path).unwrap();
@@ -18,26 +19,6 @@ async fn pools() -> (tempfile_dir::Dir, Pool, Pool) {
     let writer = Pool::open(&path, 1, true).unwrap();
     let reader = Pool::open(&path, 2, false).unwrap();
     (dir, writer, reader)
-}
-
-/// A temporary directory removed on drop (kept local: one test module needs it).
-mod tempfile_dir {
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            let p = std::env::temp_dir().join(format!("evently-sqlite-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[tokio::test]
