@@ -14,9 +14,10 @@
 //!   cancelled or deleted by its organizer refunds every order (a saga driven by those
 //!   events); every inventory change publishes its domain event with the resulting figures.
 //!
-//! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait, both backends, the
-//! conformance suite), [`service`] (operations, idempotency, expiry), [`http`] (routes),
-//! [`error`] (→ problem), [`audit`] (counting an event's inventory from its rows).
+//! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait and both backends; their
+//! conformance suite is in `tests/conformance/`, one module per area), [`service`]
+//! (operations, idempotency, expiry), [`http`] (routes), [`error`] (→ problem), [`audit`]
+//! (counting an event's inventory from its rows).
 
 pub mod audit;
 pub mod domain;

@@ -1,5 +1,6 @@
 //! The booking store: one trait, one body written once for both engines (SQLite,
-//! PostgreSQL) over [`evently_core::sql`], one conformance suite.
+//! PostgreSQL) over [`evently_core::sql`], one conformance suite (the crate's
+//! `tests/conformance/`, compiled for tests only, one module per area).
 //!
 //! # Layout
 //!
@@ -68,8 +69,6 @@ use crate::domain::{
     PaymentIntentId, Policy, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
-
-pub mod conformance;
 
 /// One async mutex per stripe of event ids: the in-process queue in front of the database's
 /// per-event lock (see the module docs). Striped, so memory stays fixed however many events

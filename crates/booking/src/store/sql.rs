@@ -83,13 +83,24 @@ use crate::store::{
     PurchaseInput, Writes, corrupt,
 };
 
+// Every method opens a span named after it, carrying the ids it works on. Those on a buyer's
+// path (availability, holds, payment intents, idempotency, purchase) and the plain reads are
+// at `debug`: an on-sale runs thousands of them a second, and under the default `info` filter
+// a disabled span costs one check of its callsite. Changes off that path (catalog events,
+// cancellations, the waitlist, expiry, purges) are at `info`. Client secrets, idempotency keys
+// and cancellation reasons are never recorded.
 #[async_trait::async_trait]
 impl BookingStore for SqlBookingStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         query("SELECT 1").execute(self.db.reader()).await?;
         Ok(())
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(envelope.id = %envelope.id, envelope.type = %envelope.event_type)
+    )]
     async fn apply_catalog(
         &self,
         envelope: &Envelope,
@@ -158,10 +169,12 @@ impl BookingStore for SqlBookingStore {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(event.id = %event_id))]
     async fn inventory(&self, event_id: Uuid) -> Result<Option<Inventory>, StoreError> {
         fetch_inventory(self.db.reader(), event_id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(event.id = %event_id))]
     async fn availability(
         &self,
         event_id: Uuid,
@@ -186,6 +199,7 @@ impl BookingStore for SqlBookingStore {
         Ok(Some(AvailabilityView::of(&inv, expired, now)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(event.id = %event_id))]
     async fn seat_map(
         &self,
         event_id: Uuid,
@@ -226,6 +240,11 @@ impl BookingStore for SqlBookingStore {
             .map(Some)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(hold.id = %new.hold_id, event.id = %new.event_id, user.id = %new.user_id)
+    )]
     async fn create_hold(
         &self,
         new: &NewHold,
@@ -246,10 +265,16 @@ impl BookingStore for SqlBookingStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(hold.id = %hold_id))]
     async fn hold(&self, hold_id: HoldId) -> Result<Option<Hold>, StoreError> {
         fetch_hold(self.db.reader(), hold_id).await
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(hold.id = %hold_id, user.id = %user_id)
+    )]
     async fn refresh_hold(
         &self,
         hold_id: HoldId,
@@ -290,6 +315,11 @@ impl BookingStore for SqlBookingStore {
         outcome
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(hold.id = %hold_id, user.id = %user_id)
+    )]
     async fn release_hold(
         &self,
         hold_id: HoldId,
@@ -331,6 +361,11 @@ impl BookingStore for SqlBookingStore {
         outcome
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(intent.id = %new.intent_id, hold.id = %new.hold_id, user.id = %new.user_id)
+    )]
     async fn create_intent(
         &self,
         new: &NewIntent,
@@ -413,6 +448,11 @@ impl BookingStore for SqlBookingStore {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(intent.id = %intent_id, user.id = %user_id)
+    )]
     async fn confirm_intent(
         &self,
         intent_id: PaymentIntentId,
@@ -464,6 +504,7 @@ impl BookingStore for SqlBookingStore {
         Ok(intent)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
     async fn idempotency_begin(
         &self,
         key: &IdempotencyKey,
@@ -551,6 +592,7 @@ impl BookingStore for SqlBookingStore {
         Err(BookingError::InFlight)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
     async fn idempotency_finish(
         &self,
         key: &IdempotencyKey,
@@ -572,6 +614,7 @@ impl BookingStore for SqlBookingStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
     async fn idempotency_abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         query(
             "DELETE FROM idempotency_keys WHERE user_id = $1 AND route = $2 AND key = $3 \
@@ -585,6 +628,17 @@ impl BookingStore for SqlBookingStore {
         Ok(())
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(
+            order.id = %input.order_id,
+            hold.id = %input.hold_id,
+            intent.id = %input.intent_id,
+            event.id = %input.event_id,
+            user.id = %input.user_id,
+        )
+    )]
     async fn purchase(
         &self,
         input: &PurchaseInput,
@@ -606,6 +660,7 @@ impl BookingStore for SqlBookingStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(order.id = %order_id))]
     async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
         let mut tx = self.db.reader().begin().await?;
         let order = order_in(&mut tx, order_id).await?;
@@ -613,6 +668,7 @@ impl BookingStore for SqlBookingStore {
         Ok(order)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %user_id))]
     async fn orders_of(
         &self,
         user_id: Uuid,
@@ -645,6 +701,7 @@ impl BookingStore for SqlBookingStore {
         Ok((orders, u64::try_from(total).unwrap_or(0)))
     }
 
+    #[tracing::instrument(skip_all, fields(order.id = %order_id))]
     async fn cancel_order(
         &self,
         order_id: OrderId,
@@ -667,6 +724,7 @@ impl BookingStore for SqlBookingStore {
         Ok(order)
     }
 
+    #[tracing::instrument(skip_all, fields(event.id = %event_id, user.id = %user_id))]
     async fn join_waitlist(
         &self,
         event_id: Uuid,
@@ -722,6 +780,11 @@ impl BookingStore for SqlBookingStore {
         Ok(entry)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(event.id = %event_id, user.id = %user_id)
+    )]
     async fn waitlist_entry(
         &self,
         event_id: Uuid,
@@ -733,6 +796,7 @@ impl BookingStore for SqlBookingStore {
         Ok(entry)
     }
 
+    #[tracing::instrument(skip_all, fields(event.id = %event_id, user.id = %user_id))]
     async fn leave_waitlist(
         &self,
         event_id: Uuid,
@@ -786,6 +850,7 @@ impl BookingStore for SqlBookingStore {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all)]
     async fn expire_due(&self, now: i64, policy: Policy) -> Result<usize, BookingError> {
         let events: Vec<Uuid> = query(
             "SELECT DISTINCT event_id FROM holds WHERE status = 'active' \
@@ -812,6 +877,7 @@ impl BookingStore for SqlBookingStore {
         Ok(expired)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
         let row = query("SELECT MIN(expires_at) AS t FROM holds WHERE status = 'active'")
             .fetch_one(self.db.reader())
@@ -820,6 +886,7 @@ impl BookingStore for SqlBookingStore {
         Ok(next)
     }
 
+    #[tracing::instrument(skip_all)]
     async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError> {
         query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now)
@@ -827,6 +894,7 @@ impl BookingStore for SqlBookingStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(event.id = %event_id))]
     async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError> {
         self.refresh_statistics().await?;
         let mut conn = self.db.reader().acquire().await?;

@@ -1,0 +1,163 @@
+//! The waitlist: freed seats offered to those waiting, in order.
+
+use crate::support::{
+    NOW, POLICY, Subject, buy, change, counters, figures, general_event, hold_best, last_seq,
+    refused, since, types,
+};
+use evently_booking::domain::{HoldStatus, WaitlistStatus, rfc3339};
+use evently_booking::error::BookingError;
+use uuid::Uuid;
+
+/// Sold-out events keep a waitlist; freed seats are offered to its head in the same
+/// transaction, and a lapsed or left offer passes to the next.
+async fn waitlist_is_offered_freed_seats_in_order((store, outbox): Subject) {
+    let event_id = general_event(&store, 3).await;
+    let [b, e, c, d, g] = [(); 5].map(|()| Uuid::now_v7());
+    let join = |user: Uuid, quantity: i64, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .join_waitlist(event_id, user, quantity, now, POLICY)
+                .await
+        }
+    };
+    let entry = |user: Uuid| {
+        let store = store.clone();
+        async move { store.waitlist_entry(event_id, user).await.unwrap().unwrap() }
+    };
+
+    // Nobody waits while seats are on sale.
+    refused!(
+        join(c, 1, NOW).await,
+        BookingError::SeatsAvailable { available: 3 }
+    );
+    assert!(store.waitlist_entry(event_id, c).await.unwrap().is_none());
+    let b_hold = hold_best(&store, event_id, b, 2, None, NOW).await.unwrap();
+    let b_order = buy(&store, &b_hold, NOW).await;
+    let e_hold = hold_best(&store, event_id, e, 1, None, NOW).await.unwrap();
+    buy(&store, &e_hold, NOW).await;
+
+    let c_joined = join(c, 2, NOW + 1).await.unwrap();
+    let d_joined = join(d, 2, NOW + 2).await.unwrap();
+    let g_joined = join(g, 1, NOW + 3).await.unwrap();
+    let c_again = join(c, 2, NOW + 4).await.unwrap();
+
+    assert_eq!(
+        (
+            c_joined.status.as_str(),
+            c_joined.position,
+            c_joined.quantity
+        ),
+        ("waiting", Some(1), 2)
+    );
+    assert_eq!(
+        (c_joined.hold_id, c_joined.offer_expires_at.clone()),
+        (None, None)
+    );
+    assert_eq!(d_joined.position, Some(2));
+    assert_eq!(g_joined.position, Some(3));
+    assert_eq!(c_again, c_joined);
+    assert_eq!(entry(d).await.position, Some(2));
+
+    // Seats freed by a cancellation go to the head of the list in the same transaction.
+    let mark = last_seq(&outbox).await;
+    let t1 = NOW + 10;
+    store
+        .cancel_order(b_order.order_id, "buyer", t1, POLICY)
+        .await
+        .unwrap();
+
+    let c_offered = entry(c).await;
+    assert_eq!(
+        (c_offered.status.as_str(), c_offered.position),
+        ("offered", None)
+    );
+    assert_eq!(
+        c_offered.offer_expires_at,
+        Some(rfc3339(t1 + POLICY.offer_ttl_ms))
+    );
+    let offer = store
+        .hold(c_offered.hold_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (offer.user_id, offer.kind.as_str(), offer.status.as_str()),
+        (c, "waitlist", "active")
+    );
+    assert_eq!(offer.seat_ids.len(), 2);
+    assert_eq!(offer.expires_at, t1 + POLICY.offer_ttl_ms);
+    assert_eq!(entry(d).await.position, Some(1));
+    assert_eq!(entry(g).await.position, Some(2));
+    let rows = since(&outbox, mark).await;
+    assert_eq!(types(&rows), ["OrderCancelled", "WaitlistOffered"]);
+    let offered = change(&rows[1]);
+    assert_eq!(
+        (offered.user_id, offered.hold_id),
+        (Some(c), Some(offer.id.0))
+    );
+    assert_eq!(offered.reason.as_deref(), Some("waitlist-offer"));
+    assert_eq!(offered.seat_ids, offer.seat_ids);
+    let (_, _, version) = counters(&store, event_id).await;
+    assert_eq!(offered.availability, figures(3, 0, 2, 1, version));
+
+    // An offer not taken lapses and passes to the next in line.
+    let t2 = t1 + POLICY.offer_ttl_ms;
+    let mark = last_seq(&outbox).await;
+    assert_eq!(store.expire_due(t2, POLICY).await.unwrap(), 1);
+
+    assert_eq!(entry(c).await.status, WaitlistStatus::Lapsed);
+    assert_eq!(
+        store.hold(offer.id).await.unwrap().unwrap().status,
+        HoldStatus::Expired
+    );
+    let d_offered = entry(d).await;
+    assert_eq!(d_offered.status, WaitlistStatus::Offered);
+    assert_eq!(entry(g).await.position, Some(1));
+    let rows = since(&outbox, mark).await;
+    assert_eq!(types(&rows), ["SeatsReleased", "WaitlistOffered"]);
+    assert_eq!(change(&rows[0]).reason.as_deref(), Some("expired"));
+    assert_eq!(change(&rows[1]).user_id, Some(d));
+
+    // Leaving gives the offer up, and it moves on.
+    store
+        .leave_waitlist(event_id, d, t2 + 1, POLICY)
+        .await
+        .unwrap();
+
+    assert_eq!(entry(d).await.status, WaitlistStatus::Left);
+    let d_offer = d_offered.hold_id.unwrap();
+    assert_eq!(
+        store.hold(d_offer).await.unwrap().unwrap().status,
+        HoldStatus::Released
+    );
+    let g_offered = entry(g).await;
+    assert_eq!(g_offered.status, WaitlistStatus::Offered);
+    let view = store.availability(event_id, t2 + 1).await.unwrap().unwrap();
+    assert_eq!((view.available, view.held, view.sold), (1, 1, 1));
+    refused!(
+        store.leave_waitlist(event_id, d, t2 + 2, POLICY).await,
+        BookingError::NotWaitlisted
+    );
+
+    // Buying the offer claims the entry.
+    let g_offer = store
+        .hold(g_offered.hold_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    buy(&store, &g_offer, t2 + 3).await;
+    assert_eq!(entry(g).await.status, WaitlistStatus::Claimed);
+    let audit = store.audit(event_id, t2 + 3).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.sold_seats, audit.orders), (2, 2));
+}
+
+evently_testkit::conformance_suite!(
+    suite: crate::waitlist,
+    sqlite: crate::support::sqlite_store,
+    postgres: crate::support::postgres_store,
+    tests: [
+        waitlist_is_offered_freed_seats_in_order,
+    ]
+);
