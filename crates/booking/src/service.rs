@@ -14,12 +14,10 @@ use uuid::Uuid;
 
 use crate::domain::{
     AvailabilityView, Hold, HoldId, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
-    SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
+    Purchase, SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
 };
 use crate::error::BookingError;
-use crate::store::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, PurchaseInput,
-};
+use crate::store::{BookingStore, Confirmation, IdempotencyStart, NewHold, NewIntent};
 
 /// The route idempotency keys of purchases are scoped to.
 pub const PURCHASE_ROUTE: &str = "POST /api/orders/purchase";
@@ -373,34 +371,22 @@ impl BookingService {
             .await
     }
 
-    /// Buys the caller's paid hold, exactly once per idempotency key.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the purchase request's fields, each checked by the store"
-    )]
+    /// Makes `purchase` (the caller's, as its handler built it), exactly once per its
+    /// idempotency key; `fingerprint` is the SHA-256 of the request body that asked for it.
     ///
     /// # Errors
     /// As the purchase rules say; see [`BookingError`].
     pub async fn purchase(
         &self,
-        caller: &Identity,
-        key: String,
+        purchase: Purchase,
         fingerprint: String,
-        event_id: Uuid,
-        hold_id: HoldId,
-        seat_ids: Vec<String>,
-        intent_id: PaymentIntentId,
     ) -> Result<PurchaseAnswer, Problem> {
-        let key = IdempotencyKey {
-            user_id: caller.user_id.0,
-            route: PURCHASE_ROUTE.into(),
-            key,
-        };
+        let key = &purchase.key;
         let now = self.now();
         let start = self
             .store
             .idempotency_begin(
-                &key,
+                key,
                 &fingerprint,
                 now,
                 ms(self.config.idempotency_lock_seconds),
@@ -410,16 +396,11 @@ impl BookingService {
         if let IdempotencyStart::Replay { status, body } = start {
             return Ok(PurchaseAnswer::Replayed { status, body });
         }
-        let input = PurchaseInput {
-            order_id: OrderId::new(),
-            user_id: caller.user_id.0,
-            event_id,
-            hold_id,
-            seat_ids,
-            intent_id,
-            key: key.clone(),
-        };
-        match self.store.purchase(&input, self.now(), self.policy()).await {
+        match self
+            .store
+            .purchase(&purchase, self.now(), self.policy())
+            .await
+        {
             Ok((order, body)) => {
                 metrics::counter!("evently_booking_orders_total").increment(1);
                 self.changed(order.event_id);
@@ -432,10 +413,10 @@ impl BookingService {
                 let stored =
                     if status.as_u16() == 409 || status.as_u16() == 429 || status.is_server_error()
                     {
-                        self.store.idempotency_abandon(&key).await
+                        self.store.idempotency_abandon(key).await
                     } else {
                         self.store
-                            .idempotency_finish(&key, status.as_u16(), &problem.body().to_string())
+                            .idempotency_finish(key, status.as_u16(), &problem.body().to_string())
                             .await
                     };
                 if let Err(e) = stored {

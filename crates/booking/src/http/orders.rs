@@ -12,9 +12,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::BookingState;
-use crate::domain::{HoldId, Order, OrderId, PaymentIntentId, sha256_hex};
+use crate::domain::{
+    HoldId, IdempotencyKey, Order, OrderId, PaymentIntentId, Purchase, sha256_hex,
+};
 use crate::error::BookingError;
-use crate::service::PurchaseAnswer;
+use crate::service::{PURCHASE_ROUTE, PurchaseAnswer};
 
 /// `POST /api/orders/purchase` (with an `Idempotency-Key` header).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -30,6 +32,26 @@ pub struct PurchaseRequest {
     /// A succeeded payment intent for this hold.
     #[schema(value_type = Uuid)]
     pub payment_intent_id: PaymentIntentId,
+}
+
+impl PurchaseRequest {
+    /// The purchase this request asks for on behalf of `caller`, under the client's `key`
+    /// (scoped to the caller and [`PURCHASE_ROUTE`]), with a new order id.
+    fn into_purchase(self, caller: &Identity, key: String) -> Purchase {
+        Purchase {
+            order_id: OrderId::new(),
+            user_id: caller.user_id.0,
+            event_id: self.event_id,
+            hold_id: self.hold_id,
+            seat_ids: self.seat_ids,
+            intent_id: self.payment_intent_id,
+            key: IdempotencyKey {
+                user_id: caller.user_id.0,
+                route: PURCHASE_ROUTE.into(),
+                key,
+            },
+        }
+    }
 }
 
 /// The `Idempotency-Key` of a request: required, one header, 1 to 255 visible ASCII
@@ -87,18 +109,8 @@ pub async fn purchase(
             .map_err(|e| Problem::internal(e.into()))?
             .as_bytes(),
     );
-    let answer = state
-        .service
-        .purchase(
-            &caller,
-            key,
-            fingerprint,
-            body.event_id,
-            body.hold_id,
-            body.seat_ids,
-            body.payment_intent_id,
-        )
-        .await?;
+    let purchase = body.into_purchase(&caller, key);
+    let answer = state.service.purchase(purchase, fingerprint).await?;
     Ok(match answer {
         PurchaseAnswer::Created(body) => json_response(StatusCode::CREATED, body, false),
         PurchaseAnswer::Replayed { status, body } => json_response(

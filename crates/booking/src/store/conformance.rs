@@ -19,7 +19,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, PurchaseInput,
+    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, Purchase,
 };
 use crate::domain::{
     Hold, HoldId, HoldKind, HoldStatus, IntentStatus, Order, OrderId, OrderStatus, PaymentIntent,
@@ -220,8 +220,8 @@ fn key(user_id: Uuid, key: &str) -> IdempotencyKey {
 }
 
 /// The purchase of `hold` as its buyer names it, paid by `intent_id`, under key `k`.
-fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> PurchaseInput {
-    PurchaseInput {
+fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> Purchase {
+    Purchase {
         order_id: OrderId::new(),
         user_id: hold.user_id,
         event_id: hold.event_id,
@@ -1097,7 +1097,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
             .unwrap(),
         IdempotencyStart::Started
     );
-    let attempt = |input: PurchaseInput| {
+    let attempt = |input: Purchase| {
         let store = store.clone();
         async move { store.purchase(&input, NOW + 3, POLICY).await }
     };
@@ -1107,7 +1107,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::PaymentIncomplete(status) if status == "requires_confirmation"
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: old_payment.id,
             ..input.clone()
         })
@@ -1115,7 +1115,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: bobs_payment.id,
             ..input.clone()
         })
@@ -1123,7 +1123,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::IntentNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: PaymentIntentId::new(),
             ..input.clone()
         })
@@ -1131,7 +1131,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::IntentNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             user_id: bob,
             intent_id: bobs_payment.id,
             ..input.clone()
@@ -1140,7 +1140,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::HoldNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             hold_id: HoldId::new(),
             ..input.clone()
         })
@@ -1152,7 +1152,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     let untouched = counters(&store, other_event).await;
     for event_id in [other_event, Uuid::now_v7()] {
         refused!(
-            attempt(PurchaseInput {
+            attempt(Purchase {
                 event_id,
                 ..input.clone()
             })
@@ -1160,7 +1160,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
             BookingError::Invalid(p) if p.body().to_string().contains("/eventId")
         );
         refused!(
-            attempt(PurchaseInput {
+            attempt(Purchase {
                 event_id,
                 hold_id: HoldId::new(),
                 ..input.clone()
@@ -1175,7 +1175,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::HoldExpired
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             seat_ids: strings(&["A-1-1"]),
             ..input.clone()
         })
@@ -1183,7 +1183,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             seat_ids: strings(&["A-1-1", "A-1-2", "A-1-3"]),
             ..input.clone()
         })
@@ -1191,7 +1191,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             event_id: Uuid::now_v7(),
             ..input.clone()
         })
@@ -1210,7 +1210,7 @@ pub async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): 
     let mark = last_seq(&outbox).await;
     let (held, sold, version) = counters(&store, event_id).await;
     // The buyer names the seats in any order.
-    let reordered = PurchaseInput {
+    let reordered = Purchase {
         seat_ids: strings(&["A-1-2", "A-1-1"]),
         ..input.clone()
     };
