@@ -15,13 +15,15 @@
 //!   events); every inventory change publishes its domain event with the resulting figures.
 //!
 //! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait, both backends, the
-//! conformance suite), [`service`] (operations, idempotency, expiry), [`http`] (routes),
-//! [`error`] (→ problem), [`audit`] (counting an event's inventory from its rows).
+//! conformance suite), [`service`] (operations, expiry), [`idempotency`] (the protocol of
+//! requests with an `Idempotency-Key`), [`http`] (routes), [`error`] (→ problem), [`audit`]
+//! (counting an event's inventory from its rows).
 
 pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod service;
 pub mod store;
 

@@ -1,5 +1,6 @@
-//! The booking operations: input rules, who may see what, idempotent purchase, the expiry
-//! task, and change notifications for availability streams.
+//! The booking operations: input rules, who may see what, the purchase (exactly once per
+//! idempotency key, by [`crate::idempotency::run`]), the expiry task, and change
+//! notifications for availability streams.
 
 use evently_core::Problem;
 use evently_core::clock::SharedClock;
@@ -17,7 +18,8 @@ use crate::domain::{
     Purchase, SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
 };
 use crate::error::BookingError;
-use crate::store::{BookingStore, Confirmation, IdempotencyStart, NewHold, NewIntent};
+use crate::idempotency::{self, Answer, Done, KeyTimes};
+use crate::store::{BookingStore, Confirmation, NewHold, NewIntent};
 
 /// The route idempotency keys of purchases are scoped to.
 pub const PURCHASE_ROUTE: &str = "POST /api/orders/purchase";
@@ -59,21 +61,6 @@ impl Changes {
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
-}
-
-/// A purchase answer: a new order, or the stored answer of an earlier request with the same
-/// key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurchaseAnswer {
-    /// The order was placed now.
-    Created(String),
-    /// A replay of the first answer for this key.
-    Replayed {
-        /// Its status.
-        status: u16,
-        /// Its body, byte for byte.
-        body: String,
-    },
 }
 
 /// The booking operations.
@@ -380,51 +367,31 @@ impl BookingService {
         &self,
         purchase: Purchase,
         fingerprint: String,
-    ) -> Result<PurchaseAnswer, Problem> {
+    ) -> Result<Answer<String>, Problem> {
+        let times = KeyTimes {
+            lock_ms: ms(self.config.idempotency_lock_seconds),
+            ttl_ms: ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
+        };
+        // The store completes the key with the order in the purchase's transaction.
+        let operation = async {
+            let (order, body) = self
+                .store
+                .purchase(&purchase, self.now(), self.policy())
+                .await?;
+            metrics::counter!("evently_booking_orders_total").increment(1);
+            self.changed(order.event_id);
+            Ok::<_, BookingError>(Done::Recorded(body))
+        };
         let key = &purchase.key;
-        let now = self.now();
-        let start = self
-            .store
-            .idempotency_begin(
-                key,
-                &fingerprint,
-                now,
-                ms(self.config.idempotency_lock_seconds),
-                ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
-            )
-            .await?;
-        if let IdempotencyStart::Replay { status, body } = start {
-            return Ok(PurchaseAnswer::Replayed { status, body });
-        }
-        match self
-            .store
-            .purchase(&purchase, self.now(), self.policy())
-            .await
-        {
-            Ok((order, body)) => {
-                metrics::counter!("evently_booking_orders_total").increment(1);
-                self.changed(order.event_id);
-                Ok(PurchaseAnswer::Created(body))
-            }
-            Err(error) => {
-                let problem = Problem::from(error);
-                let status = problem.status();
-                // 409, 429 and 5xx are not stored: the client may retry them with the key.
-                let stored =
-                    if status.as_u16() == 409 || status.as_u16() == 429 || status.is_server_error()
-                    {
-                        self.store.idempotency_abandon(key).await
-                    } else {
-                        self.store
-                            .idempotency_finish(key, status.as_u16(), &problem.body().to_string())
-                            .await
-                    };
-                if let Err(e) = stored {
-                    tracing::warn!(error = %e, "could not record the idempotency outcome");
-                }
-                Err(problem)
-            }
-        }
+        idempotency::run(
+            &*self.store,
+            key,
+            &fingerprint,
+            self.now(),
+            times,
+            operation,
+        )
+        .await
     }
 
     /// Whether the caller may see orders of `event_id`'s organizer view: the organizer or an

@@ -16,7 +16,8 @@ use crate::domain::{
     HoldId, IdempotencyKey, Order, OrderId, PaymentIntentId, Purchase, sha256_hex,
 };
 use crate::error::BookingError;
-use crate::service::{PURCHASE_ROUTE, PurchaseAnswer};
+use crate::idempotency::Answer;
+use crate::service::PURCHASE_ROUTE;
 
 /// `POST /api/orders/purchase` (with an `Idempotency-Key` header).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -112,8 +113,8 @@ pub async fn purchase(
     let purchase = body.into_purchase(&caller, key);
     let answer = state.service.purchase(purchase, fingerprint).await?;
     Ok(match answer {
-        PurchaseAnswer::Created(body) => json_response(StatusCode::CREATED, body, false),
-        PurchaseAnswer::Replayed { status, body } => json_response(
+        Answer::Fresh(body) => json_response(StatusCode::CREATED, body, false),
+        Answer::Replayed { status, body } => json_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body,
             true,
