@@ -14,15 +14,17 @@
 //!   cancelled or deleted by its organizer refunds every order (a saga driven by those
 //!   events); every inventory change publishes its domain event with the resulting figures.
 //!
-//! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait and both backends; their
-//! conformance suite is in `tests/conformance/`, one module per area), [`service`]
-//! (operations, idempotency, expiry), [`http`] (routes), [`error`] (→ problem), [`audit`]
+//! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait and the body written once
+//! for both engines; its conformance suite is in `tests/conformance/`, one module per area),
+//! [`service`] (operations, expiry), [`idempotency`] (the protocol of requests with an
+//! `Idempotency-Key`), [`http`] (routes, one module per resource), [`error`] (→ problem), [`audit`]
 //! (counting an event's inventory from its rows).
 
 pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod service;
 pub mod store;
 
@@ -49,11 +51,13 @@ pub use store::BookingStore;
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        http::seat_map, http::create_hold, http::get_hold, http::hold_ttl, http::refresh_hold,
-        http::release_hold, http::create_intent, http::confirm_intent, http::purchase,
-        http::list_orders, http::get_order, http::cancel_order, http::availability,
-        http::availability_stream, http::join_waitlist, http::waitlist_position,
-        http::leave_waitlist,
+        http::seats::seat_map, http::holds::create_hold, http::holds::get_hold,
+        http::holds::hold_ttl, http::holds::refresh_hold, http::holds::release_hold,
+        http::payments::create_intent, http::payments::confirm_intent, http::orders::purchase,
+        http::orders::list_orders, http::orders::get_order, http::orders::cancel_order,
+        http::availability::availability, http::availability::availability_stream,
+        http::waitlist::join_waitlist, http::waitlist::waitlist_position,
+        http::waitlist::leave_waitlist,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "booking", description = "Seat maps, holds, payments, orders, the waitlist and availability"))

@@ -1,5 +1,6 @@
-//! The booking operations: input rules, who may see what, idempotent purchase, the expiry
-//! task, and change notifications for availability streams.
+//! The booking operations: input rules, who may see what, the purchase (exactly once per
+//! idempotency key, by [`crate::idempotency::run`]), the expiry task, and change
+//! notifications for availability streams.
 
 use evently_core::Problem;
 use evently_core::clock::SharedClock;
@@ -14,12 +15,11 @@ use uuid::Uuid;
 
 use crate::domain::{
     AvailabilityView, Hold, HoldId, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
-    SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
+    Purchase, SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
 };
 use crate::error::BookingError;
-use crate::store::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, PurchaseInput,
-};
+use crate::idempotency::{self, Answer, Done, KeyTimes};
+use crate::store::{BookingStore, Confirmation, NewHold, NewIntent};
 
 /// The route idempotency keys of purchases are scoped to.
 pub const PURCHASE_ROUTE: &str = "POST /api/orders/purchase";
@@ -61,21 +61,6 @@ impl Changes {
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
-}
-
-/// A purchase answer: a new order, or the stored answer of an earlier request with the same
-/// key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurchaseAnswer {
-    /// The order was placed now.
-    Created(String),
-    /// A replay of the first answer for this key.
-    Replayed {
-        /// Its status.
-        status: u16,
-        /// Its body, byte for byte.
-        body: String,
-    },
 }
 
 /// The booking operations.
@@ -373,77 +358,40 @@ impl BookingService {
             .await
     }
 
-    /// Buys the caller's paid hold, exactly once per idempotency key.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the purchase request's fields, each checked by the store"
-    )]
+    /// Makes `purchase` (the caller's, as its handler built it), exactly once per its
+    /// idempotency key; `fingerprint` is the SHA-256 of the request body that asked for it.
     ///
     /// # Errors
     /// As the purchase rules say; see [`BookingError`].
     pub async fn purchase(
         &self,
-        caller: &Identity,
-        key: String,
+        purchase: Purchase,
         fingerprint: String,
-        event_id: Uuid,
-        hold_id: HoldId,
-        seat_ids: Vec<String>,
-        intent_id: PaymentIntentId,
-    ) -> Result<PurchaseAnswer, Problem> {
-        let key = IdempotencyKey {
-            user_id: caller.user_id.0,
-            route: PURCHASE_ROUTE.into(),
+    ) -> Result<Answer<String>, Problem> {
+        let times = KeyTimes {
+            lock_ms: ms(self.config.idempotency_lock_seconds),
+            ttl_ms: ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
+        };
+        // The store completes the key with the order in the purchase's transaction.
+        let operation = async {
+            let (order, body) = self
+                .store
+                .purchase(&purchase, self.now(), self.policy())
+                .await?;
+            metrics::counter!("evently_booking_orders_total").increment(1);
+            self.changed(order.event_id);
+            Ok::<_, BookingError>(Done::Recorded(body))
+        };
+        let key = &purchase.key;
+        idempotency::run(
+            &*self.store,
             key,
-        };
-        let now = self.now();
-        let start = self
-            .store
-            .idempotency_begin(
-                &key,
-                &fingerprint,
-                now,
-                ms(self.config.idempotency_lock_seconds),
-                ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
-            )
-            .await?;
-        if let IdempotencyStart::Replay { status, body } = start {
-            return Ok(PurchaseAnswer::Replayed { status, body });
-        }
-        let input = PurchaseInput {
-            order_id: OrderId::new(),
-            user_id: caller.user_id.0,
-            event_id,
-            hold_id,
-            seat_ids,
-            intent_id,
-            key: key.clone(),
-        };
-        match self.store.purchase(&input, self.now(), self.policy()).await {
-            Ok((order, body)) => {
-                metrics::counter!("evently_booking_orders_total").increment(1);
-                self.changed(order.event_id);
-                Ok(PurchaseAnswer::Created(body))
-            }
-            Err(error) => {
-                let problem = Problem::from(error);
-                let status = problem.status();
-                // 409, 429 and 5xx are not stored: the client may retry them with the key.
-                let stored =
-                    if status.as_u16() == 409 || status.as_u16() == 429 || status.is_server_error()
-                    {
-                        self.store.idempotency_abandon(&key).await
-                    } else {
-                        self.store
-                            .idempotency_finish(&key, status.as_u16(), &problem.body().to_string())
-                            .await
-                    };
-                if let Err(e) = stored {
-                    tracing::warn!(error = %e, "could not record the idempotency outcome");
-                }
-                Err(problem)
-            }
-        }
+            &fingerprint,
+            self.now(),
+            times,
+            operation,
+        )
+        .await
     }
 
     /// Whether the caller may see orders of `event_id`'s organizer view: the organizer or an

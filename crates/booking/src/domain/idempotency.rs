@@ -3,6 +3,20 @@
 //! `complete` once that request's answer is stored; the answer is then replayed byte for byte
 //! to every request with the same key and body (ARCHITECTURE §4, invariant 2).
 
+use uuid::Uuid;
+
+/// Who is asking, for idempotency: the caller, the route and the client's key. A key is
+/// scoped to both, so two callers (or two routes) never share one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The caller.
+    pub user_id: Uuid,
+    /// The route, e.g. `POST /api/orders/purchase`.
+    pub route: String,
+    /// The client's key.
+    pub key: String,
+}
+
 /// A stored key's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyStatus {

@@ -7,11 +7,11 @@
 //! - [`hold`]: holds, their status machine, and the rules of taking, refreshing, releasing
 //!   and paying for one ([`decide_hold`]).
 //! - [`payment`]: payment intents, their status machine, amounts and confirmation.
-//! - [`order`]: orders and tickets, their status machines, and the purchase rule
-//!   ([`check_purchase`]).
+//! - [`order`]: orders and tickets, their status machines, the purchase command
+//!   ([`Purchase`]) and the purchase rule ([`check_purchase`]).
 //! - [`waitlist`]: waitlist entries and who may join.
-//! - [`idempotency`]: what a purchase's idempotency key, stored before, means for a request
-//!   that brings it again.
+//! - [`idempotency`]: a request's idempotency key, and what one stored before means for a
+//!   request that brings it again.
 //!
 //! Here too: the id newtypes of booking's rows, [`IllegalTransition`] (what every status
 //! machine refuses), the settings the store applies ([`Policy`]) and small helpers for
@@ -34,14 +34,15 @@ pub use hold::{
     decide_hold, hold_is_live, may_pay_for, may_release, open_for_holds, refreshed_expiry,
     refuse_best_early, refuse_named_early, within_ticket_limit,
 };
+pub use idempotency::IdempotencyKey;
 pub use inventory::{
     AvailabilityView, Candidate, EVENT_CANCELLED, GA_SECTION, Inventory, SeatState, SeatView,
     Selection, best_window, ga_seat_id, is_seat_id, offer_window, pick_best, seat_blocks,
     seat_price, seat_shown_as, section_of,
 };
 pub use order::{
-    Order, OrderStatus, PurchaseFacts, PurchaseRefusal, Ticket, TicketStatus, check_purchase,
-    purchase_without_event,
+    Order, OrderStatus, Purchase, PurchaseFacts, PurchaseRefusal, Ticket, TicketStatus,
+    check_purchase, purchase_without_event,
 };
 pub use payment::{
     ConfirmRefusal, ConfirmStep, Confirmation, IntentStatus, PaymentIntent, confirmation_lost,

@@ -5,6 +5,9 @@
 //! payment intent the request names, the event, and in a batch whether the hold was bought
 //! earlier in the same transaction. [`check_purchase`] either vouches for the pair (hold,
 //! intent) to sell or names the first rule the request breaks; it writes nothing.
+//!
+//! A purchase travels as one command, [`Purchase`]: built once from the request and its
+//! caller, it reaches the store unchanged.
 
 use serde::Serialize;
 use std::fmt;
@@ -12,8 +15,30 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::hold::{Hold, HoldEnded, HoldStatus};
+use super::idempotency::IdempotencyKey;
 use super::payment::{IntentStatus, PaymentIntent};
 use super::{HoldId, IllegalTransition, OrderId, PaymentIntentId, TicketId};
+
+/// A purchase to make: the buyer's request to turn their paid hold into an order, exactly
+/// once per idempotency key. Nothing in it is trusted yet beyond its types: the store checks
+/// it against what it reads under the event's lock ([`check_purchase`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// The new order's id (unused when the key's first answer is replayed).
+    pub order_id: OrderId,
+    /// The buyer: the caller.
+    pub user_id: Uuid,
+    /// The event named in the request.
+    pub event_id: Uuid,
+    /// The hold to buy.
+    pub hold_id: HoldId,
+    /// The seats named in the request (must be the hold's).
+    pub seat_ids: Vec<String>,
+    /// The payment.
+    pub intent_id: PaymentIntentId,
+    /// The idempotency key, completed with the order in the same transaction.
+    pub key: IdempotencyKey,
+}
 
 /// Where an order is in its life: confirmed when placed, cancelled (and refunded) once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -13,7 +13,7 @@ use crate::domain::{
     purchase_without_event, refuse_best_early, refuse_named_early, seat_blocks,
 };
 use crate::error::BookingError;
-use crate::store::{NewHold, PurchaseInput, corrupt, placeholders, wanted_seats};
+use crate::store::{NewHold, Purchase, corrupt, placeholders, wanted_seats};
 
 use super::{
     holds::{fetch_hold, hold_step, seat_states},
@@ -39,7 +39,7 @@ pub(crate) enum Job {
         decided: Option<Hold>,
     },
     Purchase {
-        input: PurchaseInput,
+        input: Purchase,
         now: i64,
         policy: Policy,
         reply: tokio::sync::oneshot::Sender<Result<(Order, String), BookingError>>,
@@ -201,7 +201,7 @@ impl SqlBookingStore {
     /// A purchase in a transaction of its own (rolled back whole on any refusal).
     pub(super) async fn purchase_alone(
         &self,
-        input: &PurchaseInput,
+        input: &Purchase,
         now: i64,
         policy: Policy,
     ) -> Result<(Order, String), BookingError> {

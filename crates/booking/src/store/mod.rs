@@ -156,16 +156,7 @@ pub struct NewIntent {
 
 pub use crate::domain::Confirmation;
 
-/// Who is asking, for idempotency: the caller, the route and the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    /// The caller.
-    pub user_id: Uuid,
-    /// The route, e.g. `POST /api/orders/purchase`.
-    pub route: String,
-    /// The client's key.
-    pub key: String,
-}
+pub use crate::domain::{IdempotencyKey, Purchase};
 
 /// What an idempotency check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,25 +170,6 @@ pub enum IdempotencyStart {
         /// Body, byte for byte.
         body: String,
     },
-}
-
-/// A purchase to make.
-#[derive(Debug, Clone)]
-pub struct PurchaseInput {
-    /// The new order's id.
-    pub order_id: OrderId,
-    /// The buyer.
-    pub user_id: Uuid,
-    /// The event named in the request.
-    pub event_id: Uuid,
-    /// The hold to buy.
-    pub hold_id: HoldId,
-    /// The seats named in the request (must be the hold's).
-    pub seat_ids: Vec<String>,
-    /// The payment.
-    pub intent_id: PaymentIntentId,
-    /// The idempotency record completed in the same transaction.
-    pub key: IdempotencyKey,
 }
 
 /// Everything booking persists.
@@ -308,7 +280,7 @@ pub trait BookingStore: Send + Sync + 'static {
     /// answer's body.
     async fn purchase(
         &self,
-        input: &PurchaseInput,
+        input: &Purchase,
         now: i64,
         policy: Policy,
     ) -> Result<(Order, String), BookingError>;

@@ -14,7 +14,7 @@ use crate::domain::{
 };
 use crate::error::BookingError;
 use crate::store::{
-    Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, Overlay, PurchaseInput, SEATS_SOLD,
+    Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, Overlay, Purchase, SEATS_SOLD,
     TICKET_INSERTED, Writes, count, json,
 };
 
@@ -123,7 +123,7 @@ pub(super) async fn purchase_step(
     changes: &mut Changes,
     writes: &mut Writes,
     overlay: Option<&mut Overlay>,
-    input: &PurchaseInput,
+    input: &Purchase,
     now: i64,
 ) -> Result<(Order, String), BookingError> {
     let order = purchase_in(tx, inv, changes, writes, overlay, input, now).await?;
@@ -149,7 +149,7 @@ pub(super) async fn purchase_in(
     changes: &mut Changes,
     writes: &mut Writes,
     overlay: Option<&mut Overlay>,
-    input: &PurchaseInput,
+    input: &Purchase,
     now: i64,
 ) -> Result<Order, BookingError> {
     let found = match overlay.as_deref() {

@@ -80,7 +80,7 @@ use crate::domain::{
 use crate::error::BookingError;
 use crate::store::{
     Arg, BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, Job, NewHold, NewIntent,
-    PurchaseInput, Writes, corrupt,
+    Purchase, Writes, corrupt,
 };
 
 // Every method opens a span named after it, carrying the ids it works on. Those on a buyer's
@@ -641,7 +641,7 @@ impl BookingStore for SqlBookingStore {
     )]
     async fn purchase(
         &self,
-        input: &PurchaseInput,
+        input: &Purchase,
         now: i64,
         policy: Policy,
     ) -> Result<(Order, String), BookingError> {

@@ -11,7 +11,7 @@ use evently_booking::domain::{
     Policy, Selection, TicketStatus, sha256_hex,
 };
 use evently_booking::error::BookingError;
-use evently_booking::store::{Confirmation, IdempotencyStart, NewHold, NewIntent, PurchaseInput};
+use evently_booking::store::{Confirmation, IdempotencyStart, NewHold, NewIntent, Purchase};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -41,7 +41,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             .unwrap(),
         IdempotencyStart::Started
     );
-    let attempt = |input: PurchaseInput| {
+    let attempt = |input: Purchase| {
         let store = store.clone();
         async move { store.purchase(&input, NOW + 3, POLICY).await }
     };
@@ -51,7 +51,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::PaymentIncomplete(status) if status == "requires_confirmation"
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: old_payment.id,
             ..input.clone()
         })
@@ -59,7 +59,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: bobs_payment.id,
             ..input.clone()
         })
@@ -67,7 +67,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::IntentNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             intent_id: PaymentIntentId::new(),
             ..input.clone()
         })
@@ -75,7 +75,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::IntentNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             user_id: bob,
             intent_id: bobs_payment.id,
             ..input.clone()
@@ -84,7 +84,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::HoldNotFound
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             hold_id: HoldId::new(),
             ..input.clone()
         })
@@ -96,7 +96,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
     let untouched = counters(&store, other_event).await;
     for event_id in [other_event, Uuid::now_v7()] {
         refused!(
-            attempt(PurchaseInput {
+            attempt(Purchase {
                 event_id,
                 ..input.clone()
             })
@@ -104,7 +104,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             BookingError::Invalid(p) if p.body().to_string().contains("/eventId")
         );
         refused!(
-            attempt(PurchaseInput {
+            attempt(Purchase {
                 event_id,
                 hold_id: HoldId::new(),
                 ..input.clone()
@@ -119,7 +119,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::HoldExpired
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             seat_ids: strings(&["A-1-1"]),
             ..input.clone()
         })
@@ -127,7 +127,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             seat_ids: strings(&["A-1-1", "A-1-2", "A-1-3"]),
             ..input.clone()
         })
@@ -135,7 +135,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
         BookingError::Invalid(_)
     );
     refused!(
-        attempt(PurchaseInput {
+        attempt(Purchase {
             event_id: Uuid::now_v7(),
             ..input.clone()
         })
@@ -154,7 +154,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
     let mark = last_seq(&outbox).await;
     let (held, sold, version) = counters(&store, event_id).await;
     // The buyer names the seats in any order.
-    let reordered = PurchaseInput {
+    let reordered = Purchase {
         seat_ids: strings(&["A-1-2", "A-1-1"]),
         ..input.clone()
     };

@@ -9,7 +9,7 @@ use evently_booking::domain::{
 use evently_booking::error::BookingError;
 use evently_booking::store::{
     BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-    PurchaseInput, SqlBookingStore,
+    Purchase, SqlBookingStore,
 };
 use evently_bus::catalog::{
     Availability, EventSnapshot, InventoryChange, SeatLayout, SeatRow, SeatSection,
@@ -243,8 +243,8 @@ pub fn key(user_id: Uuid, key: &str) -> IdempotencyKey {
 }
 
 /// The purchase of `hold` as its buyer names it, paid by `intent_id`, under key `k`.
-pub fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> PurchaseInput {
-    PurchaseInput {
+pub fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> Purchase {
+    Purchase {
         order_id: OrderId::new(),
         user_id: hold.user_id,
         event_id: hold.event_id,

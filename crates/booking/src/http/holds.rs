@@ -1,0 +1,204 @@
+//! `/api/orders/holds`: take, read, refresh and release the caller's holds on seats.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use evently_core::extract::{Json, OptionalJson, Path};
+use evently_core::identity::Identity;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::BookingState;
+use crate::domain::{Hold, HoldId, HoldStatus, rfc3339};
+use crate::error::BookingError;
+
+/// `POST /api/orders/holds`: `seatIds`, or `quantity` (with an optional `section`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The event.
+    pub event_id: Uuid,
+    /// These seats, all or nothing (1 to `booking.max_seats_per_order`, no duplicates).
+    #[serde(default)]
+    #[schema(example = json!(["A-3-12", "A-3-13"]))]
+    pub seat_ids: Option<Vec<String>>,
+    /// Or this many: general admission, or the best available (adjacent in one row where
+    /// possible).
+    #[serde(default)]
+    pub quantity: Option<i64>,
+    /// With `quantity`: only this section.
+    #[serde(default)]
+    pub section: Option<String>,
+}
+
+/// A hold.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldView {
+    /// Its id.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// The event.
+    pub event_id: Uuid,
+    /// The held seats.
+    pub seat_ids: Vec<String>,
+    /// `active`, `released`, `expired`, `purchased` or `cancelled`.
+    pub status: String,
+    /// `buyer`, or `waitlist` for an offer made to a waiting buyer.
+    pub kind: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// Seconds until then (0 once past).
+    pub expires_in_seconds: i64,
+}
+
+fn seconds_left(expires_at: i64, now: i64) -> i64 {
+    (expires_at - now).max(0).div_euclid(1000)
+}
+
+impl HoldView {
+    fn new(hold: Hold, now: i64) -> Self {
+        Self {
+            hold_id: hold.id,
+            event_id: hold.event_id,
+            status: hold.status_at(now).as_str().to_owned(),
+            seat_ids: hold.seat_ids,
+            kind: hold.kind.as_str().to_owned(),
+            expires_at: rfc3339(hold.expires_at),
+            expires_in_seconds: seconds_left(hold.expires_at, now),
+        }
+    }
+}
+
+/// Holds seats for the caller, all or nothing. A new hold replaces the caller's earlier
+/// live hold on the event (whose seats it may take again).
+#[utoipa::path(post, path = "/api/orders/holds", tag = "booking", request_body = HoldRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = HoldView),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
+        (status = 404, description = "Unknown event", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Seats unavailable (`conflicts` lists them), sold out, not on sale, or ticket limit", body = evently_core::problem::ProblemBody),
+        (status = 422, description = "Invalid selection or unknown seats", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn create_hold(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Json(body): Json<HoldRequest>,
+) -> Result<(StatusCode, axum::Json<HoldView>), BookingError> {
+    let selection = state
+        .service
+        .selection(body.seat_ids, body.quantity, body.section)?;
+    let hold = state
+        .service
+        .hold(&caller, body.event_id, selection)
+        .await?;
+    let now = state.service.now();
+    Ok((StatusCode::CREATED, axum::Json(HoldView::new(hold, now))))
+}
+
+/// The caller's hold.
+#[utoipa::path(get, path = "/api/orders/holds/{holdId}", tag = "booking",
+    params(("holdId" = Uuid, Path, description = "The hold")), security(("bearer" = [])),
+    responses(
+        (status = 200, body = HoldView),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn get_hold(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(hold_id): Path<HoldId>,
+) -> Result<axum::Json<HoldView>, BookingError> {
+    let hold = state.service.get_hold(&caller, hold_id).await?;
+    Ok(axum::Json(HoldView::new(hold, state.service.now())))
+}
+
+/// `GET /api/orders/holds/{holdId}/ttl`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldTtl {
+    /// The hold.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// Seconds left (0 once expired or ended).
+    pub ttl: i64,
+    /// The hold's status.
+    pub status: String,
+}
+
+/// Seconds left on the caller's hold.
+#[utoipa::path(get, path = "/api/orders/holds/{holdId}/ttl", tag = "booking",
+    params(("holdId" = Uuid, Path, description = "The hold")), security(("bearer" = [])),
+    responses(
+        (status = 200, body = HoldTtl),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn hold_ttl(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(hold_id): Path<HoldId>,
+) -> Result<axum::Json<HoldTtl>, BookingError> {
+    let hold = state.service.get_hold(&caller, hold_id).await?;
+    let now = state.service.now();
+    let live = hold.status_at(now) == HoldStatus::Active;
+    let view = HoldView::new(hold, now);
+    let ttl = if live { view.expires_in_seconds } else { 0 };
+    Ok(axum::Json(HoldTtl {
+        hold_id,
+        ttl,
+        status: view.status,
+    }))
+}
+
+/// `POST /api/orders/holds/{holdId}/refresh` (body optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// Seconds from now (default the hold TTL; capped by `booking.max_extend_seconds` and the
+    /// hold's total lifetime `booking.max_hold_lifetime_seconds`).
+    #[serde(default)]
+    pub extend_seconds: Option<i64>,
+}
+
+/// Extends the caller's live hold (capped; never shortened).
+#[utoipa::path(post, path = "/api/orders/holds/{holdId}/refresh", tag = "booking",
+    params(("holdId" = Uuid, Path, description = "The hold")), request_body = Option<RefreshRequest>,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = HoldTtl),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Expired, released or purchased", body = evently_core::problem::ProblemBody),
+        (status = 422, description = "Bad extension", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn refresh_hold(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(hold_id): Path<HoldId>,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> Result<axum::Json<HoldTtl>, BookingError> {
+    let extend = body.unwrap_or_default().extend_seconds;
+    let hold = state.service.refresh(&caller, hold_id, extend).await?;
+    let now = state.service.now();
+    Ok(axum::Json(HoldTtl {
+        hold_id,
+        ttl: seconds_left(hold.expires_at, now),
+        status: hold.status.as_str().to_owned(),
+    }))
+}
+
+/// Releases the caller's hold: its seats go back on sale.
+#[utoipa::path(delete, path = "/api/orders/holds/{holdId}", tag = "booking",
+    params(("holdId" = Uuid, Path, description = "The hold")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Released (or already ended)"),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Already purchased", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn release_hold(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(hold_id): Path<HoldId>,
+) -> Result<StatusCode, BookingError> {
+    state.service.release(&caller, hold_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

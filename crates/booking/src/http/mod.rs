@@ -1,0 +1,74 @@
+//! Booking routes: path + method → handler, nothing else. The handlers and their request and
+//! response types live in one module per resource: [`seats`] (the seat map), [`holds`],
+//! [`payments`], [`orders`] (purchase, listing, cancelling), [`availability`] (with its live
+//! stream) and [`waitlist`].
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use evently_core::identity::JwtKeys;
+use std::sync::Arc;
+
+use crate::service::BookingService;
+
+pub mod availability;
+pub mod holds;
+pub mod orders;
+pub mod payments;
+pub mod seats;
+pub mod waitlist;
+
+/// What every booking handler can reach.
+#[derive(Clone)]
+pub struct BookingState {
+    /// The operations.
+    pub service: Arc<BookingService>,
+    /// Token keys (the `Identity` extractor finds them here).
+    pub keys: Arc<JwtKeys>,
+}
+
+impl FromRef<BookingState> for Arc<JwtKeys> {
+    fn from_ref(state: &BookingState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// The booking router.
+pub fn router(state: BookingState) -> Router {
+    Router::new()
+        .route("/api/orders/seats/{event_id}", get(seats::seat_map))
+        .route("/api/orders/holds", post(holds::create_hold))
+        .route(
+            "/api/orders/holds/{hold_id}",
+            get(holds::get_hold).delete(holds::release_hold),
+        )
+        .route("/api/orders/holds/{hold_id}/ttl", get(holds::hold_ttl))
+        .route(
+            "/api/orders/holds/{hold_id}/refresh",
+            post(holds::refresh_hold),
+        )
+        .route("/api/orders/payments/intent", post(payments::create_intent))
+        .route(
+            "/api/orders/payments/confirm",
+            post(payments::confirm_intent),
+        )
+        .route("/api/orders/purchase", post(orders::purchase))
+        .route("/api/orders/orders", get(orders::list_orders))
+        .route("/api/orders/{order_id}", get(orders::get_order))
+        .route("/api/orders/{order_id}/cancel", post(orders::cancel_order))
+        .route(
+            "/api/events/{event_id}/availability",
+            get(availability::availability),
+        )
+        .route(
+            "/api/events/{event_id}/availability/stream",
+            get(availability::availability_stream),
+        )
+        .route(
+            "/api/events/{event_id}/waitlist",
+            post(waitlist::join_waitlist)
+                .get(waitlist::waitlist_position)
+                .delete(waitlist::leave_waitlist),
+        )
+        .with_state(state)
+}

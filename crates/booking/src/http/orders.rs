@@ -1,0 +1,236 @@
+//! `/api/orders/*` orders: the idempotent purchase of a paid hold, the caller's orders, one
+//! order, and cancelling it.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use evently_core::Problem;
+use evently_core::extract::{Json, Path, Query};
+use evently_core::identity::Identity;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::BookingState;
+use crate::domain::{
+    HoldId, IdempotencyKey, Order, OrderId, PaymentIntentId, Purchase, sha256_hex,
+};
+use crate::error::BookingError;
+use crate::idempotency::Answer;
+use crate::service::PURCHASE_ROUTE;
+
+/// `POST /api/orders/purchase` (with an `Idempotency-Key` header).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurchaseRequest {
+    /// The event.
+    pub event_id: Uuid,
+    /// The caller's live hold.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// Exactly the hold's seats.
+    pub seat_ids: Vec<String>,
+    /// A succeeded payment intent for this hold.
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
+}
+
+impl PurchaseRequest {
+    /// The purchase this request asks for on behalf of `caller`, under the client's `key`
+    /// (scoped to the caller and [`PURCHASE_ROUTE`]), with a new order id.
+    fn into_purchase(self, caller: &Identity, key: String) -> Purchase {
+        Purchase {
+            order_id: OrderId::new(),
+            user_id: caller.user_id.0,
+            event_id: self.event_id,
+            hold_id: self.hold_id,
+            seat_ids: self.seat_ids,
+            intent_id: self.payment_intent_id,
+            key: IdempotencyKey {
+                user_id: caller.user_id.0,
+                route: PURCHASE_ROUTE.into(),
+                key,
+            },
+        }
+    }
+}
+
+/// The `Idempotency-Key` of a request: required, one header, 1 to 255 visible ASCII
+/// characters.
+///
+/// # Errors
+/// 400 otherwise.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Err(Problem::bad_request("idempotency-key-required")
+            .detail("this request needs an Idempotency-Key header (e.g. a UUID)"));
+    };
+    if values.next().is_some() {
+        return Err(Problem::bad_request("idempotency-key-invalid")
+            .detail("send exactly one Idempotency-Key header"));
+    }
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        })
+        .ok_or_else(|| {
+            Problem::bad_request("idempotency-key-invalid")
+                .detail("the Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(key.to_owned())
+}
+
+/// Buys the caller's live, paid hold: the order, its tickets and the seats' sold state
+/// commit together. Exactly once per `Idempotency-Key` (scoped to the caller and this
+/// route, kept 24 h): the same key and body replay the first answer byte for byte
+/// (`Idempotent-Replayed: true`); another body is 422; while the first request runs, 409 with
+/// `Retry-After`. 409, 429 and 5xx answers are not stored.
+#[utoipa::path(post, path = "/api/orders/purchase", tag = "booking", request_body = PurchaseRequest,
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters, e.g. a UUID")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = Order),
+        (status = 400, description = "Missing or malformed Idempotency-Key", body = evently_core::problem::ProblemBody),
+        (status = 404, description = "No such hold or intent of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired or purchased, payment not completed, or the key's first request still running", body = evently_core::problem::ProblemBody),
+        (status = 422, description = "Seats or intent do not match the hold, or the key was used with another body", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn purchase(
+    State(state): State<BookingState>,
+    caller: Identity,
+    headers: HeaderMap,
+    Json(body): Json<PurchaseRequest>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let fingerprint = sha256_hex(
+        serde_json::to_string(&body)
+            .map_err(|e| Problem::internal(e.into()))?
+            .as_bytes(),
+    );
+    let purchase = body.into_purchase(&caller, key);
+    let answer = state.service.purchase(purchase, fingerprint).await?;
+    Ok(match answer {
+        Answer::Fresh(body) => json_response(StatusCode::CREATED, body, false),
+        Answer::Replayed { status, body } => json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+            true,
+        ),
+    })
+}
+
+fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        evently_core::problem::PROBLEM_JSON
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// `?page=&size=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page number, from 0.
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    pub size: Option<u32>,
+}
+
+/// Where a page sits in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    /// Page number, from 0.
+    pub number: u32,
+    /// Items per page.
+    pub size: u32,
+    /// Items in the whole listing.
+    pub total_elements: u64,
+    /// Pages in the whole listing.
+    pub total_pages: u64,
+}
+
+/// `GET /api/orders/orders`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderList {
+    /// The caller's orders, newest first.
+    pub orders: Vec<Order>,
+    /// The page.
+    pub page: PageInfo,
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/api/orders/orders", tag = "booking", params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrderList),
+        (status = 422, description = "Bad page size", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn list_orders(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Query(query): Query<PageQuery>,
+) -> Result<axum::Json<OrderList>, BookingError> {
+    let size = query.size.unwrap_or(20);
+    if !(1..=100).contains(&size) {
+        return Err(Problem::invalid_field("size", "must be 1 to 100").into());
+    }
+    let number = query.page.unwrap_or(0);
+    if number > 1_000_000 {
+        return Err(Problem::invalid_field("page", "must be at most 1000000").into());
+    }
+    let (orders, total) = state.service.orders(&caller, number, size).await?;
+    Ok(axum::Json(OrderList {
+        orders,
+        page: PageInfo {
+            number,
+            size,
+            total_elements: total,
+            total_pages: total.div_ceil(u64::from(size)),
+        },
+    }))
+}
+
+/// An order: visible to its buyer, the event's organizer and admins.
+#[utoipa::path(get, path = "/api/orders/{orderId}", tag = "booking",
+    params(("orderId" = Uuid, Path, description = "The order")), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Order),
+        (status = 404, description = "No such order visible to the caller", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn get_order(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(order_id): Path<OrderId>,
+) -> Result<axum::Json<Order>, BookingError> {
+    Ok(axum::Json(state.service.order(&caller, order_id).await?))
+}
+
+/// Cancels an order (its buyer, the event's organizer, or an admin): the payment is refunded
+/// (simulated) and the seats go back on sale.
+#[utoipa::path(post, path = "/api/orders/{orderId}/cancel", tag = "booking",
+    params(("orderId" = Uuid, Path, description = "The order")), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Order),
+        (status = 404, description = "No such order visible to the caller", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Already cancelled", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn cancel_order(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(order_id): Path<OrderId>,
+) -> Result<axum::Json<Order>, BookingError> {
+    Ok(axum::Json(state.service.cancel(&caller, order_id).await?))
+}

@@ -1,0 +1,130 @@
+//! `/api/orders/payments/*`: create and confirm payment intents for a hold (a simulated
+//! processor with test cards).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use evently_core::extract::Json;
+use evently_core::identity::Identity;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::BookingState;
+use crate::domain::{HoldId, PaymentIntentId};
+use crate::error::BookingError;
+
+/// `POST /api/orders/payments/intent`. The amount is computed from the hold; `amount` and
+/// `currency` sent by older clients are accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntentRequest {
+    /// The hold to pay for.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// Ignored: the server computes the amount.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<serde_json::Value>,
+    /// Ignored: the event's currency is used.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub currency: Option<serde_json::Value>,
+}
+
+/// A payment intent (simulated).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentView {
+    /// Its id.
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
+    /// The secret to confirm it with (only in the creation answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The hold it pays for.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// Minor units: the sum of the held seats' prices.
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// `requires_confirmation`, `succeeded`, `declined`, `cancelled` or `refunded`.
+    pub status: String,
+}
+
+/// Creates a payment intent for the caller's live hold.
+#[utoipa::path(post, path = "/api/orders/payments/intent", tag = "booking", request_body = IntentRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = IntentView),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired or purchased", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn create_intent(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Json(body): Json<IntentRequest>,
+) -> Result<(StatusCode, axum::Json<IntentView>), BookingError> {
+    let (intent, secret) = state.service.create_intent(&caller, body.hold_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(IntentView {
+            payment_intent_id: intent.id,
+            client_secret: Some(secret),
+            hold_id: intent.hold_id,
+            amount: intent.amount,
+            currency: intent.currency,
+            status: intent.status.as_str().to_owned(),
+        }),
+    ))
+}
+
+/// `POST /api/orders/payments/confirm`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// The intent.
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
+    /// Its client secret.
+    pub client_secret: String,
+    /// Test card: `pm_card_visa` (default, succeeds), `pm_card_declined` (402, the intent is
+    /// declined), `pm_card_processing_error` (503, nothing changes; confirm again).
+    #[serde(default)]
+    pub payment_method: Option<String>,
+}
+
+/// Confirms the caller's payment intent (simulated processor). Confirming a succeeded
+/// intent again answers the same.
+#[utoipa::path(post, path = "/api/orders/payments/confirm", tag = "booking", request_body = ConfirmRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = IntentView),
+        (status = 402, description = "Declined (test card pm_card_declined)", body = evently_core::problem::ProblemBody),
+        (status = 404, description = "No such intent of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired, or the intent is not confirmable", body = evently_core::problem::ProblemBody),
+        (status = 422, description = "Wrong client secret or unknown payment method", body = evently_core::problem::ProblemBody),
+        (status = 503, description = "Processor error (test card pm_card_processing_error)", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn confirm_intent(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Json(body): Json<ConfirmRequest>,
+) -> Result<axum::Json<IntentView>, BookingError> {
+    let intent = state
+        .service
+        .confirm(
+            &caller,
+            body.payment_intent_id,
+            &body.client_secret,
+            body.payment_method.as_deref(),
+        )
+        .await?;
+    Ok(axum::Json(IntentView {
+        payment_intent_id: intent.id,
+        client_secret: None,
+        hold_id: intent.hold_id,
+        amount: intent.amount,
+        currency: intent.currency,
+        status: intent.status.as_str().to_owned(),
+    }))
+}
