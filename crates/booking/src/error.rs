@@ -79,6 +79,18 @@ pub enum BookingError {
         /// Seats available.
         available: i64,
     },
+    /// Seats asked for that are not seats of the event, with their place in the request.
+    #[error("no such seats at this event")]
+    UnknownSeats(Vec<(usize, String)>),
+    /// A purchase names another event than its hold's.
+    #[error("the hold is for another event")]
+    HoldForAnotherEvent,
+    /// A purchase names other seats than its hold's.
+    #[error("the seats are not the hold's")]
+    SeatsMismatch,
+    /// A purchase names a payment intent of another hold.
+    #[error("the payment intent is for another hold")]
+    IntentForAnotherHold,
     /// The idempotency key was used with another request body.
     #[error("idempotency key reused")]
     KeyReused,
@@ -105,16 +117,7 @@ impl From<HoldRefusal> for BookingError {
             HoldRefusal::EventNotFound => BookingError::EventNotFound,
             HoldRefusal::NotOnSale(why) => BookingError::NotOnSale(why),
             HoldRefusal::TicketLimit { limit, owned } => BookingError::TicketLimit { limit, owned },
-            HoldRefusal::UnknownSeats(unknown) => {
-                let mut problem = Problem::validation().detail("no such seats at this event");
-                for (i, seat) in unknown {
-                    problem = problem.field(
-                        format!("/seatIds/{i}"),
-                        format!("{seat} is not a seat of this event"),
-                    );
-                }
-                BookingError::Invalid(problem)
-            }
+            HoldRefusal::UnknownSeats(unknown) => BookingError::UnknownSeats(unknown),
             HoldRefusal::SeatsUnavailable(conflicts) => BookingError::SeatsUnavailable(conflicts),
             HoldRefusal::SoldOut { available } => BookingError::SoldOut { available },
         }
@@ -156,23 +159,14 @@ impl From<PurchaseRefusal> for BookingError {
         use PurchaseRefusal as R;
         match refusal {
             R::HoldNotFound => BookingError::HoldNotFound,
-            R::AnotherEvent => BookingError::Invalid(Problem::invalid_field(
-                "/eventId",
-                "the hold is for another event",
-            )),
+            R::AnotherEvent => BookingError::HoldForAnotherEvent,
             R::EventNotFound => BookingError::EventNotFound,
             R::HoldPurchased => BookingError::HoldPurchased,
             R::HoldExpired => BookingError::HoldExpired,
-            R::SeatsMismatch => BookingError::Invalid(Problem::invalid_field(
-                "/seatIds",
-                "must be exactly the hold's seats",
-            )),
+            R::SeatsMismatch => BookingError::SeatsMismatch,
             R::EventCancelled => BookingError::NotOnSale("the event is cancelled"),
             R::IntentNotFound => BookingError::IntentNotFound,
-            R::IntentForAnotherHold => BookingError::Invalid(Problem::invalid_field(
-                "/paymentIntentId",
-                "the payment intent is for another hold",
-            )),
+            R::IntentForAnotherHold => BookingError::IntentForAnotherHold,
             R::PaymentIncomplete(status) => {
                 BookingError::PaymentIncomplete(status.as_str().to_owned())
             }
@@ -247,6 +241,25 @@ impl From<BookingError> for Problem {
                         "{available} seats are available: hold them instead of waiting"
                     ))
                     .extension("available", available.into())
+            }
+            E::UnknownSeats(unknown) => {
+                let mut problem = Problem::validation().detail("no such seats at this event");
+                for (i, seat) in unknown {
+                    problem = problem.field(
+                        format!("/seatIds/{i}"),
+                        format!("{seat} is not a seat of this event"),
+                    );
+                }
+                problem
+            }
+            E::HoldForAnotherEvent => {
+                Problem::invalid_field("/eventId", "the hold is for another event")
+            }
+            E::SeatsMismatch => {
+                Problem::invalid_field("/seatIds", "must be exactly the hold's seats")
+            }
+            E::IntentForAnotherHold => {
+                Problem::invalid_field("/paymentIntentId", "the payment intent is for another hold")
             }
             E::KeyReused => Problem::validation().detail(
                 "this Idempotency-Key was used with a different request body; use a new key",

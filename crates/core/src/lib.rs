@@ -13,6 +13,7 @@
 //! - [`sqlite`]: in-process SQLite connections with sqlx's query API, for hot write paths.
 //! - [`sql`]: one SQL API over both engines (`Db`, `Tx`, `query`, `Row`), so that a store's
 //!   body is written once.
+//! - [`idempotency`]: the `Idempotency-Key` protocol ([`idempotency::run`]) and its rule.
 //! - [`telemetry`]: logging initialisation.
 //! - [`clock`], [`secret`], [`ids`], [`service`]: small shared types.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod db;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod problem;

@@ -43,6 +43,11 @@
 //! Payment intents and idempotency records do not touch the inventory and use conditional
 //! updates on their own rows.
 //!
+//! A store method fails with [`StoreError`] (inside `BookingError::Store`) or is refused with
+//! one of `BookingError`'s domain reasons, mostly the domain's refusals (`HoldRefusal`,
+//! `PurchaseRefusal` …) converted; it never builds an HTTP problem: that happens once, in
+//! `From<BookingError> for Problem`.
+//!
 //! In front of the database lock each process queues its own inventory changes per event
 //! ([`EventGates`]): of the requests of one process, only one at a time waits for an event's
 //! lock in the database. Hundreds of buyers of one event would otherwise all wait on the same
@@ -158,19 +163,7 @@ pub use crate::domain::Confirmation;
 
 pub use crate::domain::{IdempotencyKey, Purchase};
 
-/// What an idempotency check found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyStart {
-    /// First use of the key (or a takeover of a crashed request's): run the request.
-    Started,
-    /// The key completed: answer this again.
-    Replay {
-        /// HTTP status.
-        status: u16,
-        /// Body, byte for byte.
-        body: String,
-    },
-}
+pub use evently_core::idempotency::IdempotencyStart;
 
 /// Everything booking persists.
 #[async_trait]

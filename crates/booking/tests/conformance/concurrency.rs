@@ -73,7 +73,7 @@ async fn refused_changes_leave_nothing_behind((store, outbox): Subject) {
     );
     refused!(
         hold_seats(&store, event_id, alice, &["A-1-1", "Z-1-1"], NOW + 2).await,
-        BookingError::Invalid(_)
+        BookingError::UnknownSeats(_)
     );
     // Two seats are free for Alice (her own hold's), but one is all she may have.
     let over_limit = NewHold {

@@ -24,7 +24,7 @@ async fn hold_is_all_or_nothing_and_counted((store, outbox): Subject) {
     let unknown = hold_seats(&store, event_id, alice, &["A-1-1", "Z-9-9"], NOW + 2).await;
 
     refused!(conflict, BookingError::SeatsUnavailable(seats) if seats == ["A-1-2"]);
-    refused!(unknown, BookingError::Invalid(_));
+    refused!(unknown, BookingError::UnknownSeats(_));
     assert_eq!(
         seats_in(&store, event_id, NOW + 2, "available").await,
         ["A-1-1", "A-1-3"]

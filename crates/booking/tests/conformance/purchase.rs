@@ -56,7 +56,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             ..input.clone()
         })
         .await,
-        BookingError::Invalid(_)
+        BookingError::IntentForAnotherHold
     );
     refused!(
         attempt(Purchase {
@@ -101,7 +101,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
                 ..input.clone()
             })
             .await,
-            BookingError::Invalid(p) if p.body().to_string().contains("/eventId")
+            BookingError::HoldForAnotherEvent
         );
         refused!(
             attempt(Purchase {
@@ -124,7 +124,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             ..input.clone()
         })
         .await,
-        BookingError::Invalid(_)
+        BookingError::SeatsMismatch
     );
     refused!(
         attempt(Purchase {
@@ -132,7 +132,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             ..input.clone()
         })
         .await,
-        BookingError::Invalid(_)
+        BookingError::SeatsMismatch
     );
     refused!(
         attempt(Purchase {
@@ -140,7 +140,7 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
             ..input.clone()
         })
         .await,
-        BookingError::Invalid(_)
+        BookingError::HoldForAnotherEvent
     );
     assert_eq!(
         intent_status(&store, &old_payment, NOW + 3).await,

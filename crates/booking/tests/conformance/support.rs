@@ -8,8 +8,8 @@ use evently_booking::domain::{
 };
 use evently_booking::error::BookingError;
 use evently_booking::store::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent,
-    Purchase, SqlBookingStore,
+    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, Purchase,
+    SqlBookingStore,
 };
 use evently_bus::catalog::{
     Availability, EventSnapshot, InventoryChange, SeatLayout, SeatRow, SeatSection,
