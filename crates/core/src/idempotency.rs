@@ -46,28 +46,10 @@ pub enum KeyStatus {
     Complete,
 }
 
-impl KeyStatus {
-    /// Every status.
-    pub const ALL: [KeyStatus; 2] = [KeyStatus::InFlight, KeyStatus::Complete];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::InFlight => "in_flight",
-            KeyStatus::Complete => "complete",
-        }
-    }
-}
-
-impl std::str::FromStr for KeyStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        KeyStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown idempotency key status {s}"))
-    }
-}
+crate::stored_names!(KeyStatus, "idempotency key status", {
+    InFlight => "in_flight",
+    Complete => "complete",
+});
 
 /// A key as stored, as [`decide_key`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //!   body is written once.
 //! - [`idempotency`]: the `Idempotency-Key` protocol ([`idempotency::run`]) and its rule.
 //! - [`telemetry`]: logging initialisation.
-//! - [`clock`], [`secret`], [`ids`], [`service`]: small shared types.
+//! - [`clock`], [`secret`], [`ids`], [`stored`], [`service`]: small shared types.
 //!
 //! Nothing here knows about a particular service; services depend on this crate, never the
 //! other way round.
@@ -33,6 +33,7 @@ pub mod secret;
 pub mod service;
 pub mod sql;
 pub mod sqlite;
+pub mod stored;
 pub mod telemetry;
 #[cfg(test)]
 mod test_dir;

@@ -22,28 +22,10 @@ pub enum HoldKind {
     Waitlist,
 }
 
-impl HoldKind {
-    /// Every kind.
-    pub const ALL: [HoldKind; 2] = [HoldKind::Buyer, HoldKind::Waitlist];
-
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldKind::Buyer => "buyer",
-            HoldKind::Waitlist => "waitlist",
-        }
-    }
-}
-
-impl std::str::FromStr for HoldKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HoldKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown hold kind {s}"))
-    }
-}
+evently_core::stored_names!(HoldKind, "hold kind", {
+    Buyer => "buyer",
+    Waitlist => "waitlist",
+});
 
 /// Where a hold is in its life: active until it is released, expires, is bought or its event
 /// is cancelled; each of those is final.
@@ -69,26 +51,6 @@ pub enum HoldStatus {
 }
 
 impl HoldStatus {
-    /// Every status.
-    pub const ALL: [HoldStatus; 5] = [
-        HoldStatus::Active,
-        HoldStatus::Released,
-        HoldStatus::Expired,
-        HoldStatus::Purchased,
-        HoldStatus::Cancelled,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldStatus::Active => "active",
-            HoldStatus::Released => "released",
-            HoldStatus::Expired => "expired",
-            HoldStatus::Purchased => "purchased",
-            HoldStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// The statuses this one may change to.
     pub fn allowed(self) -> &'static [HoldStatus] {
         match self {
@@ -125,15 +87,13 @@ impl fmt::Display for HoldStatus {
     }
 }
 
-impl std::str::FromStr for HoldStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HoldStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown hold status {s}"))
-    }
-}
+evently_core::stored_names!(HoldStatus, "hold status", {
+    Active => "active",
+    Released => "released",
+    Expired => "expired",
+    Purchased => "purchased",
+    Cancelled => "cancelled",
+});
 
 /// A hold as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -51,17 +51,6 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    /// Every status.
-    pub const ALL: [OrderStatus; 2] = [OrderStatus::Confirmed, OrderStatus::Cancelled];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// The statuses this one may change to.
     pub fn allowed(self) -> &'static [OrderStatus] {
         match self {
@@ -93,15 +82,10 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-impl std::str::FromStr for OrderStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OrderStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown order status {s}"))
-    }
-}
+evently_core::stored_names!(OrderStatus, "order status", {
+    Confirmed => "confirmed",
+    Cancelled => "cancelled",
+});
 
 /// A ticket's state: valid while its order is confirmed, void once it is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -113,28 +97,10 @@ pub enum TicketStatus {
     Void,
 }
 
-impl TicketStatus {
-    /// Every status.
-    pub const ALL: [TicketStatus; 2] = [TicketStatus::Valid, TicketStatus::Void];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TicketStatus::Valid => "valid",
-            TicketStatus::Void => "void",
-        }
-    }
-}
-
-impl std::str::FromStr for TicketStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TicketStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown ticket status {s}"))
-    }
-}
+evently_core::stored_names!(TicketStatus, "ticket status", {
+    Valid => "valid",
+    Void => "void",
+});
 
 /// One ticket of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

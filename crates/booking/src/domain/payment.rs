@@ -36,26 +36,6 @@ pub enum IntentStatus {
 }
 
 impl IntentStatus {
-    /// Every status.
-    pub const ALL: [IntentStatus; 5] = [
-        IntentStatus::RequiresConfirmation,
-        IntentStatus::Succeeded,
-        IntentStatus::Declined,
-        IntentStatus::Cancelled,
-        IntentStatus::Refunded,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentStatus::RequiresConfirmation => "requires_confirmation",
-            IntentStatus::Succeeded => "succeeded",
-            IntentStatus::Declined => "declined",
-            IntentStatus::Cancelled => "cancelled",
-            IntentStatus::Refunded => "refunded",
-        }
-    }
-
     /// The statuses this one may change to.
     pub fn allowed(self) -> &'static [IntentStatus] {
         match self {
@@ -92,15 +72,13 @@ impl fmt::Display for IntentStatus {
     }
 }
 
-impl std::str::FromStr for IntentStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        IntentStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown payment intent status {s}"))
-    }
-}
+evently_core::stored_names!(IntentStatus, "payment intent status", {
+    RequiresConfirmation => "requires_confirmation",
+    Succeeded => "succeeded",
+    Declined => "declined",
+    Cancelled => "cancelled",
+    Refunded => "refunded",
+});
 
 /// A simulated payment intent as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

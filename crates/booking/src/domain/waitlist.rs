@@ -28,39 +28,14 @@ pub enum WaitlistStatus {
     Closed,
 }
 
-impl WaitlistStatus {
-    /// Every status.
-    pub const ALL: [WaitlistStatus; 6] = [
-        WaitlistStatus::Waiting,
-        WaitlistStatus::Offered,
-        WaitlistStatus::Claimed,
-        WaitlistStatus::Left,
-        WaitlistStatus::Lapsed,
-        WaitlistStatus::Closed,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitlistStatus::Waiting => "waiting",
-            WaitlistStatus::Offered => "offered",
-            WaitlistStatus::Claimed => "claimed",
-            WaitlistStatus::Left => "left",
-            WaitlistStatus::Lapsed => "lapsed",
-            WaitlistStatus::Closed => "closed",
-        }
-    }
-}
-
-impl std::str::FromStr for WaitlistStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WaitlistStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown waitlist status {s}"))
-    }
-}
+evently_core::stored_names!(WaitlistStatus, "waitlist status", {
+    Waiting => "waiting",
+    Offered => "offered",
+    Claimed => "claimed",
+    Left => "left",
+    Lapsed => "lapsed",
+    Closed => "closed",
+});
 
 /// A waitlist entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
