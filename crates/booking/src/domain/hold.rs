@@ -11,7 +11,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use super::inventory::{Candidate, Inventory, SeatState, best_window, pick_best};
-use super::{HoldId, IllegalTransition};
+use super::{HoldId, StatusMachine};
 
 /// Where a hold comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +50,8 @@ pub enum HoldStatus {
     Cancelled,
 }
 
-impl HoldStatus {
-    /// The statuses this one may change to.
-    pub fn allowed(self) -> &'static [HoldStatus] {
+impl StatusMachine for HoldStatus {
+    fn allowed(self) -> &'static [HoldStatus] {
         match self {
             HoldStatus::Active => &[
                 HoldStatus::Released,
@@ -64,19 +63,6 @@ impl HoldStatus {
             | HoldStatus::Expired
             | HoldStatus::Purchased
             | HoldStatus::Cancelled => &[],
-        }
-    }
-
-    /// Changes status to `to`.
-    ///
-    /// # Errors
-    /// [`IllegalTransition`] for any change the machine does not allow, including a change
-    /// to the same status.
-    pub fn transition(self, to: HoldStatus) -> Result<HoldStatus, IllegalTransition<HoldStatus>> {
-        if self.allowed().contains(&to) {
-            Ok(to)
-        } else {
-            Err(IllegalTransition { from: self, to })
         }
     }
 }
@@ -702,23 +688,7 @@ mod tests {
             start in 0usize..5,
             steps in proptest::collection::vec(0usize..5, 0..20),
         ) {
-            let mut state = HoldStatus::ALL[start];
-            for step in steps {
-                let to = HoldStatus::ALL[step];
-                let before = state;
-                match state.transition(to) {
-                    Ok(next) => {
-                        prop_assert!(model_allows(before, to));
-                        prop_assert_eq!(next, to);
-                        state = next;
-                    }
-                    Err(e) => {
-                        prop_assert!(!model_allows(before, to));
-                        prop_assert_eq!((e.from, e.to), (before, to));
-                        prop_assert_eq!(state, before);
-                    }
-                }
-            }
+            crate::domain::walk_follows_model(&HoldStatus::ALL, start, &steps, model_allows)?;
         }
     }
 

@@ -84,6 +84,26 @@ impl<S: fmt::Display> fmt::Display for IllegalTransition<S> {
 
 impl<S: fmt::Display + fmt::Debug> std::error::Error for IllegalTransition<S> {}
 
+/// A status machine: the statuses each status may change to, and the one way to change, so
+/// that every status change of booking goes through [`StatusMachine::transition`].
+pub trait StatusMachine: Copy + PartialEq + 'static {
+    /// The statuses this one may change to.
+    fn allowed(self) -> &'static [Self];
+
+    /// Changes status to `to`.
+    ///
+    /// # Errors
+    /// [`IllegalTransition`] for any change the machine does not allow, including a change
+    /// to the same status.
+    fn transition(self, to: Self) -> Result<Self, IllegalTransition<Self>> {
+        if self.allowed().contains(&to) {
+            Ok(to)
+        } else {
+            Err(IllegalTransition { from: self, to })
+        }
+    }
+}
+
 /// An inventory audit's raw counts (see [`crate::audit::Audit`]).
 pub use crate::audit::Audit;
 
@@ -130,6 +150,38 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Walks a status machine from `all[start]` through `all[step]` for each of `steps`, checking
+/// every change against `model` (the machine written as the table of its edges): an allowed
+/// change moves to its target; a refused one names both statuses and leaves the state as it
+/// was.
+#[cfg(test)]
+pub(crate) fn walk_follows_model<S: StatusMachine + fmt::Debug>(
+    all: &[S],
+    start: usize,
+    steps: &[usize],
+    model: impl Fn(S, S) -> bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::{prop_assert, prop_assert_eq};
+    let mut state = all[start];
+    for &step in steps {
+        let to = all[step];
+        let before = state;
+        match state.transition(to) {
+            Ok(next) => {
+                prop_assert!(model(before, to));
+                prop_assert_eq!(next, to);
+                state = next;
+            }
+            Err(e) => {
+                prop_assert!(!model(before, to));
+                prop_assert_eq!((e.from, e.to), (before, to));
+                prop_assert_eq!(state, before);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

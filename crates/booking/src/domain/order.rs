@@ -14,6 +14,7 @@ use std::fmt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::StatusMachine;
 use super::hold::{Hold, HoldEnded, HoldStatus};
 use super::idempotency::IdempotencyKey;
 use super::payment::{IntentStatus, PaymentIntent};
@@ -50,28 +51,11 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-impl OrderStatus {
-    /// The statuses this one may change to.
-    pub fn allowed(self) -> &'static [OrderStatus] {
+impl StatusMachine for OrderStatus {
+    fn allowed(self) -> &'static [OrderStatus] {
         match self {
             OrderStatus::Confirmed => &[OrderStatus::Cancelled],
             OrderStatus::Cancelled => &[],
-        }
-    }
-
-    /// Changes status to `to`.
-    ///
-    /// # Errors
-    /// [`IllegalTransition`] for any change the machine does not allow, including a change
-    /// to the same status.
-    pub fn transition(
-        self,
-        to: OrderStatus,
-    ) -> Result<OrderStatus, IllegalTransition<OrderStatus>> {
-        if self.allowed().contains(&to) {
-            Ok(to)
-        } else {
-            Err(IllegalTransition { from: self, to })
         }
     }
 }
@@ -564,23 +548,7 @@ mod tests {
             start in 0usize..2,
             steps in proptest::collection::vec(0usize..2, 0..10),
         ) {
-            let mut state = OrderStatus::ALL[start];
-            for step in steps {
-                let to = OrderStatus::ALL[step];
-                let before = state;
-                match state.transition(to) {
-                    Ok(next) => {
-                        prop_assert!(model_allows(before, to));
-                        prop_assert_eq!(next, to);
-                        state = next;
-                    }
-                    Err(e) => {
-                        prop_assert!(!model_allows(before, to));
-                        prop_assert_eq!((e.from, e.to), (before, to));
-                        prop_assert_eq!(state, before);
-                    }
-                }
-            }
+            crate::domain::walk_follows_model(&OrderStatus::ALL, start, &steps, model_allows)?;
         }
 
         /// Purchases of generated holds, intents and requests against a model that checks

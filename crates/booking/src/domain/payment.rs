@@ -11,7 +11,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use super::inventory::{seat_price, section_of};
-use super::{HoldId, IllegalTransition, PaymentIntentId};
+use super::{HoldId, PaymentIntentId, StatusMachine};
 
 /// Where a payment intent is in its life.
 ///
@@ -35,9 +35,8 @@ pub enum IntentStatus {
     Refunded,
 }
 
-impl IntentStatus {
-    /// The statuses this one may change to.
-    pub fn allowed(self) -> &'static [IntentStatus] {
+impl StatusMachine for IntentStatus {
+    fn allowed(self) -> &'static [IntentStatus] {
         match self {
             IntentStatus::RequiresConfirmation => &[
                 IntentStatus::Succeeded,
@@ -46,22 +45,6 @@ impl IntentStatus {
             ],
             IntentStatus::Succeeded => &[IntentStatus::Refunded],
             IntentStatus::Declined | IntentStatus::Cancelled | IntentStatus::Refunded => &[],
-        }
-    }
-
-    /// Changes status to `to`.
-    ///
-    /// # Errors
-    /// [`IllegalTransition`] for any change the machine does not allow, including a change
-    /// to the same status.
-    pub fn transition(
-        self,
-        to: IntentStatus,
-    ) -> Result<IntentStatus, IllegalTransition<IntentStatus>> {
-        if self.allowed().contains(&to) {
-            Ok(to)
-        } else {
-            Err(IllegalTransition { from: self, to })
         }
     }
 }
@@ -299,23 +282,7 @@ mod tests {
             start in 0usize..5,
             steps in proptest::collection::vec(0usize..5, 0..20),
         ) {
-            let mut state = IntentStatus::ALL[start];
-            for step in steps {
-                let to = IntentStatus::ALL[step];
-                let before = state;
-                match state.transition(to) {
-                    Ok(next) => {
-                        prop_assert!(model_allows(before, to));
-                        prop_assert_eq!(next, to);
-                        state = next;
-                    }
-                    Err(e) => {
-                        prop_assert!(!model_allows(before, to));
-                        prop_assert_eq!((e.from, e.to), (before, to));
-                        prop_assert_eq!(state, before);
-                    }
-                }
-            }
+            crate::domain::walk_follows_model(&IntentStatus::ALL, start, &steps, model_allows)?;
         }
     }
 }

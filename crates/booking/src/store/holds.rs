@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     Candidate, Hold, HoldFacts, HoldId, HoldKind, HoldStatus, Inventory, Policy, SeatState,
-    SeatsAsked, Selection, best_window, decide_hold, open_for_holds, within_ticket_limit,
+    SeatsAsked, Selection, StatusMachine, best_window, decide_hold, open_for_holds,
+    within_ticket_limit,
 };
 use crate::error::BookingError;
 use crate::store::{
