@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use evently_core::db::StoreError;
 use evently_core::identity::Role;
 use evently_core::ids::UserId;
-use evently_core::sql::{Db, Row, query};
+use evently_core::sql::{Db, Row, Tx, query};
 use uuid::Uuid;
 
 use super::{AuthStore, NewRefreshToken, Rotation, parse_role};
@@ -49,6 +49,26 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
+}
+
+/// Stores a refresh token of `family`, issued at `now`.
+async fn insert_token(
+    tx: &mut Tx,
+    token: &NewRefreshToken,
+    family: Uuid,
+    now: i64,
+) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&token.token_hash)
+    .bind(family)
+    .bind(now)
+    .bind(token.expires_at)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -191,16 +211,7 @@ impl AuthStore for SqlAuthStore {
             .bind(now)
             .execute(&mut tx)
             .await?;
-        query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&first.token_hash)
-        .bind(family)
-        .bind(now)
-        .bind(first.expires_at)
-        .execute(&mut tx)
-        .await?;
+        insert_token(&mut tx, first, family, now).await?;
         tx.commit().await?;
         Ok(family)
     }
@@ -258,16 +269,7 @@ impl AuthStore for SqlAuthStore {
             .bind(now)
             .execute(&mut tx)
             .await?;
-        query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&successor.token_hash)
-        .bind(family_id)
-        .bind(now)
-        .bind(successor.expires_at)
-        .execute(&mut tx)
-        .await?;
+        insert_token(&mut tx, successor, family_id, now).await?;
         tx.commit().await?;
         Ok(Rotation::Rotated { user_id, family_id })
     }
