@@ -44,16 +44,24 @@ pub use store::AuthStore;
         http::auth::register, http::auth::signup, http::auth::login, http::auth::refresh,
         http::auth::logout, http::auth::me,
         http::users::get_profile, http::users::update_profile, http::users::set_role,
-        http::internal::verify_token, http::internal::get_user,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags(
         (name = "auth", description = "Registration, sign-in, token refresh"),
         (name = "users", description = "Profiles and roles"),
-        (name = "internal", description = "Service-to-service routes (never exposed by the gateway)"),
     )
 )]
 pub struct AuthApi;
+
+/// The OpenAPI description of auth's service-to-service routes, which the gateway never
+/// serves: published by the auth service itself at `/internal/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(http::internal::verify_token, http::internal::get_user, http::internal::internal_doc),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
+)]
+pub struct AuthInternalApi;
 
 /// Opens the auth store at `url` (SQLite or PostgreSQL, by scheme) and migrates it.
 ///

@@ -130,11 +130,19 @@ fn escape_pointer(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-/// Deserialises `bytes` as JSON into `T`, mapping failures to problems.
+/// Deserialises `bytes` as JSON into `T`, mapping failures to problems. Every request body of
+/// evently is a JSON object: an array is refused before serde, which would otherwise fill a
+/// struct from it by position (`[null, null]` as a profile update).
 ///
 /// # Errors
-/// 400 for malformed JSON, 422 for a body that does not fit `T`.
+/// 400 for malformed JSON, 422 for a body that does not fit `T` or is an array.
 pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return Err(problem_at("", &syntax));
+        }
+        return Err(Problem::invalid_field("", "the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|error| {
         // A shape error can surface before the parser reaches a syntax error later in the
@@ -194,7 +202,8 @@ where
             )
             .detail("expected `Content-Type: application/json`"));
         }
-        from_json_slice(&bytes).map(|v| OptionalJson(Some(v)))
+        // `null` is no body too, as the schema of an optional body allows.
+        from_json_slice::<Option<T>>(&bytes).map(OptionalJson)
     }
 }
 

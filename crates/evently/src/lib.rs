@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// The operational routes, documented.
 #[derive(OpenApi)]
@@ -61,16 +60,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
          problem+json; problem `type` URIs are https://evently.dev/problems/<slug>."
             .into(),
     );
-    let components = doc.components.get_or_insert_with(Default::default);
-    components.add_security_scheme(
-        "bearer",
-        SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
-                .build(),
-        ),
-    );
+    evently_gateway::contract::complete(&mut doc);
     doc
 }
 

@@ -21,6 +21,7 @@
 //! remote ones over HTTP with a short timeout) and reports breakers and the rate limiter.
 
 pub mod breaker;
+pub mod contract;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;

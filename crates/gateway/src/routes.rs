@@ -68,11 +68,16 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     ) {
         return true;
     }
-    read && (under(path, "/api/events")
-        || under(path, "/api/venues")
-        || under(path, "/api/search")
-        || under(path, "/api/recs/related")
-        || under(path, "/api/orders/seats"))
+    // A waitlist entry is the caller's own.
+    let waitlist = path
+        .strip_prefix("/api/events/")
+        .is_some_and(|rest| rest.split('/').nth(1) == Some("waitlist"));
+    read && !waitlist
+        && (under(path, "/api/events")
+            || under(path, "/api/venues")
+            || under(path, "/api/search")
+            || under(path, "/api/recs/related")
+            || under(path, "/api/orders/seats"))
 }
 
 /// The rate-limit group of `method path`; `None` for operational routes that are never limited.
@@ -122,6 +127,8 @@ mod tests {
         assert!(is_public(&Method::POST, "/api/auth/login"));
         assert!(!is_public(&Method::GET, "/api/auth/me"));
         assert!(!is_public(&Method::GET, "/api/orders/orders"));
+        assert!(is_public(&Method::GET, "/api/events/1/availability"));
+        assert!(!is_public(&Method::GET, "/api/events/1/waitlist"));
         assert!(is_public(&Method::GET, "/health"));
         assert!(is_public(&Method::GET, "/docs/"));
     }

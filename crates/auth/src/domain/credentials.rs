@@ -68,12 +68,12 @@ impl fmt::Debug for Email {
 
 /// Passwords shorter than this are refused (NIST SP 800-63B, OWASP ASVS 6.2.1).
 pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Passwords longer than this many bytes are refused, bounding hashing work.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Passwords longer than this many characters are refused, bounding hashing work.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 static COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 
-/// A password that meets the policy: 8 or more characters, at most 1 KiB, not one of the most
+/// A password that meets the policy: 8 to 1024 characters, not one of the most
 /// common passwords. No composition rules. Never printed.
 #[derive(Clone)]
 pub struct Password(SecretString);
@@ -88,8 +88,8 @@ impl Password {
         if raw.chars().count() < MIN_PASSWORD_CHARS {
             return Err(invalid("password must be at least 8 characters"));
         }
-        if raw.len() > MAX_PASSWORD_BYTES {
-            return Err(invalid("password must be at most 1024 bytes"));
+        if raw.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(invalid("password must be at most 1024 characters"));
         }
         if raw.contains('\0') {
             return Err(invalid("password must not contain NUL characters"));
@@ -134,7 +134,7 @@ impl Name {
         if name.is_empty() {
             return Err(invalid("name is required"));
         }
-        if name.chars().count() > 100 {
+        if raw.chars().count() > 100 {
             return Err(invalid("name must be at most 100 characters"));
         }
         if name.chars().any(char::is_control) {

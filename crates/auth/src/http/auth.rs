@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AuthState;
-use crate::domain::{Email, MAX_PASSWORD_BYTES, Name, Password, User};
+use crate::domain::{Email, MAX_PASSWORD_CHARS, Name, Password, User};
 use crate::error::AuthError;
 use crate::service::Session;
 
@@ -25,13 +25,23 @@ const REFRESH_COOKIE_PATH: &str = "/api/auth";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Email address (case-insensitive, unique).
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// 8 to 1024 bytes; common passwords are refused.
-    #[schema(example = "correct horse battery staple")]
+    /// 8 to 1024 characters, no NUL; common passwords are refused.
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 1024,
+        pattern = "^[^\\x00]*$"
+    )]
     pub password: String,
-    /// Display name, 1 to 100 characters.
-    #[schema(example = "Ada Lovelace")]
+    /// Display name, 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -242,7 +252,7 @@ pub async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, AuthError> {
     // Longer than any accepted password: it cannot match, so spend no hashing on it.
-    if body.password.len() > MAX_PASSWORD_BYTES {
+    if body.password.len() > 4 * MAX_PASSWORD_CHARS {
         return Err(AuthError::InvalidCredentials);
     }
     let session = state

@@ -56,7 +56,7 @@ pub async fn verify_token(
 
 /// Look up a user by id.
 #[utoipa::path(get, path = "/internal/users/{userId}", tag = "internal",
-    params(("userId" = String, Path, description = "The user's id"),
+    params(("userId" = Uuid, Path, description = "The user's id"),
            ("X-Internal-Token" = String, Header, description = "The internal service credential")),
     responses(
         (status = 200, description = "The user", body = UserResponse),
@@ -68,4 +68,12 @@ pub async fn get_user(
     Path(user_id): Path<UserId>,
 ) -> Result<axum::Json<UserResponse>, AuthError> {
     Ok(axum::Json(state.service.user(user_id).await?.into()))
+}
+
+/// This document: the auth service's internal routes.
+#[utoipa::path(get, path = "/internal/openapi.json", tag = "internal",
+    responses((status = 200, description = "The OpenAPI document of the internal routes")))]
+pub async fn internal_doc() -> axum::Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    axum::Json(crate::AuthInternalApi::openapi())
 }

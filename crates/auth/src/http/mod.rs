@@ -64,5 +64,6 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/users/{user_id}/role", put(users::set_role))
         .route("/internal/auth/verify", post(internal::verify_token))
         .route("/internal/users/{user_id}", get(internal::get_user))
+        .route("/internal/openapi.json", get(internal::internal_doc))
         .with_state(state)
 }

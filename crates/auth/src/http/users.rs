@@ -18,12 +18,18 @@ use crate::error::AuthError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProfileRequest {
-    /// New display name.
+    /// New display name: 1 to 100 characters, not blank, no control characters.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// New phone; `null` clears it, absent leaves it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>,
+        pattern = "^\\s*\\+?[ ().-]*(?:[0-9][ ().-]*){6,15}\\s*$")]
     pub phone: Option<Option<String>>,
 }
 
@@ -82,7 +88,7 @@ pub async fn update_profile(
 
 /// Change a user's role (admins only; not their own).
 #[utoipa::path(put, path = "/api/users/{userId}/role", tag = "users", security(("bearer" = [])),
-    params(("userId" = String, Path, description = "The user's id")),
+    params(("userId" = Uuid, Path, description = "The user's id")),
     request_body = SetRoleRequest,
     responses(
         (status = 200, description = "Role changed", body = UserResponse),

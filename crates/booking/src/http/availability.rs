@@ -15,6 +15,54 @@ use crate::domain::AvailabilityView;
 use crate::error::BookingError;
 use crate::service::BookingService;
 
+/// The name of every event of the availability stream.
+const AVAILABILITY_EVENT: &str = "availability";
+
+/// One Server-Sent Event of the availability stream, as OpenAPI 3.1 describes an event of a
+/// `text/event-stream` answer: named `availability`, its data an [`AvailabilityView`] as JSON.
+pub struct AvailabilityEvent;
+
+impl utoipa::PartialSchema for AvailabilityEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Ref, RefOr};
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An AvailabilityView, as JSON"))
+            .content_media_type("application/json")
+            .content_schema(Some(Ref::from_schema_name("AvailabilityView")));
+        RefOr::T(
+            ObjectBuilder::new()
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([AVAILABILITY_EVENT])),
+                )
+                .required("event")
+                .property("data", data)
+                .required("data")
+                .property("id", ObjectBuilder::new().schema_type(Type::String))
+                .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+                .into(),
+        )
+    }
+}
+
+impl utoipa::ToSchema for AvailabilityEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "AvailabilityView".to_owned(),
+            <AvailabilityView as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 /// Exact availability of an event, from booking (the source of truth).
 #[utoipa::path(get, path = "/api/events/{eventId}/availability", tag = "booking",
     params(("eventId" = Uuid, Path, description = "The event")),
@@ -35,7 +83,7 @@ pub async fn availability(
 #[utoipa::path(get, path = "/api/events/{eventId}/availability/stream", tag = "booking",
     params(("eventId" = Uuid, Path, description = "The event")),
     responses(
-        (status = 200, description = "`text/event-stream` of AvailabilityView messages", content_type = "text/event-stream", body = AvailabilityView),
+        (status = 200, description = "`text/event-stream`: each event is `availability` with an AvailabilityView as its data", content_type = "text/event-stream", body = AvailabilityEvent),
         (status = 404, description = "Unknown event", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn availability_stream(
@@ -62,7 +110,7 @@ pub async fn availability_stream(
         loop {
             if let Some(view) = feed.pending.take() {
                 let event = SseEvent::default()
-                    .event("availability")
+                    .event(AVAILABILITY_EVENT)
                     .json_data(&view)
                     .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
                 feed.last = Some(view);

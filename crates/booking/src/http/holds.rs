@@ -20,14 +20,16 @@ pub struct HoldRequest {
     pub event_id: Uuid,
     /// These seats, all or nothing (1 to `booking.max_seats_per_order`, no duplicates).
     #[serde(default)]
-    #[schema(example = json!(["A-3-12", "A-3-13"]))]
+    #[schema(example = json!(["A-3-12", "A-3-13"]), min_items = 1, max_items = 10)]
     pub seat_ids: Option<Vec<String>>,
     /// Or this many: general admission, or the best available (adjacent in one row where
     /// possible).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     pub quantity: Option<i64>,
     /// With `quantity`: only this section.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_]{1,20}$")]
     pub section: Option<String>,
 }
 
@@ -157,6 +159,7 @@ pub struct RefreshRequest {
     /// Seconds from now (default the hold TTL; capped by `booking.max_extend_seconds` and the
     /// hold's total lifetime `booking.max_hold_lifetime_seconds`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub extend_seconds: Option<i64>,
 }
 

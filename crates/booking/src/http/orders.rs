@@ -29,6 +29,7 @@ pub struct PurchaseRequest {
     #[schema(value_type = Uuid)]
     pub hold_id: HoldId,
     /// Exactly the hold's seats.
+    #[schema(min_items = 1, max_items = 10)]
     pub seat_ids: Vec<String>,
     /// A succeeded payment intent for this hold.
     #[schema(value_type = Uuid)]
@@ -89,7 +90,8 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
 /// (`Idempotent-Replayed: true`); another body is 422; while the first request runs, 409 with
 /// `Retry-After`. 409, 429 and 5xx answers are not stored.
 #[utoipa::path(post, path = "/api/orders/purchase", tag = "booking", request_body = PurchaseRequest,
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters, e.g. a UUID")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters, e.g. a UUID",
+        pattern = "^[\\x21-\\x7e]{1,255}$")),
     security(("bearer" = [])),
     responses(
         (status = 201, body = Order),
@@ -140,10 +142,13 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
 /// `?page=&size=`
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, from 0.
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<u32>,
 }
 

@@ -7,9 +7,10 @@ use evently_core::extract::Json;
 use evently_core::identity::Identity;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::BookingState;
-use crate::domain::{HoldId, PaymentIntentId};
+use crate::domain::{HoldId, PaymentIntent, PaymentIntentId};
 use crate::error::BookingError;
 
 /// `POST /api/orders/payments/intent`. The amount is computed from the hold; `amount` and
@@ -43,6 +44,10 @@ pub struct IntentView {
     /// The hold it pays for.
     #[schema(value_type = Uuid)]
     pub hold_id: HoldId,
+    /// The hold's event.
+    pub event_id: Uuid,
+    /// The hold's seats: with the ids above, what `POST /api/orders/purchase` names.
+    pub seat_ids: Vec<String>,
     /// Minor units: the sum of the held seats' prices.
     pub amount: i64,
     /// ISO 4217.
@@ -65,17 +70,43 @@ pub async fn create_intent(
     Json(body): Json<IntentRequest>,
 ) -> Result<(StatusCode, axum::Json<IntentView>), BookingError> {
     let (intent, secret) = state.service.create_intent(&caller, body.hold_id).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(IntentView {
-            payment_intent_id: intent.id,
-            client_secret: Some(secret),
-            hold_id: intent.hold_id,
-            amount: intent.amount,
-            currency: intent.currency,
-            status: intent.status.as_str().to_owned(),
-        }),
-    ))
+    let view = view(&state, &caller, intent, Some(secret)).await?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+/// The view of `intent`, with its hold's seats.
+async fn view(
+    state: &BookingState,
+    caller: &Identity,
+    intent: PaymentIntent,
+    client_secret: Option<String>,
+) -> Result<IntentView, BookingError> {
+    let hold = state.service.get_hold(caller, intent.hold_id).await?;
+    Ok(IntentView {
+        payment_intent_id: intent.id,
+        client_secret,
+        hold_id: intent.hold_id,
+        event_id: intent.event_id,
+        seat_ids: hold.seat_ids,
+        amount: intent.amount,
+        currency: intent.currency,
+        status: intent.status.as_str().to_owned(),
+    })
+}
+
+/// The simulated processor's test cards ([`crate::service::test_cards`]), as the schema of
+/// `paymentMethod`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum PaymentMethod {
+    /// Succeeds.
+    #[serde(rename = "pm_card_visa")]
+    Visa,
+    /// Declined.
+    #[serde(rename = "pm_card_declined")]
+    Declined,
+    /// The processor fails; confirm again.
+    #[serde(rename = "pm_card_processing_error")]
+    ProcessingError,
 }
 
 /// `POST /api/orders/payments/confirm`.
@@ -86,10 +117,12 @@ pub struct ConfirmRequest {
     #[schema(value_type = Uuid)]
     pub payment_intent_id: PaymentIntentId,
     /// Its client secret.
+    #[schema(min_length = 1, max_length = 200)]
     pub client_secret: String,
     /// Test card: `pm_card_visa` (default, succeeds), `pm_card_declined` (402, the intent is
     /// declined), `pm_card_processing_error` (503, nothing changes; confirm again).
     #[serde(default)]
+    #[schema(value_type = Option<PaymentMethod>)]
     pub payment_method: Option<String>,
 }
 
@@ -119,12 +152,22 @@ pub async fn confirm_intent(
             body.payment_method.as_deref(),
         )
         .await?;
-    Ok(axum::Json(IntentView {
-        payment_intent_id: intent.id,
-        client_secret: None,
-        hold_id: intent.hold_id,
-        amount: intent.amount,
-        currency: intent.currency,
-        status: intent.status.as_str().to_owned(),
-    }))
+    Ok(axum::Json(view(&state, &caller, intent, None).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PaymentMethod;
+    use crate::service::test_cards;
+
+    #[test]
+    fn the_documented_payment_methods_are_the_test_cards() {
+        let name = |m: PaymentMethod| serde_json::to_value(m).unwrap();
+        assert_eq!(name(PaymentMethod::Visa), test_cards::SUCCEEDS);
+        assert_eq!(name(PaymentMethod::Declined), test_cards::DECLINED);
+        assert_eq!(
+            name(PaymentMethod::ProcessingError),
+            test_cards::PROCESSOR_ERROR
+        );
+    }
 }

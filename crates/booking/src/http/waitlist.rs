@@ -17,7 +17,8 @@ use crate::error::BookingError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaitlistRequest {
-    /// Seats wanted (1 to `booking.max_seats_per_order`).
+    /// Seats wanted (1 to `booking.max_seats_per_order`, 10 by default).
+    #[schema(minimum = 1, maximum = 10)]
     pub quantity: i64,
 }
 

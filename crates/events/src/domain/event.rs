@@ -145,6 +145,13 @@ pub struct EventPatch {
     pub section_prices: Option<BTreeMap<String, i64>>,
     /// Status (through the status machine).
     pub status: Option<EventStatus>,
+    /// The venue record: an event stays at its venue, so only the current one is accepted.
+    pub venue_id: Option<VenueId>,
+    /// The venue's name: free for an event named by its venue alone; for one at a venue
+    /// record it is the record's, so only the current one is accepted.
+    pub venue_name: Option<String>,
+    /// The venue's city: the record's, so only the current one is accepted.
+    pub city: Option<String>,
 }
 
 /// An event. Only [`Event::create`] and [`Event::revise`] make one, so its fields meet the
@@ -461,9 +468,10 @@ impl Event {
         if let Some(v) = &patch.section_prices {
             draft.section_prices.clone_from(v);
         }
+        let venue_name = self.revised_venue(patch).map_err(ReviseError::Invalid)?;
         let venue_ref = match venue {
             Some(v) => VenueRef::Venue(Box::new(v.clone())),
-            None => VenueRef::Named(self.venue_name.clone()),
+            None => VenueRef::Named(venue_name.clone()),
         };
         let (d, seats) = check(&draft, &venue_ref, None).map_err(ReviseError::Invalid)?;
         let status = match patch.status {
@@ -476,6 +484,7 @@ impl Event {
         };
         let mut next = self.clone();
         next.name = d.name;
+        next.venue_name = venue_name;
         next.description = d.description;
         next.event_date = d.event_date;
         next.sale_start = d.sale_start;
@@ -502,6 +511,49 @@ impl Event {
             details_changed,
             status_changed,
         })
+    }
+
+    /// The venue name after `patch`: an event stays at its venue, so a venue id or city other
+    /// than the current one is refused, and so is another name for a venue record's event.
+    /// An event named by its venue alone may be renamed.
+    fn revised_venue(&self, patch: &EventPatch) -> Result<String, Problem> {
+        let mut problem = None;
+        if patch.venue_id.is_some_and(|id| Some(id) != self.venue_id) {
+            add(
+                &mut problem,
+                "/venueId",
+                "an event stays at its venue; create a new event for another venue",
+            );
+        }
+        if patch
+            .city
+            .as_ref()
+            .is_some_and(|city| Some(city) != self.city.as_ref())
+        {
+            add(
+                &mut problem,
+                "/city",
+                "the venue's city; it cannot be set on the event",
+            );
+        }
+        let name = match &patch.venue_name {
+            Some(name) if self.venue_id.is_none() => {
+                text(&mut problem, "/venueName", name, 200, false)
+            }
+            Some(name) if *name != self.venue_name => {
+                add(
+                    &mut problem,
+                    "/venueName",
+                    "the venue record's name; it cannot be set on the event",
+                );
+                self.venue_name.clone()
+            }
+            _ => self.venue_name.clone(),
+        };
+        match problem {
+            Some(p) => Err(p),
+            None => Ok(name),
+        }
     }
 
     /// This event with its status changed to `to` at `now` (the next version).

@@ -30,8 +30,9 @@ pub fn from_ms(ms: i64) -> time::OffsetDateTime {
     evently_bus::envelope::time_from_ms(ms)
 }
 
-/// Checks a free-text field: trimmed length within `1..=max` characters (or `0..=max` when
-/// `may_be_empty`), and no control characters (a NUL would also be refused by PostgreSQL).
+/// Checks a free-text field: at most `max` characters as sent (so the schema's `maxLength`
+/// is the rule), not blank once trimmed unless `may_be_empty`, and no control characters but
+/// tab and newline (a NUL would also be refused by PostgreSQL). Returns it trimmed.
 pub(crate) fn text(
     problem: &mut Option<evently_core::Problem>,
     pointer: &str,
@@ -40,10 +41,9 @@ pub(crate) fn text(
     may_be_empty: bool,
 ) -> String {
     let value = raw.trim();
-    let len = value.chars().count();
-    let why = if !may_be_empty && len == 0 {
+    let why = if !may_be_empty && value.is_empty() {
         Some("must not be empty".to_owned())
-    } else if len > max {
+    } else if raw.chars().count() > max {
         Some(format!("must be at most {max} characters"))
     } else if value
         .chars()

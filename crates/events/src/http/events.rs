@@ -25,7 +25,12 @@ use crate::service::VenueChoice;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateEventRequest {
     /// Title, 1 to 200 characters.
-    #[schema(example = "Taylor Swift - Eras Tour")]
+    #[schema(
+        example = "Taylor Swift - Eras Tour",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub event_name: String,
     /// When it takes place (RFC 3339, in the future).
     #[serde(with = "time::serde::rfc3339")]
@@ -36,18 +41,23 @@ pub struct CreateEventRequest {
     pub venue_id: Option<VenueId>,
     /// A venue name without a record.
     #[serde(default)]
-    #[schema(example = "Lumen Field")]
+    #[schema(
+        example = "Lumen Field",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub venue_name: Option<String>,
     /// Places (general admission); with a reserved-seating venue it must equal its seats.
     #[serde(default)]
-    #[schema(example = 50000)]
+    #[schema(example = 50000, minimum = 1, maximum = 1_000_000)]
     pub total_seats: Option<i64>,
     /// `UPCOMING` (default) or `ON_SALE`.
     #[serde(default)]
     pub status: Option<EventStatus>,
     /// When the sale opens (before the event); an UPCOMING event goes ON_SALE then.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime, example = "2030-11-01T10:00:00Z")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-01T10:00:00Z")]
     pub sale_start_time: OffsetDateTime,
     /// When the sale closes (after it opens, no later than the event).
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -55,32 +65,44 @@ pub struct CreateEventRequest {
     pub sale_end_time: Option<OffsetDateTime>,
     /// Up to 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub description: Option<String>,
     /// Kind of event.
     #[serde(default)]
     pub event_type: Option<EventType>,
     /// Up to 20 tags.
     #[serde(default)]
+    #[schema(max_items = 20, inline, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     /// Price of every seat in minor units (e.g. cents).
-    #[schema(example = 12500)]
+    #[schema(example = 12500, minimum = 0, maximum = 1_000_000_000)]
     pub base_price: i64,
     /// ISO 4217 code.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Per-section price overrides in minor units (reserved seating only).
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Price>)]
     pub section_prices: BTreeMap<String, i64>,
 }
 
 /// `PUT /api/events/{eventId}`: every field present replaces the current one (`null` clears
-/// `description` and `saleEndTime`); `status` goes through the status machine. The owner and
-/// the venue cannot change.
+/// `description` and `saleEndTime`); `status` goes through the status machine. Every field of
+/// the event's representation an organizer may change is accepted, so a client can PUT back
+/// what it read; the read-only ones (`eventId`, `organizerId`, `availableSeats`, `version`,
+/// `createdAt`, `updatedAt`) are refused with 422 naming the field. An event stays at its
+/// venue: `venueId` and `city` are accepted unchanged only, and `venueName` renames only an
+/// event named by its venue alone.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateEventRequest {
     /// Title.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub event_name: Option<String>,
     /// Date (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -96,31 +118,67 @@ pub struct UpdateEventRequest {
     pub sale_end_time: Option<Option<OffsetDateTime>>,
     /// Description; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000, pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub description: Option<Option<String>>,
     /// Kind of event.
     #[serde(default)]
     pub event_type: Option<EventType>,
     /// Tags (replaces them all).
     #[serde(default)]
+    #[schema(max_items = 20, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Places (general admission); fixed once the event is ON_SALE or SOLD_OUT, since
     /// booking owns its inventory from then on.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub total_seats: Option<i64>,
     /// Base price in minor units.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub base_price: Option<i64>,
     /// ISO 4217 code.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Per-section prices (replaces them all).
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, Price>>)]
     pub section_prices: Option<BTreeMap<String, i64>>,
     /// New status.
     #[serde(default)]
     pub status: Option<EventStatus>,
+    /// The venue record (unchanged only).
+    #[serde(default)]
+    pub venue_id: Option<VenueId>,
+    /// The venue's name (a new one only for an event without a venue record).
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub venue_name: Option<String>,
+    /// The venue's city (unchanged only).
+    #[serde(default)]
+    pub city: Option<String>,
 }
+
+/// A tag, as the schema of request bodies describes it: 1 to 40 characters, not blank, no
+/// control characters but tab and newline (stored lower-cased).
+#[derive(ToSchema)]
+#[schema(
+    min_length = 1,
+    max_length = 40,
+    pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+)]
+#[allow(dead_code)]
+struct Tag(String);
+
+/// A price in minor units, as the schema of request bodies describes it.
+#[derive(ToSchema)]
+#[schema(minimum = 0, maximum = 1_000_000_000)]
+#[allow(dead_code)]
+struct Price(i64);
 
 fn double_option_time<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -234,14 +292,18 @@ pub struct EventList {
 #[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
     /// Page number, from 0.
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// Page size, 1 to the configured maximum (100 by default).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<u32>,
     /// Only this status.
     pub status: Option<EventStatus>,
     /// Only events on or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Only events on or before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Only events in this city (case-insensitive).
     pub city: Option<String>,
@@ -351,7 +413,7 @@ pub async fn list_events(
 
 /// One event (public).
 #[utoipa::path(get, path = "/api/events/{eventId}", tag = "events",
-    params(("eventId" = String, Path, description = "The event's id")),
+    params(("eventId" = Uuid, Path, description = "The event's id")),
     responses(
         (status = 200, description = "The event", body = EventResponse),
         (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
@@ -366,7 +428,7 @@ pub async fn get_event(
 
 /// Change an event's details (and status) — its organizer or an admin.
 #[utoipa::path(put, path = "/api/events/{eventId}", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "The event's id")),
+    params(("eventId" = Uuid, Path, description = "The event's id")),
     request_body = UpdateEventRequest,
     responses(
         (status = 200, description = "The updated event", body = EventResponse),
@@ -395,6 +457,9 @@ pub async fn update_event(
         currency: body.currency,
         section_prices: body.section_prices,
         status: body.status,
+        venue_id: body.venue_id,
+        venue_name: body.venue_name,
+        city: body.city,
     };
     let event = state.service.update_event(&identity, id, &patch).await?;
     Ok(axum::Json(event.into()))
@@ -403,7 +468,7 @@ pub async fn update_event(
 /// Change an event's status — its organizer or an admin. `UPCOMING → ON_SALE → SOLD_OUT`,
 /// `SOLD_OUT → ON_SALE`, and anything but `CANCELLED` → `CANCELLED`; other changes are 409.
 #[utoipa::path(put, path = "/api/events/{eventId}/status", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "The event's id")),
+    params(("eventId" = Uuid, Path, description = "The event's id")),
     request_body = ChangeStatusRequest,
     responses(
         (status = 200, description = "The event with its new status", body = EventResponse),
@@ -428,7 +493,7 @@ pub async fn change_status(
 
 /// Delete an event — its organizer or an admin.
 #[utoipa::path(delete, path = "/api/events/{eventId}", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "The event's id")),
+    params(("eventId" = Uuid, Path, description = "The event's id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),

@@ -16,16 +16,32 @@ use crate::error::EventsError;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateVenueRequest {
     /// Name, 1 to 200 characters.
-    #[schema(example = "Lumen Field")]
+    #[schema(
+        example = "Lumen Field",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// Street address.
-    #[schema(example = "800 Occidental Ave S")]
+    #[schema(
+        example = "800 Occidental Ave S",
+        min_length = 1,
+        max_length = 300,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub address: String,
     /// City.
-    #[schema(example = "Seattle")]
+    #[schema(
+        example = "Seattle",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub city: String,
     /// General-admission capacity, 1 to 1000000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub capacity: Option<i64>,
     /// Reserved seating: sections → rows with a seat count.
     #[serde(default)]
@@ -87,8 +103,10 @@ pub struct VenueList {
 #[into_params(parameter_in = Query)]
 pub struct ListVenuesQuery {
     /// Page number, from 0.
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// Page size, 1 to the configured maximum (100 by default).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<u32>,
 }
 
@@ -147,7 +165,7 @@ pub async fn list_venues(
 
 /// One venue (public).
 #[utoipa::path(get, path = "/api/venues/{venueId}", tag = "venues",
-    params(("venueId" = String, Path, description = "The venue's id")),
+    params(("venueId" = Uuid, Path, description = "The venue's id")),
     responses(
         (status = 200, description = "The venue", body = VenueResponse),
         (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
