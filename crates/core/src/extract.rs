@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -265,6 +266,50 @@ where
     }
 }
 
+/// Whole numbers as JSON Schema counts them: `40` and also `40.0` (a number with a zero
+/// fraction is an `integer` to JSON Schema, and some clients write every number so). For
+/// `#[serde(deserialize_with = "evently_core::extract::int")]` on an `i64` field.
+///
+/// # Errors
+/// A fraction, a number out of range, or not a number.
+pub fn int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("number out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // 2^63 is the first f64 beyond i64.
+            if v.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v)
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(v as i64)
+            } else {
+                Err(E::custom("expected a whole number"))
+            }
+        }
+    }
+    d.deserialize_any(Whole)
+}
+
+/// [`int`] for an optional field (`null` or absent is `None`; pair with `#[serde(default)]`).
+///
+/// # Errors
+/// As [`int`].
+pub fn opt_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "int")] i64);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(v)| v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +357,42 @@ mod tests {
         let p = from_json_slice::<Dto>(br#"{"seats":[]}"#).unwrap_err();
         assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(p.errors()[0].detail.contains("email"));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "super::int")]
+            n: i64,
+            #[serde(default, deserialize_with = "super::opt_int")]
+            m: Option<i64>,
+        }
+        let parse = |json: &str| serde_json::from_str::<Body>(json).map(|b| (b.n, b.m));
+
+        assert_eq!(parse(r#"{"n": 40}"#).unwrap(), (40, None));
+        assert_eq!(parse(r#"{"n": 40.0, "m": -3.0}"#).unwrap(), (40, Some(-3)));
+        assert_eq!(parse(r#"{"n": 1, "m": null}"#).unwrap(), (1, None));
+        assert!(parse(r#"{"n": 40.5}"#).is_err());
+        assert!(parse(r#"{"n": 1e300}"#).is_err());
+        assert!(parse(r#"{"n": "40"}"#).is_err());
+        assert!(parse(r#"{"n": 18446744073709551615}"#).is_err());
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Profile {
+            name: Option<String>,
+            phone: Option<String>,
+        }
+
+        let array = super::from_json_slice::<Profile>(b" [null, null]").unwrap_err();
+        let broken = super::from_json_slice::<Profile>(b"[null,").unwrap_err();
+
+        assert_eq!(array.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
+        assert!(super::from_json_slice::<Profile>(b"{}").is_ok());
     }
 }

@@ -24,7 +24,7 @@ pub struct HoldRequest {
     pub seat_ids: Option<Vec<String>>,
     /// Or this many: general admission, or the best available (adjacent in one row where
     /// possible).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(minimum = 1, maximum = 10)]
     pub quantity: Option<i64>,
     /// With `quantity`: only this section.
@@ -158,7 +158,7 @@ pub async fn hold_ttl(
 pub struct RefreshRequest {
     /// Seconds from now (default the hold TTL; capped by `booking.max_extend_seconds` and the
     /// hold's total lifetime `booking.max_hold_lifetime_seconds`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(minimum = 1, maximum = 86400)]
     pub extend_seconds: Option<i64>,
 }

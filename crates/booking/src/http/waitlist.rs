@@ -18,6 +18,7 @@ use crate::error::BookingError;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaitlistRequest {
     /// Seats wanted (1 to `booking.max_seats_per_order`, 10 by default).
+    #[serde(deserialize_with = "evently_core::extract::int")]
     #[schema(minimum = 1, maximum = 10)]
     pub quantity: i64,
 }

@@ -49,7 +49,7 @@ pub struct CreateEventRequest {
     )]
     pub venue_name: Option<String>,
     /// Places (general admission); with a reserved-seating venue it must equal its seats.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(example = 50000, minimum = 1, maximum = 1_000_000)]
     pub total_seats: Option<i64>,
     /// `UPCOMING` (default) or `ON_SALE`.
@@ -75,6 +75,7 @@ pub struct CreateEventRequest {
     #[schema(max_items = 20, inline, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     /// Price of every seat in minor units (e.g. cents).
+    #[serde(deserialize_with = "evently_core::extract::int")]
     #[schema(example = 12500, minimum = 0, maximum = 1_000_000_000)]
     pub base_price: i64,
     /// ISO 4217 code.
@@ -129,11 +130,11 @@ pub struct UpdateEventRequest {
     pub tags: Option<Vec<String>>,
     /// Places (general admission); fixed once the event is ON_SALE or SOLD_OUT, since
     /// booking owns its inventory from then on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub total_seats: Option<i64>,
     /// Base price in minor units.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub base_price: Option<i64>,
     /// ISO 4217 code.

@@ -40,7 +40,7 @@ pub struct CreateVenueRequest {
     )]
     pub city: String,
     /// General-admission capacity, 1 to 1000000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub capacity: Option<i64>,
     /// Reserved seating: sections → rows with a seat count.

@@ -267,8 +267,9 @@ impl EventStore for SqlEventStore {
             "UPDATE events SET name = $3, description = $4, event_date = $5, event_type = $6, \
              tags = $7, status = $8, total_seats = $9, sale_start = $10, sale_end = $11, \
              base_price = $12, currency = $13, section_prices = $14, version = $15, \
-             updated_at = $16, available_seats = CASE WHEN availability_version = 0 \
-             THEN $9 ELSE available_seats END WHERE id = $1 AND version = $2",
+             updated_at = $16, venue_name = $17, available_seats = CASE WHEN \
+             availability_version = 0 THEN $9 ELSE available_seats END \
+             WHERE id = $1 AND version = $2",
         )
         .bind(event.id.0)
         .bind(expected_version)
@@ -286,6 +287,7 @@ impl EventStore for SqlEventStore {
         .bind(json(&event.section_prices)?)
         .bind(event.version)
         .bind(event.updated_at)
+        .bind(&event.venue_name)
         .execute(&mut tx)
         .await?;
         if updated == 0 {

@@ -403,3 +403,106 @@ async fn events_work_on_postgres() {
     assert_problem(illegal, 409).await;
     assert!(crate::support::total(&app, "").await >= 1);
 }
+
+/// The fields of an event's representation that only the server sets.
+const READ_ONLY: [&str; 6] = [
+    "eventId",
+    "organizerId",
+    "availableSeats",
+    "version",
+    "createdAt",
+    "updatedAt",
+];
+
+#[tokio::test]
+async fn an_event_put_back_as_read_is_accepted_and_read_only_fields_are_named() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    let event = create(&app, &org.access_token, &event_body("Round trip")).await;
+    let path = format!("/api/events/{}", event["eventId"].as_str().unwrap());
+    let read: Value = get(&app, &path).await.json().await.unwrap();
+    let mut body = read.clone();
+    for field in READ_ONLY {
+        body.as_object_mut().unwrap().remove(field);
+    }
+
+    let same = put(&app, &path, &org.access_token, &body).await;
+    assert_eq!(same.status(), 200);
+    let same: Value = same.json().await.unwrap();
+    body["venueName"] = json!("Renamed Hall");
+    let renamed = put(&app, &path, &org.access_token, &body).await;
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    for field in READ_ONLY {
+        let mut with_read_only = body.clone();
+        with_read_only[field] = read[field].clone();
+        let refused = put(&app, &path, &org.access_token, &with_read_only).await;
+        let problem = assert_problem(refused, 422).await;
+        assert!(
+            problem.to_string().contains(field),
+            "{field} not named: {problem}"
+        );
+    }
+    let after: Value = get(&app, &path).await.json().await.unwrap();
+
+    // Putting back what was read changes nothing, not even the version.
+    assert_eq!(same, read);
+    assert_eq!(renamed["venueName"], "Renamed Hall");
+    assert_eq!(renamed["version"], read["version"].as_i64().unwrap() + 1);
+    assert_eq!(after, renamed);
+}
+
+#[tokio::test]
+async fn an_event_stays_at_its_venue_record() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let token = &admin.access_token;
+    let venue: Value = post(
+        &app,
+        "/api/venues",
+        token,
+        &json!({"name": "Hall", "address": "1 Main St", "city": "Berlin", "capacity": 100}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let mut draft = event_body("At a venue");
+    draft.as_object_mut().unwrap().remove("venueName");
+    draft.as_object_mut().unwrap().remove("totalSeats");
+    draft["venueId"] = venue["venueId"].clone();
+    let event = create(&app, token, &draft).await;
+    let path = format!("/api/events/{}", event["eventId"].as_str().unwrap());
+
+    let unchanged = put(
+        &app,
+        &path,
+        token,
+        &json!({"venueId": venue["venueId"], "venueName": "Hall", "city": "Berlin"}),
+    )
+    .await;
+    let renamed = put(&app, &path, token, &json!({"venueName": "Other"})).await;
+    let moved = put(
+        &app,
+        &path,
+        token,
+        &json!({"venueId": "01a242c7-aa82-76d7-8222-96dea03a090d", "city": "Paris"}),
+    )
+    .await;
+    let after: Value = get(&app, &path).await.json().await.unwrap();
+
+    assert_eq!(unchanged.status(), 200);
+    let problem = assert_problem(renamed, 422).await;
+    assert_eq!(problem["errors"][0]["pointer"], "/venueName");
+    let problem = assert_problem(moved, 422).await;
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/venueId", "/city"]);
+    assert_eq!(after["venueName"], "Hall");
+    assert_eq!(after["version"], 1);
+}

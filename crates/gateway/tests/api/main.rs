@@ -2,6 +2,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod contract;
 mod edge;
 mod limiter;
 mod proxy;
