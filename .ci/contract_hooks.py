@@ -44,10 +44,49 @@ def event_on_sale_now(context, body):
 
 @schemathesis.hook("map_body").apply_to(method="POST", path="/api/orders/holds")
 def hold_by_quantity(context, body):
-    """`quantity` alone when both ways of choosing seats were generated valid."""
-    if isinstance(body, dict) and isinstance(body.get("quantity"), int) and 1 <= body["quantity"] <= 10:
+    """One way of choosing seats: `quantity` alone when both were generated valid, and one
+    seat when neither was generated (both are optional in the schema, so adding one keeps an
+    invalid body invalid)."""
+    if not isinstance(body, dict):
+        return body
+    quantity = body.get("quantity")
+    if isinstance(quantity, int) and not isinstance(quantity, bool) and 1 <= quantity <= 10:
         if isinstance(body.get("seatIds"), list):
             del body["seatIds"]
-        if "section" in body and body["section"] is None:
-            del body["section"]
+    elif body.get("quantity") is None and body.get("seatIds") is None:
+        body.pop("seatIds", None)
+        body["quantity"] = 1
+    if "section" in body and body["section"] is None:
+        del body["section"]
+    return body
+
+
+def _whole(value, low, high):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and low <= value <= high
+
+
+@schemathesis.hook("map_body").apply_to(method="POST", path="/api/events")
+def small_event(context, body):
+    """At most 1,000 places: booking lays out every seat of a new event, and a run full of
+    million-seat events would measure that, not the contract."""
+    if isinstance(body, dict) and _whole(body.get("totalSeats"), 1001, 1_000_000):
+        body["totalSeats"] = 1000
+    return body
+
+
+@schemathesis.hook("map_body").apply_to(method="POST", path="/api/venues")
+def small_venue(context, body):
+    """At most 1,000 places for the same reason: a smaller capacity, fewer seats per row."""
+    if not isinstance(body, dict):
+        return body
+    if _whole(body.get("capacity"), 1001, 1_000_000):
+        body["capacity"] = 1000
+    layout = body.get("layout")
+    if isinstance(layout, dict) and isinstance(layout.get("sections"), list):
+        for section in layout["sections"][:100]:
+            rows = section.get("rows") if isinstance(section, dict) else None
+            if isinstance(rows, list):
+                for row in rows:
+                    if isinstance(row, dict) and _whole(row.get("seats"), 2, 1000):
+                        row["seats"] = 1
     return body

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use axum::http::Method;
 use evently_core::problem::{FieldError, ProblemBody};
 use utoipa::PartialSchema;
+use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -290,8 +291,41 @@ const VENUE_ID: &[(&str, &str)] = &[("venueId", "$response.body#/venueId")];
 
 /// An event reaches booking through the bus, a moment after its creation answered 201, so
 /// no link leads from `create_event` to booking's operations on it: a client following one at
-/// once may get booking's 404 for an event it has not heard of yet.
+/// once may get booking's 404 for an event it has not heard of yet. The way to a hold is from
+/// the listing, whose events are published.
 const LINKS: &[LinkSpec] = &[
+    link(
+        "list_events",
+        "200",
+        "HoldFirst",
+        "create_hold",
+        &[],
+        &[("eventId", "$response.body#/events/0/eventId")],
+    ),
+    link(
+        "list_events",
+        "200",
+        "AvailabilityOfFirst",
+        "availability",
+        &[("eventId", "$response.body#/events/0/eventId")],
+        &[],
+    ),
+    link(
+        "list_events",
+        "200",
+        "SeatMapOfFirst",
+        "seat_map",
+        &[("eventId", "$response.body#/events/0/eventId")],
+        &[],
+    ),
+    link(
+        "list_events",
+        "200",
+        "JoinWaitlistOfFirst",
+        "join_waitlist",
+        &[("eventId", "$response.body#/events/0/eventId")],
+        &[],
+    ),
     link(
         "register",
         "201",
@@ -373,16 +407,16 @@ const LINKS: &[LinkSpec] = &[
     link("create_hold", "201", "GetHold", "get_hold", HOLD_ID, &[]),
     link("create_hold", "201", "HoldTtl", "hold_ttl", HOLD_ID, &[]),
     link(
-        "create_hold",
-        "201",
+        "get_hold",
+        "200",
         "RefreshHold",
         "refresh_hold",
         HOLD_ID,
         &[],
     ),
     link(
-        "create_hold",
-        "201",
+        "get_hold",
+        "200",
         "ReleaseHold",
         "release_hold",
         HOLD_ID,
@@ -431,6 +465,10 @@ const LINKS: &[LinkSpec] = &[
     ),
 ];
 
+/// Links whose body is the whole request: following one sends exactly those fields, nothing
+/// generated beside them (`x-schemathesis: {merge_body: false}`, for stateful testing tools).
+const WHOLE_BODY: &[&str] = &["Confirm", "Purchase"];
+
 fn add_links(operation: &mut Operation) {
     let Some(id) = operation.operation_id.clone() else {
         return;
@@ -450,6 +488,13 @@ fn add_links(operation: &mut Operation) {
                 .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
                 .collect();
             link = link.request_body(Some(body));
+        }
+        if WHOLE_BODY.contains(&spec.name) {
+            link = link.extensions(Some(
+                ExtensionsBuilder::new()
+                    .add("x-schemathesis", serde_json::json!({"merge_body": false}))
+                    .build(),
+            ));
         }
         response
             .links

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use evently_core::extract::{Json, OptionalJson, Path};
 use evently_core::identity::Identity;
+use evently_core::problem::Problem;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -105,14 +106,29 @@ pub async fn create_hold(
     responses(
         (status = 200, body = HoldView),
         (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 410, description = "The caller released the hold, or replaced it with a newer one", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn get_hold(
     State(state): State<BookingState>,
     caller: Identity,
     Path(hold_id): Path<HoldId>,
 ) -> Result<axum::Json<HoldView>, BookingError> {
-    let hold = state.service.get_hold(&caller, hold_id).await?;
+    let hold = not_released(state.service.get_hold(&caller, hold_id).await?)?;
     Ok(axum::Json(HoldView::new(hold, state.service.now())))
+}
+
+/// A hold its buyer released (`DELETE`, or a newer hold of theirs that replaced it) is gone:
+/// reading it answers 410 Gone, as for any deleted resource. Expired and purchased holds stay
+/// readable, so a client learns what became of its hold.
+fn not_released(hold: Hold) -> Result<Hold, BookingError> {
+    if hold.status == HoldStatus::Released {
+        return Err(
+            Problem::new(StatusCode::GONE, "hold-released", "Hold released")
+                .detail("the hold was released by its buyer, or replaced by their newer hold")
+                .into(),
+        );
+    }
+    Ok(hold)
 }
 
 /// `GET /api/orders/holds/{holdId}/ttl`
@@ -134,13 +150,14 @@ pub struct HoldTtl {
     responses(
         (status = 200, body = HoldTtl),
         (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 410, description = "The caller released the hold, or replaced it with a newer one", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn hold_ttl(
     State(state): State<BookingState>,
     caller: Identity,
     Path(hold_id): Path<HoldId>,
 ) -> Result<axum::Json<HoldTtl>, BookingError> {
-    let hold = state.service.get_hold(&caller, hold_id).await?;
+    let hold = not_released(state.service.get_hold(&caller, hold_id).await?)?;
     let now = state.service.now();
     let live = hold.status_at(now) == HoldStatus::Active;
     let view = HoldView::new(hold, now);
