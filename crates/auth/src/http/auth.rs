@@ -342,3 +342,24 @@ pub async fn me(
     let user = state.service.user(identity.user_id).await?;
     Ok(axum::Json(user.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RegisterRequest;
+    use crate::domain::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+
+    /// The bounds the schema publishes are the ones the credentials enforce.
+    #[test]
+    fn the_schema_states_the_credential_rules() {
+        let schema = serde_json::to_value(<RegisterRequest as utoipa::PartialSchema>::schema())
+            .unwrap();
+        let p = &schema["properties"];
+
+        assert_eq!(p["password"]["minLength"], MIN_PASSWORD_CHARS);
+        assert_eq!(p["password"]["maxLength"], MAX_PASSWORD_CHARS);
+        assert_eq!(p["email"]["maxLength"], 254);
+        assert_eq!(p["email"]["format"], "email");
+        assert_eq!(p["name"]["maxLength"], 100);
+        assert_eq!(schema["additionalProperties"], false);
+    }
+}

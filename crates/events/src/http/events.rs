@@ -509,3 +509,33 @@ pub async fn delete_event(
     state.service.delete_event(&identity, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CreateEventRequest, UpdateEventRequest};
+    use crate::domain::event::{MAX_DESCRIPTION, MAX_PRICE, MAX_TAGS};
+    use crate::domain::venue::MAX_CAPACITY;
+    use serde_json::Value;
+
+    fn schema<T: utoipa::PartialSchema>() -> Value {
+        serde_json::to_value(T::schema()).unwrap()
+    }
+
+    /// The bounds the schema publishes are the ones the domain enforces.
+    #[test]
+    fn the_schema_states_the_event_rules() {
+        for request in [
+            schema::<CreateEventRequest>(),
+            schema::<UpdateEventRequest>(),
+        ] {
+            let p = &request["properties"];
+            assert_eq!(p["description"]["maxLength"], MAX_DESCRIPTION);
+            assert_eq!(p["tags"]["maxItems"], MAX_TAGS);
+            assert_eq!(p["basePrice"]["maximum"], MAX_PRICE);
+            assert_eq!(p["totalSeats"]["maximum"], MAX_CAPACITY);
+            assert_eq!(p["eventName"]["maxLength"], 200);
+            assert_eq!(p["currency"]["pattern"], "^[A-Z]{3}$");
+            assert_eq!(request["additionalProperties"], false);
+        }
+    }
+}
