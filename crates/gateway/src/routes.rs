@@ -71,7 +71,7 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     read && (under(path, "/api/events")
         || under(path, "/api/venues")
         || under(path, "/api/search")
-        || under(path, "/api/recs/related")
+        || under(path, "/api/recs")
         || under(path, "/api/orders/seats"))
 }
 
@@ -124,6 +124,9 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api/orders/orders"));
         assert!(is_public(&Method::GET, "/health"));
         assert!(is_public(&Method::GET, "/docs/"));
+        assert!(is_public(&Method::GET, "/api/recs"));
+        assert!(is_public(&Method::GET, "/api/recs/related"));
+        assert!(!is_public(&Method::POST, "/api/recs"));
     }
 
     #[test]
