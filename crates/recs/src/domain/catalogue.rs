@@ -35,6 +35,7 @@ pub struct Catalogue {
     neighbours: HashMap<EventId, Vec<(EventId, f64)>>,
     by_city: HashMap<String, Vec<EventId>>,
     by_type: HashMap<String, Vec<EventId>>,
+    upcoming: Vec<EventId>,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -110,7 +111,9 @@ impl Catalogue {
 
         let mut by_city: HashMap<String, Vec<EventId>> = HashMap::new();
         let mut by_type: HashMap<String, Vec<EventId>> = HashMap::new();
+        let mut upcoming = Vec::new();
         for e in events.iter().filter(|e| e.recommendable(now)) {
+            upcoming.push(e.id);
             if let Some(c) = e.city_key() {
                 by_city.entry(c).or_default().push(e.id);
             }
@@ -128,7 +131,13 @@ impl Catalogue {
             neighbours,
             by_city,
             by_type,
+            upcoming,
         }
+    }
+
+    /// The events that could be recommended when the catalogue was built, soonest first.
+    pub fn upcoming(&self) -> &[EventId] {
+        &self.upcoming
     }
 
     /// The events in city `key` (see [`super::city_key`]) that could be recommended when

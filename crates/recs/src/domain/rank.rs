@@ -26,6 +26,9 @@ const W_CITY: f64 = 0.4;
 const W_TYPE: f64 = 0.3;
 /// Weight of the popularity prior.
 const W_PRIOR: f64 = 0.05;
+/// Candidates of each kind (best sellers, soonest in the city, soonest anywhere) for the
+/// popular ranking.
+const POPULAR_POOL: usize = 500;
 /// Popular events added as candidates for a user, beyond their purchases' neighbours.
 const POPULAR_CANDIDATES: usize = 200;
 /// A user's favourite cities, and types, whose events are added as candidates.
@@ -145,7 +148,7 @@ fn likeness(
         return out;
     }
     let anchor_buyers = ctx.popularity.of(anchor.id).buyers;
-    let co: HashMap<EventId, f64> = edges
+    let mut co: HashMap<EventId, f64> = edges
         .iter()
         .filter(|e| e.anchor == anchor.id)
         .map(|e| {
@@ -155,6 +158,13 @@ fn likeness(
             )
         })
         .collect();
+    // Co-purchase similarities are small next to content ones (a shrunk cosine of buyer
+    // sets); scaled so that the anchor's best partner scores 1, both signals blend on one
+    // scale and the weight alone decides between them.
+    let best = co.values().copied().fold(0.0, f64::max);
+    if best > 0.0 {
+        co.values_mut().for_each(|c| *c /= best);
+    }
     let candidates = ctx
         .catalogue
         .content_neighbours(anchor.id)
@@ -220,15 +230,21 @@ pub fn popular(
     let city = city_key(city);
     let mut seen: HashSet<EventId> = HashSet::new();
     let mut items: Vec<Scored> = Vec::new();
-    let ranked = ctx.popularity.ranked().iter().copied();
-    // Events that never sold follow the best sellers, soonest first.
-    let mut unsold: Vec<&EventFeatures> = ctx
-        .catalogue
-        .events()
-        .filter(|f| ctx.popularity.of(f.id).buyers == 0)
-        .collect();
-    unsold.sort_by_key(|f| (f.event_date, f.id));
-    for id in ranked.chain(unsold.iter().map(|f| f.id)) {
+    // The best sellers, the soonest events in the city and the soonest events anywhere (which
+    // may not have sold yet): enough to fill a page after filters and diversity, and bounded
+    // however large the catalogue.
+    let local = city
+        .as_deref()
+        .map_or(&[][..], |c| ctx.catalogue.in_city(c));
+    let candidates = ctx
+        .popularity
+        .ranked()
+        .iter()
+        .take(POPULAR_POOL)
+        .chain(local.iter().take(POPULAR_POOL))
+        .chain(ctx.catalogue.upcoming().iter().take(POPULAR_POOL))
+        .copied();
+    for id in candidates {
         let Some(f) = ctx.catalogue.features(id) else {
             continue;
         };
