@@ -373,23 +373,31 @@ impl RecsStore for SqlRecsStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn popularity(&self, since: i64) -> Result<Vec<(EventId, i64, i64)>, StoreError> {
-        query(
-            "SELECT event_id, COUNT(*) AS buyers, \
-             SUM(CASE WHEN last_at >= $1 THEN 1 ELSE 0 END) AS recent \
-             FROM ownership GROUP BY event_id ORDER BY event_id",
+        // Buyers from their running count; recent ones by a range over `ownership_recent`,
+        // so the cost follows the week's sales, not every order ever placed.
+        let mut conn = self.db.reader().acquire().await?;
+        let mut figures: std::collections::BTreeMap<Uuid, (i64, i64)> =
+            query("SELECT event_id, buyers FROM item_stats")
+                .fetch_all(&mut conn)
+                .await?
+                .iter()
+                .map(|r| Ok((r.get("event_id")?, (r.get("buyers")?, 0))))
+                .collect::<Result<_, StoreError>>()?;
+        let recent = query(
+            "SELECT event_id, COUNT(*) AS recent FROM ownership WHERE last_at >= $1 \
+             GROUP BY event_id",
         )
         .bind(since)
-        .fetch_all(self.db.reader())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                EventId(r.get("event_id")?),
-                r.get("buyers")?,
-                r.get("recent")?,
-            ))
-        })
-        .collect()
+        .fetch_all(&mut conn)
+        .await?;
+        for row in &recent {
+            let id: Uuid = row.get("event_id")?;
+            figures.entry(id).or_default().1 = row.get("recent")?;
+        }
+        Ok(figures
+            .into_iter()
+            .map(|(id, (buyers, recent))| (EventId(id), buyers, recent))
+            .collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
