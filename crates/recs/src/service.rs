@@ -282,8 +282,10 @@ impl RecsService {
             tokio::time::interval(Duration::from_millis(self.config.popularity_refresh_ms));
         popularity.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rebuild = true;
+        let mut due = tokio::time::Instant::now();
         loop {
             if rebuild {
+                due = tokio::time::Instant::now() + REBUILD_AT_LEAST_EVERY;
                 if let Err(e) = self.rebuild().await {
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -311,7 +313,7 @@ impl RecsService {
                         tracing::warn!(error = format!("{e:#}"), "popularity refresh failed");
                     }
                 }
-                () = tokio::time::sleep(REBUILD_AT_LEAST_EVERY) => rebuild = true,
+                () = tokio::time::sleep_until(due) => rebuild = true,
             }
         }
     }
