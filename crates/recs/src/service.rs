@@ -416,3 +416,103 @@ impl RecsService {
         Ok((items, catalogue.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evently_bus::catalog::{Availability, InventoryChange};
+    use uuid::Uuid;
+
+    fn cache() -> AnswerCache {
+        AnswerCache {
+            ttl: Duration::from_secs(60),
+            capacity: 10,
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn entry(limit: usize) -> Cached {
+        Cached {
+            at: Instant::now(),
+            limit,
+            city: None,
+            items: Arc::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_cached_answer_serves_the_same_question_until_its_user_buys() {
+        let (cache, user, other) = (cache(), UserId::new(), UserId::new());
+        let generation = cache.generation.load(Ordering::SeqCst);
+        cache.put(user, generation, entry(10));
+        cache.put(other, generation, entry(10));
+
+        assert!(cache.get(user, 10, None).is_some());
+        assert!(cache.get(user, 5, None).is_none(), "another limit");
+        assert!(cache.get(user, 10, Some("Oslo")).is_none(), "another city");
+
+        cache.invalidate(user);
+
+        assert!(cache.get(user, 10, None).is_none());
+        assert!(cache.get(other, 10, None).is_some());
+        cache.put(user, generation, entry(10));
+        assert!(
+            cache.get(user, 10, None).is_none(),
+            "an answer computed before the purchase is not stored"
+        );
+    }
+
+    #[test]
+    fn only_catalogue_changes_and_orders_with_a_buyer_have_an_effect() {
+        let change = InventoryChange {
+            event_id: Uuid::now_v7(),
+            user_id: Some(Uuid::now_v7()),
+            hold_id: None,
+            order_id: Some(Uuid::now_v7()),
+            seat_ids: Vec::new(),
+            amount: None,
+            currency: None,
+            reason: None,
+            availability: Availability {
+                capacity: 1,
+                available: 0,
+                held: 0,
+                sold: 1,
+                version: 1,
+            },
+        };
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let envelope = |e: DomainEvent| e.into_envelope(1, at);
+
+        let placed = effect_of(&envelope(DomainEvent::OrderPlaced(change.clone())));
+        let cancelled = effect_of(&envelope(DomainEvent::OrderCancelled(change.clone())));
+        let held = effect_of(&envelope(DomainEvent::SeatsHeld(change.clone())));
+        let anonymous = effect_of(&envelope(DomainEvent::OrderPlaced(InventoryChange {
+            user_id: None,
+            ..change
+        })));
+        let status = effect_of(&envelope(DomainEvent::EventStatusChanged {
+            event_id: Uuid::now_v7(),
+            from: "ON_SALE".into(),
+            to: "SOLD_OUT".into(),
+        }));
+
+        assert!(matches!(
+            placed,
+            Some(Effect::Order(OrderChange { placed: true, .. }))
+        ));
+        assert!(matches!(
+            cancelled,
+            Some(Effect::Order(OrderChange { placed: false, .. }))
+        ));
+        assert!(held.is_none() && anonymous.is_none());
+        assert!(matches!(
+            status,
+            Some(Effect::Catalog(CatalogChange::Status {
+                status: EventStatus::SoldOut,
+                ..
+            }))
+        ));
+    }
+}

@@ -434,6 +434,8 @@ mod tests {
         past.event_date = NOW - DAY_MS;
         let mut sold_out = event(9, "concert", &["jazz"], "Berlin");
         sold_out.status = EventStatus::SoldOut;
+        let mut cancelled = event(10, "concert", &["jazz"], "Berlin");
+        cancelled.status = EventStatus::Cancelled;
         let events = vec![
             event(1, "concert", &["jazz"], "Berlin"),
             event(2, "concert", &["jazz"], "Berlin"),
@@ -443,6 +445,7 @@ mod tests {
             event(6, "comedy", &["standup"], "Paris"),
             past,
             sold_out,
+            cancelled,
         ];
         let popularity = PopularityTable::new(HashMap::from([
             (
@@ -485,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn jazz_in_berlin_brings_jazz_and_berlin_first_never_owned_past_or_sold_out() {
+    fn jazz_in_berlin_brings_jazz_and_berlin_first_never_owned_past_sold_out_or_cancelled() {
         let (catalogue, popularity) = world();
         let ctx = Context {
             catalogue: &catalogue,
@@ -510,7 +513,7 @@ mod tests {
             }
         );
         assert!(got.iter().position(|&n| n == 3) < got.iter().position(|&n| n == 6));
-        for never in [1, 8, 9] {
+        for never in [1, 8, 9, 10] {
             assert!(!got.contains(&never), "{never} in {got:?}");
         }
     }
