@@ -123,17 +123,20 @@ fn eligible(f: &EventFeatures, now: i64, owned: &HashSet<EventId>) -> bool {
     f.recommendable(now) && !owned.contains(&f.id)
 }
 
-fn sort(items: &mut [Scored], popularity: &PopularityTable) {
-    items.sort_by(|a, b| {
+/// Orders `items` best first: by score, then by popularity, then by id (so that equal
+/// answers come in one order). Each item's popularity is looked up once.
+fn sort(items: &mut Vec<Scored>, popularity: &PopularityTable) {
+    let mut keyed: Vec<(f64, Scored)> = items
+        .drain(..)
+        .map(|s| (popularity.prior(s.event_id), s))
+        .collect();
+    keyed.sort_by(|(pa, a), (pb, b)| {
         b.score
             .total_cmp(&a.score)
-            .then_with(|| {
-                popularity
-                    .prior(b.event_id)
-                    .total_cmp(&popularity.prior(a.event_id))
-            })
+            .then_with(|| pb.total_cmp(pa))
             .then(a.event_id.cmp(&b.event_id))
     });
+    items.extend(keyed.into_iter().map(|(_, s)| s));
 }
 
 /// How alike every candidate is to `anchor`: its content neighbours and the events bought

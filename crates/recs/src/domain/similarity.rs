@@ -64,6 +64,18 @@ pub struct ContentParts {
     pub text: f64,
 }
 
+/// Whether two cities are the same, compared as [`super::city_key`] does (trimmed,
+/// lowercase) without allocating: this runs for every candidate pair.
+fn same_city(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a.map(str::trim), b.map(str::trim)) {
+        (Some(a), Some(b)) if !a.is_empty() => a
+            .chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase)),
+        _ => false,
+    }
+}
+
 /// Weights of the content parts; they sum to 1.
 const W_TAGS: f64 = 0.35;
 const W_TYPE: f64 = 0.15;
@@ -79,7 +91,7 @@ impl ContentParts {
         Self {
             tags: jaccard(&a.tags, &b.tags),
             same_type: flag(a.event_type.is_some() && a.event_type == b.event_type),
-            same_city: flag(a.city_key().is_some() && a.city_key() == b.city_key()),
+            same_city: flag(same_city(a.city.as_deref(), b.city.as_deref())),
             same_organizer: flag(a.organizer_id == b.organizer_id),
             same_price_band: flag(a.price_band() == b.price_band()),
             text: va.cosine(vb),

@@ -3,8 +3,6 @@
 //! epoch-ms integers). What differs (migrations, connections) is in `sqlite.rs` and
 //! `postgres.rs`.
 
-use std::collections::HashMap;
-
 use evently_core::db::StoreError;
 use evently_core::sql::{Db, Row, Sql, Tx, query};
 use uuid::Uuid;
@@ -46,14 +44,6 @@ fn features_from_row(row: &Row) -> Result<EventFeatures, StoreError> {
         event_date: row.get("event_date")?,
         status: EventStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
     })
-}
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Records `id` as applied; `false` if it already was.
@@ -338,37 +328,44 @@ impl RecsStore for SqlRecsStore {
         if anchors.is_empty() || per_anchor == 0 {
             return Ok(Vec::new());
         }
+        // One index range per anchor (`item_pairs_top`, most shared buyers first), each cut
+        // at `per_anchor`, so a best seller with thousands of partners costs no more than
+        // any other event.
+        let per_anchor = i64::try_from(per_anchor).unwrap_or(i64::MAX);
+        let parts: Vec<String> = (0..anchors.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT a, b, together FROM item_pairs \
+                     WHERE a = ${} AND together >= $1 ORDER BY together DESC, b LIMIT $2) t{i}",
+                    i + 3
+                )
+            })
+            .collect();
         let sql = Sql::assert_safe(format!(
             "SELECT p.a, p.b, p.together, sa.buyers AS buyers_a, sb.buyers AS buyers_b \
-             FROM item_pairs p \
+             FROM ({}) p \
              JOIN item_stats sa ON sa.event_id = p.a \
              JOIN item_stats sb ON sb.event_id = p.b \
-             WHERE p.together >= $1 AND p.a IN ({}) \
              ORDER BY p.a, p.together DESC, p.b",
-            placeholders(2, anchors.len())
+            parts.join(" UNION ALL ")
         ));
-        let mut q = query(sql).bind(MIN_PAIR_BUYERS);
+        let mut q = query(sql).bind(MIN_PAIR_BUYERS).bind(per_anchor);
         for a in anchors {
             q = q.bind(a.0);
         }
-        let mut kept: HashMap<EventId, usize> = HashMap::new();
-        let mut edges = Vec::new();
-        for row in q.fetch_all(self.db.reader()).await? {
-            let anchor = EventId(row.get("a")?);
-            let n = kept.entry(anchor).or_default();
-            if *n == per_anchor {
-                continue;
-            }
-            *n += 1;
-            edges.push(CoEdge {
-                anchor,
-                other: EventId(row.get("b")?),
-                together: row.get("together")?,
-                anchor_buyers: row.get("buyers_a")?,
-                other_buyers: row.get("buyers_b")?,
-            });
-        }
-        Ok(edges)
+        q.fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(CoEdge {
+                    anchor: EventId(row.get("a")?),
+                    other: EventId(row.get("b")?),
+                    together: row.get("together")?,
+                    anchor_buyers: row.get("buyers_a")?,
+                    other_buyers: row.get("buyers_b")?,
+                })
+            })
+            .collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
