@@ -347,6 +347,8 @@ fn order_placed(event: Uuid, user: Uuid, at: i64) -> evently_bus::Envelope {
 
 #[derive(Default)]
 struct Quality {
+    /// In-process answer times in ms (store reads and ranking, no HTTP).
+    times: Vec<f64>,
     users: usize,
     hits: usize,
     ndcg: f64,
@@ -436,9 +438,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 continue;
             };
             let target = EventId(events[target].id);
+            let t = Instant::now();
             let (items, _) = service
                 .for_user(Some(UserId(user.id)), 10, None, method)
                 .await?;
+            q.times.push(t.elapsed().as_secs_f64() * 1000.0);
             q.users += 1;
             if let Some(rank) = items.iter().position(|s| s.event_id == target) {
                 q.hits += 1;
@@ -466,6 +470,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             100.0 * q.shown.len() as f64 / events.len() as f64
         );
     }
+    let mut times = results[0].1.times.clone();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "hybrid answer in process (store reads and ranking, no HTTP): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
     let hybrid = rates["hybrid"];
     println!(
         "hybrid / most-popular = {:.2}x (target >= 1.5x); above content-only: {}; above co-purchase-only: {}",
