@@ -226,26 +226,43 @@ impl RecsService {
         Ok(())
     }
 
-    /// Rebuilds the catalogue (features and content neighbours) from the store, off the async
-    /// workers, and swaps it in.
+    /// Rebuilds the catalogue (features and content neighbours) whole from the store, off
+    /// the async workers, and swaps it in.
     ///
     /// # Errors
     /// When the store fails.
     pub async fn rebuild(&self) -> anyhow::Result<()> {
+        self.refresh_catalogue(true).await
+    }
+
+    /// Brings the catalogue up to date with the store: whole when `full` or when it is
+    /// empty, else only the events that changed ([`Catalogue::update`]); off the async
+    /// workers, then swapped in.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn refresh_catalogue(&self, full: bool) -> anyhow::Result<()> {
         let events = self.store.events().await.context("reading the catalogue")?;
         let now = self.now();
         let started = Instant::now();
         let span = tracing::Span::current();
+        let current = self.snapshot().0;
+        let full = full || current.is_empty();
         let catalogue = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            Catalogue::build(events, now)
+            if full {
+                Catalogue::build(events, now)
+            } else {
+                current.update(events, now)
+            }
         })
         .await
         .context("building the catalogue")?;
         tracing::debug!(
             events = catalogue.len(),
+            full,
             duration_ms = started.elapsed().as_millis(),
-            "catalogue rebuilt"
+            "catalogue refreshed"
         );
         if let Ok(mut slot) = self.catalogue.write() {
             *slot = Arc::new(catalogue);
@@ -273,20 +290,23 @@ impl RecsService {
         Ok(())
     }
 
-    /// Keeps the catalogue and popularity current until `shutdown`: rebuilds the catalogue
-    /// when events changed (at most once per `recs.rebuild_interval_ms`, and at least hourly)
-    /// and reads popularity every `recs.popularity_refresh_ms`.
+    /// Keeps the catalogue and popularity current until `shutdown`: updates the catalogue
+    /// when events changed (at most once per `recs.rebuild_interval_ms`), rebuilds it whole
+    /// hourly (new words weigh in, past events leave the neighbour lists), and reads
+    /// popularity every `recs.popularity_refresh_ms`.
     pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
         let settle = Duration::from_millis(self.config.rebuild_interval_ms);
         let mut popularity =
             tokio::time::interval(Duration::from_millis(self.config.popularity_refresh_ms));
         popularity.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut rebuild = true;
+        let (mut rebuild, mut full) = (true, true);
         let mut due = tokio::time::Instant::now();
         loop {
             if rebuild {
-                due = tokio::time::Instant::now() + REBUILD_AT_LEAST_EVERY;
-                if let Err(e) = self.rebuild().await {
+                if full {
+                    due = tokio::time::Instant::now() + REBUILD_AT_LEAST_EVERY;
+                }
+                if let Err(e) = self.refresh_catalogue(full).await {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "catalogue rebuild failed; retrying"
@@ -296,7 +316,7 @@ impl RecsService {
                 if let Err(e) = self.refresh_popularity().await {
                     tracing::warn!(error = format!("{e:#}"), "popularity refresh failed");
                 }
-                rebuild = false;
+                (rebuild, full) = (false, false);
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -313,7 +333,7 @@ impl RecsService {
                         tracing::warn!(error = format!("{e:#}"), "popularity refresh failed");
                     }
                 }
-                () = tokio::time::sleep_until(due) => rebuild = true,
+                () = tokio::time::sleep_until(due) => (rebuild, full) = (true, true),
             }
         }
     }
