@@ -418,10 +418,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     let building = Instant::now();
     service.rebuild().await?;
+    let built = building.elapsed();
     service.refresh_popularity().await?;
     println!(
         "catalogue (content neighbours of every event) built in {:.2} s",
-        building.elapsed().as_secs_f64()
+        built.as_secs_f64()
     );
 
     let methods = [
@@ -483,6 +484,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         hybrid / rates["most-popular"].max(1e-9),
         hybrid > rates["content-only"],
         hybrid > rates["co-purchase-only"]
+    );
+    // One event changes (as an organizer's edit would): the background refresh updates the
+    // catalogue instead of building it again.
+    let mut edited = events[0].snapshot.clone();
+    edited.tags.push("encore".into());
+    edited.event_name.push_str(" Encore");
+    service
+        .apply(&DomainEvent::EventUpdated(edited).into_envelope(2, OffsetDateTime::now_utc()))
+        .await?;
+    let updating = Instant::now();
+    service.refresh_catalogue(false).await?;
+    println!(
+        "one event edited: catalogue brought up to date in {:.1} ms (the whole build: {:.2} s)",
+        updating.elapsed().as_secs_f64() * 1000.0,
+        built.as_secs_f64()
     );
     drop(service);
 
