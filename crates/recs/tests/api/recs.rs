@@ -192,3 +192,37 @@ async fn openapi_documents_both_routes_and_their_statuses() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_event_leaves_the_recommendations() {
+    let app = app().await;
+    let anchor = event(&app, "Blue Note Quartet", "concert", &["jazz"], "Berlin").await;
+    let alike = event(&app, "Swing Trio", "concert", &["jazz"], "Berlin").await;
+    let path = format!("/api/recs/related?eventId={anchor}");
+    until(|| async {
+        let related = ok_json(send(&app, "GET", &path, None, None).await, 200).await;
+        ids(&related).contains(&alike).then_some(())
+    })
+    .await;
+    let admin = app.signed_in_admin().await;
+
+    ok_json(
+        send(
+            &app,
+            "PUT",
+            &format!("/api/events/{alike}/status"),
+            Some(&admin.access_token),
+            Some(&json!({"status": "CANCELLED"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    until(|| async {
+        let related = ok_json(send(&app, "GET", &path, None, None).await, 200).await;
+        let popular = ok_json(send(&app, "GET", "/api/recs", None, None).await, 200).await;
+        (!ids(&related).contains(&alike) && !ids(&popular).contains(&alike)).then_some(())
+    })
+    .await;
+}
