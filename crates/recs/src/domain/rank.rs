@@ -609,4 +609,89 @@ mod tests {
 
         assert_eq!(ids(&page), [1, 2, 5, 6]);
     }
+
+    /// One generated event: (type, organizer, city, tag, days ahead, status).
+    fn generated(n: usize, spec: (u8, u8, u8, u8, i64, u8)) -> EventFeatures {
+        let (kind, organizer, city, tag, days, status) = spec;
+        EventFeatures {
+            id: id(n as u128 + 1),
+            organizer_id: Uuid::from_u128(u128::from(organizer) + 500),
+            name: format!("tag{tag} show"),
+            event_type: Some(format!("type{kind}")),
+            tags: vec![format!("tag{tag}")],
+            city: Some(format!("City{city}")),
+            event_date: NOW + days * DAY_MS,
+            status: [
+                EventStatus::Upcoming,
+                EventStatus::OnSale,
+                EventStatus::SoldOut,
+                EventStatus::Cancelled,
+            ][usize::from(status % 4)],
+            ..sample()
+        }
+    }
+
+    fn assert_page(page: &[Scored], catalogue: &Catalogue, owned: &HashSet<EventId>, limit: usize) {
+        assert!(page.len() <= limit);
+        let mut seen = HashSet::new();
+        let (mut organizers, mut types) = (HashMap::new(), HashMap::new());
+        for item in page {
+            assert!(seen.insert(item.event_id), "{:?} twice", item.event_id);
+            assert!(!owned.contains(&item.event_id), "an owned event");
+            let f = catalogue.features(item.event_id).unwrap();
+            assert!(f.recommendable(NOW), "{f:?} is past, sold out or cancelled");
+            *organizers.entry(f.organizer_id).or_insert(0) += 1;
+            *types.entry(f.event_type.clone()).or_insert(0) += 1;
+        }
+        assert!(
+            organizers.values().all(|n| *n <= PER_GROUP),
+            "{organizers:?}"
+        );
+        assert!(types.values().all(|n| *n <= PER_GROUP), "{types:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pages_never_hold_owned_past_sold_out_or_cancelled_events_nor_too_many_alike(
+            specs in proptest::collection::vec((0u8..5, 0u8..6, 0u8..3, 0u8..6, -20i64..300, 0u8..8), 1..60),
+            bought in proptest::collection::vec(0usize..60, 0..8),
+            pairs in proptest::collection::vec((0usize..60, 0usize..60, 3i64..20), 0..30),
+            limit in 1usize..12,
+            method in 0usize..4,
+        ) {
+            let events: Vec<EventFeatures> = specs.iter().enumerate().map(|(n, s)| generated(n, *s)).collect();
+            let n = events.len();
+            let catalogue = Catalogue::build(events, NOW);
+            let popularity = PopularityTable::new(
+                pairs.iter().map(|(a, _, c)| (id((a % n) as u128 + 1), Popularity { buyers: *c, recent: c / 2 })).collect(),
+            );
+            let method = [Method::Hybrid, Method::ContentOnly, Method::CoPurchaseOnly, Method::MostPopular][method];
+            let ctx = Context { catalogue: &catalogue, popularity: &popularity, now: NOW, method };
+            let purchases: Vec<Purchase> = bought
+                .iter()
+                .map(|b| Purchase { event_id: id((b % n) as u128 + 1), at: NOW - DAY_MS * (*b as i64) })
+                .collect();
+            let edges: Vec<CoEdge> = pairs
+                .iter()
+                .filter(|(a, b, _)| a % n != b % n)
+                .map(|(a, b, c)| CoEdge {
+                    anchor: id((a % n) as u128 + 1),
+                    other: id((b % n) as u128 + 1),
+                    together: *c,
+                    anchor_buyers: c + 1,
+                    other_buyers: c + 2,
+                })
+                .collect();
+            let owned: HashSet<EventId> = purchases.iter().map(|p| p.event_id).collect();
+
+            let mine = for_user(&ctx, &purchases, &edges, Some("city1"), limit);
+            let like = related(&ctx, id(1), &edges, &owned, limit);
+            let anyone = popular(&ctx, None, &HashSet::new(), limit);
+
+            assert_page(&mine, &catalogue, &owned, limit);
+            assert_page(&like, &catalogue, &owned, limit);
+            assert!(!like.iter().any(|s| s.event_id == id(1)), "an event is not related to itself");
+            assert_page(&anyone, &catalogue, &HashSet::new(), limit);
+        }
+    }
 }
