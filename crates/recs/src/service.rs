@@ -212,14 +212,23 @@ impl RecsService {
                     .await
                     .with_context(|| format!("applying {}", envelope.event_type))?;
                 if applied {
+                    metrics::counter!("evently_recs_domain_events_applied_total",
+                        "type" => envelope.event_type.clone())
+                    .increment(1);
                     self.catalogue_changed.notify_one();
                 }
             }
             Some(Effect::Order(change)) => {
-                self.store
+                let applied = self
+                    .store
                     .apply_order(envelope.id, &change, now)
                     .await
                     .with_context(|| format!("applying {}", envelope.event_type))?;
+                if applied {
+                    metrics::counter!("evently_recs_domain_events_applied_total",
+                        "type" => envelope.event_type.clone())
+                    .increment(1);
+                }
                 self.cache.invalidate(UserId(change.user_id));
             }
         }
@@ -258,6 +267,11 @@ impl RecsService {
         })
         .await
         .context("building the catalogue")?;
+        metrics::histogram!("evently_recs_catalogue_refresh_seconds",
+            "kind" => if full { "full" } else { "update" })
+        .record(started.elapsed().as_secs_f64());
+        #[expect(clippy::cast_precision_loss, reason = "a gauge of an event count")]
+        metrics::gauge!("evently_recs_catalogue_events").set(catalogue.len() as f64);
         tracing::debug!(
             events = catalogue.len(),
             full,
@@ -409,7 +423,11 @@ impl RecsService {
         };
         let cacheable = method == Method::Hybrid;
         if cacheable && let Some(items) = self.cache.get(user, limit, city) {
+            metrics::counter!("evently_recs_answer_cache_total", "result" => "hit").increment(1);
             return Ok((items, catalogue.clone()));
+        }
+        if cacheable {
+            metrics::counter!("evently_recs_answer_cache_total", "result" => "miss").increment(1);
         }
         let generation = self.cache.generation.load(Ordering::SeqCst);
         let mut purchases = self.store.purchases(user.0).await?;

@@ -109,6 +109,14 @@ async fn anonymous_callers_get_popular_events_in_their_city_first() {
     )
     .await;
     assert_eq!(ids(&fresh), ids(&page));
+    let metrics = app.metrics().await;
+    for name in [
+        "evently_recs_domain_events_applied_total",
+        "evently_recs_catalogue_events",
+        "evently_recs_answer_cache_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
     // The buyer is never offered the event they own.
     let own = ok_json(
         send(&app, "GET", "/api/recs", Some(&fan.access_token), None).await,
