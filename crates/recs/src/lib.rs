@@ -25,7 +25,7 @@
 //! - [`domain`]: features, text vectors, similarities, the catalogue index, ranking (pure);
 //! - [`store`]: `RecsStore` and its SQL body for SQLite and PostgreSQL (conformance suite in
 //!   `tests/api/conformance.rs`);
-//! - [`service`]: applying domain events, background rebuilds, answering with the cache;
+//! - [`service`]: applying domain events, background refreshes, answering with the cache;
 //! - [`http`]: routes and handlers; [`error`]: `RecsError` → problem.
 
 pub mod domain;

@@ -26,8 +26,8 @@ use crate::store::{CatalogChange, OrderChange, RecsStore};
 const EDGES_PER_ANCHOR: usize = 50;
 /// The window of "recent" sales in the popularity prior.
 const RECENT_SALES_MS: i64 = 7 * DAY_MS;
-/// The catalogue is rebuilt at least this often, so events that have taken place leave the
-/// neighbour lists even when nothing changes.
+/// The catalogue is rebuilt whole at least this often, so that new words weigh in and events
+/// that have taken place leave the neighbour lists even when nothing changes.
 const REBUILD_AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
 
 /// A cached answer for one user.
@@ -196,7 +196,7 @@ impl RecsService {
     }
 
     /// Applies one domain event of the events service's or booking's stream (idempotent per
-    /// envelope id). A catalogue change wakes the background rebuild; an order change drops
+    /// envelope id). A catalogue change wakes the background refresh; an order change drops
     /// its buyer's cached answer.
     ///
     /// # Errors
@@ -313,41 +313,41 @@ impl RecsService {
         let mut popularity =
             tokio::time::interval(Duration::from_millis(self.config.popularity_refresh_ms));
         popularity.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut rebuild, mut full) = (true, true);
+        let (mut refresh, mut full) = (true, true);
         let mut due = tokio::time::Instant::now();
         loop {
-            if rebuild {
+            if refresh {
                 if full {
                     due = tokio::time::Instant::now() + REBUILD_AT_LEAST_EVERY;
                 }
                 if let Err(e) = self.refresh_catalogue(full).await {
                     tracing::warn!(
                         error = format!("{e:#}"),
-                        "catalogue rebuild failed; retrying"
+                        "catalogue refresh failed; retrying"
                     );
                     self.catalogue_changed.notify_one();
                 }
                 if let Err(e) = self.refresh_popularity().await {
                     tracing::warn!(error = format!("{e:#}"), "popularity refresh failed");
                 }
-                (rebuild, full) = (false, false);
+                (refresh, full) = (false, false);
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.catalogue_changed.notified() => {
-                    // Let a burst of changes settle into one rebuild.
+                    // Let a burst of changes settle into one refresh.
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(settle) => {}
                     }
-                    rebuild = true;
+                    refresh = true;
                 }
                 _ = popularity.tick() => {
                     if let Err(e) = self.refresh_popularity().await {
                         tracing::warn!(error = format!("{e:#}"), "popularity refresh failed");
                     }
                 }
-                () = tokio::time::sleep_until(due) => (rebuild, full) = (true, true),
+                () = tokio::time::sleep_until(due) => (refresh, full) = (true, true),
             }
         }
     }
