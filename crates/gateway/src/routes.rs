@@ -57,6 +57,10 @@ pub fn is_public(method: &Method, path: &str) -> bool {
         return true;
     }
     let read = method == Method::GET || method == Method::HEAD;
+    // Recommendations are for anyone; a token, when sent, personalises them.
+    if read && under(path, "/api/recs") {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -71,7 +75,7 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     read && (under(path, "/api/events")
         || under(path, "/api/venues")
         || under(path, "/api/search")
-        || under(path, "/api/recs")
+        || under(path, "/api/recs/related")
         || under(path, "/api/orders/seats"))
 }
 
@@ -124,9 +128,6 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api/orders/orders"));
         assert!(is_public(&Method::GET, "/health"));
         assert!(is_public(&Method::GET, "/docs/"));
-        assert!(is_public(&Method::GET, "/api/recs"));
-        assert!(is_public(&Method::GET, "/api/recs/related"));
-        assert!(!is_public(&Method::POST, "/api/recs"));
     }
 
     #[test]
@@ -144,5 +145,13 @@ mod tests {
             Some(Group::Default)
         );
         assert_eq!(group_for(&Method::GET, "/health/live"), None);
+    }
+
+    #[test]
+    fn recommendations_are_public_to_read() {
+        assert!(is_public(&Method::GET, "/api/recs"));
+        assert!(is_public(&Method::GET, "/api/recs/related"));
+        assert!(!is_public(&Method::POST, "/api/recs"));
+        assert_eq!(service_for("/api/recs/related"), Some("recs"));
     }
 }
