@@ -127,7 +127,6 @@ fn list(items: &[Scored], catalogue: &Catalogue) -> RecList {
 /// `city` first. Never an event the caller owns, a past, cancelled or sold-out one; at most
 /// two per organizer and per type.
 #[utoipa::path(get, path = "/api/recs", tag = "recs", params(ForMeQuery),
-    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Recommended events, best first, each with its reason", body = RecList),
         (status = 400, description = "Malformed query string or unknown parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
@@ -159,7 +158,6 @@ pub async fn for_me(
 /// (tags, type, city, organizer, words), the former weighing more as the event sells. A
 /// signed-in caller never gets events they own.
 #[utoipa::path(get, path = "/api/recs/related", tag = "recs", params(RelatedQuery),
-    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Related events, best first, each with its reason", body = RecList),
         (status = 400, description = "Malformed query string or unknown parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
