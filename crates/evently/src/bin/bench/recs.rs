@@ -256,6 +256,10 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
         })
         .collect();
 
+    // The largest weight any user can give an event: the best quality, a favourite type, two
+    // favourite tags and a home city.
+    let best = events.iter().map(|e| e.quality).fold(0.0, f64::max);
+    let bound = best * 4.0 * (1.0 + 3.0 * 2.0) * 6.0;
     let mut users: Vec<User> = (0..options.users)
         .map(|_| {
             let mut kinds = vec![rng.below(TYPES.len())];
@@ -272,25 +276,24 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
             if rng.chance(0.3) {
                 homes.push(rng.weighted(&cities, city_total));
             }
-            let weights: Vec<f64> = events
-                .iter()
-                .map(|e| {
-                    let kind = if kinds.contains(&e.kind) { 4.0 } else { 0.3 };
-                    let tags = e
-                        .tags
-                        .iter()
-                        .filter(|t| favourite_tags.contains(&(e.kind, **t)))
-                        .count() as f64;
-                    let city = if homes.contains(&e.city) { 6.0 } else { 0.4 };
-                    e.quality * kind * (1.0 + 3.0 * tags) * city
-                })
-                .collect();
-            let total: f64 = weights.iter().sum();
+            let weight = |e: &GenEvent| {
+                let kind = if kinds.contains(&e.kind) { 4.0 } else { 0.3 };
+                let tags = e
+                    .tags
+                    .iter()
+                    .filter(|t| favourite_tags.contains(&(e.kind, **t)))
+                    .count() as f64;
+                let city = if homes.contains(&e.city) { 6.0 } else { 0.4 };
+                e.quality * kind * (1.0 + 3.0 * tags) * city
+            };
+            // Purchases are drawn with probability proportional to `weight` by rejection
+            // (a uniform proposal kept with probability weight / bound), so the cost does not
+            // grow with the number of events.
             let n = 3 + rng.below(10);
             let mut bought: Vec<usize> = Vec::new();
             while bought.len() < n {
-                let e = rng.weighted(&weights, total);
-                if !bought.contains(&e) {
+                let e = rng.below(events.len());
+                if rng.unit() * bound < weight(&events[e]) && !bought.contains(&e) {
                     bought.push(e);
                 }
             }
