@@ -25,8 +25,10 @@ use crate::service::ServiceName;
 
 mod booking;
 mod events;
+mod recs;
 pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
+pub use recs::RecsConfig;
 
 mod gateway;
 pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
@@ -49,6 +51,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// The booking service's own settings (holds, limits, payments, waitlist).
     pub booking: BookingConfig,
+    /// The recommendations service's own settings.
+    pub recs: RecsConfig,
     /// The domain-event bus (in-process, or NATS JetStream).
     pub bus: BusConfig,
     /// Logging.
@@ -114,6 +118,8 @@ pub struct DatabaseConfig {
     pub events_url: Option<SecretString>,
     /// Database for the booking service only; overrides `url`.
     pub booking_url: Option<SecretString>,
+    /// Database for the recommendations service only; overrides `url`.
+    pub recs_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -127,6 +133,7 @@ impl Default for DatabaseConfig {
             auth_url: None,
             events_url: None,
             booking_url: None,
+            recs_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -141,6 +148,7 @@ impl DatabaseConfig {
             ServiceName::Auth => self.auth_url.as_ref(),
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
+            ServiceName::Recs => self.recs_url.as_ref(),
             ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -433,6 +441,7 @@ impl Config {
         self.gateway.validate()?;
         self.events.validate()?;
         self.booking.validate()?;
+        self.recs.validate()?;
         self.bus.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");

@@ -14,6 +14,8 @@ pub enum ServiceName {
     Events,
     /// Seat inventory, holds, payments, orders and tickets, the waitlist, availability.
     Booking,
+    /// Recommendations: related events and picks for a user, fed by the domain events.
+    Recs,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -24,6 +26,7 @@ impl ServiceName {
         ServiceName::Auth,
         ServiceName::Events,
         ServiceName::Booking,
+        ServiceName::Recs,
         ServiceName::Gateway,
     ];
 
@@ -33,6 +36,7 @@ impl ServiceName {
             ServiceName::Auth => "auth",
             ServiceName::Events => "events",
             ServiceName::Booking => "booking",
+            ServiceName::Recs => "recs",
             ServiceName::Gateway => "gateway",
         }
     }

@@ -21,6 +21,7 @@ use evently_core::http::{Readiness, StackOptions};
 use evently_core::identity::{InternalToken, JwtKeys};
 use evently_core::service::ServiceName;
 use evently_events::Events;
+use evently_recs::Recs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
             ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
             ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
             ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
+            ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -105,6 +107,13 @@ pub struct App {
     pub events: Option<Events>,
     /// The booking service, when selected; [`serve`] runs its background work.
     pub booking: Option<Booking>,
+    /// The recommendations service, when selected; [`serve`] runs its background work.
+    pub recs: Option<Recs>,
+    /// Where recommendations read the events service's domain events from (when recs runs
+    /// here).
+    recs_events_feed: Option<Arc<dyn Bus>>,
+    /// Where recommendations read booking's domain events from (when recs runs here).
+    recs_booking_feed: Option<Arc<dyn Bus>>,
     /// Where booking reads the events service's domain events from (when booking runs here).
     events_feed: Option<Arc<dyn Bus>>,
     /// Where events reads booking's domain events from (when events runs here).
@@ -123,6 +132,14 @@ impl App {
         }
         if let (Some(booking), Some(feed)) = (&self.booking, &self.events_feed) {
             booking.start(feed.clone(), tracker, shutdown);
+        }
+        if let Some(recs) = &self.recs {
+            recs.start(
+                self.recs_events_feed.clone(),
+                self.recs_booking_feed.clone(),
+                tracker,
+                shutdown,
+            );
         }
     }
 }
@@ -145,6 +162,7 @@ pub async fn build(
     let mut auth = None;
     let mut events: Option<Events> = None;
     let mut booking: Option<Booking> = None;
+    let mut recs: Option<Recs> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -219,6 +237,23 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 booking = Some(built);
             }
+            ServiceName::Recs => {
+                let built = Recs::build(config, secrets.keys.clone(), clock.clone())
+                    .await
+                    .context("starting the recommendations service")?;
+                let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "recs-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("recs".into(), readiness));
+                routers = routers.merge(built.router());
+                recs = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -244,6 +279,23 @@ pub async fn build(
                 None
             }
         },
+    };
+    let (recs_events_feed, recs_booking_feed) = match &recs {
+        None => (None, None),
+        Some(_) => (
+            recs_feed(
+                config,
+                events.as_ref().map(|e| e.bus.clone()),
+                ServiceName::Events,
+            )
+            .await?,
+            recs_feed(
+                config,
+                booking.as_ref().map(|b| b.bus.clone()),
+                ServiceName::Booking,
+            )
+            .await?,
+        ),
     };
     let mut readiness = Readiness::default();
     for (_, r) in &local {
@@ -277,9 +329,34 @@ pub async fn build(
         auth,
         events,
         booking,
+        recs,
+        recs_events_feed,
+        recs_booking_feed,
         events_feed,
         booking_feed,
     })
+}
+
+/// The stream of `service` for the recommendations consumers: its bus in this process,
+/// else NATS; without either, recommendations run without it (and say so).
+async fn recs_feed(
+    config: &Config,
+    local: Option<Arc<dyn Bus>>,
+    service: ServiceName,
+) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+    match (local, &config.bus.nats_url) {
+        (Some(bus), _) => Ok(Some(bus)),
+        (None, Some(_)) => Ok(Some(
+            evently_bus::wiring::remote(&config.bus, service).await?,
+        )),
+        (None, None) => {
+            tracing::warn!(
+                %service,
+                "recs runs without {service} and without NATS: its domain events will not reach                  recommendations"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `services`, or every service when it is empty.

@@ -57,6 +57,10 @@ pub fn is_public(method: &Method, path: &str) -> bool {
         return true;
     }
     let read = method == Method::GET || method == Method::HEAD;
+    // Recommendations are for anyone; a token, when sent, personalises them.
+    if read && under(path, "/api/recs") {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -148,5 +152,13 @@ mod tests {
             Some(Group::Default)
         );
         assert_eq!(group_for(&Method::GET, "/health/live"), None);
+    }
+
+    #[test]
+    fn recommendations_are_public_to_read() {
+        assert!(is_public(&Method::GET, "/api/recs"));
+        assert!(is_public(&Method::GET, "/api/recs/related"));
+        assert!(!is_public(&Method::POST, "/api/recs"));
+        assert_eq!(service_for("/api/recs/related"), Some("recs"));
     }
 }

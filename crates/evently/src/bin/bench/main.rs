@@ -7,6 +7,7 @@ mod auth;
 mod events;
 mod gateway;
 mod onsale;
+mod recs;
 mod server;
 
 #[tokio::main]
@@ -57,6 +58,16 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some("recs") => {
+            recs::run(recs::Options {
+                users: usize::try_from(arg("--users", 2000))?,
+                events: usize::try_from(arg("--events", 1500))?,
+                eval_users: usize::try_from(arg("--eval-users", u64::MAX)).unwrap_or(usize::MAX),
+                clients: usize::try_from(arg("--clients", 16))?,
+                seed: arg("--seed", 20),
+            })
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
@@ -64,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
                  \x20                           [--max-quantity N] [--database-url postgres://…]\n\
+                 \x20      evently-bench recs [--users N] [--events N] [--eval-users N] [--clients N] [--seed N]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);
