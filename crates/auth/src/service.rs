@@ -131,10 +131,12 @@ impl AuthService {
         client: &str,
     ) -> Result<Session, AuthError> {
         let email = Email::parse(raw_email).ok();
-        let account_key = format!(
-            "acct:{}",
-            email.as_ref().map_or(raw_email.trim(), |e| e.as_str())
-        );
+        // An address that does not parse names no account; it is still throttled as sent,
+        // escaped, since a control character (NUL above all) cannot be stored as text.
+        let account_key = match &email {
+            Some(e) => format!("acct:{}", e.as_str()),
+            None => format!("acct:{}", raw_email.trim().escape_debug()),
+        };
         let client_key = format!("ip:{client}");
         let keys = [account_key.clone(), client_key.clone()];
         let now = self.now_ms();

@@ -351,8 +351,8 @@ mod tests {
     /// The bounds the schema publishes are the ones the credentials enforce.
     #[test]
     fn the_schema_states_the_credential_rules() {
-        let schema = serde_json::to_value(<RegisterRequest as utoipa::PartialSchema>::schema())
-            .unwrap();
+        let schema =
+            serde_json::to_value(<RegisterRequest as utoipa::PartialSchema>::schema()).unwrap();
         let p = &schema["properties"];
 
         assert_eq!(p["password"]["minLength"], MIN_PASSWORD_CHARS);

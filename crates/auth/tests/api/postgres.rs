@@ -19,6 +19,14 @@ async fn register_login_me_refresh_logout_on_postgres() {
 
     assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
     assert_problem(app.register(&email.to_uppercase(), PASSWORD).await, 409).await;
+    // An address with NUL names no account (and PostgreSQL cannot store it as a throttle key).
+    let nul = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"email": "a\u{0}@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(nul, 401).await;
     let user = app.login_user(&email).await;
     let me = app.get_auth("/api/auth/me", &user.access_token).await;
     let rotated = app

@@ -400,7 +400,17 @@ pub async fn list_events(
             .filter(|c| !c.is_empty()),
         event_type: query.event_type,
     };
-    let (events, total) = state.service.list_events(&filter, page).await?;
+    // A stored city never holds a control character (venues and events are validated), and
+    // PostgreSQL refuses NUL in text: such a filter matches nothing, without a query.
+    let impossible = filter
+        .city
+        .as_deref()
+        .is_some_and(|c| c.chars().any(char::is_control));
+    let (events, total) = if impossible {
+        (Vec::new(), 0)
+    } else {
+        state.service.list_events(&filter, page).await?
+    };
     Ok(axum::Json(EventList {
         events: events.into_iter().map(Into::into).collect(),
         page: PageInfo {

@@ -399,8 +399,14 @@ async fn events_work_on_postgres() {
     )
     .await;
 
+    // PostgreSQL refuses NUL in text; a filter holding one matches nothing, and is no 500.
+    let nul_city = get(&app, "/api/events?city=Ber%00lin").await;
+
     assert_eq!(renamed.status(), 200);
     assert_problem(illegal, 409).await;
+    assert_eq!(nul_city.status(), 200);
+    let nul_city: Value = nul_city.json().await.unwrap();
+    assert_eq!(nul_city["page"]["totalElements"], 0);
     assert!(crate::support::total(&app, "").await >= 1);
 }
 

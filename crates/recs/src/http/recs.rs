@@ -21,7 +21,7 @@ const PROBLEM: &str = "application/problem+json";
 #[into_params(parameter_in = Query)]
 pub struct ForMeQuery {
     /// Items, 1 to the configured maximum (50 by default; 10 when absent).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     pub limit: Option<String>,
     /// The caller's city, if the client knows it: popular events there come first for an
     /// anonymous or new caller.
@@ -37,7 +37,7 @@ pub struct RelatedQuery {
     #[param(value_type = String, format = Uuid)]
     pub event_id: Option<String>,
     /// Items, 1 to the configured maximum (50 by default; 10 when absent).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     pub limit: Option<String>,
 }
 
