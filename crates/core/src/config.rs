@@ -25,8 +25,10 @@ use crate::service::ServiceName;
 
 mod booking;
 mod events;
+mod search;
 pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
+pub use search::SearchConfig;
 
 mod gateway;
 pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
@@ -57,6 +59,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Redis (shared rate-limit state).
     pub redis: RedisConfig,
+    /// The search service's index.
+    pub search: SearchConfig,
 }
 
 /// `[server]`
@@ -434,6 +438,7 @@ impl Config {
         self.events.validate()?;
         self.booking.validate()?;
         self.bus.validate()?;
+        self.search.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
