@@ -145,7 +145,7 @@ impl DatabaseConfig {
             ServiceName::Auth => self.auth_url.as_ref(),
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
-            ServiceName::Gateway => None,
+            ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
             Some(url) => url.clone(),

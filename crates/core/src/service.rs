@@ -14,6 +14,8 @@ pub enum ServiceName {
     Events,
     /// Seat inventory, holds, payments, orders and tickets, the waitlist, availability.
     Booking,
+    /// The full-text event index: typo-tolerant search, facets, suggestions.
+    Search,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -24,6 +26,7 @@ impl ServiceName {
         ServiceName::Auth,
         ServiceName::Events,
         ServiceName::Booking,
+        ServiceName::Search,
         ServiceName::Gateway,
     ];
 
@@ -33,6 +36,7 @@ impl ServiceName {
             ServiceName::Auth => "auth",
             ServiceName::Events => "events",
             ServiceName::Booking => "booking",
+            ServiceName::Search => "search",
             ServiceName::Gateway => "gateway",
         }
     }

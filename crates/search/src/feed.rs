@@ -80,7 +80,7 @@ pub async fn run(
         loop {
             let deliveries = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = subscription.next_batch(BATCH, Duration::from_millis(500)) => r,
+                r = subscription.next_batch(BATCH, Duration::from_millis(200)) => r,
             };
             let deliveries = match deliveries {
                 Ok(d) => d,

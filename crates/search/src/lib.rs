@@ -21,12 +21,14 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod query;
+pub mod service;
 
 pub use http::{SearchApi, SearchState, router};
 
 use serde::{Deserialize, Serialize};
 
 pub use engine::TantivyIndex;
+pub use service::Search;
 
 pub use query::{Filters, SearchError, SearchRequest, SearchResults, Sort, Suggestions};
 
