@@ -196,16 +196,21 @@ fn expand(
 ) -> tantivy::Result<Vec<Expansion>> {
     let budget = typo_budget(word);
     let mut found: HashMap<String, Expansion> = HashMap::new();
+    let Some(&(first, _)) = fields.first() else {
+        return Ok(Vec::new());
+    };
+    // The automaton depends on the word only: built once, run on every field and segment.
+    let probe = Term::from_field_text(first, word);
+    let automaton = if prefix {
+        FuzzyTermQuery::new_prefix(probe, budget, true)
+    } else {
+        FuzzyTermQuery::new(probe, budget, true)
+    }
+    .automaton()?;
     for &(field, weight) in fields {
-        let probe = Term::from_field_text(field, word);
-        let query = if prefix {
-            FuzzyTermQuery::new_prefix(probe, budget, true)
-        } else {
-            FuzzyTermQuery::new(probe, budget, true)
-        };
         for segment in searcher.segment_readers() {
             let inverted = segment.inverted_index(field)?;
-            let mut stream = inverted.terms().search(query.automaton()?).into_stream()?;
+            let mut stream = inverted.terms().search(&automaton).into_stream()?;
             while stream.advance() {
                 let Ok(term) = std::str::from_utf8(stream.key()) else {
                     continue;

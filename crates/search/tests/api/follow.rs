@@ -324,3 +324,59 @@ async fn a_replay_of_the_stream_equals_the_incremental_index() {
         assert_eq!(served["facets"], mine["facets"], "{q}");
     }
 }
+
+#[tokio::test]
+async fn two_search_processes_on_postgres_and_nats_answer_the_same() {
+    let Some(postgres) = evently_testkit::postgres_url() else {
+        evently_testkit::skip(
+            "two_search_processes_on_postgres_and_nats_answer_the_same",
+            "EVENTLY_TEST_POSTGRES_URL",
+        );
+        return;
+    };
+    let Some(nats) = std::env::var("EVENTLY_TEST_NATS_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        evently_testkit::skip(
+            "two_search_processes_on_postgres_and_nats_answer_the_same",
+            "EVENTLY_TEST_NATS_URL",
+        );
+        return;
+    };
+    let prefix = format!("S{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
+    let setup = |replica: &str| {
+        let (postgres, nats, prefix) = (postgres.clone(), nats.clone(), prefix.clone());
+        let replica = replica.to_owned();
+        move |c: &mut evently_core::config::Config| {
+            c.database.url = Some(secrecy::SecretString::from(postgres));
+            c.bus.nats_url = Some(secrecy::SecretString::from(nats));
+            c.bus.stream_prefix = prefix;
+            c.search.replica = Some(replica);
+        }
+    };
+    let a = evently_testkit::spawn_app_with(setup("a")).await;
+    let b =
+        evently_testkit::spawn_services(&[evently_core::service::ServiceName::Search], setup("b"))
+            .await;
+    let org = organizer(&a).await;
+    let tag = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    for (name, city) in [
+        ("Metallica Night", "Oslo"),
+        ("Metal Night", "Bergen"),
+        ("Jazz Festival", "Oslo"),
+    ] {
+        let mut event = body(name, city);
+        event["tags"] = json!([tag]);
+        create(&a, &org.access_token, &event).await;
+    }
+    for q in ["metalica", "metal", "jazz fetsival", "night"] {
+        let query = format!("q={}&tags={tag}", url_encode(q));
+        let from_a = eventually(&a, &query, |v| v["totalHits"].as_u64() > Some(0)).await;
+        let from_b = eventually(&b, &query, |v| v["totalHits"] == from_a["totalHits"]).await;
+        assert_eq!(from_a["hits"], from_b["hits"], "{q}");
+        assert_eq!(from_a["facets"], from_b["facets"], "{q}");
+    }
+    let all = eventually(&b, &format!("tags={tag}"), |v| v["totalHits"] == 3).await;
+    assert_eq!(all["facets"]["type"]["concert"], 3);
+}
