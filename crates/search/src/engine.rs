@@ -728,10 +728,18 @@ fn strings_of(
     out
 }
 
-/// `YYYY-MM` of epoch milliseconds, as a sortable number `year · 12 + month - 1`.
+/// The month of epoch milliseconds (UTC) as a sortable number `year · 12 + month - 1`, by
+/// Howard Hinnant's civil-from-days (no calendar lookups: it runs for every hit).
 fn month_of(ms: i64) -> i64 {
-    let t = evently_bus::envelope::time_from_ms(ms);
-    i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    year * 12 + month - 1
 }
 
 fn month_label(m: i64) -> String {
@@ -1191,5 +1199,53 @@ impl EventIndex for TantivyIndex {
 
     fn len(&self) -> u64 {
         self.searchable.reader.searcher().num_docs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_match_the_calendar() {
+        for (ms, label) in [
+            (0, "1970-01"),
+            (951_782_400_000, "2000-02"), // 2000-02-29
+            (951_868_799_999, "2000-02"),
+            (951_868_800_000, "2000-03"),
+            (1_893_455_999_999, "2029-12"),
+            (-1, "1969-12"),
+        ] {
+            assert_eq!(month_label(month_of(ms)), label, "{ms}");
+        }
+    }
+
+    #[test]
+    fn typos_follow_meilisearch() {
+        assert_eq!(typos("fetsival", "festival", false), 1);
+        assert_eq!(typos("metalica", "metallica", false), 1);
+        assert_eq!(typos("netallica", "metallica", false), 2);
+        assert_eq!(typos("phil", "philharmonic", true), 0);
+        assert_eq!(typos("phil", "philharmonic", false), 8);
+        assert_eq!(typo_budget("jazz"), 0);
+        assert_eq!(typo_budget("metal"), 1);
+        assert_eq!(typo_budget("metallica"), 2);
+        assert_eq!(typo_budget("20300"), 0);
+    }
+
+    #[test]
+    fn highlights_are_escaped_and_cropped() {
+        let terms: HashSet<String> = ["needle".to_owned()].into_iter().collect();
+        let text = format!("{} needle <b>tail</b>", "word ".repeat(100));
+        let h = highlight(&text, &terms, Some(40));
+        assert!(h.text.starts_with('…'), "{}", h.text);
+        assert!(
+            h.html.contains("<mark>needle</mark> &lt;b&gt;tail"),
+            "{}",
+            h.html
+        );
+        let [start, end] = h.ranges[0];
+        let marked: String = h.text.chars().skip(start).take(end - start).collect();
+        assert_eq!(marked, "needle");
     }
 }
