@@ -423,7 +423,8 @@ impl Searchable {
         let mut all_words = words(&req.q);
         all_words.truncate(MAX_QUERY_WORDS);
         let fields = self.fields.text();
-        let window = usize::try_from((req.page + 1) * req.size).unwrap_or(usize::MAX);
+        let window = usize::try_from(req.page.saturating_add(1).saturating_mul(req.size))
+            .unwrap_or(usize::MAX);
         let mut used = all_words.len();
         loop {
             let (text, terms) = if used == 0 {
@@ -475,7 +476,7 @@ impl Searchable {
                     Dim::Status => facets.status = other.facets.status,
                 }
             }
-            let start = usize::try_from(req.page * req.size).unwrap_or(usize::MAX);
+            let start = usize::try_from(req.page.saturating_mul(req.size)).unwrap_or(usize::MAX);
             let mut hits = Vec::new();
             for (_, address) in page.top.into_iter().skip(start) {
                 let event = self.load(&searcher, address)?;
