@@ -71,3 +71,18 @@ async fn on_disk_the_index_and_its_positions_survive_a_restart() {
     drop(index);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// No text, however odd, makes a search or a suggestion fail: it is only split into words.
+    #[test]
+    fn any_text_is_searchable(q in "\\PC{0,100}") {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let index = in_memory();
+        runtime.block_on(suite::index_all(index.as_ref(), &[suite::Sample::named("Jazz Festival")]));
+        let request = evently_search::SearchRequest::new(q.clone(), suite::NOW_MS);
+        proptest::prop_assert!(index.search(&request).is_ok());
+        proptest::prop_assert!(index.suggest(&q, suite::NOW_MS, 5).is_ok());
+    }
+}
