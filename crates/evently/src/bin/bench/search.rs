@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::server::{percentile, start_server};
+use crate::server::{cpu_seconds, percentile, start_server};
 
 const ADJECTIVES: &[&str] = &[
     "Electric", "Golden", "Midnight", "Summer", "Winter", "Royal", "Grand", "Silent", "Wild",
@@ -470,6 +470,8 @@ struct Figures {
     p50: f64,
     p99: f64,
     relevance: f64,
+    /// CPU milliseconds the engine's process spent per query, when it runs in its own.
+    cpu_ms: Option<f64>,
     note: &'static str,
 }
 
@@ -480,7 +482,7 @@ async fn measure<F, Fut>(
     clients: usize,
     seconds: u64,
     search: F,
-) -> anyhow::Result<(f64, f64, f64, f64)>
+) -> anyhow::Result<(f64, f64, f64, f64, usize)>
 where
     F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<Vec<uuid::Uuid>>> + Send,
@@ -512,6 +514,7 @@ where
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let qps = latencies.len() as f64 / elapsed;
+    let count = latencies.len();
     let (mut found, mut asked) = (0u32, 0u32);
     for q in queries.iter() {
         if let Some(intended) = q.intended {
@@ -527,6 +530,7 @@ where
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         f64::from(found) / f64::from(asked.max(1)),
+        count,
     ))
 }
 
@@ -694,7 +698,13 @@ async fn evently(
             }
         }
     };
-    let (qps, p50, p99, relevance) = measure(queries.clone(), clients, seconds, search).await?;
+    let pid = server.child.id();
+    let cpu_before = cpu_seconds(pid);
+    let (qps, p50, p99, relevance, count) =
+        measure(queries.clone(), clients, seconds, search).await?;
+    // The relevance pass after the timed one runs one query at a time: its share is small.
+    let cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000.0
+        / (count + queries.iter().filter(|q| q.intended.is_some()).count()) as f64;
 
     // Freshness: a new event committed to the store, then searched for until found.
     let (store, _) = evently_events::open_store(&url, &Config::default()).await?;
@@ -749,6 +759,7 @@ async fn evently(
             p50,
             p99,
             relevance,
+            cpu_ms: Some(cpu_ms),
             note: "HTTP through the gateway",
         },
         queries,
@@ -869,7 +880,7 @@ async fn postgres(
             }
         }
     };
-    let (qps, p50, p99, relevance) = measure(queries, clients, seconds, search).await?;
+    let (qps, p50, p99, relevance, _) = measure(queries, clients, seconds, search).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&setup)
         .await?;
@@ -881,6 +892,7 @@ async fn postgres(
         p50,
         p99,
         relevance,
+        cpu_ms: None,
         note: "direct connection pool, no HTTP",
     })
 }
@@ -961,7 +973,7 @@ async fn sqlite(
             }
         }
     };
-    let (qps, p50, p99, relevance) = measure(queries, clients, seconds, search).await?;
+    let (qps, p50, p99, relevance, _) = measure(queries, clients, seconds, search).await?;
     pool.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Figures {
@@ -972,6 +984,7 @@ async fn sqlite(
         p50,
         p99,
         relevance,
+        cpu_ms: None,
         note: "direct connection pool, no HTTP",
     })
 }
@@ -1005,12 +1018,12 @@ pub async fn run(
         queries.first().map(|q| q.text.as_str()).unwrap_or_default()
     );
     println!(
-        "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}  note",
-        "engine", "q/s", "p50 ms", "p99 ms", "build s", "size MB", "top-3 rel"
+        "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>12}  note",
+        "engine", "q/s", "p50 ms", "p99 ms", "build s", "size MB", "top-3 rel", "CPU ms/query"
     );
     for f in &figures {
         println!(
-            "{:<26} {:>9.0} {:>9.2} {:>9.2} {:>10.1} {:>10.1} {:>10.3}  {}",
+            "{:<26} {:>9.0} {:>9.2} {:>9.2} {:>10.1} {:>10.1} {:>10.3} {:>12}  {}",
             f.engine,
             f.qps,
             f.p50,
@@ -1018,6 +1031,8 @@ pub async fn run(
             f.build.as_secs_f64(),
             f.size_bytes as f64 / 1_000_000.0,
             f.relevance,
+            f.cpu_ms
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
             f.note
         );
     }
