@@ -42,7 +42,7 @@ use crate::{EventIndex, Positions, Stream};
 
 /// The schema's version: a change of schema or analysis bumps it, and an index of another
 /// version is rebuilt from the stream.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Most index terms one query word expands to.
 pub const MAX_EXPANSIONS: usize = 50;
 const TOKENIZER: &str = "evently";
@@ -64,6 +64,8 @@ struct Fields {
     date: Field,
     price: Field,
     available: Field,
+    order: Field,
+    order_low: Field,
     doc: Field,
 }
 
@@ -102,6 +104,8 @@ fn schema() -> (Schema, Fields) {
         date: b.add_i64_field("date", INDEXED | FAST),
         price: b.add_i64_field("price", INDEXED | FAST),
         available: b.add_i64_field("available", INDEXED | FAST),
+        order: b.add_u64_field("order", FAST),
+        order_low: b.add_u64_field("order_low", FAST),
         doc: b.add_text_field("doc", STORED),
     };
     (b.build(), fields)
@@ -647,8 +651,10 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
-/// A hit's place in the order: larger first.
-type Key = (i64, i64, i64);
+/// A hit's place in the order: larger first. The last part is the event id (UUIDv7: its
+/// creation time first), smaller first, so that no two hits tie and every replica orders them
+/// alike whatever its segments.
+type Key = (i64, i64, i64, std::cmp::Reverse<(u64, u64)>);
 
 /// Collects the exact count, the first `window` hits in order, and facet counts.
 struct PageCollector {
@@ -673,6 +679,8 @@ struct PageSegment {
     heap: BinaryHeap<std::cmp::Reverse<(Key, u32)>>,
     date: tantivy::columnar::Column<i64>,
     price: tantivy::columnar::Column<i64>,
+    order: tantivy::columnar::Column<u64>,
+    order_low: tantivy::columnar::Column<u64>,
     status: Option<tantivy::columnar::StrColumn>,
     city: Option<tantivy::columnar::StrColumn>,
     event_type: Option<tantivy::columnar::StrColumn>,
@@ -775,6 +783,8 @@ impl Collector for PageCollector {
             heap: BinaryHeap::new(),
             date: fast.i64("date")?,
             price: fast.i64("price")?,
+            order: fast.u64("order")?,
+            order_low: fast.u64("order_low")?,
             city_counts: vec![0; dictionary_len(city.as_ref())],
             type_counts: vec![0; dictionary_len(event_type.as_ref())],
             status_counts: vec![0; dictionary_len(status.as_ref())],
@@ -835,16 +845,20 @@ impl SegmentCollector for PageSegment {
         let rank = status_ord
             .and_then(|o| self.status_rank.get(o).copied())
             .unwrap_or(0);
+        let order = std::cmp::Reverse((
+            self.order.first(doc).unwrap_or(u64::MAX),
+            self.order_low.first(doc).unwrap_or(u64::MAX),
+        ));
         let key: Key = match self.sort {
             Sort::Relevance => {
                 #[allow(clippy::cast_possible_truncation)]
                 let relevance = (f64::from(score) * 10.0).round() as i64;
-                (relevance, rank, -date)
+                (relevance, rank, -date, order)
             }
-            Sort::DateAsc => (-date, rank, 0),
-            Sort::DateDesc => (date, rank, 0),
-            Sort::PriceAsc => (-self.price.first(doc).unwrap_or(0), rank, -date),
-            Sort::PriceDesc => (self.price.first(doc).unwrap_or(0), rank, -date),
+            Sort::DateAsc => (-date, rank, 0, order),
+            Sort::DateDesc => (date, rank, 0, order),
+            Sort::PriceAsc => (-self.price.first(doc).unwrap_or(0), rank, -date, order),
+            Sort::PriceDesc => (self.price.first(doc).unwrap_or(0), rank, -date, order),
         };
         let entry = std::cmp::Reverse((key, u32::MAX - doc));
         if self.heap.len() < self.window {
@@ -1159,6 +1173,9 @@ fn document(f: &Fields, e: &IndexedEvent) -> anyhow::Result<TantivyDocument> {
     doc.add_i64(f.date, e.date_ms);
     doc.add_i64(f.price, e.min_price);
     doc.add_i64(f.available, e.available);
+    let (order, order_low) = e.event_id.as_u64_pair();
+    doc.add_u64(f.order, order);
+    doc.add_u64(f.order_low, order_low);
     doc.add_text(f.doc, serde_json::to_string(e)?);
     Ok(doc)
 }
