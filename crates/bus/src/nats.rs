@@ -45,6 +45,7 @@ pub struct NatsBus {
     js: jetstream::Context,
     target: NatsTarget,
     stream: Arc<OnceCell<stream::Stream>>,
+    inactive_threshold: Option<Duration>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -86,7 +87,16 @@ impl NatsBus {
             js,
             target,
             stream: Arc::new(OnceCell::new()),
+            inactive_threshold: None,
         })
+    }
+
+    /// The same bus, whose consumers NATS deletes after `threshold` without a subscriber:
+    /// for per-replica consumers, so that a replica gone for good leaves nothing behind.
+    #[must_use]
+    pub fn with_inactive_threshold(mut self, threshold: Duration) -> Self {
+        self.inactive_threshold = Some(threshold);
+        self
     }
 
     /// The stream, created on first use (so start-up does not wait for NATS).
@@ -213,6 +223,7 @@ impl Bus for NatsBus {
                     ack_policy: consumer::AckPolicy::All,
                     deliver_policy: consumer::DeliverPolicy::All,
                     ack_wait: self.target.ack_wait,
+                    inactive_threshold: self.inactive_threshold.unwrap_or_default(),
                     ..Default::default()
                 },
             )

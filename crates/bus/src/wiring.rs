@@ -87,6 +87,26 @@ pub async fn remote(config: &BusConfig, service: ServiceName) -> anyhow::Result<
     Ok(Arc::new(bus))
 }
 
+/// The NATS bus of `service`'s stream for one replica's own consumers, which NATS deletes
+/// after `inactive` without a subscriber (a replica gone for good leaves nothing behind).
+///
+/// # Errors
+/// As [`remote`].
+pub async fn replica(
+    config: &BusConfig,
+    service: ServiceName,
+    inactive: Duration,
+) -> anyhow::Result<Arc<dyn Bus>> {
+    let url = config.nats_url.as_ref().with_context(|| {
+        format!("consuming the {service} service's domain events across processes needs bus.nats_url (EVENTLY_NATS_URL)")
+    })?;
+    let bus = NatsBus::connect(url.expose_secret(), nats_target(config, service))
+        .await
+        .context("connecting to NATS")?
+        .with_inactive_threshold(inactive);
+    Ok(Arc::new(bus))
+}
+
 /// The relay that publishes `outbox` to `nats` (the bus [`open`] returned), `bus.relay_batch`
 /// rows per round, looking again every `bus.poll_interval_ms` when idle.
 pub fn relay(config: &BusConfig, outbox: Arc<dyn Outbox>, nats: NatsBus) -> Relay {

@@ -29,6 +29,8 @@ mod recs;
 pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
 pub use recs::RecsConfig;
+mod search;
+pub use search::SearchConfig;
 
 mod gateway;
 pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
@@ -61,6 +63,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Redis (shared rate-limit state).
     pub redis: RedisConfig,
+    /// The search service's index.
+    pub search: SearchConfig,
 }
 
 /// `[server]`
@@ -149,7 +153,7 @@ impl DatabaseConfig {
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Recs => self.recs_url.as_ref(),
-            ServiceName::Gateway => None,
+            ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
             Some(url) => url.clone(),
@@ -443,6 +447,7 @@ impl Config {
         self.booking.validate()?;
         self.recs.validate()?;
         self.bus.validate()?;
+        self.search.validate()?;
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }

@@ -16,6 +16,8 @@ pub enum ServiceName {
     Booking,
     /// Recommendations: related events and picks for a user, fed by the domain events.
     Recs,
+    /// The full-text event index: typo-tolerant search, facets, suggestions.
+    Search,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -27,6 +29,7 @@ impl ServiceName {
         ServiceName::Events,
         ServiceName::Booking,
         ServiceName::Recs,
+        ServiceName::Search,
         ServiceName::Gateway,
     ];
 
@@ -37,6 +40,7 @@ impl ServiceName {
             ServiceName::Events => "events",
             ServiceName::Booking => "booking",
             ServiceName::Recs => "recs",
+            ServiceName::Search => "search",
             ServiceName::Gateway => "gateway",
         }
     }

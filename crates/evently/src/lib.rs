@@ -52,6 +52,7 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
             ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
             ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
             ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
+            ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -118,6 +119,9 @@ pub struct App {
     events_feed: Option<Arc<dyn Bus>>,
     /// Where events reads booking's domain events from (when events runs here).
     booking_feed: Option<Arc<dyn Bus>>,
+    /// The search service, when selected, with the streams it reads (events', booking's).
+    pub search: Option<evently_search::Search>,
+    search_feeds: Option<SearchFeeds>,
 }
 
 impl App {
@@ -141,6 +145,9 @@ impl App {
                 shutdown,
             );
         }
+        if let (Some(search), Some((events, booking))) = (&self.search, &self.search_feeds) {
+            search.start(events.clone(), booking.clone(), tracker, shutdown);
+        }
     }
 }
 
@@ -163,6 +170,7 @@ pub async fn build(
     let mut events: Option<Events> = None;
     let mut booking: Option<Booking> = None;
     let mut recs: Option<Recs> = None;
+    let mut search: Option<evently_search::Search> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -254,6 +262,15 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 recs = Some(built);
             }
+            ServiceName::Search => {
+                let built = evently_search::Search::build(config, clock.clone())
+                    .context("starting the search service")?;
+                let mut readiness = Readiness::default();
+                readiness.add("search-index", built.readiness());
+                local.push(("search".into(), readiness));
+                routers = routers.merge(built.router());
+                search = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -297,6 +314,10 @@ pub async fn build(
             .await?,
         ),
     };
+    let search_feeds = match &search {
+        None => None,
+        Some(_) => Some(search_feeds(config, events.as_ref(), booking.as_ref()).await?),
+    };
     let mut readiness = Readiness::default();
     for (_, r) in &local {
         readiness.extend(r);
@@ -334,6 +355,8 @@ pub async fn build(
         recs_booking_feed,
         events_feed,
         booking_feed,
+        search,
+        search_feeds,
     })
 }
 
@@ -357,6 +380,37 @@ async fn recs_feed(
             Ok(None)
         }
     }
+}
+
+/// The streams search reads: events', and booking's when it can be reached.
+type SearchFeeds = (Arc<dyn Bus>, Option<Arc<dyn Bus>>);
+
+/// The streams a search replica reads: on NATS its own connection, whose per-replica
+/// consumers go away `search.inactive_threshold_seconds` after the replica does; else the
+/// in-process buses of events and booking running here (search needs at least events').
+async fn search_feeds(
+    config: &Config,
+    events: Option<&Events>,
+    booking: Option<&Booking>,
+) -> anyhow::Result<SearchFeeds> {
+    if config.bus.nats_url.is_some() {
+        let inactive = Duration::from_secs(config.search.inactive_threshold_seconds);
+        let events =
+            evently_bus::wiring::replica(&config.bus, ServiceName::Events, inactive).await?;
+        let booking =
+            evently_bus::wiring::replica(&config.bus, ServiceName::Booking, inactive).await?;
+        return Ok((events, Some(booking)));
+    }
+    let events = events.map(|e| e.bus.clone()).context(
+        "search runs without the events service and without NATS: set bus.nats_url \
+         (EVENTLY_NATS_URL) so that it receives the events it indexes",
+    )?;
+    if booking.is_none() {
+        tracing::warn!(
+            "search runs without booking and without NATS: availability will not follow sales"
+        );
+    }
+    Ok((events, booking.map(|b| b.bus.clone())))
 }
 
 /// `services`, or every service when it is empty.

@@ -163,6 +163,7 @@ async fn spawn_with(
     let auth = app.auth.take();
     let events = app.events.clone();
     let booking = app.booking.clone();
+    let search = app.search.clone();
     let listener = TcpListener::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -173,6 +174,17 @@ async fn spawn_with(
             .await
             .unwrap();
     });
+    // Search is ready once its index has read the streams; tests start from there.
+    if let Some(search) = search {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !search.caught_up() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "search never caught up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
     TestApp {
         addr,
         base: format!("http://{addr}"),

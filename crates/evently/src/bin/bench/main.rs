@@ -8,6 +8,7 @@ mod events;
 mod gateway;
 mod onsale;
 mod recs;
+mod search;
 mod server;
 
 #[tokio::main]
@@ -68,6 +69,15 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some("search") => {
+            search::run(
+                usize::try_from(arg("--events", 100_000))?,
+                usize::try_from(arg("--clients", 32))?,
+                arg("--seconds", 10),
+                text("--database-url"),
+            )
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
@@ -76,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
                  \x20                           [--max-quantity N] [--database-url postgres://…]\n\
                  \x20      evently-bench recs [--users N] [--events N] [--eval-users N] [--clients N] [--seed N]\n\
+                 \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);
