@@ -43,8 +43,8 @@ use utoipa::OpenApi;
 )]
 struct OpsApi;
 
-/// The merged OpenAPI document of `services`.
-pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
+/// The merged OpenAPI document of `services`, with the limits `config` sets.
+pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     let mut doc = OpsApi::openapi();
     for service in services {
         match service {
@@ -64,6 +64,14 @@ pub fn openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
             .into(),
     );
     evently_gateway::contract::complete(&mut doc);
+    evently_gateway::contract::publish_limits(
+        &mut doc,
+        evently_gateway::contract::Limits {
+            seats_per_order: config.booking.max_seats_per_order,
+            page_size: config.events.max_page_size,
+            recommendations: config.recs.max_limit,
+        },
+    );
     doc
 }
 
@@ -335,7 +343,10 @@ pub async fn build(
     };
     let router = router
         .merge(evently_core::http::ops_router(readiness))
-        .merge(evently_core::http::docs_router(openapi(&documented)));
+        .merge(evently_core::http::docs_router(openapi(
+            config,
+            &documented,
+        )));
     let router = evently_core::http::apply_stack(
         router,
         StackOptions {

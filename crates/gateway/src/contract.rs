@@ -30,7 +30,7 @@ use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 
@@ -582,4 +582,64 @@ pub fn documented(doc: &OpenApi) -> BTreeMap<(String, String), Vec<String>> {
         }
     }
     out
+}
+
+/// The bounds a deployment configures, which the server enforces as configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `booking.max_seats_per_order`: seats in one hold, one purchase, one waitlist entry.
+    pub seats_per_order: u32,
+    /// `events.max_page_size`: the largest page of events and venues.
+    pub page_size: u32,
+    /// `recs.max_limit`: the most recommendations in one answer.
+    pub recommendations: u32,
+}
+
+/// Publishes `limits` in `doc`, in place of the defaults the schemas were written with, so
+/// that a deployment with other limits documents the ones it enforces.
+pub fn publish_limits(doc: &mut OpenApi, limits: Limits) {
+    let seats = limits.seats_per_order;
+    for (schema, property) in [
+        ("HoldRequest", "quantity"),
+        ("HoldRequest", "seatIds"),
+        ("PurchaseRequest", "seatIds"),
+        ("WaitlistRequest", "quantity"),
+    ] {
+        if let Some(components) = doc.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema)
+            && let Some(RefOr::T(property)) = object.properties.get_mut(property)
+        {
+            bound(property, seats);
+        }
+    }
+    for (path, name, limit) in [
+        ("/api/events", "size", limits.page_size),
+        ("/api/venues", "size", limits.page_size),
+        ("/api/recs", "limit", limits.recommendations),
+        ("/api/recs/related", "limit", limits.recommendations),
+    ] {
+        let parameters = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut());
+        for parameter in parameters.into_iter().flatten() {
+            if let RefOr::T(parameter) = parameter
+                && parameter.name == name
+                && let Some(RefOr::T(schema)) = parameter.schema.as_mut()
+            {
+                bound(schema, limit);
+            }
+        }
+    }
+}
+
+/// Sets the upper bound of a number (`maximum`) or of an array (`maxItems`).
+fn bound(schema: &mut Schema, limit: u32) {
+    match schema {
+        Schema::Object(object) => object.maximum = Some(utoipa::Number::UInt(limit as usize)),
+        Schema::Array(array) => array.max_items = Some(limit as usize),
+        _ => {}
+    }
 }

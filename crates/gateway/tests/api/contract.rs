@@ -224,3 +224,53 @@ async fn the_document_is_the_reviewed_one() {
     let (_app, doc) = document().await;
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+#[tokio::test]
+async fn the_document_publishes_the_configured_limits() {
+    let app = evently_testkit::spawn_app_with(|c| {
+        c.booking.max_seats_per_order = 4;
+        c.events.max_page_size = 50;
+        c.recs.max_limit = 20;
+    })
+    .await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let size = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]["maximum"]
+            .clone()
+    };
+
+    assert_eq!(
+        schemas["HoldRequest"]["properties"]["quantity"]["maximum"],
+        4
+    );
+    assert_eq!(
+        schemas["HoldRequest"]["properties"]["seatIds"]["maxItems"],
+        4
+    );
+    assert_eq!(
+        schemas["PurchaseRequest"]["properties"]["seatIds"]["maxItems"],
+        4
+    );
+    assert_eq!(
+        schemas["WaitlistRequest"]["properties"]["quantity"]["maximum"],
+        4
+    );
+    assert_eq!(size("/api/events", "size"), 50);
+    assert_eq!(size("/api/venues", "size"), 50);
+    assert_eq!(size("/api/recs", "limit"), 20);
+    assert_eq!(size("/api/recs/related", "limit"), 20);
+}
