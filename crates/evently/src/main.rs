@@ -1,4 +1,4 @@
-//! The `evently` command: `serve`, `migrate`, `admin create`.
+//! The `evently` command: `serve`, `migrate`, `admin create`, `health`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +47,14 @@ enum Command {
         /// Comma-separated services to migrate (all by default).
         #[arg(long, value_delimiter = ',')]
         services: Vec<ServiceName>,
+    },
+    /// Ask a running evently whether it is up: exit status 0 when it answers 200 within 3 s.
+    /// For container health checks (the image has no shell and no curl).
+    Health {
+        /// The URL to ask; by default `/health/live` at the configured listen address (on
+        /// 127.0.0.1 when it listens on every address).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Administrative tasks.
     Admin {
@@ -121,12 +129,53 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// `/health/live` of the process this configuration describes, reached over loopback when it
+/// listens on every address.
+fn own_health_url(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}/health/live")
+}
+
+async fn health(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    let status = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("asking {url}"))?
+        .status();
+    anyhow::ensure!(status == reqwest::StatusCode::OK, "{url} answered {status}");
+    println!("{url}: {status}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = load_config(&cli)?;
+    if let Command::Health { url } = &cli.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| own_health_url(config.server.listen));
+        // A short answer for health-check logs, without a backtrace.
+        if let Err(e) = health(&url).await {
+            eprintln!("unhealthy: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     evently_core::telemetry::init(&config.log);
     match cli.command {
+        Command::Health { .. } => Ok(()),
         Command::Serve { services } => {
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));

@@ -174,3 +174,55 @@ fn admin_create_refuses_a_weak_password_and_bad_config_is_reported() {
     assert!(String::from_utf8_lossy(&unknown_service.stderr).contains("valid services are: auth"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn health_exits_zero_only_when_the_server_answers() {
+    let dir = temp_dir();
+    let (server, _) = serve(&dir);
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    // By default it asks the configured listen address; 0.0.0.0 is reached over loopback.
+    let own = evently(&dir)
+        .args(["health"])
+        .env("EVENTLY_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    // Readiness comes once every store and stream has caught up.
+    let ready_url = format!("{}/health/ready", server.base);
+    let mut ready = evently(&dir)
+        .args(["health", "--url", &ready_url])
+        .output()
+        .unwrap();
+    for _ in 0..100 {
+        if ready.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ready = evently(&dir)
+            .args(["health", "--url", &ready_url])
+            .output()
+            .unwrap();
+    }
+    let missing = evently(&dir)
+        .args([
+            "health",
+            "--url",
+            &format!("{}/health/nothing", server.base),
+        ])
+        .output()
+        .unwrap();
+    drop(server);
+    let gone = evently(&dir)
+        .args(["health"])
+        .env("EVENTLY_LISTEN", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+
+    assert!(own.status.success(), "{own:?}");
+    assert!(String::from_utf8_lossy(&own.stdout).contains("/health/live: 200"));
+    assert!(ready.status.success(), "{ready:?}");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).starts_with("unhealthy: "));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    assert!(!gone.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
