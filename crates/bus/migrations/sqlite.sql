@@ -1,5 +1,6 @@
 -- The outbox and consumer positions, as every service's SQLite migrations must create them
--- (copied there verbatim; this file is what the bus's own tests run). Times are epoch ms.
+-- (copied there verbatim; this file is what the bus's own tests run), followed by the later
+-- changes of migrations/outbox_*.sql. Times are epoch ms.
 CREATE TABLE outbox (
     seq               INTEGER PRIMARY KEY AUTOINCREMENT,
     id                BLOB NOT NULL UNIQUE,

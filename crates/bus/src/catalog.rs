@@ -307,6 +307,7 @@ impl DomainEvent {
                 .replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
                 .unwrap_or(at),
             payload: self.payload(),
+            traceparent: evently_core::telemetry::current_traceparent(),
         }
     }
 

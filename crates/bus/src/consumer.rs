@@ -9,6 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{Bus, Envelope};
@@ -69,6 +70,29 @@ impl SeenIds {
     }
 }
 
+/// The span of consumer `name` applying `envelopes`: a child of the span that caused the first
+/// of them (its `traceparent`), linked to the spans behind the others, so that a domain
+/// event's consumers in other processes appear in the trace of the request that caused it.
+/// No span when none of them was traced.
+pub fn consume_span(consumer: &str, envelopes: &[&Envelope]) -> tracing::Span {
+    let mut origins = envelopes.iter().filter_map(|e| e.traceparent.as_deref());
+    let Some(first) = origins.next() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::debug_span!(
+        target: evently_core::telemetry::CONTINUED,
+        "bus.consume",
+        consumer = %consumer,
+        events = envelopes.len(),
+        trace_id = tracing::field::Empty,
+    );
+    evently_core::telemetry::set_parent_from_traceparent(&span, first);
+    for other in origins {
+        evently_core::telemetry::add_link_to_traceparent(&span, other);
+    }
+    span
+}
+
 /// Runs consumer `name` until `shutdown`: handles events in order, acknowledges each batch
 /// after its last handled event, and re-subscribes (from the last ack) after any failure.
 pub async fn run_consumer(
@@ -107,7 +131,10 @@ pub async fn run_consumer(
                 }
             };
             let envelopes: Vec<&Envelope> = deliveries.iter().map(|d| &d.envelope).collect();
-            let (applied, error) = handler.handle_batch(&envelopes).await;
+            let (applied, error) = handler
+                .handle_batch(&envelopes)
+                .instrument(consume_span(&name, &envelopes))
+                .await;
             let mut failed = false;
             if let Some(e) = error {
                 tracing::warn!(consumer = %name, error = format!("{e:#}"), "handler failed; will retry");

@@ -29,6 +29,10 @@ pub struct Envelope {
     pub occurred_at: OffsetDateTime,
     /// The event's data; its shape is given by `type` and `schemaVersion`.
     pub payload: serde_json::Value,
+    /// The W3C `traceparent` of the request that caused the change, when traces are exported:
+    /// consumers in other processes continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {

@@ -293,7 +293,22 @@ impl Relay {
         let mut last: Option<&OutboxRow> = None;
         let mut failure = None;
         for row in &rows {
-            match self.bus.publish(&row.envelope).await {
+            // Publishing continues the trace of the request that wrote the row.
+            let span = match &row.envelope.traceparent {
+                None => tracing::Span::none(),
+                Some(origin) => {
+                    let span = tracing::debug_span!(
+                        target: evently_core::telemetry::CONTINUED,
+                        "bus.publish",
+                        event.r#type = %row.envelope.event_type,
+                        event.id = %row.envelope.id,
+                        trace_id = tracing::field::Empty,
+                    );
+                    evently_core::telemetry::set_parent_from_traceparent(&span, origin);
+                    span
+                }
+            };
+            match self.bus.publish(&row.envelope).instrument(span).await {
                 Ok(()) => last = Some(row),
                 Err(e) => {
                     failure = Some(e);

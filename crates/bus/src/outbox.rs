@@ -62,17 +62,17 @@ fn corrupt(e: impl std::fmt::Display) -> BusError {
 
 /// The next rows after `$1`, at most `$2` (every engine).
 const READ_AFTER: &str = "SELECT seq, id, event_type, schema_version, aggregate_type, \
-     aggregate_id, aggregate_version, occurred_at, payload FROM outbox WHERE seq > $1 \
+     aggregate_id, aggregate_version, occurred_at, payload, traceparent FROM outbox WHERE seq > $1 \
      ORDER BY seq LIMIT $2";
 
 /// The first `$1` rows not yet published (every engine).
 const UNPUBLISHED: &str = "SELECT seq, id, event_type, schema_version, aggregate_type, \
-     aggregate_id, aggregate_version, occurred_at, payload FROM outbox \
+     aggregate_id, aggregate_version, occurred_at, payload, traceparent FROM outbox \
      WHERE published_at IS NULL ORDER BY seq LIMIT $1";
 
 const INSERT: &str = "INSERT INTO outbox (id, event_type, schema_version, aggregate_type, \
-     aggregate_id, aggregate_version, occurred_at, payload) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+     aggregate_id, aggregate_version, occurred_at, payload, traceparent) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq";
 
 /// Marks every row up to `$1` published at `$2` (every engine).
 const MARK_PUBLISHED: &str =
@@ -86,7 +86,7 @@ const SET_POSITION: &str = "INSERT INTO bus_positions (consumer, position, updat
      VALUES ($1, $2, $3) ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, \
      updated_at = excluded.updated_at";
 
-/// Binds an envelope's outbox columns `$1`…`$8` (the order of [`INSERT`]) to `query`, whichever
+/// Binds an envelope's outbox columns `$1`…`$9` (the order of [`INSERT`]) to `query`, whichever
 /// SQL API it comes from.
 macro_rules! bind_envelope {
     ($query:expr, $envelope:expr, $payload:expr) => {{
@@ -100,6 +100,7 @@ macro_rules! bind_envelope {
             .bind(envelope.aggregate_version)
             .bind(envelope.occurred_at_ms())
             .bind($payload)
+            .bind(envelope.traceparent.as_deref())
     }};
 }
 
@@ -137,15 +138,15 @@ const APPEND_POSTGRES: &str = concat!(
     "WITH locked AS MATERIALIZED (",
     outbox_lock!(),
     ") INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, \
-     aggregate_version, occurred_at, payload) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM locked RETURNING seq"
+     aggregate_version, occurred_at, payload, traceparent) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM locked RETURNING seq"
 );
 
 /// The common-table expressions that append envelopes, in order, inside a larger PostgreSQL
 /// statement whose other parts are also data-modifying CTEs: `outbox_lock` takes the outbox
 /// lock before any of the rows draws its `seq`, and `{name}` inserts the rows (its
-/// `RETURNING seq` counts them). The envelopes' columns are eight array parameters `$first`…
-/// `$first+7`, bound by [`bind_envelopes_postgres`]; the text is the same for any number of
+/// `RETURNING seq` counts them). The envelopes' columns are nine array parameters `$first`…
+/// `$first+8`, bound by [`bind_envelopes_postgres`]; the text is the same for any number of
 /// envelopes, so the server plans it once per connection. The statement must be the
 /// transaction's last, as with [`append`].
 #[must_use]
@@ -156,13 +157,15 @@ pub fn append_postgres_ctes(name: &str, first: usize) -> String {
             "outbox_lock AS MATERIALIZED (",
             outbox_lock!(),
             "), {name} AS (INSERT INTO outbox (id, event_type, schema_version, \
-             aggregate_type, aggregate_id, aggregate_version, occurred_at, payload) \
+             aggregate_type, aggregate_id, aggregate_version, occurred_at, payload, \
+             traceparent) \
              SELECT v.id, v.event_type, v.schema_version, v.aggregate_type, v.aggregate_id, \
-             v.aggregate_version, v.occurred_at, v.payload FROM outbox_lock, \
+             v.aggregate_version, v.occurred_at, v.payload, v.traceparent FROM outbox_lock, \
              unnest(${a}::uuid[], ${b}::text[], ${c}::bigint[], ${d}::text[], ${e}::uuid[], \
-             ${f}::bigint[], ${g}::bigint[], ${h}::text[]) WITH ORDINALITY \
+             ${f}::bigint[], ${g}::bigint[], ${h}::text[], ${i}::text[]) WITH ORDINALITY \
              AS v (id, event_type, schema_version, aggregate_type, aggregate_id, \
-             aggregate_version, occurred_at, payload, n) ORDER BY v.n RETURNING seq)"
+             aggregate_version, occurred_at, payload, traceparent, n) ORDER BY v.n \
+             RETURNING seq)"
         ),
         name = name,
         a = p(0),
@@ -173,6 +176,7 @@ pub fn append_postgres_ctes(name: &str, first: usize) -> String {
         f = p(5),
         g = p(6),
         h = p(7),
+        i = p(8),
     )
 }
 
@@ -222,7 +226,13 @@ pub fn bind_envelopes_postgres<'q>(
                 .map(Envelope::occurred_at_ms)
                 .collect::<Vec<_>>(),
         )
-        .bind(payloads))
+        .bind(payloads)
+        .bind(
+            envelopes
+                .iter()
+                .map(|e| e.traceparent.clone())
+                .collect::<Vec<_>>(),
+        ))
 }
 
 /// Appends `envelope` to the outbox inside `tx`, the transaction of the change it describes,
@@ -257,6 +267,7 @@ fn outbox_row(row: &sql::Row) -> Result<OutboxRow, BusError> {
             aggregate_version: row.get("aggregate_version")?,
             occurred_at: time_from_ms(occurred_at),
             payload: serde_json::from_str(&payload).map_err(corrupt)?,
+            traceparent: row.get("traceparent")?,
         },
     })
 }
@@ -367,6 +378,9 @@ pub async fn create_sqlite_tables(db: &SqliteDb) -> Result<(), StoreError> {
     sqlx::raw_sql(include_str!("../migrations/sqlite.sql"))
         .execute(&db.writer)
         .await?;
+    sqlx::raw_sql(include_str!("../migrations/outbox_traceparent.sql"))
+        .execute(&db.writer)
+        .await?;
     Ok(())
 }
 
@@ -377,6 +391,9 @@ pub async fn create_sqlite_tables(db: &SqliteDb) -> Result<(), StoreError> {
 /// The database's error.
 pub async fn create_postgres_tables(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::raw_sql(include_str!("../migrations/postgres.sql"))
+        .execute(pool)
+        .await?;
+    sqlx::raw_sql(include_str!("../migrations/outbox_traceparent.sql"))
         .execute(pool)
         .await?;
     Ok(())

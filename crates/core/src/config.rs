@@ -333,6 +333,12 @@ pub struct LogConfig {
     pub filter: String,
     /// `json` or `pretty`.
     pub format: LogFormat,
+    /// OTLP/HTTP collector (e.g. `http://otel-collector:4318`) that receives traces; unset, no
+    /// spans leave the process and nothing is exported. Shortcut `EVENTLY_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (0..=1); a request carrying a sampled `traceparent` is
+    /// always followed.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -340,6 +346,8 @@ impl Default for LogConfig {
         Self {
             filter: "info".into(),
             format: LogFormat::Json,
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
         }
     }
 }
@@ -377,6 +385,7 @@ impl Config {
                     "EVENTLY_LOG_FORMAT" => "log.format",
                     "EVENTLY_NATS_URL" => "bus.nats_url",
                     "EVENTLY_REDIS_URL" => "redis.url",
+                    "EVENTLY_OTLP_ENDPOINT" => "log.otlp_endpoint",
                     _ => return None,
                 };
                 Some(mapped.into())
@@ -394,6 +403,16 @@ impl Config {
     /// # Errors
     /// The first value out of range, with its key.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.log.trace_sample_ratio) {
+            bail!("log.trace_sample_ratio must be between 0 and 1");
+        }
+        if let Some(endpoint) = &self.log.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            bail!(
+                "log.otlp_endpoint must be an http:// URL (OTLP over HTTP; for TLS, send to a local collector)"
+            );
+        }
         let jwt = &self.jwt;
         if let Some(secret) = &jwt.secret
             && secret.expose_secret().len() < 32

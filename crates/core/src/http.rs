@@ -2,7 +2,8 @@
 //!
 //! Layer order, outermost first (see [`apply_stack`]):
 //! 1. request id — accept a sane incoming `X-Request-Id` or generate a UUIDv7; echo it back;
-//! 2. tracing span (method, route, request id, user id once known) and the access log line;
+//! 2. tracing span (method, route, request id, user id once known; it continues an incoming
+//!    `traceparent` when traces are exported) and the access log line;
 //! 3. metrics — `evently_http_requests_total` and `evently_http_request_duration_seconds`;
 //! 4. security headers — nosniff, frame-deny, referrer policy, a strict CSP on JSON;
 //! 5. problem fallback — any error answer that is not JSON (axum's plain-text rejections,
@@ -196,13 +197,16 @@ fn make_span(request: &Request<Body>) -> tracing::Span {
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         http.method = %request.method(),
         http.route = %route,
         request.id = %request_id,
         user.id = tracing::field::Empty,
-    )
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from_headers(&span, request.headers());
+    span
 }
 
 fn on_response(response: &Response, latency: Duration, _span: &tracing::Span) {

@@ -173,8 +173,26 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    evently_core::telemetry::init(&config.log);
-    match cli.command {
+    // Traces name the process by its services: `evently-booking`, or `evently` for all of them.
+    let process = match &cli.command {
+        Command::Serve { services } if !services.is_empty() => format!(
+            "evently-{}",
+            services
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        ),
+        _ => "evently".to_owned(),
+    };
+    evently_core::telemetry::init_for(&config.log, &process);
+    let outcome = command(cli.command, config).await;
+    evently_core::telemetry::shutdown();
+    outcome
+}
+
+async fn command(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Health { .. } => Ok(()),
         Command::Serve { services } => {
             let shutdown = CancellationToken::new();

@@ -16,10 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{Serve, admin_create, evently, free_port, start, temp_dir};
+use support::{Serve, evently, free_port, sell_two_seats, start, temp_dir};
 use yaml_rust2::{Yaml, YamlLoader};
-
-const PASSWORD: &str = "correct horse battery";
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -392,27 +390,9 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
 
     // An admin, created as an operator would: `evently admin create` with auth's environment.
     let auth = services.iter().find(|s| s.name == "auth").expect("auth");
-    let output = admin_create(
-        deployment.environment(auth),
-        "root@compose.example.com",
-        "Root",
-        PASSWORD,
-    );
-    assert!(output.status.success(), "{output:?}");
-
+    let sale = sell_two_seats(a, b, deployment.environment(auth)).await;
+    let event_id = sale.event_id;
     let http = reqwest::Client::new();
-    let login = async |base: &str, email: &str| -> String {
-        let reply: serde_json::Value = http
-            .post(format!("{base}/api/auth/login"))
-            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        reply["accessToken"].as_str().expect("a token").to_owned()
-    };
     let call = async |request: reqwest::RequestBuilder, status: u16| -> serde_json::Value {
         let reply = request.send().await.unwrap();
         let got = reply.status().as_u16();
@@ -420,127 +400,6 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
         assert_eq!(got, status, "{body}");
         body
     };
-    let admin = login(a, "root@compose.example.com").await;
-    let organizer = call(
-        http.post(format!("{b}/api/auth/register"))
-            .json(&serde_json::json!(
-                {"email": "organizer@compose.example.com", "password": PASSWORD, "name": "Org"}
-            )),
-        201,
-    )
-    .await;
-    call(
-        http.put(format!(
-            "{a}/api/users/{}/role",
-            organizer["userId"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"role": "organizer"})),
-        200,
-    )
-    .await;
-    let organizer = login(b, "organizer@compose.example.com").await;
-    let venue = call(
-        http.post(format!("{a}/api/venues"))
-            .bearer_auth(&organizer)
-            .json(&serde_json::json!({
-                "name": "Compose Hall", "address": "1 Harbour Road", "city": "Lisbon",
-                "layout": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 4}]}]}
-            })),
-        201,
-    )
-    .await;
-    let now = time::OffsetDateTime::now_utc();
-    let at = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    let event = call(
-        http.post(format!("{b}/api/events"))
-            .bearer_auth(&organizer)
-            .json(&serde_json::json!({
-                "eventName": "Harbour Lights Festival",
-                "eventDate": at(now + time::Duration::days(20)),
-                "venueId": venue["venueId"],
-                "totalSeats": 4,
-                "status": "ON_SALE",
-                "saleStartTime": at(now),
-                "eventType": "festival",
-                "basePrice": 4_000,
-                "currency": "EUR",
-            })),
-        201,
-    )
-    .await;
-    let event_id = event["eventId"].as_str().unwrap().to_owned();
-
-    call(
-        http.post(format!("{a}/api/auth/register"))
-            .json(&serde_json::json!(
-                {"email": "buyer@compose.example.com", "password": PASSWORD, "name": "Buyer"}
-            )),
-        201,
-    )
-    .await;
-    let buyer = login(a, "buyer@compose.example.com").await;
-    // Booking learns of the event through NATS.
-    let mut hold = serde_json::Value::Null;
-    for _ in 0..100 {
-        let reply = http
-            .post(format!("{a}/api/orders/holds"))
-            .bearer_auth(&buyer)
-            .json(&serde_json::json!({"eventId": event_id, "quantity": 2}))
-            .send()
-            .await
-            .unwrap();
-        if reply.status() == 201 {
-            hold = reply.json().await.unwrap();
-            break;
-        }
-        assert_eq!(
-            reply.status(),
-            404,
-            "only an unknown event may refuse the hold"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let hold_id = hold["holdId"].as_str().expect("a hold").to_owned();
-    let intent = call(
-        http.post(format!("{b}/api/orders/payments/intent"))
-            .bearer_auth(&buyer)
-            .json(&serde_json::json!({"holdId": hold_id})),
-        201,
-    )
-    .await;
-    let confirm = call(
-        http.post(format!("{a}/api/orders/payments/confirm"))
-            .bearer_auth(&buyer)
-            .json(&serde_json::json!({
-                "paymentIntentId": intent["paymentIntentId"], "clientSecret": intent["clientSecret"]
-            })),
-        200,
-    )
-    .await;
-    assert_eq!(confirm["status"], "succeeded");
-    let order = call(
-        http.post(format!("{b}/api/orders/purchase"))
-            .bearer_auth(&buyer)
-            .header("Idempotency-Key", "compose-order-1")
-            .json(&serde_json::json!({
-                "eventId": event_id, "holdId": hold_id, "seatIds": hold["seatIds"],
-                "paymentIntentId": intent["paymentIntentId"],
-            })),
-        201,
-    )
-    .await;
-    assert_eq!(order["tickets"].as_array().map(Vec::len), Some(2));
-    let order_id = order["orderId"].as_str().expect("an order").to_owned();
-    call(
-        http.get(format!("{a}/api/orders/{order_id}"))
-            .bearer_auth(&buyer),
-        200,
-    )
-    .await;
 
     // Every service behind the gateways answers: availability (booking), search and
     // recommendations (fed by the streams), the gateway's own health of all upstreams.

@@ -224,5 +224,12 @@ mod tests {
                 "the events migration's outbox tables differ from evently-bus's"
             );
         }
+        let traceparent = statements(include_str!("../../bus/migrations/outbox_traceparent.sql"));
+        for later in [
+            include_str!("../migrations/sqlite/0003_outbox_traceparent.sql"),
+            include_str!("../migrations/postgres/0003_outbox_traceparent.sql"),
+        ] {
+            assert_eq!(statements(later), traceparent);
+        }
     }
 }

@@ -186,6 +186,8 @@ fn forwarded_request(
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(evently_core::identity::INTERNAL_TOKEN_HEADER);
+    // With traces exported, the service continues the gateway's span rather than the client's.
+    evently_core::telemetry::inject_traceparent(&mut headers);
     let host = headers.remove(header::HOST);
     let mut forwarded_for = String::with_capacity(64);
     if let Some(prior) = parts

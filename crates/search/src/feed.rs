@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::document::Change;
 use crate::{EventIndex, Stream};
@@ -99,7 +100,10 @@ pub async fn run(
                 .iter()
                 .map(|d| (d.position, Change::of(&d.envelope)))
                 .collect();
-            if let Err(e) = index.apply(stream, batch).await {
+            let envelopes: Vec<&evently_bus::Envelope> =
+                deliveries.iter().map(|d| &d.envelope).collect();
+            let span = evently_bus::consumer::consume_span(&name, &envelopes);
+            if let Err(e) = index.apply(stream, batch).instrument(span).await {
                 tracing::warn!(consumer = %name, error = format!("{e:#}"), "indexing failed; will retry");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

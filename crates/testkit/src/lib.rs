@@ -79,6 +79,7 @@ pub fn init_test_logging() {
         evently_core::telemetry::init(&LogConfig {
             filter: "debug,sqlx=warn,hyper=info".into(),
             format: LogFormat::Pretty,
+            ..LogConfig::default()
         });
     }
 }

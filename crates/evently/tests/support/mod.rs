@@ -4,10 +4,15 @@
     dead_code,
     reason = "each test binary uses a different part of this module"
 )]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support: a failed call fails the test that made it"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A running `evently serve`, killed on drop.
 pub struct Serve {
@@ -95,4 +100,167 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// The password of every account the flows below create.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// What [`sell_two_seats`] bought.
+pub struct Sale {
+    pub event_id: String,
+    pub order_id: String,
+}
+
+/// A whole sale through gateways `a` and `b`, alternating between them, as people would make
+/// it: an admin (created by running `admin`, an `evently` command configured like the auth
+/// service, as `admin create`) makes a registered user an organizer; the organizer creates a
+/// venue and an on-sale event ("Harbour Lights Festival", four seats, EUR 40); a buyer holds
+/// two seats (retrying while booking has not yet heard of the event), pays and purchases.
+pub async fn sell_two_seats(a: &str, b: &str, admin: Command) -> Sale {
+    let output = admin_create(admin, "root@example.com", "Root", PASSWORD);
+    assert!(output.status.success(), "{output:?}");
+
+    let http = reqwest::Client::new();
+    let login = async |base: &str, email: &str| -> String {
+        let reply: serde_json::Value = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply["accessToken"].as_str().expect("a token").to_owned()
+    };
+    let call = async |request: reqwest::RequestBuilder, status: u16| -> serde_json::Value {
+        let reply = request.send().await.unwrap();
+        let got = reply.status().as_u16();
+        let body: serde_json::Value = reply.json().await.unwrap_or_default();
+        assert_eq!(got, status, "{body}");
+        body
+    };
+    let admin = login(a, "root@example.com").await;
+    let organizer = call(
+        http.post(format!("{b}/api/auth/register"))
+            .json(&serde_json::json!(
+                {"email": "organizer@example.com", "password": PASSWORD, "name": "Org"}
+            )),
+        201,
+    )
+    .await;
+    call(
+        http.put(format!(
+            "{a}/api/users/{}/role",
+            organizer["userId"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"role": "organizer"})),
+        200,
+    )
+    .await;
+    let organizer = login(b, "organizer@example.com").await;
+    let venue = call(
+        http.post(format!("{a}/api/venues"))
+            .bearer_auth(&organizer)
+            .json(&serde_json::json!({
+                "name": "Harbour Hall", "address": "1 Harbour Road", "city": "Lisbon",
+                "layout": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 4}]}]}
+            })),
+        201,
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let event = call(
+        http.post(format!("{b}/api/events"))
+            .bearer_auth(&organizer)
+            .json(&serde_json::json!({
+                "eventName": "Harbour Lights Festival",
+                "eventDate": at(now + time::Duration::days(20)),
+                "venueId": venue["venueId"],
+                "totalSeats": 4,
+                "status": "ON_SALE",
+                "saleStartTime": at(now),
+                "eventType": "festival",
+                "basePrice": 4_000,
+                "currency": "EUR",
+            })),
+        201,
+    )
+    .await;
+    let event_id = event["eventId"].as_str().unwrap().to_owned();
+
+    call(
+        http.post(format!("{a}/api/auth/register"))
+            .json(&serde_json::json!(
+                {"email": "buyer@example.com", "password": PASSWORD, "name": "Buyer"}
+            )),
+        201,
+    )
+    .await;
+    let buyer = login(a, "buyer@example.com").await;
+    // Booking learns of the event through NATS.
+    let mut hold = serde_json::Value::Null;
+    for _ in 0..100 {
+        let reply = http
+            .post(format!("{a}/api/orders/holds"))
+            .bearer_auth(&buyer)
+            .json(&serde_json::json!({"eventId": event_id, "quantity": 2}))
+            .send()
+            .await
+            .unwrap();
+        if reply.status() == 201 {
+            hold = reply.json().await.unwrap();
+            break;
+        }
+        assert_eq!(
+            reply.status(),
+            404,
+            "only an unknown event may refuse the hold"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hold_id = hold["holdId"].as_str().expect("a hold").to_owned();
+    let intent = call(
+        http.post(format!("{b}/api/orders/payments/intent"))
+            .bearer_auth(&buyer)
+            .json(&serde_json::json!({"holdId": hold_id})),
+        201,
+    )
+    .await;
+    let confirm = call(
+        http.post(format!("{a}/api/orders/payments/confirm"))
+            .bearer_auth(&buyer)
+            .json(&serde_json::json!({
+                "paymentIntentId": intent["paymentIntentId"], "clientSecret": intent["clientSecret"]
+            })),
+        200,
+    )
+    .await;
+    assert_eq!(confirm["status"], "succeeded");
+    let order = call(
+        http.post(format!("{b}/api/orders/purchase"))
+            .bearer_auth(&buyer)
+            .header("Idempotency-Key", "compose-order-1")
+            .json(&serde_json::json!({
+                "eventId": event_id, "holdId": hold_id, "seatIds": hold["seatIds"],
+                "paymentIntentId": intent["paymentIntentId"],
+            })),
+        201,
+    )
+    .await;
+    assert_eq!(order["tickets"].as_array().map(Vec::len), Some(2));
+    let order_id = order["orderId"].as_str().expect("an order").to_owned();
+    call(
+        http.get(format!("{a}/api/orders/{order_id}"))
+            .bearer_auth(&buyer),
+        200,
+    )
+    .await;
+
+    Sale { event_id, order_id }
 }
