@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    let flag = |name: &str| args.iter().any(|a| a == name);
     match args.first().map(String::as_str) {
         Some("auth") => {
             auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
@@ -56,6 +57,9 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: usize::try_from(arg("--concurrency", 256))?,
                 max_quantity: u32::try_from(arg("--max-quantity", 1))?,
                 database_url: text("--database-url"),
+                split: flag("--split"),
+                nats_url: text("--nats-url").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+                redis_url: text("--redis-url").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             })
             .await
         }
@@ -85,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
                  \x20                           [--max-quantity N] [--database-url postgres://…]\n\
+                 \x20                           [--split [--nats-url URL] [--redis-url URL]]\n\
                  \x20      evently-bench recs [--users N] [--events N] [--eval-users N] [--clients N] [--seed N]\n\
                  \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"

@@ -158,3 +158,33 @@ pub fn machine_cpu_seconds() -> (f64, f64) {
     // user nice system idle iowait irq softirq steal
     (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
 }
+
+/// CPU seconds used so far by every process whose command name (`/proc/<pid>/comm`) is one of
+/// `names`, summed per name: the servers evently runs on (`postgres`, `nats-server`,
+/// `redis-server`). Processes that started or ended in between make the difference of two
+/// readings an estimate.
+pub fn named_cpu_seconds(names: &[&'static str]) -> Vec<(&'static str, f64)> {
+    let mut totals: Vec<(&'static str, f64)> = names.iter().map(|n| (*n, 0.0)).collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return totals;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        if let Some(total) = totals.iter_mut().find(|(n, _)| *n == comm.trim()) {
+            let cpu = cpu_seconds(pid);
+            if cpu.is_finite() {
+                total.1 += cpu;
+            }
+        }
+    }
+    totals
+}

@@ -33,22 +33,24 @@ async fn stop(server: &mut Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops the server (keeping its data directory) and audits the event's inventory in the
+/// Stops the servers (keeping their data directories) and audits the event's inventory in the
 /// booking store; fails when the audit cannot run or an invariant is broken. Returns the
 /// audited seats sold.
 pub(super) async fn audit_store(
-    server: &mut Server,
+    servers: Vec<&mut Server>,
     database_url: Option<&str>,
     event_id: &str,
     stats: &Stats,
 ) -> anyhow::Result<i64> {
-    stop(server).await?;
-    let url = match database_url {
-        Some(url) => url.to_owned(),
-        None => format!(
-            "sqlite://{}",
-            server.data_dir().join("booking.db").display()
-        ),
+    let mut booking_db = None;
+    for server in servers {
+        stop(server).await?;
+        booking_db.get_or_insert_with(|| server.data_dir().join("booking.db"));
+    }
+    let url = match (database_url, booking_db) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(db)) => format!("sqlite://{}", db.display()),
+        (None, None) => bail!("no server to audit"),
     };
     let event_id = uuid::Uuid::parse_str(event_id).context("the event id is not a UUID")?;
     let audit = match evently_booking::audit(&url, event_id).await {

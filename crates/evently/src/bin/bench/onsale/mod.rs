@@ -43,6 +43,7 @@ mod report;
 mod sale;
 mod seat_map;
 mod setup;
+mod split;
 mod stats;
 
 use anyhow::ensure;
@@ -71,6 +72,12 @@ pub struct Options {
     pub max_quantity: u32,
     /// PostgreSQL for every service instead of the embedded SQLite files.
     pub database_url: Option<String>,
+    /// Every service in its own process (see [`split`]); needs `database_url`.
+    pub split: bool,
+    /// NATS for `--split`.
+    pub nats_url: String,
+    /// Redis for `--split`'s gateways.
+    pub redis_url: String,
 }
 
 /// The median; the mean of the middle two of an even count.
@@ -128,9 +135,40 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
         drop_schemas(url).await?;
         println!("  PostgreSQL: dropped the schemas auth, events, booking (a fresh store)");
     }
-    let mut server = start_server(&server_env(opts, rows))?;
-    let pid = server.child.id();
-    let setup = setup(opts, &server, rows).await?;
+    let mut single = None;
+    let mut topology = None;
+    if opts.split {
+        let tag = format!("{}_{run}", std::process::id());
+        let started = split::Topology::start(
+            &server_env(opts, rows),
+            &opts.nats_url,
+            &opts.redis_url,
+            &tag,
+        )?;
+        println!(
+            "  split: {} processes ({})",
+            started.processes.len(),
+            started
+                .processes
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        topology = Some(started);
+    } else {
+        single = Some(start_server(&server_env(opts, rows))?);
+    }
+    let (entry, bases, pids) = match (&single, &topology) {
+        (Some(server), _) => (
+            server,
+            vec![server.base.clone()],
+            vec![("evently", server.child.id())],
+        ),
+        (None, Some(t)) => (t.entry(), t.gateways(), t.pids()),
+        (None, None) => anyhow::bail!("no server started"),
+    };
+    let setup = setup(opts, entry, rows).await?;
 
     let sale = Arc::new(Sale {
         client: reqwest::Client::builder()
@@ -139,20 +177,25 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
             .pool_max_idle_per_host(opts.concurrency)
             .timeout(Duration::from_secs(30))
             .build()?,
-        base: server.base.clone(),
+        bases,
         event_id: setup.event_id.clone(),
         seat_map: SeatMap::new(rows),
         max_quantity: opts.max_quantity,
     });
-    let mut run = sell(sale.clone(), setup.tokens, opts.concurrency, pid).await?;
-    // Read while the server still runs: its /proc entry goes when it exits.
-    let rss = peak_rss_mib(pid);
-    let final_availability = availability(&sale.client, &sale.base, &sale.event_id).await;
+    let mut run = sell(sale.clone(), setup.tokens, opts.concurrency, &pids).await?;
+    // Read while the servers still run: their /proc entries go when they exit.
+    let rss = pids.iter().map(|(_, pid)| peak_rss_mib(*pid)).sum();
+    let final_availability = availability(&sale.client, &sale.bases[0], &sale.event_id).await;
     let mut figures = vec![("setup s", setup.secs)];
     figures.extend(report(opts, &mut run, final_availability, rss));
 
+    let servers: Vec<&mut crate::server::Server> = match (&mut single, &mut topology) {
+        (Some(server), _) => vec![server],
+        (None, Some(t)) => t.processes.iter_mut().map(|(_, s)| s).collect(),
+        (None, None) => Vec::new(),
+    };
     let audited = audit_store(
-        &mut server,
+        servers,
         opts.database_url.as_deref(),
         &setup.event_id,
         &run.stats,
@@ -177,6 +220,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "--database-url must be a postgres:// URL (the embedded SQLite is the default)"
         );
     }
+    ensure!(
+        !opts.split || opts.database_url.is_some(),
+        "--split runs every service in its own process: it needs --database-url postgres://…"
+    );
     let rows = layout(opts.seats)?;
     println!(
         "evently-bench onsale: {} seats, {} buyers, {} concurrent clients, 1..={} tickets per buyer, {} run(s), {}",
@@ -185,7 +232,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         opts.concurrency,
         opts.max_quantity,
         opts.runs,
-        if opts.database_url.is_some() {
+        if opts.split {
+            "split: each service its own process, two booking and two gateways, on PostgreSQL, NATS and Redis"
+        } else if opts.database_url.is_some() {
             "every service on PostgreSQL (fresh schemas auth, events, booking each run)"
         } else {
             "embedded SQLite (fresh data directory each run)"

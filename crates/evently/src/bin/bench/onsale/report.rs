@@ -176,6 +176,23 @@ pub(super) fn report(
         met(cpu_per_purchase < 2.0),
         run.server_cpu
     );
+    if run.per_process.len() > 1 {
+        let shares: Vec<String> = run
+            .per_process
+            .iter()
+            .map(|(name, cpu)| format!("{name} {:.3}", cpu * 1000.0 / stats.orders.max(1) as f64))
+            .collect();
+        println!("  CPU per purchase by process (ms): {}", shares.join(", "));
+    }
+    let servers: Vec<String> = run
+        .servers
+        .iter()
+        .filter(|(_, cpu)| *cpu > 0.0)
+        .map(|(name, cpu)| format!("{name} {:.3}", cpu * 1000.0 / stats.orders.max(1) as f64))
+        .collect();
+    if !servers.is_empty() {
+        println!("  servers' CPU per purchase (ms): {}", servers.join(", "));
+    }
     println!(
         "  loadgen CPU:               {:.1} s ({:.2} ms per completed purchase; same machine)",
         run.own_cpu,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::seat_map::{Rng, SeatMap};
 use super::stats::{Stats, Step};
-use crate::server::{cpu_seconds, machine_cpu_seconds};
+use crate::server::{cpu_seconds, machine_cpu_seconds, named_cpu_seconds};
 
 /// Retries of one request answered 429.
 const MAX_429_RETRIES: u32 = 5;
@@ -32,7 +32,9 @@ struct Reply {
 /// What the sale's client tasks share.
 pub(super) struct Sale {
     pub(super) client: reqwest::Client,
-    pub(super) base: String,
+    /// Where buyers send their requests: buyer `i` to `bases[i % len]` (one address, or each
+    /// gateway of a split deployment).
+    pub(super) bases: Vec<String>,
     pub(super) event_id: String,
     pub(super) seat_map: SeatMap,
     pub(super) max_quantity: u32,
@@ -111,7 +113,9 @@ impl Sale {
     /// One buyer, start to finish.
     async fn buy(&self, index: usize, token: &str, rng: &mut Rng, stats: &mut Stats) -> Outcome {
         let q = 1 + u32::try_from(rng.below(u64::from(self.max_quantity))).unwrap_or(0);
-        let holds = format!("{}/api/orders/holds", self.base);
+        // Pairs of buyers per address, so that both kinds of buyer reach every address.
+        let base = &self.bases[(index / 2) % self.bases.len()];
+        let holds = format!("{base}/api/orders/holds");
         let mut hold = None;
         if index.is_multiple_of(2)
             && let Some(seats) = self.seat_map.pick(q, rng)
@@ -165,7 +169,9 @@ impl Sale {
             stats.record_unexpected(step, "201 without holdId".into(), hold.to_string());
             return Outcome::Failed;
         };
-        let outcome = self.pay_and_purchase(token, hold_id, &hold, stats).await;
+        let outcome = self
+            .pay_and_purchase(base, token, hold_id, &hold, stats)
+            .await;
         if matches!(outcome, Outcome::Failed) {
             // Give the seats back now rather than when the hold expires, as a real client
             // abandoning the checkout would.
@@ -186,12 +192,12 @@ impl Sale {
 
     async fn pay_and_purchase(
         &self,
+        base: &str,
         token: &str,
         hold_id: &str,
         hold: &Value,
         stats: &mut Stats,
     ) -> Outcome {
-        let base = &self.base;
         let body = json!({"holdId": hold_id});
         let url = format!("{base}/api/orders/payments/intent");
         let Some(intent) = self
@@ -266,22 +272,30 @@ pub(super) struct SaleRun {
     pub(super) secs: f64,
     pub(super) sold_out_after: Option<f64>,
     pub(super) server_cpu: f64,
+    /// Each server process's share of `server_cpu`, by name.
+    pub(super) per_process: Vec<(&'static str, f64)>,
+    /// CPU seconds of the database, bus and cache servers during the sale, by program.
+    pub(super) servers: Vec<(&'static str, f64)>,
     pub(super) own_cpu: f64,
     /// The machine's busy and stolen CPU seconds during the sale (all cores).
     pub(super) machine_busy: f64,
     pub(super) machine_stolen: f64,
 }
 
+/// The programs whose CPU time the sale reports beside evently's own.
+const SERVERS: &[&str] = &["postgres", "nats-server", "redis-server"];
+
 /// The timed sale: `concurrency` tasks take buyers from the queue until it is empty.
 pub(super) async fn sell(
     sale: Arc<Sale>,
     tokens: Vec<String>,
     concurrency: usize,
-    pid: u32,
+    pids: &[(&'static str, u32)],
 ) -> anyhow::Result<SaleRun> {
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let servers_before = named_cpu_seconds(SERVERS);
     let own_cpu_before = cpu_seconds(std::process::id());
     let machine_before = machine_cpu_seconds();
     let started = Instant::now();
@@ -312,7 +326,17 @@ pub(super) async fn sell(
         stats.merge(task.await?);
     }
     let secs = started.elapsed().as_secs_f64();
-    let server_cpu = cpu_seconds(pid) - cpu_before;
+    let per_process: Vec<(&'static str, f64)> = pids
+        .iter()
+        .zip(cpu_before)
+        .map(|((name, pid), before)| (*name, cpu_seconds(*pid) - before))
+        .collect();
+    let server_cpu = per_process.iter().map(|(_, cpu)| cpu).sum();
+    let servers = named_cpu_seconds(SERVERS)
+        .into_iter()
+        .zip(servers_before)
+        .map(|((name, after), (_, before))| (name, after - before))
+        .collect();
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     let machine_after = machine_cpu_seconds();
     Ok(SaleRun {
@@ -320,6 +344,8 @@ pub(super) async fn sell(
         secs,
         sold_out_after: None,
         server_cpu,
+        per_process,
+        servers,
         own_cpu,
         machine_busy: machine_after.0 - machine_before.0,
         machine_stolen: machine_after.1 - machine_before.1,
