@@ -65,16 +65,15 @@ async fn first_time(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, StoreError>
     Ok(inserted == 1)
 }
 
-const UPSERT_SQLITE: &str = "INSERT INTO documents (scope, scope_id, namespace, version, document, \
-     updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (scope, scope_id, namespace) DO UPDATE SET version = excluded.version, \
-     document = excluded.document, updated_at = excluded.updated_at, \
-     updated_by = excluded.updated_by";
-const UPSERT_POSTGRES: &str = "INSERT INTO documents (scope, scope_id, namespace, version, \
-     document, updated_at, updated_by) VALUES ($1, $2, $3, $4, CAST($5 AS JSONB), $6, $7) \
-     ON CONFLICT (scope, scope_id, namespace) DO UPDATE SET version = excluded.version, \
-     document = excluded.document, updated_at = excluded.updated_at, \
-     updated_by = excluded.updated_by";
+const INSERT_SQLITE: &str = "INSERT INTO documents (scope, scope_id, namespace, version, document, \
+     updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_POSTGRES: &str = "INSERT INTO documents (scope, scope_id, namespace, version, \
+     document, updated_at, updated_by) VALUES ($1, $2, $3, $4, CAST($5 AS JSONB), $6, $7)";
+const UPDATE_SQLITE: &str = "UPDATE documents SET version = $4, document = $5, updated_at = $6, \
+     updated_by = $7 WHERE scope = $1 AND scope_id = $2 AND namespace = $3 AND version = $8";
+const UPDATE_POSTGRES: &str = "UPDATE documents SET version = $4, document = CAST($5 AS JSONB), \
+     updated_at = $6, updated_by = $7 \
+     WHERE scope = $1 AND scope_id = $2 AND namespace = $3 AND version = $8";
 const AUDIT_SQLITE: &str = "INSERT INTO audit (scope, scope_id, namespace, version, actor, at, \
      previous, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const AUDIT_POSTGRES: &str = "INSERT INTO audit (scope, scope_id, namespace, version, actor, at, \
@@ -135,19 +134,31 @@ impl SettingsStore for SqlSettingsStore {
         }
         let next = version + 1;
         let document = text(new.value)?;
-        let upsert = tx.engine().pick(UPSERT_SQLITE, UPSERT_POSTGRES);
-        let written = query(upsert)
+        // A first write inserts: of two racing first writes, the second meets the primary
+        // key (never an upsert, which would overwrite the winner). A later write updates the
+        // row it locked, at the version it read.
+        let sql = match (version, tx.engine()) {
+            (0, engine) => engine.pick(INSERT_SQLITE, INSERT_POSTGRES),
+            (_, engine) => engine.pick(UPDATE_SQLITE, UPDATE_POSTGRES),
+        };
+        let mut statement = query(sql)
             .bind(key.scope.as_str())
             .bind(key.scope_id)
             .bind(key.namespace.as_str())
             .bind(next)
             .bind(&document)
             .bind(now)
-            .bind(new.actor)
-            .execute(&mut tx)
-            .await;
-        match written {
-            Ok(_) => {}
+            .bind(new.actor);
+        if version > 0 {
+            statement = statement.bind(version);
+        }
+        match statement.execute(&mut tx).await {
+            Ok(1) => {}
+            Ok(_) => {
+                return Ok(Write::Stale {
+                    current: version + 1,
+                });
+            }
             // Two first writes raced on PostgreSQL (no row to lock): the other won.
             Err(StoreError::Conflict { .. }) => return Ok(Write::Stale { current: 1 }),
             Err(e) => return Err(e),
