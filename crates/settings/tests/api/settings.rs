@@ -555,3 +555,51 @@ async fn a_lower_platform_ticket_limit_refuses_the_next_hold() {
         "11 seats exceed the configured seats per order"
     );
 }
+
+#[tokio::test]
+async fn booking_rebuilds_its_settings_from_the_stream_after_a_restart() {
+    let dir = evently_testkit::TempDir::new();
+    let mut config = evently_testkit::test_config(dir.path());
+    // The first process's index lock may outlive it briefly; this test is about booking.
+    config.search.in_memory = true;
+    let clock: evently_core::clock::SharedClock =
+        std::sync::Arc::new(evently_core::clock::SystemClock);
+    let first = evently_testkit::spawn_config(config.clone(), None, clock.clone()).await;
+    let admin = first.signed_in_admin().await;
+    let event_id = event(&first, &admin.access_token).await;
+    ok(write(
+        &first,
+        "PUT",
+        "/api/settings/platform",
+        &admin.access_token,
+        Some("\"0\""),
+        "application/json",
+        &json!({"maxTicketsPerUser": 2}),
+    )
+    .await)
+    .await;
+    let buyer = first.signed_in_user().await;
+    until(|| async {
+        (hold(&first, &buyer.access_token, &event_id, 3)
+            .await
+            .status()
+            == 409)
+            .then_some(())
+    })
+    .await;
+    drop(first);
+
+    let second = evently_testkit::spawn_config(config, None, clock).await;
+    let buyer = second.signed_in_user().await;
+    let refused = until(|| async {
+        let r = hold(&second, &buyer.access_token, &event_id, 3).await;
+        (r.status() == 409).then_some(r)
+    })
+    .await;
+
+    // No settings were written since the restart: the limit comes from replaying the stream
+    // (a hold taken before the replay finished is replaced by the next one, so polling is
+    // fair; without the replay the limit never returns and the poll fails).
+    let body = assert_problem(refused, 409).await;
+    assert_eq!(body["type"], "https://evently.dev/problems/ticket-limit");
+}
