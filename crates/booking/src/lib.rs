@@ -12,13 +12,17 @@
 //!   outbox row commit in one transaction;
 //! - inventories are built and followed from the events service's domain events; an event
 //!   cancelled or deleted by its organizer refunds every order (a saga driven by those
-//!   events); every inventory change publishes its domain event with the resulting figures.
+//!   events); every inventory change publishes its domain event with the resulting figures;
+//! - its limits (hold TTL, seats per order, tickets per user, waitlist offer time) are its
+//!   configuration tightened by the settings service's documents, which reach it as
+//!   `SettingsChanged` events in an in-memory projection ([`settings`]): never looser than
+//!   configured, never read over the network on the purchase path.
 //!
 //! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait and the body written once
 //! for both engines; its conformance suite is in `tests/conformance/`, one module per area),
 //! [`service`] (operations, expiry), [`idempotency`] (the protocol of requests with an
 //! `Idempotency-Key`), [`http`] (routes, one module per resource), [`error`] (→ problem), [`audit`]
-//! (counting an event's inventory from its rows).
+//! (counting an event's inventory from its rows), [`settings`] (the settings projection).
 
 pub mod audit;
 pub mod domain;
