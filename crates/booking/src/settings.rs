@@ -99,6 +99,9 @@ impl Limits {
                     config.waitlist_offer_seconds,
                     knobs.waitlist_offer_seconds,
                 )),
+                limit_purchases: knobs
+                    .max_tickets_per_user
+                    .is_some_and(|s| s < u64::from(config.max_tickets_per_user)),
             },
         }
     }
@@ -286,6 +289,8 @@ mod tests {
         assert_eq!(tight.hold_ttl_ms, 30_000);
         assert_eq!(tight.max_seats_per_order, 1);
         assert_eq!(tight.policy.offer_ttl_ms, 60_000);
+        assert!(tight.policy.limit_purchases);
+        assert!(!loose.policy.limit_purchases);
     }
 
     #[test]
