@@ -603,3 +603,82 @@ async fn booking_rebuilds_its_settings_from_the_stream_after_a_restart() {
     let body = assert_problem(refused, 409).await;
     assert_eq!(body["type"], "https://evently.dev/problems/ticket-limit");
 }
+
+/// Pays for `hold` (a hold view) as `buyer` and asks to buy it; the purchase's answer.
+async fn pay_and_buy(app: &TestApp, buyer: &str, event_id: &str, hold: &Value) -> Response {
+    let intent: Value = app
+        .client
+        .post(app.url("/api/orders/payments/intent"))
+        .bearer_auth(buyer)
+        .json(&json!({"holdId": hold["holdId"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let confirmed = app
+        .client
+        .post(app.url("/api/orders/payments/confirm"))
+        .bearer_auth(buyer)
+        .json(&json!({"paymentIntentId": intent["paymentIntentId"], "clientSecret": intent["clientSecret"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    app.client
+        .post(app.url("/api/orders/purchase"))
+        .bearer_auth(buyer)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"eventId": event_id, "holdId": hold["holdId"], "seatIds": hold["seatIds"], "paymentIntentId": intent["paymentIntentId"]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_lower_platform_ticket_limit_refuses_a_purchase_that_no_longer_fits() {
+    let app = app().await;
+    let admin = app.signed_in_admin().await;
+    let buyer = app.signed_in_user().await;
+    let probe = app.signed_in_user().await;
+    let event_id = event(&app, &admin.access_token).await;
+    let first: Value = hold(&app, &buyer.access_token, &event_id, 2)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pay_and_buy(&app, &buyer.access_token, &event_id, &first)
+            .await
+            .status(),
+        201
+    );
+    let second: Value = hold(&app, &buyer.access_token, &event_id, 2)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["status"], "active", "{second}");
+
+    ok(write(
+        &app,
+        "PATCH",
+        "/api/settings/platform",
+        &admin.access_token,
+        Some("\"0\""),
+        MERGE,
+        &json!({"maxTicketsPerUser": 3}),
+    )
+    .await)
+    .await;
+    // Another buyer's hold of four shows that the limit reached booking.
+    until(|| async {
+        (hold(&app, &probe.access_token, &event_id, 4).await.status() == 409).then_some(())
+    })
+    .await;
+    let refused = pay_and_buy(&app, &buyer.access_token, &event_id, &second).await;
+
+    let body = assert_problem(refused, 409).await;
+    assert_eq!(body["type"], "https://evently.dev/problems/ticket-limit");
+}
