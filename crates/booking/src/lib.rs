@@ -12,13 +12,17 @@
 //!   outbox row commit in one transaction;
 //! - inventories are built and followed from the events service's domain events; an event
 //!   cancelled or deleted by its organizer refunds every order (a saga driven by those
-//!   events); every inventory change publishes its domain event with the resulting figures.
+//!   events); every inventory change publishes its domain event with the resulting figures;
+//! - its limits (hold TTL, seats per order, tickets per user, waitlist offer time) are its
+//!   configuration tightened by the settings service's documents, which reach it as
+//!   `SettingsChanged` events in an in-memory projection ([`settings`]): never looser than
+//!   configured, never read over the network on the purchase path.
 //!
 //! Layout: [`domain`] (vocabulary and rules), [`store`] (the trait and the body written once
 //! for both engines; its conformance suite is in `tests/conformance/`, one module per area),
 //! [`service`] (operations, expiry), [`idempotency`] (the protocol of requests with an
 //! `Idempotency-Key`), [`http`] (routes, one module per resource), [`error`] (→ problem), [`audit`]
-//! (counting an event's inventory from its rows).
+//! (counting an event's inventory from its rows), [`settings`] (the settings projection).
 
 pub mod audit;
 pub mod domain;
@@ -26,6 +30,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod service;
+pub mod settings;
 pub mod store;
 
 use async_trait::async_trait;
@@ -40,6 +45,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use utoipa::OpenApi;
 
 pub use audit::{Audit, audit};
@@ -106,6 +112,16 @@ pub struct Booking {
 
 struct CatalogHandler(Arc<BookingService>);
 
+/// Feeds the settings projection; idempotent by document version.
+struct SettingsHandler(Arc<BookingService>);
+
+#[async_trait]
+impl evently_bus::consumer::Handler for SettingsHandler {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.0.apply_settings(envelope)
+    }
+}
+
 #[async_trait]
 impl evently_bus::consumer::Handler for CatalogHandler {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
@@ -147,6 +163,40 @@ impl Booking {
     /// The booking router.
     pub fn router(&self) -> axum::Router {
         router(self.state.clone())
+    }
+
+    /// Starts the consumer `consumer` of the settings service's stream (`settings_bus`) on
+    /// `tracker` until `shutdown`, feeding the in-memory settings projection. The projection
+    /// lives in memory, so the stream is read from its beginning at every start: with
+    /// `replay`, the consumer's position is reset first (a name this process reuses); a
+    /// name new to the bus starts from the beginning anyway.
+    pub fn start_settings_consumer(
+        &self,
+        settings_bus: Arc<dyn Bus>,
+        consumer: String,
+        replay: bool,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let handler = Arc::new(SettingsHandler(self.service.clone()));
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                if replay {
+                    // Until the reset succeeds the projection would miss older documents.
+                    while let Err(e) = settings_bus.reset(&consumer).await {
+                        tracing::warn!(consumer = %consumer, error = %e, "resetting failed; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+                evently_bus::consumer::run_consumer(settings_bus, consumer, handler, 256, shutdown)
+                    .await;
+            }
+            .instrument(tracing::info_span!("booking_settings_consumer")),
+        );
     }
 
     /// Starts the background work on `tracker` until `shutdown`: the expiry task, the

@@ -19,6 +19,7 @@ use crate::domain::{
 };
 use crate::error::BookingError;
 use crate::idempotency::{self, Answer, Done, KeyTimes};
+use crate::settings::{Limits, LiveSettings};
 use crate::store::{BookingStore, Confirmation, NewHold, NewIntent};
 
 /// The route idempotency keys of purchases are scoped to.
@@ -69,6 +70,10 @@ pub struct BookingService {
     clock: SharedClock,
     config: BookingConfig,
     changes: Changes,
+    live: Arc<LiveSettings>,
+    /// The organizer of each event a request asked about, once organizer settings exist
+    /// (an event's organizer never changes).
+    organizers: Mutex<HashMap<Uuid, Uuid>>,
 }
 
 impl std::fmt::Debug for BookingService {
@@ -89,6 +94,75 @@ impl BookingService {
             clock,
             config,
             changes: Changes::default(),
+            live: Arc::new(LiveSettings::default()),
+            organizers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings projection (fed by the settings service's stream).
+    pub fn live_settings(&self) -> &Arc<LiveSettings> {
+        &self.live
+    }
+
+    /// The limits for a request about `event_id`: the configuration tightened by the
+    /// settings in force for the event (in memory; the event's organizer is read from
+    /// booking's own inventory once, and only while some organizer has settings).
+    ///
+    /// # Errors
+    /// When the store fails while looking up the organizer.
+    pub async fn limits(&self, event_id: Uuid) -> Result<Limits, BookingError> {
+        let organizer = if self.live.has_organizer_settings() {
+            let known = self
+                .organizers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&event_id)
+                .copied();
+            match known {
+                Some(o) => Some(o),
+                None => {
+                    let found = self
+                        .store
+                        .inventory(event_id)
+                        .await?
+                        .map(|i| i.organizer_id);
+                    if let Some(o) = found {
+                        self.organizers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(event_id, o);
+                    }
+                    found
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Limits::resolve(
+            &self.config,
+            self.live.knobs(Some(event_id), organizer),
+        ))
+    }
+
+    /// Applies one of the settings service's domain events to the settings projection.
+    ///
+    /// # Errors
+    /// A malformed `SettingsChanged` payload (other events are skipped).
+    pub fn apply_settings(&self, envelope: &evently_bus::Envelope) -> anyhow::Result<()> {
+        match evently_bus::DomainEvent::decode(envelope) {
+            Ok(evently_bus::DomainEvent::SettingsChanged(doc)) => {
+                if self.live.apply(&doc) {
+                    tracing::info!(
+                        settings.scope = %doc.scope,
+                        settings.scope_id = %doc.scope_id,
+                        settings.version = doc.version,
+                        "booking settings applied"
+                    );
+                }
+                Ok(())
+            }
+            Ok(_) | Err(evently_bus::catalog::DecodeError::Unknown { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -112,12 +186,10 @@ impl BookingService {
         evently_bus::envelope::time_to_ms(self.clock.now())
     }
 
-    /// The settings applied inside store transactions.
+    /// The settings applied inside store transactions that span events (expiry sweeps,
+    /// catalogue changes): the configuration tightened by the platform's settings.
     pub fn policy(&self) -> Policy {
-        Policy {
-            max_tickets_per_user: i64::from(self.config.max_tickets_per_user),
-            offer_ttl_ms: ms(self.config.waitlist_offer_seconds),
-        }
+        Limits::resolve(&self.config, self.live.knobs(None, None)).policy
     }
 
     fn changed(&self, event_id: Uuid) {
@@ -219,6 +291,15 @@ impl BookingService {
         event_id: Uuid,
         selection: Selection,
     ) -> Result<Hold, BookingError> {
+        let limits = self.limits(event_id).await?;
+        if selection.quantity() > limits.max_seats_per_order {
+            let max = limits.max_seats_per_order;
+            let pointer = match selection {
+                Selection::Seats(_) => "/seatIds",
+                Selection::Best { .. } => "/quantity",
+            };
+            return Err(Problem::invalid_field(pointer, format!("must be 1 to {max}")).into());
+        }
         let new = NewHold {
             // Time-ordered, so new rows go to the end of the primary-key index instead of a
             // random page of it; unguessability is not needed (others get 404 for it anyway).
@@ -226,11 +307,11 @@ impl BookingService {
             event_id,
             user_id: caller.user_id.0,
             selection,
-            ttl_ms: ms(self.config.hold_ttl_seconds),
+            ttl_ms: limits.hold_ttl_ms,
         };
         let hold = self
             .store
-            .create_hold(&new, self.now(), self.policy())
+            .create_hold(&new, self.now(), limits.policy)
             .await;
         if let Ok(h) = &hold {
             self.changed(h.event_id);
@@ -373,10 +454,23 @@ impl BookingService {
             ttl_ms: ms(self.config.idempotency_ttl_hours.saturating_mul(3600)),
         };
         // The store completes the key with the order in the purchase's transaction.
+        let limits = self
+            .limits(purchase.event_id)
+            .await
+            .map_err(Problem::from)?;
         let operation = async {
+            // A limit lowered after the hold was taken applies to its purchase too (a
+            // replayed purchase answers as it did the first time).
+            let quantity = i64::try_from(purchase.seat_ids.len()).unwrap_or(i64::MAX);
+            if quantity > limits.policy.max_tickets_per_user {
+                return Err(BookingError::TicketLimit {
+                    limit: limits.policy.max_tickets_per_user,
+                    owned: 0,
+                });
+            }
             let (order, body) = self
                 .store
-                .purchase(&purchase, self.now(), self.policy())
+                .purchase(&purchase, self.now(), limits.policy)
                 .await?;
             metrics::counter!("evently_booking_orders_total").increment(1);
             self.changed(order.event_id);
@@ -480,7 +574,8 @@ impl BookingService {
         event_id: Uuid,
         quantity: i64,
     ) -> Result<WaitlistEntry, BookingError> {
-        let max = i64::from(self.config.max_seats_per_order);
+        let limits = self.limits(event_id).await?;
+        let max = limits.max_seats_per_order;
         if !(1..=max).contains(&quantity) {
             return Err(Problem::invalid_field("/quantity", format!("must be 1 to {max}")).into());
         }
@@ -491,7 +586,7 @@ impl BookingService {
                 caller.user_id.0,
                 quantity,
                 self.now(),
-                self.policy(),
+                limits.policy,
             )
             .await?;
         self.changed(event_id);

@@ -154,6 +154,24 @@ pub struct VenueSnapshot {
     pub reserved: bool,
 }
 
+/// A settings document after a change (the payload of `SettingsChanged`): the whole
+/// document, so a projection keeps the one with the highest `version` per
+/// `(scope, scopeId, namespace)` and needs nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsDocument {
+    /// `user`, `platform`, `organizer` or `event`.
+    pub scope: String,
+    /// The user, organizer or event; the nil UUID for the platform.
+    pub scope_id: Uuid,
+    /// The namespace (`preferences`, `booking`).
+    pub namespace: String,
+    /// The document's version after the change (1 for the first).
+    pub version: i64,
+    /// The document as stored (only the keys set at this scope).
+    pub document: serde_json::Value,
+}
+
 /// Every domain event evently publishes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DomainEvent {
@@ -189,6 +207,8 @@ pub enum DomainEvent {
     SoldOut(InventoryChange),
     /// The head of an event's waitlist was offered seats as a hold in their name.
     WaitlistOffered(InventoryChange),
+    /// A settings document was written.
+    SettingsChanged(SettingsDocument),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -242,6 +262,7 @@ impl DomainEvent {
             DomainEvent::OrderCancelled(_) => "OrderCancelled",
             DomainEvent::SoldOut(_) => "SoldOut",
             DomainEvent::WaitlistOffered(_) => "WaitlistOffered",
+            DomainEvent::SettingsChanged(_) => "SettingsChanged",
         }
     }
 
@@ -263,6 +284,7 @@ impl DomainEvent {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => ("inventory", c.event_id),
+            DomainEvent::SettingsChanged(d) => ("settings", d.scope_id),
         }
     }
 
@@ -286,6 +308,7 @@ impl DomainEvent {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => serde_json::to_value(c),
+            DomainEvent::SettingsChanged(d) => serde_json::to_value(d),
         };
         // Plain structs of strings, numbers and maps with string keys always serialise.
         value.unwrap_or(serde_json::Value::Null)
@@ -352,6 +375,7 @@ impl DomainEvent {
             "OrderCancelled" => DomainEvent::OrderCancelled(parse(envelope)?),
             "SoldOut" => DomainEvent::SoldOut(parse(envelope)?),
             "WaitlistOffered" => DomainEvent::WaitlistOffered(parse(envelope)?),
+            "SettingsChanged" => DomainEvent::SettingsChanged(parse(envelope)?),
             other => {
                 return Err(DecodeError::Unknown {
                     event_type: other.to_owned(),
@@ -430,6 +454,13 @@ mod tests {
                 to: "ON_SALE".into(),
             },
             DomainEvent::EventDeleted { event_id: id },
+            DomainEvent::SettingsChanged(SettingsDocument {
+                scope: "organizer".into(),
+                scope_id: id,
+                namespace: "booking".into(),
+                version: 2,
+                document: serde_json::json!({"maxTicketsPerUser": 4}),
+            }),
             DomainEvent::VenueCreated(VenueSnapshot {
                 venue_id: id,
                 name: "Hall".into(),

@@ -124,6 +124,8 @@ pub struct DatabaseConfig {
     pub booking_url: Option<SecretString>,
     /// Database for the recommendations service only; overrides `url`.
     pub recs_url: Option<SecretString>,
+    /// Database for the settings service only; overrides `url`.
+    pub settings_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -138,6 +140,7 @@ impl Default for DatabaseConfig {
             events_url: None,
             booking_url: None,
             recs_url: None,
+            settings_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -153,6 +156,7 @@ impl DatabaseConfig {
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Recs => self.recs_url.as_ref(),
+            ServiceName::Settings => self.settings_url.as_ref(),
             ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {

@@ -18,6 +18,8 @@ pub enum ServiceName {
     Recs,
     /// The full-text event index: typo-tolerant search, facets, suggestions.
     Search,
+    /// Preferences and operational settings: schema-checked documents per scope, applied live.
+    Settings,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -30,6 +32,7 @@ impl ServiceName {
         ServiceName::Booking,
         ServiceName::Recs,
         ServiceName::Search,
+        ServiceName::Settings,
         ServiceName::Gateway,
     ];
 
@@ -41,6 +44,7 @@ impl ServiceName {
             ServiceName::Booking => "booking",
             ServiceName::Recs => "recs",
             ServiceName::Search => "search",
+            ServiceName::Settings => "settings",
             ServiceName::Gateway => "gateway",
         }
     }

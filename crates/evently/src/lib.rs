@@ -53,6 +53,7 @@ pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::Op
             ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
             ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
             ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
+            ServiceName::Settings => doc.merge(evently_settings::SettingsApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -130,6 +131,13 @@ pub struct App {
     /// The search service, when selected, with the streams it reads (events', booking's).
     pub search: Option<evently_search::Search>,
     search_feeds: Option<SearchFeeds>,
+    /// The settings service, when selected; [`serve`] runs its background work.
+    pub settings: Option<evently_settings::Settings>,
+    /// Where settings reads the events service's domain events from (event owners).
+    settings_events_feed: Option<Arc<dyn Bus>>,
+    /// Where booking reads the settings service's domain events from, and the name of its
+    /// consumer there (when booking runs here).
+    booking_settings_feed: Option<(Arc<dyn Bus>, String, bool)>,
 }
 
 impl App {
@@ -156,6 +164,14 @@ impl App {
         if let (Some(search), Some((events, booking))) = (&self.search, &self.search_feeds) {
             search.start(events.clone(), booking.clone(), tracker, shutdown);
         }
+        if let Some(settings) = &self.settings {
+            settings.start(self.settings_events_feed.clone(), tracker, shutdown);
+        }
+        if let (Some(booking), Some((feed, name, replay))) =
+            (&self.booking, &self.booking_settings_feed)
+        {
+            booking.start_settings_consumer(feed.clone(), name.clone(), *replay, tracker, shutdown);
+        }
     }
 }
 
@@ -179,6 +195,7 @@ pub async fn build(
     let mut booking: Option<Booking> = None;
     let mut recs: Option<Recs> = None;
     let mut search: Option<evently_search::Search> = None;
+    let mut settings: Option<evently_settings::Settings> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -279,6 +296,32 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 search = Some(built);
             }
+            ServiceName::Settings => {
+                let built =
+                    evently_settings::Settings::build(config, secrets.keys.clone(), clock.clone())
+                        .await
+                        .context("starting the settings service")?;
+                let store = built.service.store().clone();
+                let bus = built.bus.clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "settings-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                readiness.add(
+                    "settings-bus",
+                    Arc::new(move || {
+                        let bus = bus.clone();
+                        Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("settings".into(), readiness));
+                routers = routers.merge(built.router());
+                settings = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -326,6 +369,26 @@ pub async fn build(
         None => None,
         Some(_) => Some(search_feeds(config, events.as_ref(), booking.as_ref()).await?),
     };
+    let settings_events_feed = match &settings {
+        None => None,
+        Some(_) => match (events.as_ref(), &config.bus.nats_url) {
+            (Some(e), _) => Some(e.bus.clone()),
+            (None, Some(_)) => {
+                Some(evently_bus::wiring::remote(&config.bus, ServiceName::Events).await?)
+            }
+            (None, None) => {
+                tracing::warn!(
+                    "settings runs without events and without NATS: only admins can reach \
+                     event settings"
+                );
+                None
+            }
+        },
+    };
+    let booking_settings_feed = match &booking {
+        None => None,
+        Some(_) => booking_settings_feed(config, settings.as_ref()).await?,
+    };
     let mut readiness = Readiness::default();
     for (_, r) in &local {
         readiness.extend(r);
@@ -368,7 +431,47 @@ pub async fn build(
         booking_feed,
         search,
         search_feeds,
+        settings,
+        settings_events_feed,
+        booking_settings_feed,
     })
+}
+
+/// The settings stream booking's in-memory projection reads, with its consumer's name and
+/// whether to reset it first: without NATS the settings service's bus in this process (one
+/// booking reads it, under a fixed name, replayed from the start); on NATS a consumer of this
+/// process alone, whichever process runs settings, since several booking processes may read
+/// the stream (`booking-settings-<uuid>`, new to the stream, so read from its beginning; NATS
+/// deletes it an hour after the process is gone). Without either, booking applies its
+/// configuration alone (and says so).
+async fn booking_settings_feed(
+    config: &Config,
+    settings: Option<&evently_settings::Settings>,
+) -> anyhow::Result<Option<(Arc<dyn Bus>, String, bool)>> {
+    if let (Some(settings), None) = (settings, &config.bus.nats_url) {
+        return Ok(Some((
+            settings.bus.clone(),
+            "booking-settings".to_owned(),
+            true,
+        )));
+    }
+    if config.bus.nats_url.is_none() {
+        tracing::warn!(
+            "booking runs without settings and without NATS: only its configured limits apply"
+        );
+        return Ok(None);
+    }
+    let bus = evently_bus::wiring::replica(
+        &config.bus,
+        ServiceName::Settings,
+        Duration::from_secs(3600),
+    )
+    .await?;
+    Ok(Some((
+        bus,
+        format!("booking-settings-{}", uuid::Uuid::now_v7().simple()),
+        false,
+    )))
 }
 
 /// The stream of `service` for the recommendations consumers: its bus in this process,

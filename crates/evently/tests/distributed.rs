@@ -306,3 +306,155 @@ async fn auth_events_and_two_gateways_as_separate_processes() {
     assert_eq!(healthy.status(), 200);
     let _ = std::fs::remove_dir_all(&d.dir);
 }
+
+/// A settings change made in one process reaches booking in another over NATS: the platform
+/// ticket limit is lowered through the settings process and the next hold in the booking
+/// process is refused. Skipped without `EVENTLY_TEST_POSTGRES_URL` and
+/// `EVENTLY_TEST_NATS_URL`.
+#[tokio::test]
+async fn a_platform_ticket_limit_set_in_one_process_refuses_holds_in_another() {
+    let (Ok(postgres), Ok(nats)) = (
+        std::env::var("EVENTLY_TEST_POSTGRES_URL"),
+        std::env::var("EVENTLY_TEST_NATS_URL"),
+    ) else {
+        eprintln!(
+            "skipped: a_platform_ticket_limit_set_in_one_process_refuses_holds_in_another: EVENTLY_TEST_POSTGRES_URL or EVENTLY_TEST_NATS_URL not set"
+        );
+        return;
+    };
+    let dir = temp_dir();
+    let prefix = format!("EVENTLY_SETTINGS_TEST_{}", std::process::id());
+    let settings_port = free_port();
+    let process = |services: &str, listen: String| {
+        let mut command = evently(&dir);
+        command
+            .args(["serve", "--services", services, "--listen", &listen])
+            .env("EVENTLY_JWT__SECRET", SECRET)
+            .env("EVENTLY_INTERNAL__TOKEN", INTERNAL)
+            .env("EVENTLY_DATABASE_URL", &postgres)
+            .env("EVENTLY_NATS_URL", &nats)
+            .env("EVENTLY_BUS__STREAM_PREFIX", &prefix)
+            .env(
+                "EVENTLY_GATEWAY__SERVICES__SETTINGS",
+                format!("http://127.0.0.1:{settings_port}"),
+            )
+            .env(
+                "EVENTLY_GATEWAY__RATE_LIMITS__DEFAULT__PER_MINUTE",
+                "100000",
+            )
+            .env("EVENTLY_GATEWAY__RATE_LIMITS__DEFAULT__BURST", "100000")
+            .env(
+                "EVENTLY_GATEWAY__RATE_LIMITS__PURCHASE__PER_MINUTE",
+                "100000",
+            )
+            .env("EVENTLY_GATEWAY__RATE_LIMITS__PURCHASE__BURST", "100000");
+        command
+    };
+    let _settings = start(process("settings", format!("127.0.0.1:{settings_port}"))).0;
+    let main = start(process(
+        "auth,events,booking,gateway",
+        "127.0.0.1:0".to_owned(),
+    ))
+    .0;
+    let http = reqwest::Client::new();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let admin_email = format!("settings-root-{nanos}@example.com");
+    let mut command = evently(&dir);
+    command
+        .env("EVENTLY_JWT__SECRET", SECRET)
+        .env("EVENTLY_DATABASE_URL", &postgres);
+    assert!(
+        admin_create(command, &admin_email, "Root", "correct horse battery")
+            .status
+            .success()
+    );
+    let login = async |email: &str| -> String {
+        let body: serde_json::Value = http
+            .post(format!("{}/api/auth/login", main.base))
+            .json(&serde_json::json!({"email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["accessToken"].as_str().unwrap().to_owned()
+    };
+    let admin = login(&admin_email).await;
+    let buyer_email = format!("settings-buyer-{nanos}@example.com");
+    let registered = http
+        .post(format!("{}/api/auth/register", main.base))
+        .json(&serde_json::json!({"email": buyer_email, "password": "correct horse battery", "name": "B"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let buyer = login(&buyer_email).await;
+    let rfc = |d: time::Duration| {
+        (time::OffsetDateTime::now_utc() + d)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let created: serde_json::Value = http
+        .post(format!("{}/api/events", main.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "eventName": "Settings Across Processes", "eventDate": rfc(time::Duration::days(30)),
+            "venueName": "Hall", "totalSeats": 100, "saleStartTime": rfc(time::Duration::seconds(-5)),
+            "status": "ON_SALE", "basePrice": 3000, "currency": "EUR",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event_id = created["eventId"].as_str().unwrap().to_owned();
+    let put_platform = async |document: serde_json::Value| {
+        let response = http
+            .put(format!("{}/api/settings/platform", main.base))
+            .bearer_auth(&admin)
+            .header("If-Match", "*")
+            .json(&document)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    };
+    // The status of a hold of `quantity`, and the problem type of a refusal.
+    let hold = async |quantity: i64| -> (u16, String) {
+        let response = http
+            .post(format!("{}/api/orders/holds", main.base))
+            .bearer_auth(&buyer)
+            .json(&serde_json::json!({"eventId": event_id, "quantity": quantity}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (status, body["type"].as_str().unwrap_or_default().to_owned())
+    };
+    // The platform document of earlier runs stays in the database; this run starts from none.
+    put_platform(serde_json::json!({})).await;
+    poll_until("a hold of three within the configured limit", async || {
+        hold(3).await.0 == 201
+    })
+    .await;
+
+    put_platform(serde_json::json!({"maxTicketsPerUser": 2})).await;
+
+    poll_until("the lowered limit reaching booking", async || {
+        hold(3).await.0 != 201
+    })
+    .await;
+    assert_eq!(
+        hold(3).await,
+        (409, "https://evently.dev/problems/ticket-limit".to_owned())
+    );
+    assert_eq!(hold(2).await.0, 201);
+    put_platform(serde_json::json!({})).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

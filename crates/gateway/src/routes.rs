@@ -61,6 +61,10 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     if read && under(path, "/api/recs") {
         return true;
     }
+    // The settings schemas are published so that any client can render forms.
+    if read && under(path, "/api/settings/schema") {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -160,5 +164,9 @@ mod tests {
         assert!(is_public(&Method::GET, "/api/recs/related"));
         assert!(!is_public(&Method::POST, "/api/recs"));
         assert_eq!(service_for("/api/recs/related"), Some("recs"));
+        assert!(is_public(&Method::GET, "/api/settings/schema/booking"));
+        assert!(!is_public(&Method::GET, "/api/settings/me"));
+        assert!(!is_public(&Method::PUT, "/api/settings/schema/booking"));
+        assert_eq!(service_for("/api/settings/platform"), Some("settings"));
     }
 }

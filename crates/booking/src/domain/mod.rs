@@ -114,6 +114,11 @@ pub struct Policy {
     pub max_tickets_per_user: i64,
     /// How long a waitlist offer lasts (ms).
     pub offer_ttl_ms: i64,
+    /// Whether a purchase counts the tickets the buyer already bought against
+    /// `max_tickets_per_user`: set while a setting has lowered the limit below booking's
+    /// configuration, since a hold taken under the higher limit may no longer fit (otherwise
+    /// the hold's own check stands, and the purchase path saves the read).
+    pub limit_purchases: bool,
 }
 
 /// 16 random bytes as URL-safe base64 (22 characters): ticket codes and client secrets.

@@ -223,6 +223,7 @@ impl SqlBookingStore {
             None,
             input,
             now,
+            policy,
         )
         .await?;
         finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
@@ -351,6 +352,7 @@ impl SqlBookingStore {
                     Some(&mut overlay),
                     input,
                     *now,
+                    policy,
                 )
                 .await
                 .map(|outcome| {

@@ -9,8 +9,8 @@ use evently_bus::catalog::InventoryChange;
 use evently_core::db::StoreError;
 
 use crate::domain::{
-    HoldKind, Inventory, Order, OrderId, OrderStatus, PurchaseFacts, Ticket, TicketId,
-    TicketStatus, check_purchase, random_token,
+    HoldKind, Inventory, Order, OrderId, OrderStatus, Policy, PurchaseFacts, Ticket, TicketId,
+    TicketStatus, check_purchase, random_token, within_ticket_limit,
 };
 use crate::error::BookingError;
 use crate::store::{
@@ -117,6 +117,10 @@ pub(super) const PURCHASE_READ: &str = "SELECT h.id, h.event_id, h.user_id, h.se
 
 /// A purchase inside the inventory transaction: its checks, and its writes (with the
 /// idempotency record's answer) added to `writes`. Returns the order and its answer.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the transaction's parts, the request and its policy"
+)]
 pub(super) async fn purchase_step(
     tx: &mut Tx,
     inv: &mut Inventory,
@@ -125,8 +129,9 @@ pub(super) async fn purchase_step(
     overlay: Option<&mut Overlay>,
     input: &Purchase,
     now: i64,
+    policy: Policy,
 ) -> Result<(Order, String), BookingError> {
-    let order = purchase_in(tx, inv, changes, writes, overlay, input, now).await?;
+    let order = purchase_in(tx, inv, changes, writes, overlay, input, now, policy).await?;
     let body = json(&order)?;
     writes.push_row(
         &KEY_COMPLETED,
@@ -142,7 +147,12 @@ pub(super) async fn purchase_step(
 }
 
 /// A purchase inside the inventory transaction: reads the hold and payment intent
-/// [`check_purchase`] decides on, and adds the writes of the sale to `writes`.
+/// [`check_purchase`] decides on (and, under [`Policy::limit_purchases`], the tickets the
+/// buyer already bought), and adds the writes of the sale to `writes`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the transaction's parts, the request and its policy"
+)]
 pub(super) async fn purchase_in(
     tx: &mut Tx,
     inv: &mut Inventory,
@@ -151,6 +161,7 @@ pub(super) async fn purchase_in(
     overlay: Option<&mut Overlay>,
     input: &Purchase,
     now: i64,
+    policy: Policy,
 ) -> Result<Order, BookingError> {
     let found = match overlay.as_deref() {
         Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
@@ -177,6 +188,27 @@ pub(super) async fn purchase_in(
             .as_deref()
             .is_some_and(|o| o.purchased.contains(&input.hold_id)),
     })?;
+    if policy.limit_purchases {
+        // Stored orders, plus those bought earlier in this batch (not stored yet).
+        let stored: i64 = query(
+            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS owned FROM orders \
+             WHERE user_id = $1 AND event_id = $2 AND status = 'confirmed'",
+        )
+        .bind(input.user_id)
+        .bind(inv.event_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get("owned")?;
+        let earlier = overlay
+            .as_deref()
+            .and_then(|o| o.bought.get(&input.user_id).copied())
+            .unwrap_or(0);
+        within_ticket_limit(
+            stored + earlier,
+            count(hold.seat_ids.len()),
+            policy.max_tickets_per_user,
+        )?;
+    }
     // Every seat of an active hold is held by it (the hold owns exactly its seats).
     writes.push_row(
         &SEATS_SOLD,

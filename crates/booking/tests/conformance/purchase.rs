@@ -3,8 +3,8 @@
 
 use crate::support::{
     HOLD_TTL, KEY_TTL, LOCK, MINUTE, NOW, POLICY, SECRET, Subject, buy, change, counters, figures,
-    general_event, hold_seats, intent, intent_status, last_seq, paid, purchase_of, refused,
-    reserved_event, seats_in, since, strings, types,
+    general_event, hold_best, hold_seats, intent, intent_status, last_seq, paid, purchase_of,
+    refused, reserved_event, seats_in, since, strings, types,
 };
 use evently_booking::domain::{
     HoldId, HoldStatus, IntentStatus, Order, OrderId, OrderStatus, PaymentIntent, PaymentIntentId,
@@ -306,6 +306,43 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
     );
 }
 
+/// Under a limit lowered since the hold was taken (`limit_purchases`), a purchase counts the
+/// tickets the buyer already bought; the hold's own check stands otherwise.
+async fn a_lowered_ticket_limit_refuses_a_purchase_that_no_longer_fits((store, _): Subject) {
+    let event_id = general_event(&store, 10).await;
+    let alice = Uuid::now_v7();
+    let first = hold_best(&store, event_id, alice, 2, None, NOW)
+        .await
+        .unwrap();
+    buy(&store, &first, NOW + 1).await;
+    let second = hold_best(&store, event_id, alice, 2, None, NOW + 2)
+        .await
+        .unwrap();
+    let payment = paid(&store, &second, NOW + 3).await;
+    let lowered = Policy {
+        max_tickets_per_user: 3,
+        limit_purchases: true,
+        ..POLICY
+    };
+
+    refused!(
+        store
+            .purchase(&purchase_of(&second, payment.id, "k-low"), NOW + 4, lowered)
+            .await,
+        BookingError::TicketLimit { limit: 3, owned: 2 }
+    );
+    let fits = Policy {
+        max_tickets_per_user: 4,
+        ..lowered
+    };
+    let (order, _) = store
+        .purchase(&purchase_of(&second, payment.id, "k-fits"), NOW + 5, fits)
+        .await
+        .unwrap();
+
+    assert_eq!(order.seat_ids.len(), 2);
+}
+
 /// Cancelling an order voids its tickets, refunds it and puts its seats back on sale.
 async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subject) {
     let event_id = reserved_event(&store, &[("A", &[("1", 3)])]).await;
@@ -401,5 +438,6 @@ evently_testkit::conformance_suite!(
     tests: [
         purchase_needs_a_live_paid_hold_and_sells_it_once,
         cancelled_order_returns_its_seats_and_refunds,
+        a_lowered_ticket_limit_refuses_a_purchase_that_no_longer_fits,
     ]
 );

@@ -58,6 +58,7 @@ pub const KEY_TTL: i64 = DAY;
 pub const POLICY: Policy = Policy {
     max_tickets_per_user: 6,
     offer_ttl_ms: 5 * MINUTE,
+    limit_purchases: false,
 };
 pub const SECRET: &str = "pi_conformance_secret";
 pub const ROUTE: &str = "POST /api/orders/purchase";
