@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use crate::service::ServiceName;
 
+mod analytics;
 mod booking;
 mod events;
 mod recs;
+pub use analytics::AnalyticsConfig;
 pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
 pub use recs::RecsConfig;
@@ -55,6 +57,8 @@ pub struct Config {
     pub booking: BookingConfig,
     /// The recommendations service's own settings.
     pub recs: RecsConfig,
+    /// `[analytics]`
+    pub analytics: AnalyticsConfig,
     /// The domain-event bus (in-process, or NATS JetStream).
     pub bus: BusConfig,
     /// Logging.
@@ -124,6 +128,8 @@ pub struct DatabaseConfig {
     pub booking_url: Option<SecretString>,
     /// Database for the recommendations service only; overrides `url`.
     pub recs_url: Option<SecretString>,
+    /// Database for the analytics service only; overrides `url`.
+    pub analytics_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -138,6 +144,7 @@ impl Default for DatabaseConfig {
             events_url: None,
             booking_url: None,
             recs_url: None,
+            analytics_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -153,6 +160,7 @@ impl DatabaseConfig {
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Recs => self.recs_url.as_ref(),
+            ServiceName::Analytics => self.analytics_url.as_ref(),
             ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -446,6 +454,7 @@ impl Config {
         self.events.validate()?;
         self.booking.validate()?;
         self.recs.validate()?;
+        self.analytics.validate()?;
         self.bus.validate()?;
         self.search.validate()?;
         if self.database.max_connections == 0 {

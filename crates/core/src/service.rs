@@ -18,6 +18,8 @@ pub enum ServiceName {
     Recs,
     /// The full-text event index: typo-tolerant search, facets, suggestions.
     Search,
+    /// Sales figures per event, organizer and platform, fed by the domain events.
+    Analytics,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -30,6 +32,7 @@ impl ServiceName {
         ServiceName::Booking,
         ServiceName::Recs,
         ServiceName::Search,
+        ServiceName::Analytics,
         ServiceName::Gateway,
     ];
 
@@ -41,6 +44,7 @@ impl ServiceName {
             ServiceName::Booking => "booking",
             ServiceName::Recs => "recs",
             ServiceName::Search => "search",
+            ServiceName::Analytics => "analytics",
             ServiceName::Gateway => "gateway",
         }
     }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use evently_analytics::Analytics;
 use evently_auth::Auth;
 use evently_booking::Booking;
 use evently_bus::Bus;
@@ -53,6 +54,7 @@ pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::Op
             ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
             ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
             ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
+            ServiceName::Analytics => doc.merge(evently_analytics::AnalyticsApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -130,6 +132,10 @@ pub struct App {
     /// The search service, when selected, with the streams it reads (events', booking's).
     pub search: Option<evently_search::Search>,
     search_feeds: Option<SearchFeeds>,
+    /// The analytics service, when selected; [`serve`] runs its consumers.
+    pub analytics: Option<Analytics>,
+    /// Where analytics reads the events service's and booking's domain events from.
+    analytics_feeds: Feeds,
 }
 
 impl App {
@@ -156,6 +162,10 @@ impl App {
         if let (Some(search), Some((events, booking))) = (&self.search, &self.search_feeds) {
             search.start(events.clone(), booking.clone(), tracker, shutdown);
         }
+        if let Some(analytics) = &self.analytics {
+            let (events, booking) = &self.analytics_feeds;
+            analytics.start(events.clone(), booking.clone(), tracker, shutdown);
+        }
     }
 }
 
@@ -179,6 +189,7 @@ pub async fn build(
     let mut booking: Option<Booking> = None;
     let mut recs: Option<Recs> = None;
     let mut search: Option<evently_search::Search> = None;
+    let mut analytics: Option<Analytics> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -279,6 +290,23 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 search = Some(built);
             }
+            ServiceName::Analytics => {
+                let built = Analytics::build(config, secrets.keys.clone(), clock.clone())
+                    .await
+                    .context("starting the analytics service")?;
+                let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "analytics-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("analytics".into(), readiness));
+                routers = routers.merge(built.router());
+                analytics = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -318,6 +346,25 @@ pub async fn build(
                 config,
                 booking.as_ref().map(|b| b.bus.clone()),
                 ServiceName::Booking,
+            )
+            .await?,
+        ),
+    };
+    let analytics_feeds = match &analytics {
+        None => (None, None),
+        Some(_) => (
+            feed_for(
+                config,
+                events.as_ref().map(|e| e.bus.clone()),
+                ServiceName::Events,
+                "analytics",
+            )
+            .await?,
+            feed_for(
+                config,
+                booking.as_ref().map(|b| b.bus.clone()),
+                ServiceName::Booking,
+                "analytics",
             )
             .await?,
         ),
@@ -368,6 +415,8 @@ pub async fn build(
         booking_feed,
         search,
         search_feeds,
+        analytics,
+        analytics_feeds,
     })
 }
 
@@ -378,6 +427,17 @@ async fn recs_feed(
     local: Option<Arc<dyn Bus>>,
     service: ServiceName,
 ) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+    feed_for(config, local, service, "recs").await
+}
+
+/// The stream of `service` for the durable consumers of `reader`: its bus in this process,
+/// else NATS; without either, `reader` runs without it (and says so).
+async fn feed_for(
+    config: &Config,
+    local: Option<Arc<dyn Bus>>,
+    service: ServiceName,
+    reader: &str,
+) -> anyhow::Result<Option<Arc<dyn Bus>>> {
     match (local, &config.bus.nats_url) {
         (Some(bus), _) => Ok(Some(bus)),
         (None, Some(_)) => Ok(Some(
@@ -386,12 +446,17 @@ async fn recs_feed(
         (None, None) => {
             tracing::warn!(
                 %service,
-                "recs runs without {service} and without NATS: its domain events will not reach                  recommendations"
+                reader,
+                "{reader} runs without {service} and without NATS: its domain events will not \
+                 reach {reader}"
             );
             Ok(None)
         }
     }
 }
+
+/// The events service's and booking's streams, each where it can be reached.
+type Feeds = (Option<Arc<dyn Bus>>, Option<Arc<dyn Bus>>);
 
 /// The streams search reads: events', and booking's when it can be reached.
 type SearchFeeds = (Arc<dyn Bus>, Option<Arc<dyn Bus>>);
