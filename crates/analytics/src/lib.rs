@@ -27,6 +27,7 @@
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod service;
 pub mod store;
 
@@ -56,7 +57,12 @@ pub const SALES_CONSUMER: &str = "analytics-sales";
 /// The OpenAPI description of the analytics service.
 #[derive(OpenApi)]
 #[openapi(
-    paths(http::analytics::event, http::analytics::overview),
+    paths(
+        http::analytics::event,
+        http::analytics::overview,
+        http::live::live,
+        http::live::stream
+    ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "analytics", description = "Sales figures per event, organizer and platform, equal to booking's audit"))
 )]
@@ -83,13 +89,44 @@ pub async fn open_store(
     })
 }
 
-/// Applies domain events through the service (idempotent per envelope id).
-struct FeedHandler(Arc<AnalyticsService>);
+/// The consumer name prefix of a replica's live-feed consumers.
+pub const LIVE_CONSUMER: &str = "analytics-live";
+
+/// The inventory version `envelope` announces (0 for other aggregates).
+fn announced_version(envelope: &evently_bus::Envelope) -> i64 {
+    if envelope.aggregate_type == "inventory" {
+        envelope.aggregate_version
+    } else {
+        0
+    }
+}
+
+/// Applies domain events through the service (idempotent per envelope id), and tells this
+/// process's live watchers.
+struct FeedHandler(Arc<AnalyticsService>, Arc<live::LiveHub>);
 
 #[async_trait::async_trait]
 impl Handler for FeedHandler {
     async fn handle(&self, envelope: &evently_bus::Envelope) -> anyhow::Result<()> {
-        self.0.apply(envelope).await.map(|_| ())
+        if let Some(event) = self.0.apply(envelope).await? {
+            self.1.changed(event, announced_version(envelope));
+        }
+        Ok(())
+    }
+}
+
+/// Tells this replica's live watchers about every domain event, whichever replica applies
+/// it to the projection.
+struct LiveHandler(Arc<live::LiveHub>);
+
+#[async_trait::async_trait]
+impl Handler for LiveHandler {
+    async fn handle(&self, envelope: &evently_bus::Envelope) -> anyhow::Result<()> {
+        if let Some(change) = domain::change_of(envelope) {
+            self.0
+                .changed(change.event_id(), announced_version(envelope));
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +137,8 @@ pub struct Analytics {
     pub service: Arc<AnalyticsService>,
     /// The HTTP state.
     pub state: AnalyticsState,
+    /// The live feed's channels.
+    pub hub: Arc<live::LiveHub>,
 }
 
 impl Analytics {
@@ -121,11 +160,18 @@ impl Analytics {
             clock,
             config.analytics.clone(),
         ));
+        let hub = Arc::new(live::LiveHub::new(service.clone()));
         let state = AnalyticsState {
             service: service.clone(),
             keys,
+            hub: hub.clone(),
+            origins: Arc::new(config.gateway.cors_allowed_origins.clone()),
         };
-        Ok(Self { service, state })
+        Ok(Self {
+            service,
+            state,
+            hub,
+        })
     }
 
     /// The analytics router.
@@ -135,20 +181,52 @@ impl Analytics {
 
     /// The handler applying both streams' domain events to the projection.
     pub fn handler(&self) -> Arc<dyn Handler> {
-        Arc::new(FeedHandler(self.service.clone()))
+        Arc::new(FeedHandler(self.service.clone(), self.hub.clone()))
     }
 
-    /// Starts the durable consumers of the events service's stream (`events_feed`) and
-    /// booking's (`booking_feed`), where given, on `tracker` until `shutdown`.
+    /// Starts, on `tracker` until `shutdown`: the durable consumers of the events
+    /// service's stream (`events_feed`) and booking's (`booking_feed`), where given; this
+    /// replica's own consumers of both for the live feed (`live_feeds`: on NATS, where
+    /// another replica may apply what this one's clients watch; in one process the
+    /// projection's consumer tells the live feed itself); and the live feed's refresher.
     pub fn start(
         &self,
         events_feed: Option<Arc<dyn Bus>>,
         booking_feed: Option<Arc<dyn Bus>>,
+        live_feeds: Vec<Arc<dyn Bus>>,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) {
         // Each event is one short transaction; the batch bounds unacknowledged deliveries.
         const BATCH: usize = 256;
+        tracker.spawn(
+            self.hub
+                .clone()
+                .run(shutdown.clone())
+                .instrument(tracing::info_span!("analytics_live")),
+        );
+        let (hub, stop) = (self.hub.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            hub.shutdown.cancel();
+        });
+        let replica = uuid::Uuid::now_v7().simple().to_string();
+        for (i, bus) in live_feeds.into_iter().enumerate() {
+            let name = format!("{LIVE_CONSUMER}-{i}-{replica}");
+            tracker.spawn(
+                evently_bus::consumer::run_consumer(
+                    bus,
+                    name.clone(),
+                    Arc::new(LiveHandler(self.hub.clone())),
+                    BATCH,
+                    shutdown.clone(),
+                )
+                .instrument(tracing::info_span!(
+                    "analytics_live_consumer",
+                    consumer = name
+                )),
+            );
+        }
         for (feed, name) in [
             (events_feed, CATALOG_CONSUMER),
             (booking_feed, SALES_CONSUMER),

@@ -136,6 +136,8 @@ pub struct App {
     pub analytics: Option<Analytics>,
     /// Where analytics reads the events service's and booking's domain events from.
     analytics_feeds: Feeds,
+    /// This replica's own feeds of both streams for the analytics live feed (on NATS).
+    analytics_live_feeds: Vec<Arc<dyn Bus>>,
 }
 
 impl App {
@@ -164,7 +166,13 @@ impl App {
         }
         if let Some(analytics) = &self.analytics {
             let (events, booking) = &self.analytics_feeds;
-            analytics.start(events.clone(), booking.clone(), tracker, shutdown);
+            analytics.start(
+                events.clone(),
+                booking.clone(),
+                self.analytics_live_feeds.clone(),
+                tracker,
+                shutdown,
+            );
         }
     }
 }
@@ -369,6 +377,18 @@ pub async fn build(
             .await?,
         ),
     };
+    // Each replica follows every event for its own live watchers; in one process the
+    // projection's consumer tells them itself.
+    let analytics_live_feeds = match (&analytics, &config.bus.nats_url) {
+        (Some(_), Some(_)) => {
+            let inactive = Duration::from_secs(config.search.inactive_threshold_seconds);
+            vec![
+                evently_bus::wiring::replica(&config.bus, ServiceName::Events, inactive).await?,
+                evently_bus::wiring::replica(&config.bus, ServiceName::Booking, inactive).await?,
+            ]
+        }
+        _ => Vec::new(),
+    };
     let search_feeds = match &search {
         None => None,
         Some(_) => Some(search_feeds(config, events.as_ref(), booking.as_ref()).await?),
@@ -417,6 +437,7 @@ pub async fn build(
         search_feeds,
         analytics,
         analytics_feeds,
+        analytics_live_feeds,
     })
 }
 
@@ -521,6 +542,12 @@ pub async fn serve(
     // drained, so requests in flight still see it running.
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
+    // Live sockets outlive their upgrade request: they are told to close (1001) when the
+    // server stops accepting, and waited for like connections.
+    let live = app
+        .analytics
+        .as_ref()
+        .map(|a| (a.hub.shutdown.clone(), a.hub.sockets.clone()));
     app.start(&background, &stop_background);
     background.close();
 
@@ -554,7 +581,9 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(
             service.map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new)),
         );
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
         let stop = shutdown.clone();
         connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);
@@ -572,12 +601,21 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some((stop, sockets)) = &live {
+        stop.cancel();
+        sockets.close();
+    }
     connections.close();
     if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; dropping remaining connections");
+    }
+    if let Some((_, sockets)) = &live
+        && tokio::time::timeout(grace, sockets.wait()).await.is_err()
+    {
+        tracing::warn!("live sockets did not close within the grace period");
     }
     stop_background.cancel();
     if tokio::time::timeout(grace, background.wait())

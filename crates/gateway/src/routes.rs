@@ -61,6 +61,11 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     if read && under(path, "/api/recs") {
         return true;
     }
+    // The live WebSocket authenticates itself before the upgrade: a browser cannot set
+    // `Authorization` on it and may send its token as a subprotocol the edge does not read.
+    if read && path == "/api/analytics/live" {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -160,5 +165,9 @@ mod tests {
         assert!(is_public(&Method::GET, "/api/recs/related"));
         assert!(!is_public(&Method::POST, "/api/recs"));
         assert_eq!(service_for("/api/recs/related"), Some("recs"));
+        assert!(is_public(&Method::GET, "/api/analytics/live"));
+        assert!(!is_public(&Method::GET, "/api/analytics/live/stream"));
+        assert!(!is_public(&Method::GET, "/api/analytics/overview"));
+        assert_eq!(service_for("/api/analytics/live"), Some("analytics"));
     }
 }

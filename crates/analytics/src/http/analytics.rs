@@ -46,7 +46,7 @@ pub struct RangeQuery {
 }
 
 /// Money in one currency, minor units.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Money {
     /// ISO 4217 currency.
@@ -59,7 +59,7 @@ pub struct Money {
     pub net: i64,
 }
 
-fn money(all: &BTreeMap<String, (i64, i64)>) -> Vec<Money> {
+pub(crate) fn money(all: &BTreeMap<String, (i64, i64)>) -> Vec<Money> {
     all.iter()
         .map(|(currency, (gross, refunded))| Money {
             currency: currency.clone(),
@@ -71,7 +71,7 @@ fn money(all: &BTreeMap<String, (i64, i64)>) -> Vec<Money> {
 }
 
 /// Holds by how they ended.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Holds {
     /// Created (buyer holds and waitlist offers).
@@ -345,6 +345,18 @@ fn csv_response(series: &Series) -> Response {
         .into_response()
 }
 
+pub(crate) fn holds(f: &EventFigures) -> Holds {
+    Holds {
+        created: f.holds_created,
+        expired: f.holds_expired,
+        released: f.holds_released,
+        cancelled: f.holds_cancelled,
+        converted: f.holds_converted,
+        live: f.live_holds(),
+        conversion: ratio(f.holds_converted, f.holds_created),
+    }
+}
+
 fn event_body(f: &EventFigures, series: &Series) -> EventAnalytics {
     EventAnalytics {
         event_id: f.event_id,
@@ -360,15 +372,7 @@ fn event_body(f: &EventFigures, series: &Series) -> EventAnalytics {
         tickets: f.tickets,
         cancellations: f.cancellations,
         revenue: money(&f.money),
-        holds: Holds {
-            created: f.holds_created,
-            expired: f.holds_expired,
-            released: f.holds_released,
-            cancelled: f.holds_cancelled,
-            converted: f.holds_converted,
-            live: f.live_holds(),
-            conversion: ratio(f.holds_converted, f.holds_created),
-        },
+        holds: holds(f),
         waitlist_offers: f.waitlist_offers,
         sold_out_at: f.sold_out_at.map(rfc3339),
         time_to_sell_out_seconds: f

@@ -8,5 +8,6 @@
 
 mod audit;
 mod conformance;
+mod live;
 mod routes;
 mod support;
