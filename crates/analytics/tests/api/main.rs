@@ -10,4 +10,5 @@ mod audit;
 mod conformance;
 mod live;
 mod routes;
+mod split;
 mod support;
