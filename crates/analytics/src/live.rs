@@ -165,10 +165,21 @@ impl LiveHub {
         let Ok(mut channels) = self.channels.lock() else {
             return watch::channel(Some(Arc::new(LiveFigures::of(current)))).1;
         };
-        channels
+        let mut created = false;
+        let receiver = channels
             .entry(event)
-            .or_insert_with(|| watch::channel(Some(Arc::new(LiveFigures::of(current)))).0)
-            .subscribe()
+            .or_insert_with(|| {
+                created = true;
+                watch::channel(Some(Arc::new(LiveFigures::of(current)))).0
+            })
+            .subscribe();
+        drop(channels);
+        if created {
+            // A change applied between reading `current` and creating the channel told no
+            // one: read the figures once more.
+            self.changed(event, 0);
+        }
+        receiver
     }
 
     /// Notes that `event` changed, up to inventory version `version` (0 when unknown):
