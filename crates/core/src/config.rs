@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use crate::service::ServiceName;
 
+mod analytics;
 mod booking;
 mod events;
 mod recs;
+pub use analytics::AnalyticsConfig;
 pub use booking::BookingConfig;
 pub use events::{BusConfig, EventsConfig};
 pub use recs::RecsConfig;
@@ -55,6 +57,8 @@ pub struct Config {
     pub booking: BookingConfig,
     /// The recommendations service's own settings.
     pub recs: RecsConfig,
+    /// `[analytics]`
+    pub analytics: AnalyticsConfig,
     /// The domain-event bus (in-process, or NATS JetStream).
     pub bus: BusConfig,
     /// Logging.
@@ -126,6 +130,8 @@ pub struct DatabaseConfig {
     pub recs_url: Option<SecretString>,
     /// Database for the settings service only; overrides `url`.
     pub settings_url: Option<SecretString>,
+    /// Database for the analytics service only; overrides `url`.
+    pub analytics_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -141,6 +147,7 @@ impl Default for DatabaseConfig {
             booking_url: None,
             recs_url: None,
             settings_url: None,
+            analytics_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -157,6 +164,7 @@ impl DatabaseConfig {
             ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Recs => self.recs_url.as_ref(),
             ServiceName::Settings => self.settings_url.as_ref(),
+            ServiceName::Analytics => self.analytics_url.as_ref(),
             ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -469,6 +477,7 @@ impl Config {
         self.events.validate()?;
         self.booking.validate()?;
         self.recs.validate()?;
+        self.analytics.validate()?;
         self.bus.validate()?;
         self.search.validate()?;
         if self.database.max_connections == 0 {

@@ -20,6 +20,8 @@ pub enum ServiceName {
     Search,
     /// Preferences and operational settings: schema-checked documents per scope, applied live.
     Settings,
+    /// Sales figures per event, organizer and platform, fed by the domain events.
+    Analytics,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -33,6 +35,7 @@ impl ServiceName {
         ServiceName::Recs,
         ServiceName::Search,
         ServiceName::Settings,
+        ServiceName::Analytics,
         ServiceName::Gateway,
     ];
 
@@ -45,6 +48,7 @@ impl ServiceName {
             ServiceName::Recs => "recs",
             ServiceName::Search => "search",
             ServiceName::Settings => "settings",
+            ServiceName::Analytics => "analytics",
             ServiceName::Gateway => "gateway",
         }
     }

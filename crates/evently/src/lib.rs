@@ -12,6 +12,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use evently_analytics::Analytics;
 use evently_auth::Auth;
 use evently_booking::Booking;
 use evently_bus::Bus;
@@ -54,6 +55,7 @@ pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::Op
             ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
             ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
             ServiceName::Settings => doc.merge(evently_settings::SettingsApi::openapi()),
+            ServiceName::Analytics => doc.merge(evently_analytics::AnalyticsApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -138,6 +140,12 @@ pub struct App {
     /// Where booking reads the settings service's domain events from, and the name of its
     /// consumer there (when booking runs here).
     booking_settings_feed: Option<(Arc<dyn Bus>, String, bool)>,
+    /// The analytics service, when selected; [`serve`] runs its consumers.
+    pub analytics: Option<Analytics>,
+    /// Where analytics reads the events service's and booking's domain events from.
+    analytics_feeds: Feeds,
+    /// This replica's own feeds of both streams for the analytics live feed (on NATS).
+    analytics_live_feeds: Vec<Arc<dyn Bus>>,
 }
 
 impl App {
@@ -172,6 +180,16 @@ impl App {
         {
             booking.start_settings_consumer(feed.clone(), name.clone(), *replay, tracker, shutdown);
         }
+        if let Some(analytics) = &self.analytics {
+            let (events, booking) = &self.analytics_feeds;
+            analytics.start(
+                events.clone(),
+                booking.clone(),
+                self.analytics_live_feeds.clone(),
+                tracker,
+                shutdown,
+            );
+        }
     }
 }
 
@@ -196,6 +214,7 @@ pub async fn build(
     let mut recs: Option<Recs> = None;
     let mut search: Option<evently_search::Search> = None;
     let mut settings: Option<evently_settings::Settings> = None;
+    let mut analytics: Option<Analytics> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -322,6 +341,23 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 settings = Some(built);
             }
+            ServiceName::Analytics => {
+                let built = Analytics::build(config, secrets.keys.clone(), clock.clone())
+                    .await
+                    .context("starting the analytics service")?;
+                let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "analytics-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("analytics".into(), readiness));
+                routers = routers.merge(built.router());
+                analytics = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -364,6 +400,37 @@ pub async fn build(
             )
             .await?,
         ),
+    };
+    let analytics_feeds = match &analytics {
+        None => (None, None),
+        Some(_) => (
+            feed_for(
+                config,
+                events.as_ref().map(|e| e.bus.clone()),
+                ServiceName::Events,
+                "analytics",
+            )
+            .await?,
+            feed_for(
+                config,
+                booking.as_ref().map(|b| b.bus.clone()),
+                ServiceName::Booking,
+                "analytics",
+            )
+            .await?,
+        ),
+    };
+    // Each replica follows every event for its own live watchers; in one process the
+    // projection's consumer tells them itself.
+    let analytics_live_feeds = match (&analytics, &config.bus.nats_url) {
+        (Some(_), Some(_)) => {
+            let inactive = Duration::from_secs(config.search.inactive_threshold_seconds);
+            vec![
+                evently_bus::wiring::replica(&config.bus, ServiceName::Events, inactive).await?,
+                evently_bus::wiring::replica(&config.bus, ServiceName::Booking, inactive).await?,
+            ]
+        }
+        _ => Vec::new(),
     };
     let search_feeds = match &search {
         None => None,
@@ -434,6 +501,9 @@ pub async fn build(
         settings,
         settings_events_feed,
         booking_settings_feed,
+        analytics,
+        analytics_feeds,
+        analytics_live_feeds,
     })
 }
 
@@ -481,6 +551,17 @@ async fn recs_feed(
     local: Option<Arc<dyn Bus>>,
     service: ServiceName,
 ) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+    feed_for(config, local, service, "recs").await
+}
+
+/// The stream of `service` for the durable consumers of `reader`: its bus in this process,
+/// else NATS; without either, `reader` runs without it (and says so).
+async fn feed_for(
+    config: &Config,
+    local: Option<Arc<dyn Bus>>,
+    service: ServiceName,
+    reader: &str,
+) -> anyhow::Result<Option<Arc<dyn Bus>>> {
     match (local, &config.bus.nats_url) {
         (Some(bus), _) => Ok(Some(bus)),
         (None, Some(_)) => Ok(Some(
@@ -489,12 +570,17 @@ async fn recs_feed(
         (None, None) => {
             tracing::warn!(
                 %service,
-                "recs runs without {service} and without NATS: its domain events will not reach                  recommendations"
+                reader,
+                "{reader} runs without {service} and without NATS: its domain events will not \
+                 reach {reader}"
             );
             Ok(None)
         }
     }
 }
+
+/// The events service's and booking's streams, each where it can be reached.
+type Feeds = (Option<Arc<dyn Bus>>, Option<Arc<dyn Bus>>);
 
 /// The streams search reads: events', and booking's when it can be reached.
 type SearchFeeds = (Arc<dyn Bus>, Option<Arc<dyn Bus>>);
@@ -559,6 +645,12 @@ pub async fn serve(
     // drained, so requests in flight still see it running.
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
+    // Live sockets outlive their upgrade request: they are told to close (1001) when the
+    // server stops accepting, and waited for like connections.
+    let live = app
+        .analytics
+        .as_ref()
+        .map(|a| (a.hub.shutdown.clone(), a.hub.sockets.clone()));
     app.start(&background, &stop_background);
     background.close();
 
@@ -592,7 +684,9 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(
             service.map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new)),
         );
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
         let stop = shutdown.clone();
         connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);
@@ -610,12 +704,21 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some((stop, sockets)) = &live {
+        stop.cancel();
+        sockets.close();
+    }
     connections.close();
     if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; dropping remaining connections");
+    }
+    if let Some((_, sockets)) = &live
+        && tokio::time::timeout(grace, sockets.wait()).await.is_err()
+    {
+        tracing::warn!("live sockets did not close within the grace period");
     }
     stop_background.cancel();
     if tokio::time::timeout(grace, background.wait())

@@ -391,7 +391,7 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
     // An admin, created as an operator would: `evently admin create` with auth's environment.
     let auth = services.iter().find(|s| s.name == "auth").expect("auth");
     let sale = sell_two_seats(a, b, deployment.environment(auth)).await;
-    let event_id = sale.event_id;
+    let event_id = sale.event_id.clone();
     let http = reqwest::Client::new();
     let call = async |request: reqwest::RequestBuilder, status: u16| -> serde_json::Value {
         let reply = request.send().await.unwrap();
@@ -425,7 +425,17 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
             .unwrap()
             .status();
         assert!(related == 200 || related == 404, "{related}");
-        if availability["sold"] == 2 && hit && related == 200 {
+        // 404 until analytics has heard of the event.
+        let reply = http
+            .get(format!("{b}/api/analytics/events/{event_id}"))
+            .bearer_auth(&sale.organizer)
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status();
+        assert!(status == 200 || status == 404, "{status}");
+        let figures: serde_json::Value = reply.json().await.unwrap_or_default();
+        if availability["sold"] == 2 && hit && related == 200 && figures["sold"] == 2 {
             found = true;
             break;
         }
@@ -433,7 +443,7 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
     }
     assert!(
         found,
-        "availability, search and recommendations follow the sale"
+        "availability, search, recommendations and analytics follow the sale"
     );
     for gateway in &gateways {
         let health = call(http.get(format!("{gateway}/health")), 200).await;

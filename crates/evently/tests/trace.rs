@@ -14,6 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{Serve, evently, free_port, sell_two_seats, start, temp_dir};
 
+/// Spans the purchase's trace must hold (process, span name): the gateway's request, booking's
+/// store, the relay publishing its domain event and the events process applying it.
+const REQUIRED: [(&str, &str); 4] = [
+    ("evently-gateway", "request"),
+    ("evently-booking", "purchase"),
+    ("evently-booking", "bus.publish"),
+    ("evently-events", "apply_availability"),
+];
+
 /// One exported span, flattened.
 #[derive(Debug, Clone)]
 struct Span {
@@ -193,7 +202,12 @@ async fn a_purchase_is_one_trace_across_the_gateway_booking_and_the_events_consu
             let consumed = trace
                 .iter()
                 .any(|s| s.service == "evently-events" && s.name == "bus.consume");
-            if booking && consumed {
+            let complete = REQUIRED.iter().all(|(service, name)| {
+                trace
+                    .iter()
+                    .any(|s| s.service == *service && s.name == *name)
+            });
+            if booking && consumed && complete {
                 found = Some(trace);
                 break;
             }
@@ -217,13 +231,8 @@ async fn a_purchase_is_one_trace_across_the_gateway_booking_and_the_events_consu
         .filter(|s| s.parent.is_empty() || !trace.iter().any(|p| p.id == s.parent))
         .count();
     assert_eq!(roots, 1, "one root:\n{}", tree(&trace));
-    // The store's span and the relay's publish are in it.
-    for (service, name) in [
-        ("evently-gateway", "request"),
-        ("evently-booking", "purchase"),
-        ("evently-booking", "bus.publish"),
-        ("evently-events", "apply_availability"),
-    ] {
+    // The store's span, the relay's publish and the consumer's work are in it.
+    for (service, name) in REQUIRED {
         assert!(
             trace.iter().any(|s| s.service == service && s.name == name),
             "no {service}: {name} in\n{}",

@@ -263,6 +263,7 @@ impl Gateway {
                 timeout: Duration::from_secs(timeout),
                 body_limit: self.body_limit,
                 max_retries: self.config.max_retries,
+                upgrade_idle: Duration::from_secs(self.config.upgrade_idle_timeout_seconds),
             },
         )
         .await

@@ -6,6 +6,11 @@
 //! credential header is never forwarded from a client. Upstream failures become problems:
 //! connection failure 502, breaker open 503 (with `Retry-After`), timeout 504. Body-less
 //! idempotent requests are retried (bounded, with jitter) after a connection failure, 502 or 503.
+//!
+//! An upgrade (a WebSocket) is tunnelled: the request goes upstream with its `Upgrade` and
+//! `Connection: upgrade`; when the upstream switches protocols, its 101 goes back to the
+//! client and both upgraded connections are joined, byte for byte, until either side closes
+//! or nothing passes either way for the idle timeout.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -153,6 +158,8 @@ pub struct ProxyContext<'a> {
     pub body_limit: usize,
     /// Retries for body-less idempotent requests.
     pub max_retries: u32,
+    /// How long a tunnelled upgraded connection may stay silent both ways.
+    pub upgrade_idle: Duration,
 }
 
 fn bad_gateway(upstream: &str) -> Problem {
@@ -234,8 +241,175 @@ fn jitter() -> Duration {
     Duration::from_millis(20 + u64::from(nanos % 60))
 }
 
+/// The protocol `headers` ask to upgrade to (`Upgrade`, with `Connection: upgrade`).
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asked
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Proxies the upgrade `request` asks for: upstream with its `Upgrade`, then, on 101, a
+/// tunnel between the two upgraded connections.
+async fn forward_upgrade(
+    mut request: Request,
+    protocol: HeaderValue,
+    ctx: ProxyContext<'_>,
+) -> Response {
+    let upstream = ctx.upstream;
+    let client_side = hyper::upgrade::on(&mut request);
+    let (parts, _) = request.into_parts();
+    let call = match upstream.breaker.try_call(Instant::now()) {
+        Ok(call) => call,
+        Err(wait) => {
+            upstream.metrics.breaker_open.increment(1);
+            return Problem::unavailable(
+                format!("the {} service is unavailable", upstream.name),
+                wait.as_secs().max(1),
+            )
+            .into_response();
+        }
+    };
+    let mut forwarded = match forwarded_request(&parts, &ctx, Body::empty()) {
+        Ok(r) => r,
+        Err(p) => {
+            call.finish(true);
+            return p.into_response();
+        }
+    };
+    forwarded
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    forwarded.headers_mut().insert(header::UPGRADE, protocol);
+    let m = &upstream.metrics;
+    let mut response = match tokio::time::timeout(ctx.timeout, ctx.client.request(forwarded)).await
+    {
+        Err(_elapsed) => {
+            call.finish(false);
+            m.timeout.increment(1);
+            return Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway-timeout",
+                "Gateway timeout",
+            )
+            .detail(format!(
+                "the {} service did not answer in time",
+                upstream.name
+            ))
+            .into_response();
+        }
+        Ok(Err(error)) => {
+            call.finish(false);
+            m.error.increment(1);
+            tracing::warn!(upstream = %upstream.name, error = %error, "upstream upgrade failed");
+            return bad_gateway(&upstream.name).into_response();
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    call.finish(!status.is_server_error());
+    m.ok.increment(1);
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        // Refused before the upgrade (401, 403, 404, …): an ordinary answer.
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        return Response::from_parts(head, Body::new(body));
+    }
+    let upstream_side = hyper::upgrade::on(&mut response);
+    let (head, _) = response.into_parts();
+    let idle = ctx.upgrade_idle;
+    let name = upstream.name.clone();
+    tokio::spawn(async move {
+        let (client, server) = match tokio::try_join!(client_side, upstream_side) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(upstream = %name, error = %e, "upgrade not completed");
+                return;
+            }
+        };
+        let outcome = tunnel(
+            hyper_util::rt::TokioIo::new(client),
+            hyper_util::rt::TokioIo::new(server),
+            idle,
+        )
+        .await;
+        tracing::debug!(upstream = %name, ?outcome, "tunnel closed");
+    });
+    // The 101 as the upstream sent it: its `Upgrade`, `Connection`, `Sec-WebSocket-Accept`
+    // and selected protocol belong to this exchange.
+    Response::from_parts(head, Body::empty())
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// Both sides closed.
+    Closed,
+    /// Nothing passed either way for the idle timeout.
+    Idle,
+    /// A read or write failed.
+    Failed,
+}
+
+/// Copies bytes both ways between `a` and `b` until both have closed, or nothing passed for
+/// `idle`, or an error.
+pub async fn tunnel<A, B>(a: A, b: B, idle: Duration) -> TunnelEnd
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut a_read, mut a_write) = tokio::io::split(a);
+    let (mut b_read, mut b_write) = tokio::io::split(b);
+    let (mut a_buf, mut b_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let (mut a_open, mut b_open) = (true, true);
+    let mut deadline = tokio::time::Instant::now() + idle;
+    while a_open || b_open {
+        tokio::select! {
+            read = a_read.read(&mut a_buf), if a_open => match read {
+                Ok(0) => {
+                    a_open = false;
+                    let _ = b_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if b_write.write_all(&a_buf[..n]).await.is_err() {
+                        return TunnelEnd::Failed;
+                    }
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+                Err(_) => return TunnelEnd::Failed,
+            },
+            read = b_read.read(&mut b_buf), if b_open => match read {
+                Ok(0) => {
+                    b_open = false;
+                    let _ = a_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if a_write.write_all(&b_buf[..n]).await.is_err() {
+                        return TunnelEnd::Failed;
+                    }
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+                Err(_) => return TunnelEnd::Failed,
+            },
+            () = tokio::time::sleep_until(deadline) => return TunnelEnd::Idle,
+        }
+    }
+    TunnelEnd::Closed
+}
+
 /// Proxies `request` to the upstream of `ctx`.
 pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
+    if request.method() == Method::GET
+        && let Some(protocol) = upgrade_of(request.headers())
+    {
+        return forward_upgrade(request, protocol, ctx).await;
+    }
     let (parts, body) = request.into_parts();
     if parts
         .headers
@@ -389,6 +563,38 @@ fn ensure_slash(base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_tunnel_carries_both_ways_and_closes_when_idle() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut client, a) = tokio::io::duplex(64);
+        let (b, mut server) = tokio::io::duplex(64);
+        let tunnel = tokio::spawn(tunnel(a, b, Duration::from_millis(200)));
+
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"pong").await.unwrap();
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).await.unwrap();
+
+        assert_eq!((&got, &back), (b"ping", b"pong"));
+        assert_eq!(tunnel.await.unwrap(), TunnelEnd::Idle);
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0, "closed");
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_ends_when_both_sides_close() {
+        let (client, a) = tokio::io::duplex(64);
+        let (b, server) = tokio::io::duplex(64);
+        let tunnel = tokio::spawn(tunnel(a, b, Duration::from_secs(60)));
+
+        drop(client);
+        drop(server);
+
+        assert_eq!(tunnel.await.unwrap(), TunnelEnd::Closed);
+    }
 
     #[test]
     fn the_hop_by_hop_test_names_exactly_the_hop_by_hop_headers() {

@@ -65,6 +65,11 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     if read && under(path, "/api/settings/schema") {
         return true;
     }
+    // The live WebSocket authenticates itself before the upgrade: a browser cannot set
+    // `Authorization` on it and may send its token as a subprotocol the edge does not read.
+    if read && path == "/api/analytics/live" {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -168,5 +173,9 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api/settings/me"));
         assert!(!is_public(&Method::PUT, "/api/settings/schema/booking"));
         assert_eq!(service_for("/api/settings/platform"), Some("settings"));
+        assert!(is_public(&Method::GET, "/api/analytics/live"));
+        assert!(!is_public(&Method::GET, "/api/analytics/live/stream"));
+        assert!(!is_public(&Method::GET, "/api/analytics/overview"));
+        assert_eq!(service_for("/api/analytics/live"), Some("analytics"));
     }
 }

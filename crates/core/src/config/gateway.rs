@@ -120,6 +120,9 @@ pub struct GatewayConfig {
     pub auth_timeout_seconds: u64,
     /// Retries of idempotent, body-less requests after a connection failure or 502/503.
     pub max_retries: u32,
+    /// Seconds a proxied upgraded connection (a WebSocket) may carry nothing either way
+    /// before the gateway closes it.
+    pub upgrade_idle_timeout_seconds: u64,
     /// Rate-limit quotas.
     pub rate_limits: RateLimits,
     /// Circuit breaker.
@@ -135,6 +138,7 @@ impl Default for GatewayConfig {
             upstream_timeout_seconds: 10,
             auth_timeout_seconds: 15,
             max_retries: 2,
+            upgrade_idle_timeout_seconds: 75,
             rate_limits: RateLimits::default(),
             breaker: BreakerConfig::default(),
         }
@@ -166,7 +170,9 @@ impl GatewayConfig {
             "gateway.breaker.failure_rate must be between 0 and 1"
         );
         anyhow::ensure!(
-            self.upstream_timeout_seconds > 0 && self.auth_timeout_seconds > 0,
+            self.upstream_timeout_seconds > 0
+                && self.auth_timeout_seconds > 0
+                && self.upgrade_idle_timeout_seconds > 0,
             "gateway timeouts must be at least 1 second"
         );
         for (name, url) in &self.services {

@@ -109,6 +109,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct Sale {
     pub event_id: String,
     pub order_id: String,
+    /// The event's organizer's access token.
+    pub organizer: String,
 }
 
 /// A whole sale through gateways `a` and `b`, alternating between them, as people would make
@@ -262,5 +264,9 @@ pub async fn sell_two_seats(a: &str, b: &str, admin: Command) -> Sale {
     )
     .await;
 
-    Sale { event_id, order_id }
+    Sale {
+        event_id,
+        order_id,
+        organizer,
+    }
 }

@@ -1,0 +1,397 @@
+//! The live feed's machinery: one `watch` channel per watched event holding its latest
+//! figures, refreshed from the store when a domain event about it arrives, and a per-client
+//! [`Feed`] that sends each event's figures at most once per second, the latest value
+//! winning (a slow client skips values; nothing queues up).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use evently_core::ids::UserId;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::analytics::{Holds, Money, holds, money};
+use crate::service::AnalyticsService;
+use crate::store::EventFigures;
+
+/// Least time between two messages about one event to one client.
+pub const MIN_GAP: Duration = Duration::from_secs(1);
+/// How long a refresh waits for the projection to reach the version a domain event
+/// announced before publishing what it has.
+const CATCH_UP_ATTEMPTS: u32 = 50;
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(100);
+
+/// One live message: an event's figures now.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveFigures {
+    /// Always `figures`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event.
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: Uuid,
+    /// Its title.
+    pub event_name: String,
+    /// Its status.
+    pub status: String,
+    /// Seats in all.
+    pub capacity: i64,
+    /// Seats sold.
+    pub sold: i64,
+    /// Seats in live holds.
+    pub held: i64,
+    /// Seats neither sold nor held.
+    pub available: i64,
+    /// The inventory version these seat figures are of.
+    pub inventory_version: i64,
+    /// Orders not cancelled.
+    pub orders: i64,
+    /// Tickets of orders not cancelled.
+    pub tickets: i64,
+    /// Orders cancelled.
+    pub cancellations: i64,
+    /// Money per currency.
+    pub revenue: Vec<Money>,
+    /// Holds by outcome.
+    pub holds: Holds,
+    /// Waitlist offers made.
+    pub waitlist_offers: i64,
+}
+
+impl LiveFigures {
+    /// The live message of `f`.
+    pub fn of(f: &EventFigures) -> Self {
+        Self {
+            kind: "figures".into(),
+            event_id: f.event_id,
+            event_name: f.name.clone(),
+            status: f.status.clone(),
+            capacity: f.capacity,
+            sold: f.sold,
+            held: f.held,
+            available: f.available,
+            inventory_version: f.version,
+            orders: f.orders,
+            tickets: f.tickets,
+            cancellations: f.cancellations,
+            revenue: money(&f.money),
+            holds: holds(f),
+            waitlist_offers: f.waitlist_offers,
+        }
+    }
+}
+
+type Slot = Option<Arc<LiveFigures>>;
+
+/// The watched events' latest figures, and the live connections per user.
+pub struct LiveHub {
+    service: Arc<AnalyticsService>,
+    channels: Mutex<HashMap<Uuid, watch::Sender<Slot>>>,
+    /// Events to read again, with the inventory version the projection must have reached.
+    dirty: Mutex<HashMap<Uuid, i64>>,
+    wake: Notify,
+    connections: Mutex<HashMap<UserId, usize>>,
+    /// Cancelled when the process shuts down: live connections close with 1001.
+    pub shutdown: CancellationToken,
+    /// The live connections, for the server to wait for on shutdown.
+    pub sockets: TaskTracker,
+}
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveHub").finish_non_exhaustive()
+    }
+}
+
+/// A live connection counted against its user's cap; dropping it frees the place.
+#[derive(Debug)]
+pub struct Place {
+    hub: Arc<LiveHub>,
+    user: UserId,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut all) = self.hub.connections.lock()
+            && let Some(n) = all.get_mut(&self.user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                all.remove(&self.user);
+            }
+        }
+        metrics::gauge!("evently_analytics_live_connections").decrement(1.0);
+    }
+}
+
+impl LiveHub {
+    /// A hub reading figures through `service`.
+    pub fn new(service: Arc<AnalyticsService>) -> Self {
+        Self {
+            service,
+            channels: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            connections: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            sockets: TaskTracker::new(),
+        }
+    }
+
+    /// Takes one of `user`'s `cap` live connections; `None` when all are taken.
+    pub fn admit(self: &Arc<Self>, user: UserId, cap: usize) -> Option<Place> {
+        let mut all = self.connections.lock().ok()?;
+        let n = all.entry(user).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        metrics::gauge!("evently_analytics_live_connections").increment(1.0);
+        Some(Place {
+            hub: self.clone(),
+            user,
+        })
+    }
+
+    /// The figures channel of `event`, primed with `current` when it is new.
+    pub fn subscribe(&self, event: Uuid, current: &EventFigures) -> watch::Receiver<Slot> {
+        let Ok(mut channels) = self.channels.lock() else {
+            return watch::channel(Some(Arc::new(LiveFigures::of(current)))).1;
+        };
+        let mut created = false;
+        let receiver = channels
+            .entry(event)
+            .or_insert_with(|| {
+                created = true;
+                watch::channel(Some(Arc::new(LiveFigures::of(current)))).0
+            })
+            .subscribe();
+        drop(channels);
+        if created {
+            // A change applied between reading `current` and creating the channel told no
+            // one: read the figures once more.
+            self.changed(event, 0);
+        }
+        receiver
+    }
+
+    /// Notes that `event` changed, up to inventory version `version` (0 when unknown):
+    /// its watchers get the new figures once the projection has them.
+    pub fn changed(&self, event: Uuid, version: i64) {
+        let watched = self
+            .channels
+            .lock()
+            .is_ok_and(|c| c.get(&event).is_some_and(|s| s.receiver_count() > 0));
+        if !watched {
+            return;
+        }
+        if let Ok(mut dirty) = self.dirty.lock() {
+            let v = dirty.entry(event).or_default();
+            *v = (*v).max(version);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Reads changed events' figures into their channels until `shutdown`; drops the
+    /// channels nobody watches any more.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut retries: HashMap<Uuid, (i64, u32)> = HashMap::new();
+        loop {
+            let pause = if retries.is_empty() {
+                None
+            } else {
+                Some(CATCH_UP_PAUSE)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = async { tokio::time::sleep(pause.unwrap_or_default()).await }, if pause.is_some() => {}
+            }
+            let mut work: Vec<(Uuid, i64, u32)> = retries
+                .drain()
+                .map(|(id, (version, attempts))| (id, version, attempts))
+                .collect();
+            if let Ok(mut dirty) = self.dirty.lock() {
+                for (id, version) in dirty.drain() {
+                    match work.iter_mut().find(|w| w.0 == id) {
+                        Some(w) => w.1 = w.1.max(version),
+                        None => work.push((id, version, 0)),
+                    }
+                }
+            }
+            for (id, version, attempts) in work {
+                match self.service.store().event(id).await {
+                    Ok(Some(f)) if f.version < version && attempts < CATCH_UP_ATTEMPTS => {
+                        retries.insert(id, (version, attempts + 1));
+                    }
+                    Ok(Some(f)) => self.publish(id, &f),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(event.id = %id, error = %e, "live figures not read");
+                        if attempts < CATCH_UP_ATTEMPTS {
+                            retries.insert(id, (version, attempts + 1));
+                        }
+                    }
+                }
+            }
+            if let Ok(mut channels) = self.channels.lock() {
+                channels.retain(|_, s| s.receiver_count() > 0);
+            }
+        }
+    }
+
+    fn publish(&self, event: Uuid, figures: &EventFigures) {
+        let next = Arc::new(LiveFigures::of(figures));
+        if let Ok(channels) = self.channels.lock()
+            && let Some(sender) = channels.get(&event)
+        {
+            sender.send_if_modified(|slot| {
+                if slot.as_deref() == Some(&*next) {
+                    false
+                } else {
+                    *slot = Some(next);
+                    true
+                }
+            });
+        }
+    }
+}
+
+/// One client's view of its watched events: each event's latest figures, at most once per
+/// [`MIN_GAP`].
+pub struct Feed {
+    watches: Vec<watch::Receiver<Slot>>,
+    /// Per watch: when it was last sent.
+    last: Vec<Option<Instant>>,
+    /// Watches with a value waiting, and when it may go.
+    due: BTreeMap<usize, Instant>,
+    closed: Vec<bool>,
+}
+
+impl Feed {
+    /// A feed of `watches`; their current values go first.
+    pub fn new(watches: Vec<watch::Receiver<Slot>>) -> Self {
+        let now = Instant::now();
+        let n = watches.len();
+        Self {
+            watches,
+            last: vec![None; n],
+            due: (0..n).map(|i| (i, now)).collect(),
+            closed: vec![false; n],
+        }
+    }
+
+    /// The next message: waits for a change, then for its event's gap to pass, and takes
+    /// the value current then. Cancel-safe.
+    pub async fn next(&mut self) -> Arc<LiveFigures> {
+        loop {
+            let now = Instant::now();
+            if let Some((&i, _)) = self.due.iter().find(|(_, at)| **at <= now) {
+                self.due.remove(&i);
+                let value = self.watches[i].borrow_and_update().clone();
+                if let Some(value) = value {
+                    self.last[i] = Some(now);
+                    return value;
+                }
+                continue;
+            }
+            let next_due = self.due.values().min().copied();
+            let waiting: Vec<usize> = (0..self.watches.len())
+                .filter(|i| !self.closed[*i] && !self.due.contains_key(i))
+                .collect();
+            let changed = {
+                let watches = &mut self.watches;
+                let futures: Vec<_> = watches
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| waiting.contains(i))
+                    .map(|(i, w)| Box::pin(async move { (i, w.changed().await.is_ok()) }))
+                    .collect();
+                async move {
+                    if futures.is_empty() {
+                        std::future::pending::<(usize, bool)>().await
+                    } else {
+                        futures_util::future::select_all(futures).await.0
+                    }
+                }
+            };
+            let sleep = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woke = tokio::select! {
+                (i, open) = changed => Some((i, open)),
+                () = sleep => None,
+            };
+            if let Some((i, open)) = woke {
+                if open {
+                    let at = self.last[i].map_or(Instant::now(), |t| t + MIN_GAP);
+                    self.due.insert(i, at);
+                } else {
+                    self.closed[i] = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(event: Uuid, tickets: i64) -> Slot {
+        Some(Arc::new(LiveFigures::of(&EventFigures {
+            event_id: event,
+            tickets,
+            ..EventFigures::default()
+        })))
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_the_latest_value_once_per_gap_never_a_queue() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (tx_a, rx_a) = watch::channel(figures(a, 0));
+        let (tx_b, rx_b) = watch::channel(figures(b, 0));
+        let mut feed = Feed::new(vec![rx_a, rx_b]);
+        for n in 1..=100 {
+            tx_a.send_replace(figures(a, n));
+        }
+
+        let first = feed.next().await;
+        let second = feed.next().await;
+        for n in 101..=150 {
+            tx_a.send_replace(figures(a, n));
+        }
+        tx_b.send_replace(figures(b, 7));
+        let third = feed.next().await;
+        let fourth = feed.next().await;
+
+        // Both events' current values first, the 100 changes of `a` coalesced into one.
+        assert_eq!((first.event_id, first.tickets), (a, 100));
+        assert_eq!((second.event_id, second.tickets), (b, 0));
+        // Then each event once more, with only its latest value.
+        let mut later = [
+            (third.event_id, third.tickets),
+            (fourth.event_id, fourth.tickets),
+        ];
+        later.sort();
+        let mut expected = [(a, 150), (b, 7)];
+        expected.sort();
+        assert_eq!(later, expected);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), feed.next())
+                .await
+                .is_err(),
+            "nothing else is pending"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! The analytics service's operations: applying the domain events, and answering for an
+//! event or an overview, with who may see what decided here.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use evently_bus::Envelope;
+use evently_core::clock::SharedClock;
+use evently_core::config::AnalyticsConfig;
+use evently_core::identity::{Identity, Role};
+use uuid::Uuid;
+
+use crate::domain::{self, Activity, Interval, change_of};
+use crate::error::AnalyticsError;
+use crate::store::{AnalyticsStore, EventFigures, Scope};
+
+/// A series' range and shape, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// Start (epoch ms), included.
+    pub from: i64,
+    /// End (epoch ms), excluded.
+    pub to: i64,
+    /// The width of a point.
+    pub interval: Interval,
+    /// Local time, ms east of UTC.
+    pub offset_ms: i64,
+}
+
+/// What the caller asked for, before defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeRequest {
+    /// Start (epoch ms).
+    pub from: Option<i64>,
+    /// End (epoch ms).
+    pub to: Option<i64>,
+    /// The width of a point; `None` for the span's rule.
+    pub interval: Option<Interval>,
+    /// Local time, ms east of UTC.
+    pub offset_ms: i64,
+}
+
+/// A series: its range and its zero-filled points.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The range.
+    pub range: Range,
+    /// `(start, activity)` per point.
+    pub points: Vec<(i64, Activity)>,
+}
+
+/// One event's figures and series.
+#[derive(Debug, Clone)]
+pub struct EventReport {
+    /// The figures.
+    pub figures: EventFigures,
+    /// The series.
+    pub series: Series,
+}
+
+/// An overview of several events.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// `platform` for an admin, `organizer` for anyone else (their own events).
+    pub scope: &'static str,
+    /// The events' figures (deleted ones left out).
+    pub events: Vec<EventFigures>,
+    /// The series over all of them.
+    pub series: Series,
+}
+
+/// The analytics service.
+pub struct AnalyticsService {
+    store: Arc<dyn AnalyticsStore>,
+    clock: SharedClock,
+    config: AnalyticsConfig,
+}
+
+impl std::fmt::Debug for AnalyticsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticsService").finish_non_exhaustive()
+    }
+}
+
+impl AnalyticsService {
+    /// A service over `store`.
+    pub fn new(
+        store: Arc<dyn AnalyticsStore>,
+        clock: SharedClock,
+        config: AnalyticsConfig,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn AnalyticsStore> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AnalyticsConfig {
+        &self.config
+    }
+
+    /// Now, in epoch ms.
+    pub fn now(&self) -> i64 {
+        domain::ms(self.clock.now())
+    }
+
+    /// Applies one domain event of the events service's or booking's stream (idempotent per
+    /// envelope id); returns the event whose figures changed, if any.
+    ///
+    /// # Errors
+    /// When the store fails; the event is then delivered again.
+    pub async fn apply(&self, envelope: &Envelope) -> anyhow::Result<Option<Uuid>> {
+        let Some(change) = change_of(envelope) else {
+            return Ok(None);
+        };
+        let applied = self
+            .store
+            .apply(envelope.id, &change, self.now())
+            .await
+            .with_context(|| format!("applying {}", envelope.event_type))?;
+        if applied {
+            metrics::counter!("evently_analytics_domain_events_applied_total",
+                "type" => envelope.event_type.clone())
+            .increment(1);
+        }
+        Ok(applied.then(|| change.event_id()))
+    }
+
+    /// Validates `request` against the defaults: `to` now, `from` `default_from` (or a
+    /// week before `to`), at most `analytics.max_range_days` apart.
+    ///
+    /// # Errors
+    /// 422 for `from` not before `to`, or a range too long.
+    pub fn range(
+        &self,
+        request: RangeRequest,
+        default_from: Option<i64>,
+    ) -> Result<Range, AnalyticsError> {
+        let max = i64::from(self.config.max_range_days) * domain::DAY_MS;
+        let to = request.to.unwrap_or_else(|| self.now() + 1);
+        let from = match request.from {
+            Some(from) => from,
+            None => default_from
+                .filter(|f| *f < to)
+                .unwrap_or(to - 7 * domain::DAY_MS)
+                .max(to - max),
+        };
+        if from >= to {
+            return Err(evently_core::Problem::invalid_field("from", "must be before `to`").into());
+        }
+        if to - from > max {
+            return Err(evently_core::Problem::invalid_field(
+                "to",
+                format!(
+                    "the range may span at most {} days",
+                    self.config.max_range_days
+                ),
+            )
+            .into());
+        }
+        Ok(Range {
+            from,
+            to,
+            interval: request
+                .interval
+                .unwrap_or_else(|| Interval::auto(to - from)),
+            offset_ms: request.offset_ms,
+        })
+    }
+
+    async fn series(&self, scope: Scope, range: Range) -> Result<Series, AnalyticsError> {
+        // Whole local points: the first one starts before `from`.
+        let start = range.interval.floor(range.from, range.offset_ms);
+        let minutes = self.store.minutes(scope, start, range.to).await?;
+        let points = domain::roll_up(&minutes, start, range.to, range.interval, range.offset_ms);
+        Ok(Series { range, points })
+    }
+
+    /// Event `event_id`'s figures and series, for its organizer or an admin; anyone else
+    /// is told it does not exist.
+    ///
+    /// # Errors
+    /// [`AnalyticsError::EventNotFound`] for an unknown or deleted event, or one the caller
+    /// may not see; 422 for a bad range; the store's error.
+    pub async fn event(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        request: RangeRequest,
+    ) -> Result<EventReport, AnalyticsError> {
+        let figures = self.visible(caller, event_id).await?;
+        let range = self.range(request, figures.created_at)?;
+        let series = self.series(Scope::Event(event_id), range).await?;
+        Ok(EventReport { figures, series })
+    }
+
+    /// Event `event_id`'s figures if `caller` may see them.
+    ///
+    /// # Errors
+    /// [`AnalyticsError::EventNotFound`] for an unknown or deleted event, or one the caller
+    /// may not see; the store's error.
+    pub async fn visible(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+    ) -> Result<EventFigures, AnalyticsError> {
+        let figures = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or(AnalyticsError::EventNotFound)?;
+        let mine = figures.organizer_id == Some(caller.user_id.0);
+        if figures.deleted || !(mine || caller.role == Role::Admin) {
+            return Err(AnalyticsError::EventNotFound);
+        }
+        Ok(figures)
+    }
+
+    /// The platform's figures for an admin; the caller's own events' for anyone else.
+    ///
+    /// # Errors
+    /// 422 for a bad range; the store's error.
+    pub async fn overview(
+        &self,
+        caller: &Identity,
+        request: RangeRequest,
+    ) -> Result<Overview, AnalyticsError> {
+        let (scope, name) = if caller.role == Role::Admin {
+            (Scope::Platform, "platform")
+        } else {
+            (Scope::Organizer(caller.user_id.0), "organizer")
+        };
+        let mut events = self.store.events(scope).await?;
+        events.retain(|e| !e.deleted);
+        let default_from = events.iter().filter_map(|e| e.created_at).min();
+        let range = self.range(request, default_from)?;
+        let series = self.series(scope, range).await?;
+        Ok(Overview {
+            scope: name,
+            events,
+            series,
+        })
+    }
+}

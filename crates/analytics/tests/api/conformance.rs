@@ -1,0 +1,392 @@
+//! The behaviour every [`AnalyticsStore`] backend must show. Each function is one test;
+//! `evently_testkit::conformance_suite!` at the bottom runs them all against SQLite and, when
+//! `EVENTLY_TEST_POSTGRES_URL` is set, against PostgreSQL, each on a fresh database.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use evently_analytics::domain::{
+    Activity, Change, EventInfo, InventoryFact, InventoryKind, MINUTE_MS, Release,
+};
+use evently_analytics::store::{AnalyticsStore, Scope, SqlAnalyticsStore};
+use evently_bus::catalog::Availability;
+use evently_core::config::DatabaseConfig;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+type Subject = Arc<dyn AnalyticsStore>;
+
+async fn sqlite_store(dir: &Path) -> Subject {
+    let url = SecretString::from(format!("sqlite://{}", dir.join("analytics.db").display()));
+    let db = evently_core::db::connect_sqlite(&url).await.unwrap();
+    Arc::new(SqlAnalyticsStore::sqlite(db).await.unwrap())
+}
+
+async fn postgres_store(url: String, schema: String) -> Subject {
+    let pool = evently_core::db::connect_postgres(
+        &SecretString::from(url),
+        &schema,
+        &DatabaseConfig::default(),
+    )
+    .await
+    .unwrap();
+    Arc::new(SqlAnalyticsStore::postgres(pool).await.unwrap())
+}
+
+const NOW: i64 = 1_900_000_020_000;
+
+fn eid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn organizer(n: u128) -> Uuid {
+    Uuid::from_u128(500 + n)
+}
+
+fn info(n: u128, org: u128) -> Change {
+    Change::Event(
+        EventInfo {
+            event_id: eid(n),
+            organizer_id: organizer(org),
+            name: format!("Zoë's 🎟 night {n}"),
+            currency: "EUR".into(),
+            status: "ON_SALE".into(),
+            sale_start: NOW - 3_600_000,
+        },
+        NOW - 7_200_000,
+    )
+}
+
+/// A running inventory: each fact moves it the way booking would, and carries it.
+struct Inventory {
+    event: u128,
+    capacity: i64,
+    held: i64,
+    sold: i64,
+    version: i64,
+}
+
+impl Inventory {
+    fn new(event: u128, capacity: i64) -> Self {
+        Self {
+            event,
+            capacity,
+            held: 0,
+            sold: 0,
+            version: 0,
+        }
+    }
+
+    fn fact(
+        &mut self,
+        kind: InventoryKind,
+        seats: i64,
+        amount: i64,
+        currency: Option<&str>,
+        at: i64,
+    ) -> Change {
+        match kind {
+            InventoryKind::Held | InventoryKind::Offered => self.held += seats,
+            InventoryKind::Released(_) => self.held -= seats,
+            InventoryKind::Placed => {
+                self.held -= seats;
+                self.sold += seats;
+            }
+            InventoryKind::Cancelled => self.sold -= seats,
+            InventoryKind::SoldOut => {}
+        }
+        self.version += 1;
+        Change::Inventory(InventoryFact {
+            kind,
+            event_id: eid(self.event),
+            at,
+            seats,
+            amount,
+            currency: currency.map(str::to_owned),
+            availability: Availability {
+                capacity: self.capacity,
+                available: self.capacity - self.held - self.sold,
+                held: self.held,
+                sold: self.sold,
+                version: self.version,
+            },
+        })
+    }
+}
+
+async fn apply(store: &Subject, change: &Change) {
+    assert!(store.apply(Uuid::now_v7(), change, NOW).await.unwrap());
+}
+
+pub async fn a_redelivered_domain_event_changes_nothing(store: Subject) {
+    let mut inv = Inventory::new(1, 10);
+    let id = Uuid::now_v7();
+    let placed = inv.fact(InventoryKind::Placed, 2, 9000, Some("EUR"), NOW);
+
+    assert!(store.apply(id, &placed, NOW).await.unwrap());
+    assert!(!store.apply(id, &placed, NOW).await.unwrap());
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!((f.orders, f.tickets, f.holds_converted), (1, 2, 1));
+    assert_eq!(f.money["EUR"], (9000, 0));
+}
+
+pub async fn every_counter_has_its_reverse_and_money_stays_per_currency(store: Subject) {
+    apply(&store, &info(1, 1)).await;
+    let mut inv = Inventory::new(1, 10);
+    let script = [
+        inv.fact(InventoryKind::Held, 2, 0, None, NOW),
+        inv.fact(InventoryKind::Placed, 2, 9000, Some("EUR"), NOW),
+        inv.fact(InventoryKind::Held, 1, 0, None, NOW),
+        inv.fact(InventoryKind::Released(Release::Expired), 1, 0, None, NOW),
+        inv.fact(InventoryKind::Held, 3, 0, None, NOW),
+        inv.fact(InventoryKind::Released(Release::Released), 3, 0, None, NOW),
+        inv.fact(InventoryKind::Held, 1, 0, None, NOW + MINUTE_MS),
+        inv.fact(InventoryKind::Placed, 1, 1500, Some("USD"), NOW + MINUTE_MS),
+        inv.fact(InventoryKind::Offered, 1, 0, None, NOW + MINUTE_MS),
+        inv.fact(
+            InventoryKind::Cancelled,
+            2,
+            9000,
+            Some("EUR"),
+            NOW + 2 * MINUTE_MS,
+        ),
+    ];
+    for change in &script {
+        apply(&store, change).await;
+    }
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+
+    assert_eq!(f.organizer_id, Some(organizer(1)));
+    assert_eq!((f.capacity, f.sold, f.held, f.available), (10, 1, 1, 8));
+    assert_eq!(f.version, 10);
+    assert_eq!((f.orders, f.tickets, f.cancellations), (1, 1, 1));
+    assert_eq!(
+        (
+            f.holds_created,
+            f.holds_expired,
+            f.holds_released,
+            f.holds_converted,
+            f.waitlist_offers
+        ),
+        (5, 1, 1, 2, 1)
+    );
+    assert_eq!(f.live_holds(), 1, "the waitlist offer");
+    assert_eq!(
+        f.money,
+        BTreeMap::from([("EUR".into(), (9000, 9000)), ("USD".into(), (1500, 0))])
+    );
+    let minutes = store
+        .minutes(Scope::Event(eid(1)), NOW - MINUTE_MS, NOW + 3 * MINUTE_MS)
+        .await
+        .unwrap();
+    let minute = |t: i64| t.div_euclid(MINUTE_MS) * MINUTE_MS;
+    assert_eq!(
+        minutes,
+        vec![
+            (
+                minute(NOW),
+                Activity {
+                    holds: 3,
+                    orders_placed: 1,
+                    tickets_sold: 2,
+                    money: BTreeMap::from([("EUR".into(), (9000, 0))]),
+                    ..Activity::default()
+                }
+            ),
+            (
+                minute(NOW + MINUTE_MS),
+                Activity {
+                    holds: 2,
+                    orders_placed: 1,
+                    tickets_sold: 1,
+                    money: BTreeMap::from([("USD".into(), (1500, 0))]),
+                    ..Activity::default()
+                }
+            ),
+            (
+                minute(NOW + 2 * MINUTE_MS),
+                Activity {
+                    orders_cancelled: 1,
+                    tickets_cancelled: 2,
+                    money: BTreeMap::from([("EUR".into(), (0, 9000))]),
+                    ..Activity::default()
+                }
+            ),
+        ]
+    );
+}
+
+pub async fn seat_figures_are_those_of_the_newest_inventory_version(store: Subject) {
+    let mut inv = Inventory::new(1, 10);
+    let first = inv.fact(InventoryKind::Held, 2, 0, None, NOW);
+    let second = inv.fact(InventoryKind::Held, 3, 0, None, NOW);
+
+    apply(&store, &second).await;
+    apply(&store, &first).await;
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!((f.held, f.available, f.version), (5, 5, 2));
+    assert_eq!(f.holds_created, 2, "both holds counted");
+}
+
+pub async fn a_sell_out_is_dated_once(store: Subject) {
+    let mut inv = Inventory::new(1, 2);
+    apply(&store, &info(1, 1)).await;
+    apply(&store, &inv.fact(InventoryKind::Held, 2, 0, None, NOW)).await;
+    apply(&store, &inv.fact(InventoryKind::SoldOut, 0, 0, None, NOW)).await;
+    apply(
+        &store,
+        &inv.fact(
+            InventoryKind::Released(Release::Expired),
+            2,
+            0,
+            None,
+            NOW + 5,
+        ),
+    )
+    .await;
+    apply(&store, &inv.fact(InventoryKind::Held, 2, 0, None, NOW + 9)).await;
+    apply(
+        &store,
+        &inv.fact(InventoryKind::SoldOut, 0, 0, None, NOW + 9),
+    )
+    .await;
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!(f.sold_out_at, Some(NOW));
+    assert_eq!(f.sale_start, Some(NOW - 3_600_000));
+}
+
+pub async fn scopes_select_an_organizers_events_or_all(store: Subject) {
+    apply(&store, &info(1, 1)).await;
+    apply(&store, &info(2, 1)).await;
+    apply(&store, &info(3, 2)).await;
+    for n in [1, 2, 3] {
+        let mut inv = Inventory::new(n, 10);
+        apply(
+            &store,
+            &inv.fact(InventoryKind::Placed, 1, 100, Some("EUR"), NOW),
+        )
+        .await;
+    }
+    apply(&store, &Change::Deleted { event_id: eid(2) }).await;
+    apply(
+        &store,
+        &Change::Status {
+            event_id: eid(3),
+            status: "SOLD_OUT".into(),
+        },
+    )
+    .await;
+
+    let mine = store.events(Scope::Organizer(organizer(1))).await.unwrap();
+    let all = store.events(Scope::Platform).await.unwrap();
+    let minutes = store
+        .minutes(
+            Scope::Organizer(organizer(1)),
+            NOW - MINUTE_MS,
+            NOW + MINUTE_MS,
+        )
+        .await
+        .unwrap();
+    let platform = store
+        .minutes(Scope::Platform, NOW - MINUTE_MS, NOW + MINUTE_MS)
+        .await
+        .unwrap();
+    let outside = store
+        .minutes(Scope::Platform, NOW + MINUTE_MS, NOW + 2 * MINUTE_MS)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        mine.iter()
+            .map(|e| (e.event_id, e.deleted))
+            .collect::<Vec<_>>(),
+        vec![(eid(1), false), (eid(2), true)]
+    );
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].status, "SOLD_OUT");
+    assert_eq!(minutes.len(), 1);
+    assert_eq!(minutes[0].1.orders_placed, 2);
+    assert_eq!(minutes[0].1.money["EUR"], (200, 0));
+    assert_eq!(platform[0].1.orders_placed, 3);
+    assert!(outside.is_empty());
+}
+
+pub async fn sales_before_the_event_is_described_are_kept(store: Subject) {
+    let mut inv = Inventory::new(1, 10);
+    apply(
+        &store,
+        &inv.fact(InventoryKind::Placed, 1, 100, Some("EUR"), NOW),
+    )
+    .await;
+
+    assert_eq!(
+        store.events(Scope::Organizer(organizer(1))).await.unwrap(),
+        vec![]
+    );
+    apply(&store, &info(1, 1)).await;
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!((f.organizer_id, f.orders), (Some(organizer(1)), 1));
+    assert_eq!(
+        store
+            .events(Scope::Organizer(organizer(1)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.event(eid(9)).await.unwrap(), None);
+}
+
+pub async fn a_snapshot_holds_everything_in_order(store: Subject) {
+    apply(&store, &info(2, 1)).await;
+    let mut a = Inventory::new(1, 10);
+    let mut b = Inventory::new(2, 10);
+    apply(
+        &store,
+        &b.fact(InventoryKind::Placed, 1, 100, Some("EUR"), NOW + MINUTE_MS),
+    )
+    .await;
+    apply(
+        &store,
+        &a.fact(InventoryKind::Placed, 1, 100, Some("EUR"), NOW),
+    )
+    .await;
+    apply(&store, &b.fact(InventoryKind::Held, 1, 0, None, NOW)).await;
+
+    let snapshot = store.snapshot().await.unwrap();
+
+    assert_eq!(
+        snapshot
+            .events
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<Vec<_>>(),
+        vec![eid(1), eid(2)]
+    );
+    let keys: Vec<(Uuid, i64)> = snapshot.minutes.iter().map(|(e, m, _)| (*e, *m)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), 3);
+}
+
+evently_testkit::conformance_suite!(
+    suite: crate::conformance,
+    sqlite: crate::conformance::sqlite_store,
+    postgres: crate::conformance::postgres_store,
+    tests: [
+        a_redelivered_domain_event_changes_nothing,
+        every_counter_has_its_reverse_and_money_stays_per_currency,
+        seat_figures_are_those_of_the_newest_inventory_version,
+        a_sell_out_is_dated_once,
+        scopes_select_an_organizers_events_or_all,
+        sales_before_the_event_is_described_are_kept,
+        a_snapshot_holds_everything_in_order,
+    ]
+);
