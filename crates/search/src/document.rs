@@ -120,7 +120,7 @@ impl Change {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => Change::Availability(c),
-            DomainEvent::VenueCreated(_) => return None,
+            DomainEvent::VenueCreated(_) | DomainEvent::PaymentRefunded(_) => return None,
         })
     }
 }

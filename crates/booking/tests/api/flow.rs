@@ -343,6 +343,127 @@ async fn holds_expire_on_time_and_return_their_seats() {
         (ttl["ttl"].as_i64(), ttl["status"].as_str()),
         (Some(0), Some("expired"))
     );
+    // The payer reads the refund on the intent.
+    let payment = ok_json(
+        send(
+            &app,
+            "GET",
+            &format!("/api/orders/payments/{intent}"),
+            &buyer.access_token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            payment["status"].as_str(),
+            payment["refundedAmount"].as_i64(),
+            payment["amount"].as_i64(),
+            payment.get("orderId")
+        ),
+        (Some("refunded"), Some(9000), Some(9000), None)
+    );
+    let audit = crate::support::audit(&app, event).await;
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!(audit.refunded_payments, 1);
+}
+
+/// `GET /api/orders/payments/{id}` shows an intent to its payer and to admins, with the
+/// order it paid for and what was refunded; to anyone else it does not exist.
+#[tokio::test]
+async fn a_payment_reads_back_to_its_payer_with_its_order_and_refund() {
+    let app = app(false, |_| {}).await;
+    let sale = on_sale(&app, Seating::General { capacity: 5 }).await;
+    let event = sale.event_id.as_str();
+    let (buyer, other) = (app.signed_in_user().await, app.signed_in_user().await);
+    let hold = ok_json(
+        hold_quantity(&app, &buyer.access_token, event, 2).await,
+        201,
+    )
+    .await;
+    let intent = pay(&app, &buyer.access_token, hold["holdId"].as_str().unwrap()).await;
+    let path = format!("/api/orders/payments/{intent}");
+    let read = |token: String| {
+        let (app, path) = (&app, path.clone());
+        async move { send(app, "GET", &path, &token, None).await }
+    };
+
+    let paid = ok_json(read(buyer.access_token.clone()).await, 200).await;
+    let order = ok_json(
+        purchase(
+            &app,
+            &buyer.access_token,
+            "k-read",
+            &purchase_body(event, &hold, &intent),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let bought = ok_json(read(buyer.access_token.clone()).await, 200).await;
+    let by_admin = ok_json(read(sale.admin.access_token.clone()).await, 200).await;
+    let cancel = send(
+        &app,
+        "POST",
+        &format!("/api/orders/{}/cancel", order["orderId"].as_str().unwrap()),
+        &buyer.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(cancel.status(), 200);
+    let refunded = ok_json(read(buyer.access_token.clone()).await, 200).await;
+
+    assert_eq!(
+        (
+            paid["status"].as_str(),
+            paid["refundedAmount"].as_i64(),
+            paid.get("orderId")
+        ),
+        (Some("succeeded"), Some(0), None)
+    );
+    assert_eq!(paid["paymentIntentId"], intent.as_str());
+    assert_eq!(
+        (paid["holdId"].clone(), paid["eventId"].as_str()),
+        (hold["holdId"].clone(), Some(event))
+    );
+    assert_eq!(
+        (paid["amount"].as_i64(), paid["currency"].as_str()),
+        (Some(6000), Some("USD"))
+    );
+    assert!(paid.get("clientSecret").is_none(), "{paid}");
+    assert_eq!(bought["orderId"], order["orderId"]);
+    assert_eq!(by_admin, bought);
+    assert_eq!(
+        (
+            refunded["status"].as_str(),
+            refunded["refundedAmount"].as_i64(),
+            refunded["orderId"].clone()
+        ),
+        (Some("refunded"), Some(6000), order["orderId"].clone())
+    );
+    evently_testkit::assert_problem(read(other.access_token.clone()).await, 404).await;
+    let unknown = format!("/api/orders/payments/{}", uuid::Uuid::now_v7());
+    evently_testkit::assert_problem(
+        send(&app, "GET", &unknown, &buyer.access_token, None).await,
+        404,
+    )
+    .await;
+    evently_testkit::assert_problem(
+        send(
+            &app,
+            "GET",
+            "/api/orders/payments/not-an-id",
+            &buyer.access_token,
+            None,
+        )
+        .await,
+        400,
+    )
+    .await;
+    let anonymous = app.client.get(app.url(&path)).send().await.unwrap();
+    evently_testkit::assert_problem(anonymous, 401).await;
 }
 
 #[tokio::test]
