@@ -10,6 +10,8 @@
     reason = "test support fails loudly on broken set-up"
 )]
 
+pub mod crash;
+
 use evently::App;
 use evently_core::clock::{SharedClock, SystemClock};
 use evently_core::config::{Config, LogConfig, LogFormat};
