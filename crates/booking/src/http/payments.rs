@@ -56,13 +56,14 @@ pub struct IntentView {
     pub status: String,
 }
 
-/// Creates a payment intent for the caller's live hold.
+/// Creates a payment intent for the caller's live hold (an unconfirmed one it had is
+/// cancelled; a hold paid already gets no second intent: 409 `hold-paid`).
 #[utoipa::path(post, path = "/api/orders/payments/intent", tag = "booking", request_body = IntentRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, body = IntentView),
         (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
-        (status = 409, description = "Hold expired or purchased", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired, purchased, or already paid", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn create_intent(
     State(state): State<BookingState>,

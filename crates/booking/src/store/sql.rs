@@ -414,7 +414,8 @@ impl BookingStore for SqlBookingStore {
                 "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
                  currency, secret_hash, status, created_at, updated_at) \
                  SELECT $3, $1, $4, $5, $6, $7, $8, 'requires_confirmation', $2, $2 \
-                 WHERE {LIVE}"
+                 WHERE {LIVE} AND NOT EXISTS (SELECT 1 FROM payment_intents \
+                 WHERE hold_id = $1 AND status = 'succeeded')"
             ),
             vec![
                 Arg::Uuid(hold.id.0),
@@ -430,11 +431,14 @@ impl BookingStore for SqlBookingStore {
         );
         let changed = write_alone(self.db.writer(), &writes).await?;
         if changed.get(1) != Some(&1) {
-            // The hold ended between the read and the write.
-            let status = fetch_hold(self.db.writer(), hold.id)
-                .await?
-                .map(|h| h.status);
-            return Err(status.map_or(HoldEnded::Expired, HoldEnded::of).into());
+            // The hold ended between the read and the write, or it is paid already: one
+            // succeeded intent per hold, so that no payment is left without its order.
+            let hold = fetch_hold(self.db.writer(), hold.id).await?;
+            return Err(match hold {
+                Some(h) if h.is_live(now) => BookingError::HoldPaid,
+                Some(h) => HoldEnded::of(h.status).into(),
+                None => HoldEnded::Expired.into(),
+            });
         }
         Ok(PaymentIntent {
             id: new.intent_id,
