@@ -552,4 +552,34 @@ mod tests {
             assert_eq!(store.calls(), ["begin", step]);
         }
     }
+
+    #[tokio::test]
+    async fn a_long_request_renews_its_lease_until_it_ends_and_a_short_one_never() {
+        let times = KeyTimes {
+            lock_ms: 30,
+            ttl_ms: 86_400_000,
+        };
+        let long = Fake::new(Ok(IdempotencyStart::Started));
+        let short = Fake::new(Ok(IdempotencyStart::Started));
+
+        let ran = run(&long, &key(), "f1", 1_000, times, async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            Ok::<_, Problem>(Done::Recorded(1))
+        })
+        .await;
+        let quick = run(&short, &key(), "f1", 1_000, times, async {
+            Ok::<_, Problem>(Done::Recorded(2))
+        })
+        .await;
+
+        assert_eq!(ran.unwrap(), Answer::Fresh(1));
+        assert_eq!(quick.unwrap(), Answer::Fresh(2));
+        let calls = long.calls();
+        assert_eq!(calls.first().map(String::as_str), Some("begin"));
+        assert!(
+            calls.iter().filter(|c| *c == "renew").count() >= 2,
+            "{calls:?}"
+        );
+        assert_eq!(short.calls(), ["begin"]);
+    }
 }
