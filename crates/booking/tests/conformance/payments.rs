@@ -86,14 +86,23 @@ async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subject) {
         .await
         .unwrap();
     assert_eq!(again, succeeded);
-    // A paid intent is not cancelled by a newer one.
-    let fourth = intent(&store, &hold, NOW + 5).await;
+    // A paid hold gets no second intent (a second charge), and its payment stands.
+    let fourth = NewIntent {
+        intent_id: PaymentIntentId::new(),
+        user_id: alice,
+        hold_id: hold.id,
+        secret_hash: sha256_hex(SECRET.as_bytes()),
+    };
+    refused!(
+        store.create_intent(&fourth, NOW + 5).await,
+        BookingError::HoldPaid
+    );
     assert_eq!(intent_status(&store, &third, NOW + 6).await, "succeeded");
     assert_eq!(intent_status(&store, &first, NOW + 6).await, "declined");
-    assert_eq!(
-        intent_status(&store, &fourth, NOW + 6).await,
-        "requires_confirmation"
-    );
+    let bobs_hold = hold_seats(&store, event_id, bob, &["A-1-2"], NOW)
+        .await
+        .unwrap();
+    let bobs_unpaid = intent(&store, &bobs_hold, NOW + 5).await;
 
     // Only for the buyer's live hold.
     let bobs_try = NewIntent {
@@ -119,8 +128,8 @@ async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subject) {
     refused!(
         store
             .confirm_intent(
-                fourth.id,
-                alice,
+                bobs_unpaid.id,
+                bob,
                 SECRET,
                 Confirmation::Succeed,
                 NOW + HOLD_TTL
