@@ -263,6 +263,112 @@ async fn racing_holds_and_purchases_keep_every_rule((store, _): Subject) {
     assert_eq!(on_map, seats);
 }
 
+/// C-02: multi-ticket buyers racing for the places of a general-admission event: each
+/// gets all its places or none, together they never pass capacity, no place is held twice,
+/// and each winner buys once.
+async fn multi_ticket_buyers_never_pass_general_admission_capacity((store, _): Subject) {
+    let ga = general_event(&store, 11).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8_i64 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let quantity = 1 + i % 4;
+            let held = hold_best(&store, ga, Uuid::now_v7(), quantity, None, NOW + i).await;
+            let bought = match &held {
+                Ok(hold) => {
+                    let payment = paid(&store, hold, NOW + 10).await;
+                    Some(
+                        store
+                            .purchase(&purchase_of(hold, payment.id, "ga"), NOW + 20, POLICY)
+                            .await,
+                    )
+                }
+                Err(_) => None,
+            };
+            (quantity, held, bought)
+        }));
+    }
+
+    let mut places = Vec::new();
+    for task in tasks {
+        let (quantity, held, bought) = task.await.unwrap();
+        match held {
+            Ok(hold) => {
+                assert_eq!(hold.seat_ids.len() as i64, quantity);
+                let (order, _) = bought.unwrap().unwrap();
+                assert_eq!(order.seat_ids, hold.seat_ids);
+                places.extend(hold.seat_ids);
+            }
+            Err(BookingError::SoldOut { .. } | BookingError::SeatsUnavailable(_)) => {}
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+
+    let distinct: std::collections::BTreeSet<&String> = places.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        places.len(),
+        "a place sold twice: {places:?}"
+    );
+    assert!(places.len() <= 11);
+    let audit = store.audit(ga, NOW + 30).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!(audit.sold_seats, places.len() as i64);
+}
+
+/// C-15: one payment confirmed many times at once moves once: every answer is the same
+/// succeeded intent, and the hold is bought once.
+async fn concurrent_confirmations_of_one_payment_move_it_once((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 2)])]).await;
+    let alice = Uuid::now_v7();
+    let hold = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    let created = intent(&store, &hold, NOW + 1).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .confirm_intent(
+                    created.id,
+                    alice,
+                    crate::support::SECRET,
+                    evently_booking::store::Confirmation::Succeed,
+                    NOW + 2,
+                )
+                .await
+        }));
+    }
+
+    for task in tasks {
+        let confirmed = task.await.unwrap().unwrap();
+        assert_eq!(
+            confirmed.status,
+            evently_booking::domain::IntentStatus::Succeeded
+        );
+        assert_eq!(confirmed.id, created.id);
+    }
+    let (order, _) = store
+        .purchase(&purchase_of(&hold, created.id, "once"), NOW + 3, POLICY)
+        .await
+        .unwrap();
+    refused!(
+        store
+            .purchase(&purchase_of(&hold, created.id, "twice"), NOW + 4, POLICY)
+            .await,
+        BookingError::HoldPurchased
+    );
+    let audit = store.audit(event_id, NOW + 5).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.orders, audit.tickets), (1, 1));
+    assert_eq!(order.payment_intent_id, created.id);
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::concurrency,
     sqlite: crate::support::sqlite_store,
@@ -271,5 +377,7 @@ evently_testkit::conformance_suite!(
         refused_changes_leave_nothing_behind,
         concurrent_buyers_never_share_a_seat,
         racing_holds_and_purchases_keep_every_rule,
+        multi_ticket_buyers_never_pass_general_admission_capacity,
+        concurrent_confirmations_of_one_payment_move_it_once,
     ]
 );
