@@ -369,6 +369,67 @@ async fn concurrent_confirmations_of_one_payment_move_it_once((store, _): Subjec
     assert_eq!(order.payment_intent_id, created.id);
 }
 
+/// C-11: an order cancelled while direct buyers race for its seat and a buyer waits for it:
+/// the freed seat goes to the head of the waitlist (an offer, in the cancellation's own
+/// transaction), never to a direct buyer, and never to both.
+async fn a_cancellation_racing_direct_buyers_offers_the_seat_to_the_waitlist((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 2)])]).await;
+    let (alice, dave, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let alices = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    let order = crate::support::buy(&store, &alices, NOW + 1).await;
+    let daves = hold_seats(&store, event_id, dave, &["A-1-2"], NOW + 2)
+        .await
+        .unwrap();
+    crate::support::buy(&store, &daves, NOW + 3).await;
+    store
+        .join_waitlist(event_id, bob, 1, NOW + 4, POLICY)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(7));
+    let mut direct = Vec::new();
+    for i in 0..6_i64 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        direct.push(tokio::spawn(async move {
+            barrier.wait().await;
+            hold_seats(&store, event_id, Uuid::now_v7(), &["A-1-1"], NOW + 10 + i).await
+        }));
+    }
+    let cancel = {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .cancel_order(order.order_id, "buyer", NOW + 10, POLICY)
+                .await
+        })
+    };
+
+    cancel.await.unwrap().unwrap();
+    for attempt in direct {
+        match attempt.await.unwrap() {
+            Err(BookingError::SeatsUnavailable(_) | BookingError::SoldOut { .. }) => {}
+            other => panic!("a direct buyer got the waitlisted seat: {other:?}"),
+        }
+    }
+    let entry = store.waitlist_entry(event_id, bob).await.unwrap().unwrap();
+    assert_eq!(
+        entry.status,
+        evently_booking::domain::WaitlistStatus::Offered
+    );
+    let offer = store.hold(entry.hold_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (offer.user_id, offer.seat_ids.clone()),
+        (bob, vec!["A-1-1".to_owned()])
+    );
+    assert_eq!(offer.status, HoldStatus::Active);
+    let audit = store.audit(event_id, NOW + 20).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.orders, audit.live_holds), (1, 1));
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::concurrency,
     sqlite: crate::support::sqlite_store,
@@ -379,5 +440,6 @@ evently_testkit::conformance_suite!(
         racing_holds_and_purchases_keep_every_rule,
         multi_ticket_buyers_never_pass_general_admission_capacity,
         concurrent_confirmations_of_one_payment_move_it_once,
+        a_cancellation_racing_direct_buyers_offers_the_seat_to_the_waitlist,
     ]
 );
