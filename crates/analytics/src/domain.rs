@@ -181,7 +181,11 @@ pub fn change_of(envelope: &Envelope) -> Option<Change> {
         Ok(DomainEvent::OrderPlaced(c)) => Some(fact(InventoryKind::Placed, c)),
         Ok(DomainEvent::OrderCancelled(c)) => Some(fact(InventoryKind::Cancelled, c)),
         Ok(DomainEvent::SoldOut(c)) => Some(fact(InventoryKind::SoldOut, c)),
-        Ok(DomainEvent::VenueCreated(_) | DomainEvent::SettingsChanged(_)) => None,
+        Ok(
+            DomainEvent::VenueCreated(_)
+            | DomainEvent::SettingsChanged(_)
+            | DomainEvent::PaymentRefunded(_),
+        ) => None,
         Err(e) => {
             tracing::error!(
                 envelope.id = %envelope.id,

@@ -294,6 +294,93 @@ impl AuthService {
             .ok_or(AuthError::UserNotFound)
     }
 
+    /// Changes the caller's password: the current one must match. Every refresh family of the
+    /// account is revoked (every other session ends at its next refresh) and a new session
+    /// starts for the caller.
+    ///
+    /// # Errors
+    /// 422 when `current` does not match, [`AuthError::UserNotFound`], [`AuthError::Busy`].
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
+    pub async fn change_password(
+        &self,
+        id: UserId,
+        current: &str,
+        new: Password,
+    ) -> Result<Session, AuthError> {
+        let user = self.user(id).await?;
+        let credentials = self
+            .store
+            .user_by_email(&user.email)
+            .await?
+            .filter(|c| c.user.id == id && c.user.is_active)
+            .ok_or(AuthError::UserNotFound)?;
+        let verification = self
+            .hasher
+            .verify(current, Some(&credentials.password_hash))
+            .await?;
+        if !verification.matches {
+            return Err(evently_core::Problem::invalid_field(
+                "/currentPassword",
+                "is not the account's password",
+            )
+            .into());
+        }
+        let hash = self.hasher.hash(new.expose()).await?;
+        let now = self.now_ms();
+        self.store.set_password_hash(id, &hash, now).await?;
+        let revoked = self
+            .store
+            .revoke_user_families(id, "password-changed", now)
+            .await?;
+        tracing::info!(
+            security.event = "password_changed",
+            families.revoked = revoked,
+            "password changed; every other session ends"
+        );
+        self.start_session(credentials.user).await
+    }
+
+    /// Enables or disables `target`'s account; only admins, and never their own. Disabling
+    /// revokes every refresh family of the account, and sign-in and refresh are refused while
+    /// it stays disabled (an access token already issued lives out its short life).
+    ///
+    /// # Errors
+    /// [`AuthError::Forbidden`], [`AuthError::UserNotFound`].
+    pub async fn set_active(
+        &self,
+        actor: UserId,
+        actor_role: Role,
+        target: UserId,
+        active: bool,
+    ) -> Result<User, AuthError> {
+        if actor_role != Role::Admin {
+            return Err(AuthError::Forbidden(
+                "only an admin can enable or disable accounts".into(),
+            ));
+        }
+        if actor == target {
+            return Err(AuthError::Forbidden(
+                "admins cannot disable their own account".into(),
+            ));
+        }
+        let now = self.now_ms();
+        let user = self
+            .store
+            .set_active(target, active, now)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        if !active {
+            let revoked = self
+                .store
+                .revoke_user_families(target, "disabled", now)
+                .await?;
+            tracing::info!(security.event = "account_disabled", user.id = %target, actor.id = %actor, families.revoked = revoked, "account disabled");
+        } else {
+            tracing::info!(user.id = %target, actor.id = %actor, "account enabled");
+        }
+        Ok(user)
+    }
+
     /// Sets `target`'s role; only admins, and never their own (so the last admin cannot
     /// demote themselves by accident).
     ///

@@ -25,15 +25,29 @@ pub struct Audit {
     /// Sold seats without their order's valid ticket, plus valid tickets whose seat is not
     /// sold to their order (must be 0).
     pub mismatched: i64,
+    /// How far the inventory's `held` and `sold` counters are from the seat rows (must be 0).
+    pub counters_mismatched: i64,
+    /// Paid intents with no order whose hold is neither live nor pending its sweep: money
+    /// taken for nothing (must be 0; the expiry sweep refunds them).
+    pub unrefunded_payments: i64,
+    /// Orders whose payment is not in the state the order's is (a confirmed order's intent
+    /// succeeded for its hold, a cancelled one's refunded) (must be 0).
+    pub unpaid_orders: i64,
+    /// Paid intents refunded without ever becoming an order (their hold ended first).
+    pub refunded_payments: i64,
 }
 
 impl Audit {
-    /// Whether the invariants hold: nothing oversold, double-sold or mismatched.
+    /// Whether the invariants hold: nothing oversold, double-sold or mismatched, counters
+    /// equal to the rows, every order paid and no payment kept without its order.
     pub fn is_sound(&self) -> bool {
         self.oversold == 0
             && self.double_sold == 0
             && self.mismatched == 0
             && self.sold_seats == self.tickets
+            && self.counters_mismatched == 0
+            && self.unrefunded_payments == 0
+            && self.unpaid_orders == 0
     }
 }
 

@@ -46,6 +46,9 @@ pub enum BookingError {
     /// The hold already became an order.
     #[error("hold purchased")]
     HoldPurchased,
+    /// The hold is paid already (a succeeded intent): a second intent would charge twice.
+    #[error("hold already paid")]
+    HoldPaid,
     /// No such payment intent, or not the caller's.
     #[error("payment intent not found")]
     IntentNotFound,
@@ -207,6 +210,8 @@ impl From<BookingError> for Problem {
                 .detail("the hold expired or was released; its seats are back on sale"),
             E::HoldPurchased => Problem::conflict("hold-purchased", "Hold already purchased")
                 .detail("this hold already became an order"),
+            E::HoldPaid => Problem::conflict("hold-paid", "Hold already paid")
+                .detail("a payment for this hold succeeded; purchase it with that payment intent"),
             E::IntentNotFound => Problem::not_found("no such payment intent"),
             E::WrongSecret => {
                 Problem::validation().field("/clientSecret", "does not match the payment intent")

@@ -38,4 +38,13 @@ impl IdempotencyStore for dyn BookingStore {
     async fn abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         self.idempotency_abandon(key).await
     }
+
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        locked_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.idempotency_renew(key, locked_at, now).await
+    }
 }

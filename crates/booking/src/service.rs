@@ -439,6 +439,22 @@ impl BookingService {
             .await
     }
 
+    /// A payment intent with the order it paid for: the payer's, or any for an admin.
+    ///
+    /// # Errors
+    /// 404 otherwise (another's intent is not revealed).
+    pub async fn payment(
+        &self,
+        caller: &Identity,
+        intent_id: PaymentIntentId,
+    ) -> Result<(PaymentIntent, Option<OrderId>), BookingError> {
+        self.store
+            .payment_intent(intent_id)
+            .await?
+            .filter(|(intent, _)| intent.user_id == caller.user_id.0 || caller.role == Role::Admin)
+            .ok_or(BookingError::IntentNotFound)
+    }
+
     /// Makes `purchase` (the caller's, as its handler built it), exactly once per its
     /// idempotency key; `fingerprint` is the SHA-256 of the request body that asked for it.
     ///
@@ -647,8 +663,12 @@ impl BookingService {
 
     /// Returns expired holds' seats until `shutdown`: wakes at the next hold's expiry (or
     /// after `booking.expiry_max_sleep_ms`, whichever is sooner, so a hold created meanwhile
-    /// is late by at most that), sweeps every event with expired holds, and once a
-    /// minute forgets idempotency records past their retention.
+    /// is late by at most that), sweeps every event with expired holds (refunding the paid
+    /// intents of those that were never purchased, as ending a hold does), and once a
+    /// minute reconciles payments with orders (see [`BookingStore::reconcile_payments`]) and
+    /// forgets idempotency records past their retention. A process that starts after a
+    /// crash runs it at once, so what the crash left (holds paid but never purchased) is
+    /// settled within the first sweep after their expiry.
     pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
         let max_sleep = Duration::from_millis(self.config.expiry_max_sleep_ms);
         let mut last_purge = i64::MIN;
@@ -676,6 +696,12 @@ impl BookingService {
             }
             if now.saturating_sub(last_purge) >= 60_000 {
                 last_purge = now;
+                match self.store.reconcile_payments(now).await {
+                    Ok(0) => {}
+                    Ok(n) => metrics::counter!("evently_booking_payments_reconciled_total")
+                        .increment(u64::try_from(n).unwrap_or(0)),
+                    Err(e) => tracing::warn!(error = %e, "reconciling payments failed"),
+                }
                 if let Err(e) = self.store.purge_idempotency(now).await {
                     tracing::warn!(error = %e, "purging idempotency records failed");
                 }

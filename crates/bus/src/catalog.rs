@@ -136,6 +136,28 @@ pub struct InventoryChange {
     pub availability: Availability,
 }
 
+/// A paid payment intent given back without an order (the payload of `PaymentRefunded`): its
+/// hold expired, was released or was cancelled with its event before the purchase committed.
+/// A refund of an order is its `OrderCancelled`, never this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefund {
+    /// The payment intent.
+    pub payment_intent_id: Uuid,
+    /// The event.
+    pub event_id: Uuid,
+    /// The hold it paid for.
+    pub hold_id: Uuid,
+    /// The payer.
+    pub user_id: Uuid,
+    /// Minor units refunded (the whole amount).
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Why: the status its hold ended with (`expired`, `released`, `cancelled`).
+    pub reason: String,
+}
+
 /// A venue as other services see it (the payload of `VenueCreated`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -209,6 +231,8 @@ pub enum DomainEvent {
     WaitlistOffered(InventoryChange),
     /// A settings document was written.
     SettingsChanged(SettingsDocument),
+    /// A paid intent whose purchase never committed was refunded.
+    PaymentRefunded(PaymentRefund),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -263,6 +287,7 @@ impl DomainEvent {
             DomainEvent::SoldOut(_) => "SoldOut",
             DomainEvent::WaitlistOffered(_) => "WaitlistOffered",
             DomainEvent::SettingsChanged(_) => "SettingsChanged",
+            DomainEvent::PaymentRefunded(_) => "PaymentRefunded",
         }
     }
 
@@ -285,6 +310,7 @@ impl DomainEvent {
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => ("inventory", c.event_id),
             DomainEvent::SettingsChanged(d) => ("settings", d.scope_id),
+            DomainEvent::PaymentRefunded(r) => ("payment", r.payment_intent_id),
         }
     }
 
@@ -309,6 +335,7 @@ impl DomainEvent {
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => serde_json::to_value(c),
             DomainEvent::SettingsChanged(d) => serde_json::to_value(d),
+            DomainEvent::PaymentRefunded(r) => serde_json::to_value(r),
         };
         // Plain structs of strings, numbers and maps with string keys always serialise.
         value.unwrap_or(serde_json::Value::Null)
@@ -376,6 +403,7 @@ impl DomainEvent {
             "SoldOut" => DomainEvent::SoldOut(parse(envelope)?),
             "WaitlistOffered" => DomainEvent::WaitlistOffered(parse(envelope)?),
             "SettingsChanged" => DomainEvent::SettingsChanged(parse(envelope)?),
+            "PaymentRefunded" => DomainEvent::PaymentRefunded(parse(envelope)?),
             other => {
                 return Err(DecodeError::Unknown {
                     event_type: other.to_owned(),
@@ -446,6 +474,15 @@ mod tests {
             DomainEvent::OrderCancelled(change.clone()),
             DomainEvent::SoldOut(change.clone()),
             DomainEvent::WaitlistOffered(change),
+            DomainEvent::PaymentRefunded(PaymentRefund {
+                payment_intent_id: id,
+                event_id: Uuid::now_v7(),
+                hold_id: Uuid::now_v7(),
+                user_id: Uuid::now_v7(),
+                amount: 5000,
+                currency: "USD".into(),
+                reason: "expired".into(),
+            }),
             DomainEvent::EventCreated(snapshot.clone()),
             DomainEvent::EventUpdated(snapshot),
             DomainEvent::EventStatusChanged {

@@ -7,7 +7,10 @@
 //!    fingerprint of its body. A key whose answer is stored replays that answer byte for byte
 //!    without running anything; a key used with another body is refused (422); a key whose
 //!    first request still runs is refused for now (409 with `Retry-After`); a key whose
-//!    request's lock ran out (its process died) is taken over.
+//!    request's lease ran out (its process died) is taken over. A running request renews its
+//!    lease every third of [`KeyTimes::lock_ms`], so the lease can be short: a key claimed by
+//!    a killed process is free again at most `lock_ms` after the kill, whatever the request
+//!    was doing.
 //! 2. **Run** the operation, once.
 //! 3. **Finish or abandon**: a success's answer is stored for the key, preferably by the
 //!    operation itself in the transaction of its effect ([`Done::Recorded`]), so that no crash
@@ -169,6 +172,19 @@ pub trait IdempotencyStore: Send + Sync {
     /// # Errors
     /// When the store fails.
     async fn abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Renews the lease of a key claimed at `locked_at` (or last renewed then) to `now`:
+    /// true if it was still this request's, false if it completed, was given up or was
+    /// taken over meanwhile.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        locked_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// How an operation's success reaches its key.
@@ -235,7 +251,8 @@ where
         if let IdempotencyStart::Replay { status, body } = start {
             return Ok(Answer::Replayed { status, body });
         }
-        let (outcome, stored) = match operation.await {
+        let result = leased(store, key, now, times, operation).await;
+        let (outcome, stored) = match result {
             Ok(Done::Recorded(value)) => (Ok(Answer::Fresh(value)), Ok(())),
             Ok(Done::Record {
                 value,
@@ -266,6 +283,50 @@ where
         }
         outcome
     })
+}
+
+/// Runs `operation` while renewing its key's lease (claimed at `claimed_at`) every third of
+/// [`KeyTimes::lock_ms`], so that a request that runs long keeps its key, and a key whose
+/// process died is free again at most `lock_ms` after its last renewal. The lease moves by
+/// the time elapsed since the claim (a monotonic clock), from the `now` the caller passed.
+async fn leased<S, Op, R>(
+    store: &S,
+    key: &IdempotencyKey,
+    claimed_at: i64,
+    times: KeyTimes,
+    operation: Op,
+) -> R
+where
+    S: IdempotencyStore + ?Sized,
+    Op: Future<Output = R> + Send,
+{
+    let period_ms = u64::try_from(times.lock_ms / 3).unwrap_or(0).max(1);
+    let period = std::time::Duration::from_millis(period_ms);
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(started + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut locked_at = claimed_at;
+    let mut renewing = true;
+    let mut operation = std::pin::pin!(operation);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut operation => return result,
+            _ = ticks.tick(), if renewing => {
+                let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+                let to = claimed_at.saturating_add(elapsed).max(locked_at + 1);
+                match store.renew(key, locked_at, to).await {
+                    Ok(true) => locked_at = to,
+                    Ok(false) => {
+                        // Completed by the operation's own transaction, or taken over by a
+                        // retry that judged this request dead: either way nothing to renew.
+                        renewing = false;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not renew an idempotency key's lease"),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +447,11 @@ mod tests {
             self.calls.lock().unwrap().push("abandon".into());
             Ok(())
         }
+
+        async fn renew(&self, _: &IdempotencyKey, _: i64, _: i64) -> Result<bool, StoreError> {
+            self.calls.lock().unwrap().push("renew".into());
+            Ok(true)
+        }
     }
 
     fn in_flight() -> Problem {
@@ -485,5 +551,35 @@ mod tests {
             assert_eq!(answer.unwrap_err().status(), status);
             assert_eq!(store.calls(), ["begin", step]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_long_request_renews_its_lease_until_it_ends_and_a_short_one_never() {
+        let times = KeyTimes {
+            lock_ms: 30,
+            ttl_ms: 86_400_000,
+        };
+        let long = Fake::new(Ok(IdempotencyStart::Started));
+        let short = Fake::new(Ok(IdempotencyStart::Started));
+
+        let ran = run(&long, &key(), "f1", 1_000, times, async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            Ok::<_, Problem>(Done::Recorded(1))
+        })
+        .await;
+        let quick = run(&short, &key(), "f1", 1_000, times, async {
+            Ok::<_, Problem>(Done::Recorded(2))
+        })
+        .await;
+
+        assert_eq!(ran.unwrap(), Answer::Fresh(1));
+        assert_eq!(quick.unwrap(), Answer::Fresh(2));
+        let calls = long.calls();
+        assert_eq!(calls.first().map(String::as_str), Some("begin"));
+        assert!(
+            calls.iter().filter(|c| *c == "renew").count() >= 2,
+            "{calls:?}"
+        );
+        assert_eq!(short.calls(), ["begin"]);
     }
 }

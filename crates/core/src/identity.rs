@@ -652,4 +652,60 @@ mod tests {
             Err(TokenError::Invalid)
         );
     }
+
+    mod parser_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any text as a token is refused, never accepted and never a panic.
+            #[test]
+            fn arbitrary_text_never_verifies(token in ".{0,300}") {
+                prop_assert!(keys().verify(&token).is_err());
+            }
+
+            /// A valid token with any one character of its signature changed is refused.
+            #[test]
+            fn a_token_with_a_changed_signature_never_verifies(at in 0usize..43, by in 1u8..63) {
+                let token = keys().sign(&claims(now())).unwrap();
+                let (head, signature) = token.rsplit_once('.').unwrap();
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let mut bytes = signature.as_bytes().to_vec();
+                let i = at % bytes.len();
+                let pos = ALPHABET.iter().position(|c| *c == bytes[i]).unwrap();
+                bytes[i] = ALPHABET[(pos + usize::from(by)) % 64];
+                let changed = format!("{head}.{}", String::from_utf8(bytes).unwrap());
+                // Base64url's last character carries spare bits: a change there may decode to
+                // the same signature, which is the same token.
+                let decoded = |s: &str| URL_SAFE_NO_PAD.decode(s.rsplit_once('.').unwrap().1).ok();
+                prop_assume!(decoded(&changed) != decoded(&token));
+                prop_assert!(keys().verify(&changed).is_err());
+            }
+
+            /// The cookie parser finds a cookie among any others and never panics on any
+            /// header text.
+            #[test]
+            fn cookies_are_found_among_others_and_any_header_is_safe(
+                before in "[a-z]{1,8}=[A-Za-z0-9]{0,12}",
+                value in "[A-Za-z0-9._-]{1,40}",
+                junk in "[ -~]{0,200}",
+            ) {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::COOKIE,
+                    format!("{before}; access_token={value}; z=1").parse().unwrap(),
+                );
+                prop_assert_eq!(cookie(&headers, ACCESS_COOKIE), Some(value.as_str()));
+                let mut odd = HeaderMap::new();
+                if let Ok(v) = junk.parse() {
+                    odd.insert(header::COOKIE, v);
+                }
+                let _ = cookie(&odd, ACCESS_COOKIE);
+            }
+        }
+    }
 }

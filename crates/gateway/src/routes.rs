@@ -98,6 +98,10 @@ pub fn group_for(method: &Method, path: &str) -> Option<Group> {
     if path.starts_with("/health") || path == "/metrics" {
         return None;
     }
+    // A password change hashes the current password: it counts (and waits) like a sign-in.
+    if method == Method::PUT && path == "/api/users/password" {
+        return Some(Group::Auth);
+    }
     if method == Method::POST {
         if matches!(
             path,
@@ -150,6 +154,10 @@ mod tests {
     fn groups() {
         assert_eq!(
             group_for(&Method::POST, "/api/auth/login"),
+            Some(Group::Auth)
+        );
+        assert_eq!(
+            group_for(&Method::PUT, "/api/users/password"),
             Some(Group::Auth)
         );
         assert_eq!(

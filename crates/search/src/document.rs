@@ -120,7 +120,9 @@ impl Change {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => Change::Availability(c),
-            DomainEvent::VenueCreated(_) | DomainEvent::SettingsChanged(_) => return None,
+            DomainEvent::VenueCreated(_)
+            | DomainEvent::SettingsChanged(_)
+            | DomainEvent::PaymentRefunded(_) => return None,
         })
     }
 }

@@ -10,6 +10,9 @@
     reason = "test support fails loudly on broken set-up"
 )]
 
+pub mod crash;
+pub mod proxy;
+
 use evently::App;
 use evently_core::clock::{SharedClock, SystemClock};
 use evently_core::config::{Config, LogConfig, LogFormat};
@@ -374,4 +377,70 @@ macro_rules! conformance_suite {
             )+
         }
     };
+}
+
+/// A database of its own on the test PostgreSQL server, for a test that must not disturb
+/// others (it terminates its connections, or cuts its server off); dropped, with every
+/// connection to it, when the value is.
+#[derive(Debug)]
+pub struct FreshDatabase {
+    /// Its URL.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    /// Creates one on the server at `server_url` (a `postgres://…/<db>` URL).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or the database cannot be created.
+    pub async fn create(server_url: &str) -> Self {
+        use sqlx::Connection;
+        let name = format!("evently_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(server_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let (base, _) = server_url.rsplit_once('/').unwrap();
+        Self {
+            url: format!("{base}/{name}"),
+            server: server_url.to_owned(),
+            name,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; the database is dropped from a runtime of
+        // its own on another thread.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
 }

@@ -271,6 +271,62 @@ pub async fn login(
     Ok(with_cookies(response, cookies))
 }
 
+/// `PUT /api/users/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The account's password now.
+    pub current_password: String,
+    /// The new password: the same rules as at registration.
+    #[schema(min_length = 8, max_length = 1024)]
+    pub new_password: String,
+}
+
+/// Change the caller's password (the current one is required). Every session of the
+/// account ends (its refresh families are revoked) except the new one this answer starts,
+/// whose tokens are in the body and the cookies as after a sign-in.
+#[utoipa::path(put, path = "/api/users/password", tag = "users", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed; a new session", body = LoginResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "The account no longer exists or is disabled", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong current password, or a new password the rules refuse", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is saturated", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(state): State<AuthState>,
+    identity: Identity,
+    Json(body): Json<ChangePasswordRequest>,
+) -> Result<Response, AuthError> {
+    if body.current_password.len() > 4 * MAX_PASSWORD_CHARS {
+        return Err(
+            Problem::invalid_field("/currentPassword", "is not the account's password").into(),
+        );
+    }
+    let new = Password::parse(&body.new_password).map_err(|p| {
+        let detail = p
+            .errors()
+            .first()
+            .map_or_else(|| "is not allowed".to_owned(), |e| e.detail.clone());
+        Problem::invalid_field("/newPassword", detail)
+    })?;
+    let session = state
+        .service
+        .change_password(identity.user_id, &body.current_password, new)
+        .await?;
+    let cookies = session_cookies(&state, &session);
+    let response = axum::Json(LoginResponse {
+        access_token: session.access.token,
+        token_type: "bearer",
+        expires_in: session.access.expires_in,
+        refresh_token: session.refresh_token,
+        user: session.user.into(),
+    })
+    .into_response();
+    Ok(with_cookies(response, cookies))
+}
+
 /// Rotate the refresh token (from the body or the `refresh_token` cookie). Presenting a token
 /// that was already rotated revokes its whole family: every session of that login ends.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshRequest>),

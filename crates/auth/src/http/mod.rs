@@ -61,7 +61,9 @@ pub fn router(state: AuthState) -> Router {
             "/api/users/profile",
             get(users::get_profile).put(users::update_profile),
         )
+        .route("/api/users/password", put(auth::change_password))
         .route("/api/users/{user_id}/role", put(users::set_role))
+        .route("/api/users/{user_id}/status", put(users::set_status))
         .route("/internal/auth/verify", post(internal::verify_token))
         .route("/internal/users/{user_id}", get(internal::get_user))
         .route("/internal/openapi.json", get(internal::internal_doc))

@@ -45,6 +45,25 @@ pub struct SetRoleRequest {
     pub role: Role,
 }
 
+/// `PUT /api/users/{userId}/status`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetStatusRequest {
+    /// `false` disables the account (its sessions end, sign-in is refused); `true` enables it.
+    pub active: bool,
+}
+
+/// An account's status.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// The user.
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
+    /// Whether the account may sign in.
+    pub active: bool,
+}
+
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
     responses(
@@ -110,4 +129,36 @@ pub async fn set_role(
         .set_role(identity.user_id, identity.role, user_id, body.role)
         .await?;
     Ok(axum::Json(user.into()))
+}
+
+/// Enable or disable an account (admins only; not their own). Disabling revokes every
+/// refresh family of the account and refuses its sign-in and refresh; an access token
+/// already issued lives out its remaining minutes.
+#[utoipa::path(put, path = "/api/users/{userId}/status", tag = "users", security(("bearer" = [])),
+    params(("userId" = Uuid, Path, description = "The user's id")),
+    request_body = SetStatusRequest,
+    responses(
+        (status = 200, description = "Status set", body = StatusResponse),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin, or the caller's own account", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn set_status(
+    State(state): State<AuthState>,
+    identity: Identity,
+    Path(user_id): Path<UserId>,
+    Json(body): Json<SetStatusRequest>,
+) -> Result<axum::Json<StatusResponse>, AuthError> {
+    identity.require_admin().map_err(|_: Problem| {
+        AuthError::Forbidden("only an admin can enable or disable accounts".into())
+    })?;
+    let user = state
+        .service
+        .set_active(identity.user_id, identity.role, user_id, body.active)
+        .await?;
+    Ok(axum::Json(StatusResponse {
+        user_id: user.id,
+        active: user.is_active,
+    }))
 }

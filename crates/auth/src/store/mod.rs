@@ -85,6 +85,14 @@ pub trait AuthStore: Send + Sync + 'static {
     /// Replaces a user's password hash (rehash on login, password change).
     async fn set_password_hash(&self, id: UserId, hash: &str, now: i64) -> Result<(), StoreError>;
 
+    /// Enables or disables an account; `None` if there is no such user.
+    async fn set_active(
+        &self,
+        id: UserId,
+        active: bool,
+        now: i64,
+    ) -> Result<Option<User>, StoreError>;
+
     /// Starts a refresh-token family for a new login, with its first token.
     async fn start_family(
         &self,

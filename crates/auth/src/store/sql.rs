@@ -181,6 +181,26 @@ impl AuthStore for SqlAuthStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id))]
+    async fn set_active(
+        &self,
+        id: UserId,
+        active: bool,
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
+        let row = query(concat!(
+            "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            user_columns!(),
+            ""
+        ))
+        .bind(id.0)
+        .bind(active)
+        .bind(now)
+        .fetch_optional(self.db.writer())
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id))]
     async fn set_password_hash(&self, id: UserId, hash: &str, now: i64) -> Result<(), StoreError> {
         query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id.0)

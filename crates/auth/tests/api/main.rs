@@ -5,6 +5,7 @@
     reason = "test helpers fail loudly on broken set-up"
 )]
 
+mod accounts;
 mod conformance;
 mod health;
 mod login;

@@ -239,3 +239,110 @@ async fn refresh_without_a_token_or_with_garbage_is_401() {
     assert_problem(garbage, 401).await;
     assert_problem(wrong_shape, 422).await;
 }
+
+/// HMAC (RFC 2104) over SHA-256 or SHA-512, to sign tokens as an attacker would.
+fn hmac<D: sha2::Digest + sha2::digest::core_api::BlockSizeUser>(
+    key: &[u8],
+    message: &[u8],
+) -> Vec<u8> {
+    let block = D::block_size();
+    let mut key = if key.len() > block {
+        D::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    key.resize(block, 0);
+    let pad = |byte: u8| key.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
+    let inner = D::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    D::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// A token with `header`, `claims`, signed with HMAC-SHA-256 (or SHA-512) under `key`.
+fn signed(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    key: &[u8],
+    sha512: bool,
+) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mac = if sha512 {
+        hmac::<sha2::Sha512>(key, input.as_bytes())
+    } else {
+        hmac::<sha2::Sha256>(key, input.as_bytes())
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac))
+}
+
+/// only HS256 is accepted. The same secret under another HMAC algorithm, or an
+/// asymmetric algorithm's name over an HMAC signature (algorithm confusion), is refused;
+/// the test's own HS256 signature (same code path) is accepted, so the refusals are the
+/// algorithm's.
+#[tokio::test]
+async fn a_token_signed_with_another_algorithm_is_refused() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let good = claims(&user.id, 600);
+    let secret = evently_testkit::TEST_JWT_SECRET.as_bytes();
+
+    let hs256 = signed(&json!({"alg": "HS256", "typ": "JWT"}), &good, secret, false);
+    let hs512 = signed(&json!({"alg": "HS512", "typ": "JWT"}), &good, secret, true);
+    let hs384_named = signed(&json!({"alg": "HS384", "typ": "JWT"}), &good, secret, false);
+    let confused: Vec<String> = ["RS256", "ES256", "EdDSA", "PS256"]
+        .iter()
+        .map(|alg| signed(&json!({"alg": alg, "typ": "JWT"}), &good, secret, false))
+        .collect();
+
+    assert_eq!(me_status(&app, &hs256).await.status(), 200);
+    assert_problem(me_status(&app, &hs512).await, 401).await;
+    assert_problem(me_status(&app, &hs384_named).await, 401).await;
+    for token in confused {
+        assert_problem(me_status(&app, &token).await, 401).await;
+    }
+}
+
+/// a `kid` or `jku` header never chooses the key. A token signed — validly — by
+/// the attacker's own key, with headers pointing at that key, is refused; the same headers
+/// on a token signed by evently's key change nothing.
+#[tokio::test]
+async fn kid_and_jku_headers_never_choose_the_key() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let mut admin = claims(&user.id, 600);
+    admin["role"] = json!("admin");
+    let attacker_key = b"the attacker's own key, published at the jku below";
+    let headers = [
+        json!({"alg": "HS256", "typ": "JWT", "kid": "attacker"}),
+        json!({"alg": "HS256", "typ": "JWT", "kid": "../../../../dev/null"}),
+        json!({"alg": "HS256", "typ": "JWT", "jku": "https://attacker.example/jwks.json"}),
+        json!({"alg": "HS256", "typ": "JWT", "kid": "attacker",
+               "jwk": {"kty": "oct", "k": URL_SAFE_NO_PAD.encode(attacker_key)}}),
+        json!({"alg": "HS256", "typ": "JWT", "x5u": "https://attacker.example/cert.pem"}),
+    ];
+
+    for header in &headers {
+        let forged = signed(header, &admin, attacker_key, false);
+        // …and the empty key that a `kid` of /dev/null would read.
+        let empty = signed(header, &admin, b"", false);
+
+        assert_problem(me_status(&app, &forged).await, 401).await;
+        assert_problem(me_status(&app, &empty).await, 401).await;
+    }
+    let ours = signed(
+        &headers[0],
+        &claims(&user.id, 600),
+        evently_testkit::TEST_JWT_SECRET.as_bytes(),
+        false,
+    );
+    assert_eq!(me_status(&app, &ours).await.status(), 200);
+}

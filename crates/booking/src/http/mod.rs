@@ -52,6 +52,10 @@ pub fn router(state: BookingState) -> Router {
             "/api/orders/payments/confirm",
             post(payments::confirm_intent),
         )
+        .route(
+            "/api/orders/payments/{payment_intent_id}",
+            get(payments::get_payment),
+        )
         .route("/api/orders/purchase", post(orders::purchase))
         .route("/api/orders/orders", get(orders::list_orders))
         .route("/api/orders/{order_id}", get(orders::get_order))

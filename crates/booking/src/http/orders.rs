@@ -239,3 +239,61 @@ pub async fn cancel_order(
 ) -> Result<axum::Json<Order>, BookingError> {
     Ok(axum::Json(state.service.cancel(&caller, order_id).await?))
 }
+
+#[cfg(test)]
+mod parser_properties {
+    use super::idempotency_key;
+    use crate::domain::is_seat_id;
+    use axum::http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    proptest! {
+        // A fixed budget, so `cargo test` stays quick.
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// An `Idempotency-Key` is accepted exactly when it is 1 to 255 visible ASCII
+        /// characters, and then as sent; any other bytes are a 400, never a panic.
+        #[test]
+        fn idempotency_keys_are_accepted_exactly_by_the_rule(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("idempotency-key", value);
+            let valid = !bytes.is_empty()
+                && bytes.len() <= 255
+                && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+            match idempotency_key(&headers) {
+                Ok(key) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(key.as_bytes(), bytes.as_slice());
+                }
+                Err(problem) => {
+                    prop_assert!(!valid);
+                    prop_assert_eq!(problem.status().as_u16(), 400);
+                }
+            }
+        }
+
+        /// Seat ids: every well-formed id is one, and anything with a character outside
+        /// letters, digits, `_` and `-` never is; no input panics.
+        #[test]
+        fn seat_ids_follow_their_shape(
+            section in "[A-Za-z0-9_]{1,10}",
+            row in "[A-Za-z0-9_]{1,10}",
+            number in "[0-9]{1,5}",
+            junk in ".{0,80}",
+        ) {
+            let reserved = format!("{section}-{row}-{number}");
+            let general = format!("GA-{number}");
+            prop_assert!(is_seat_id(&reserved));
+            prop_assert!(is_seat_id(&general));
+            let any = is_seat_id(&junk);
+            if junk.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+                prop_assert!(!any);
+            }
+        }
+    }
+}

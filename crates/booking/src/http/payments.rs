@@ -3,14 +3,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use evently_core::extract::Json;
+use evently_core::extract::{Json, Path};
 use evently_core::identity::Identity;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::BookingState;
-use crate::domain::{HoldId, PaymentIntent, PaymentIntentId};
+use crate::domain::{HoldId, IntentStatus, OrderId, PaymentIntent, PaymentIntentId};
 use crate::error::BookingError;
 
 /// `POST /api/orders/payments/intent`. The amount is computed from the hold; `amount` and
@@ -56,13 +56,14 @@ pub struct IntentView {
     pub status: String,
 }
 
-/// Creates a payment intent for the caller's live hold.
+/// Creates a payment intent for the caller's live hold (an unconfirmed one it had is
+/// cancelled; a hold paid already gets no second intent: 409 `hold-paid`).
 #[utoipa::path(post, path = "/api/orders/payments/intent", tag = "booking", request_body = IntentRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, body = IntentView),
         (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
-        (status = 409, description = "Hold expired or purchased", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired, purchased, or already paid", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn create_intent(
     State(state): State<BookingState>,
@@ -92,6 +93,68 @@ async fn view(
         currency: intent.currency,
         status: intent.status.as_str().to_owned(),
     })
+}
+
+/// A payment intent as its payer (or an admin) reads it later: where it is in its life,
+/// the order it paid for, and what was refunded.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    /// Its id.
+    #[schema(value_type = Uuid)]
+    pub payment_intent_id: PaymentIntentId,
+    /// The hold it pays for.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// The hold's event.
+    pub event_id: Uuid,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// `requires_confirmation`, `succeeded`, `declined`, `cancelled` or `refunded`.
+    pub status: String,
+    /// The order it paid for, once purchased (also after the order was cancelled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Uuid>)]
+    pub order_id: Option<OrderId>,
+    /// Minor units given back: the whole amount once `refunded` (its order was cancelled, or
+    /// its hold ended before the purchase committed), else 0.
+    pub refunded_amount: i64,
+}
+
+/// A payment intent: its payer's, or any for an admin.
+#[utoipa::path(get, path = "/api/orders/payments/{paymentIntentId}", tag = "booking",
+    params(("paymentIntentId" = Uuid, Path, description = "The payment intent")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 400, description = "Malformed intent id", body = evently_core::problem::ProblemBody),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
+        (status = 404, description = "No such intent of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 503, description = "The store is unavailable", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn get_payment(
+    State(state): State<BookingState>,
+    caller: Identity,
+    Path(intent_id): Path<PaymentIntentId>,
+) -> Result<axum::Json<PaymentView>, BookingError> {
+    let (intent, order_id) = state.service.payment(&caller, intent_id).await?;
+    let refunded_amount = if intent.status == IntentStatus::Refunded {
+        intent.amount
+    } else {
+        0
+    };
+    Ok(axum::Json(PaymentView {
+        payment_intent_id: intent.id,
+        hold_id: intent.hold_id,
+        event_id: intent.event_id,
+        amount: intent.amount,
+        currency: intent.currency,
+        status: intent.status.as_str().to_owned(),
+        order_id,
+        refunded_amount,
+    }))
 }
 
 /// The simulated processor's test cards ([`crate::service::test_cards`]), as the schema of

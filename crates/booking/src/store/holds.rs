@@ -5,7 +5,7 @@
 use evently_core::sql::{On, Sql, Tx, query};
 
 use evently_bus::DomainEvent;
-use evently_bus::catalog::InventoryChange;
+use evently_bus::catalog::{InventoryChange, PaymentRefund};
 use evently_core::db::StoreError;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -66,14 +66,27 @@ pub(super) async fn end_hold(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    // A paid intent whose hold ends unpurchased (a crash between confirm and purchase, or a
+    // buyer who never came back) is refunded here, in the transaction that ends the hold: the
+    // conditional update moves each intent at most once, and its `PaymentRefunded` commits
+    // with it. Unconfirmed intents are cancelled first: that locks every row a confirmation
+    // racing this transaction could still change, so one that commits before is refunded by
+    // the second statement and one that comes after finds its intent cancelled.
     query(
-        "UPDATE payment_intents SET status = CASE WHEN status = 'succeeded' \
-         THEN 'refunded' ELSE 'cancelled' END, updated_at = $2 \
-         WHERE hold_id = $1 AND status IN ('requires_confirmation', 'succeeded')",
+        "UPDATE payment_intents SET status = 'cancelled', updated_at = $2 \
+         WHERE hold_id = $1 AND status = 'requires_confirmation'",
     )
     .bind(hold.id.0)
     .bind(now)
     .execute(&mut *tx)
+    .await?;
+    let refunded = query(
+        "UPDATE payment_intents SET status = 'refunded', updated_at = $2 \
+         WHERE hold_id = $1 AND status = 'succeeded' RETURNING id, amount, currency",
+    )
+    .bind(hold.id.0)
+    .bind(now)
+    .fetch_all(&mut *tx)
     .await?;
     if hold.kind == HoldKind::Waitlist {
         query(
@@ -100,6 +113,29 @@ pub(super) async fn end_hold(
             ..change(inv)
         },
     );
+    for row in &refunded {
+        let refund = PaymentRefund {
+            payment_intent_id: row.get("id")?,
+            event_id: hold.event_id,
+            hold_id: hold.id.0,
+            user_id: hold.user_id,
+            amount: row.get("amount")?,
+            currency: row.get("currency")?,
+            reason: status.as_str().to_owned(),
+        };
+        tracing::warn!(
+            payment.id = %refund.payment_intent_id,
+            hold.id = %hold.id,
+            reason = %refund.reason,
+            "paid intent refunded: its hold ended without a purchase"
+        );
+        // An intent is refunded once in its life: its refund is version 2 of it (created,
+        // then refunded).
+        changes.envelopes.push(
+            DomainEvent::PaymentRefunded(refund)
+                .into_envelope(2, evently_bus::envelope::time_from_ms(now)),
+        );
+    }
     Ok(())
 }
 

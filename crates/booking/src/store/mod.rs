@@ -268,6 +268,15 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Gives a claimed key up (its request's answer is not to be replayed).
     async fn idempotency_abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
 
+    /// Renews the lease of a key still in flight whose lease was last set at `locked_at`;
+    /// false if it completed, was given up or taken over.
+    async fn idempotency_renew(
+        &self,
+        key: &IdempotencyKey,
+        locked_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Turns a live, paid hold into an order with its tickets, and completes the idempotency
     /// record with the order as its answer, in one transaction. Returns the order and that
     /// answer's body.
@@ -332,6 +341,18 @@ pub trait BookingStore: Send + Sync + 'static {
 
     /// Forgets idempotency records past their retention.
     async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// A payment intent by id, with the order that it paid for, if any.
+    async fn payment_intent(
+        &self,
+        intent_id: PaymentIntentId,
+    ) -> Result<Option<(PaymentIntent, Option<OrderId>)>, StoreError>;
+
+    /// Refunds every paid intent that no order uses and whose hold is no longer active
+    /// (each once, with its `PaymentRefunded`); returns how many. Ending a hold already
+    /// refunds its paid intents in the same transaction, so this finds any only if that
+    /// guard failed: it is the recovery task's second line.
+    async fn reconcile_payments(&self, now: i64) -> Result<usize, StoreError>;
 
     /// Counts an event's inventory from its rows.
     async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError>;

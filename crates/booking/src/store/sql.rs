@@ -414,7 +414,8 @@ impl BookingStore for SqlBookingStore {
                 "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, \
                  currency, secret_hash, status, created_at, updated_at) \
                  SELECT $3, $1, $4, $5, $6, $7, $8, 'requires_confirmation', $2, $2 \
-                 WHERE {LIVE}"
+                 WHERE {LIVE} AND NOT EXISTS (SELECT 1 FROM payment_intents \
+                 WHERE hold_id = $1 AND status = 'succeeded')"
             ),
             vec![
                 Arg::Uuid(hold.id.0),
@@ -430,11 +431,14 @@ impl BookingStore for SqlBookingStore {
         );
         let changed = write_alone(self.db.writer(), &writes).await?;
         if changed.get(1) != Some(&1) {
-            // The hold ended between the read and the write.
-            let status = fetch_hold(self.db.writer(), hold.id)
-                .await?
-                .map(|h| h.status);
-            return Err(status.map_or(HoldEnded::Expired, HoldEnded::of).into());
+            // The hold ended between the read and the write, or it is paid already: one
+            // succeeded intent per hold, so that no payment is left without its order.
+            let hold = fetch_hold(self.db.writer(), hold.id).await?;
+            return Err(match hold {
+                Some(h) if h.is_live(now) => BookingError::HoldPaid,
+                Some(h) => HoldEnded::of(h.status).into(),
+                None => HoldEnded::Expired.into(),
+            });
         }
         Ok(PaymentIntent {
             id: new.intent_id,
@@ -612,6 +616,27 @@ impl BookingStore for SqlBookingStore {
         .execute(self.db.writer())
         .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
+    async fn idempotency_renew(
+        &self,
+        key: &IdempotencyKey,
+        locked_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let renewed = query(
+            "UPDATE idempotency_keys SET locked_at = $5 WHERE user_id = $1 AND route = $2 \
+             AND key = $3 AND status = 'in_flight' AND locked_at = $4",
+        )
+        .bind(key.user_id)
+        .bind(&key.route)
+        .bind(&key.key)
+        .bind(locked_at)
+        .bind(now)
+        .execute(self.db.writer())
+        .await?;
+        Ok(renewed == 1)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
@@ -894,6 +919,72 @@ impl BookingStore for SqlBookingStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(intent.id = %intent_id))]
+    async fn payment_intent(
+        &self,
+        intent_id: PaymentIntentId,
+    ) -> Result<Option<(PaymentIntent, Option<OrderId>)>, StoreError> {
+        let Some((intent, _)) = self.intent_and_hold(intent_id, 0).await? else {
+            return Ok(None);
+        };
+        let order = query("SELECT id FROM orders WHERE payment_intent_id = $1")
+            .bind(intent_id.0)
+            .fetch_optional(self.db.reader())
+            .await?;
+        let order = order.map(|r| r.get("id").map(OrderId)).transpose()?;
+        Ok(Some((intent, order)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reconcile_payments(&self, now: i64) -> Result<usize, StoreError> {
+        let orphans = query(
+            "SELECT i.id, i.hold_id, i.event_id, i.user_id, i.amount, i.currency, \
+             h.status AS hold_status FROM payment_intents i \
+             JOIN holds h ON h.id = i.hold_id \
+             WHERE i.status = 'succeeded' AND h.status <> 'active' \
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_intent_id = i.id) \
+             LIMIT 100",
+        )
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut refunded = 0;
+        for row in &orphans {
+            let refund = evently_bus::catalog::PaymentRefund {
+                payment_intent_id: row.get("id")?,
+                event_id: row.get("event_id")?,
+                hold_id: row.get("hold_id")?,
+                user_id: row.get("user_id")?,
+                amount: row.get("amount")?,
+                currency: row.get("currency")?,
+                reason: row.get("hold_status")?,
+            };
+            let mut tx = self.db.begin().await?;
+            // Conditional: of two processes reconciling at once, one refunds.
+            let moved = query(
+                "UPDATE payment_intents SET status = 'refunded', updated_at = $2 \
+                 WHERE id = $1 AND status = 'succeeded' \
+                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_intent_id = $1)",
+            )
+            .bind(refund.payment_intent_id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+            if moved == 1 {
+                tracing::warn!(
+                    payment.id = %refund.payment_intent_id,
+                    hold.id = %refund.hold_id,
+                    "paid intent without an order refunded by reconciliation"
+                );
+                let envelope = DomainEvent::PaymentRefunded(refund)
+                    .into_envelope(2, evently_bus::envelope::time_from_ms(now));
+                send_writes(&mut tx, &Writes::default(), &[envelope]).await?;
+                refunded += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(refunded)
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(event.id = %event_id))]
     async fn audit(&self, event_id: Uuid, now: i64) -> Result<Option<Audit>, StoreError> {
         self.refresh_statistics().await?;
@@ -922,7 +1013,24 @@ impl BookingStore for SqlBookingStore {
              (SELECT COUNT(*) FROM tickets t WHERE t.event_id = $1 AND t.status = 'valid' \
                 AND NOT EXISTS (SELECT 1 FROM seats s WHERE s.event_id = t.event_id \
                 AND s.seat_id = t.seat_id AND s.state = 2 \
-                AND s.order_id = t.order_id)) AS unseated",
+                AND s.order_id = t.order_id)) AS unseated, \
+             (SELECT COUNT(*) FROM seats WHERE event_id = $1 AND state = 1) AS held_seats, \
+             (SELECT held FROM inventories WHERE event_id = $1) AS held_counter, \
+             (SELECT sold FROM inventories WHERE event_id = $1) AS sold_counter, \
+             (SELECT COUNT(*) FROM payment_intents i WHERE i.event_id = $1 \
+                AND i.status = 'succeeded' \
+                AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_intent_id = i.id) \
+                AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = i.hold_id \
+                AND h.status = 'active' AND h.expires_at > $2)) AS unrefunded, \
+             (SELECT COUNT(*) FROM orders o WHERE o.event_id = $1 \
+                AND NOT EXISTS (SELECT 1 FROM payment_intents i \
+                WHERE i.id = o.payment_intent_id AND i.hold_id = o.hold_id \
+                AND i.status = CASE WHEN o.status = 'confirmed' THEN 'succeeded' \
+                ELSE 'refunded' END)) AS unpaid, \
+             (SELECT COUNT(*) FROM payment_intents i WHERE i.event_id = $1 \
+                AND i.status = 'refunded' \
+                AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_intent_id = i.id)) \
+                AS refunded_unordered",
         )
         .bind(event_id)
         .bind(now)
@@ -931,15 +1039,24 @@ impl BookingStore for SqlBookingStore {
         let tickets: i64 = row.get("tickets")?;
         let unticketed: i64 = row.get("unticketed")?;
         let unseated: i64 = row.get("unseated")?;
+        let sold_seats: i64 = row.get("sold_seats")?;
+        let held_seats: i64 = row.get("held_seats")?;
+        let held_counter: i64 = row.get("held_counter")?;
+        let sold_counter: i64 = row.get("sold_counter")?;
         Ok(Some(Audit {
             capacity,
-            sold_seats: row.get("sold_seats")?,
+            sold_seats,
             tickets,
             orders: row.get("orders")?,
             live_holds: row.get("live_holds")?,
             oversold: (tickets - capacity).max(0),
             double_sold: row.get("double_sold")?,
             mismatched: unticketed + unseated,
+            counters_mismatched: (held_counter - held_seats).abs()
+                + (sold_counter - sold_seats).abs(),
+            unrefunded_payments: row.get("unrefunded")?,
+            unpaid_orders: row.get("unpaid")?,
+            refunded_payments: row.get("refunded_unordered")?,
         }))
     }
 }

@@ -671,9 +671,11 @@ async fn an_expired_hold_cannot_be_paid_refreshed_or_bought() {
     let token = buyer.access_token.as_str();
     let hold = ok_json(hold_seats(&app, token, event, &["A-1-1"]).await, 201).await;
     let hold_id = hold["holdId"].as_str().unwrap();
+    // An intent superseded by a newer one before that was paid (a paid hold gets no
+    // second intent).
+    let unpaid = create_intent(&app, token, hold_id).await;
     let paid = create_intent(&app, token, hold_id).await;
     ok_json(confirm(&app, token, &paid, None).await, 200).await;
-    let unpaid = create_intent(&app, token, hold_id).await;
     wait_until_swept(&app, event).await;
     let before = availability(&app, event).await;
     assert_eq!(before["held"], 0);

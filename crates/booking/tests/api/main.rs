@@ -4,5 +4,6 @@
 
 mod authz;
 mod flow;
+mod outage;
 mod races;
 mod support;

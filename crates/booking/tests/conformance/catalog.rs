@@ -281,7 +281,31 @@ async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store, out
     let rows = since(&outbox, mark).await;
     let mut kinds = types(&rows);
     kinds.sort_unstable();
-    assert_eq!(kinds, ["OrderCancelled", "OrderCancelled", "SeatsReleased"]);
+    assert_eq!(
+        kinds,
+        [
+            "OrderCancelled",
+            "OrderCancelled",
+            "PaymentRefunded",
+            "SeatsReleased"
+        ]
+    );
+    // The orders' refunds are their `OrderCancelled`; c's paid hold had no order, so its
+    // payment's refund is a `PaymentRefunded` of its own.
+    let (refunds, rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|row| row.event_type == "PaymentRefunded");
+    let DomainEvent::PaymentRefunded(refund) = DomainEvent::decode(&refunds[0]).unwrap() else {
+        panic!("not a refund: {:?}", refunds[0]);
+    };
+    assert_eq!(
+        (
+            refund.payment_intent_id,
+            refund.hold_id,
+            refund.reason.as_str()
+        ),
+        (c_payment.id.0, c_hold.id.0, "cancelled")
+    );
     for row in &rows {
         let reason = change(row).reason.unwrap();
         match row.event_type.as_str() {

@@ -263,6 +263,173 @@ async fn racing_holds_and_purchases_keep_every_rule((store, _): Subject) {
     assert_eq!(on_map, seats);
 }
 
+/// C-02: multi-ticket buyers racing for the places of a general-admission event: each
+/// gets all its places or none, together they never pass capacity, no place is held twice,
+/// and each winner buys once.
+async fn multi_ticket_buyers_never_pass_general_admission_capacity((store, _): Subject) {
+    let ga = general_event(&store, 11).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8_i64 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let quantity = 1 + i % 4;
+            let held = hold_best(&store, ga, Uuid::now_v7(), quantity, None, NOW + i).await;
+            let bought = match &held {
+                Ok(hold) => {
+                    let payment = paid(&store, hold, NOW + 10).await;
+                    Some(
+                        store
+                            .purchase(&purchase_of(hold, payment.id, "ga"), NOW + 20, POLICY)
+                            .await,
+                    )
+                }
+                Err(_) => None,
+            };
+            (quantity, held, bought)
+        }));
+    }
+
+    let mut places = Vec::new();
+    for task in tasks {
+        let (quantity, held, bought) = task.await.unwrap();
+        match held {
+            Ok(hold) => {
+                assert_eq!(hold.seat_ids.len() as i64, quantity);
+                let (order, _) = bought.unwrap().unwrap();
+                assert_eq!(order.seat_ids, hold.seat_ids);
+                places.extend(hold.seat_ids);
+            }
+            Err(BookingError::SoldOut { .. } | BookingError::SeatsUnavailable(_)) => {}
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+
+    let distinct: std::collections::BTreeSet<&String> = places.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        places.len(),
+        "a place sold twice: {places:?}"
+    );
+    assert!(places.len() <= 11);
+    let audit = store.audit(ga, NOW + 30).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!(audit.sold_seats, places.len() as i64);
+}
+
+/// C-15: one payment confirmed many times at once moves once: every answer is the same
+/// succeeded intent, and the hold is bought once.
+async fn concurrent_confirmations_of_one_payment_move_it_once((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 2)])]).await;
+    let alice = Uuid::now_v7();
+    let hold = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    let created = intent(&store, &hold, NOW + 1).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .confirm_intent(
+                    created.id,
+                    alice,
+                    crate::support::SECRET,
+                    evently_booking::store::Confirmation::Succeed,
+                    NOW + 2,
+                )
+                .await
+        }));
+    }
+
+    for task in tasks {
+        let confirmed = task.await.unwrap().unwrap();
+        assert_eq!(
+            confirmed.status,
+            evently_booking::domain::IntentStatus::Succeeded
+        );
+        assert_eq!(confirmed.id, created.id);
+    }
+    let (order, _) = store
+        .purchase(&purchase_of(&hold, created.id, "once"), NOW + 3, POLICY)
+        .await
+        .unwrap();
+    refused!(
+        store
+            .purchase(&purchase_of(&hold, created.id, "twice"), NOW + 4, POLICY)
+            .await,
+        BookingError::HoldPurchased
+    );
+    let audit = store.audit(event_id, NOW + 5).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.orders, audit.tickets), (1, 1));
+    assert_eq!(order.payment_intent_id, created.id);
+}
+
+/// C-11: an order cancelled while direct buyers race for its seat and a buyer waits for it:
+/// the freed seat goes to the head of the waitlist (an offer, in the cancellation's own
+/// transaction), never to a direct buyer, and never to both.
+async fn a_cancellation_racing_direct_buyers_offers_the_seat_to_the_waitlist((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 2)])]).await;
+    let (alice, dave, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let alices = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    let order = crate::support::buy(&store, &alices, NOW + 1).await;
+    let daves = hold_seats(&store, event_id, dave, &["A-1-2"], NOW + 2)
+        .await
+        .unwrap();
+    crate::support::buy(&store, &daves, NOW + 3).await;
+    store
+        .join_waitlist(event_id, bob, 1, NOW + 4, POLICY)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(7));
+    let mut direct = Vec::new();
+    for i in 0..6_i64 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        direct.push(tokio::spawn(async move {
+            barrier.wait().await;
+            hold_seats(&store, event_id, Uuid::now_v7(), &["A-1-1"], NOW + 10 + i).await
+        }));
+    }
+    let cancel = {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .cancel_order(order.order_id, "buyer", NOW + 10, POLICY)
+                .await
+        })
+    };
+
+    cancel.await.unwrap().unwrap();
+    for attempt in direct {
+        match attempt.await.unwrap() {
+            Err(BookingError::SeatsUnavailable(_) | BookingError::SoldOut { .. }) => {}
+            other => panic!("a direct buyer got the waitlisted seat: {other:?}"),
+        }
+    }
+    let entry = store.waitlist_entry(event_id, bob).await.unwrap().unwrap();
+    assert_eq!(
+        entry.status,
+        evently_booking::domain::WaitlistStatus::Offered
+    );
+    let offer = store.hold(entry.hold_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (offer.user_id, offer.seat_ids.clone()),
+        (bob, vec!["A-1-1".to_owned()])
+    );
+    assert_eq!(offer.status, HoldStatus::Active);
+    let audit = store.audit(event_id, NOW + 20).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.orders, audit.live_holds), (1, 1));
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::concurrency,
     sqlite: crate::support::sqlite_store,
@@ -271,5 +438,8 @@ evently_testkit::conformance_suite!(
         refused_changes_leave_nothing_behind,
         concurrent_buyers_never_share_a_seat,
         racing_holds_and_purchases_keep_every_rule,
+        multi_ticket_buyers_never_pass_general_admission_capacity,
+        concurrent_confirmations_of_one_payment_move_it_once,
+        a_cancellation_racing_direct_buyers_offers_the_seat_to_the_waitlist,
     ]
 );

@@ -8,6 +8,8 @@ use crate::support::{
 };
 use evently_booking::domain::{Hold, HoldId, HoldKind, HoldStatus};
 use evently_booking::error::BookingError;
+use evently_bus::DomainEvent;
+use evently_bus::catalog::PaymentRefund;
 use uuid::Uuid;
 
 /// A hold takes every seat asked for or none; counters and outbox rows (with the sell-out)
@@ -246,7 +248,24 @@ async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
     );
     assert_eq!(intent_status(&store, &payment, due).await, "refunded");
     let rows = since(&outbox, mark).await;
-    assert_eq!(types(&rows), ["SeatsReleased"]);
+    assert_eq!(types(&rows), ["SeatsReleased", "PaymentRefunded"]);
+    let DomainEvent::PaymentRefunded(refund) = DomainEvent::decode(&rows[1]).unwrap() else {
+        panic!("not a refund: {:?}", rows[1]);
+    };
+    assert_eq!(
+        refund,
+        PaymentRefund {
+            payment_intent_id: payment.id.0,
+            event_id,
+            hold_id: alices.id.0,
+            user_id: alice,
+            amount: 10_000,
+            currency: "EUR".into(),
+            reason: "expired".into(),
+        }
+    );
+    // Refunded once: nothing is left for the reconciliation.
+    assert_eq!(store.reconcile_payments(due + 1).await.unwrap(), 0);
     let released = change(&rows[0]);
     assert_eq!(released.reason.as_deref(), Some("expired"));
     assert_eq!(released.hold_id, Some(alices.id.0));
@@ -255,7 +274,7 @@ async fn expired_hold_gives_its_seats_back((store, outbox): Subject) {
     assert_eq!(counters(&store, event_id).await, (1, 0, 3));
     assert_eq!(store.next_expiry().await.unwrap(), Some(NOW + 2 + HOLD_TTL));
     assert_eq!(store.expire_due(due, POLICY).await.unwrap(), 0);
-    assert_eq!(since(&outbox, mark).await.len(), 1);
+    assert_eq!(since(&outbox, mark).await.len(), 2);
     let carols = hold_seats(&store, event_id, carol, &["A-1-1", "A-1-2"], due).await;
     assert_eq!(carols.unwrap().seat_ids, ["A-1-1", "A-1-2"]);
 

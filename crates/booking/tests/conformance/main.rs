@@ -22,6 +22,7 @@ mod support;
 mod catalog;
 mod concurrency;
 mod holds;
+mod lifecycle;
 mod payments;
 mod purchase;
 mod waitlist;

@@ -86,14 +86,23 @@ async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subject) {
         .await
         .unwrap();
     assert_eq!(again, succeeded);
-    // A paid intent is not cancelled by a newer one.
-    let fourth = intent(&store, &hold, NOW + 5).await;
+    // A paid hold gets no second intent (a second charge), and its payment stands.
+    let fourth = NewIntent {
+        intent_id: PaymentIntentId::new(),
+        user_id: alice,
+        hold_id: hold.id,
+        secret_hash: sha256_hex(SECRET.as_bytes()),
+    };
+    refused!(
+        store.create_intent(&fourth, NOW + 5).await,
+        BookingError::HoldPaid
+    );
     assert_eq!(intent_status(&store, &third, NOW + 6).await, "succeeded");
     assert_eq!(intent_status(&store, &first, NOW + 6).await, "declined");
-    assert_eq!(
-        intent_status(&store, &fourth, NOW + 6).await,
-        "requires_confirmation"
-    );
+    let bobs_hold = hold_seats(&store, event_id, bob, &["A-1-2"], NOW)
+        .await
+        .unwrap();
+    let bobs_unpaid = intent(&store, &bobs_hold, NOW + 5).await;
 
     // Only for the buyer's live hold.
     let bobs_try = NewIntent {
@@ -119,8 +128,8 @@ async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subject) {
     refused!(
         store
             .confirm_intent(
-                fourth.id,
-                alice,
+                bobs_unpaid.id,
+                bob,
                 SECRET,
                 Confirmation::Succeed,
                 NOW + HOLD_TTL
@@ -263,6 +272,101 @@ async fn idempotency_keys_replay_answers_and_guard_running_requests((store, _): 
     );
 }
 
+/// A paid hold gets no second intent (it would be a second charge, left without an order);
+/// the intent the order used reads back with its order, and the reconciliation finds
+/// nothing to refund.
+async fn a_paid_hold_gets_no_second_intent((store, _): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 2)])]).await;
+    let alice = Uuid::now_v7();
+    let hold = hold_seats(&store, event_id, alice, &["A-1-1"], NOW)
+        .await
+        .unwrap();
+    let first = paid(&store, &hold, NOW + 1).await;
+    let second = NewIntent {
+        intent_id: PaymentIntentId::new(),
+        user_id: alice,
+        hold_id: hold.id,
+        secret_hash: sha256_hex(SECRET.as_bytes()),
+    };
+
+    refused!(
+        store.create_intent(&second, NOW + 2).await,
+        BookingError::HoldPaid
+    );
+
+    let (order, _) = store
+        .purchase(&purchase_of(&hold, first.id, "k-1"), NOW + 3, POLICY)
+        .await
+        .unwrap();
+    assert_eq!(store.reconcile_payments(NOW + 4).await.unwrap(), 0);
+    let (read, used_by) = store.payment_intent(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, used_by),
+        (IntentStatus::Succeeded, Some(order.order_id))
+    );
+    assert!(
+        store
+            .payment_intent(second.intent_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let audit = store.audit(event_id, NOW + 5).await.unwrap().unwrap();
+    assert!(audit.is_sound(), "{audit:?}");
+    assert_eq!((audit.refunded_payments, audit.orders), (0, 1));
+}
+
+/// A running request renews its key's lease; a renewal of a lease that another request took
+/// over, or of a completed key, fails and changes nothing.
+async fn a_running_request_renews_its_key_lease((store, _): Subject) {
+    let k = key(Uuid::now_v7(), "lease");
+    assert_eq!(
+        store
+            .idempotency_begin(&k, "fp", NOW, LOCK, KEY_TTL)
+            .await
+            .unwrap(),
+        IdempotencyStart::Started
+    );
+
+    assert!(
+        store
+            .idempotency_renew(&k, NOW, NOW + LOCK - 1)
+            .await
+            .unwrap()
+    );
+
+    // The renewed lease still holds when the first one would have run out…
+    refused!(
+        store
+            .idempotency_begin(&k, "fp", NOW + LOCK + 1, LOCK, KEY_TTL)
+            .await,
+        BookingError::InFlight
+    );
+    // …a renewal from a stale lease fails…
+    assert!(!store.idempotency_renew(&k, NOW, NOW + LOCK).await.unwrap());
+    // …and once it runs out a retry takes the key over; the old request cannot renew it.
+    assert_eq!(
+        store
+            .idempotency_begin(&k, "fp", NOW + 2 * LOCK, LOCK, KEY_TTL)
+            .await
+            .unwrap(),
+        IdempotencyStart::Started
+    );
+    assert!(
+        !store
+            .idempotency_renew(&k, NOW + LOCK - 1, NOW + 2 * LOCK)
+            .await
+            .unwrap()
+    );
+    store.idempotency_finish(&k, 201, "{}").await.unwrap();
+    assert!(
+        !store
+            .idempotency_renew(&k, NOW + 2 * LOCK, NOW + 2 * LOCK + 1)
+            .await
+            .unwrap()
+    );
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::payments,
     sqlite: crate::support::sqlite_store,
@@ -270,5 +374,7 @@ evently_testkit::conformance_suite!(
     tests: [
         payment_intents_charge_the_hold_and_confirm_once,
         idempotency_keys_replay_answers_and_guard_running_requests,
+        a_paid_hold_gets_no_second_intent,
+        a_running_request_renews_its_key_lease,
     ]
 );

@@ -18,7 +18,7 @@ struct InProcess {
     _dir: Option<TempDir>,
 }
 
-async fn sqlite_outbox(dir: &TempDir) -> Arc<dyn Outbox> {
+pub async fn sqlite_outbox(dir: &TempDir) -> Arc<dyn Outbox> {
     let url = SecretString::from(format!("sqlite://{}", dir.path().join("bus.db").display()));
     let db = evently_core::db::connect_sqlite(&url).await.unwrap();
     evently_bus::outbox::create_sqlite_tables(&db)

@@ -7,6 +7,7 @@
 
 mod conformance;
 mod nats_restart;
+mod relay_crash;
 
 use std::path::{Path, PathBuf};
 

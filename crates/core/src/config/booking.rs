@@ -24,8 +24,10 @@ pub struct BookingConfig {
     pub expiry_max_sleep_ms: u64,
     /// How long completed purchase responses are kept for `Idempotency-Key` replays.
     pub idempotency_ttl_hours: u64,
-    /// After this long an in-flight idempotency record is taken to be from a crashed request
-    /// and the key may run again.
+    /// The lease of an in-flight idempotency record: a running request renews it every third
+    /// of this, so after this long without renewal the record is taken to be from a crashed
+    /// request (its process killed) and a retry with the key runs again. The bound on how
+    /// long a retry after a crash is refused with 409.
     pub idempotency_lock_seconds: u64,
     /// Least time between two updates of one availability stream (changes in between are
     /// coalesced into the next).
@@ -43,7 +45,7 @@ impl Default for BookingConfig {
             waitlist_offer_seconds: 600,
             expiry_max_sleep_ms: 1000,
             idempotency_ttl_hours: 24,
-            idempotency_lock_seconds: 60,
+            idempotency_lock_seconds: 10,
             stream_interval_ms: 250,
         }
     }

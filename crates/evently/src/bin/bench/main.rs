@@ -4,6 +4,11 @@
 //! Each subcommand lives in its own module.
 
 mod auth;
+mod crash;
+// The crash harness is the test kit's (`evently_testkit::crash`), compiled into the bench as
+// well: the bench cannot depend on the test kit, which depends on this crate.
+#[path = "../../../../testkit/src/crash.rs"]
+mod crash_harness;
 mod events;
 mod gateway;
 mod onsale;
@@ -31,6 +36,17 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("auth") => {
             auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
+        }
+        Some("crash") => {
+            crash::run(crash::Args {
+                kills: usize::try_from(arg("--kills", 100))?,
+                buyers: usize::try_from(arg("--buyers", 8))?,
+                seats: u32::try_from(arg("--seats", 20_000))?,
+                max_uptime_ms: arg("--max-uptime-ms", 1500),
+                seed: arg("--seed", 21),
+                database_url: text("--database-url"),
+            })
+            .await
         }
         Some("events") => {
             events::run(
@@ -85,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
+                 \x20      evently-bench crash [--kills N] [--buyers N] [--seats N] [--max-uptime-ms N]\n\
+                 \x20                          [--seed N] [--database-url postgres://…]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
