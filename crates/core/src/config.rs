@@ -24,6 +24,8 @@ use std::time::Duration;
 use crate::service::ServiceName;
 
 mod booking;
+mod data;
+pub use data::DataConfig;
 mod events;
 mod recs;
 pub use booking::BookingConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The search service's index.
     pub search: SearchConfig,
+    /// The data service's imports and exports.
+    pub data: DataConfig,
 }
 
 /// `[server]`
@@ -124,6 +128,8 @@ pub struct DatabaseConfig {
     pub booking_url: Option<SecretString>,
     /// Database for the recommendations service only; overrides `url`.
     pub recs_url: Option<SecretString>,
+    /// Database for the data service only; overrides `url`.
+    pub data_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -138,6 +144,7 @@ impl Default for DatabaseConfig {
             events_url: None,
             booking_url: None,
             recs_url: None,
+            data_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -153,6 +160,7 @@ impl DatabaseConfig {
             ServiceName::Events => self.events_url.as_ref(),
             ServiceName::Booking => self.booking_url.as_ref(),
             ServiceName::Recs => self.recs_url.as_ref(),
+            ServiceName::Data => self.data_url.as_ref(),
             ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -446,6 +454,7 @@ impl Config {
         self.events.validate()?;
         self.booking.validate()?;
         self.recs.validate()?;
+        self.data.validate()?;
         self.bus.validate()?;
         self.search.validate()?;
         if self.database.max_connections == 0 {

@@ -18,6 +18,8 @@ pub enum ServiceName {
     Recs,
     /// The full-text event index: typo-tolerant search, facets, suggestions.
     Search,
+    /// Imports and exports: CSV/XLSX import of events, streamed CSV/NDJSON/XLSX exports.
+    Data,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -30,6 +32,7 @@ impl ServiceName {
         ServiceName::Booking,
         ServiceName::Recs,
         ServiceName::Search,
+        ServiceName::Data,
         ServiceName::Gateway,
     ];
 
@@ -41,6 +44,7 @@ impl ServiceName {
             ServiceName::Booking => "booking",
             ServiceName::Recs => "recs",
             ServiceName::Search => "search",
+            ServiceName::Data => "data",
             ServiceName::Gateway => "gateway",
         }
     }

@@ -53,6 +53,7 @@ pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::Op
             ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
             ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
             ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
+            ServiceName::Data => doc.merge(evently_data::DataApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -130,6 +131,8 @@ pub struct App {
     /// The search service, when selected, with the streams it reads (events', booking's).
     pub search: Option<evently_search::Search>,
     search_feeds: Option<SearchFeeds>,
+    /// The data service, when selected; [`serve`] runs its background work.
+    pub data: Option<evently_data::Data>,
 }
 
 impl App {
@@ -156,6 +159,9 @@ impl App {
         if let (Some(search), Some((events, booking))) = (&self.search, &self.search_feeds) {
             search.start(events.clone(), booking.clone(), tracker, shutdown);
         }
+        if let Some(data) = &self.data {
+            data.start(tracker, shutdown);
+        }
     }
 }
 
@@ -179,6 +185,7 @@ pub async fn build(
     let mut booking: Option<Booking> = None;
     let mut recs: Option<Recs> = None;
     let mut search: Option<evently_search::Search> = None;
+    let mut data: Option<evently_data::Data> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -279,6 +286,32 @@ pub async fn build(
                 routers = routers.merge(built.router());
                 search = Some(built);
             }
+            ServiceName::Data => {
+                // Imports and exports go through the events service's operations; it must
+                // run in this process (services sort after events, so it is built already).
+                let events = events.as_ref().context(
+                    "the data service reads and writes events through the events service, \
+                     which must run in the same process: add `events` to --services",
+                )?;
+                let client: Arc<dyn evently_data::EventsClient> =
+                    Arc::new(evently_data::LocalEvents(events.service.clone()));
+                let built =
+                    evently_data::Data::build(config, secrets.keys.clone(), client, clock.clone())
+                        .await
+                        .context("starting the data service")?;
+                let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "data-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("data".into(), readiness));
+                routers = routers.merge(built.router());
+                data = Some(built);
+            }
             ServiceName::Gateway => {}
         }
     }
@@ -368,6 +401,7 @@ pub async fn build(
         booking_feed,
         search,
         search_feeds,
+        data,
     })
 }
 
