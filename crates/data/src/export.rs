@@ -225,7 +225,9 @@ fn write_xlsx(
             for (col, cell) in record.cells.iter().enumerate() {
                 let col = u16::try_from(col)?;
                 match cell {
-                    // Always a string cell: text is never evaluated as a formula.
+                    // Always a string cell: text is never evaluated as a formula. A
+                    // spreadsheet has no empty text cell.
+                    Cell::Text(t) if t.is_empty() => {}
                     Cell::Text(t) => {
                         sheet.write_string(row, col, t)?;
                     }

@@ -124,7 +124,8 @@ fn unguard(cell: &str) -> &str {
 
 /// A row as the JSON body of `POST /api/events`, and its external id. Empty cells are
 /// absent fields; numbers stay numbers (a fraction is left for the parser to refuse);
-/// tags are separated by `|` or `,`; enumerations are upper-cased with `_` for spaces.
+/// tags are separated by `|` or `,`; a type is lower-cased, a status upper-cased with `_`
+/// for spaces and dashes.
 pub fn row_body(columns: &Columns, cells: &[String]) -> (Value, Option<String>) {
     let mut body = Map::new();
     let mut external = None;
@@ -161,7 +162,9 @@ pub fn row_body(columns: &Columns, cells: &[String]) -> (Value, Option<String>) 
                     .map(Value::from)
                     .collect(),
             ),
-            "eventType" | "status" => Value::from(trimmed.to_uppercase().replace([' ', '-'], "_")),
+            // As the API spells them: types in lower case, statuses in upper case.
+            "eventType" => Value::from(trimmed.to_lowercase()),
+            "status" => Value::from(trimmed.to_uppercase().replace([' ', '-'], "_")),
             // Free text keeps its inner spacing; the events service trims and checks it.
             _ => Value::from(cell),
         };
@@ -211,12 +214,12 @@ mod tests {
     #[test]
     fn rows_become_request_bodies() {
         let c = Columns::map(&headers(&["name", "seats", "price", "tags", "type", "ref"])).unwrap();
-        let cells = headers(&["'=1+2", "100", "12.5", "rock| live ,", "comedy show", "A-1"]);
+        let cells = headers(&["'=1+2", "100", "12.5", "rock| live ,", "Comedy", "A-1"]);
         let (body, external) = row_body(&c, &cells);
         assert_eq!(
             body,
             serde_json::json!({"eventName": "=1+2", "totalSeats": 100, "basePrice": 12.5,
-                "tags": ["rock", "live"], "eventType": "COMEDY_SHOW"})
+                "tags": ["rock", "live"], "eventType": "comedy"})
         );
         assert_eq!(external.as_deref(), Some("A-1"));
     }

@@ -47,7 +47,7 @@ pub fn read(bytes: &[u8], max_rows: usize) -> Result<Table, Problem> {
 }
 
 /// Checks the archive's declared sizes before anything is unpacked.
-fn check_archive<R: Read + Seek>(reader: R) -> Result<(), Problem> {
+fn check_archive<R: Read + Seek>(reader: R, max_unpacked: u64) -> Result<(), Problem> {
     let mut archive = zip::ZipArchive::new(reader)
         .map_err(|_| file_problem("not a readable XLSX file (a broken zip archive)"))?;
     if archive.len() > MAX_ENTRIES {
@@ -60,10 +60,10 @@ fn check_archive<R: Read + Seek>(reader: R) -> Result<(), Problem> {
             .map_err(|_| file_problem("not a readable XLSX file (a broken zip archive)"))?;
         total = total.saturating_add(entry.size());
     }
-    if total > MAX_UNPACKED_BYTES {
+    if total > max_unpacked {
         return Err(file_problem(format!(
             "the XLSX file unpacks to more than {} MiB",
-            MAX_UNPACKED_BYTES / (1024 * 1024)
+            max_unpacked / (1024 * 1024)
         )));
     }
     Ok(())
@@ -71,7 +71,7 @@ fn check_archive<R: Read + Seek>(reader: R) -> Result<(), Problem> {
 
 fn read_xlsx(bytes: &[u8], max_rows: usize) -> Result<Table, Problem> {
     use calamine::Reader;
-    check_archive(Cursor::new(bytes))?;
+    check_archive(Cursor::new(bytes), MAX_UNPACKED_BYTES)?;
     let mut workbook = calamine::Xlsx::new(Cursor::new(bytes))
         .map_err(|e| file_problem(format!("not a readable XLSX file: {e}")))?;
     let range = workbook
@@ -281,6 +281,20 @@ mod tests {
             vec![(3, vec!["Café".to_owned(), "Lyon".to_owned()])]
         );
         assert_eq!(t.encoding, "windows-1252");
+    }
+
+    #[test]
+    fn archives_that_unpack_beyond_the_cap_are_refused_before_unpacking() {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("xl/worksheets/sheet1.xml", options).unwrap();
+        std::io::Write::write_all(&mut w, &vec![b' '; 3 * 1024 * 1024]).unwrap();
+        let bomb = w.finish().unwrap().into_inner();
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        let p = check_archive(Cursor::new(&bomb), 2 * 1024 * 1024).unwrap_err();
+        assert!(p.errors()[0].detail.contains("unpacks to more than 2 MiB"));
+        assert!(check_archive(Cursor::new(&bomb), 4 * 1024 * 1024).is_ok());
     }
 
     #[test]
