@@ -3,6 +3,8 @@
 //! the same process directly, with the same parser and rules as `POST /api/events`.
 
 use async_trait::async_trait;
+use evently_booking::BookingService;
+use evently_booking::domain::{Order, OrderId};
 use evently_core::Problem;
 use evently_core::identity::Identity;
 use evently_events::EventsService;
@@ -85,5 +87,41 @@ impl EventsClient for LocalEvents {
             .list_events(filter, Page { number: page, size })
             .await?;
         Ok(events.into_iter().map(Into::into).collect())
+    }
+}
+
+/// What the data service asks of booking.
+#[async_trait]
+pub trait BookingClient: Send + Sync + 'static {
+    /// One page of the orders of `event_id` (with their tickets) whose id is above `after`,
+    /// by order id, for `caller` (the event's organizer or an admin).
+    ///
+    /// # Errors
+    /// 404 for an unknown event or one the caller does not manage.
+    async fn event_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Problem>;
+}
+
+/// The booking service of this process.
+pub struct LocalBooking(pub Arc<BookingService>);
+
+#[async_trait]
+impl BookingClient for LocalBooking {
+    async fn event_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Problem> {
+        Ok(self
+            .0
+            .event_orders(caller, event_id, after.map(OrderId), limit)
+            .await?)
     }
 }

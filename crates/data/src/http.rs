@@ -53,6 +53,7 @@ pub fn router(state: DataState) -> Router {
             get(import_errors_csv),
         )
         .route("/api/data/export/events", get(export_events))
+        .route("/api/data/export/orders", get(export_orders))
         .with_state(state)
 }
 
@@ -300,6 +301,55 @@ pub async fn export_events(
         .unwrap_or_default();
     let disposition = HeaderValue::from_str(&disposition(&format!("events-{stamp}"), format))
         .map_err(|e| Problem::internal(e.into()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /api/data/export/orders` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportOrdersQuery {
+    /// The event.
+    pub event_id: Uuid,
+    /// `csv` (default), `json` (newline-delimited) or `xlsx`.
+    pub format: Option<Format>,
+}
+
+/// Export an event's orders with their buyers and tickets (its organizer or an admin),
+/// streamed, one row per ticket: CSV (formula-safe, amounts in minor units beside their
+/// currency), newline-delimited JSON, or XLSX.
+#[utoipa::path(get, path = "/api/data/export/orders", tag = "data", security(("bearer" = [])),
+    params(ExportOrdersQuery),
+    responses(
+        (status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "text/csv", body = String),
+        (status = 400, description = "Malformed parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event, or not one the caller organizes", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Booking cannot be reached", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn export_orders(
+    State(state): State<DataState>,
+    identity: Identity,
+    Query(query): Query<ExportOrdersQuery>,
+) -> Result<Response, DataError> {
+    let format = query.format.unwrap_or(Format::Csv);
+    let body = state
+        .service
+        .export_orders(&identity, query.event_id, format)
+        .await?;
+    let disposition =
+        HeaderValue::from_str(&disposition(&format!("orders-{}", query.event_id), format))
+            .map_err(|e| Problem::internal(e.into()))?;
     Ok((
         [
             (

@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use utoipa::OpenApi;
 
-pub use client::{EventsClient, LocalEvents};
+pub use client::{BookingClient, EventsClient, LocalBooking, LocalEvents};
 pub use http::{DataState, router};
 pub use service::DataService;
 pub use store::DataStore;
@@ -54,6 +54,7 @@ pub use store::DataStore;
 #[openapi(
     paths(
         http::import_events, http::import_job, http::import_errors_csv, http::export_events,
+        http::export_orders,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "data", description = "Import events from CSV or XLSX; export events as CSV, NDJSON or XLSX"))
@@ -87,7 +88,8 @@ pub struct Data {
 }
 
 impl Data {
-    /// Builds the data service from `config`, reaching events through `events`.
+    /// Builds the data service from `config`, reaching events through `events` and, when
+    /// given, booking through `booking`.
     ///
     /// # Errors
     /// When the store cannot be opened.
@@ -95,13 +97,18 @@ impl Data {
         config: &Config,
         keys: Arc<JwtKeys>,
         events: Arc<dyn EventsClient>,
+        booking: Option<Arc<dyn BookingClient>>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let url = config
             .database
             .url_for(ServiceName::Data, &config.server.data_dir);
         let store = open_store(&url, config).await?;
-        let service = Arc::new(DataService::new(store, events, clock, config.data.clone()));
+        let mut service = DataService::new(store, events, clock, config.data.clone());
+        if let Some(booking) = booking {
+            service = service.with_booking(booking);
+        }
+        let service = Arc::new(service);
         let state = DataState {
             service: service.clone(),
             keys,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::client::EventsClient;
+use crate::client::{BookingClient, EventsClient};
 use crate::error::DataError;
 use crate::export::{self, Cell, Format, Record};
 use crate::import::columns::{self, Columns, EXTERNAL_ID, MAX_EXTERNAL_ID, UNNAMED};
@@ -125,10 +125,72 @@ fn json_text(v: &serde_json::Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// The columns of an orders export, in order: one row per ticket, with its order.
+pub const ORDER_HEADERS: &[&str] = &[
+    "orderId",
+    "eventId",
+    "buyerId",
+    "orderStatus",
+    "amount",
+    "refundedAmount",
+    "currency",
+    "orderCreatedAt",
+    "cancelReason",
+    "ticketId",
+    "seatId",
+    "ticketCode",
+    "ticketStatus",
+];
+
+/// An order's rows in an orders export: one per ticket.
+pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
+    let created = order
+        .created_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    order
+        .tickets
+        .iter()
+        .map(|t| {
+            let cells = vec![
+                text(order.order_id.to_string()),
+                text(order.event_id.to_string()),
+                text(order.user_id.to_string()),
+                text(order.status.as_str()),
+                Cell::Int(order.amount),
+                order.refunded_amount.map_or(Cell::Empty, Cell::Int),
+                text(order.currency.clone()),
+                text(created.clone()),
+                opt(order.cancel_reason.clone()),
+                text(t.ticket_id.to_string()),
+                text(t.seat_id.clone()),
+                text(t.code.clone()),
+                text(t.status.as_str()),
+            ];
+            let json = serde_json::Value::Object(
+                ORDER_HEADERS
+                    .iter()
+                    .zip(&cells)
+                    .filter_map(|(h, c)| {
+                        let v = match c {
+                            Cell::Text(t) => serde_json::Value::from(t.clone()),
+                            Cell::Int(i) => serde_json::Value::from(*i),
+                            Cell::Empty => return None,
+                        };
+                        Some(((*h).to_owned(), v))
+                    })
+                    .collect(),
+            );
+            Record { cells, json }
+        })
+        .collect()
+}
+
 /// The operations of the data service.
 pub struct DataService {
     store: Arc<dyn DataStore>,
     events: Arc<dyn EventsClient>,
+    booking: Option<Arc<dyn BookingClient>>,
     clock: SharedClock,
     config: DataConfig,
 }
@@ -199,9 +261,17 @@ impl DataService {
         Self {
             store,
             events,
+            booking: None,
             clock,
             config,
         }
+    }
+
+    /// Reaches booking through `booking` (orders exports need it).
+    #[must_use]
+    pub fn with_booking(mut self, booking: Arc<dyn BookingClient>) -> Self {
+        self.booking = Some(booking);
+        self
     }
 
     /// The store (readiness checks ping it).
@@ -560,5 +630,52 @@ impl DataService {
             }
         });
         Ok(export::body(format, EVENT_HEADERS, rx))
+    }
+
+    /// The orders of `event_id` with their tickets, one row per ticket, in `format`,
+    /// streamed, for `caller` (the event's organizer or an admin). Orders are read from
+    /// booking page by page by order id (keyset), never by offset.
+    ///
+    /// # Errors
+    /// 404 for an unknown event or one the caller does not manage; 503 when booking does
+    /// not run in this process.
+    pub async fn export_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        format: Format,
+    ) -> Result<axum::body::Body, DataError> {
+        let booking = self
+            .booking
+            .clone()
+            .ok_or_else(|| Problem::unavailable("booking does not run in this process", 5))?;
+        let size = self.config.export_page_size;
+        // The first page is read before answering, so that a refusal is a problem, not a
+        // broken download.
+        let first = booking.event_orders(caller, event_id, None, size).await?;
+        let caller = *caller;
+        let (tx, rx) = mpsc::channel(export::PAGES_IN_FLIGHT);
+        tokio::spawn(async move {
+            let mut page = Ok(first);
+            loop {
+                let (rows, next) = match page {
+                    Ok(orders) => {
+                        let next = (orders.len() >= size as usize)
+                            .then(|| orders.last().map(|o| o.order_id.0))
+                            .flatten();
+                        (Ok(orders.iter().flat_map(order_records).collect()), next)
+                    }
+                    Err(problem) => (Err(problem), None),
+                };
+                if tx.send(rows).await.is_err() {
+                    break;
+                }
+                let Some(after) = next else { break };
+                page = booking
+                    .event_orders(&caller, event_id, Some(after), size)
+                    .await;
+            }
+        });
+        Ok(export::body(format, ORDER_HEADERS, rx))
     }
 }

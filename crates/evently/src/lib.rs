@@ -295,10 +295,20 @@ pub async fn build(
                 )?;
                 let client: Arc<dyn evently_data::EventsClient> =
                     Arc::new(evently_data::LocalEvents(events.service.clone()));
-                let built =
-                    evently_data::Data::build(config, secrets.keys.clone(), client, clock.clone())
-                        .await
-                        .context("starting the data service")?;
+                // Orders exports read booking's orders when it runs here too.
+                let booking_client = booking.as_ref().map(|b| {
+                    Arc::new(evently_data::LocalBooking(b.service.clone()))
+                        as Arc<dyn evently_data::BookingClient>
+                });
+                let built = evently_data::Data::build(
+                    config,
+                    secrets.keys.clone(),
+                    client,
+                    booking_client,
+                    clock.clone(),
+                )
+                .await
+                .context("starting the data service")?;
                 let store = built.service.store().clone();
                 let mut readiness = Readiness::default();
                 readiness.add(

@@ -2,11 +2,11 @@
 //! never start a formula, and the files are named.
 
 use calamine::{Data, Reader};
-use evently_data::service::EVENT_HEADERS;
+use evently_data::service::{EVENT_HEADERS, ORDER_HEADERS};
 use evently_testkit::assert_problem;
 use serde_json::Value;
 
-use crate::support::{get, import, ok_json, organizer};
+use crate::support::{buy, event_on_sale, get, import, ok_json, organizer};
 
 async fn seed(app: &evently_testkit::TestApp, token: &str) {
     let csv = "externalId,eventName,eventDate,venueName,totalSeats,basePrice,currency,saleStartTime,type,tags,description\n\
@@ -177,4 +177,103 @@ async fn a_csv_export_is_formula_safe_and_filtered_like_the_list() {
     )
     .await;
     assert_problem(get(&app, "/api/data/export/events", None).await, 401).await;
+}
+
+#[tokio::test]
+async fn an_events_orders_are_exported_page_by_page_one_row_per_ticket() {
+    // Two orders per page: the export reads booking by keyset across several pages.
+    let app = evently_testkit::spawn_app_with(|c| c.data.export_page_size = 2).await;
+    let org = organizer(&app).await;
+    let event = event_on_sale(&app, &org).await;
+    for quantity in [1, 2, 1, 1, 3] {
+        let buyer = app.signed_in_user().await;
+        buy(&app, &buyer, &event, quantity).await;
+    }
+    let path = format!("/api/data/export/orders?eventId={event}");
+    let json = get(
+        &app,
+        &format!("{path}&format=json"),
+        Some(&org.access_token),
+    )
+    .await;
+    assert_eq!(json.status(), 200);
+    let lines: Vec<Value> = json
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    let mut orders: Vec<&str> = lines
+        .iter()
+        .map(|l| l["orderId"].as_str().unwrap())
+        .collect();
+    assert!(orders.windows(2).all(|w| w[0] <= w[1]), "by order id");
+    orders.dedup();
+    assert_eq!(orders.len(), 5);
+    let mut tickets: Vec<&str> = lines
+        .iter()
+        .map(|l| l["ticketId"].as_str().unwrap())
+        .collect();
+    tickets.sort_unstable();
+    tickets.dedup();
+    assert_eq!(tickets.len(), 8);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["currency"] == "EUR" && l["orderStatus"] == "confirmed")
+    );
+    let three = lines.iter().find(|l| l["amount"] == 9000).unwrap();
+    assert_eq!(three["ticketStatus"], "valid");
+
+    // The XLSX holds the same rows.
+    let xlsx = get(
+        &app,
+        &format!("{path}&format=xlsx"),
+        Some(&org.access_token),
+    )
+    .await;
+    assert!(
+        xlsx.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("orders-{event}.xlsx"))
+    );
+    let bytes = xlsx.bytes().await.unwrap();
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let range = workbook.worksheet_range_at(0).unwrap().unwrap();
+    let rows: Vec<Vec<Data>> = range.rows().map(<[Data]>::to_vec).collect();
+    assert_eq!(rows.len(), 9);
+    for (row, object) in rows[1..].iter().zip(&lines) {
+        let expected: Vec<Data> = ORDER_HEADERS
+            .iter()
+            .map(|h| cell_of(object.get(*h)))
+            .collect();
+        let mut got = row.clone();
+        got.resize(expected.len(), Data::Empty);
+        assert_eq!(got, expected);
+    }
+
+    // Only the event's organizer or an admin; anonymous callers not at all.
+    let admin = app.signed_in_admin().await;
+    assert_eq!(
+        get(&app, &path, Some(&admin.access_token)).await.status(),
+        200
+    );
+    let other = organizer(&app).await;
+    assert_problem(get(&app, &path, Some(&other.access_token)).await, 404).await;
+    let unknown = format!("/api/data/export/orders?eventId={}", uuid::Uuid::now_v7());
+    assert_problem(get(&app, &unknown, Some(&org.access_token)).await, 404).await;
+    assert_problem(get(&app, &path, None).await, 401).await;
+    assert_problem(
+        get(
+            &app,
+            "/api/data/export/orders?eventId=nope",
+            Some(&org.access_token),
+        )
+        .await,
+        400,
+    )
+    .await;
 }
