@@ -36,7 +36,7 @@ impl FromRef<DataState> for Arc<JwtKeys> {
     }
 }
 
-/// Room for the multipart framing around the file.
+/// Room for the multipart framing around the file (the gateway allows the same).
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 /// The data router (`/api/data/*`).

@@ -411,3 +411,35 @@ async fn a_file_beyond_the_size_limit_is_413() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_file_larger_than_a_json_body_is_accepted_up_to_the_import_limit() {
+    let app = evently_testkit::spawn_app().await;
+    let org = organizer(&app).await;
+    let mut csv =
+        "eventName,eventDate,venueName,totalSeats,basePrice,currency,saleStartTime,description\n"
+            .to_owned();
+    let filler = "x".repeat(200);
+    for i in 0..1500 {
+        csv.push_str(&format!(
+            "Show {i},2031-01-01T20:00:00Z,Hall,10,100,EUR,2030-12-01T09:00:00Z,{filler}\n"
+        ));
+    }
+    assert!(csv.len() > 4 * app.config.server.body_limit_bytes);
+    let report = ok_json(
+        import(
+            &app,
+            &org.access_token,
+            "dryRun=true",
+            "big.csv",
+            csv.into_bytes(),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (report["rows"].clone(), report["failed"].clone()),
+        (json!(1500), json!(0))
+    );
+}
