@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module.
 
 mod auth;
+mod data;
 mod events;
 mod gateway;
 mod onsale;
@@ -31,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         Some("auth") => {
             auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
         }
+        Some("data") => data::run(arg("--orders", 1_000_000), arg("--rows", 10_000)).await,
         Some("events") => {
             events::run(
                 arg("--seconds", 10),
@@ -81,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
+                 \x20      evently-bench data [--orders N] [--rows N]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
