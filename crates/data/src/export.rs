@@ -137,14 +137,49 @@ pub fn body(format: Format, headers: &'static [&'static str], pages: mpsc::Recei
             buffer: Vec::with_capacity(CHUNK),
             out: tx,
         };
-        let result = match format {
-            Format::Csv => write_csv(headers, pages, &mut out),
-            Format::Json => write_ndjson(pages, &mut out),
-            Format::Xlsx => write_xlsx(headers, pages, &mut out),
-        };
-        if let Err(e) = result {
+        if let Err(e) = write(format, headers, pages, &mut out) {
             tracing::warn!(error = %e, "export stopped");
             let _ = errors.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Body::from_stream(stream)
+}
+
+/// Writes an export in `format` with `headers` to `out`, its rows read from `pages` (on a
+/// blocking thread: it waits for pages). Returns the number of rows.
+///
+/// # Errors
+/// When the source fails or `out` cannot be written.
+pub fn write<W: Write + Send>(
+    format: Format,
+    headers: &[&str],
+    pages: mpsc::Receiver<Page>,
+    out: &mut W,
+) -> anyhow::Result<u64> {
+    match format {
+        Format::Csv => write_csv(headers, pages, out),
+        Format::Json => write_ndjson(pages, out),
+        Format::Xlsx => write_xlsx(headers, pages, out),
+    }
+}
+
+/// The response body of the file at `path`, read on a blocking thread in chunks.
+pub fn file_body(path: std::path::PathBuf) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let errors = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter {
+            buffer: Vec::with_capacity(CHUNK),
+            out: tx,
+        };
+        let copied = std::fs::File::open(&path)
+            .and_then(|mut file| std::io::copy(&mut file, &mut out))
+            .and_then(|_| out.flush());
+        if let Err(e) = copied {
+            let _ = errors.blocking_send(Err(e));
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -164,11 +199,12 @@ fn next_page(pages: &mut mpsc::Receiver<Page>) -> anyhow::Result<Option<Vec<Reco
     }
 }
 
-fn write_csv(
+fn write_csv<W: Write>(
     headers: &[&str],
     mut pages: mpsc::Receiver<Page>,
-    out: &mut ChannelWriter,
-) -> anyhow::Result<()> {
+    out: &mut W,
+) -> anyhow::Result<u64> {
+    let mut count = 0u64;
     out.write_all(b"\xEF\xBB\xBF")?;
     let mut writer = csv::WriterBuilder::new()
         .buffer_capacity(CHUNK)
@@ -185,28 +221,32 @@ fn write_csv(
             }));
             writer.write_record(line.iter().map(|c| c.as_bytes()))?;
         }
+        count += rows.len() as u64;
     }
     writer.flush()?;
     drop(writer);
-    Ok(())
+    Ok(count)
 }
 
-fn write_ndjson(mut pages: mpsc::Receiver<Page>, out: &mut ChannelWriter) -> anyhow::Result<()> {
+fn write_ndjson<W: Write>(mut pages: mpsc::Receiver<Page>, out: &mut W) -> anyhow::Result<u64> {
+    let mut count = 0u64;
+    let mut out = std::io::BufWriter::with_capacity(CHUNK, out);
     while let Some(rows) = next_page(&mut pages)? {
         for record in &rows {
-            serde_json::to_writer(&mut *out, &record.json)?;
+            serde_json::to_writer(&mut out, &record.json)?;
             out.write_all(b"\n")?;
         }
+        count += rows.len() as u64;
     }
     out.flush()?;
-    Ok(())
+    Ok(count)
 }
 
-fn write_xlsx(
+fn write_xlsx<W: Write + Send>(
     headers: &[&str],
     mut pages: mpsc::Receiver<Page>,
-    out: &mut ChannelWriter,
-) -> anyhow::Result<()> {
+    out: &mut W,
+) -> anyhow::Result<u64> {
     /// Excel's last row (from 0).
     const MAX_ROW: u32 = 1_048_575;
     let mut workbook = rust_xlsxwriter::Workbook::new();
@@ -242,7 +282,7 @@ fn write_xlsx(
     }
     workbook.save_to_writer(&mut *out)?;
     out.flush()?;
-    Ok(())
+    Ok(u64::from(row))
 }
 
 /// `Content-Disposition` for a download named `stem` + the format's extension.

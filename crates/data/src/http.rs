@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::DataError;
 use crate::export::{Format, disposition};
 use crate::import::{ImportReport, report_csv};
-use crate::service::{DataService, ImportRequest, JobView};
+use crate::service::{DataService, ExportJobView, ExportSpec, ImportRequest, JobView};
 use crate::store::ImportMode;
 
 /// What every data handler can reach.
@@ -54,6 +54,9 @@ pub fn router(state: DataState) -> Router {
         )
         .route("/api/data/export/events", get(export_events))
         .route("/api/data/export/orders", get(export_orders))
+        .route("/api/data/export/jobs", post(start_export))
+        .route("/api/data/export/jobs/{job_id}", get(export_job))
+        .route("/api/data/export/jobs/{job_id}/file", get(export_file))
         .with_state(state)
 }
 
@@ -293,7 +296,10 @@ pub async fn export_events(
         query.city,
         query.event_type,
     )?;
-    let body = state.service.export_events(&identity, filter, format)?;
+    let body = state
+        .service
+        .export(&identity, ExportSpec::Events(filter), format)
+        .await?;
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
@@ -345,7 +351,7 @@ pub async fn export_orders(
     let format = query.format.unwrap_or(Format::Csv);
     let body = state
         .service
-        .export_orders(&identity, query.event_id, format)
+        .export(&identity, ExportSpec::Orders(query.event_id), format)
         .await?;
     let disposition =
         HeaderValue::from_str(&disposition(&format!("orders-{}", query.event_id), format))
@@ -359,6 +365,148 @@ pub async fn export_orders(
             (header::CONTENT_DISPOSITION, disposition),
         ],
         body,
+    )
+        .into_response())
+}
+
+/// `POST /api/data/export/jobs`: what to export. `events` takes the event list's filters;
+/// `orders` takes `eventId`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartExportRequest {
+    /// `events` or `orders`.
+    pub kind: ExportKind,
+    /// `csv` (default), `json` (newline-delimited) or `xlsx`.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// The event (orders).
+    #[serde(default)]
+    pub event_id: Option<Uuid>,
+    /// Only this status (events).
+    #[serde(default)]
+    pub status: Option<EventStatus>,
+    /// Only events on or after this time (RFC 3339).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only events on or before this time (RFC 3339).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Only events in this city (case-insensitive).
+    #[serde(default)]
+    pub city: Option<String>,
+    /// Only events of this type.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<EventType>,
+}
+
+/// What an export job exports.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportKind {
+    /// Events.
+    Events,
+    /// An event's orders and tickets.
+    Orders,
+}
+
+/// Start an export in the background (pretix's contract): 202 with the job; poll it, then
+/// download its file (kept 24 hours). At most two run at once per caller.
+#[utoipa::path(post, path = "/api/data/export/jobs", tag = "data", security(("bearer" = [])),
+    request_body = StartExportRequest,
+    responses(
+        (status = 202, description = "Started; `Location` names the job", body = ExportJobView),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 403, description = "Not an organizer or admin (events)", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such event, or not one the caller organizes (orders)", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 409, description = "Two exports of the caller are running already", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Booking cannot be reached (orders)", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn start_export(
+    State(state): State<DataState>,
+    identity: Identity,
+    evently_core::extract::Json(body): evently_core::extract::Json<StartExportRequest>,
+) -> Result<Response, DataError> {
+    let spec = match body.kind {
+        ExportKind::Events => ExportSpec::Events(evently_events::http::events::event_filter(
+            body.status,
+            body.from.as_deref(),
+            body.to.as_deref(),
+            body.city,
+            body.event_type,
+        )?),
+        ExportKind::Orders => ExportSpec::Orders(body.event_id.ok_or_else(|| {
+            Problem::invalid_field("/eventId", "an orders export names its event")
+        })?),
+    };
+    let view = state
+        .service
+        .start_export(&identity, spec, body.format.unwrap_or(Format::Csv))
+        .await?;
+    let location = HeaderValue::from_str(&format!("/api/data/export/jobs/{}", view.job_id))
+        .map_err(|e| Problem::internal(e.into()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(view),
+    )
+        .into_response())
+}
+
+/// An export job: running (with the rows written so far), done or failed.
+#[utoipa::path(get, path = "/api/data/export/jobs/{jobId}", tag = "data", security(("bearer" = [])),
+    params(("jobId" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = ExportJobView),
+        (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such job, not the caller's, or expired", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn export_job(
+    State(state): State<DataState>,
+    identity: Identity,
+    Path(job_id): Path<Uuid>,
+) -> Result<axum::Json<ExportJobView>, DataError> {
+    Ok(axum::Json(
+        state.service.export_job(&identity, job_id).await?.into(),
+    ))
+}
+
+/// An export job's file.
+#[utoipa::path(get, path = "/api/data/export/jobs/{jobId}/file", tag = "data", security(("bearer" = [])),
+    params(("jobId" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "text/csv", body = String),
+        (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No such job, not the caller's, or expired", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 409, description = "Still running: `status` and `rowsWritten` say how far", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 410, description = "The export failed", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn export_file(
+    State(state): State<DataState>,
+    identity: Identity,
+    Path(job_id): Path<Uuid>,
+) -> Result<Response, DataError> {
+    let (job, path) = state.service.export_file(&identity, job_id).await?;
+    let format = match job.format.as_str() {
+        "xlsx" => Format::Xlsx,
+        "ndjson" => Format::Json,
+        _ => Format::Csv,
+    };
+    let disposition =
+        HeaderValue::from_str(&disposition(&format!("{}-{}", job.kind, job.id), format))
+            .map_err(|e| Problem::internal(e.into()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        crate::export::file_body(path),
     )
         .into_response())
 }

@@ -54,7 +54,7 @@ pub use store::DataStore;
 #[openapi(
     paths(
         http::import_events, http::import_job, http::import_errors_csv, http::export_events,
-        http::export_orders,
+        http::export_orders, http::start_export, http::export_job, http::export_file,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "data", description = "Import events from CSV or XLSX; export events as CSV, NDJSON or XLSX"))
@@ -104,7 +104,8 @@ impl Data {
             .database
             .url_for(ServiceName::Data, &config.server.data_dir);
         let store = open_store(&url, config).await?;
-        let mut service = DataService::new(store, events, clock, config.data.clone());
+        let mut service = DataService::new(store, events, clock, config.data.clone())
+            .with_files(config.server.data_dir.join("exports"));
         if let Some(booking) = booking {
             service = service.with_booking(booking);
         }

@@ -23,7 +23,56 @@ use crate::export::{self, Cell, Format, Record};
 use crate::import::columns::{self, Columns, EXTERNAL_ID, MAX_EXTERNAL_ID, UNNAMED};
 use crate::import::parse::{self, Table, column_letter};
 use crate::import::{ImportReport, RowError, external_event_id, row_event_id};
-use crate::store::{DataStore, DoneRow, ImportJob, ImportMode, JobStatus, RowOutcome};
+use crate::store::{
+    DataStore, DoneRow, ExportJob, ExportStatus, ImportJob, ImportMode, JobStatus, RowOutcome,
+};
+
+/// At most this many exports run at once per organizer.
+pub const MAX_RUNNING_EXPORTS: i64 = 2;
+
+/// What an export job exports.
+#[derive(Debug, Clone)]
+pub enum ExportSpec {
+    /// The events matching a filter (none for `None`).
+    Events(Option<EventFilter>),
+    /// An event's orders.
+    Orders(Uuid),
+}
+
+/// An export job as its owner sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportJobView {
+    /// The job.
+    pub job_id: Uuid,
+    /// `events` or `orders`.
+    pub kind: String,
+    /// `csv`, `json` or `xlsx`.
+    pub format: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    /// Rows written so far.
+    pub rows_written: i64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Where the file is downloaded once done (kept 24 hours).
+    pub download: String,
+}
+
+impl From<ExportJob> for ExportJobView {
+    fn from(job: ExportJob) -> Self {
+        Self {
+            download: format!("/api/data/export/jobs/{}/file", job.id),
+            job_id: job.id,
+            kind: job.kind,
+            format: job.format,
+            status: job.status.as_str().into(),
+            rows_written: job.rows_written,
+            error: job.error,
+        }
+    }
+}
 
 /// An uploaded import.
 #[derive(Debug, Clone)]
@@ -191,6 +240,7 @@ pub struct DataService {
     store: Arc<dyn DataStore>,
     events: Arc<dyn EventsClient>,
     booking: Option<Arc<dyn BookingClient>>,
+    files: std::path::PathBuf,
     clock: SharedClock,
     config: DataConfig,
 }
@@ -262,9 +312,17 @@ impl DataService {
             store,
             events,
             booking: None,
+            files: std::env::temp_dir().join("evently-data-exports"),
             clock,
             config,
         }
+    }
+
+    /// Keeps export files in `dir`.
+    #[must_use]
+    pub fn with_files(mut self, dir: std::path::PathBuf) -> Self {
+        self.files = dir;
+        self
     }
 
     /// Reaches booking through `booking` (orders exports need it).
@@ -579,11 +637,24 @@ impl DataService {
     /// Store failures.
     pub async fn purge(&self) -> Result<u64, DataError> {
         let keep = i64::try_from(self.config.keep_hours).unwrap_or(24) * 3_600_000;
-        Ok(self.store.purge(now_ms(&self.clock) - keep).await?)
+        let before = now_ms(&self.clock) - keep;
+        for id in self.store.purge_exports(before).await? {
+            self.remove_files(id);
+        }
+        Ok(self.store.purge(before).await?)
     }
 
     /// Resumes stopped jobs once, then purges expired ones every hour until `shutdown`.
     pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
+        // Exports that were running when the process stopped cannot be continued.
+        match self.store.fail_running_exports(now_ms(&self.clock)).await {
+            Ok(ids) => {
+                for id in ids {
+                    self.remove_files(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "failing interrupted exports failed"),
+        }
         self.resume_all().await;
         loop {
             match self.purge().await {
@@ -598,84 +669,238 @@ impl DataService {
         }
     }
 
-    /// The events matching `filter` (none for `None`) in `format`, streamed, for `caller`
-    /// (an organizer or admin).
+    /// The export of `spec` in `format`, streamed, for `caller`: events (organizers and
+    /// admins) or an event's orders (its organizer or an admin; read from booking page by
+    /// page by order id, never by offset).
     ///
     /// # Errors
-    /// 403 for users.
-    pub fn export_events(
+    /// 403 for users exporting events; 404 for an unknown event or one the caller does not
+    /// manage; 503 when booking does not run in this process.
+    pub async fn export(
         &self,
         caller: &Identity,
-        filter: Option<EventFilter>,
+        spec: ExportSpec,
         format: Format,
     ) -> Result<axum::body::Body, DataError> {
-        require_organizer(caller, "export events")?;
-        let (tx, rx) = mpsc::channel(export::PAGES_IN_FLIGHT);
-        let events = self.events.clone();
-        let size = self.config.export_page_size;
-        tokio::spawn(async move {
-            let Some(filter) = filter else { return };
-            let mut page = 0;
-            loop {
-                let rows = events.list(&filter, page, size).await.and_then(|rows| {
-                    rows.into_iter()
-                        .map(event_record)
-                        .collect::<Result<Vec<_>, _>>()
-                });
-                let last = rows.as_ref().map_or(true, |r| r.len() < size as usize);
-                if tx.send(rows).await.is_err() || last {
-                    break;
-                }
-                page += 1;
-            }
-        });
-        Ok(export::body(format, EVENT_HEADERS, rx))
+        let (pages, headers) = self.pages(caller, &spec).await?;
+        Ok(export::body(format, headers, pages))
     }
 
-    /// The orders of `event_id` with their tickets, one row per ticket, in `format`,
-    /// streamed, for `caller` (the event's organizer or an admin). Orders are read from
-    /// booking page by page by order id (keyset), never by offset.
-    ///
-    /// # Errors
-    /// 404 for an unknown event or one the caller does not manage; 503 when booking does
-    /// not run in this process.
-    pub async fn export_orders(
+    fn file_path(&self, id: Uuid, format: &str, partial: bool) -> std::path::PathBuf {
+        let suffix = if partial { ".part" } else { "" };
+        self.files.join(format!("{id}.{format}{suffix}"))
+    }
+
+    fn remove_files(&self, id: Uuid) {
+        for format in [Format::Csv, Format::Json, Format::Xlsx] {
+            for partial in [false, true] {
+                let _ = std::fs::remove_file(self.file_path(id, format.extension(), partial));
+            }
+        }
+    }
+
+    /// Pages of export rows for `spec`, read in the background.
+    async fn pages(
         &self,
         caller: &Identity,
-        event_id: Uuid,
-        format: Format,
-    ) -> Result<axum::body::Body, DataError> {
-        let booking = self
-            .booking
-            .clone()
-            .ok_or_else(|| Problem::unavailable("booking does not run in this process", 5))?;
-        let size = self.config.export_page_size;
-        // The first page is read before answering, so that a refusal is a problem, not a
-        // broken download.
-        let first = booking.event_orders(caller, event_id, None, size).await?;
-        let caller = *caller;
+        spec: &ExportSpec,
+    ) -> Result<(mpsc::Receiver<export::Page>, &'static [&'static str]), DataError> {
         let (tx, rx) = mpsc::channel(export::PAGES_IN_FLIGHT);
-        tokio::spawn(async move {
-            let mut page = Ok(first);
-            loop {
-                let (rows, next) = match page {
-                    Ok(orders) => {
-                        let next = (orders.len() >= size as usize)
-                            .then(|| orders.last().map(|o| o.order_id.0))
-                            .flatten();
-                        (Ok(orders.iter().flat_map(order_records).collect()), next)
+        let size = self.config.export_page_size;
+        match spec.clone() {
+            ExportSpec::Events(filter) => {
+                require_organizer(caller, "export events")?;
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    let Some(filter) = filter else { return };
+                    let mut page = 0;
+                    loop {
+                        let rows = events.list(&filter, page, size).await.and_then(|rows| {
+                            rows.into_iter()
+                                .map(event_record)
+                                .collect::<Result<Vec<_>, _>>()
+                        });
+                        let last = rows.as_ref().map_or(true, |r| r.len() < size as usize);
+                        if tx.send(rows).await.is_err() || last {
+                            break;
+                        }
+                        page += 1;
                     }
-                    Err(problem) => (Err(problem), None),
-                };
-                if tx.send(rows).await.is_err() {
+                });
+                Ok((rx, EVENT_HEADERS))
+            }
+            ExportSpec::Orders(event_id) => {
+                let booking = self.booking.clone().ok_or_else(|| {
+                    Problem::unavailable("booking does not run in this process", 5)
+                })?;
+                // The first page is read before answering, so that a refusal is a problem.
+                let first = booking.event_orders(caller, event_id, None, size).await?;
+                let caller = *caller;
+                tokio::spawn(async move {
+                    let mut page = Ok(first);
+                    loop {
+                        let (rows, next) = match page {
+                            Ok(orders) => {
+                                let next = (orders.len() >= size as usize)
+                                    .then(|| orders.last().map(|o| o.order_id.0))
+                                    .flatten();
+                                (Ok(orders.iter().flat_map(order_records).collect()), next)
+                            }
+                            Err(problem) => (Err(problem), None),
+                        };
+                        if tx.send(rows).await.is_err() {
+                            break;
+                        }
+                        let Some(after) = next else { break };
+                        page = booking
+                            .event_orders(&caller, event_id, Some(after), size)
+                            .await;
+                    }
+                });
+                Ok((rx, ORDER_HEADERS))
+            }
+        }
+    }
+
+    /// Starts an export of `spec` in `format` as a background job for `caller`; its file
+    /// is downloaded once done.
+    ///
+    /// # Errors
+    /// As the streamed exports; 409 when the caller already has
+    /// [`MAX_RUNNING_EXPORTS`] running.
+    pub async fn start_export(
+        self: &Arc<Self>,
+        caller: &Identity,
+        spec: ExportSpec,
+        format: Format,
+    ) -> Result<ExportJobView, DataError> {
+        let (mut pages, headers) = self.pages(caller, &spec).await?;
+        let job = ExportJob {
+            id: Uuid::now_v7(),
+            organizer_id: caller.user_id.0,
+            kind: match spec {
+                ExportSpec::Events(_) => "events".into(),
+                ExportSpec::Orders(_) => "orders".into(),
+            },
+            format: format.extension().into(),
+            status: ExportStatus::Running,
+            rows_written: 0,
+            error: None,
+            created_at: now_ms(&self.clock),
+            finished_at: None,
+        };
+        if !self.store.start_export(&job, MAX_RUNNING_EXPORTS).await? {
+            return Err(Problem::conflict("too-many-exports", "Too many exports")
+                .detail(format!(
+                    "at most {MAX_RUNNING_EXPORTS} exports run at once; wait for one to finish"
+                ))
+                .into());
+        }
+        std::fs::create_dir_all(&self.files).map_err(|e| Problem::internal(e.into()))?;
+        let partial = self.file_path(job.id, &job.format, true);
+        let done = self.file_path(job.id, &job.format, false);
+        // Rows pass through a counting stage that records progress once per page.
+        let (tx, counted) = mpsc::channel(export::PAGES_IN_FLIGHT);
+        let service = self.clone();
+        let id = job.id;
+        tokio::spawn(async move {
+            let mut rows = 0i64;
+            while let Some(page) = pages.recv().await {
+                if let Ok(records) = &page {
+                    rows += i64::try_from(records.len()).unwrap_or(0);
+                }
+                if tx.send(page).await.is_err() {
                     break;
                 }
-                let Some(after) = next else { break };
-                page = booking
-                    .event_orders(&caller, event_id, Some(after), size)
-                    .await;
+                let _ = service.store.export_progress(id, rows).await;
             }
         });
-        Ok(export::body(format, ORDER_HEADERS, rx))
+        let service = self.clone();
+        tokio::spawn(async move {
+            let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+                let rows = export::write(format, headers, counted, &mut file)?;
+                std::io::Write::flush(&mut file)?;
+                drop(file);
+                std::fs::rename(&partial, &done)?;
+                Ok(rows)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+            let now = now_ms(&service.clock);
+            let result = match written {
+                Ok(rows) => {
+                    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+                    service
+                        .store
+                        .finish_export(id, ExportStatus::Done, rows, None, now)
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(job.id = %id, error = %e, "export failed");
+                    service.remove_files(id);
+                    service
+                        .store
+                        .finish_export(id, ExportStatus::Failed, 0, Some("the export failed"), now)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(job.id = %id, error = %e, "recording an export's end failed");
+            }
+        });
+        Ok(job.into())
+    }
+
+    /// Export job `id` as `caller` (its owner or an admin) sees it.
+    ///
+    /// # Errors
+    /// 404 for an unknown job or someone else's.
+    pub async fn export_job(&self, caller: &Identity, id: Uuid) -> Result<ExportJob, DataError> {
+        let job = self
+            .store
+            .export_job(id)
+            .await?
+            .ok_or(DataError::JobNotFound)?;
+        if job.organizer_id != caller.user_id.0 && caller.role != Role::Admin {
+            return Err(DataError::JobNotFound);
+        }
+        Ok(job)
+    }
+
+    /// The file of export job `id` for `caller`, once done.
+    ///
+    /// # Errors
+    /// 404 for an unknown, someone else's or expired job; 409 while it runs (with its
+    /// progress); 410 when it failed.
+    pub async fn export_file(
+        &self,
+        caller: &Identity,
+        id: Uuid,
+    ) -> Result<(ExportJob, std::path::PathBuf), DataError> {
+        let job = self.export_job(caller, id).await?;
+        match job.status {
+            ExportStatus::Running => Err(Problem::conflict("export-running", "Export running")
+                .detail("the file is not ready yet; poll the job")
+                .extension("status", "running".into())
+                .extension("rowsWritten", job.rows_written.into())
+                .into()),
+            ExportStatus::Failed => Err(Problem::new(
+                axum::http::StatusCode::GONE,
+                "export-failed",
+                "Export failed",
+            )
+            .detail(job.error.clone().unwrap_or_default())
+            .into()),
+            ExportStatus::Done => {
+                let path = self.file_path(id, &job.format, false);
+                if path.exists() {
+                    Ok((job, path))
+                } else {
+                    Err(DataError::JobNotFound)
+                }
+            }
+        }
     }
 }

@@ -101,6 +101,46 @@ pub struct DoneRow {
     pub outcome: RowOutcome,
 }
 
+/// Where an export job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportStatus {
+    /// Writing its file.
+    Running,
+    /// Its file is ready.
+    Done,
+    /// It failed (or its process stopped while it ran).
+    Failed,
+}
+
+evently_core::stored_names!(ExportStatus, "export job status", {
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
+
+/// An export job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJob {
+    /// Its id (and its file's name).
+    pub id: Uuid,
+    /// Who asked for it.
+    pub organizer_id: Uuid,
+    /// `events` or `orders`.
+    pub kind: String,
+    /// `csv`, `json` or `xlsx`.
+    pub format: String,
+    /// Where it stands.
+    pub status: ExportStatus,
+    /// Rows written so far.
+    pub rows_written: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it started (epoch ms).
+    pub created_at: i64,
+    /// When it finished (epoch ms).
+    pub finished_at: Option<i64>,
+}
+
 /// Everything the data service persists.
 #[async_trait]
 pub trait DataStore: Send + Sync + 'static {
@@ -132,4 +172,31 @@ pub trait DataStore: Send + Sync + 'static {
     /// Deletes the finished jobs (with their files and rows) that finished before
     /// `before`; returns how many.
     async fn purge(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Stores a new running export job unless its organizer already has `max_running`
+    /// running; `false` when refused.
+    async fn start_export(&self, job: &ExportJob, max_running: i64) -> Result<bool, StoreError>;
+
+    /// The export job with this id.
+    async fn export_job(&self, id: Uuid) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Records the rows a running export has written so far.
+    async fn export_progress(&self, id: Uuid, rows: i64) -> Result<(), StoreError>;
+
+    /// Ends a running export as `status` (done or failed) at `now`.
+    async fn finish_export(
+        &self,
+        id: Uuid,
+        status: ExportStatus,
+        rows: i64,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Marks every running export failed (their process stopped); returns their ids.
+    async fn fail_running_exports(&self, now: i64) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Deletes the finished exports that finished before `before`; returns their ids (so
+    /// their files can be removed).
+    async fn purge_exports(&self, before: i64) -> Result<Vec<Uuid>, StoreError>;
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use evently_core::config::DatabaseConfig;
 use evently_core::db::StoreError;
 use evently_data::store::{
-    DataStore, DoneRow, ImportJob, ImportMode, JobStatus, RowOutcome, SqlDataStore,
+    DataStore, DoneRow, ExportJob, ExportStatus, ImportJob, ImportMode, JobStatus, RowOutcome,
+    SqlDataStore,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -140,6 +141,97 @@ pub async fn purge_deletes_only_expired_finished_jobs(store: Subject) {
     assert_eq!(store.done_rows(c.id).await.unwrap().len(), 1);
 }
 
+fn export(n: u128, organizer: u128) -> ExportJob {
+    ExportJob {
+        id: Uuid::from_u128(n),
+        organizer_id: Uuid::from_u128(organizer),
+        kind: "orders".into(),
+        format: "xlsx".into(),
+        status: ExportStatus::Running,
+        rows_written: 0,
+        error: None,
+        created_at: NOW,
+        finished_at: None,
+    }
+}
+
+pub async fn at_most_two_exports_run_per_organizer(store: Subject) {
+    assert!(store.start_export(&export(1, 7), 2).await.unwrap());
+    assert!(store.start_export(&export(2, 7), 2).await.unwrap());
+    assert!(!store.start_export(&export(3, 7), 2).await.unwrap());
+    assert_eq!(store.export_job(Uuid::from_u128(3)).await.unwrap(), None);
+    // Another organizer is not held up.
+    assert!(store.start_export(&export(4, 8), 2).await.unwrap());
+    store
+        .export_progress(Uuid::from_u128(1), 500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .export_job(Uuid::from_u128(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .rows_written,
+        500
+    );
+    store
+        .finish_export(Uuid::from_u128(1), ExportStatus::Done, 1000, None, NOW + 5)
+        .await
+        .unwrap();
+    let done = store.export_job(Uuid::from_u128(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.rows_written, done.finished_at),
+        (ExportStatus::Done, 1000, Some(NOW + 5))
+    );
+    // A finished export's progress and end no longer change.
+    store.export_progress(Uuid::from_u128(1), 1).await.unwrap();
+    store
+        .finish_export(
+            Uuid::from_u128(1),
+            ExportStatus::Failed,
+            0,
+            Some("x"),
+            NOW + 6,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.export_job(Uuid::from_u128(1)).await.unwrap().unwrap(),
+        done
+    );
+    assert!(store.start_export(&export(3, 7), 2).await.unwrap());
+}
+
+pub async fn interrupted_exports_fail_and_finished_ones_expire(store: Subject) {
+    for (n, organizer) in [(1, 7), (2, 7), (3, 8)] {
+        store.start_export(&export(n, organizer), 2).await.unwrap();
+    }
+    store
+        .finish_export(Uuid::from_u128(1), ExportStatus::Done, 3, None, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fail_running_exports(NOW + 1).await.unwrap(),
+        vec![Uuid::from_u128(2), Uuid::from_u128(3)]
+    );
+    let failed = store.export_job(Uuid::from_u128(2)).await.unwrap().unwrap();
+    assert_eq!(failed.status, ExportStatus::Failed);
+    assert!(failed.error.is_some());
+    assert_eq!(
+        store.purge_exports(NOW + 1).await.unwrap(),
+        vec![Uuid::from_u128(1)]
+    );
+    assert_eq!(store.export_job(Uuid::from_u128(1)).await.unwrap(), None);
+    assert!(
+        store
+            .export_job(Uuid::from_u128(3))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::conformance,
     sqlite: super::sqlite_store,
@@ -149,5 +241,7 @@ evently_testkit::conformance_suite!(
         rows_are_recorded_once_and_read_in_order,
         finishing_stores_the_report_and_drops_the_file,
         purge_deletes_only_expired_finished_jobs,
+        at_most_two_exports_run_per_organizer,
+        interrupted_exports_fail_and_finished_ones_expire,
     ]
 );

@@ -277,3 +277,68 @@ async fn an_events_orders_are_exported_page_by_page_one_row_per_ticket() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_large_export_runs_as_a_job_polled_then_downloaded() {
+    let app = evently_testkit::spawn_app().await;
+    let org = organizer(&app).await;
+    seed(&app, &org.access_token).await;
+    let start = app
+        .client
+        .post(app.url("/api/data/export/jobs"))
+        .bearer_auth(&org.access_token)
+        .json(&serde_json::json!({"kind": "events", "format": "xlsx", "type": "concert"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = start.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/data/export/jobs/{}", job["jobId"].as_str().unwrap())
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let view = loop {
+        let view = ok_json(get(&app, &location, Some(&org.access_token)).await, 200).await;
+        if view["status"] != "running" {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(view["status"], "done", "{view}");
+    assert_eq!(view["rowsWritten"], 1);
+    let file = get(
+        &app,
+        view["download"].as_str().unwrap(),
+        Some(&org.access_token),
+    )
+    .await;
+    assert_eq!(file.status(), 200);
+    let bytes = file.bytes().await.unwrap();
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let range = workbook.worksheet_range_at(0).unwrap().unwrap();
+    assert_eq!(range.height(), 2);
+    assert_eq!(
+        range.get((1, 1)),
+        Some(&Data::String("=HYPERLINK(\"http://example.com\")".into()))
+    );
+
+    // Someone else's job is not found; an orders export of an unknown event is refused
+    // before any job starts.
+    let other = organizer(&app).await;
+    assert_problem(get(&app, &location, Some(&other.access_token)).await, 404).await;
+    let refused = app
+        .client
+        .post(app.url("/api/data/export/jobs"))
+        .bearer_auth(&org.access_token)
+        .json(&serde_json::json!({"kind": "orders", "eventId": uuid::Uuid::now_v7()}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 404).await;
+}
