@@ -163,10 +163,13 @@ pub async fn import_events(
         dry_run: query.dry_run.unwrap_or(false),
     };
     let atomic = request.mode == ImportMode::Atomic && !request.dry_run;
-    let report = state
-        .service
-        .import(&identity, request, Uuid::now_v7())
-        .await?;
+    // The import runs on a task of its own: a client that goes away (or a request timeout)
+    // does not stop it half-way; its job finishes and keeps its report.
+    let service = state.service.clone();
+    let report =
+        tokio::spawn(async move { service.import(&identity, request, Uuid::now_v7()).await })
+            .await
+            .map_err(|e| Problem::internal(e.into()))??;
     if atomic && report.failed > 0 {
         let mut problem = Problem::validation().detail(format!(
             "{} of {} rows are invalid; nothing was imported",
