@@ -708,16 +708,29 @@ impl BookingStore for SqlBookingStore {
         limit: i64,
     ) -> Result<Vec<Order>, StoreError> {
         let mut tx = self.db.reader().begin().await?;
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE event_id = $1 AND ($2 IS NULL OR id > $2) \
-             ORDER BY id LIMIT $3"
-        );
-        let rows = query(Sql::assert_safe(sql))
-            .bind(event_id)
-            .bind(after.map(|a| a.0))
-            .bind(limit)
-            .fetch_all(&mut tx)
-            .await?;
+        // Two statements rather than `$2 IS NULL OR id > $2`, which keeps the planner from
+        // seeking the index to the page's start.
+        let rows =
+            match after {
+                None => query(Sql::assert_safe(format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE event_id = $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(event_id)
+                .bind(limit)
+                .fetch_all(&mut tx)
+                .await?,
+                Some(after) => {
+                    query(Sql::assert_safe(format!(
+                        "SELECT {ORDER_COLUMNS} FROM orders WHERE event_id = $1 AND id > $2 \
+                     ORDER BY id LIMIT $3"
+                    )))
+                    .bind(event_id)
+                    .bind(after.0)
+                    .bind(limit)
+                    .fetch_all(&mut tx)
+                    .await?
+                }
+            };
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             tx.commit().await?;
             return Ok(Vec::new());
