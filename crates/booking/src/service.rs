@@ -535,6 +535,28 @@ impl BookingService {
         }
     }
 
+    /// One page of an event's orders with their tickets, by order id after `after` (keyset
+    /// pagination), for its organizer or an admin: how exports read them.
+    ///
+    /// # Errors
+    /// 404 for an unknown event or one the caller does not manage.
+    pub async fn event_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, BookingError> {
+        if !self.manages(caller, event_id).await? || self.store.inventory(event_id).await?.is_none()
+        {
+            return Err(BookingError::EventNotFound);
+        }
+        Ok(self
+            .store
+            .orders_of_event(event_id, after, i64::from(limit.clamp(1, 10_000)))
+            .await?)
+    }
+
     /// The caller's orders, newest first.
     ///
     /// # Errors

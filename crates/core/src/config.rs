@@ -25,6 +25,8 @@ use crate::service::ServiceName;
 
 mod analytics;
 mod booking;
+mod data;
+pub use data::DataConfig;
 mod events;
 mod recs;
 pub use analytics::AnalyticsConfig;
@@ -69,6 +71,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The search service's index.
     pub search: SearchConfig,
+    /// The data service's imports and exports.
+    pub data: DataConfig,
 }
 
 /// `[server]`
@@ -132,6 +136,8 @@ pub struct DatabaseConfig {
     pub settings_url: Option<SecretString>,
     /// Database for the analytics service only; overrides `url`.
     pub analytics_url: Option<SecretString>,
+    /// Database for the data service only; overrides `url`.
+    pub data_url: Option<SecretString>,
     /// Most connections a service keeps open to PostgreSQL.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
@@ -148,6 +154,7 @@ impl Default for DatabaseConfig {
             recs_url: None,
             settings_url: None,
             analytics_url: None,
+            data_url: None,
             max_connections: 16,
             acquire_timeout_seconds: 5,
         }
@@ -165,6 +172,7 @@ impl DatabaseConfig {
             ServiceName::Recs => self.recs_url.as_ref(),
             ServiceName::Settings => self.settings_url.as_ref(),
             ServiceName::Analytics => self.analytics_url.as_ref(),
+            ServiceName::Data => self.data_url.as_ref(),
             ServiceName::Search | ServiceName::Gateway => None,
         };
         match own.or(self.url.as_ref()) {
@@ -478,6 +486,7 @@ impl Config {
         self.booking.validate()?;
         self.recs.validate()?;
         self.analytics.validate()?;
+        self.data.validate()?;
         self.bus.validate()?;
         self.search.validate()?;
         if self.database.max_connections == 0 {

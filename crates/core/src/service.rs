@@ -22,6 +22,8 @@ pub enum ServiceName {
     Settings,
     /// Sales figures per event, organizer and platform, fed by the domain events.
     Analytics,
+    /// Imports and exports: CSV/XLSX import of events, streamed CSV/NDJSON/XLSX exports.
+    Data,
     /// The edge: routing, authentication, rate limits, circuit breakers.
     Gateway,
 }
@@ -36,6 +38,7 @@ impl ServiceName {
         ServiceName::Search,
         ServiceName::Settings,
         ServiceName::Analytics,
+        ServiceName::Data,
         ServiceName::Gateway,
     ];
 
@@ -49,6 +52,7 @@ impl ServiceName {
             ServiceName::Search => "search",
             ServiceName::Settings => "settings",
             ServiceName::Analytics => "analytics",
+            ServiceName::Data => "data",
             ServiceName::Gateway => "gateway",
         }
     }

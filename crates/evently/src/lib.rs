@@ -56,6 +56,7 @@ pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::Op
             ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
             ServiceName::Settings => doc.merge(evently_settings::SettingsApi::openapi()),
             ServiceName::Analytics => doc.merge(evently_analytics::AnalyticsApi::openapi()),
+            ServiceName::Data => doc.merge(evently_data::DataApi::openapi()),
             ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
         }
     }
@@ -146,6 +147,8 @@ pub struct App {
     analytics_feeds: Feeds,
     /// This replica's own feeds of both streams for the analytics live feed (on NATS).
     analytics_live_feeds: Vec<Arc<dyn Bus>>,
+    /// The data service, when selected; [`serve`] runs its background work.
+    pub data: Option<evently_data::Data>,
 }
 
 impl App {
@@ -190,6 +193,9 @@ impl App {
                 shutdown,
             );
         }
+        if let Some(data) = &self.data {
+            data.start(tracker, shutdown);
+        }
     }
 }
 
@@ -215,6 +221,7 @@ pub async fn build(
     let mut search: Option<evently_search::Search> = None;
     let mut settings: Option<evently_settings::Settings> = None;
     let mut analytics: Option<Analytics> = None;
+    let mut data: Option<evently_data::Data> = None;
     for service in &services {
         match service {
             ServiceName::Auth => {
@@ -357,6 +364,42 @@ pub async fn build(
                 local.push(("analytics".into(), readiness));
                 routers = routers.merge(built.router());
                 analytics = Some(built);
+            }
+            ServiceName::Data => {
+                // Imports and exports go through the events service's operations; it must
+                // run in this process (services sort after events, so it is built already).
+                let events = events.as_ref().context(
+                    "the data service reads and writes events through the events service, \
+                     which must run in the same process: add `events` to --services",
+                )?;
+                let client: Arc<dyn evently_data::EventsClient> =
+                    Arc::new(evently_data::LocalEvents(events.service.clone()));
+                // Orders exports read booking's orders when it runs here too.
+                let booking_client = booking.as_ref().map(|b| {
+                    Arc::new(evently_data::LocalBooking(b.service.clone()))
+                        as Arc<dyn evently_data::BookingClient>
+                });
+                let built = evently_data::Data::build(
+                    config,
+                    secrets.keys.clone(),
+                    client,
+                    booking_client,
+                    clock.clone(),
+                )
+                .await
+                .context("starting the data service")?;
+                let store = built.service.store().clone();
+                let mut readiness = Readiness::default();
+                readiness.add(
+                    "data-store",
+                    Arc::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+                    }),
+                );
+                local.push(("data".into(), readiness));
+                routers = routers.merge(built.router());
+                data = Some(built);
             }
             ServiceName::Gateway => {}
         }
@@ -504,6 +547,7 @@ pub async fn build(
         analytics,
         analytics_feeds,
         analytics_live_feeds,
+        data,
     })
 }
 

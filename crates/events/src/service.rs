@@ -121,6 +121,23 @@ impl EventsService {
         venue: VenueChoice,
         status: EventStatus,
     ) -> Result<Event, EventsError> {
+        let (event, venue) = self.prepare(identity, &draft, venue, status).await?;
+        self.store
+            .insert_event(&event, &event.created_in(venue.as_ref()))
+            .await?;
+        tracing::info!(event.id = %event.id, "event created");
+        Ok(event)
+    }
+
+    /// The event `identity` would create from `draft` at `venue`, and its venue record:
+    /// every rule of [`EventsService::create_event`], nothing stored.
+    async fn prepare(
+        &self,
+        identity: &Identity,
+        draft: &EventDraft,
+        venue: VenueChoice,
+        status: EventStatus,
+    ) -> Result<(Event, Option<Venue>), EventsError> {
         Self::require_organizer(identity, "create events")?;
         let venue = match venue {
             VenueChoice::Id(id) => {
@@ -130,16 +147,89 @@ impl EventsService {
             }
             VenueChoice::Name(name) => VenueRef::Named(name),
         };
-        let event = Event::create(&draft, &venue, status, identity.user_id, self.now())?;
-        let record = match &venue {
-            VenueRef::Venue(v) => Some(v.as_ref()),
+        let event = Event::create(draft, &venue, status, identity.user_id, self.now())?;
+        let record = match venue {
+            VenueRef::Venue(v) => Some(*v),
             VenueRef::Named(_) => None,
         };
-        self.store
-            .insert_event(&event, &event.created_in(record))
-            .await?;
-        tracing::info!(event.id = %event.id, "event created");
-        Ok(event)
+        Ok((event, record))
+    }
+
+    /// Checks that `identity` may create the event `draft` describes, by the rules of
+    /// [`EventsService::create_event`], without creating it (an import's dry run and
+    /// all-or-nothing check).
+    ///
+    /// # Errors
+    /// As [`EventsService::create_event`].
+    pub async fn check_event(
+        &self,
+        identity: &Identity,
+        draft: &EventDraft,
+        venue: VenueChoice,
+        status: EventStatus,
+    ) -> Result<(), EventsError> {
+        self.prepare(identity, draft, venue, status)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the event `draft` describes with the id `id` chosen by the caller, or, when
+    /// an event with that id exists already, updates it to `draft` (its owner or an admin
+    /// only). The caller derives `id` from its own key (an import job's row, or an
+    /// organizer's external id), so running the same request again never makes a second
+    /// event. Returns the event and whether this call created it.
+    ///
+    /// # Errors
+    /// As [`EventsService::create_event`] and [`EventsService::update_event`].
+    pub async fn upsert_event(
+        &self,
+        identity: &Identity,
+        id: EventId,
+        draft: EventDraft,
+        venue: VenueChoice,
+        status: EventStatus,
+    ) -> Result<(Event, bool), EventsError> {
+        if self.store.event(id).await?.is_none() {
+            let (mut event, record) = self
+                .prepare(identity, &draft, venue.clone(), status)
+                .await?;
+            event.id = id;
+            match self
+                .store
+                .insert_event(&event, &event.created_in(record.as_ref()))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(event.id = %event.id, "event created");
+                    return Ok((event, true));
+                }
+                // Created meanwhile by the same request running twice: update it below.
+                Err(StoreError::Conflict { .. }) if self.store.event(id).await?.is_some() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (venue_id, venue_name) = match venue {
+            VenueChoice::Id(v) => (Some(v), None),
+            VenueChoice::Name(n) => (None, Some(n)),
+        };
+        let patch = EventPatch {
+            name: Some(draft.name),
+            description: Some(draft.description),
+            event_date: Some(draft.event_date),
+            sale_start: Some(draft.sale_start),
+            sale_end: Some(draft.sale_end),
+            event_type: draft.event_type,
+            tags: Some(draft.tags),
+            total_seats: draft.total_seats,
+            base_price: Some(draft.base_price),
+            currency: Some(draft.currency),
+            section_prices: Some(draft.section_prices),
+            status: None,
+            venue_id,
+            venue_name,
+            city: None,
+        };
+        Ok((self.update_event(identity, id, &patch).await?, false))
     }
 
     /// An event.

@@ -82,6 +82,8 @@ pub struct Gateway {
     client: HttpClient,
     allowed_origins: Vec<String>,
     body_limit: usize,
+    /// The body limit of file uploads (`routes::IMPORT_PATH`).
+    upload_limit: usize,
     request_timeout: Duration,
 }
 
@@ -142,6 +144,7 @@ impl Gateway {
             client: proxy::client(upstream_idle(&config.server)),
             allowed_origins: config.gateway.cors_allowed_origins.clone(),
             body_limit: config.server.body_limit_bytes,
+            upload_limit: config.data.max_import_bytes + routes::MULTIPART_OVERHEAD,
             request_timeout: config.request_timeout(),
         }))
     }
@@ -158,6 +161,7 @@ impl Gateway {
             client: shared.client.clone(),
             allowed_origins: shared.allowed_origins.clone(),
             body_limit: shared.body_limit,
+            upload_limit: shared.upload_limit,
             request_timeout: shared.request_timeout,
         });
         me.limiter = limiter;
@@ -254,6 +258,12 @@ impl Gateway {
             Some(Group::Auth) => self.config.auth_timeout_seconds,
             _ => self.config.upstream_timeout_seconds,
         };
+        // File uploads carry more than a JSON body: the data service checks their own cap.
+        let body_limit = if path == routes::IMPORT_PATH {
+            self.body_limit.max(self.upload_limit)
+        } else {
+            self.body_limit
+        };
         proxy::forward(
             request,
             ProxyContext {
@@ -261,7 +271,7 @@ impl Gateway {
                 upstream,
                 client_addr: addr,
                 timeout: Duration::from_secs(timeout),
-                body_limit: self.body_limit,
+                body_limit,
                 max_retries: self.config.max_retries,
                 upgrade_idle: Duration::from_secs(self.config.upgrade_idle_timeout_seconds),
             },

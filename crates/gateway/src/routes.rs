@@ -20,6 +20,12 @@ const PREFIXES: &[(&str, &str)] = &[
     ("/api/recs", "recs"),
 ];
 
+/// The data service's file upload, whose bodies may exceed `server.body_limit_bytes` up to
+/// `data.max_import_bytes` and the multipart framing around the file.
+pub const IMPORT_PATH: &str = "/api/data/import/events";
+/// Room for the multipart framing around an uploaded file.
+pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
 /// Every service name the gateway can route to.
 pub fn known_services() -> impl Iterator<Item = &'static str> {
     let mut names: Vec<&str> = PREFIXES.iter().map(|(_, s)| *s).collect();

@@ -298,6 +298,16 @@ pub trait BookingStore: Send + Sync + 'static {
         offset: i64,
     ) -> Result<(Vec<Order>, u64), StoreError>;
 
+    /// One page of an event's orders with their tickets, by order id: at most `limit`
+    /// orders whose id is above `after` (keyset pagination, so a page costs the same
+    /// wherever it starts, and orders placed meanwhile never shift the pages).
+    async fn orders_of_event(
+        &self,
+        event_id: Uuid,
+        after: Option<OrderId>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError>;
+
     /// Cancels and refunds an order; its seats go back on sale.
     async fn cancel_order(
         &self,

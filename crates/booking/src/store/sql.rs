@@ -66,7 +66,7 @@ use super::{
         sweep, update_inventory,
     },
     purchase::{cancel_in, order_in, tickets_of},
-    rows::{ORDER_COLUMNS, hold_from, order_from},
+    rows::{ORDER_COLUMNS, hold_from, order_from, ticket_from},
     waitlist::{finish, waitlist_in},
 };
 use crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
@@ -724,6 +724,66 @@ impl BookingStore for SqlBookingStore {
         }
         tx.commit().await?;
         Ok((orders, u64::try_from(total).unwrap_or(0)))
+    }
+
+    async fn orders_of_event(
+        &self,
+        event_id: Uuid,
+        after: Option<OrderId>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut tx = self.db.reader().begin().await?;
+        // Two statements rather than `$2 IS NULL OR id > $2`, which keeps the planner from
+        // seeking the index to the page's start.
+        let rows =
+            match after {
+                None => query(Sql::assert_safe(format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE event_id = $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(event_id)
+                .bind(limit)
+                .fetch_all(&mut tx)
+                .await?,
+                Some(after) => {
+                    query(Sql::assert_safe(format!(
+                        "SELECT {ORDER_COLUMNS} FROM orders WHERE event_id = $1 AND id > $2 \
+                     ORDER BY id LIMIT $3"
+                    )))
+                    .bind(event_id)
+                    .bind(after.0)
+                    .bind(limit)
+                    .fetch_all(&mut tx)
+                    .await?
+                }
+            };
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let (first, last): (Uuid, Uuid) = (first.get("id")?, last.get("id")?);
+        // The page's tickets in one statement (by the order index's range), not one per order.
+        let mut tickets: std::collections::HashMap<Uuid, Vec<crate::domain::Ticket>> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for row in query(
+            "SELECT order_id, id, seat_id, code, status FROM tickets \
+             WHERE order_id >= $1 AND order_id <= $2 AND event_id = $3 ORDER BY order_id, seat_id",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(event_id)
+        .fetch_all(&mut tx)
+        .await?
+        {
+            let order: Uuid = row.get("order_id")?;
+            tickets.entry(order).or_default().push(ticket_from(&row)?);
+        }
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.get("id")?;
+                order_from(row, tickets.remove(&id).unwrap_or_default())
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(order.id = %order_id))]

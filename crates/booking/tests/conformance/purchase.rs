@@ -191,6 +191,25 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
     let (mine, total) = store.orders_of(alice, 10, 0).await.unwrap();
     assert_eq!((mine, total), (vec![order.clone()], 1));
     assert_eq!(store.orders_of(bob, 10, 0).await.unwrap(), (Vec::new(), 0));
+    // An event's orders by keyset: the page after the last order is empty.
+    assert_eq!(
+        store.orders_of_event(event_id, None, 10).await.unwrap(),
+        vec![order.clone()]
+    );
+    assert!(
+        store
+            .orders_of_event(event_id, Some(order.order_id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .orders_of_event(Uuid::from_u128(404), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         store.hold(hold.id).await.unwrap().unwrap().status,
         HoldStatus::Purchased
@@ -343,6 +362,44 @@ async fn a_lowered_ticket_limit_refuses_a_purchase_that_no_longer_fits((store, _
     assert_eq!(order.seat_ids.len(), 2);
 }
 
+/// An event's orders are read page by page by order id: every order once, in id order,
+/// with its tickets, cancelled ones included, other events' left out.
+async fn an_events_orders_are_paged_by_keyset((store, _outbox): Subject) {
+    let event_id = reserved_event(&store, &[("A", &[("1", 7)])]).await;
+    let other = reserved_event(&store, &[("B", &[("1", 2)])]).await;
+    let mut orders = Vec::new();
+    for n in 1..=5 {
+        let seats = [format!("A-1-{n}")];
+        let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+        let hold = hold_seats(&store, event_id, Uuid::now_v7(), &seats, NOW + n)
+            .await
+            .unwrap();
+        orders.push(buy(&store, &hold, NOW + n).await);
+    }
+    let hold = hold_seats(&store, other, Uuid::now_v7(), &["B-1-1"], NOW)
+        .await
+        .unwrap();
+    buy(&store, &hold, NOW + 1).await;
+    let cancelled = store
+        .cancel_order(orders[2].order_id, "buyer", NOW + 9, POLICY)
+        .await
+        .unwrap();
+    orders[2] = cancelled;
+    orders.sort_by_key(|o| o.order_id.0);
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.orders_of_event(event_id, after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.order_id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, orders);
+    assert!(paged.iter().all(|o| o.tickets.len() == 1));
+}
+
 /// Cancelling an order voids its tickets, refunds it and puts its seats back on sale.
 async fn cancelled_order_returns_its_seats_and_refunds((store, outbox): Subject) {
     let event_id = reserved_event(&store, &[("A", &[("1", 3)])]).await;
@@ -439,5 +496,6 @@ evently_testkit::conformance_suite!(
         purchase_needs_a_live_paid_hold_and_sells_it_once,
         cancelled_order_returns_its_seats_and_refunds,
         a_lowered_ticket_limit_refuses_a_purchase_that_no_longer_fits,
+        an_events_orders_are_paged_by_keyset,
     ]
 );

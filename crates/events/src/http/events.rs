@@ -87,6 +87,40 @@ pub struct CreateEventRequest {
     pub section_prices: BTreeMap<String, i64>,
 }
 
+impl CreateEventRequest {
+    /// The draft, venue and initial status this request asks for: the parsing every
+    /// creation path shares (`POST /api/events`, and imports through the data service).
+    ///
+    /// # Errors
+    /// 422 when neither or both of `venueId` and `venueName` are given.
+    pub fn into_parts(self) -> Result<(EventDraft, VenueChoice, EventStatus), Problem> {
+        let venue = match (self.venue_id, self.venue_name) {
+            (Some(id), None) => VenueChoice::Id(id),
+            (None, Some(name)) => VenueChoice::Name(name),
+            _ => {
+                return Err(Problem::invalid_field(
+                    "/venueId",
+                    "give exactly one of venueId and venueName",
+                ));
+            }
+        };
+        let draft = EventDraft {
+            name: self.event_name,
+            description: self.description,
+            event_date: to_ms(self.event_date),
+            sale_start: to_ms(self.sale_start_time),
+            sale_end: self.sale_end_time.map(to_ms),
+            event_type: self.event_type,
+            tags: self.tags,
+            total_seats: self.total_seats,
+            base_price: self.base_price,
+            currency: self.currency,
+            section_prices: self.section_prices,
+        };
+        Ok((draft, venue, self.status.unwrap_or(EventStatus::Upcoming)))
+    }
+}
+
 /// `PUT /api/events/{eventId}`: every field present replaces the current one (`null` clears
 /// `description` and `saleEndTime`); `status` goes through the status machine. Every field of
 /// the event's representation an organizer may change is accepted, so a client can PUT back
@@ -320,6 +354,35 @@ fn parse_time(name: &str, raw: &str) -> Result<i64, Problem> {
         .map_err(|_| Problem::invalid_field(name, "must be an RFC 3339 date-time"))
 }
 
+/// The filter of the event list's parameters (`status`, `from`, `to`, `city`, `type`), as
+/// every listing of events reads them (`GET /api/events`, and exports through the data
+/// service); `None` when no event can match.
+///
+/// # Errors
+/// 422 for a `from` or `to` that is not RFC 3339.
+pub fn event_filter(
+    status: Option<EventStatus>,
+    from: Option<&str>,
+    to: Option<&str>,
+    city: Option<String>,
+    event_type: Option<EventType>,
+) -> Result<Option<EventFilter>, Problem> {
+    let filter = EventFilter {
+        status,
+        from: from.map(|t| parse_time("from", t)).transpose()?,
+        to: to.map(|t| parse_time("to", t)).transpose()?,
+        city: city.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+        event_type,
+    };
+    // A stored city never holds a control character (venues and events are validated), and
+    // PostgreSQL refuses NUL in text: such a filter matches nothing, without a query.
+    let impossible = filter
+        .city
+        .as_deref()
+        .is_some_and(|c| c.chars().any(char::is_control));
+    Ok((!impossible).then_some(filter))
+}
+
 const PROBLEM: &str = "application/problem+json";
 
 /// Create an event (organizers and admins); the caller owns it.
@@ -338,31 +401,7 @@ pub async fn create_event(
     identity: Identity,
     Json(body): Json<CreateEventRequest>,
 ) -> Result<(StatusCode, axum::Json<EventResponse>), EventsError> {
-    let venue = match (body.venue_id, body.venue_name) {
-        (Some(id), None) => VenueChoice::Id(id),
-        (None, Some(name)) => VenueChoice::Name(name),
-        _ => {
-            return Err(Problem::invalid_field(
-                "/venueId",
-                "give exactly one of venueId and venueName",
-            )
-            .into());
-        }
-    };
-    let draft = EventDraft {
-        name: body.event_name,
-        description: body.description,
-        event_date: to_ms(body.event_date),
-        sale_start: to_ms(body.sale_start_time),
-        sale_end: body.sale_end_time.map(to_ms),
-        event_type: body.event_type,
-        tags: body.tags,
-        total_seats: body.total_seats,
-        base_price: body.base_price,
-        currency: body.currency,
-        section_prices: body.section_prices,
-    };
-    let status = body.status.unwrap_or(EventStatus::Upcoming);
+    let (draft, venue, status) = body.into_parts()?;
     let event = state
         .service
         .create_event(&identity, draft, venue, status)
@@ -382,34 +421,16 @@ pub async fn list_events(
     Query(query): Query<ListEventsQuery>,
 ) -> Result<axum::Json<EventList>, EventsError> {
     let page = super::page(&state.config, query.page, query.size)?;
-    let filter = EventFilter {
-        status: query.status,
-        from: query
-            .from
-            .as_deref()
-            .map(|t| parse_time("from", t))
-            .transpose()?,
-        to: query
-            .to
-            .as_deref()
-            .map(|t| parse_time("to", t))
-            .transpose()?,
-        city: query
-            .city
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty()),
-        event_type: query.event_type,
-    };
-    // A stored city never holds a control character (venues and events are validated), and
-    // PostgreSQL refuses NUL in text: such a filter matches nothing, without a query.
-    let impossible = filter
-        .city
-        .as_deref()
-        .is_some_and(|c| c.chars().any(char::is_control));
-    let (events, total) = if impossible {
-        (Vec::new(), 0)
-    } else {
-        state.service.list_events(&filter, page).await?
+    let filter = event_filter(
+        query.status,
+        query.from.as_deref(),
+        query.to.as_deref(),
+        query.city,
+        query.event_type,
+    )?;
+    let (events, total) = match filter {
+        None => (Vec::new(), 0),
+        Some(filter) => state.service.list_events(&filter, page).await?,
     };
     Ok(axum::Json(EventList {
         events: events.into_iter().map(Into::into).collect(),

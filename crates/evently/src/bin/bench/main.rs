@@ -9,6 +9,7 @@ mod crash;
 // well: the bench cannot depend on the test kit, which depends on this crate.
 #[path = "../../../../testkit/src/crash.rs"]
 mod crash_harness;
+mod data;
 mod events;
 mod gateway;
 mod onsale;
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some("data") => data::run(arg("--orders", 1_000_000), arg("--rows", 10_000)).await,
         Some("events") => {
             events::run(
                 arg("--seconds", 10),
@@ -103,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
                  \x20      evently-bench crash [--kills N] [--buyers N] [--seats N] [--max-uptime-ms N]\n\
                  \x20                          [--seed N] [--database-url postgres://…]\n\
+                 \x20      evently-bench data [--orders N] [--rows N]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\

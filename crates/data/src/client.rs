@@ -1,0 +1,127 @@
+//! How the data service reaches the events service: through its operations, never its
+//! tables. [`EventsClient`] is the seam; [`LocalEvents`] calls the events service running in
+//! the same process directly, with the same parser and rules as `POST /api/events`.
+
+use async_trait::async_trait;
+use evently_booking::BookingService;
+use evently_booking::domain::{Order, OrderId};
+use evently_core::Problem;
+use evently_core::identity::Identity;
+use evently_events::EventsService;
+use evently_events::domain::{EventFilter, EventId, Page};
+use evently_events::http::events::{CreateEventRequest, EventResponse};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What the data service asks of the events service.
+#[async_trait]
+pub trait EventsClient: Send + Sync + 'static {
+    /// Checks `body` (the JSON body of `POST /api/events`) as that endpoint would for
+    /// `caller`, creating nothing.
+    ///
+    /// # Errors
+    /// The problem `POST /api/events` would answer.
+    async fn check(&self, caller: &Identity, body: &serde_json::Value) -> Result<(), Problem>;
+
+    /// Creates the event `body` describes with id `id` for `caller`, or updates the event
+    /// with that id to it; `true` when it created it.
+    ///
+    /// # Errors
+    /// The problem `POST /api/events` or `PUT /api/events/{id}` would answer.
+    async fn upsert(
+        &self,
+        caller: &Identity,
+        id: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<bool, Problem>;
+
+    /// One page of the events matching `filter`, as `GET /api/events` shows them.
+    ///
+    /// # Errors
+    /// The events service's failure.
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        page: u32,
+        size: u32,
+    ) -> Result<Vec<EventResponse>, Problem>;
+}
+
+/// The events service of this process.
+pub struct LocalEvents(pub Arc<EventsService>);
+
+fn parse(body: &serde_json::Value) -> Result<CreateEventRequest, Problem> {
+    let bytes = serde_json::to_vec(body).map_err(|e| Problem::internal(e.into()))?;
+    evently_core::extract::from_json_slice(&bytes)
+}
+
+#[async_trait]
+impl EventsClient for LocalEvents {
+    async fn check(&self, caller: &Identity, body: &serde_json::Value) -> Result<(), Problem> {
+        let (draft, venue, status) = parse(body)?.into_parts()?;
+        Ok(self.0.check_event(caller, &draft, venue, status).await?)
+    }
+
+    async fn upsert(
+        &self,
+        caller: &Identity,
+        id: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<bool, Problem> {
+        let (draft, venue, status) = parse(body)?.into_parts()?;
+        let (_, created) = self
+            .0
+            .upsert_event(caller, EventId(id), draft, venue, status)
+            .await?;
+        Ok(created)
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        page: u32,
+        size: u32,
+    ) -> Result<Vec<EventResponse>, Problem> {
+        let (events, _) = self
+            .0
+            .list_events(filter, Page { number: page, size })
+            .await?;
+        Ok(events.into_iter().map(Into::into).collect())
+    }
+}
+
+/// What the data service asks of booking.
+#[async_trait]
+pub trait BookingClient: Send + Sync + 'static {
+    /// One page of the orders of `event_id` (with their tickets) whose id is above `after`,
+    /// by order id, for `caller` (the event's organizer or an admin).
+    ///
+    /// # Errors
+    /// 404 for an unknown event or one the caller does not manage.
+    async fn event_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Problem>;
+}
+
+/// The booking service of this process.
+pub struct LocalBooking(pub Arc<BookingService>);
+
+#[async_trait]
+impl BookingClient for LocalBooking {
+    async fn event_orders(
+        &self,
+        caller: &Identity,
+        event_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Problem> {
+        Ok(self
+            .0
+            .event_orders(caller, event_id, after.map(OrderId), limit)
+            .await?)
+    }
+}
