@@ -249,3 +249,43 @@ async fn a_purchase_is_one_trace_across_the_gateway_booking_and_the_events_consu
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn log_lines_of_a_request_carry_the_trace_id_it_continues() {
+    let (endpoint, _spans) = receiver().await;
+    let dir = temp_dir();
+    let log = dir.join("stderr.log");
+    let mut command = evently(&dir);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("EVENTLY_LOG", "info")
+        .env("EVENTLY_LOG_FORMAT", "json")
+        .env("EVENTLY_OTLP_ENDPOINT", &endpoint)
+        .stderr(std::fs::File::create(&log).expect("a log file"));
+    let (server, _) = support::start_with_stderr(command);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/events", server.base))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut line = None;
+    for _ in 0..50 {
+        line = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("request answered") && l.contains("/api/events"))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line: serde_json::Value =
+        serde_json::from_str(&line.expect("the access log line")).expect("a JSON log line");
+    assert_eq!(line["span"]["trace_id"], trace, "{line}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

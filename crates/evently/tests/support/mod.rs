@@ -43,9 +43,14 @@ pub fn evently(dir: &Path) -> Command {
 
 /// Starts `command` (an `evently serve …`) and waits for its "listening on" line.
 pub fn start(mut command: Command) -> (Serve, Vec<String>) {
+    command.stderr(Stdio::null());
+    start_with_stderr(command)
+}
+
+/// [`start`], with standard error wherever `command` already sends it.
+pub fn start_with_stderr(mut command: Command) -> (Serve, Vec<String>) {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("evently starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
