@@ -72,22 +72,23 @@ fn offered(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Refuses an `Origin` that is neither the allowlist's nor the request's own host's.
+/// Refuses an `Origin` that is neither the allowlist's nor the host the browser asked: the
+/// request's own `Host`, or, behind a proxying gateway, the `X-Forwarded-Host` the gateway
+/// set from it (a browser cannot set that header on a WebSocket handshake, and the gateway
+/// replaces any a client sends).
 fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Problem> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         // Not a browser: nothing to hijack.
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or_default();
-    let same_host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| {
-            origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"))
-                == Some(host)
-        });
+    let origin_host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let same_host = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|h| h.to_str().ok()))
+        .any(|host| origin_host == Some(host));
     if same_host || allowed.iter().any(|a| a == origin) {
         Ok(())
     } else {

@@ -39,6 +39,17 @@ async fn the_live_websocket_passes_a_proxying_gateway() {
     )
     .await
     .unwrap_err();
+    // A page served by the gateway itself opens the feed through it: its origin is the
+    // gateway's, which the service sees as the forwarded host.
+    let (same_origin, _) = connect(
+        &gateway.base,
+        "",
+        Auth::Cookie(&user.access_token),
+        Some(&gateway.base),
+    )
+    .await
+    .expect("a page of the gateway's own origin opens the feed");
+    drop(same_origin);
     let (mut socket, protocol) = connect(&gateway.base, "", Auth::Subprotocol(&short), None)
         .await
         .unwrap();
