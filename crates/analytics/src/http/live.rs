@@ -44,6 +44,8 @@ pub const BEARER_PROTOCOL: &str = "evently.bearer.";
 pub const TOKEN_EXPIRED: u16 = 4401;
 /// The largest message a client may send (it has nothing to say but pongs and close).
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Read buffer per socket (it grows for a larger message, up to [`MAX_MESSAGE`]).
+const READ_BUFFER: usize = 4 * 1024;
 /// Bytes a socket may buffer for a client before sends fail.
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
 /// Unanswered pings after which a socket is closed.
@@ -239,7 +241,12 @@ pub async fn live(
     };
     let shutdown = state.hub.shutdown.clone();
     let tracked = state.hub.sockets.token();
+    // Small buffers: a client sends only pongs and a close, and gets at most one figures
+    // message per second per event, so tungstenite's 128 KiB read buffer, allocated per
+    // socket up front, would be most of a socket's memory. Messages are written out at once.
     let mut upgrade = upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .max_write_buffer_size(MAX_WRITE_BUFFER);

@@ -49,6 +49,23 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some("analytics") => {
+            onsale::live::run(
+                onsale::Options {
+                    runs: 1,
+                    seats: u32::try_from(arg("--seats", 10_000))?,
+                    buyers: usize::try_from(arg("--buyers", 40_000))?,
+                    concurrency: usize::try_from(arg("--concurrency", 256))?,
+                    max_quantity: 1,
+                    database_url: None,
+                    split: false,
+                    nats_url: String::new(),
+                    redis_url: String::new(),
+                },
+                usize::try_from(arg("--subscribers", 10_000))?,
+            )
+            .await
+        }
         Some("data") => data::run(arg("--orders", 1_000_000), arg("--rows", 10_000)).await,
         Some("events") => {
             events::run(
@@ -103,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
+                 \x20      evently-bench analytics [--subscribers N] [--seats N] [--buyers N] [--concurrency N]\n\
                  \x20      evently-bench crash [--kills N] [--buyers N] [--seats N] [--max-uptime-ms N]\n\
                  \x20                          [--seed N] [--database-url postgres://…]\n\
                  \x20      evently-bench data [--orders N] [--rows N]\n\

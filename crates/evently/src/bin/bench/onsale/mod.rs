@@ -39,6 +39,7 @@
 
 mod audit;
 mod layout;
+pub mod live;
 mod report;
 mod sale;
 mod seat_map;
@@ -180,6 +181,7 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
         bases,
         event_id: setup.event_id.clone(),
         seat_map: SeatMap::new(rows),
+        order_times: None,
         max_quantity: opts.max_quantity,
     });
     let mut run = sell(sale.clone(), setup.tokens, opts.concurrency, &pids).await?;

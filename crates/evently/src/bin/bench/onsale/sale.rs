@@ -37,6 +37,9 @@ pub(super) struct Sale {
     pub(super) bases: Vec<String>,
     pub(super) event_id: String,
     pub(super) seat_map: SeatMap,
+    /// When each completed purchase's answer arrived, when the caller wants them (the live
+    /// feed's benchmark measures delivery from them).
+    pub(super) order_times: Option<std::sync::Mutex<Vec<Instant>>>,
     pub(super) max_quantity: u32,
 }
 
@@ -313,6 +316,11 @@ pub(super) async fn sell(
                 match sale.buy(i, token, &mut rng, &mut stats).await {
                     Outcome::Bought => {
                         stats.last_order_s = started.elapsed().as_secs_f64();
+                        if let Some(times) = &sale.order_times
+                            && let Ok(mut times) = times.lock()
+                        {
+                            times.push(Instant::now());
+                        }
                     }
                     Outcome::SoldOut => stats.sold_out += 1,
                     Outcome::Lost => stats.lost += 1,

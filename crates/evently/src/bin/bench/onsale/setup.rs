@@ -123,7 +123,11 @@ fn field(body: &Value, name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no `{name}` in {body}"))
 }
 
-async fn login(client: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
+pub(super) async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+) -> anyhow::Result<String> {
     let body = setup_call(
         client
             .post(format!("{base}/api/auth/login"))
