@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{Serve, evently, free_port, sell_two_seats, start, temp_dir};
+use support::{
+    Serve, drop_database, evently, free_port, fresh_database, sell_two_seats, start, temp_dir,
+};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn deploy_dir() -> PathBuf {
@@ -256,27 +258,6 @@ impl Deployment {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{} never passed its health check {args:?}", service.name);
-    }
-}
-
-async fn fresh_database(url: &str, name: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("a database");
-    pool.close().await;
-    let (base, _) = url.rsplit_once('/').expect("a database in the URL");
-    format!("{base}/{name}")
-}
-
-async fn drop_database(url: &str, name: &str) {
-    if let Ok(pool) = sqlx::PgPool::connect(url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&pool)
-        .await;
     }
 }
 

@@ -8,7 +8,9 @@ mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Serve, admin_create, evently, free_port, start, temp_dir};
+use support::{
+    Serve, admin_create, drop_database, evently, free_port, fresh_database, start, temp_dir,
+};
 
 const SECRET: &str = "distributed-test-secret-0123456789abcdef";
 const INTERNAL: &str = "distributed-test-internal-token";
@@ -117,6 +119,10 @@ async fn auth_events_and_two_gateways_as_separate_processes() {
         );
         return;
     };
+    // A database of its own: the other test here also runs events with a relay.
+    let database = format!("distributed_a_{}_{}", std::process::id(), free_port());
+    let admin_url = postgres;
+    let postgres = fresh_database(&admin_url, &database).await;
     let d = Deployment {
         dir: temp_dir(),
         postgres,
@@ -305,6 +311,7 @@ async fn auth_events_and_two_gateways_as_separate_processes() {
         .unwrap();
     assert_eq!(healthy.status(), 200);
     let _ = std::fs::remove_dir_all(&d.dir);
+    drop_database(&admin_url, &database).await;
 }
 
 /// A settings change made in one process reaches booking in another over NATS: the platform
@@ -322,6 +329,11 @@ async fn a_platform_ticket_limit_set_in_one_process_refuses_holds_in_another() {
         );
         return;
     };
+    // A database of its own: the other test here also runs events with a relay, which would
+    // publish this test's outbox rows to its own streams.
+    let database = format!("distributed_b_{}_{}", std::process::id(), free_port());
+    let admin_url = postgres;
+    let postgres = fresh_database(&admin_url, &database).await;
     let dir = temp_dir();
     let prefix = format!("EVENTLY_SETTINGS_TEST_{}", std::process::id());
     let settings_port = free_port();
@@ -457,4 +469,5 @@ async fn a_platform_ticket_limit_set_in_one_process_refuses_holds_in_another() {
     assert_eq!(hold(2).await.0, 201);
     put_platform(serde_json::json!({})).await;
     let _ = std::fs::remove_dir_all(&dir);
+    drop_database(&admin_url, &database).await;
 }

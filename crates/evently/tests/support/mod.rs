@@ -275,3 +275,28 @@ pub async fn sell_two_seats(a: &str, b: &str, admin: Command) -> Sale {
         organizer,
     }
 }
+
+/// Creates database `name` next to the one `url` names and returns its URL: processes that
+/// share fixed schemas (their outboxes, relays and consumers) need a database of their own per
+/// test, or one test's relay publishes another's rows.
+pub async fn fresh_database(url: &str, name: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("a database");
+    pool.close().await;
+    let (base, _) = url.rsplit_once('/').expect("a database in the URL");
+    format!("{base}/{name}")
+}
+
+/// Drops database `name` (closing its connections).
+pub async fn drop_database(url: &str, name: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await;
+    }
+}
