@@ -1,6 +1,6 @@
 //! `evently-bench analytics`: the live sales feed during an on-sale. `--subscribers`
-//! WebSockets (default 10,000) watch the event on `GET /api/analytics/live` as its organizer
-//! would, from source addresses spread over 127.0.0.2… (so that no one address runs out of
+//! WebSockets (default 10,000) watch the event on `GET /api/analytics/live` (as admins, 1,000
+//! sockets each: the most one account may hold), from source addresses spread over 127.0.0.2… (so that no one address runs out of
 //! ports), while the buyers of `evently-bench onsale` race for its seats on the same embedded
 //! server; then the same sale runs again without subscribers.
 //!
@@ -26,9 +26,12 @@ use super::layout::layout;
 use super::report::peak_rss_mib;
 use super::sale::{Sale, sell};
 use super::seat_map::SeatMap;
-use super::setup::{availability, login, setup};
+use super::setup::{admin_create, availability, login, setup};
 use super::{Options, server_env};
 use crate::server::{percentile, start_server};
+
+/// Live connections per watching account.
+const PER_WATCHER: usize = 1_000;
 
 /// What one subscriber saw: when each message came and the seats sold it showed.
 type Seen = Vec<(Instant, i64)>;
@@ -100,9 +103,11 @@ async fn subscribe(
 async fn one(opts: &Options, subscribers: usize) -> anyhow::Result<[f64; 6]> {
     let rows = layout(opts.seats)?;
     let mut env = server_env(opts, &rows);
+    // A user may hold at most `PER_WATCHER` live connections (the configuration's upper
+    // bound): the subscribers are admins, `PER_WATCHER` sockets each.
     env.push((
         "EVENTLY_ANALYTICS__LIVE_MAX_CONNECTIONS_PER_USER",
-        (subscribers + 16).to_string(),
+        PER_WATCHER.to_string(),
     ));
     let server = start_server(&env)?;
     let pid = server.child.id();
@@ -119,7 +124,12 @@ async fn one(opts: &Options, subscribers: usize) -> anyhow::Result<[f64; 6]> {
         .pool_max_idle_per_host(opts.concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let organizer = login(&client, &server.base, "organizer@onsale.example.com").await?;
+    let mut watchers = Vec::new();
+    for w in 0..subscribers.div_ceil(PER_WATCHER) {
+        let email = format!("watcher{w}@onsale.example.com");
+        admin_create(&server, None, &email).await?;
+        watchers.push(login(&client, &server.base, &email).await?);
+    }
 
     let rss_before = rss_mib(pid);
     let messages = Arc::new(AtomicU64::new(0));
@@ -131,7 +141,7 @@ async fn one(opts: &Options, subscribers: usize) -> anyhow::Result<[f64; 6]> {
             i,
             port,
             prepared.event_id.clone(),
-            organizer.clone(),
+            watchers[i / PER_WATCHER].clone(),
             messages.clone(),
             stop.clone(),
         )));

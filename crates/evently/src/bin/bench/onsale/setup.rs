@@ -42,7 +42,7 @@ fn evently_binary() -> anyhow::Result<std::path::PathBuf> {
 
 /// Creates an admin with `evently admin create`, against the same data directory or database
 /// as the running server.
-async fn admin_create(
+pub(super) async fn admin_create(
     server: &Server,
     database_url: Option<&str>,
     email: &str,
