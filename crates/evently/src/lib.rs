@@ -44,21 +44,26 @@ use utoipa::OpenApi;
 )]
 struct OpsApi;
 
+/// The OpenAPI document of one service.
+fn service_openapi(service: ServiceName) -> utoipa::openapi::OpenApi {
+    match service {
+        ServiceName::Auth => evently_auth::AuthApi::openapi(),
+        ServiceName::Events => evently_events::EventsApi::openapi(),
+        ServiceName::Booking => evently_booking::BookingApi::openapi(),
+        ServiceName::Recs => evently_recs::RecsApi::openapi(),
+        ServiceName::Search => evently_search::SearchApi::openapi(),
+        ServiceName::Settings => evently_settings::SettingsApi::openapi(),
+        ServiceName::Analytics => evently_analytics::AnalyticsApi::openapi(),
+        ServiceName::Data => evently_data::DataApi::openapi(),
+        ServiceName::Gateway => evently_gateway::GatewayApi::openapi(),
+    }
+}
+
 /// The merged OpenAPI document of `services`, with the limits `config` sets.
 pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     let mut doc = OpsApi::openapi();
     for service in services {
-        match service {
-            ServiceName::Auth => doc.merge(evently_auth::AuthApi::openapi()),
-            ServiceName::Events => doc.merge(evently_events::EventsApi::openapi()),
-            ServiceName::Booking => doc.merge(evently_booking::BookingApi::openapi()),
-            ServiceName::Recs => doc.merge(evently_recs::RecsApi::openapi()),
-            ServiceName::Search => doc.merge(evently_search::SearchApi::openapi()),
-            ServiceName::Settings => doc.merge(evently_settings::SettingsApi::openapi()),
-            ServiceName::Analytics => doc.merge(evently_analytics::AnalyticsApi::openapi()),
-            ServiceName::Data => doc.merge(evently_data::DataApi::openapi()),
-            ServiceName::Gateway => doc.merge(evently_gateway::GatewayApi::openapi()),
-        }
+        doc.merge(service_openapi(*service));
     }
     doc.info.title = "evently".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
@@ -807,4 +812,35 @@ pub async fn run(
     println!("API docs: http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
     tracing::info!(%addr, services = %names.join(","), "evently started");
     serve(&config, app, listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use evently_core::service::ServiceName;
+    use std::collections::BTreeMap;
+
+    /// Merging keeps one schema per component name: two services naming different schemas
+    /// alike would silently publish one of them for both services' routes.
+    #[test]
+    fn no_two_services_publish_different_schemas_under_one_name() {
+        let mut seen: BTreeMap<String, (ServiceName, serde_json::Value)> = BTreeMap::new();
+        for service in ServiceName::ALL {
+            let doc = super::service_openapi(*service);
+            let Some(components) = doc.components else {
+                continue;
+            };
+            for (name, schema) in components.schemas {
+                let schema = serde_json::to_value(schema).unwrap_or_default();
+                match seen.get(&name) {
+                    Some((first, earlier)) => assert_eq!(
+                        earlier, &schema,
+                        "{name} differs between {first} and {service}"
+                    ),
+                    None => {
+                        seen.insert(name, (*service, schema));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -172,7 +172,7 @@ pub async fn hold_ttl(
 /// `POST /api/orders/holds/{holdId}/refresh` (body optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RefreshRequest {
+pub struct HoldRefreshRequest {
     /// Seconds from now (default the hold TTL; capped by `booking.max_extend_seconds` and the
     /// hold's total lifetime `booking.max_hold_lifetime_seconds`).
     #[serde(default, deserialize_with = "evently_core::extract::opt_int")]
@@ -182,7 +182,7 @@ pub struct RefreshRequest {
 
 /// Extends the caller's live hold (capped; never shortened).
 #[utoipa::path(post, path = "/api/orders/holds/{holdId}/refresh", tag = "booking",
-    params(("holdId" = Uuid, Path, description = "The hold")), request_body = Option<RefreshRequest>,
+    params(("holdId" = Uuid, Path, description = "The hold")), request_body = Option<HoldRefreshRequest>,
     security(("bearer" = [])),
     responses(
         (status = 200, body = HoldTtl),
@@ -194,7 +194,7 @@ pub async fn refresh_hold(
     State(state): State<BookingState>,
     caller: Identity,
     Path(hold_id): Path<HoldId>,
-    OptionalJson(body): OptionalJson<RefreshRequest>,
+    OptionalJson(body): OptionalJson<HoldRefreshRequest>,
 ) -> Result<axum::Json<HoldTtl>, BookingError> {
     let extend = body.unwrap_or_default().extend_seconds;
     let hold = state.service.refresh(&caller, hold_id, extend).await?;
