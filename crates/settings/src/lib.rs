@@ -70,9 +70,74 @@ pub const OWNERS_CONSUMER: &str = "settings-owners";
         http::settings::get_schema, http::settings::list_audit,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    modifiers(&DocumentBodies),
     tags((name = "settings", description = "Preferences and operational settings: schema-checked documents per scope, versioned (ETag/If-Match), audited, applied live"))
 )]
 pub struct SettingsApi;
+
+/// Publishes each namespace's JSON Schema, and the schema of its merge patches, as OpenAPI
+/// components, and makes them the request bodies of the routes that write that namespace's
+/// documents: a client (or a contract tester) sees exactly the keys the server accepts.
+struct DocumentBodies;
+
+impl DocumentBodies {
+    /// The namespace of the documents a settings path writes.
+    fn namespace_of(path: &str) -> Option<domain::Namespace> {
+        use domain::Namespace;
+        match path {
+            "/api/settings/me" => Some(Namespace::Preferences),
+            "/api/settings/platform"
+            | "/api/settings/organizers/{organizerId}"
+            | "/api/settings/events/{eventId}" => Some(Namespace::Booking),
+            _ => None,
+        }
+    }
+}
+
+impl utoipa::Modify for DocumentBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for namespace in domain::Namespace::ALL {
+            for (name, schema) in [
+                (
+                    schema::document_component(*namespace),
+                    schema::openapi_document(*namespace),
+                ),
+                (
+                    schema::patch_component(*namespace),
+                    schema::openapi_patch(*namespace),
+                ),
+            ] {
+                // The embedded schemas are fixed at build time; a test checks they convert.
+                if let Ok(schema) = serde_json::from_value(schema) {
+                    components.schemas.insert(name, RefOr::T(schema));
+                }
+            }
+        }
+        for (path, item) in &mut openapi.paths.paths {
+            let Some(namespace) = Self::namespace_of(path) else {
+                continue;
+            };
+            for (operation, component) in [
+                (&mut item.put, schema::document_component(namespace)),
+                (&mut item.patch, schema::patch_component(namespace)),
+            ] {
+                let Some(RefOr::T(body)) = operation
+                    .as_mut()
+                    .and_then(|operation| operation.request_body.as_mut())
+                else {
+                    continue;
+                };
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content {
+                        content.schema = Some(RefOr::Ref(Ref::from_schema_name(component.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Opens the settings store at `url` (SQLite or PostgreSQL, by scheme), migrates it, and
 /// returns it with its outbox.
@@ -228,6 +293,86 @@ mod tests {
             assert!(
                 settings.contains(&statements(bus)),
                 "the settings migration's outbox tables differ from evently-bus's"
+            );
+        }
+    }
+
+    #[test]
+    fn write_bodies_are_the_namespace_schemas_published_whole() {
+        use super::domain::Namespace;
+        use super::schema::*;
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(super::SettingsApi::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for namespace in Namespace::ALL {
+            // Nothing of the embedded schema is lost on the way into the document.
+            assert_eq!(
+                schemas[document_component(*namespace)],
+                openapi_document(*namespace)
+            );
+            assert_eq!(
+                schemas[patch_component(*namespace)],
+                openapi_patch(*namespace)
+            );
+        }
+        let body = |path: &str, method: &str, media: &str| {
+            doc["paths"][path][method]["requestBody"]["content"][media]["schema"]["$ref"].clone()
+        };
+        assert_eq!(
+            body("/api/settings/me", "put", "application/json"),
+            "#/components/schemas/PreferencesDocument"
+        );
+        for path in [
+            "/api/settings/platform",
+            "/api/settings/organizers/{organizerId}",
+            "/api/settings/events/{eventId}",
+        ] {
+            assert_eq!(
+                body(path, "put", "application/json"),
+                "#/components/schemas/BookingSettingsDocument"
+            );
+            assert_eq!(
+                body(path, "patch", "application/merge-patch+json"),
+                "#/components/schemas/BookingSettingsPatch"
+            );
+        }
+    }
+
+    #[test]
+    fn a_patch_the_patch_schema_accepts_leaves_a_valid_document() {
+        use super::domain::{Namespace, merge_patch};
+        use super::schema::{Schemas, openapi_patch};
+        use serde_json::json;
+        let schemas = Schemas::compile().unwrap();
+        let patch = jsonschema::draft202012::new(&openapi_patch(Namespace::Booking)).unwrap();
+        let document = json!({ "holdTtlSeconds": 600, "saleDefaults": { "currency": "EUR" } });
+        // (patch, the patch schema accepts it, the result is a valid document): every patch
+        // the schema accepts leaves a valid document; removing a key that is not there is
+        // harmless to the server but outside the schema.
+        for (change, accepted, valid) in [
+            (json!({ "holdTtlSeconds": null }), true, true),
+            (
+                json!({ "saleDefaults": { "currency": null, "saleOpensDaysBefore": 7 } }),
+                true,
+                true,
+            ),
+            (
+                json!({ "saleDefaults": null, "maxSeatsPerOrder": 4 }),
+                true,
+                true,
+            ),
+            (json!({ "holdTtlSeconds": 5 }), false, false),
+            (json!({ "unknown": 1 }), false, false),
+            (json!({ "saleDefaults": { "unknown": 2 } }), false, false),
+            (json!({ "saleDefaults": { "unknown": null } }), false, true),
+        ] {
+            assert_eq!(patch.is_valid(&change), accepted, "{change}");
+            let mut result = document.clone();
+            merge_patch(&mut result, &change);
+            assert_eq!(
+                schemas.validate(Namespace::Booking, &result).is_ok(),
+                valid,
+                "{change} → {result}"
             );
         }
     }

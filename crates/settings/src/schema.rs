@@ -28,6 +28,8 @@ fn text(namespace: Namespace) -> &'static str {
 struct Compiled {
     schema: Value,
     validator: jsonschema::Validator,
+    /// The schema of merge patches ([`openapi_patch`]).
+    patch_validator: jsonschema::Validator,
     defaults: Value,
 }
 
@@ -84,12 +86,19 @@ impl Schemas {
                 .should_validate_formats(true)
                 .build(&schema)
                 .map_err(|e| anyhow::anyhow!("the {namespace} schema does not compile: {e}"))?;
+            let patch_validator = jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&openapi_patch(*namespace))
+                .map_err(|e| {
+                    anyhow::anyhow!("the {namespace} patch schema does not compile: {e}")
+                })?;
             let defaults = defaults_of(&schema);
             compiled.insert(
                 *namespace,
                 Compiled {
                     schema,
                     validator,
+                    patch_validator,
                     defaults,
                 },
             );
@@ -170,27 +179,147 @@ impl Schemas {
                 format!("nests deeper than {MAX_DEPTH} levels"),
             ));
         }
-        let validator = &self.get(namespace).validator;
-        if validator.is_valid(document) {
-            return Ok(());
+        violations(
+            &self.get(namespace).validator,
+            document,
+            format!(
+                "the document does not match the {namespace} schema (GET /api/settings/schema/{namespace})"
+            ),
+        )
+    }
+
+    /// Checks a merge patch of `namespace`'s documents on its own, before it is applied: the
+    /// keys it names must be the schema's and each value valid or `null` (published as the
+    /// PATCH routes' request body). A patch can be judged without the stored document, so
+    /// a bad one is refused (422) before its `If-Match` is compared.
+    ///
+    /// # Errors
+    /// 422 with one `errors[]` entry per violation, each pointing at its field.
+    pub fn validate_patch(&self, namespace: Namespace, patch: &Value) -> Result<(), Problem> {
+        violations(
+            &self.get(namespace).patch_validator,
+            patch,
+            format!(
+                "the patch does not fit the {namespace} schema (GET /api/settings/schema/{namespace}); null removes a key"
+            ),
+        )
+    }
+}
+
+/// Adds `error` to `problem` as entries of `errors[]` pointing at the offending fields.
+fn point_at(mut problem: Problem, error: &jsonschema::ValidationError<'_>) -> Problem {
+    let at = error.instance_path().as_str().to_owned();
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            for key in unexpected {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                problem = problem.field(format!("{at}/{key}"), "unknown setting");
+            }
+            problem
         }
-        let mut problem = Problem::validation().detail(format!(
-            "the document does not match the {namespace} schema (GET /api/settings/schema/{namespace})"
-        ));
-        for error in validator.iter_errors(document) {
-            let at = error.instance_path().as_str().to_owned();
-            match error.kind() {
-                ValidationErrorKind::AdditionalProperties { unexpected } => {
-                    for key in unexpected {
-                        let key = key.replace('~', "~0").replace('/', "~1");
-                        problem = problem.field(format!("{at}/{key}"), "unknown setting");
+        // A key of a patch is `anyOf: [its schema, null]`: what is wrong is what its schema
+        // (the first alternative) says, at the fields inside it.
+        ValidationErrorKind::AnyOf { context } => match context.first() {
+            Some(inner) if !inner.is_empty() => inner.iter().fold(problem, point_at),
+            _ => problem.field(at, "must fit the schema, or be null to remove it"),
+        },
+        _ => problem.field(at, error.masked().to_string()),
+    }
+}
+
+/// `Ok` when `validator` accepts `instance`, else a 422 problem with `detail` and one
+/// `errors[]` entry per violation: an unknown key points at the key itself.
+fn violations(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+    detail: String,
+) -> Result<(), Problem> {
+    if validator.is_valid(instance) {
+        return Ok(());
+    }
+    let mut problem = Problem::validation().detail(detail);
+    for error in validator.iter_errors(instance) {
+        problem = point_at(problem, &error);
+    }
+    Err(problem)
+}
+
+/// The name of `namespace`'s document schema among the OpenAPI components.
+pub fn document_component(namespace: Namespace) -> String {
+    match namespace {
+        Namespace::Preferences => "PreferencesDocument".to_owned(),
+        Namespace::Booking => "BookingSettingsDocument".to_owned(),
+    }
+}
+
+/// The name of `namespace`'s merge-patch schema among the OpenAPI components.
+pub fn patch_component(namespace: Namespace) -> String {
+    format!(
+        "{}Patch",
+        document_component(namespace).trim_end_matches("Document")
+    )
+}
+
+/// `namespace`'s schema as an OpenAPI 3.1 component (whose schema dialect is draft
+/// 2020-12): the embedded schema without its `$schema` and `$id`.
+pub fn openapi_document(namespace: Namespace) -> Value {
+    let mut schema: Value = serde_json::from_str(text(namespace)).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+        map.remove("$id");
+    }
+    schema
+}
+
+/// The schema of an RFC 7396 merge patch of `namespace`'s documents whose result is
+/// valid: every key optional and also `null` (which removes it), an object key a patch of
+/// its own, unknown keys refused as in the document.
+pub fn openapi_patch(namespace: Namespace) -> Value {
+    fn patch_of(schema: &Value) -> Value {
+        let mut out = schema.clone();
+        let Value::Object(map) = &mut out else {
+            return out;
+        };
+        map.remove("required");
+        map.remove("default");
+        if let Some(Value::Object(properties)) = map.get_mut("properties") {
+            for property in properties.values_mut() {
+                let nested = if property.get("properties").is_some() {
+                    patch_of(property)
+                } else {
+                    let mut plain = property.clone();
+                    if let Value::Object(plain) = &mut plain {
+                        plain.remove("default");
                     }
+                    plain
+                };
+                let description = nested.get("description").cloned();
+                let mut either = Map::new();
+                if let Some(description) = description {
+                    either.insert("description".to_owned(), description);
                 }
-                _ => problem = problem.field(at, error.masked().to_string()),
+                either.insert(
+                    "anyOf".to_owned(),
+                    Value::Array(vec![nested, serde_json::json!({ "type": "null" })]),
+                );
+                *property = Value::Object(either);
             }
         }
-        Err(problem)
+        out
     }
+    let mut patch = patch_of(&openapi_document(namespace));
+    if let Value::Object(map) = &mut patch {
+        map.insert(
+            "description".to_owned(),
+            Value::String(format!(
+                "An RFC 7396 merge patch of a {} document: the keys to change, `null` to \
+                 remove one (it takes its default again).",
+                namespace.as_str()
+            )),
+        );
+        map.remove("title");
+    }
+    patch
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ impl SettingsService {
         let (document, expected) = match change {
             Change::Replace(value) => (value.clone(), expected),
             Change::Merge(patch) => {
+                self.schemas.validate_patch(key.namespace, patch)?;
                 let current = self.read(key).await?;
                 if !expected.admits(current.version) {
                     return Err(SettingsError::Stale {

@@ -78,7 +78,6 @@ pub struct EffectiveKeyView {
     /// JSON pointer of the key (`/holdTtlSeconds`, `/saleDefaults/currency`).
     pub key: String,
     /// Its effective value.
-    #[schema(value_type = Object)]
     pub value: Value,
     /// Where it came from: `default`, `user`, `platform`, `organizer` or `event`.
     pub source: String,
@@ -146,6 +145,7 @@ pub struct AuditPage {
 pub struct AuditQuery {
     /// Only this scope's document (`user`, `platform`, `organizer`, `event`); with `scopeId`
     /// unless `platform`.
+    #[param(value_type = Option<String>, pattern = "^(user|platform|organizer|event)$")]
     pub scope: Option<String>,
     /// The scope's id.
     #[param(value_type = Option<String>, format = Uuid)]
@@ -299,7 +299,7 @@ pub async fn get_me(
 /// Replaces the caller's preferences.
 #[utoipa::path(put, path = "/api/settings/me", tag = "settings", security(("bearer" = [])),
     request_body(content = Object, content_type = "application/json", description = "The whole document (schema: `GET /api/settings/schema/preferences`)"),
-    params(("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`")),
+    params(("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`")),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
@@ -321,7 +321,7 @@ pub async fn put_me(
 /// Merges a JSON Merge Patch (RFC 7396) into the caller's preferences; `null` removes a key.
 #[utoipa::path(patch, path = "/api/settings/me", tag = "settings", security(("bearer" = [])),
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 merge patch"),
-    params(("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`")),
+    params(("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`")),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
@@ -371,7 +371,7 @@ pub async fn get_platform(
 /// purchases within seconds, within its configured hard limits.
 #[utoipa::path(put, path = "/api/settings/platform", tag = "settings", security(("bearer" = [])),
     request_body(content = Object, content_type = "application/json", description = "The whole document (schema: `GET /api/settings/schema/booking`)"),
-    params(("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`")),
+    params(("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`")),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
@@ -394,7 +394,7 @@ pub async fn put_platform(
 /// Merges a JSON Merge Patch into the platform's booking settings (admins).
 #[utoipa::path(patch, path = "/api/settings/platform", tag = "settings", security(("bearer" = [])),
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 merge patch"),
-    params(("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`")),
+    params(("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`")),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
@@ -449,7 +449,7 @@ pub async fn get_organizer(
     request_body(content = Object, content_type = "application/json", description = "The whole document (schema: `GET /api/settings/schema/booking`)"),
     params(
         ("organizerId" = Uuid, Path, description = "The organizer's user id"),
-        ("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`"),
     ),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
@@ -478,7 +478,7 @@ pub async fn put_organizer(
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 merge patch"),
     params(
         ("organizerId" = Uuid, Path, description = "The organizer's user id"),
-        ("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`"),
     ),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
@@ -539,7 +539,7 @@ pub async fn get_event(
     request_body(content = Object, content_type = "application/json", description = "The whole document (schema: `GET /api/settings/schema/booking`)"),
     params(
         ("eventId" = Uuid, Path, description = "The event"),
-        ("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`"),
     ),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),
@@ -567,7 +567,7 @@ pub async fn put_event(
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 merge patch"),
     params(
         ("eventId" = Uuid, Path, description = "The event"),
-        ("If-Match" = String, Header, description = "The ETag read (`\"0\"` if never written), or `*`"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#, description = "The ETag read (`\"0\"` if never written), or `*`"),
     ),
     responses(
         (status = 200, body = DocumentView, headers(("ETag" = String, description = "The new version, quoted"))),

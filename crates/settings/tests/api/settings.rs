@@ -682,3 +682,54 @@ async fn a_lower_platform_ticket_limit_refuses_a_purchase_that_no_longer_fits() 
     let body = assert_problem(refused, 409).await;
     assert_eq!(body["type"], "https://evently.dev/problems/ticket-limit");
 }
+
+/// A patch is judged on its own before its `If-Match`: a bad one is refused 422 even when the
+/// tag is stale (the client fixes the body first), removing an unknown key is refused as the
+/// published patch schema says, and a good patch with a stale tag is 412.
+#[tokio::test]
+async fn a_bad_patch_is_refused_before_its_precondition_is_compared() {
+    let app = app().await;
+    let user = app.signed_in_user().await;
+    let t = &user.access_token;
+    let stale = Some("\"7\"");
+    let bad = write(
+        &app,
+        "PATCH",
+        "/api/settings/me",
+        t,
+        stale,
+        MERGE,
+        &json!({"notifications": {"reminderHoursBefore": 1000}}),
+    )
+    .await;
+    let body = assert_problem(bad, 422).await;
+    assert_eq!(
+        body["errors"][0]["pointer"],
+        "/notifications/reminderHoursBefore"
+    );
+    let unknown = write(
+        &app,
+        "PATCH",
+        "/api/settings/me",
+        t,
+        Some("*"),
+        MERGE,
+        &json!({"sms": null}),
+    )
+    .await;
+    let body = assert_problem(unknown, 422).await;
+    assert_eq!(body["errors"][0]["pointer"], "/sms");
+    let good = write(
+        &app,
+        "PATCH",
+        "/api/settings/me",
+        t,
+        stale,
+        MERGE,
+        &json!({"locale": null}),
+    )
+    .await;
+    assert_problem(good, 412).await;
+    let (tag, _) = ok(app.get_auth("/api/settings/me", t).await).await;
+    assert_eq!(tag, "\"0\"", "nothing was written");
+}
