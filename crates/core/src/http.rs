@@ -698,3 +698,34 @@ fn client_addr(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())
 }
+
+/// The schema of one Server-Sent Event as OpenAPI 3.1 describes the items of a
+/// `text/event-stream` answer: an object whose `event` is `name` and whose `data` is a string
+/// holding the component `data_schema` as JSON (`contentMediaType` + `contentSchema`).
+pub fn sse_event_schema(
+    name: &str,
+    data_schema: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Ref, RefOr};
+    let data = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!("{data_schema} as JSON")))
+        .content_media_type("application/json")
+        .content_schema(Some(Ref::from_schema_name(data_schema)));
+    RefOr::T(
+        ObjectBuilder::new()
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name])),
+            )
+            .required("event")
+            .property("data", data)
+            .required("data")
+            .property("id", ObjectBuilder::new().schema_type(Type::String))
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+            .into(),
+    )
+}

@@ -76,6 +76,7 @@ pub struct ImportQuery {
 
 /// The multipart form of an import: one part named `file`.
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct ImportForm {
     /// A CSV (UTF-8 with or without BOM, or Windows-1252; `,`, `;` or tab) or XLSX file
@@ -83,6 +84,21 @@ struct ImportForm {
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
+
+/// An XLSX workbook, as binary.
+struct XlsxFile;
+
+impl utoipa::PartialSchema for XlsxFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for XlsxFile {}
 
 fn multipart_problem(rejection: &MultipartRejection) -> Problem {
     match rejection {
@@ -280,7 +296,7 @@ pub struct ExportEventsQuery {
 #[utoipa::path(get, path = "/api/data/export/events", tag = "data", security(("bearer" = [])),
     params(ExportEventsQuery),
     responses(
-        (status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "text/csv", body = String),
+        (status = 200, description = "The file (`Content-Disposition: attachment`), in the asked `format`", content((String = "text/csv"), (String = "application/x-ndjson"), (XlsxFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
         (status = 400, description = "Malformed parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 403, description = "Not an organizer or admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
@@ -340,7 +356,7 @@ pub struct ExportOrdersQuery {
 #[utoipa::path(get, path = "/api/data/export/orders", tag = "data", security(("bearer" = [])),
     params(ExportOrdersQuery),
     responses(
-        (status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "text/csv", body = String),
+        (status = 200, description = "The file (`Content-Disposition: attachment`), in the asked `format`", content((String = "text/csv"), (String = "application/x-ndjson"), (XlsxFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
         (status = 400, description = "Malformed parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No such event, or not one the caller organizes", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
@@ -390,9 +406,11 @@ pub struct StartExportRequest {
     pub status: Option<EventStatus>,
     /// Only events on or after this time (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub from: Option<String>,
     /// Only events on or before this time (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub to: Option<String>,
     /// Only events in this city (case-insensitive).
     #[serde(default)]
@@ -480,7 +498,7 @@ pub async fn export_job(
 #[utoipa::path(get, path = "/api/data/export/jobs/{jobId}/file", tag = "data", security(("bearer" = [])),
     params(("jobId" = Uuid, Path, description = "The job's id")),
     responses(
-        (status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "text/csv", body = String),
+        (status = 200, description = "The file (`Content-Disposition: attachment`), in the asked `format`", content((String = "text/csv"), (String = "application/x-ndjson"), (XlsxFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
         (status = 400, description = "Malformed id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No such job, not the caller's, or expired", body = evently_core::problem::ProblemBody, content_type = PROBLEM),

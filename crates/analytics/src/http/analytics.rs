@@ -30,8 +30,10 @@ const PROBLEM: &str = "application/problem+json";
 pub struct RangeQuery {
     /// Start of the series (RFC 3339); by default when the event (or the first of the
     /// events) was created, at most `analytics.max_range_days` before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End of the series (RFC 3339, excluded); now by default.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `auto` (default: hourly under 7 days, daily under 90, weekly beyond), `hour`, `day`
     /// or `week` (weeks start on Monday).
@@ -39,6 +41,7 @@ pub struct RangeQuery {
     pub interval: Option<String>,
     /// The local time the points follow, as a fixed offset (`Z`, `+05:30`, `-03:00`);
     /// UTC by default.
+    #[param(value_type = Option<String>, pattern = "^(Z|[+-](0[0-9]|1[0-3]):(00|15|30|45)|[+-]14:00)$")]
     pub utc_offset: Option<String>,
     /// `json` (default) or `csv` (the series only, one column per counter and currency).
     #[param(value_type = Option<String>, pattern = "^(json|csv)$")]

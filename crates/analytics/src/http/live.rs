@@ -56,9 +56,10 @@ const MISSED_PONGS: u32 = 2;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct LiveQuery {
-    /// Comma-separated event ids to watch (each the caller's, or any for an admin); by
-    /// default every event of the caller's (an admin's: every event), newest first, up to
+    /// Comma-separated event ids to watch (each the caller's, or any for an admin); when
+    /// absent or empty, every event of the caller's (an admin's: every event), newest first, up to
     /// `analytics.live_max_events`.
+    #[param(value_type = Option<String>, pattern = "^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(,[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})*)?$")]
     pub event_ids: Option<String>,
 }
 
@@ -325,12 +326,40 @@ async fn run_socket(
     }
 }
 
+/// The name of every event of the live stream.
+const FIGURES_EVENT: &str = "figures";
+
+/// One Server-Sent Event of the live stream, as OpenAPI 3.1 describes an event of a
+/// `text/event-stream` answer: named `figures`, its data a [`LiveFigures`] as JSON.
+pub struct LiveFiguresEvent;
+
+impl utoipa::PartialSchema for LiveFiguresEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        evently_core::http::sse_event_schema(FIGURES_EVENT, "LiveFigures")
+    }
+}
+
+impl utoipa::ToSchema for LiveFiguresEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "LiveFigures".to_owned(),
+            <LiveFigures as utoipa::PartialSchema>::schema(),
+        ));
+        <LiveFigures as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// The live figures of the events the caller may see, as server-sent events (`figures`,
 /// each a LiveFigures), at most one per event and second; the stream ends when the token
 /// expires or the process shuts down.
 #[utoipa::path(get, path = "/api/analytics/live/stream", tag = "analytics", params(LiveQuery),
     responses(
-        (status = 200, description = "`text/event-stream`: each event is `figures` with a LiveFigures as its data", content_type = "text/event-stream", body = LiveFigures),
+        (status = 200, description = "`text/event-stream`: each event is `figures` with a LiveFigures as its data", content_type = "text/event-stream", body = LiveFiguresEvent),
         (status = 400, description = "Malformed query string or an unknown parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "Missing or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 403, description = "An `Origin` outside the allowlist", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
@@ -368,7 +397,7 @@ pub async fn stream(
         |(mut feed, place, tracked)| async move {
             let figures = feed.next().await;
             let event = SseEvent::default()
-                .event("figures")
+                .event(FIGURES_EVENT)
                 .json_data(&*figures)
                 .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
             Some((Ok::<_, Infallible>(event), (feed, place, tracked)))

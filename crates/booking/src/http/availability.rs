@@ -24,28 +24,7 @@ pub struct AvailabilityEvent;
 
 impl utoipa::PartialSchema for AvailabilityEvent {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        use utoipa::openapi::{Ref, RefOr};
-        let data = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some("An AvailabilityView, as JSON"))
-            .content_media_type("application/json")
-            .content_schema(Some(Ref::from_schema_name("AvailabilityView")));
-        RefOr::T(
-            ObjectBuilder::new()
-                .property(
-                    "event",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some([AVAILABILITY_EVENT])),
-                )
-                .required("event")
-                .property("data", data)
-                .required("data")
-                .property("id", ObjectBuilder::new().schema_type(Type::String))
-                .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
-                .into(),
-        )
+        evently_core::http::sse_event_schema(AVAILABILITY_EVENT, "AvailabilityView")
     }
 }
 
