@@ -91,7 +91,10 @@ pub async fn connect_sqlite(url: &SecretString) -> anyhow::Result<SqliteDb> {
     let reader = SqlitePoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.read_only(true))
+        .connect_with(options.read_only(true).pragma(
+            "cache_size",
+            format!("-{}", crate::sqlite::READER_CACHE_KIB),
+        ))
         .await
         .with_context(|| format!("opening SQLite database {} for reading", filename.display()))?;
     Ok(SqliteDb {
