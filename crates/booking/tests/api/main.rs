@@ -6,4 +6,5 @@ mod authz;
 mod flow;
 mod outage;
 mod races;
+mod redis_outage;
 mod support;
