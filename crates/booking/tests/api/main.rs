@@ -4,6 +4,7 @@
 
 mod authz;
 mod flow;
+mod nats_outage;
 mod outage;
 mod races;
 mod redis_outage;
