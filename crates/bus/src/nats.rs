@@ -143,6 +143,21 @@ impl NatsBus {
         Ok(())
     }
 
+    /// How many messages the stream holds (operations and tests: after a relay has drained
+    /// its outbox, one per outbox row, JetStream having dropped re-published copies).
+    ///
+    /// # Errors
+    /// When NATS cannot be reached or has no such stream.
+    pub async fn stream_messages(&self) -> Result<u64, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(&self.target.stream)
+            .await
+            .map_err(BusError::broker)?;
+        let info = stream.info().await.map_err(BusError::broker)?;
+        Ok(info.state.messages)
+    }
+
     /// Deletes the stream (tests and benchmarks clean up with it).
     ///
     /// # Errors

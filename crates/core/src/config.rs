@@ -37,7 +37,9 @@ mod search;
 pub use search::SearchConfig;
 
 mod gateway;
-pub use gateway::{BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig};
+pub use gateway::{
+    BreakerConfig, GatewayConfig, RateLimitQuota, RateLimits, RedisConfig, upstream_urls,
+};
 
 /// The whole configuration of one `evently` process.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -90,8 +92,18 @@ pub struct ServerConfig {
     /// Trust the left-most `X-Forwarded-For` address as the client address. Only enable this
     /// behind a proxy that sets the header itself (the evently gateway does).
     pub trust_forwarded_for: bool,
-    /// Seconds to let in-flight requests finish after a shutdown signal.
+    /// Seconds from a shutdown signal (SIGTERM, Ctrl-C) until the process has exited: the
+    /// drain window, then in-flight requests, live sockets and background work (an outbox
+    /// relay finishes its batch) get what is left; whatever is still running then is dropped.
     pub shutdown_grace_seconds: u64,
+    /// Seconds the process keeps serving after a shutdown signal, with `/health/ready`
+    /// answering 503 from the signal on and every response closing its connection
+    /// (`Connection: close`), before it stops accepting connections. Load balancers that poll
+    /// readiness take the process out meanwhile, and a connection a client keeps idle in its
+    /// pool is closed by the client itself first if the client drops idle connections sooner
+    /// (the evently gateway does: see `gateway.services`), instead of racing a request the
+    /// client is writing. 0 stops accepting at once. Less than `shutdown_grace_seconds`.
+    pub shutdown_drain_seconds: u64,
     /// Largest request head (request line and headers) in bytes: 431 and the connection closed
     /// beyond it.
     pub max_header_bytes: usize,
@@ -110,6 +122,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 30,
             trust_forwarded_for: false,
             shutdown_grace_seconds: 30,
+            shutdown_drain_seconds: 5,
             max_header_bytes: 32 * 1024,
             header_read_timeout_seconds: 30,
         }
@@ -480,6 +493,9 @@ impl Config {
         }
         if self.server.request_timeout_seconds == 0 {
             bail!("server.request_timeout_seconds must be at least 1");
+        }
+        if self.server.shutdown_drain_seconds >= self.server.shutdown_grace_seconds {
+            bail!("server.shutdown_drain_seconds must be less than server.shutdown_grace_seconds");
         }
         self.gateway.validate()?;
         self.events.validate()?;

@@ -119,6 +119,8 @@ impl Secrets {
 pub struct App {
     /// The complete router, middleware included.
     pub router: Router,
+    /// Cancelled when the process starts shutting down: `/health/ready` answers 503 from then.
+    pub draining: CancellationToken,
     /// The auth service, when selected.
     pub auth: Option<Auth>,
     /// The events service, when selected; [`serve`] runs its background work.
@@ -508,6 +510,23 @@ pub async fn build(
     for (_, r) in &local {
         readiness.extend(r);
     }
+    // From the shutdown signal on, this process is not ready: [`serve`] keeps answering for
+    // the drain window so that whoever routes to it notices.
+    let draining = CancellationToken::new();
+    let signalled = draining.clone();
+    readiness.add(
+        "shutdown",
+        Arc::new(move || {
+            let draining = signalled.is_cancelled();
+            Box::pin(async move {
+                if draining {
+                    Err("shutting down".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+        }),
+    );
     let (router, documented) = if services.contains(&ServiceName::Gateway) {
         let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)
             .context("starting the gateway")?;
@@ -536,6 +555,7 @@ pub async fn build(
     );
     Ok(App {
         router,
+        draining,
         auth,
         events,
         booking,
@@ -674,8 +694,19 @@ pub fn selected(services: &[ServiceName]) -> Vec<ServiceName> {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// finish for up to `server.shutdown_grace_seconds`.
+/// Serves `app` on `listener` until `shutdown` is cancelled, then shuts down within
+/// `server.shutdown_grace_seconds` of it:
+///
+/// 1. at once, `/health/ready` answers 503 ([`App::draining`]);
+/// 2. for `server.shutdown_drain_seconds` the process goes on accepting and serving, every
+///    response with `Connection: close`, so that each connection closes after its next answer
+///    rather than while a client may be writing to it;
+/// 3. then the listener is closed (new connections are refused), idle connections are closed
+///    and requests in flight finish; live sockets are told to close (1001);
+/// 4. last, background work stops (an outbox relay finishes the batch it is publishing, and
+///    marks published only what JetStream acknowledged).
+///
+/// Whatever still runs when the grace period is over is dropped.
 ///
 /// HTTP/1.1 with the limits of `[server]`: request heads larger than `max_header_bytes` get
 /// 431 and a head that takes longer than `header_read_timeout_seconds` to arrive closes the
@@ -690,6 +721,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let drain = Duration::from_secs(config.server.shutdown_drain_seconds);
     // Background work (sale scheduler, outbox relay) stops after the HTTP server has
     // drained, so requests in flight still see it running.
     let background = TaskTracker::new();
@@ -712,8 +744,19 @@ pub async fn serve(
     let mut make_service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
+    let draining = app.draining;
+    // Cancelled at the end of the drain window: connections finish what they are doing.
+    let closing = CancellationToken::new();
     let connections = TaskTracker::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
+        let drain_over = async {
+            match deadline {
+                // The grace period's deadline is `grace` after the signal.
+                Some(deadline) => tokio::time::sleep_until(deadline - grace + drain).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -726,17 +769,34 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled(), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + grace);
+                draining.cancel();
+                tracing::info!(drain_seconds = drain.as_secs(), "shutting down: not ready; draining");
+                continue;
+            }
+            () = drain_over => break,
         };
         let _ = stream.set_nodelay(true);
         let Ok(service) = make_service.call(remote).await;
+        let close_after = draining.clone();
         let service = hyper_util::service::TowerToHyperService::new(
-            service.map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new)),
+            service
+                .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
+                .map_response(move |mut response: axum::response::Response| {
+                    if close_after.is_cancelled() {
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    response
+                }),
         );
         let connection = http
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .with_upgrades();
-        let stop = shutdown.clone();
+        let stop = closing.clone();
         connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
@@ -753,29 +813,34 @@ pub async fn serve(
         });
     }
     drop(listener);
+    closing.cancel();
+    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + grace);
     if let Some((stop, sockets)) = &live {
         stop.cancel();
         sockets.close();
     }
     connections.close();
-    if tokio::time::timeout(grace, connections.wait())
+    if tokio::time::timeout_at(deadline, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; dropping remaining connections");
     }
     if let Some((_, sockets)) = &live
-        && tokio::time::timeout(grace, sockets.wait()).await.is_err()
+        && tokio::time::timeout_at(deadline, sockets.wait())
+            .await
+            .is_err()
     {
         tracing::warn!("live sockets did not close within the grace period");
     }
     stop_background.cancel();
-    if tokio::time::timeout(grace, background.wait())
+    if tokio::time::timeout_at(deadline, background.wait())
         .await
         .is_err()
     {
         tracing::warn!("background tasks did not stop within the grace period");
     }
+    tracing::info!("shut down");
     Ok(())
 }
 

@@ -61,12 +61,17 @@ pub struct GatewayApi;
 pub async fn health_doc() {}
 
 /// How long a pooled upstream connection may stay idle: two thirds of the header read timeout,
-/// after which a service of the same configuration closes an idle connection itself. Closing
-/// first means a request is never written to a connection the service is closing, which would
-/// fail it with 502 (and a non-idempotent one cannot be retried).
+/// after which a service of the same configuration closes an idle connection itself, and no
+/// longer than the shutdown drain window, at whose end a service of the same configuration
+/// that is shutting down closes the connections it still has. Closing first means a request is
+/// never written to a connection the service is closing, which would fail it with 502 (and a
+/// non-idempotent one cannot be retried).
 fn upstream_idle(server: &evently_core::config::ServerConfig) -> Duration {
-    Duration::from_millis(server.header_read_timeout_seconds * 2000 / 3)
-        .max(Duration::from_millis(500))
+    let mut idle = Duration::from_millis(server.header_read_timeout_seconds * 2000 / 3);
+    if server.shutdown_drain_seconds > 0 {
+        idle = idle.min(Duration::from_secs(server.shutdown_drain_seconds) * 2 / 3);
+    }
+    idle.max(Duration::from_millis(500))
 }
 
 /// The refresh-token cookie set by auth (also a cookie credential for the CSRF check).
@@ -122,26 +127,33 @@ impl Gateway {
                 tracing::info!(service = %name, "service runs in this process; its URL is not used");
                 continue;
             }
-            let base: Uri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("gateway.services.{name}: invalid URL: {e}"))?;
+            let bases = evently_core::config::upstream_urls(url)
+                .map(|url| {
+                    url.parse::<Uri>()
+                        .map_err(|e| anyhow::anyhow!("gateway.services.{name}: invalid URL: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             upstreams.insert(
                 known,
                 Arc::new(Upstream::new(
                     known,
-                    base,
+                    bases,
                     Breaker::new(known, config.gateway.breaker.clone()),
                 )),
             );
         }
         let limiter = ratelimit::build(&config.gateway.rate_limits, &config.redis)?;
+        let client = proxy::client(upstream_idle(&config.server));
+        for upstream in upstreams.values() {
+            proxy::watch_replicas(client.clone(), upstream);
+        }
         Ok(Arc::new(Self {
             keys,
             limiter,
             config: config.gateway.clone(),
             upstreams,
             local,
-            client: proxy::client(upstream_idle(&config.server)),
+            client,
             allowed_origins: config.gateway.cors_allowed_origins.clone(),
             body_limit: config.server.body_limit_bytes,
             upload_limit: config.data.max_import_bytes + routes::MULTIPART_OVERHEAD,

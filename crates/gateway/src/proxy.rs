@@ -7,6 +7,14 @@
 //! connection failure 502, breaker open 503 (with `Retry-After`), timeout 504. Body-less
 //! idempotent requests are retried (bounded, with jitter) after a connection failure, 502 or 503.
 //!
+//! A service may run as several replicas ([`Upstream::bases`]): each request starts at the
+//! next replica in turn (round robin), and a request whose connection could not be made
+//! (refused, unreachable: nothing was sent, so any method is safe to send again) is sent once
+//! more to the next replica, at once; that first failure does not count against the
+//! service's breaker. An answer, 503 included (a replica shutting down, say), is passed on as
+//! it came. With several replicas the request body is read whole (it is capped at the body
+//! limit) so that it can be sent again.
+//!
 //! An upgrade (a WebSocket) is tunnelled: the request goes upstream with its `Upgrade` and
 //! `Connection: upgrade`; when the upstream switches protocols, its 101 goes back to the
 //! client and both upgraded connections are joined, byte for byte, until either side closes
@@ -22,6 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::breaker::Breaker;
@@ -41,28 +50,115 @@ pub fn client(idle: Duration) -> HttpClient {
         .build(connector)
 }
 
-/// One upstream service.
+/// One upstream service, with one or several replicas.
 #[derive(Debug)]
 pub struct Upstream {
     /// Service name.
     pub name: String,
-    /// Base URL (scheme and authority).
-    pub base: Uri,
-    /// Its circuit breaker.
+    /// The replicas' base URLs (scheme and authority); never empty.
+    bases: Vec<Uri>,
+    /// The replica the next request starts at (modulo their number).
+    next: AtomicUsize,
+    /// Per replica, whether its last readiness check passed (all true until checked).
+    ready: Vec<AtomicBool>,
+    /// Its circuit breaker (one for the service).
     pub breaker: Arc<Breaker>,
     metrics: UpstreamMetrics,
 }
 
 impl Upstream {
-    /// The upstream `name` at `base`, behind `breaker`.
-    pub fn new(name: &str, base: Uri, breaker: Arc<Breaker>) -> Self {
+    /// The upstream `name` at `bases` (its replicas; at least one), behind `breaker`.
+    ///
+    /// # Panics
+    /// When `bases` is empty.
+    pub fn new(name: &str, bases: Vec<Uri>, breaker: Arc<Breaker>) -> Self {
+        assert!(!bases.is_empty(), "an upstream has at least one replica");
         Self {
             name: name.to_owned(),
-            base,
+            ready: bases.iter().map(|_| AtomicBool::new(true)).collect(),
+            bases,
+            next: AtomicUsize::new(0),
             breaker,
             metrics: UpstreamMetrics::new(name),
         }
     }
+
+    /// The replicas' base URLs.
+    pub fn bases(&self) -> &[Uri] {
+        &self.bases
+    }
+
+    /// Where the next request starts: each request one replica further (round robin).
+    pub fn start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.bases.len()
+    }
+
+    /// The replica of a request's `attempt` (0 first) when it started at `start`: the next
+    /// ready one on each attempt, counting from `start`; every replica in turn when none is
+    /// ready (one may have come back since its last check).
+    pub fn base(&self, start: usize, attempt: usize) -> &Uri {
+        let n = self.bases.len();
+        let ready = |i: usize| self.ready[i].load(Ordering::Relaxed);
+        let candidates = (0..n).filter(|k| ready((start + k) % n)).count();
+        if candidates == 0 {
+            return &self.bases[(start + attempt) % n];
+        }
+        let wanted = attempt % candidates;
+        let k = (0..n)
+            .filter(|k| ready((start + k) % n))
+            .nth(wanted)
+            .unwrap_or(0);
+        &self.bases[(start + k) % n]
+    }
+
+    /// Records whether replica `index` is ready.
+    pub fn set_ready(&self, index: usize, ready: bool) {
+        if let Some(flag) = self.ready.get(index)
+            && flag.swap(ready, Ordering::Relaxed) != ready
+        {
+            tracing::info!(upstream = %self.name, replica = %self.bases[index], ready,
+                "upstream replica readiness changed");
+        }
+    }
+}
+
+/// How often the replicas of a service with several are checked (`GET /health/ready`): a
+/// replica that is shutting down (or has lost its database) gets no new requests from the
+/// next check on. A replica's shutdown drain window should be longer than this plus the
+/// check's timeout, so that the gateway has stopped sending to it before it closes.
+pub const REPLICA_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Checks the readiness of every replica of `upstream` every [`REPLICA_CHECK_INTERVAL`]
+/// while it exists (a task of its own; nothing to do for a single replica).
+pub fn watch_replicas(client: HttpClient, upstream: &Arc<Upstream>) {
+    if upstream.bases.len() < 2 {
+        return;
+    }
+    let weak = Arc::downgrade(upstream);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REPLICA_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(upstream) = weak.upgrade() else {
+                break;
+            };
+            let mut checks = tokio::task::JoinSet::new();
+            for (index, base) in upstream.bases.iter().enumerate() {
+                let (client, base) = (client.clone(), base.clone());
+                checks.spawn(async move {
+                    let ready =
+                        tokio::time::timeout(REPLICA_CHECK_INTERVAL, probe_one(&client, &base))
+                            .await
+                            .is_ok_and(|r| r.is_ok());
+                    (index, ready)
+                });
+            }
+            while let Some(Ok((index, ready))) = checks.join_next().await {
+                upstream.set_ready(index, ready);
+            }
+        }
+    });
 }
 
 /// The upstream's metric handles, registered once: a labelled lookup in the recorder costs
@@ -75,6 +171,7 @@ struct UpstreamMetrics {
     error: metrics::Counter,
     timeout: metrics::Counter,
     breaker_open: metrics::Counter,
+    connect_retry: metrics::Counter,
 }
 
 impl UpstreamMetrics {
@@ -91,6 +188,7 @@ impl UpstreamMetrics {
             error: outcome("error"),
             timeout: outcome("timeout"),
             breaker_open: outcome("breaker_open"),
+            connect_retry: outcome("connect_retry"),
         }
     }
 }
@@ -170,17 +268,16 @@ fn bad_gateway(upstream: &str) -> Problem {
 fn forwarded_request(
     parts: &axum::http::request::Parts,
     ctx: &ProxyContext<'_>,
+    base: &Uri,
     body: Body,
 ) -> Result<Request, Problem> {
     let mut uri = axum::http::uri::Parts::default();
     uri.scheme = Some(
-        ctx.upstream
-            .base
-            .scheme()
+        base.scheme()
             .cloned()
             .unwrap_or(axum::http::uri::Scheme::HTTP),
     );
-    uri.authority = ctx.upstream.base.authority().cloned();
+    uri.authority = base.authority().cloned();
     uri.path_and_query = Some(
         parts
             .uri
@@ -275,7 +372,8 @@ async fn forward_upgrade(
             .into_response();
         }
     };
-    let mut forwarded = match forwarded_request(&parts, &ctx, Body::empty()) {
+    let base = upstream.base(upstream.start(), 0);
+    let mut forwarded = match forwarded_request(&parts, &ctx, base, Body::empty()) {
         Ok(r) => r,
         Err(p) => {
             call.finish(true);
@@ -431,11 +529,39 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
     } else {
         0
     };
-    let limited = Body::new(Limited::new(body, ctx.body_limit));
-    let mut body = Some(limited);
     let upstream = ctx.upstream;
+    let several = upstream.bases.len() > 1;
+    // With several replicas the body is kept, to be sent again to the next one.
+    let (mut body, kept) = if several {
+        match Limited::new(body, ctx.body_limit).collect().await {
+            Ok(collected) => (None, Some(collected.to_bytes())),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                )
+                .detail("the request body exceeds the size limit")
+                .into_response();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "reading the request body failed");
+                return Problem::bad_request("bad-request")
+                    .detail("the request body could not be read")
+                    .into_response();
+            }
+        }
+    } else {
+        (Some(Body::new(Limited::new(body, ctx.body_limit))), None)
+    };
+    let start = upstream.start();
+    // Retries of body-less idempotent requests, and tries in all (each on the next replica).
     let mut attempt = 0;
+    let mut tries = 0;
+    let mut connect_retried = false;
     loop {
+        let base = upstream.base(start, tries);
+        tries += 1;
         let call = match upstream.breaker.try_call(Instant::now()) {
             Ok(call) => call,
             Err(wait) => {
@@ -447,8 +573,11 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
                 .into_response();
             }
         };
-        let this_body = body.take().unwrap_or_else(Body::empty);
-        let request = match forwarded_request(&parts, &ctx, this_body) {
+        let this_body = match &kept {
+            Some(bytes) => Body::from(bytes.clone()),
+            None => body.take().unwrap_or_else(Body::empty),
+        };
+        let request = match forwarded_request(&parts, &ctx, base, this_body) {
             Ok(r) => r,
             Err(p) => {
                 call.finish(true);
@@ -476,6 +605,16 @@ pub async fn forward(request: Request, ctx: ProxyContext<'_>) -> Response {
                     ))
                     .into_response(),
                 )
+            }
+            Ok(Err(error)) if several && !connect_retried && error.is_connect() => {
+                // Nothing reached this replica: the next one gets the request at once, and
+                // the breaker hears only of the outcome there.
+                drop(call);
+                connect_retried = true;
+                m.connect_retry.increment(1);
+                tracing::debug!(upstream = %upstream.name, %base, error = %error,
+                    "upstream replica refused the connection; trying the next one");
+                continue;
             }
             Ok(Err(error)) => {
                 call.finish(false);
@@ -532,9 +671,34 @@ fn is_body_too_large(error: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// `GET <base>/health/ready` with a short timeout: whether the upstream is ready.
+/// `GET <base>/health/ready` of every replica, concurrently, with a short timeout: ready when
+/// one of them is (the others' failures are the error's text otherwise).
 pub async fn probe_ready(client: &HttpClient, upstream: &Upstream) -> Result<(), String> {
-    let uri = format!("{}health/ready", ensure_slash(&upstream.base.to_string()));
+    if let [base] = upstream.bases() {
+        return probe_one(client, base).await;
+    }
+    let mut probes = tokio::task::JoinSet::new();
+    for base in upstream.bases() {
+        let (client, base) = (client.clone(), base.clone());
+        probes.spawn(async move {
+            probe_one(&client, &base)
+                .await
+                .map_err(|e| format!("{base}: {e}"))
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(outcome) = probes.join_next().await {
+        match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+async fn probe_one(client: &HttpClient, base: &Uri) -> Result<(), String> {
+    let uri = format!("{}health/ready", ensure_slash(&base.to_string()));
     let request = Request::builder()
         .uri(uri)
         .body(Body::empty())
@@ -594,6 +758,94 @@ mod tests {
         drop(server);
 
         assert_eq!(tunnel.await.unwrap(), TunnelEnd::Closed);
+    }
+
+    fn upstream(bases: &[&str]) -> Upstream {
+        Upstream::new(
+            "booking",
+            bases.iter().map(|b| b.parse().unwrap()).collect(),
+            Breaker::new("booking", evently_core::config::BreakerConfig::default()),
+        )
+    }
+
+    #[test]
+    fn requests_start_at_each_replica_in_turn() {
+        let u = upstream(&["http://a:1", "http://b:2", "http://c:3"]);
+        let firsts: Vec<String> = (0..6)
+            .map(|_| u.base(u.start(), 0).authority().unwrap().to_string())
+            .collect();
+        assert_eq!(firsts, ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3"]);
+    }
+
+    #[test]
+    fn a_request_tried_again_goes_to_the_next_replica_and_wraps_around() {
+        let u = upstream(&["http://a:1", "http://b:2"]);
+        let start = u.start();
+        let tried: Vec<String> = (0..3)
+            .map(|attempt| u.base(start, attempt).authority().unwrap().to_string())
+            .collect();
+        assert_eq!(tried, ["a:1", "b:2", "a:1"]);
+        let next = u.start();
+        assert_eq!(u.base(next, 0).authority().unwrap().as_str(), "b:2");
+        assert_eq!(u.base(next, 1).authority().unwrap().as_str(), "a:1");
+    }
+
+    #[test]
+    fn a_replica_that_is_not_ready_gets_no_requests_until_it_is_again() {
+        let u = upstream(&["http://a:1", "http://b:2", "http://c:3"]);
+        u.set_ready(1, false);
+        let firsts: Vec<String> = (0..4)
+            .map(|_| u.base(u.start(), 0).authority().unwrap().to_string())
+            .collect();
+        assert_eq!(firsts, ["a:1", "c:3", "c:3", "a:1"]);
+        let start = u.start();
+        let tried: Vec<String> = (0..3)
+            .map(|attempt| u.base(start, attempt).authority().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            tried,
+            ["c:3", "a:1", "c:3"],
+            "the retry goes to a ready one"
+        );
+        u.set_ready(1, true);
+        let firsts: Vec<String> = (0..3)
+            .map(|_| u.base(u.start(), 0).authority().unwrap().to_string())
+            .collect();
+        assert_eq!(firsts, ["c:3", "a:1", "b:2"]);
+    }
+
+    #[test]
+    fn when_no_replica_is_ready_each_is_tried_in_turn() {
+        let u = upstream(&["http://a:1", "http://b:2"]);
+        u.set_ready(0, false);
+        u.set_ready(1, false);
+        let start = u.start();
+        assert_eq!(u.base(start, 0).authority().unwrap().as_str(), "a:1");
+        assert_eq!(u.base(start, 1).authority().unwrap().as_str(), "b:2");
+    }
+
+    #[test]
+    fn one_replica_is_always_chosen() {
+        let u = upstream(&["http://only:8080"]);
+        for attempt in 0..4 {
+            let start = u.start();
+            assert_eq!(
+                u.base(start, attempt).authority().unwrap().as_str(),
+                "only:8080"
+            );
+        }
+    }
+
+    #[test]
+    fn the_replicas_of_a_service_entry_are_comma_separated() {
+        let urls: Vec<&str> =
+            evently_core::config::upstream_urls("http://a:1, http://b:2 ,http://c:3").collect();
+        assert_eq!(urls, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(
+            evently_core::config::upstream_urls("http://a:1").collect::<Vec<_>>(),
+            ["http://a:1"]
+        );
+        assert!(evently_core::config::upstream_urls("http://a:1,").any(str::is_empty));
     }
 
     #[test]

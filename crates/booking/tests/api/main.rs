@@ -4,6 +4,8 @@
 
 mod authz;
 mod flow;
+mod nats_outage;
 mod outage;
 mod races;
+mod redis_outage;
 mod support;

@@ -107,7 +107,10 @@ impl Default for BreakerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Upstream URL per service not run in this process, e.g. `auth = "http://10.0.0.5:8080"`
-    /// (`EVENTLY_GATEWAY__SERVICES__AUTH`).
+    /// (`EVENTLY_GATEWAY__SERVICES__AUTH`), or several replicas' URLs separated by commas,
+    /// e.g. `booking = "http://10.0.0.6:8080,http://10.0.0.7:8080"`: requests are spread over
+    /// them in turn, and a request whose connection could not be made (refused, unreachable:
+    /// nothing was sent) is tried once more on the next replica.
     pub services: BTreeMap<String, String>,
     /// Origins allowed by CORS (with credentials) and by the CSRF check on cookie-authenticated
     /// writes, e.g. `["https://app.example.com"]`.
@@ -175,10 +178,11 @@ impl GatewayConfig {
                 && self.upgrade_idle_timeout_seconds > 0,
             "gateway timeouts must be at least 1 second"
         );
-        for (name, url) in &self.services {
+        for (name, urls) in &self.services {
             anyhow::ensure!(
-                url.starts_with("http://") || url.starts_with("https://"),
-                "gateway.services.{name} must be an http:// or https:// URL"
+                upstream_urls(urls)
+                    .all(|url| url.starts_with("http://") || url.starts_with("https://")),
+                "gateway.services.{name} must be an http:// or https:// URL, or several separated by commas"
             );
         }
         for origin in &self.cors_allowed_origins {
@@ -189,4 +193,10 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+/// The replicas' URLs of one `gateway.services` entry: comma-separated, blanks around them
+/// ignored (an empty entry is kept, so that validation refuses it).
+pub fn upstream_urls(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim)
 }

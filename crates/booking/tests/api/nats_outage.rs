@@ -1,0 +1,353 @@
+//! NATS going away under a purchase workload (TESTPLAN F-04). Every service of the process
+//! publishes its outbox to NATS and its consumers read their streams from NATS, through a TCP
+//! proxy the test cuts and restores (the shared NATS server is never touched); the streams
+//! have names of this run alone, and the database is the run's own.
+//!
+//! While NATS is away purchases keep answering 201 and booking's outbox grows; once NATS is
+//! back the relay publishes every row, the stream holds one message per row (JetStream drops
+//! a re-published copy by its `Nats-Msg-Id`), and the consumers apply each event once: the
+//! analytics projection counts exactly the orders and tickets sold, and the events service's
+//! `availableSeats` follows the sales exactly.
+
+#![expect(clippy::unwrap_used, reason = "the outage fixtures fail loudly")]
+
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use evently_core::service::ServiceName;
+use evently_testkit::proxy::{TcpProxy, target_of};
+use evently_testkit::{FreshDatabase, TestApp};
+
+const HUNG: Duration = Duration::from_secs(20);
+const CAPACITY: i64 = 5000;
+
+const BEFORE: usize = 0;
+const DURING: usize = 1;
+const AFTER: usize = 2;
+
+/// A purchase's answer, with the phase it was sent in.
+#[derive(Debug, Clone)]
+struct Answer {
+    phase: usize,
+    step: &'static str,
+    status: u16,
+    elapsed: Duration,
+}
+
+/// A buyer's hold → intent → confirm → purchase loop until `stop`.
+async fn buyer(
+    app: &TestApp,
+    token: &str,
+    event: &str,
+    phase: &AtomicUsize,
+    stop: &AtomicBool,
+    seen: &Mutex<Vec<Answer>>,
+) {
+    let client = reqwest::Client::builder().timeout(HUNG).build().unwrap();
+    let post = async |step: &'static str, path: &str, body: Value, key: Option<String>| {
+        let now = phase.load(Ordering::SeqCst);
+        let sent = Instant::now();
+        let mut request = client.post(app.url(path)).bearer_auth(token).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{step} got no answer (a hang or a cut): {e}"));
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_default();
+        seen.lock().unwrap().push(Answer {
+            phase: now,
+            step,
+            status,
+            elapsed: sent.elapsed(),
+        });
+        (status, body)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let (status, hold) = post(
+            "hold",
+            "/api/orders/holds",
+            json!({"eventId": event, "quantity": 1}),
+            None,
+        )
+        .await;
+        if status != 201 {
+            continue;
+        }
+        let (status, intent) = post(
+            "intent",
+            "/api/orders/payments/intent",
+            json!({"holdId": hold["holdId"]}),
+            None,
+        )
+        .await;
+        if status != 201 {
+            continue;
+        }
+        let (status, _) = post(
+            "confirm",
+            "/api/orders/payments/confirm",
+            json!({"paymentIntentId": intent["paymentIntentId"], "clientSecret": intent["clientSecret"]}),
+            None,
+        )
+        .await;
+        if status != 200 {
+            continue;
+        }
+        let body = purchase_body(event, &hold, intent["paymentIntentId"].as_str().unwrap());
+        post(
+            "purchase",
+            "/api/orders/purchase",
+            body,
+            Some(uuid::Uuid::now_v7().to_string()),
+        )
+        .await;
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails after `within`.
+async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// F-04: NATS cut during purchases, then restored: no purchase refused, the outbox grows and
+/// drains, one stream message per row, each event applied once by the consumers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after() {
+    let Ok(nats) = std::env::var("EVENTLY_TEST_NATS_URL") else {
+        evently_testkit::skip(
+            "a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after",
+            "EVENTLY_TEST_NATS_URL",
+        );
+        return;
+    };
+    // The run's own database: a relay publishes every unpublished row of its outbox, so two
+    // runs on one database would publish each other's rows.
+    let database = match evently_testkit::postgres_url() {
+        Some(server) => Some(FreshDatabase::create(&server).await),
+        None => None,
+    };
+    let proxy = TcpProxy::start(target_of(&nats)).await;
+    let prefix = format!("EVENTLY_F04_{}", uuid::Uuid::now_v7().simple()).to_uppercase();
+    let (proxied, stream_prefix, url) = (
+        format!("nats://{}", proxy.addr()),
+        prefix.clone(),
+        database.as_ref().map(|d| d.url.clone()),
+    );
+    let app = evently_testkit::spawn_app_with(move |c| {
+        if let Some(url) = url {
+            c.database.url = Some(secrecy::SecretString::from(url));
+        }
+        c.bus.nats_url = Some(secrecy::SecretString::from(proxied));
+        c.bus.stream_prefix = stream_prefix;
+        c.booking.max_tickets_per_user = 1_000_000;
+    })
+    .await;
+    let config = app.config.bus.clone();
+    let direct = |service| {
+        let mut config = config.clone();
+        config.nats_url = Some(secrecy::SecretString::from(nats.clone()));
+        async move {
+            evently_bus::nats::NatsBus::connect(
+                &nats_url(&config),
+                evently_bus::wiring::nats_target(&config, service),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let sale = on_sale(&app, Seating::General { capacity: CAPACITY }).await;
+    let event = sale.event_id.clone();
+    let users = buyers(&app, 4).await;
+    let outbox = app.app_booking.as_ref().unwrap().outbox.clone();
+
+    let app = Arc::new(app);
+    let phase = Arc::new(AtomicUsize::new(BEFORE));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let traffic: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (app, phase, stop, seen) = (app.clone(), phase.clone(), stop.clone(), seen.clone());
+            let (token, event) = (user.access_token.clone(), event.clone());
+            tokio::spawn(async move { buyer(&app, &token, &event, &phase, &stop, &seen).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    proxy.cut();
+    phase.store(DURING, Ordering::SeqCst);
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let queued = outbox.unpublished_count().await.unwrap();
+    // The newest row written while NATS was away.
+    let last_queued = outbox
+        .read_after(0, 1_000_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |r| r.seq);
+    proxy.restore();
+    phase.store(AFTER, Ordering::SeqCst);
+    let outage = cut_at.elapsed();
+    let restored = Instant::now();
+    // Purchases go on, so the outbox is rarely empty; what matters is that the rows queued
+    // during the outage are published.
+    wait_for(
+        "the rows queued during the outage to be published",
+        Duration::from_secs(60),
+        async || {
+            outbox
+                .unpublished(1)
+                .await
+                .unwrap()
+                .first()
+                .is_none_or(|r| r.seq > last_queued)
+        },
+    )
+    .await;
+    let drained_in = restored.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in traffic {
+        task.await.unwrap();
+    }
+    wait_for(
+        "the last purchases to be published",
+        Duration::from_secs(30),
+        async || outbox.unpublished_count().await.unwrap() == 0,
+    )
+    .await;
+
+    let seen = seen.lock().unwrap().clone();
+    let purchases = |p: usize| {
+        seen.iter()
+            .filter(|a| a.phase == p && a.step == "purchase" && a.status == 201)
+            .count()
+    };
+    let failed: Vec<&Answer> = seen
+        .iter()
+        .filter(|a| !matches!(a.status, 200 | 201))
+        .collect();
+    let slowest = seen
+        .iter()
+        .filter(|a| a.phase == DURING)
+        .map(|a| a.elapsed)
+        .max()
+        .unwrap_or_default();
+    let audit = audit(&app, &event).await;
+    let rows = outbox.read_after(0, 1_000_000).await.unwrap();
+    let placed = rows
+        .iter()
+        .filter(|r| r.envelope.event_type == "OrderPlaced")
+        .count();
+    let booking_stream = direct(ServiceName::Booking).await;
+    let messages = booking_stream.stream_messages().await.unwrap();
+
+    // The consumers: analytics' projection and the events service's seat count.
+    let admin = sale.admin.access_token.clone();
+    let figures = async || -> Value {
+        app.client
+            .get(app.url(&format!("/api/analytics/events/{event}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let available = async || -> i64 {
+        let body: Value = app
+            .client
+            .get(app.url(&format!("/api/events/{event}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["availableSeats"].as_i64().unwrap()
+    };
+    wait_for(
+        "analytics to count every order",
+        Duration::from_secs(30),
+        async || figures().await["orders"].as_i64() >= Some(audit.orders),
+    )
+    .await;
+    wait_for(
+        "availableSeats to follow every sale",
+        Duration::from_secs(30),
+        async || available().await <= CAPACITY - audit.sold_seats,
+    )
+    .await;
+    // Anything delivered twice would have arrived by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let analytics = figures().await;
+    let available_seats = available().await;
+
+    eprintln!(
+        "NATS away for {outage:?}: purchases before/during/after {}/{}/{}, slowest answer \
+         during the outage {slowest:?}; {queued} outbox rows unpublished at the end of the \
+         outage, drained {drained_in:?} after the restore; {} booking outbox rows \
+         ({placed} OrderPlaced), {messages} stream messages; analytics orders {} tickets {}; \
+         availableSeats {available_seats}; audit {audit:?}",
+        purchases(BEFORE),
+        purchases(DURING),
+        purchases(AFTER),
+        rows.len(),
+        analytics["orders"],
+        analytics["tickets"],
+    );
+    for service in ServiceName::ALL {
+        let _ = direct(*service).await.delete_stream().await;
+    }
+
+    assert!(
+        failed.is_empty(),
+        "{} steps refused or failed, the first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(purchases(BEFORE) > 0 && purchases(DURING) > 0 && purchases(AFTER) > 0);
+    assert!(queued > 0, "the outbox did not grow while NATS was away");
+    assert_eq!(outbox.unpublished_count().await.unwrap(), 0);
+    assert_eq!(
+        messages,
+        u64::try_from(rows.len()).unwrap(),
+        "one message per row"
+    );
+    assert!(audit.is_sound(), "{audit:?}");
+    let acknowledged = seen
+        .iter()
+        .filter(|a| a.step == "purchase" && a.status == 201)
+        .count();
+    assert_eq!(audit.orders, i64::try_from(acknowledged).unwrap());
+    assert_eq!(i64::try_from(placed).unwrap(), audit.orders);
+    assert_eq!(
+        analytics["orders"].as_i64(),
+        Some(audit.orders),
+        "{analytics}"
+    );
+    assert_eq!(
+        analytics["tickets"].as_i64(),
+        Some(audit.tickets),
+        "{analytics}"
+    );
+    assert_eq!(available_seats, CAPACITY - audit.sold_seats);
+    drop(database);
+}
+
+fn nats_url(config: &evently_core::config::BusConfig) -> String {
+    use secrecy::ExposeSecret;
+    config.nats_url.as_ref().unwrap().expose_secret().to_owned()
+}
