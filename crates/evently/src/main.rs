@@ -108,6 +108,11 @@ async fn shutdown_signal(token: CancellationToken) {
     }
     tracing::info!("shutdown signal received; draining");
     token.cancel();
+    // A second Ctrl-C does not wait for the drain window and the grace period.
+    if tokio::signal::ctrl_c().await.is_ok() {
+        tracing::warn!("second interrupt; exiting without draining");
+        std::process::exit(130);
+    }
 }
 
 fn invalid(problem: &evently_core::Problem) -> anyhow::Error {
