@@ -142,6 +142,15 @@ impl Pool<Sqlite> {
     /// # Errors
     /// When the file cannot be opened or configured.
     pub fn open(path: &Path, size: usize, writer: bool) -> anyhow::Result<Self> {
+        Self::open_with(path, size, writer, Checkpoints::DEFAULT)
+    }
+
+    fn open_with(
+        path: &Path,
+        size: usize,
+        writer: bool,
+        checkpoints: Checkpoints,
+    ) -> anyhow::Result<Self> {
         let flags = if writer {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
@@ -165,14 +174,16 @@ impl Pool<Sqlite> {
             if writer {
                 // Checkpoints (which wait for the disk) run on their own thread, not inside a
                 // commit on the request path: see `spawn_checkpointer`.
-                conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+                conn.execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+                ))?;
             }
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conns.push(Arc::new(Mutex::new(Conn { conn, batch: None })));
         }
         let conns: Arc<[Arc<Mutex<Conn>>]> = conns.into();
         if writer {
-            spawn_checkpointer(path, Arc::downgrade(&conns))?;
+            spawn_checkpointer(path, Arc::downgrade(&conns), checkpoints)?;
         }
         Ok(Self {
             conns,
@@ -220,32 +231,115 @@ impl Pool<Sqlite> {
     }
 }
 
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How the write pool's checkpointer keeps the write-ahead log bounded.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoints {
+    /// How often the log is copied back into the database file.
+    every: Duration,
+    /// The log's size from which the next write starts it over.
+    restart_at: u64,
+}
+
+impl Checkpoints {
+    const DEFAULT: Self = Self {
+        every: Duration::from_millis(100),
+        restart_at: WAL_RESTART_BYTES,
+    };
+}
+
+/// The write-ahead log's size (bytes) from which the checkpointer makes the next write start
+/// it over; the file itself is truncated back to [`WAL_LIMIT_BYTES`] when it is restarted
+/// larger.
+const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
+/// How long a restart waits for the reads still on the log (the write connection waits as
+/// long); when they take longer, the next pass tries again.
+const RESTART_WAIT: Duration = Duration::from_millis(50);
+/// SQLite's `journal_size_limit` on the write connection.
+const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Copies back what it can of the log at `conn`'s file without waiting for anyone; returns
+/// the frames in the log.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
 
 /// Starts the thread that checkpoints the write-ahead log of the file at `path` while the pool
-/// whose connections are `alive` exists. A `PASSIVE` checkpoint neither blocks nor waits for
-/// readers and writers; it copies what it can, and the log is reused from its start once all of
-/// it has been copied, so the file stays bounded while commits never wait for the disk.
+/// whose connections are `alive` exists, and keeps the log bounded.
+///
+/// A `PASSIVE` checkpoint neither blocks nor waits for readers and writers; commits never wait
+/// for the disk. But SQLite starts the log over only when a write transaction begins with all
+/// of it copied back, and under a steady stream of group commits that never happens by itself:
+/// each batch appends before the checkpoint catches up, and the file grows for as long as the
+/// rush lasts (hundreds of megabytes in a minute, and appending to a growing file costs the
+/// kernel several times what rewriting a bounded one does). So once the log passes
+/// `restart_at`, the checkpointer takes the write connection between two requests, commits
+/// the batch in progress (answering its requests, as the last of them would), and runs a
+/// `RESTART` checkpoint: it copies the rest of the log back (only what arrived since the last
+/// pass) and waits, at most [`RESTART_WAIT`], for reads that began before to end, so that the
+/// next write transaction starts the log from its beginning; then it lets go. Reads that
+/// begin meanwhile read the database file and do not hold it up. `journal_size_limit` truncates a log that
+/// grew past [`WAL_LIMIT_BYTES`] when it restarts. Its size is the gauge
+/// `evently_sqlite_wal_bytes{db}`.
 fn spawn_checkpointer(
     path: &Path,
     alive: std::sync::Weak<[Arc<Mutex<Conn>>]>,
+    checkpoints: Checkpoints,
 ) -> anyhow::Result<()> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(RESTART_WAIT)?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let page_size = u64::try_from(page_size).unwrap_or(4096);
+    let db = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let wal_bytes = metrics::gauge!("evently_sqlite_wal_bytes", "db" => db);
+    let wal_file = {
+        let mut name = path.as_os_str().to_owned();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if alive.strong_count() == 0 {
+                std::thread::sleep(checkpoints.every);
+                let Some(conns) = alive.upgrade() else {
                     return;
+                };
+                let frames = match passive_checkpoint(&conn) {
+                    Ok(frames) => u64::try_from(frames).unwrap_or(0),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                        continue;
+                    }
+                };
+                if frames * page_size >= checkpoints.restart_at
+                    && let Some(writer) = conns.first()
+                {
+                    // Between two requests of the write connection: nothing is appended
+                    // until the log is copied back in full.
+                    let mut writer = writer.blocking_lock();
+                    flush(&mut writer);
+                    // Waits (at most `RESTART_WAIT`) for reads still on the log to end.
+                    let restarted: rusqlite::Result<i64> =
+                        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0));
+                    drop(writer);
+                    match restarted {
+                        Ok(0) => {
+                            metrics::counter!("evently_sqlite_wal_restarts_total").increment(1)
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed; retrying"),
+                    }
                 }
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                drop(conns);
+                if let Ok(meta) = std::fs::metadata(&wal_file) {
+                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+                    wal_bytes.set(meta.len() as f64);
                 }
             }
         })?;
