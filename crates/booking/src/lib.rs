@@ -39,7 +39,7 @@ use evently_bus::{Bus, Envelope, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
 use evently_core::db::Engine;
-use evently_core::identity::JwtKeys;
+use evently_core::identity::{InternalToken, JwtKeys};
 use evently_core::service::ServiceName;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -131,13 +131,15 @@ impl evently_bus::consumer::Handler for CatalogHandler {
 }
 
 impl Booking {
-    /// Builds the booking service from `config`.
+    /// Builds the booking service from `config`; other services reach its `/internal/*`
+    /// routes with `internal`.
     ///
     /// # Errors
     /// When the store cannot be opened or the bus cannot be set up.
     pub async fn build(
         config: &Config,
         keys: Arc<JwtKeys>,
+        internal: InternalToken,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let url = config
@@ -150,6 +152,7 @@ impl Booking {
         let state = BookingState {
             service: service.clone(),
             keys,
+            internal,
         };
         Ok(Self {
             service,

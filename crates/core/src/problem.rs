@@ -9,14 +9,14 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Base of every problem `type` URI.
 pub const TYPE_BASE: &str = "https://evently.dev/problems/";
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON pointer to the field (`/email`, `/seats/3`), or the parameter name.
     pub pointer: String,
@@ -85,6 +85,41 @@ impl Problem {
             headers: Vec::new(),
             internal: None,
         }))
+    }
+
+    /// The problem another evently service answered with `status` and `body` (its
+    /// problem+json), so that it can be answered again unchanged: same status, `type`, title,
+    /// detail, `errors[]` and extension members. A body that is not a problem gives the bare
+    /// problem of `status`.
+    pub fn from_remote(status: StatusCode, body: &[u8]) -> Self {
+        let mut problem = for_status(status);
+        let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(body) else {
+            return problem;
+        };
+        if let Some(slug) = map
+            .remove("type")
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|t| t.strip_prefix(TYPE_BASE))
+        {
+            problem.0.slug = intern(slug).unwrap_or(problem.0.slug);
+        }
+        if let Some(title) = map
+            .remove("title")
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+        {
+            problem.0.title = intern(title).unwrap_or(problem.0.title);
+        }
+        map.remove("status");
+        if let Some(serde_json::Value::String(detail)) = map.remove("detail") {
+            problem.0.detail = Some(detail);
+        }
+        if let Some(errors) = map.remove("errors") {
+            problem.0.errors = serde_json::from_value(errors).unwrap_or_default();
+        }
+        problem.0.extra = map;
+        problem
     }
 
     /// 400: the request is malformed (bad JSON, bad header, bad parameter).
@@ -270,6 +305,33 @@ impl IntoResponse for Problem {
     }
 }
 
+/// `text` as a `&'static str`: problem slugs and titles are a small fixed set, so each distinct
+/// one is kept once; past [`INTERNED_MAX`] distinct texts (a misbehaving peer) `None`.
+fn intern(text: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static TEXTS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    if text.is_empty() || text.len() > 200 {
+        return None;
+    }
+    let mut texts = TEXTS
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = texts.get(text) {
+        return Some(known);
+    }
+    if texts.len() >= INTERNED_MAX {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    texts.insert(leaked);
+    Some(leaked)
+}
+
+/// Most distinct remote problem slugs and titles kept.
+const INTERNED_MAX: usize = 512;
+
 /// A problem answer for a bare status (used by the fallback that turns axum's plain-text
 /// rejections and unknown routes into problems).
 pub fn for_status(status: StatusCode) -> Problem {
@@ -298,6 +360,33 @@ pub fn for_status(status: StatusCode) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_problem_is_answered_again_unchanged() {
+        let original = Problem::conflict("capacity-locked", "Capacity locked")
+            .detail("the sale may have started")
+            .field("/totalSeats", "cannot change")
+            .extension("allowed", serde_json::json!(["CANCELLED"]));
+        let body = serde_json::to_vec(&original.body()).unwrap_or_default();
+        let again = Problem::from_remote(StatusCode::CONFLICT, &body);
+        assert_eq!(again.status(), StatusCode::CONFLICT);
+        assert_eq!(again.slug(), "capacity-locked");
+        assert_eq!(again.errors(), original.errors());
+        assert_eq!(again.body(), original.body());
+    }
+
+    #[test]
+    fn a_remote_answer_that_is_not_a_problem_gives_the_bare_problem_of_its_status() {
+        let p = Problem::from_remote(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert_eq!(p.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(p.slug(), "internal");
+        let p = Problem::from_remote(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"type":"about:blank","errors":"not a list"}"#,
+        );
+        assert_eq!(p.slug(), "validation-failed");
+        assert!(p.errors().is_empty());
+    }
 
     #[test]
     fn validation_problem_lists_fields_and_has_problem_content_type() {

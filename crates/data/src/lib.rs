@@ -4,7 +4,9 @@
 //! What it promises:
 //! - it owns only its import jobs (each with its uploaded file while it runs, its report
 //!   for 24 hours after) and the record of which rows a job wrote; it reads and writes events
-//!   through the events service's operations ([`client::EventsClient`]), never its tables;
+//!   through the events service's operations ([`client::EventsClient`]) and booking's orders
+//!   through its ([`client::BookingClient`]), never their tables: called directly when they run
+//!   in the same process, over internal HTTP with the service credential when they do not;
 //! - an import reads XLSX (recognised by content; zip bombs refused before unpacking) or CSV
 //!   (UTF-8 with or without BOM, else Windows-1252; `,`, `;` or tab), maps headers by
 //!   case-insensitive aliases, refuses unknown columns, and judges every row with the
@@ -21,7 +23,8 @@
 //! - [`export`]: streamed CSV, NDJSON and XLSX writers;
 //! - [`store`]: `DataStore` and its SQL body for SQLite and PostgreSQL (conformance suite
 //!   in `tests/api/conformance.rs`);
-//! - [`client`]: the seam to the events service;
+//! - [`client`]: the seam to the events and booking services, with their in-process
+//!   implementations; [`remote`]: the same over internal HTTP, for services in other processes;
 //! - [`service`]: the operations; [`http`]: routes and handlers; [`error`]: `DataError`.
 
 pub mod client;
@@ -29,6 +32,7 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod import;
+pub mod remote;
 pub mod service;
 pub mod store;
 
@@ -46,6 +50,7 @@ use utoipa::OpenApi;
 
 pub use client::{BookingClient, EventsClient, LocalBooking, LocalEvents};
 pub use http::{DataState, router};
+pub use remote::{HttpBooking, HttpEvents};
 pub use service::DataService;
 pub use store::DataStore;
 

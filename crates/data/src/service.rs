@@ -675,7 +675,7 @@ impl DataService {
     ///
     /// # Errors
     /// 403 for users exporting events; 404 for an unknown event or one the caller does not
-    /// manage; 503 when booking does not run in this process.
+    /// manage; 503 when booking is neither in this process nor reachable.
     pub async fn export(
         &self,
         caller: &Identity,
@@ -731,7 +731,10 @@ impl DataService {
             }
             ExportSpec::Orders(event_id) => {
                 let booking = self.booking.clone().ok_or_else(|| {
-                    Problem::unavailable("booking does not run in this process", 5)
+                    Problem::unavailable(
+                        "booking neither runs in this process nor has a URL (data.booking_url)",
+                        5,
+                    )
                 })?;
                 // The first page is read before answering, so that a refusal is a problem.
                 let first = booking.event_orders(caller, event_id, None, size).await?;

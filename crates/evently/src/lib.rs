@@ -254,9 +254,14 @@ pub async fn build(
                 auth = Some(built);
             }
             ServiceName::Events => {
-                let built = Events::build(config, secrets.keys.clone(), clock.clone())
-                    .await
-                    .context("starting the events service")?;
+                let built = Events::build(
+                    config,
+                    secrets.keys.clone(),
+                    secrets.internal.clone(),
+                    clock.clone(),
+                )
+                .await
+                .context("starting the events service")?;
                 let store = built.service.store().clone();
                 let bus = built.bus.clone();
                 let mut readiness = Readiness::default();
@@ -279,9 +284,14 @@ pub async fn build(
                 events = Some(built);
             }
             ServiceName::Booking => {
-                let built = Booking::build(config, secrets.keys.clone(), clock.clone())
-                    .await
-                    .context("starting the booking service")?;
+                let built = Booking::build(
+                    config,
+                    secrets.keys.clone(),
+                    secrets.internal.clone(),
+                    clock.clone(),
+                )
+                .await
+                .context("starting the booking service")?;
                 let store = built.service.store().clone();
                 let bus = built.bus.clone();
                 let mut readiness = Readiness::default();
@@ -373,19 +383,11 @@ pub async fn build(
                 analytics = Some(built);
             }
             ServiceName::Data => {
-                // Imports and exports go through the events service's operations; it must
-                // run in this process (services sort after events, so it is built already).
-                let events = events.as_ref().context(
-                    "the data service reads and writes events through the events service, \
-                     which must run in the same process: add `events` to --services",
-                )?;
-                let client: Arc<dyn evently_data::EventsClient> =
-                    Arc::new(evently_data::LocalEvents(events.service.clone()));
-                // Orders exports read booking's orders when it runs here too.
-                let booking_client = booking.as_ref().map(|b| {
-                    Arc::new(evently_data::LocalBooking(b.service.clone()))
-                        as Arc<dyn evently_data::BookingClient>
-                });
+                // Imports and exports go through the events and booking services' operations:
+                // directly when they run in this process (services sort after them, so they
+                // are built already), else over internal HTTP.
+                let (client, booking_client) =
+                    data_clients(config, &secrets, events.as_ref(), booking.as_ref())?;
                 let built = evently_data::Data::build(
                     config,
                     secrets.keys.clone(),
@@ -574,6 +576,63 @@ pub async fn build(
         analytics_live_feeds,
         data,
     })
+}
+
+/// The data service's ways to events and, when it has one, to booking.
+type DataClients = (
+    Arc<dyn evently_data::EventsClient>,
+    Option<Arc<dyn evently_data::BookingClient>>,
+);
+
+/// How the data service reaches events and booking: the services of this process, else the
+/// services at `data.events_url` / `data.booking_url` (or the gateway's upstream URLs) over
+/// internal HTTP. Without booking, orders exports answer 503.
+fn data_clients(
+    config: &Config,
+    secrets: &Secrets,
+    events: Option<&Events>,
+    booking: Option<&Booking>,
+) -> anyhow::Result<DataClients> {
+    let timeout = Duration::from_secs(config.data.upstream_timeout_seconds);
+    let url_of = |own: &Option<String>, service: &str| {
+        own.clone()
+            .or_else(|| config.gateway.services.get(service).cloned())
+    };
+    let events: Arc<dyn evently_data::EventsClient> = match events {
+        Some(e) => Arc::new(evently_data::LocalEvents(e.service.clone())),
+        None => {
+            let url = url_of(&config.data.events_url, "events").context(
+                "the data service reads and writes events through the events service: run \
+                 `events` in the same process, or set data.events_url",
+            )?;
+            Arc::new(evently_data::HttpEvents::new(
+                &url,
+                timeout,
+                config.events.max_page_size,
+                secrets.internal.clone(),
+                secrets.keys.clone(),
+            )?)
+        }
+    };
+    let booking: Option<Arc<dyn evently_data::BookingClient>> = match booking {
+        Some(b) => Some(Arc::new(evently_data::LocalBooking(b.service.clone()))),
+        None => match url_of(&config.data.booking_url, "booking") {
+            Some(url) => Some(Arc::new(evently_data::HttpBooking::new(
+                &url,
+                timeout,
+                secrets.internal.clone(),
+                secrets.keys.clone(),
+            )?)),
+            None => {
+                tracing::warn!(
+                    "data runs without booking and without data.booking_url: orders exports \
+                     answer 503"
+                );
+                None
+            }
+        },
+    };
+    Ok((events, booking))
 }
 
 /// The settings stream booking's in-memory projection reads, with its consumer's name and

@@ -440,7 +440,8 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
         found,
         "availability, search, recommendations and analytics follow the sale"
     );
-    // The organizer's export (data, in the events container) lists the event.
+    // The organizer's exports (data, in its own container, reading events and booking over
+    // internal HTTP) list the event and its two sold seats.
     let export = http
         .get(format!("{a}/api/data/export/events?format=csv"))
         .bearer_auth(&sale.organizer)
@@ -454,6 +455,21 @@ async fn the_split_profile_of_the_compose_file_sells_a_ticket_through_both_gatew
             .await
             .unwrap()
             .contains("Harbour Lights Festival")
+    );
+    let orders = http
+        .get(format!(
+            "{a}/api/data/export/orders?eventId={event_id}&format=csv"
+        ))
+        .bearer_auth(&sale.organizer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(orders.status(), 200);
+    let orders = orders.text().await.unwrap();
+    assert_eq!(
+        orders.lines().count(),
+        3,
+        "a header and one row per ticket: {orders}"
     );
     for gateway in &gateways {
         let health = call(http.get(format!("{gateway}/health")), 200).await;

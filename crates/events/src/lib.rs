@@ -39,7 +39,7 @@ use evently_bus::{Bus, Outbox};
 use evently_core::clock::SharedClock;
 use evently_core::config::Config;
 use evently_core::db::Engine;
-use evently_core::identity::JwtKeys;
+use evently_core::identity::{InternalToken, JwtKeys};
 use evently_core::service::ServiceName;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -110,13 +110,15 @@ pub struct Events {
 }
 
 impl Events {
-    /// Builds the events service from `config`.
+    /// Builds the events service from `config`; other services reach its `/internal/*`
+    /// routes with `internal`.
     ///
     /// # Errors
     /// When the store cannot be opened or the bus cannot be set up.
     pub async fn build(
         config: &Config,
         keys: Arc<JwtKeys>,
+        internal: InternalToken,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let url = config
@@ -130,6 +132,7 @@ impl Events {
             service: service.clone(),
             keys,
             config: Arc::new(config.events.clone()),
+            internal,
         };
         Ok(Self {
             service,

@@ -9,7 +9,7 @@
 //! A purchase travels as one command, [`Purchase`]: built once from the request and its
 //! caller, it reaches the store unchanged.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ pub struct Purchase {
 }
 
 /// Where an order is in its life: confirmed when placed, cancelled (and refunded) once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed and paid; its tickets are valid.
@@ -72,7 +72,7 @@ evently_core::stored_names!(OrderStatus, "order status", {
 });
 
 /// A ticket's state: valid while its order is confirmed, void once it is cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
     /// Admits to its seat.
@@ -87,7 +87,7 @@ evently_core::stored_names!(TicketStatus, "ticket status", {
 });
 
 /// One ticket of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
     /// Its id.
@@ -103,7 +103,7 @@ pub struct Ticket {
 }
 
 /// An order as stored and answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     /// Its id.

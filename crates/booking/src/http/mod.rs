@@ -6,13 +6,14 @@
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
-use evently_core::identity::JwtKeys;
+use evently_core::identity::{InternalToken, JwtKeys};
 use std::sync::Arc;
 
 use crate::service::BookingService;
 
 pub mod availability;
 pub mod holds;
+pub mod internal;
 pub mod orders;
 pub mod payments;
 pub mod seats;
@@ -25,6 +26,14 @@ pub struct BookingState {
     pub service: Arc<BookingService>,
     /// Token keys (the `Identity` extractor finds them here).
     pub keys: Arc<JwtKeys>,
+    /// The credential other services present to `/internal/*`.
+    pub internal: InternalToken,
+}
+
+impl FromRef<BookingState> for InternalToken {
+    fn from_ref(state: &BookingState) -> Self {
+        state.internal.clone()
+    }
 }
 
 impl FromRef<BookingState> for Arc<JwtKeys> {
@@ -73,6 +82,10 @@ pub fn router(state: BookingState) -> Router {
             post(waitlist::join_waitlist)
                 .get(waitlist::waitlist_position)
                 .delete(waitlist::leave_waitlist),
+        )
+        .route(
+            "/internal/booking/events/{event_id}/orders",
+            get(internal::event_orders),
         )
         .with_state(state)
 }

@@ -15,6 +15,15 @@ pub struct DataConfig {
     pub keep_hours: u64,
     /// Events read from the events service per page while exporting.
     pub export_page_size: u32,
+    /// URL of the events service (`http://events:8080`) when it does not run in the data
+    /// service's process. Unset: `gateway.services.events`.
+    pub events_url: Option<String>,
+    /// URL of the booking service (`http://booking:8080`) when it does not run in the data
+    /// service's process. Unset: `gateway.services.booking`; neither: orders exports answer 503.
+    pub booking_url: Option<String>,
+    /// Seconds a call to the events or booking service of another process may take (503
+    /// after).
+    pub upstream_timeout_seconds: u64,
 }
 
 impl Default for DataConfig {
@@ -24,6 +33,9 @@ impl Default for DataConfig {
             max_import_rows: 10_000,
             keep_hours: 24,
             export_page_size: 500,
+            events_url: None,
+            booking_url: None,
+            upstream_timeout_seconds: 30,
         }
     }
 }
@@ -41,6 +53,9 @@ impl DataConfig {
         }
         if !(1..=10_000).contains(&self.export_page_size) {
             bail!("data.export_page_size must be between 1 and 10000");
+        }
+        if !(1..=600).contains(&self.upstream_timeout_seconds) {
+            bail!("data.upstream_timeout_seconds must be between 1 and 600");
         }
         Ok(())
     }

@@ -230,7 +230,7 @@ pub struct ChangeStatusRequest {
 }
 
 /// An event as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventResponse {
     /// Id.
@@ -312,7 +312,7 @@ impl From<Event> for EventResponse {
 }
 
 /// A page of events.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventList {
     /// The events, by date.

@@ -2,9 +2,9 @@
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use evently_core::config::EventsConfig;
-use evently_core::identity::JwtKeys;
+use evently_core::identity::{InternalToken, JwtKeys};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::service::EventsService;
 
 pub mod events;
+pub mod internal;
 pub mod venues;
 
 /// What every events handler can reach.
@@ -23,6 +24,14 @@ pub struct EventsState {
     pub keys: Arc<JwtKeys>,
     /// Page sizes.
     pub config: Arc<EventsConfig>,
+    /// The credential other services present to `/internal/*`.
+    pub internal: InternalToken,
+}
+
+impl FromRef<EventsState> for InternalToken {
+    fn from_ref(state: &EventsState) -> Self {
+        state.internal.clone()
+    }
 }
 
 impl FromRef<EventsState> for Arc<JwtKeys> {
@@ -31,7 +40,8 @@ impl FromRef<EventsState> for Arc<JwtKeys> {
     }
 }
 
-/// The events service's router (`/api/events/*`, `/api/venues/*`).
+/// The events service's router (`/api/events/*`, `/api/venues/*`, and for other services
+/// `/internal/events/*`).
 pub fn router(state: EventsState) -> Router {
     Router::new()
         .route(
@@ -50,11 +60,13 @@ pub fn router(state: EventsState) -> Router {
                 .delete(events::delete_event),
         )
         .route("/api/events/{event_id}/status", put(events::change_status))
+        .route("/internal/events/check", post(internal::check_event))
+        .route("/internal/events/{event_id}", put(internal::upsert_event))
         .with_state(state)
 }
 
 /// Where a page sits in a listing.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageInfo {
     /// Page number, from 0.
