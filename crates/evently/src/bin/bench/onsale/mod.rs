@@ -184,12 +184,39 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
         order_times: None,
         max_quantity: opts.max_quantity,
     });
+    // The embedded server's booking write-ahead log, sampled through the sale.
+    let wal = single
+        .as_ref()
+        .map(|server| server.data_dir().join("booking.db-wal"));
+    let wal_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampling = wal.map(|wal| {
+        let peak = wal_peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                peak.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    });
     let mut run = sell(sale.clone(), setup.tokens, opts.concurrency, &pids).await?;
+    if let Some(sampling) = sampling {
+        sampling.abort();
+    }
     // Read while the servers still run: their /proc entries go when they exit.
     let rss = pids.iter().map(|(_, pid)| peak_rss_mib(*pid)).sum();
     let final_availability = availability(&sale.client, &sale.bases[0], &sale.event_id).await;
     let mut figures = vec![("setup s", setup.secs)];
     figures.extend(report(opts, &mut run, final_availability, rss));
+    if single.is_some() {
+        #[expect(clippy::cast_precision_loss, reason = "a figure")]
+        let wal_mib = wal_peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_048_576.0;
+        println!(
+            "  booking WAL peak:          {wal_mib:.0} MiB (target ≤ 64 MiB): {}",
+            report::met(wal_mib <= 64.0)
+        );
+        figures.push(("booking WAL peak MiB", wal_mib));
+    }
 
     let servers: Vec<&mut crate::server::Server> = match (&mut single, &mut topology) {
         (Some(server), _) => vec![server],

@@ -25,7 +25,7 @@ pub(super) fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
