@@ -60,7 +60,8 @@ def admin_token():
 def make_event(admin_token):
     """Creates a reserved-seat event on sale now and waits until search finds it."""
 
-    def make(name, rows=(8, 8), city="Lisbon", description="", search_word=None):
+    def make(name, rows=(8, 8), city="Lisbon", description="", search_word=None, general=0):
+        """`general` > 0 makes a general-admission event of that many places."""
         layout = {
             "sections": [
                 {"name": "A", "rows": [{"label": str(i + 1), "seats": n} for i, n in enumerate(rows)]},
@@ -74,6 +75,9 @@ def make_event(admin_token):
             admin_token,
         )
         assert status == 201, venue
+        place = {"venueId": venue["venueId"]}
+        if general:
+            place = {"venueName": f"Field {uuid.uuid4().hex[:6]}", "totalSeats": general}
         now = datetime.now(timezone.utc)
         stamp = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
         status, event = call(
@@ -81,12 +85,12 @@ def make_event(admin_token):
             "/api/events",
             {
                 "eventName": name,
-                "venueId": venue["venueId"],
+                **place,
                 "eventDate": stamp(now + timedelta(days=30)),
                 "saleStartTime": stamp(now - timedelta(days=1)),
                 "basePrice": 4000,
                 "currency": "EUR",
-                "sectionPrices": {"B": 2500},
+                **({} if general else {"sectionPrices": {"B": 2500}}),
                 "status": "ON_SALE",
                 "eventType": "concert",
                 "description": description,

@@ -171,6 +171,24 @@ def test_a_keyboard_only_purchase(new_page, make_event):
     expect(page.locator("li.order svg.qr")).to_have_count(2)
 
 
+def test_general_admission_sells_a_number_of_places_without_a_map(new_page, make_event):
+    event_id = make_event("Open Air Picnic", general=40)
+    w = new_page(width=360)
+    page = w.page
+    sign_up(w)
+    page.goto(f"/events/{event_id}")
+
+    expect(page.locator("svg.seatmap")).to_have_count(0)
+    page.get_by_label("Tickets:").fill("3")
+    page.get_by_role("button", name="Hold tickets").click()
+    expect(page.locator("#held-total")).to_have_text("€120")
+    page.get_by_role("button", name="Pay and get tickets").click()
+
+    page.wait_for_url(re.compile(r"/orders"))
+    expect(page.locator("li.order svg.qr")).to_have_count(3)
+    assert w.errors == [], w.errors
+
+
 def test_an_event_named_script_shows_as_text_and_runs_nothing(new_page, make_event):
     name = "<script>alert(1)</script> Gala"
     event_id = make_event(name, search_word="gala")

@@ -105,7 +105,14 @@ impl SeatMapSvg {
     /// The map of `seats` priced in `currency`; `None` when the event has no reserved seats
     /// (general admission).
     pub fn new(seats: &[Seat], currency: &str) -> Option<Self> {
-        if seats.is_empty() || seats.iter().any(|s| s.section.is_none()) {
+        // General admission lists its places as `GA-<n>`: there is nothing to choose from.
+        let reserved = |s: &Seat| match (&s.section, &s.row, s.number) {
+            (Some(section), Some(row), Some(number)) => {
+                s.seat_id == format!("{section}-{row}-{number}")
+            }
+            _ => false,
+        };
+        if seats.is_empty() || !seats.iter().all(reserved) {
             return None;
         }
         let mut prices: Vec<i64> = seats.iter().map(|s| s.price).collect();
@@ -236,9 +243,9 @@ mod tests {
     fn general_admission_has_no_map() {
         let seats = vec![Seat {
             seat_id: "GA-1".into(),
-            section: None,
-            row: None,
-            number: None,
+            section: Some("GA".into()),
+            row: Some("1".into()),
+            number: Some(1),
             price: 1000,
             state: "available".into(),
         }];
