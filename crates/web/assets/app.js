@@ -189,7 +189,7 @@ const STATE_WORDS = { available: "available", held: "held", reserved: "sold" };
 function initCheckout(root) {
   const eventId = root.dataset.event;
   const currency = root.dataset.currency;
-  const onSale = root.dataset.onSale === "yes";
+  const waitlistOpen = root.dataset.waitlist === "yes";
   const storageKey = `evently.checkout.${eventId}`;
   const seats = new Map();
   for (const g of root.querySelectorAll("g.seat")) seats.set(g.dataset.seat, g);
@@ -246,7 +246,7 @@ function initCheckout(root) {
     el("selection-empty").hidden = selected.size > 0;
     el("total").textContent = selected.size ? money(total, currency) : "–";
     const holdButton = el("hold");
-    if (holdButton) holdButton.disabled = selected.size === 0 || Boolean(hold) || !onSale;
+    if (holdButton) holdButton.disabled = selected.size === 0 || Boolean(hold);
   }
 
   function toggle(g) {
@@ -285,7 +285,6 @@ function initCheckout(root) {
 
   async function takeHold(body) {
     show(pickMessage, "");
-    if (!onSale) return show(pickMessage, "Tickets for this event are not on sale right now.");
     const result = await api("POST", "/api/orders/holds", { eventId, ...body });
     if (result.status === 401) {
       const next = encodeURIComponent(location.pathname);
@@ -305,6 +304,7 @@ function initCheckout(root) {
         describe(g);
       }
       renderSelection();
+      if (slug(result) === "sold-out") el("waitlist").hidden = false;
       return show(pickMessage, human(result));
     }
     const h = result.data;
@@ -508,11 +508,82 @@ function initCheckout(root) {
         return;
       }
       el("available-count").textContent = String(view.available);
-      if (version !== null && view.version !== version && seats.size) refreshSeats();
+      if (view.available === 0 && waitlistOpen) el("waitlist").hidden = false;
+      if (version !== null && view.version !== version) {
+        if (seats.size) refreshSeats();
+        if (waiting) checkWaitlist();
+      }
       version = view.version;
     });
     window.addEventListener("pagehide", () => stream.close());
   }
+
+  // -- the waitlist: join when sold out; an offer opens the checkout with its hold
+
+  let waiting = null;
+  const waitStatus = el("wait-status");
+
+  function showWaiting(entry) {
+    waiting = entry && (entry.status === "waiting" || entry.status === "offered") ? entry : null;
+    el("wait-form").hidden = Boolean(waiting);
+    el("wait-leave").hidden = !waiting;
+    if (!waiting) return show(waitStatus, "");
+    el("waitlist").hidden = false;
+    if (waiting.status === "offered") {
+      show(waitStatus, "Seats came back for you: they are held in your name. Pay below to get them.");
+    } else {
+      const n = waiting.quantity;
+      show(waitStatus, `You are number ${waiting.position} on the waitlist for ${n} ticket${n === 1 ? "" : "s"}.`);
+    }
+  }
+
+  async function takeOffer(holdId) {
+    const found = await api("GET", `/api/orders/holds/${holdId}`);
+    if (!found.ok || found.data.status !== "active") return;
+    const seconds = found.data.expiresInSeconds;
+    hold = {
+      holdId,
+      seatIds: found.data.seatIds,
+      expiresAt: seconds !== undefined ? Date.now() + seconds * 1000 : Date.parse(found.data.expiresAt),
+      key: randomKey(),
+      intent: null,
+      amount: null,
+    };
+    save();
+    await openCheckout();
+  }
+
+  async function checkWaitlist() {
+    if (document.body.dataset.session !== "yes") return;
+    const found = await api("GET", `/api/events/${eventId}/waitlist`);
+    if (!found.ok) return showWaiting(null);
+    showWaiting(found.data);
+    if (found.data.status === "offered" && found.data.holdId && !hold) await takeOffer(found.data.holdId);
+  }
+
+  el("wait-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const quantity = Number(el("wait-n").value);
+    if (!Number.isInteger(quantity) || quantity < 1) {
+      return show(waitStatus, "Enter how many tickets you want (1 or more).");
+    }
+    const joined = await api("POST", `/api/events/${eventId}/waitlist`, { quantity });
+    if (joined.ok) return showWaiting(joined.data);
+    if (slug(joined) === "seats-available") {
+      return show(waitStatus, "Seats are available now: choose them above instead of waiting.");
+    }
+    show(waitStatus, joined.status === 401 ? "Please sign in to join the waitlist." : human(joined));
+  });
+
+  el("wait-leave").addEventListener("click", async () => {
+    const left = await api("DELETE", `/api/events/${eventId}/waitlist`);
+    if (left.ok || left.status === 404) {
+      showWaiting(null);
+      show(waitStatus, "You left the waitlist.");
+    } else {
+      show(waitStatus, human(left));
+    }
+  });
 
   // -- a checkout survives a reload
 
@@ -539,7 +610,7 @@ function initCheckout(root) {
   }
 
   renderSelection();
-  restore();
+  restore().then(checkWaitlist);
 }
 
 // ---- orders ------------------------------------------------------------------------------

@@ -189,6 +189,51 @@ def test_general_admission_sells_a_number_of_places_without_a_map(new_page, make
     assert w.errors == [], w.errors
 
 
+def test_a_waitlisted_buyer_is_offered_returned_seats_and_buys_them(new_page, make_event):
+    event_id = make_event("Tiny Cellar Gig", general=2)
+    first, second = new_page(), new_page(width=360)
+    sign_up(first)
+    sign_up(second)
+    first.page.goto(f"/events/{event_id}")
+    first.page.get_by_label("Tickets:").fill("2")
+    first.page.get_by_role("button", name="Hold tickets").click()
+    first.page.get_by_role("button", name="Pay and get tickets").click()
+    first.page.wait_for_url(re.compile(r"/orders"))
+
+    page = second.page
+    page.goto(f"/events/{event_id}")
+    expect(page.locator("#available-count")).to_have_text("0")
+    page.get_by_label("Tickets wanted:").fill("1")
+    page.get_by_role("button", name="Join the waitlist").click()
+    expect(page.locator("#wait-status")).to_have_text("You are number 1 on the waitlist for 1 ticket.")
+    screenshots(page, "waitlist")
+    first.page.get_by_role("button", name="Cancel order and refund").click()
+    expect(first.page.locator("#orders-status")).to_have_text("Your order was cancelled and refunded.")
+
+    # The offer arrives on the open page (availability stream → waitlist entry → its hold).
+    expect(page.locator("#pay")).to_be_visible(timeout=20_000)
+    expect(page.locator("#wait-status")).to_contain_text("held in your name")
+    expect(page.locator("#held-total")).to_have_text("€40")
+    page.get_by_role("button", name="Pay and get tickets").click()
+    page.wait_for_url(re.compile(r"/orders"))
+    expect(page.locator("li.order svg.qr")).to_have_count(1)
+    assert first.errors == [] and second.errors == [], (first.errors, second.errors)
+
+
+def test_recommendations_say_why(new_page, make_event):
+    make_event("Sunrise Yoga Session", search_word="sunrise")
+    w = new_page()
+    page = w.page
+
+    page.goto("/")
+
+    recs = page.locator(".recs li")
+    expect(recs.first).to_be_visible()
+    expect(recs.first.locator(".reason")).not_to_be_empty()
+    expect(page.get_by_role("heading", name="Popular now")).to_be_visible()
+    assert w.errors == [], w.errors
+
+
 def test_an_event_named_script_shows_as_text_and_runs_nothing(new_page, make_event):
     name = "<script>alert(1)</script> Gala"
     event_id = make_event(name, search_word="gala")

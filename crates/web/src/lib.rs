@@ -74,6 +74,8 @@ pub fn router(api: Router, config: WebConfig) -> Router {
         .route("/", get(pages::events_page))
         .route("/_/events", get(pages::events_fragment))
         .route("/events/{event_id}", get(pages::event_page))
+        .route("/_/recs", get(pages::recs_fragment))
+        .route("/_/events/{event_id}/related", get(pages::related_fragment))
         .route("/orders", get(pages::orders_page))
         .route("/_/orders", get(pages::orders_fragment))
         .route("/signin", get(pages::signin_page))

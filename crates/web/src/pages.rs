@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::api::{Api, ApiError};
 use crate::assets::ASSETS;
 use crate::seatmap::SeatMapSvg;
-use crate::views::{self, EventView, OrderList, SearchResults, SeatMap, money, when};
+use crate::views::{
+    self, EventView, OrderList, Recommendations, SearchResults, SeatMap, money, when,
+};
 use crate::{CSP, WebConfig};
 
 /// Hits per page of the event list.
@@ -433,6 +435,8 @@ pub struct EventPage {
     available: usize,
     capacity: usize,
     on_sale: bool,
+    sold_out: bool,
+    waitlist_open: bool,
 }
 
 /// `GET /events/{id}`: the event, its seat map with live states, and the checkout.
@@ -478,6 +482,8 @@ pub async fn event_page(
             .count(),
         capacity: seats.seats.len(),
         on_sale: event.status == "ON_SALE",
+        sold_out: event.status == "SOLD_OUT",
+        waitlist_open: matches!(event.status.as_str(), "ON_SALE" | "SOLD_OUT"),
         event: EventRow {
             id: event.event_id,
             name: event.event_name,
@@ -646,6 +652,81 @@ pub async fn orders_fragment(State(state): State<WebState>, request: Request) ->
         orders,
     };
     html(&state.config, StatusCode::OK, fragment.render())
+}
+
+// ---- recommendations ----------------------------------------------------------------------
+
+/// A recommended event as shown.
+#[derive(Debug, Clone)]
+pub struct RecRow {
+    /// Its page.
+    pub href: String,
+    /// Its name.
+    pub name: String,
+    /// When.
+    pub when: String,
+    /// City.
+    pub city: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A list of recommendations, for htmx.
+#[derive(Template)]
+#[template(path = "recs.html")]
+pub struct RecsList {
+    items: Vec<RecRow>,
+    error: Option<String>,
+}
+
+async fn recommendations(
+    state: &WebState,
+    parts: &Parts,
+    path: &str,
+    this_event: Option<Uuid>,
+) -> Response {
+    let fragment = match state.api.get::<Recommendations>(parts, path).await {
+        Ok(found) => {
+            let mut items = Vec::with_capacity(found.items.len());
+            for item in found.items {
+                let other = match item.reason.event() {
+                    Some(id) if Some(id) == this_event => "this event".to_owned(),
+                    Some(id) => event_name(state, parts, id).await.0,
+                    None => String::new(),
+                };
+                items.push(RecRow {
+                    href: format!("/events/{}", item.event_id),
+                    name: item.event_name,
+                    when: when(&item.event_date),
+                    city: item.city.unwrap_or_default(),
+                    reason: item.reason.words(&other),
+                });
+            }
+            RecsList { items, error: None }
+        }
+        Err(error) => RecsList {
+            items: Vec::new(),
+            error: Some(error.human()),
+        },
+    };
+    html(&state.config, StatusCode::OK, fragment.render())
+}
+
+/// `GET /_/recs`: recommendations for the caller (popular events when signed out), for htmx.
+pub async fn recs_fragment(State(state): State<WebState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    recommendations(&state, &parts, "/api/recs?limit=4", None).await
+}
+
+/// `GET /_/events/{id}/related`: events like this one, for htmx.
+pub async fn related_fragment(
+    State(state): State<WebState>,
+    Path(event_id): Path<Uuid>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let path = format!("/api/recs/related?eventId={event_id}&limit=4");
+    recommendations(&state, &parts, &path, Some(event_id)).await
 }
 
 // ---- accounts ---------------------------------------------------------------------------

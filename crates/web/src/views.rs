@@ -186,6 +186,111 @@ pub struct Ticket {
     pub status: String,
 }
 
+/// `GET /api/recs` and `GET /api/recs/related`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Recommendations {
+    /// Best first.
+    pub items: Vec<Recommended>,
+}
+
+/// One recommended event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommended {
+    /// The event.
+    pub event_id: Uuid,
+    /// Title.
+    pub event_name: String,
+    /// Start (RFC 3339).
+    pub event_date: String,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why an event is recommended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Reason {
+    /// People who bought `event_id` also bought it.
+    #[serde(rename_all = "camelCase")]
+    AlsoBought {
+        /// The event they bought.
+        event_id: Uuid,
+    },
+    /// It shares `tag` with `event_id`.
+    #[serde(rename_all = "camelCase")]
+    SameArtistTag {
+        /// The event it is like.
+        event_id: Uuid,
+        /// The shared tag.
+        tag: String,
+    },
+    /// The organizer of `event_id` runs it.
+    #[serde(rename_all = "camelCase")]
+    SameOrganizer {
+        /// The event it is like.
+        event_id: Uuid,
+    },
+    /// It reads like `event_id`.
+    #[serde(rename_all = "camelCase")]
+    SimilarTo {
+        /// The event it is like.
+        event_id: Uuid,
+    },
+    /// A type the caller buys.
+    #[serde(rename_all = "camelCase")]
+    YourType {
+        /// The type.
+        event_type: String,
+    },
+    /// A city the caller buys in.
+    YourCity {
+        /// The city.
+        city: String,
+    },
+    /// It sells well in `city`.
+    PopularInCity {
+        /// The city.
+        city: String,
+    },
+    /// It sells well.
+    Popular,
+    /// A reason this client does not know yet.
+    #[serde(other)]
+    Other,
+}
+
+impl Reason {
+    /// The event the reason refers to, if any.
+    pub fn event(&self) -> Option<Uuid> {
+        match self {
+            Self::AlsoBought { event_id }
+            | Self::SameArtistTag { event_id, .. }
+            | Self::SameOrganizer { event_id }
+            | Self::SimilarTo { event_id } => Some(*event_id),
+            _ => None,
+        }
+    }
+
+    /// The reason as a sentence; `other` names the event it refers to ("this event" on that
+    /// event's own page).
+    pub fn words(&self, other: &str) -> String {
+        match self {
+            Self::AlsoBought { .. } => format!("People who bought {other} also bought this"),
+            Self::SameArtistTag { tag, .. } => format!("Also tagged “{tag}”, like {other}"),
+            Self::SameOrganizer { .. } => format!("From the organizer of {other}"),
+            Self::SimilarTo { .. } => format!("Similar to {other}"),
+            Self::YourType { event_type } => format!("You go to {event_type} events"),
+            Self::YourCity { city } => format!("In {city}, where you go to events"),
+            Self::PopularInCity { city } => format!("Popular in {city}"),
+            Self::Popular | Self::Other => "Popular right now".to_owned(),
+        }
+    }
+}
+
 /// `amount` minor units of `currency` as people write it: `€40`, `€12.50`, `CHF 30`.
 pub fn money(amount: i64, currency: &str) -> String {
     let symbol = match currency {

@@ -79,6 +79,18 @@ fn api(name: &'static str) -> Router {
             }),
         )
         .route(
+            "/api/recs",
+            get(|| async {
+                axum::Json(json!({"items": [
+                    {"eventId": EVENT, "eventName": "Jazz <i>Night</i>", "eventDate": "2027-01-04T20:00:00Z",
+                        "city": "Lisbon", "reason": {"kind": "alsoBought", "eventId": EVENT}},
+                    {"eventId": EVENT, "eventName": "Fado", "eventDate": "2027-01-05T20:00:00Z",
+                        "city": null, "reason": {"kind": "popularInCity", "city": "Porto"}},
+                    {"eventId": EVENT, "eventName": "Later", "eventDate": "2027-01-06T20:00:00Z",
+                        "reason": {"kind": "somethingNew", "extra": 1}}]}))
+            }),
+        )
+        .route(
             "/api/orders/orders",
             get(|headers: HeaderMap| async move {
                 let cookie = headers
@@ -234,4 +246,18 @@ async fn the_sign_in_page_follows_only_local_paths() {
 
     assert!(body.contains("data-next=\"/\""));
     assert!(body.contains("<label for=\"email\">Email</label>"));
+}
+
+#[tokio::test]
+async fn recommendations_say_why_in_words() {
+    let (status, _, body) = get_page(web("Moonlight Sonata Night"), "/_/recs", None).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("People who bought Moonlight Sonata Night also bought this"));
+    assert!(body.contains("Popular in Porto"));
+    assert!(
+        body.contains("Popular right now"),
+        "an unknown reason still reads: {body}"
+    );
+    assert!(body.contains("Jazz &#60;i&#62;Night") || body.contains("Jazz &lt;i&gt;Night"));
 }
