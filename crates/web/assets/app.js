@@ -147,20 +147,7 @@ function initAccount(form) {
   });
 
   function fail(result) {
-    const errors = (result.data && result.data.errors) || [];
-    let placed = false;
-    for (const error of errors) {
-      const name = String(error.pointer || "").replace(/^\//, "");
-      const slot = document.getElementById(`${name}-error`);
-      const input = form.elements.namedItem(name);
-      if (slot && input) {
-        show(slot, sentence(error.detail));
-        input.setAttribute("aria-invalid", "true");
-        if (!placed) input.focus();
-        placed = true;
-      }
-    }
-    if (!placed) show(message, human(result));
+    fieldErrors(form, result, message);
   }
 }
 
@@ -613,6 +600,53 @@ function initCheckout(root) {
   restore().then(checkWaitlist);
 }
 
+// ---- profile -----------------------------------------------------------------------------
+
+function fieldErrors(form, result, message) {
+  const errors = (result.data && result.data.errors) || [];
+  let placed = false;
+  for (const error of errors) {
+    const name = String(error.pointer || "").replace(/^\//, "");
+    const slot = document.getElementById(`${name}-error`);
+    const input = form.elements.namedItem(name);
+    if (slot && input) {
+      show(slot, sentence(error.detail));
+      input.setAttribute("aria-invalid", "true");
+      if (!placed) input.focus();
+      placed = true;
+    }
+  }
+  if (!placed) show(message, human(result));
+}
+
+async function initProfile(form) {
+  const message = document.getElementById("form-message");
+  const found = await api("GET", "/api/users/profile");
+  if (!found.ok) {
+    show(message, found.status === 401 ? "Please sign in to see your profile." : human(found));
+    form.querySelector("button").disabled = true;
+    return;
+  }
+  document.getElementById("profile-email").textContent = found.data.email;
+  form.elements.namedItem("name").value = found.data.name || "";
+  form.elements.namedItem("phone").value = found.data.phone || "";
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    show(message, "");
+    for (const name of ["name", "phone"]) {
+      form.elements.namedItem(name).removeAttribute("aria-invalid");
+      show(document.getElementById(`${name}-error`), "");
+    }
+    const phone = form.elements.namedItem("phone").value.trim();
+    const saved = await api("PUT", "/api/users/profile", {
+      name: form.elements.namedItem("name").value.trim(),
+      ...(phone ? { phone } : {}),
+    });
+    if (saved.ok) show(message, "Your profile is saved.");
+    else fieldErrors(form, saved, message);
+  });
+}
+
 // ---- orders ------------------------------------------------------------------------------
 
 function initOrders() {
@@ -642,4 +676,6 @@ if (account) initAccount(account);
 const checkout = document.getElementById("checkout");
 if (checkout) initCheckout(checkout);
 if (document.getElementById("orders")) initOrders();
+const profile = document.getElementById("profile");
+if (profile) initProfile(profile);
 resumeSession();

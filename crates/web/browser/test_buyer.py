@@ -234,6 +234,34 @@ def test_recommendations_say_why(new_page, make_event):
     assert w.errors == [], w.errors
 
 
+def test_form_errors_show_next_to_their_fields(new_page):
+    w = new_page(width=360)
+    page = w.page
+
+    page.goto("/signup")
+    page.get_by_label("Name").fill("Cy")
+    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#email-error")).to_have_text("Email must contain @.")
+    expect(page.locator("#password-error")).to_contain_text("at least 8 characters")
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    screenshots(page, "signup-errors")
+
+    sign_up(w, name="Cy Buyer")
+    page.goto("/profile")
+    expect(page.get_by_label("Name")).to_have_value("Cy Buyer")
+    page.get_by_label("Name").fill("")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#name-error")).to_have_text("Name is required.")
+    page.get_by_label("Name").fill("Cy Q. Buyer")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#form-message")).to_have_text("Your profile is saved.")
+    page.reload()
+    expect(page.get_by_label("Name")).to_have_value("Cy Q. Buyer")
+    assert w.errors == [], w.errors
+
+
 def test_an_event_named_script_shows_as_text_and_runs_nothing(new_page, make_event):
     name = "<script>alert(1)</script> Gala"
     event_id = make_event(name, search_word="gala")
@@ -266,7 +294,14 @@ def test_each_page_weighs_under_100_kb_compressed(new_page, make_event):
 
     page.on("response", record)
     sign_up(w)
-    for name, path in [("events", "/"), ("event", f"/events/{event_id}"), ("orders", "/orders"), ("signin", "/signin")]:
+    pages = [
+        ("events", "/"),
+        ("event", f"/events/{event_id}"),
+        ("orders", "/orders"),
+        ("profile", "/profile"),
+        ("signin", "/signin"),
+    ]
+    for name, path in pages:
         weights.clear()
         page.goto(path)
         page.wait_for_load_state("networkidle")

@@ -65,7 +65,8 @@ pub struct WebConfig {
     pub hsts: bool,
 }
 
-/// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/signin`, `/signup`,
+/// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`, `/signin`,
+/// `/signup`,
 /// their fragments under `/_/`, and the assets under `/assets/`. `api` is the gateway's router
 /// (the edge included), which page handlers call in process.
 pub fn router(api: Router, config: WebConfig) -> Router {
@@ -78,6 +79,7 @@ pub fn router(api: Router, config: WebConfig) -> Router {
         .route("/_/events/{event_id}/related", get(pages::related_fragment))
         .route("/orders", get(pages::orders_page))
         .route("/_/orders", get(pages::orders_fragment))
+        .route("/profile", get(pages::profile_page))
         .route("/signin", get(pages::signin_page))
         .route("/signup", get(pages::signup_page))
         .route("/assets/{file}", get(assets::serve))

@@ -760,6 +760,23 @@ pub async fn signin_page(State(state): State<WebState>, request: Request) -> Res
     html(&state.config, StatusCode::OK, page.render())
 }
 
+/// The profile form (filled and saved by the client module: personal data is read after the
+/// page, with the session).
+#[derive(Template)]
+#[template(path = "profile.html")]
+pub struct ProfilePage {
+    layout: Layout,
+}
+
+/// `GET /profile`.
+pub async fn profile_page(State(state): State<WebState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let page = ProfilePage {
+        layout: Layout::of(&parts),
+    };
+    html(&state.config, StatusCode::OK, page.render())
+}
+
 /// `GET /signup`.
 pub async fn signup_page(State(state): State<WebState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
