@@ -647,6 +647,37 @@ async function initProfile(form) {
   });
 }
 
+// ---- the organizer's dashboard -----------------------------------------------------------
+
+function initDashboard(root) {
+  const eventId = root.dataset.event;
+  const status = document.getElementById("live-state");
+  if (!window.EventSource) return;
+  const set = (name, value) => {
+    const cell = root.querySelector(`[data-figure=${name}]`);
+    if (cell) cell.textContent = String(value);
+  };
+  const stream = new EventSource(`/api/analytics/live/stream?eventIds=${encodeURIComponent(eventId)}`);
+  stream.addEventListener("figures", (event) => {
+    let f;
+    try {
+      f = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (f.eventId !== eventId) return;
+    for (const name of ["sold", "held", "available", "orders", "cancellations"]) set(name, f[name]);
+    set("revenue", (f.revenue || []).map((r) => money(r.net, r.currency)).join(" · ") || "0");
+    const conversion = f.holds && f.holds.conversion;
+    set("conversion", conversion === null || conversion === undefined ? "–" : `${Math.round(conversion * 100)} %`);
+    status.textContent = `Figures update live (last at ${new Date().toLocaleTimeString()}).`;
+  });
+  stream.addEventListener("error", () => {
+    status.textContent = "Reconnecting to the live figures…";
+  });
+  window.addEventListener("pagehide", () => stream.close());
+}
+
 // ---- orders ------------------------------------------------------------------------------
 
 function initOrders() {
@@ -676,6 +707,8 @@ if (account) initAccount(account);
 const checkout = document.getElementById("checkout");
 if (checkout) initCheckout(checkout);
 if (document.getElementById("orders")) initOrders();
+const dashboard = document.getElementById("dashboard");
+if (dashboard) initDashboard(dashboard);
 const profile = document.getElementById("profile");
 if (profile) initProfile(profile);
 resumeSession();

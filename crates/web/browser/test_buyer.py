@@ -262,6 +262,37 @@ def test_form_errors_show_next_to_their_fields(new_page):
     assert w.errors == [], w.errors
 
 
+def test_the_organizer_watches_the_dashboard_move_while_a_buyer_buys(browser, new_page, make_event):
+    event_id = make_event("Dashboard Disco Night")
+    organizer = new_page()
+    login = organizer.page.context.request.post(
+        f"{BASE}/api/auth/login",
+        data={"email": os.environ["EVENTLY_BROWSER_ADMIN_EMAIL"], "password": os.environ["EVENTLY_BROWSER_ADMIN_PASSWORD"]},
+    )
+    assert login.status == 200
+    board = organizer.page
+    board.goto(f"/dashboard/events/{event_id}")
+    expect(board.get_by_role("heading", name="Sales of Dashboard Disco Night")).to_be_visible()
+    expect(board.locator("[data-figure=sold]")).to_have_text("0")
+
+    buyer = new_page()
+    sign_up(buyer)
+    buyer.page.goto(f"/events/{event_id}")
+    seat(buyer.page, "B-1-1").click()
+    seat(buyer.page, "B-1-2").click()
+    buyer.page.get_by_role("button", name="Hold selected seats").click()
+    buyer.page.get_by_role("button", name="Pay and get tickets").click()
+    buyer.page.wait_for_url(re.compile(r"/orders"))
+
+    expect(board.locator("[data-figure=sold]")).to_have_text("2", timeout=15_000)
+    expect(board.locator("[data-figure=orders]")).to_have_text("1")
+    expect(board.locator("[data-figure=revenue]")).to_have_text("€50")
+    screenshots(board, "dashboard")
+    board.reload()
+    expect(board.locator("svg.chart rect")).not_to_have_count(0)
+    assert organizer.errors == [] and buyer.errors == [], (organizer.errors, buyer.errors)
+
+
 def test_an_event_named_script_shows_as_text_and_runs_nothing(new_page, make_event):
     name = "<script>alert(1)</script> Gala"
     event_id = make_event(name, search_word="gala")

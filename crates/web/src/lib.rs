@@ -80,6 +80,7 @@ pub fn router(api: Router, config: WebConfig) -> Router {
         .route("/orders", get(pages::orders_page))
         .route("/_/orders", get(pages::orders_fragment))
         .route("/profile", get(pages::profile_page))
+        .route("/dashboard/events/{event_id}", get(pages::dashboard_page))
         .route("/signin", get(pages::signin_page))
         .route("/signup", get(pages::signup_page))
         .route("/assets/{file}", get(assets::serve))

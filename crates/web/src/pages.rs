@@ -16,7 +16,8 @@ use crate::api::{Api, ApiError};
 use crate::assets::ASSETS;
 use crate::seatmap::SeatMapSvg;
 use crate::views::{
-    self, EventView, OrderList, Recommendations, SearchResults, SeatMap, money, when,
+    self, EventAnalytics, EventView, OrderList, Recommendations, SearchResults, SeatMap, money,
+    revenue_words, when,
 };
 use crate::{CSP, WebConfig};
 
@@ -652,6 +653,115 @@ pub async fn orders_fragment(State(state): State<WebState>, request: Request) ->
         orders,
     };
     html(&state.config, StatusCode::OK, fragment.render())
+}
+
+// ---- the organizer's live dashboard ------------------------------------------------------
+
+/// One bar of the sales chart.
+#[derive(Debug, Clone)]
+pub struct Bar {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// "Mon 4 Jan 2027, 20:00 UTC: 3 tickets".
+    pub label: String,
+}
+
+/// An event's sales figures, updated live by the client module.
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    layout: Layout,
+    event_id: Uuid,
+    name: String,
+    status: &'static str,
+    sold: i64,
+    held: i64,
+    available: i64,
+    orders: i64,
+    cancellations: i64,
+    revenue: String,
+    conversion: String,
+    interval: String,
+    bars: Vec<Bar>,
+    chart_width: u32,
+    chart_summary: String,
+}
+
+/// The sales chart's bars: one per point, scaled to the busiest.
+fn bars(points: &[views::Point]) -> (Vec<Bar>, u32) {
+    const STEP: u32 = 12;
+    const HEIGHT: i64 = 100;
+    let points = &points[points.len().saturating_sub(120)..];
+    let top = points
+        .iter()
+        .map(|p| p.tickets_sold)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars = points
+        .iter()
+        .zip(0u32..)
+        .map(|(p, i)| {
+            let height = u32::try_from(p.tickets_sold.max(0) * HEIGHT / top).unwrap_or(0);
+            Bar {
+                x: i * STEP,
+                y: 110 - height,
+                width: STEP - 2,
+                height,
+                label: format!("{}: {} tickets", when(&p.start), p.tickets_sold),
+            }
+        })
+        .collect::<Vec<_>>();
+    let width = u32::try_from(bars.len()).unwrap_or(0) * STEP;
+    (bars, width.max(STEP))
+}
+
+/// `GET /dashboard/events/{id}`: an event's sales for its organizer (or an admin).
+pub async fn dashboard_page(
+    State(state): State<WebState>,
+    Path(event_id): Path<Uuid>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let layout = Layout::of(&parts);
+    let path = format!("/api/analytics/events/{event_id}?interval=hour");
+    let figures = match state.api.get::<EventAnalytics>(&parts, &path).await {
+        Ok(figures) => figures,
+        Err(error) => return failure(&state, layout, &error),
+    };
+    let (bars, chart_width) = bars(&figures.series.points);
+    let total: i64 = figures.series.points.iter().map(|p| p.tickets_sold).sum();
+    let page = DashboardPage {
+        layout,
+        event_id: figures.event_id,
+        name: figures.event_name,
+        status: views::status_words(&figures.status),
+        sold: figures.sold,
+        held: figures.held,
+        available: figures.available,
+        orders: figures.orders,
+        cancellations: figures.cancellations,
+        revenue: revenue_words(&figures.revenue),
+        conversion: figures
+            .holds
+            .conversion
+            .map_or_else(|| "–".to_owned(), |c| format!("{:.0} %", c * 100.0)),
+        chart_summary: format!(
+            "{total} tickets over {} {}s",
+            figures.series.points.len(),
+            figures.series.interval
+        ),
+        interval: figures.series.interval,
+        bars,
+        chart_width,
+    };
+    html(&state.config, StatusCode::OK, page.render())
 }
 
 // ---- recommendations ----------------------------------------------------------------------

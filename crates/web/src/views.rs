@@ -291,6 +291,83 @@ impl Reason {
     }
 }
 
+/// `GET /api/analytics/events/{id}` (the members the dashboard shows).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventAnalytics {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its name.
+    pub event_name: String,
+    /// Its status.
+    pub status: String,
+    /// Seats sold.
+    pub sold: i64,
+    /// Seats held.
+    pub held: i64,
+    /// Seats available.
+    pub available: i64,
+    /// Live orders.
+    pub orders: i64,
+    /// Cancelled orders.
+    pub cancellations: i64,
+    /// Revenue per currency.
+    #[serde(default)]
+    pub revenue: Vec<Revenue>,
+    /// Holds by outcome.
+    pub holds: HoldFigures,
+    /// Sales over time.
+    pub series: Series,
+}
+
+/// Revenue in one currency.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Revenue {
+    /// Currency.
+    pub currency: String,
+    /// Gross less refunds, minor units.
+    pub net: i64,
+}
+
+/// Holds by outcome.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HoldFigures {
+    /// Converted / created.
+    #[serde(default)]
+    pub conversion: Option<f64>,
+}
+
+/// A series of figures.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Series {
+    /// `hour | day | week`.
+    pub interval: String,
+    /// Points, oldest first.
+    pub points: Vec<Point>,
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Point {
+    /// Its start (RFC 3339).
+    pub start: String,
+    /// Tickets sold in it.
+    pub tickets_sold: i64,
+}
+
+/// Revenue per currency in words: `€120 · $40`, or `0` when there is none.
+pub fn revenue_words(revenue: &[Revenue]) -> String {
+    if revenue.is_empty() {
+        return "0".to_owned();
+    }
+    revenue
+        .iter()
+        .map(|r| money(r.net, &r.currency))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 /// `amount` minor units of `currency` as people write it: `€40`, `€12.50`, `CHF 30`.
 pub fn money(amount: i64, currency: &str) -> String {
     let symbol = match currency {

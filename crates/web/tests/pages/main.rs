@@ -79,6 +79,18 @@ fn api(name: &'static str) -> Router {
             }),
         )
         .route(
+            "/api/analytics/events/{id}",
+            get(move || async move {
+                axum::Json(json!({"eventId": EVENT, "eventName": name, "status": "ON_SALE",
+                    "capacity": 4, "sold": 2, "held": 1, "available": 1, "orders": 1,
+                    "cancellations": 0, "revenue": [{"currency": "EUR", "gross": 8000, "refunded": 0, "net": 8000}],
+                    "holds": {"created": 2, "converted": 1, "conversion": 0.5},
+                    "series": {"interval": "hour", "points": [
+                        {"start": "2026-12-05T01:00:00Z", "ticketsSold": 0},
+                        {"start": "2026-12-05T02:00:00Z", "ticketsSold": 2}]}}))
+            }),
+        )
+        .route(
             "/api/recs",
             get(|| async {
                 axum::Json(json!({"items": [
@@ -260,4 +272,25 @@ async fn recommendations_say_why_in_words() {
         "an unknown reason still reads: {body}"
     );
     assert!(body.contains("Jazz &#60;i&#62;Night") || body.contains("Jazz &lt;i&gt;Night"));
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_figures_and_a_server_drawn_chart() {
+    let (status, _, body) = get_page(
+        web("<b>Disco</b>"),
+        &format!("/dashboard/events/{EVENT}"),
+        None,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<dd data-figure=\"sold\">2</dd>"));
+    assert!(body.contains("<dd data-figure=\"revenue\">€80</dd>"));
+    assert!(body.contains("<dd data-figure=\"conversion\">50 %</dd>"));
+    assert!(body.contains("aria-label=\"Tickets sold per hour: 2 tickets over 2 hours\""));
+    assert!(
+        body.contains("height=\"100\""),
+        "the busiest hour fills the chart: {body}"
+    );
+    assert!(!body.contains("<b>Disco</b>"));
 }
