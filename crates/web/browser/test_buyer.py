@@ -287,9 +287,9 @@ def test_the_organizer_watches_the_dashboard_move_while_a_buyer_buys(browser, ne
     expect(board.locator("[data-figure=sold]")).to_have_text("2", timeout=15_000)
     expect(board.locator("[data-figure=orders]")).to_have_text("1")
     expect(board.locator("[data-figure=revenue]")).to_have_text("€50")
-    screenshots(board, "dashboard")
     board.reload()
     expect(board.locator("svg.chart rect")).not_to_have_count(0)
+    screenshots(board, "dashboard")
     assert organizer.errors == [] and buyer.errors == [], (organizer.errors, buyer.errors)
 
 

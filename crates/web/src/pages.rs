@@ -718,8 +718,9 @@ fn bars(points: &[views::Point]) -> (Vec<Bar>, u32) {
             }
         })
         .collect::<Vec<_>>();
+    // A short series keeps its bars narrow rather than stretched across the chart.
     let width = u32::try_from(bars.len()).unwrap_or(0) * STEP;
-    (bars, width.max(STEP))
+    (bars, width.max(24 * STEP))
 }
 
 /// `GET /dashboard/events/{id}`: an event's sales for its organizer (or an admin).
@@ -735,8 +736,12 @@ pub async fn dashboard_page(
         Ok(figures) => figures,
         Err(error) => return failure(&state, layout, &error),
     };
-    let (bars, chart_width) = bars(&figures.series.points);
     let total: i64 = figures.series.points.iter().map(|p| p.tickets_sold).sum();
+    let (bars, chart_width) = if total > 0 {
+        bars(&figures.series.points)
+    } else {
+        (Vec::new(), 0)
+    };
     let page = DashboardPage {
         layout,
         event_id: figures.event_id,
