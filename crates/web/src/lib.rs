@@ -1,9 +1,10 @@
 //! evently-web: the web client, served by `evently serve` at `/` next to `/api`.
 //!
 //! Server-rendered HTML (askama templates compiled into the binary), htmx 2 for the parts of
-//! a page that reload (search-as-you-type, my orders), and one small vanilla JavaScript module
-//! (`assets/app.js`) for what needs a script: signing in and out, the seat map, the hold's
-//! countdown, payment and purchase. There is no node toolchain in the build: htmx is vendored
+//! a page that load or reload on their own (search-as-you-type, my orders, recommendations),
+//! and one small vanilla JavaScript module (`assets/app.js`) for what needs a script: signing
+//! in and out, the profile, the seat map, the hold's countdown, payment and purchase, the
+//! waitlist, and the live figures of an organizer's sales dashboard. There is no node toolchain in the build: htmx is vendored
 //! (`assets/htmx.min.js`, 2.0.11 from the npm registry, pinned) and every asset is embedded
 //! with `include_bytes!` and served under a content-hashed path ([`assets`]).
 //!
@@ -65,10 +66,10 @@ pub struct WebConfig {
     pub hsts: bool,
 }
 
-/// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`, `/signin`,
-/// `/signup`,
-/// their fragments under `/_/`, and the assets under `/assets/`. `api` is the gateway's router
-/// (the edge included), which page handlers call in process.
+/// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`,
+/// `/dashboard/events/{id}`, `/signin` and `/signup`, their fragments under `/_/`, and the
+/// assets under `/assets/`. `api` is the gateway's router (the edge included), which page
+/// handlers call in process.
 pub fn router(api: Router, config: WebConfig) -> Router {
     let state = pages::WebState::new(api::Api::new(api), config);
     Router::new()
