@@ -5,7 +5,8 @@
 //! 2. tracing span (method, route, request id, user id once known; it continues an incoming
 //!    `traceparent` when traces are exported) and the access log line;
 //! 3. metrics — `evently_http_requests_total` and `evently_http_request_duration_seconds`;
-//! 4. security headers — nosniff, frame-deny, referrer policy, a strict CSP on JSON;
+//! 4. security headers — nosniff, frame-deny, referrer policy, a strict CSP on JSON (a CSP or
+//!    referrer policy set by the handler is kept);
 //! 5. problem fallback — any error answer that is not JSON (axum's plain-text rejections,
 //!    405, timeouts) becomes problem+json; internal causes are logged here, once;
 //! 6. timeout — 503 after `server.request_timeout_seconds` (a gateway applies it inside its
@@ -343,14 +344,21 @@ fn security_headers(response: &mut Response) {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(if is_html { CSP_HTML } else { CSP_JSON }),
-    );
+    // A handler that sets its own policy keeps it: the web client's pages carry a stricter
+    // CSP than the API docs, and a referrer policy under which the browser still sends
+    // `Origin` on same-origin writes (the gateway's CSRF check reads it).
+    if !headers.contains_key(header::REFERRER_POLICY) {
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(if is_html { CSP_HTML } else { CSP_JSON }),
+        );
+    }
     headers.insert(
         &CROSS_ORIGIN_RESOURCE_POLICY,
         HeaderValue::from_static("same-origin"),

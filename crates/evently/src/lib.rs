@@ -3,7 +3,8 @@
 //! `evently serve` runs every service in one process by default; `--services a,b` runs a
 //! subset. Each selected service contributes its router; the process adds the operational
 //! routes (`/health/*`, `/metrics`), the merged OpenAPI document (`/openapi.json`, `/docs`) and
-//! the common middleware stack.
+//! the common middleware stack. A process that runs the gateway also serves the web client
+//! (`evently-web`) at `/`.
 //!
 //! Entry points take their environment as arguments ([`serve`] takes a bound listener and a
 //! shutdown token), so tests run the real application on port 0.
@@ -532,8 +533,18 @@ pub async fn build(
     let (router, documented) = if services.contains(&ServiceName::Gateway) {
         let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)
             .context("starting the gateway")?;
+        let api = gateway.wrap(routers);
+        // The web client sits next to the edge, not behind it: its pages and assets never
+        // count against a rate limit, while the API calls its pages make go through the edge
+        // (in process) like any client's.
+        let web = evently_web::router(
+            api.clone(),
+            evently_web::WebConfig {
+                hsts: config.gateway.hsts,
+            },
+        );
         // The gateway fronts every service, local or remote, so it documents them all.
-        (gateway.wrap(routers), ServiceName::ALL.to_vec())
+        (web.merge(api), ServiceName::ALL.to_vec())
     } else {
         (
             routers.fallback(evently_core::http::not_found),

@@ -83,6 +83,47 @@ async fn serve_with_no_configuration_runs_the_whole_auth_flow() {
 }
 
 #[tokio::test]
+async fn serve_answers_the_web_client_at_root_with_its_csp_and_cached_assets() {
+    let dir = temp_dir();
+    let (server, _) = serve(&dir);
+    let base = &server.base;
+    let http = reqwest::Client::new();
+
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let asset = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // More asset requests from one address than the default budget (100, bursts of 100)
+    // allows: assets are served before the rate limiter.
+    let mut statuses = Vec::new();
+    let mut cache = String::new();
+    for _ in 0..150 {
+        let response = http.get(format!("{base}{asset}")).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        cache = response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+    }
+
+    assert!(html.contains("<h1>Find an event</h1>"), "{html}");
+    assert_eq!(csp, evently_web::CSP);
+    assert!(asset.starts_with("/assets/htmx-2.0.11."), "{asset}");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(cache, "public, max-age=31536000, immutable");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn tokens_survive_a_restart_because_the_secret_is_kept() {
     let dir = temp_dir();
     let http = reqwest::Client::new();

@@ -16,6 +16,7 @@ mod onsale;
 mod recs;
 mod search;
 mod server;
+mod web;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -117,6 +118,13 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("web") => {
+            web::run(
+                usize::try_from(arg("--events", 10_000))?,
+                usize::try_from(arg("--requests", 200))?,
+            )
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
@@ -131,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
                  \x20                           [--split [--nats-url URL] [--redis-url URL]]\n\
                  \x20      evently-bench recs [--users N] [--events N] [--eval-users N] [--clients N] [--seed N]\n\
                  \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\
+                 \x20      evently-bench web [--events N] [--requests N]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"
             );
             std::process::exit(2);

@@ -354,7 +354,7 @@ impl Rng {
 }
 
 /// One generated event.
-struct Generated {
+pub(crate) struct Generated {
     id: uuid::Uuid,
     adjective: &'static str,
     headliner: &'static str,
@@ -367,7 +367,7 @@ struct Generated {
     days: i64,
 }
 
-fn generate(n: usize) -> Vec<Generated> {
+pub(crate) fn generate(n: usize) -> Vec<Generated> {
     let mut rng = Rng(0x5EED_CAFE_F00D_BEEF);
     (0..n)
         .map(|_| {
@@ -549,7 +549,7 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 /// Writes `events` to the events database at `url` through the store, with one venue per city.
-async fn seed(url: &SecretString, events: &mut [Generated]) -> anyhow::Result<()> {
+pub(crate) async fn seed(url: &SecretString, events: &mut [Generated]) -> anyhow::Result<()> {
     let (store, _) = evently_events::open_store(url, &Config::default()).await?;
     let now = time::OffsetDateTime::now_utc();
     let organizer = UserId::new();

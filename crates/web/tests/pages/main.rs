@@ -1,0 +1,296 @@
+//! The web client's pages against a stand-in API: rendering, escaping, headers, assets, and
+//! problems shown as messages.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use evently_web::assets::{ASSETS, CACHE_FOREVER};
+use evently_web::{CSP, WebConfig};
+use serde_json::json;
+use tower::ServiceExt;
+
+const EVENT: &str = "01a243f4-fa9d-7205-ba86-c25e92233254";
+
+fn problem(status: StatusCode, slug: &str, detail: &str) -> axum::response::Response {
+    let mut response = (
+        status,
+        axum::Json(
+            json!({"type": format!("https://evently.dev/problems/{slug}"),
+            "title": slug, "status": status.as_u16(), "detail": detail}),
+        ),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/problem+json".parse().unwrap(),
+    );
+    response
+}
+
+/// The API as the pages see it: a search with one hit named `name`, one event with four
+/// seats, and orders for callers with the `access_token` cookie.
+fn api(name: &'static str) -> Router {
+    Router::new()
+        .route(
+            "/api/search/events",
+            get(move |uri: axum::http::Uri| async move {
+                if uri.query().unwrap_or_default().contains("q=slow") {
+                    let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "slow down");
+                    r.headers_mut().insert(header::RETRY_AFTER, "7".parse().unwrap());
+                    return r;
+                }
+                axum::Json(json!({
+                    "totalHits": 1, "page": 0, "size": 20, "matchedWords": ["sonata"],
+                    "hits": [{"eventId": EVENT, "eventName": name, "eventDate": "2027-01-04T20:00:00Z",
+                        "venueName": "Harbour Hall", "city": "Lisbon", "eventType": "concert", "tags": [],
+                        "status": "ON_SALE", "minPrice": 2500, "currency": "EUR", "availableSeats": 3,
+                        "nameHighlight": {"text": name, "html": "", "ranges": [[0, 8]]}}],
+                    "facets": {"city": {"Lisbon": 1}, "type": {"concert": 1}, "status": {}, "month": {}}
+                }))
+                .into_response()
+            }),
+        )
+        .route(
+            "/api/events/{id}",
+            get(move |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                if id != EVENT {
+                    return problem(StatusCode::NOT_FOUND, "not-found", "no such event");
+                }
+                axum::Json(json!({"eventId": EVENT, "eventName": name, "description": "<b>live</b>",
+                    "eventDate": "2027-01-04T20:00:00Z", "venueName": "Harbour Hall", "city": "Lisbon",
+                    "status": "ON_SALE", "currency": "EUR"}))
+                .into_response()
+            }),
+        )
+        .route(
+            "/api/orders/seats/{id}",
+            get(|| async {
+                let seat = |n: i64, section: &str, price: i64, state: &str| {
+                    json!({"seatId": format!("{section}-3-{n}"), "section": section, "row": "3",
+                        "number": n, "priceTier": "base", "price": price, "state": state})
+                };
+                axum::Json(json!({"eventId": EVENT, "seats": [
+                    seat(12, "A", 4000, "available"), seat(13, "A", 4000, "reserved"),
+                    seat(1, "B", 2500, "held"), seat(2, "B", 2500, "available")]}))
+            }),
+        )
+        .route(
+            "/api/analytics/events/{id}",
+            get(move || async move {
+                axum::Json(json!({"eventId": EVENT, "eventName": name, "status": "ON_SALE",
+                    "capacity": 4, "sold": 2, "held": 1, "available": 1, "orders": 1,
+                    "cancellations": 0, "revenue": [{"currency": "EUR", "gross": 8000, "refunded": 0, "net": 8000}],
+                    "holds": {"created": 2, "converted": 1, "conversion": 0.5},
+                    "series": {"interval": "hour", "points": [
+                        {"start": "2026-12-05T01:00:00Z", "ticketsSold": 0},
+                        {"start": "2026-12-05T02:00:00Z", "ticketsSold": 2}]}}))
+            }),
+        )
+        .route(
+            "/api/recs",
+            get(|| async {
+                axum::Json(json!({"items": [
+                    {"eventId": EVENT, "eventName": "Jazz <i>Night</i>", "eventDate": "2027-01-04T20:00:00Z",
+                        "city": "Lisbon", "reason": {"kind": "alsoBought", "eventId": EVENT}},
+                    {"eventId": EVENT, "eventName": "Fado", "eventDate": "2027-01-05T20:00:00Z",
+                        "city": null, "reason": {"kind": "popularInCity", "city": "Porto"}},
+                    {"eventId": EVENT, "eventName": "Later", "eventDate": "2027-01-06T20:00:00Z",
+                        "reason": {"kind": "somethingNew", "extra": 1}}]}))
+            }),
+        )
+        .route(
+            "/api/orders/orders",
+            get(|headers: HeaderMap| async move {
+                let cookie = headers
+                    .get(header::COOKIE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !cookie.contains("access_token=") {
+                    return problem(StatusCode::UNAUTHORIZED, "unauthorized", "no token");
+                }
+                axum::Json(json!({"orders": [{"orderId": "01a243f5-3877-7219-aa3c-59d85010c394",
+                    "eventId": EVENT, "amount": 8000, "currency": "EUR", "status": "confirmed",
+                    "createdAt": "2026-12-05T02:07:53Z", "tickets": [
+                        {"ticketId": "t1", "seatId": "A-3-12", "code": "6ZHVj9_guFr_uZg66XeYsA", "status": "valid"}]}],
+                    "page": {"number": 0, "size": 50, "totalElements": 1, "totalPages": 1}}))
+                .into_response()
+            }),
+        )
+}
+
+fn web(name: &'static str) -> Router {
+    evently_web::router(api(name), WebConfig::default())
+}
+
+async fn get_page(
+    router: Router,
+    uri: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::get(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = router
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_event_list_renders_with_its_own_csp() {
+    let (status, headers, body) =
+        get_page(web("Moonlight Sonata Night"), "/?q=sonatta", None).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(headers[header::CONTENT_SECURITY_POLICY], CSP);
+    assert!(CSP.contains("script-src 'self';") && !CSP.contains("unsafe-inline"));
+    assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
+    assert!(body.contains("<mark>Moonligh</mark>t Sonata Night"));
+    assert!(body.contains("value=\"sonatta\""));
+    assert!(body.contains("from €25"));
+    assert!(body.contains(&format!("src=\"{}\"", ASSETS.htmx)));
+    assert!(!body.contains("onclick") && !body.contains("<script>"));
+}
+
+#[tokio::test]
+async fn an_event_named_script_is_shown_as_text() {
+    let name = "<script>alert(1)</script>";
+
+    let (_, _, list) = get_page(web(name), "/", None).await;
+    let (_, _, event) = get_page(web(name), &format!("/events/{EVENT}"), None).await;
+
+    for body in [&list, &event] {
+        assert!(!body.contains("<script>alert"), "{body}");
+        assert!(
+            body.contains("&#60;script&#62;") || body.contains("&lt;script&gt;"),
+            "{body}"
+        );
+    }
+    assert!(!event.contains("<b>live</b>"));
+}
+
+#[tokio::test]
+async fn the_seat_map_has_a_named_button_per_seat() {
+    let (status, _, body) = get_page(web("Gala"), &format!("/events/{EVENT}"), None).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("role=\"button\" tabindex=\"0\" aria-pressed=\"false\" aria-label=\"Section A, row 3, seat 12, €40, available\""));
+    assert!(
+        body.contains("aria-label=\"Section A, row 3, seat 13, €40, sold\" aria-disabled=\"true\"")
+    );
+    assert!(body.contains("aria-label=\"Section B, row 3, seat 1, €25, held\""));
+    assert!(body.contains("<span id=\"available-count\">2</span> of 4 seats available"));
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_a_404_page() {
+    let (status, headers, body) = get_page(
+        web("Gala"),
+        "/events/01a243f4-0000-7205-ba86-c25e92233254",
+        None,
+    )
+    .await;
+    let (bad, _, _) = get_page(web("Gala"), "/events/not-an-id", None).await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(bad, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert!(body.contains("We could not find that."));
+}
+
+#[tokio::test]
+async fn a_rate_limited_search_reads_as_a_message_not_json() {
+    let (status, _, body) = get_page(web("Gala"), "/_/events?q=slow", None).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Please try again in 7 seconds."));
+    assert!(!body.contains("problems/") && !body.contains("slow down"));
+}
+
+#[tokio::test]
+async fn the_results_fragment_keeps_the_address_bar_in_step() {
+    let (_, headers, body) = get_page(web("Gala"), "/_/events?q=gala&city=Lisbon", None).await;
+
+    assert_eq!(headers["hx-replace-url"], "/?q=gala&city=Lisbon");
+    assert!(body.contains("hx-swap-oob"));
+    assert!(!body.contains("<html"));
+}
+
+#[tokio::test]
+async fn my_orders_use_the_session_cookie_and_show_qr_codes() {
+    let (_, _, anonymous) = get_page(web("Gala"), "/_/orders", None).await;
+    let (_, _, signed_in) = get_page(web("Gala"), "/_/orders", Some("access_token=abc")).await;
+
+    assert!(anonymous.contains("sign in"));
+    assert!(signed_in.contains("<svg role=\"img\" aria-label=\"QR code of the ticket\""));
+    assert!(signed_in.contains("Section A, row 3, seat 12"));
+    assert!(signed_in.contains("data-action=\"cancel-order\""));
+}
+
+#[tokio::test]
+async fn assets_are_served_under_hashed_paths_and_cached_for_a_year() {
+    for path in [&ASSETS.htmx, &ASSETS.app, &ASSETS.css] {
+        let (status, headers, body) = get_page(web("Gala"), path, None).await;
+
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CACHE_CONTROL], CACHE_FOREVER);
+        assert!(!body.is_empty());
+    }
+    let (stale, _, _) = get_page(web("Gala"), "/assets/app.0000000000.js", None).await;
+    assert_eq!(stale, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_sign_in_page_follows_only_local_paths() {
+    let (_, _, body) = get_page(web("Gala"), "/signin?next=https://evil.example", None).await;
+
+    assert!(body.contains("data-next=\"/\""));
+    assert!(body.contains("<label for=\"email\">Email</label>"));
+}
+
+#[tokio::test]
+async fn recommendations_say_why_in_words() {
+    let (status, _, body) = get_page(web("Moonlight Sonata Night"), "/_/recs", None).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("People who bought Moonlight Sonata Night also bought this"));
+    assert!(body.contains("Popular in Porto"));
+    assert!(
+        body.contains("Popular right now"),
+        "an unknown reason still reads: {body}"
+    );
+    assert!(body.contains("Jazz &#60;i&#62;Night") || body.contains("Jazz &lt;i&gt;Night"));
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_figures_and_a_server_drawn_chart() {
+    let (status, _, body) = get_page(
+        web("<b>Disco</b>"),
+        &format!("/dashboard/events/{EVENT}"),
+        None,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<dd data-figure=\"sold\">2</dd>"));
+    assert!(body.contains("<dd data-figure=\"revenue\">€80</dd>"));
+    assert!(body.contains("<dd data-figure=\"conversion\">50 %</dd>"));
+    assert!(body.contains("aria-label=\"Tickets sold per hour: 2 tickets over 2 hours\""));
+    assert!(
+        body.contains("height=\"100\""),
+        "the busiest hour fills the chart: {body}"
+    );
+    assert!(!body.contains("<b>Disco</b>"));
+}
