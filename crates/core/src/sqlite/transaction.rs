@@ -68,6 +68,13 @@ impl Drop for InLine<'_> {
     }
 }
 
+/// Runs a transaction-control statement (`BEGIN`, `SAVEPOINT op`, `COMMIT`…) from the
+/// connection's statement cache: each request runs several, and preparing them anew each
+/// time was a visible share of a purchase's SQLite work.
+fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Requests whose changes one `COMMIT` makes durable at most.
 const MAX_BATCH: usize = 64;
 
@@ -80,10 +87,10 @@ pub(super) fn flush(conn: &mut Conn) {
         // SQLite rolled the transaction back by itself (an I/O error, for instance).
         Err(Arc::<str>::from("the transaction was rolled back"))
     } else {
-        match conn.conn.execute_batch("COMMIT") {
+        match control(&conn.conn, "COMMIT") {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = conn.conn.execute_batch("ROLLBACK");
+                let _ = control(&conn.conn, "ROLLBACK");
                 Err(Arc::<str>::from(e.to_string()))
             }
         }
@@ -128,10 +135,10 @@ impl Transaction<'_> {
             return Ok(());
         };
         if conn.line.is_none() {
-            conn.conn.execute_batch("COMMIT").map_err(store_error)?;
+            control(&conn.conn, "COMMIT").map_err(store_error)?;
             return Ok(());
         }
-        if let Err(e) = conn.conn.execute_batch("RELEASE op") {
+        if let Err(e) = control(&conn.conn, "RELEASE op") {
             undo_op(&conn);
             return Err(store_error(e));
         }
@@ -178,7 +185,8 @@ impl Transaction<'_> {
 /// Takes back what the current request did inside the batch.
 fn undo_op(conn: &Conn) {
     if !conn.conn.is_autocommit()
-        && let Err(e) = conn.conn.execute_batch("ROLLBACK TO op; RELEASE op")
+        && let Err(e) =
+            control(&conn.conn, "ROLLBACK TO op").and_then(|()| control(&conn.conn, "RELEASE op"))
     {
         tracing::warn!(error = %e, "rolling back a SQLite savepoint failed");
     }
@@ -188,7 +196,7 @@ fn rollback(conn: &PoolConnection) {
     if conn.line.is_some() {
         undo_op(conn);
     } else if !conn.conn.is_autocommit()
-        && let Err(e) = conn.conn.execute_batch("ROLLBACK")
+        && let Err(e) = control(&conn.conn, "ROLLBACK")
     {
         tracing::warn!(error = %e, "rolling back a SQLite transaction failed");
     }
@@ -211,17 +219,13 @@ impl Pool<Sqlite> {
     pub async fn begin(&self) -> Result<Transaction<'static>, StoreError> {
         let mut conn = self.acquire().await?;
         if self.line.is_none() {
-            conn.conn.execute_batch("BEGIN").map_err(store_error)?;
+            control(&conn.conn, "BEGIN").map_err(store_error)?;
         } else {
             if conn.batch.is_none() {
-                conn.conn
-                    .execute_batch("BEGIN IMMEDIATE")
-                    .map_err(store_error)?;
+                control(&conn.conn, "BEGIN IMMEDIATE").map_err(store_error)?;
                 conn.batch = Some(Batch::default());
             }
-            conn.conn
-                .execute_batch("SAVEPOINT op")
-                .map_err(store_error)?;
+            control(&conn.conn, "SAVEPOINT op").map_err(store_error)?;
         }
         Ok(Transaction {
             conn: Some(conn),
