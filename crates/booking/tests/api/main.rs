@@ -9,3 +9,4 @@ mod outage;
 mod races;
 mod redis_outage;
 mod support;
+mod traffic;

@@ -10,108 +10,19 @@
 
 #![expect(clippy::unwrap_used, reason = "the outage fixtures fail loudly")]
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
+use crate::traffic::{AFTER, Answer, BEFORE, DURING, buyer};
 use evently_testkit::TestApp;
 use evently_testkit::proxy::{TcpProxy, target_of, through};
 
-/// What the clients wait before calling a request hung.
-const HUNG: Duration = Duration::from_secs(20);
 /// The sign-in group's bucket in this test: one request a minute after a burst of this many,
 /// so that refills cannot blur a count taken within seconds.
 const AUTH_BURST: u32 = 40;
-
-/// The phases of the run, in order.
-const BEFORE: usize = 0;
-const DURING: usize = 1;
-const AFTER: usize = 2;
-
-/// One answer a buyer saw.
-#[derive(Debug, Clone)]
-struct Answer {
-    phase: usize,
-    step: &'static str,
-    status: u16,
-    elapsed: Duration,
-}
-
-/// A buyer's purchase steps in a loop until `stop`; every answer recorded with the phase it
-/// was sent in. Each step must answer its success status: Redis is not on the purchase path.
-async fn buyer(
-    app: &TestApp,
-    token: &str,
-    event: &str,
-    phase: &AtomicUsize,
-    stop: &AtomicBool,
-    seen: &Mutex<Vec<Answer>>,
-) {
-    let client = reqwest::Client::builder().timeout(HUNG).build().unwrap();
-    let post = async |step: &'static str, path: &str, body: Value, key: Option<String>| {
-        let now = phase.load(Ordering::SeqCst);
-        let sent = Instant::now();
-        let mut request = client.post(app.url(path)).bearer_auth(token).json(&body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{step} got no answer (a hang or a cut): {e}"));
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or_default();
-        seen.lock().unwrap().push(Answer {
-            phase: now,
-            step,
-            status,
-            elapsed: sent.elapsed(),
-        });
-        (status, body)
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let (status, hold) = post(
-            "hold",
-            "/api/orders/holds",
-            json!({"eventId": event, "quantity": 1}),
-            None,
-        )
-        .await;
-        if status != 201 {
-            continue;
-        }
-        let (status, intent) = post(
-            "intent",
-            "/api/orders/payments/intent",
-            json!({"holdId": hold["holdId"]}),
-            None,
-        )
-        .await;
-        if status != 201 {
-            continue;
-        }
-        let (status, _) = post(
-            "confirm",
-            "/api/orders/payments/confirm",
-            json!({"paymentIntentId": intent["paymentIntentId"], "clientSecret": intent["clientSecret"]}),
-            None,
-        )
-        .await;
-        if status != 200 {
-            continue;
-        }
-        let body = purchase_body(event, &hold, intent["paymentIntentId"].as_str().unwrap());
-        post(
-            "purchase",
-            "/api/orders/purchase",
-            body,
-            Some(uuid::Uuid::now_v7().to_string()),
-        )
-        .await;
-    }
-}
 
 async fn limiter_status(app: &TestApp) -> Value {
     let health: Value = app
