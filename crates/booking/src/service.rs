@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AvailabilityView, Hold, HoldId, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
-    Purchase, SeatView, Selection, WaitlistEntry, is_seat_id, random_token, sha256_hex,
+    Purchase, SeatView, Selection, WaitlistEntry, random_token, sha256_hex,
 };
 use crate::error::BookingError;
 use crate::idempotency::{self, Answer, Done, KeyTimes};
@@ -218,7 +218,7 @@ impl BookingService {
             .ok_or(BookingError::EventNotFound)
     }
 
-    /// Checks what a hold asks for.
+    /// Checks what a hold asks for ([`Selection::parse`] with the configured seat limit).
     ///
     /// # Errors
     /// 422 naming the offending fields.
@@ -228,57 +228,8 @@ impl BookingService {
         quantity: Option<i64>,
         section: Option<String>,
     ) -> Result<Selection, BookingError> {
-        let max = i64::from(self.config.max_seats_per_order);
-        match (seat_ids, quantity) {
-            (Some(seats), None) => {
-                let mut problem = None::<Problem>;
-                let mut add = |pointer: String, detail: String| {
-                    problem = Some(
-                        problem
-                            .take()
-                            .unwrap_or_else(Problem::validation)
-                            .field(pointer, detail),
-                    );
-                };
-                if seats.is_empty() || seats.len() > self.config.max_seats_per_order as usize {
-                    add("/seatIds".into(), format!("must hold 1 to {max} seats"));
-                }
-                if section.is_some() {
-                    add("/section".into(), "only with quantity".into());
-                }
-                let mut seen = std::collections::HashSet::new();
-                for (i, seat) in seats.iter().enumerate().take(max as usize + 1) {
-                    if !is_seat_id(seat) {
-                        add(format!("/seatIds/{i}"), "not a seat id".into());
-                    } else if !seen.insert(seat.as_str()) {
-                        add(format!("/seatIds/{i}"), "duplicate seat".into());
-                    }
-                }
-                match problem {
-                    Some(p) => Err(p.into()),
-                    None => Ok(Selection::Seats(seats)),
-                }
-            }
-            (None, Some(quantity)) => {
-                if !(1..=max).contains(&quantity) {
-                    return Err(
-                        Problem::invalid_field("/quantity", format!("must be 1 to {max}")).into(),
-                    );
-                }
-                if let Some(s) = &section
-                    && (s.is_empty()
-                        || s.len() > 20
-                        || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-                {
-                    return Err(Problem::invalid_field("/section", "not a section name").into());
-                }
-                Ok(Selection::Best { quantity, section })
-            }
-            _ => Err(Problem::validation()
-                .detail("give either seatIds or quantity")
-                .field("/seatIds", "give either seatIds or quantity")
-                .into()),
-        }
+        Selection::parse(self.config.max_seats_per_order, seat_ids, quantity, section)
+            .map_err(BookingError::from)
     }
 
     /// Takes a hold for the caller.

@@ -395,4 +395,58 @@ mod tests {
         assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
         assert!(super::from_json_slice::<Profile>(b"{}").is_ok());
     }
+
+    mod parser_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes as a body are a DTO, a 400 (not JSON) or a 422 (wrong shape, or an
+            /// array); never a panic, never another status.
+            #[test]
+            fn any_body_is_a_dto_or_a_400_or_422(
+                bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                if let Err(p) = from_json_slice::<Dto>(&bytes) {
+                    prop_assert!(
+                        p.status() == StatusCode::BAD_REQUEST
+                            || p.status() == StatusCode::UNPROCESSABLE_ENTITY,
+                        "{}", p.status()
+                    );
+                }
+            }
+
+            /// JSON-looking text (structural characters and field names) likewise.
+            #[test]
+            fn json_like_bodies_are_a_dto_or_a_400_or_422(
+                body in r#"[\[\]{}:,"0-9 .a-z-]{0,80}|\{"email":"[a-z]{0,5}","seats":\[[0-9,-]{0,10}\]\}"#,
+            ) {
+                match from_json_slice::<Dto>(body.as_bytes()) {
+                    Ok(dto) => prop_assert!(body.contains(&dto.email)),
+                    Err(p) => prop_assert!(
+                        p.status() == StatusCode::BAD_REQUEST
+                            || p.status() == StatusCode::UNPROCESSABLE_ENTITY
+                    ),
+                }
+            }
+
+            /// A well-formed body round-trips; the same content as an array is a 422.
+            #[test]
+            fn valid_bodies_parse_and_arrays_are_refused(
+                email in "[ -~]{0,30}",
+                seats in proptest::collection::vec(any::<u32>(), 0..10),
+            ) {
+                let body = serde_json::json!({"email": email, "seats": seats});
+                let dto = from_json_slice::<Dto>(body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(&dto.email, &email);
+                prop_assert_eq!(&dto.seats, &seats);
+                let array = serde_json::json!([email, seats]).to_string();
+                let p = from_json_slice::<Dto>(array.as_bytes()).unwrap_err();
+                prop_assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            }
+        }
+    }
 }

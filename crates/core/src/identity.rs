@@ -686,6 +686,94 @@ mod tests {
                 prop_assert!(keys().verify(&changed).is_err());
             }
 
+            /// Malformed tokens of every kind are refused as invalid, never accepted and never
+            /// a panic (A-11): two segments, segments that are not base64url, oversized
+            /// tokens, a header or claims that are not JSON, and headers naming another
+            /// algorithm (`none`, other HMAC sizes, public-key algorithms) even when the
+            /// signature is a valid HMAC of the configured key.
+            #[test]
+            fn malformed_tokens_are_refused_as_invalid(
+                segment in "[A-Za-z0-9_-]{0,60}",
+                junk in "[^A-Za-z0-9_.-]{1,8}",
+                not_json in "[ -~]{0,40}",
+                alg in prop::sample::select(vec![
+                    "none", "None", "NONE", "HS384", "HS512", "RS256", "ES256", "PS256",
+                    "EdDSA", "hs256", "",
+                ]),
+                size in 4097usize..120_000,
+            ) {
+                let k = keys();
+                let valid = k.sign(&claims(now())).unwrap();
+                let (head, rest) = valid.split_once('.').unwrap();
+                let (payload, signature) = rest.split_once('.').unwrap();
+                let hmac = |message: &str| {
+                    jsonwebtoken::crypto::sign(
+                        message.as_bytes(),
+                        &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef-test"),
+                        Algorithm::HS256,
+                    )
+                    .unwrap()
+                };
+                let encode = |s: &str| URL_SAFE_NO_PAD.encode(s);
+                let candidates = [
+                    format!("{head}.{payload}"),
+                    format!("{head}.{segment}"),
+                    format!("{head}{junk}.{payload}.{signature}"),
+                    format!("{head}.{payload}{junk}.{signature}"),
+                    format!("{head}.{payload}.{signature}{junk}"),
+                    format!("{valid}.{segment}"),
+                    format!("{head}.{}.{signature}", "A".repeat(size)),
+                    "a".repeat(size),
+                    {
+                        let message = format!("{}.{payload}", encode(&not_json));
+                        format!("{message}.{}", hmac(&message))
+                    },
+                    {
+                        let message = format!("{head}.{}", encode(&not_json));
+                        format!("{message}.{}", hmac(&message))
+                    },
+                    {
+                        let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+                        let message = format!("{}.{payload}", encode(&header));
+                        format!("{message}.{}", hmac(&message))
+                    },
+                    {
+                        let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+                        format!("{}.{payload}.", encode(&header))
+                    },
+                ];
+                for token in candidates {
+                    prop_assert_eq!(k.verify(&token), Err(TokenError::Invalid), "{:.80}", token);
+                }
+                // The valid token still verifies: the refusals above are not a broken key.
+                prop_assert!(k.verify(&valid).is_ok());
+            }
+
+            /// `token_from_headers` never panics on any `Authorization` or `Cookie` bytes,
+            /// and a token it finds is never empty.
+            #[test]
+            fn token_sources_take_any_header_bytes(
+                authorization in proptest::collection::vec(any::<u8>(), 0..120),
+                cookies in proptest::collection::vec(any::<u8>(), 0..120),
+            ) {
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(&cookies) {
+                    headers.insert(header::COOKIE, v);
+                }
+                if let Ok(token) = token_from_headers(&Method::GET, &headers) {
+                    prop_assert!(!token.is_empty());
+                }
+                prop_assert_eq!(token_from_headers(&Method::POST, &headers), Err(TokenError::Missing));
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(&authorization) {
+                    headers.insert(header::AUTHORIZATION, v);
+                    let safe = token_from_headers(&Method::GET, &headers);
+                    prop_assert_eq!(safe, token_from_headers(&Method::POST, &headers));
+                    if let Ok(token) = safe {
+                        prop_assert!(!token.trim().is_empty());
+                    }
+                }
+            }
+
             /// The cookie parser finds a cookie among any others and never panics on any
             /// header text.
             #[test]

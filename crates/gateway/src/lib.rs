@@ -241,23 +241,7 @@ impl Gateway {
 
     /// Whether a cookie-authenticated write comes from an allowed origin.
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        let own = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|host| [format!("http://{host}"), format!("https://{host}")]);
-        let origin = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                let referer = headers.get(header::REFERER)?.to_str().ok()?;
-                let uri: Uri = referer.parse().ok()?;
-                Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
-            });
-        let Some(origin) = origin else {
-            return false;
-        };
-        self.allowed_origins.contains(&origin) || own.is_some_and(|own| own.contains(&origin))
+        origin_allowed(&self.allowed_origins, headers)
     }
 
     async fn dispatch(&self, addr: ClientAddr, request: Request) -> Response {
@@ -410,6 +394,30 @@ fn rate_key(user: Option<uuid::Uuid>, addr: ClientAddr) -> String {
     }
 }
 
+/// Whether a request's origin is one of `allowed` or the gateway's own (`http(s)://` its
+/// `Host`): its `Origin` header or, without one, the scheme and authority of its `Referer`.
+/// A request with neither is not from an allowed origin. Part of the cookie bridge's CSRF
+/// check (step 3 of the module docs).
+pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| [format!("http://{host}"), format!("https://{host}")]);
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            let referer = headers.get(header::REFERER)?.to_str().ok()?;
+            let uri: Uri = referer.parse().ok()?;
+            Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+        });
+    let Some(origin) = origin else {
+        return false;
+    };
+    allowed.contains(&origin) || own.is_some_and(|own| own.contains(&origin))
+}
+
 async fn edge(
     axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
     addr: ClientAddr,
@@ -501,6 +509,68 @@ async fn guard(gw: &Gateway, addr: ClientAddr, mut request: Request, next: Next)
                     proceed(request).await
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod parser_properties {
+    use super::origin_allowed;
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use proptest::prelude::*;
+
+    fn headers(pairs: &[(header::HeaderName, &[u8])]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            if let Ok(v) = HeaderValue::from_bytes(value) {
+                headers.append(name.clone(), v);
+            }
+        }
+        headers
+    }
+
+    proptest! {
+        // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any `Origin`, `Referer` and `Host` bytes get an answer, never a panic; without
+        /// an `Origin` or a `Referer` the answer is no.
+        #[test]
+        fn any_origin_headers_are_judged(
+            origin in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..60)),
+            referer in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..60)),
+            host in proptest::collection::vec(any::<u8>(), 0..30),
+        ) {
+            let mut pairs: Vec<(header::HeaderName, &[u8])> = vec![(header::HOST, &host)];
+            if let Some(o) = &origin { pairs.push((header::ORIGIN, o)); }
+            if let Some(r) = &referer { pairs.push((header::REFERER, r)); }
+            let h = headers(&pairs);
+            let allowed = ["https://tickets.example".to_owned()];
+            let verdict = origin_allowed(&allowed, &h);
+            if !h.contains_key(header::ORIGIN) && !h.contains_key(header::REFERER) {
+                prop_assert!(!verdict);
+            }
+        }
+
+        /// An allowed origin, or the gateway's own, is allowed as `Origin` and as the origin
+        /// of a `Referer` URL; an origin differing from them is not.
+        #[test]
+        fn allowed_and_own_origins_are_allowed(
+            host in "[a-z]{1,12}(\\.[a-z]{2,5})?(:[0-9]{2,4})?",
+            path in "(/[a-z0-9]{0,8}){0,3}",
+            other in "[a-z]{1,12}",
+        ) {
+            let allowed = ["https://tickets.example".to_owned()];
+            for origin in ["https://tickets.example".to_owned(), format!("http://{host}"), format!("https://{host}")] {
+                let as_origin = headers(&[(header::HOST, host.as_bytes()), (header::ORIGIN, origin.as_bytes())]);
+                prop_assert!(origin_allowed(&allowed, &as_origin), "{}", origin);
+                let referer = format!("{origin}{path}");
+                let as_referer = headers(&[(header::HOST, host.as_bytes()), (header::REFERER, referer.as_bytes())]);
+                prop_assert!(origin_allowed(&allowed, &as_referer), "{}", referer);
+            }
+            let foreign = format!("https://{other}.attacker.example");
+            let h = headers(&[(header::HOST, host.as_bytes()), (header::ORIGIN, foreign.as_bytes())]);
+            prop_assert!(!origin_allowed(&allowed, &h));
         }
     }
 }

@@ -262,6 +262,14 @@ mod tests {
             }
         }
 
+        /// A parsed phone is canonical: parsing it again gives it back.
+        #[test]
+        fn phone_parse_round_trips(s in "\\+?[0-9 ().-]{0,25}|\\PC{0,20}") {
+            if let Ok(phone) = Phone::parse(&s) {
+                prop_assert_eq!(Phone::parse(phone.as_str()).unwrap(), phone);
+            }
+        }
+
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
             let _ = Email::parse(&s);

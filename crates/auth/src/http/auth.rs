@@ -418,4 +418,58 @@ mod tests {
         assert_eq!(p["name"]["maxLength"], 100);
         assert_eq!(schema["additionalProperties"], false);
     }
+
+    mod parser_properties {
+        use super::super::{ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest};
+        use crate::domain::{Email, Name, Password};
+        use crate::http::users::UpdateProfileRequest;
+        use evently_core::extract::from_json_slice;
+        use proptest::prelude::*;
+
+        fn refused_as_400_or_422<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bool {
+            from_json_slice::<T>(bytes)
+                .err()
+                .is_none_or(|p| matches!(p.status().as_u16(), 400 | 422))
+        }
+
+        proptest! {
+            // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes as an auth body are the DTO, a 400 or a 422; never a panic.
+            #[test]
+            fn any_auth_body_is_a_dto_or_a_400_or_422(
+                bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                prop_assert!(refused_as_400_or_422::<RegisterRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<LoginRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<ChangePasswordRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<Option<RefreshRequest>>(&bytes));
+                prop_assert!(refused_as_400_or_422::<UpdateProfileRequest>(&bytes));
+            }
+
+            /// A registration of any strings parses, and each field is then valid or a 422
+            /// naming that field (the handler reports the first error of each).
+            #[test]
+            fn registration_fields_are_valid_or_name_their_field(
+                email in "\\PC{0,40}|[a-z]{1,10}@[a-z]{1,10}\\.[a-z]{2,4}",
+                password in "\\PC{0,30}",
+                name in "\\PC{0,30}",
+            ) {
+                let body = serde_json::json!({"email": email, "password": password, "name": name});
+                let dto = from_json_slice::<RegisterRequest>(body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(&dto.email, &email);
+                for (result, pointer) in [
+                    (Email::parse(&dto.email).err(), "/email"),
+                    (Password::parse(&dto.password).err(), "/password"),
+                    (Name::parse(&dto.name).err(), "/name"),
+                ] {
+                    if let Some(p) = result {
+                        prop_assert_eq!(p.status().as_u16(), 422);
+                        prop_assert_eq!(p.errors().first().map(|e| e.pointer.as_str()), Some(pointer));
+                    }
+                }
+            }
+        }
+    }
 }

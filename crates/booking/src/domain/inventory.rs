@@ -5,6 +5,7 @@
 //! window rule every inventory change starts with, the best-available choice and the views
 //! of availability and the seat map. It reads nothing: the store hands it what it read.
 
+use evently_core::Problem;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -197,6 +198,71 @@ impl Selection {
         match self {
             Selection::Seats(s) => i64::try_from(s.len()).unwrap_or(i64::MAX),
             Selection::Best { quantity, .. } => *quantity,
+        }
+    }
+
+    /// Checks what a hold asks for: either `seat_ids` (1 to `max_seats` distinct seat ids,
+    /// without `section`) or `quantity` (1 to `max_seats`, optionally within a `section` named
+    /// by 1 to 20 letters, digits or `_`).
+    ///
+    /// # Errors
+    /// 422 naming the offending fields.
+    pub fn parse(
+        max_seats: u32,
+        seat_ids: Option<Vec<String>>,
+        quantity: Option<i64>,
+        section: Option<String>,
+    ) -> Result<Selection, Problem> {
+        let max = i64::from(max_seats);
+        match (seat_ids, quantity) {
+            (Some(seats), None) => {
+                let mut problem = None::<Problem>;
+                let mut add = |pointer: String, detail: String| {
+                    problem = Some(
+                        problem
+                            .take()
+                            .unwrap_or_else(Problem::validation)
+                            .field(pointer, detail),
+                    );
+                };
+                if seats.is_empty() || seats.len() > max_seats as usize {
+                    add("/seatIds".into(), format!("must hold 1 to {max} seats"));
+                }
+                if section.is_some() {
+                    add("/section".into(), "only with quantity".into());
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (i, seat) in seats.iter().enumerate().take(max as usize + 1) {
+                    if !is_seat_id(seat) {
+                        add(format!("/seatIds/{i}"), "not a seat id".into());
+                    } else if !seen.insert(seat.as_str()) {
+                        add(format!("/seatIds/{i}"), "duplicate seat".into());
+                    }
+                }
+                match problem {
+                    Some(p) => Err(p),
+                    None => Ok(Selection::Seats(seats)),
+                }
+            }
+            (None, Some(quantity)) => {
+                if !(1..=max).contains(&quantity) {
+                    return Err(Problem::invalid_field(
+                        "/quantity",
+                        format!("must be 1 to {max}"),
+                    ));
+                }
+                if let Some(s) = &section
+                    && (s.is_empty()
+                        || s.len() > 20
+                        || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    return Err(Problem::invalid_field("/section", "not a section name"));
+                }
+                Ok(Selection::Best { quantity, section })
+            }
+            _ => Err(Problem::validation()
+                .detail("give either seatIds or quantity")
+                .field("/seatIds", "give either seatIds or quantity")),
         }
     }
 }

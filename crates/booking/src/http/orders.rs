@@ -242,10 +242,87 @@ pub async fn cancel_order(
 
 #[cfg(test)]
 mod parser_properties {
-    use super::idempotency_key;
-    use crate::domain::is_seat_id;
+    use super::{PurchaseRequest, idempotency_key};
+    use crate::domain::{Selection, is_seat_id};
+    use crate::http::holds::{HoldRequest, RefreshRequest};
+    use crate::http::payments::{ConfirmRequest, IntentRequest};
+    use crate::http::waitlist::WaitlistRequest;
     use axum::http::{HeaderMap, HeaderValue};
+    use evently_core::extract::from_json_slice;
     use proptest::prelude::*;
+
+    fn refused_as_400_or_422<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bool {
+        from_json_slice::<T>(bytes)
+            .err()
+            .is_none_or(|p| matches!(p.status().as_u16(), 400 | 422))
+    }
+
+    proptest! {
+        // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bytes as a booking body are the DTO, a 400 or a 422; never a panic.
+        #[test]
+        fn any_booking_body_is_a_dto_or_a_400_or_422(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            prop_assert!(refused_as_400_or_422::<HoldRequest>(&bytes));
+            prop_assert!(refused_as_400_or_422::<Option<RefreshRequest>>(&bytes));
+            prop_assert!(refused_as_400_or_422::<PurchaseRequest>(&bytes));
+            prop_assert!(refused_as_400_or_422::<IntentRequest>(&bytes));
+            prop_assert!(refused_as_400_or_422::<ConfirmRequest>(&bytes));
+            prop_assert!(refused_as_400_or_422::<WaitlistRequest>(&bytes));
+        }
+
+        /// A list of seat ids is a selection exactly when it holds 1 to the limit distinct
+        /// seat ids, and then the same list; otherwise a 422 naming a field.
+        #[test]
+        fn seat_lists_are_selections_exactly_by_the_rule(
+            seats in proptest::collection::vec("[A-C]-[12]-[1-3]|GA-[0-9]{1,3}|\\PC{0,12}", 0..13),
+            max in 1u32..=12,
+        ) {
+            let valid = !seats.is_empty()
+                && seats.len() <= max as usize
+                && seats.iter().all(|s| is_seat_id(s))
+                && seats.iter().collect::<std::collections::HashSet<_>>().len() == seats.len();
+            match Selection::parse(max, Some(seats.clone()), None, None) {
+                Ok(selection) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(selection, Selection::Seats(seats));
+                }
+                Err(p) => {
+                    prop_assert!(!valid);
+                    prop_assert_eq!(p.status().as_u16(), 422);
+                    prop_assert!(!p.errors().is_empty());
+                }
+            }
+        }
+
+        /// A quantity is a selection exactly when it is 1 to the limit, with no seat list
+        /// and any section a short name; never a panic.
+        #[test]
+        fn quantities_are_selections_exactly_by_the_rule(
+            quantity in prop_oneof![any::<i64>(), -2i64..15],
+            section in proptest::option::of("[A-Za-z0-9_]{1,20}|\\PC{0,25}"),
+            with_seats in any::<bool>(),
+        ) {
+            let seats = with_seats.then(|| vec!["A-1-1".to_owned()]);
+            let section_ok = section.as_ref().is_none_or(|s| {
+                !s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            let valid = !with_seats && (1..=10).contains(&quantity) && section_ok;
+            match Selection::parse(10, seats, Some(quantity), section.clone()) {
+                Ok(selection) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(selection, Selection::Best { quantity, section });
+                }
+                Err(p) => {
+                    prop_assert!(!valid);
+                    prop_assert_eq!(p.status().as_u16(), 422);
+                }
+            }
+        }
+    }
 
     proptest! {
         // A fixed budget, so `cargo test` stays quick.

@@ -389,4 +389,101 @@ mod tests {
             2
         );
     }
+
+    mod parser_properties {
+        use super::*;
+        use evently_core::extract::from_json_slice;
+        use proptest::prelude::*;
+
+        /// Seat id shape as booking checks it: `<section>-<row>-<number>`, at most 64 bytes.
+        fn is_booking_seat_id(id: &str) -> bool {
+            let parts: Vec<&str> = id.split('-').collect();
+            id.len() <= 64
+                && parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                && parts[2].bytes().all(|b| b.is_ascii_digit())
+        }
+
+        /// Valid layouts: distinct section names and row labels (case-insensitively).
+        fn valid_layout() -> impl Strategy<Value = Layout> {
+            let rows = proptest::collection::btree_map("[a-z0-9_]{1,20}", 1i64..=40, 1..6);
+            proptest::collection::btree_map("[A-Z0-9_]{1,20}", rows, 1..5).prop_map(|sections| {
+                Layout {
+                    sections: sections
+                        .into_iter()
+                        .map(|(name, rows)| Section {
+                            name,
+                            rows: rows
+                                .into_iter()
+                                .map(|(label, seats)| Row { label, seats })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            })
+        }
+
+        proptest! {
+            // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// A valid layout is accepted as it is, survives a JSON round trip unchanged, and
+            /// names `capacity` distinct seats that booking accepts as seat ids.
+            #[test]
+            fn valid_layouts_round_trip_and_name_distinct_seat_ids(layout in valid_layout()) {
+                let parsed = Layout::parse(layout.clone()).unwrap();
+                prop_assert_eq!(&parsed, &layout);
+                let json = serde_json::to_vec(&parsed).unwrap();
+                let back = from_json_slice::<Layout>(&json).unwrap();
+                prop_assert_eq!(Layout::parse(back).unwrap(), parsed.clone());
+                let ids: Vec<String> = parsed.seat_ids().collect();
+                prop_assert_eq!(i64::try_from(ids.len()).unwrap(), parsed.capacity());
+                prop_assert!(ids.iter().all(|id| is_booking_seat_id(id)), "{:?}", ids);
+                prop_assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+            }
+
+            /// Any layout (any names, labels and seat counts) is accepted or refused with a
+            /// 422 naming fields under `/layout`; never a panic.
+            #[test]
+            fn any_layout_is_accepted_or_names_its_faults(
+                sections in proptest::collection::vec(
+                    ("\\PC{0,24}", proptest::collection::vec(("\\PC{0,24}", any::<i64>()), 0..4)),
+                    0..4,
+                ),
+            ) {
+                let layout = Layout {
+                    sections: sections
+                        .into_iter()
+                        .map(|(name, rows)| Section {
+                            name,
+                            rows: rows.into_iter().map(|(label, seats)| Row { label, seats }).collect(),
+                        })
+                        .collect(),
+                };
+                match Layout::parse(layout.clone()) {
+                    Ok(parsed) => {
+                        prop_assert!((1..=MAX_CAPACITY).contains(&parsed.capacity()));
+                        prop_assert!(parsed.seat_ids().all(|id| is_booking_seat_id(&id)));
+                    }
+                    Err(p) => {
+                        prop_assert_eq!(p.status().as_u16(), 422);
+                        prop_assert!(!p.errors().is_empty());
+                        prop_assert!(p.errors().iter().all(|e| e.pointer.starts_with("/layout")));
+                    }
+                }
+            }
+
+            /// Any bytes as a layout body are a layout, a 400 or a 422; never a panic.
+            #[test]
+            fn any_layout_body_is_a_layout_or_a_400_or_422(
+                bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                if let Err(p) = from_json_slice::<Layout>(&bytes) {
+                    prop_assert!(matches!(p.status().as_u16(), 400 | 422));
+                }
+            }
+        }
+    }
 }

@@ -198,6 +198,29 @@ pub struct UpdateEventRequest {
     pub city: Option<String>,
 }
 
+impl UpdateEventRequest {
+    /// The change this request asks for (times as epoch ms).
+    pub fn into_patch(self) -> EventPatch {
+        EventPatch {
+            name: self.event_name,
+            description: self.description,
+            event_date: self.event_date.map(to_ms),
+            sale_start: self.sale_start_time.map(to_ms),
+            sale_end: self.sale_end_time.map(|t| t.map(to_ms)),
+            event_type: self.event_type,
+            tags: self.tags,
+            total_seats: self.total_seats,
+            base_price: self.base_price,
+            currency: self.currency,
+            section_prices: self.section_prices,
+            status: self.status,
+            venue_id: self.venue_id,
+            venue_name: self.venue_name,
+            city: self.city,
+        }
+    }
+}
+
 /// A tag, as the schema of request bodies describes it: 1 to 40 characters, not blank, no
 /// control characters but tab and newline (stored lower-cased).
 #[derive(ToSchema)]
@@ -476,23 +499,7 @@ pub async fn update_event(
     Path(id): Path<EventId>,
     Json(body): Json<UpdateEventRequest>,
 ) -> Result<axum::Json<EventResponse>, EventsError> {
-    let patch = EventPatch {
-        name: body.event_name,
-        description: body.description,
-        event_date: body.event_date.map(to_ms),
-        sale_start: body.sale_start_time.map(to_ms),
-        sale_end: body.sale_end_time.map(|t| t.map(to_ms)),
-        event_type: body.event_type,
-        tags: body.tags,
-        total_seats: body.total_seats,
-        base_price: body.base_price,
-        currency: body.currency,
-        section_prices: body.section_prices,
-        status: body.status,
-        venue_id: body.venue_id,
-        venue_name: body.venue_name,
-        city: body.city,
-    };
+    let patch = body.into_patch();
     let event = state.service.update_event(&identity, id, &patch).await?;
     Ok(axum::Json(event.into()))
 }
@@ -567,6 +574,61 @@ mod tests {
             assert_eq!(p["eventName"]["maxLength"], 200);
             assert_eq!(p["currency"]["pattern"], "^[A-Z]{3}$");
             assert_eq!(request["additionalProperties"], false);
+        }
+    }
+
+    mod parser_properties {
+        use super::super::{ChangeStatusRequest, CreateEventRequest, UpdateEventRequest};
+        use crate::http::venues::CreateVenueRequest;
+        use evently_core::extract::from_json_slice;
+        use proptest::prelude::*;
+
+        fn refused_as_400_or_422<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bool {
+            from_json_slice::<T>(bytes)
+                .err()
+                .is_none_or(|p| matches!(p.status().as_u16(), 400 | 422))
+        }
+
+        proptest! {
+            // A fixed budget, so `cargo test` stays quick; the fuzz targets run longer.
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes as an events or venues body are the DTO, a 400 or a 422.
+            #[test]
+            fn any_events_body_is_a_dto_or_a_400_or_422(
+                bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                prop_assert!(refused_as_400_or_422::<CreateEventRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<UpdateEventRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<ChangeStatusRequest>(&bytes));
+                prop_assert!(refused_as_400_or_422::<CreateVenueRequest>(&bytes));
+            }
+
+            /// An update of any field values parses to a patch or a 422; the times of a patch
+            /// are the body's, in epoch ms.
+            #[test]
+            fn event_updates_parse_to_their_patch(
+                name in proptest::option::of("\\PC{0,20}"),
+                date in proptest::option::of(0i64..4_000_000_000),
+                seats in proptest::option::of(any::<i64>()),
+                tags in proptest::option::of(proptest::collection::vec("\\PC{0,8}", 0..4)),
+            ) {
+                let mut body = serde_json::Map::new();
+                if let Some(n) = &name { body.insert("eventName".into(), n.clone().into()); }
+                if let Some(d) = date {
+                    let t = time::OffsetDateTime::from_unix_timestamp(d).unwrap();
+                    let text = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+                    body.insert("eventDate".into(), text.into());
+                }
+                if let Some(s) = seats { body.insert("totalSeats".into(), s.into()); }
+                if let Some(t) = &tags { body.insert("tags".into(), t.clone().into()); }
+                let bytes = serde_json::Value::Object(body).to_string();
+                let patch = from_json_slice::<UpdateEventRequest>(bytes.as_bytes()).unwrap().into_patch();
+                prop_assert_eq!(patch.name, name);
+                prop_assert_eq!(patch.event_date, date.map(|d| d * 1000));
+                prop_assert_eq!(patch.total_seats, seats);
+                prop_assert_eq!(patch.tags, tags);
+            }
         }
     }
 }
