@@ -209,7 +209,7 @@ fuzz_target!(|data: &[u8]| {
     {
         assert!((1..=10).contains(&selection.quantity()));
     }
-    let _ = parse::<Option<holds::RefreshRequest>>(data);
+    let _ = parse::<Option<holds::HoldRefreshRequest>>(data);
     if let Some(body) = parse::<orders::PurchaseRequest>(data) {
         // The handler fingerprints the body by serialising it; that must not fail.
         serde_json::to_string(&body).expect("a purchase request serialises");

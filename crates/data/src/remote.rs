@@ -336,7 +336,6 @@ impl BookingClient for HttpBooking {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
 

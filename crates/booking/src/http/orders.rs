@@ -244,7 +244,7 @@ pub async fn cancel_order(
 mod parser_properties {
     use super::{PurchaseRequest, idempotency_key};
     use crate::domain::{Selection, is_seat_id};
-    use crate::http::holds::{HoldRequest, RefreshRequest};
+    use crate::http::holds::{HoldRefreshRequest, HoldRequest};
     use crate::http::payments::{ConfirmRequest, IntentRequest};
     use crate::http::waitlist::WaitlistRequest;
     use axum::http::{HeaderMap, HeaderValue};
@@ -267,7 +267,7 @@ mod parser_properties {
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
             prop_assert!(refused_as_400_or_422::<HoldRequest>(&bytes));
-            prop_assert!(refused_as_400_or_422::<Option<RefreshRequest>>(&bytes));
+            prop_assert!(refused_as_400_or_422::<Option<HoldRefreshRequest>>(&bytes));
             prop_assert!(refused_as_400_or_422::<PurchaseRequest>(&bytes));
             prop_assert!(refused_as_400_or_422::<IntentRequest>(&bytes));
             prop_assert!(refused_as_400_or_422::<ConfirmRequest>(&bytes));
