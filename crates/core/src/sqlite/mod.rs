@@ -250,7 +250,7 @@ impl Checkpoints {
 /// The write-ahead log's size (bytes) from which the checkpointer makes the next write start
 /// it over; the file itself is truncated back to [`WAL_LIMIT_BYTES`] when it is restarted
 /// larger.
-const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
+const WAL_RESTART_BYTES: u64 = 32 * 1024 * 1024;
 /// How long a restart waits for the reads still on the log (the write connection waits as
 /// long); when they take longer, the next pass tries again.
 const RESTART_WAIT: Duration = Duration::from_millis(50);
