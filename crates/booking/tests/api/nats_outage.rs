@@ -12,12 +12,11 @@
 #![expect(clippy::unwrap_used, reason = "the outage fixtures fail loudly")]
 
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::traffic::{AFTER, Answer, BEFORE, DURING, buyer};
+use crate::traffic::{AFTER, Answer, BEFORE, DURING, Traffic};
 use evently_core::service::ServiceName;
 use evently_testkit::FreshDatabase;
 use evently_testkit::proxy::{TcpProxy, target_of};
@@ -85,21 +84,11 @@ async fn a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after(
     let outbox = app.app_booking.as_ref().unwrap().outbox.clone();
 
     let app = Arc::new(app);
-    let phase = Arc::new(AtomicUsize::new(BEFORE));
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let traffic: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (app, phase, stop, seen) = (app.clone(), phase.clone(), stop.clone(), seen.clone());
-            let (token, event) = (user.access_token.clone(), event.clone());
-            tokio::spawn(async move { buyer(&app, &token, &event, &phase, &stop, &seen).await })
-        })
-        .collect();
+    let traffic = Traffic::start(&app, users.iter().map(|u| u.access_token.clone()), &event);
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     proxy.cut();
-    phase.store(DURING, Ordering::SeqCst);
+    traffic.enter(DURING);
     let cut_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let queued = outbox.unpublished_count().await.unwrap();
@@ -111,7 +100,7 @@ async fn a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after(
         .last()
         .map_or(0, |r| r.seq);
     proxy.restore();
-    phase.store(AFTER, Ordering::SeqCst);
+    traffic.enter(AFTER);
     let outage = cut_at.elapsed();
     let restored = Instant::now();
     // Purchases go on, so the outbox is rarely empty; what matters is that the rows queued
@@ -131,10 +120,7 @@ async fn a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after(
     .await;
     let drained_in = restored.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in traffic {
-        task.await.unwrap();
-    }
+    let seen = traffic.finish().await;
     wait_for(
         "the last purchases to be published",
         Duration::from_secs(30),
@@ -142,7 +128,6 @@ async fn a_nats_outage_queues_events_in_the_outbox_and_delivers_each_once_after(
     )
     .await;
 
-    let seen = seen.lock().unwrap().clone();
     let purchases = |p: usize| {
         seen.iter()
             .filter(|a| a.phase == p && a.step == "purchase" && a.status == 201)

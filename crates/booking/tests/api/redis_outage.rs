@@ -11,12 +11,11 @@
 #![expect(clippy::unwrap_used, reason = "the outage fixtures fail loudly")]
 
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::traffic::{AFTER, Answer, BEFORE, DURING, buyer};
+use crate::traffic::{AFTER, Answer, BEFORE, DURING, Traffic};
 use evently_testkit::TestApp;
 use evently_testkit::proxy::{TcpProxy, target_of, through};
 
@@ -70,21 +69,11 @@ async fn a_redis_outage_leaves_purchases_unaffected_and_rate_limits_fall_back() 
     let users = buyers(&app, 4).await;
 
     let app = Arc::new(app);
-    let phase = Arc::new(AtomicUsize::new(BEFORE));
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let traffic: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (app, phase, stop, seen) = (app.clone(), phase.clone(), stop.clone(), seen.clone());
-            let (token, event) = (user.access_token.clone(), event.clone());
-            tokio::spawn(async move { buyer(&app, &token, &event, &phase, &stop, &seen).await })
-        })
-        .collect();
+    let traffic = Traffic::start(&app, users.iter().map(|u| u.access_token.clone()), &event);
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     proxy.cut();
-    phase.store(DURING, Ordering::SeqCst);
+    traffic.enter(DURING);
     let cut_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A client signing in far too often while Redis is away: the in-process limiter answers,
@@ -108,7 +97,7 @@ async fn a_redis_outage_leaves_purchases_unaffected_and_rate_limits_fall_back() 
     let during_status = limiter_status(&app).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.restore();
-    phase.store(AFTER, Ordering::SeqCst);
+    traffic.enter(AFTER);
     let outage = cut_at.elapsed();
 
     // Back on Redis by itself, without a restart.
@@ -125,12 +114,8 @@ async fn a_redis_outage_leaves_purchases_unaffected_and_rate_limits_fall_back() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in traffic {
-        task.await.unwrap();
-    }
+    let seen = traffic.finish().await;
 
-    let seen = seen.lock().unwrap().clone();
     let purchases = |p: usize| {
         seen.iter()
             .filter(|a| a.phase == p && a.step == "purchase" && a.status == 201)

@@ -5,8 +5,8 @@
 #![expect(clippy::unwrap_used, reason = "the outage fixtures fail loudly")]
 
 use serde_json::{Value, json};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::purchase_body;
@@ -99,5 +99,56 @@ pub async fn buyer(
             Some(uuid::Uuid::now_v7().to_string()),
         )
         .await;
+    }
+}
+
+/// Buyers running [`buyer`] loops on their own tasks, and the phase their answers are
+/// recorded under.
+pub struct Traffic {
+    phase: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Answer>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    /// One buyer per token, buying at `event`, from phase [`BEFORE`].
+    pub fn start(
+        app: &Arc<TestApp>,
+        tokens: impl IntoIterator<Item = String>,
+        event: &str,
+    ) -> Self {
+        let phase = Arc::new(AtomicUsize::new(BEFORE));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tasks = tokens
+            .into_iter()
+            .map(|token| {
+                let (app, phase, stop, seen) =
+                    (app.clone(), phase.clone(), stop.clone(), seen.clone());
+                let event = event.to_owned();
+                tokio::spawn(async move { buyer(&app, &token, &event, &phase, &stop, &seen).await })
+            })
+            .collect();
+        Self {
+            phase,
+            stop,
+            seen,
+            tasks,
+        }
+    }
+
+    /// Answers from now on count as sent in `phase`.
+    pub fn enter(&self, phase: usize) {
+        self.phase.store(phase, Ordering::SeqCst);
+    }
+
+    /// Stops the buyers after their current step; every answer they saw.
+    pub async fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        self.seen.lock().unwrap().clone()
     }
 }
