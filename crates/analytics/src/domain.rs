@@ -3,6 +3,8 @@
 
 use evently_bus::catalog::Availability;
 use evently_bus::{DomainEvent, Envelope};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan as _};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -35,6 +37,8 @@ pub struct EventInfo {
     pub status: String,
     /// When its sale opens (epoch ms).
     pub sale_start: i64,
+    /// The IANA time zone its local times follow.
+    pub time_zone: String,
 }
 
 /// Why held seats came back on sale.
@@ -105,6 +109,14 @@ pub enum Change {
     },
     /// Booking changed the event's inventory.
     Inventory(InventoryFact),
+    /// A buyer joined or left the event's waitlist.
+    Waitlist {
+        /// The event.
+        event_id: Uuid,
+        /// How the number of waiting entries moved: +1 for a join, -1 for a waiting entry
+        /// that left, 0 for an offered one that left (its offer took it off already).
+        delta: i64,
+    },
 }
 
 impl Change {
@@ -112,14 +124,16 @@ impl Change {
     pub fn event_id(&self) -> Uuid {
         match self {
             Change::Event(info, _) => info.event_id,
-            Change::Status { event_id, .. } | Change::Deleted { event_id } => *event_id,
+            Change::Status { event_id, .. }
+            | Change::Deleted { event_id }
+            | Change::Waitlist { event_id, .. } => *event_id,
             Change::Inventory(fact) => fact.event_id,
         }
     }
 }
 
 /// The types analytics reads.
-pub const TYPES: [&str; 10] = [
+pub const TYPES: [&str; 12] = [
     "EventCreated",
     "EventUpdated",
     "EventStatusChanged",
@@ -130,6 +144,8 @@ pub const TYPES: [&str; 10] = [
     "OrderCancelled",
     "SoldOut",
     "WaitlistOffered",
+    "WaitlistJoined",
+    "WaitlistLeft",
 ];
 
 /// What `envelope` means to analytics; `None` for other types, and for undecodable ones
@@ -159,6 +175,7 @@ pub fn change_of(envelope: &Envelope) -> Option<Change> {
                 currency: s.currency,
                 status: s.status,
                 sale_start: ms(s.sale_start_time),
+                time_zone: s.time_zone.unwrap_or_else(|| "UTC".to_owned()),
             },
             at,
         )),
@@ -181,6 +198,14 @@ pub fn change_of(envelope: &Envelope) -> Option<Change> {
         Ok(DomainEvent::OrderPlaced(c)) => Some(fact(InventoryKind::Placed, c)),
         Ok(DomainEvent::OrderCancelled(c)) => Some(fact(InventoryKind::Cancelled, c)),
         Ok(DomainEvent::SoldOut(c)) => Some(fact(InventoryKind::SoldOut, c)),
+        Ok(DomainEvent::WaitlistJoined(w)) => Some(Change::Waitlist {
+            event_id: w.event_id,
+            delta: 1,
+        }),
+        Ok(DomainEvent::WaitlistLeft(w)) => Some(Change::Waitlist {
+            event_id: w.event_id,
+            delta: if w.waiting { -1 } else { 0 },
+        }),
         Ok(
             DomainEvent::VenueCreated(_)
             | DomainEvent::SettingsChanged(_)
@@ -219,15 +244,6 @@ impl Interval {
         }
     }
 
-    /// Its length in ms (fixed: offsets are fixed, so no day is longer than another).
-    pub fn len_ms(self) -> i64 {
-        match self {
-            Interval::Hour => HOUR_MS,
-            Interval::Day => DAY_MS,
-            Interval::Week => WEEK_MS,
-        }
-    }
-
     /// The interval a span of `span_ms` gets when none is asked for: hourly under 7 days,
     /// daily under 90, weekly beyond.
     pub fn auto(span_ms: i64) -> Self {
@@ -240,19 +256,71 @@ impl Interval {
         }
     }
 
-    /// The start (epoch ms) of the point holding `t`, in local time `offset_ms` east of UTC.
-    pub fn floor(self, t: i64, offset_ms: i64) -> i64 {
-        let local = t + offset_ms;
-        let start = match self {
-            Interval::Hour | Interval::Day => local.div_euclid(self.len_ms()) * self.len_ms(),
-            Interval::Week => {
-                let day = local.div_euclid(DAY_MS);
-                // 1970-01-01 was a Thursday: Monday is three days later in the cycle.
-                (day - (day + 3).rem_euclid(7)) * DAY_MS
-            }
+    /// The start (epoch ms) of the point holding `t` in time zone `tz`: the local hour, the
+    /// local day from its first instant (midnight, or the end of a gap at midnight), or the
+    /// local week from Monday's first instant.
+    pub fn floor(self, t: i64, tz: &TimeZone) -> i64 {
+        let Ok(at) = Timestamp::from_millisecond(t) else {
+            return t;
         };
-        start - offset_ms
+        match self {
+            Interval::Hour => {
+                // A local hour starts where the local clock reads a whole hour; offsets
+                // change on whole quarter hours, so the hour holding `t` has `t`'s offset.
+                let offset = i64::from(tz.to_offset(at).seconds()) * 1000;
+                (t + offset).div_euclid(HOUR_MS) * HOUR_MS - offset
+            }
+            Interval::Day | Interval::Week => {
+                let local = at.to_zoned_datetime(tz.clone());
+                let days = match self {
+                    Interval::Week => i64::from(local.weekday().to_monday_zero_offset()),
+                    _ => 0,
+                };
+                local
+                    .date()
+                    .checked_sub(days.days())
+                    .and_then(|date| date.to_zoned_datetime(tz.clone()))
+                    .and_then(|midnight| midnight.start_of_day())
+                    .map_or(t, |start| start.timestamp().as_millisecond())
+            }
+        }
     }
+
+    /// The start of the point after the one starting at `start` in time zone `tz` (a local
+    /// day is 23, 24 or 25 hours long around a change of offset).
+    pub fn next(self, start: i64, tz: &TimeZone) -> i64 {
+        let days = match self {
+            Interval::Hour => return self.floor(start + HOUR_MS, tz).max(start + MINUTE_MS),
+            Interval::Day => 1,
+            Interval::Week => 7,
+        };
+        let Ok(at) = Timestamp::from_millisecond(start) else {
+            return start + days * DAY_MS;
+        };
+        at.to_zoned_datetime(tz.clone())
+            .date()
+            .checked_add(days.days())
+            .and_then(|date| date.to_zoned_datetime(tz.clone()))
+            .and_then(|midnight| midnight.start_of_day())
+            .map_or(start + days * DAY_MS, |next| {
+                next.timestamp().as_millisecond()
+            })
+    }
+}
+
+/// The time zone the tz database names `name` (matched without regard to case); `None` for
+/// one it does not know.
+pub fn zone(name: &str) -> Option<TimeZone> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return None;
+    }
+    TimeZone::get(name).ok()
+}
+
+/// The name of `tz` as the tz database gives it.
+pub fn zone_name(tz: &TimeZone) -> &str {
+    tz.iana_name().unwrap_or("UTC")
 }
 
 /// Activity in one minute (or one rolled-up point).
@@ -289,22 +357,21 @@ impl Activity {
 }
 
 /// Rolls per-minute `minutes` (`(minute, activity)`) up into zero-filled points of
-/// `interval` covering `[from, to)` in local time `offset_ms` east of UTC; each point is
-/// `(start, activity)`. Every currency seen in the range appears in every point.
+/// `interval` covering `[from, to)` in time zone `tz`; each point is `(start, activity)`, the
+/// first starting at or before `from`. Every currency seen in the range appears in every
+/// point.
 pub fn roll_up(
     minutes: &[(i64, Activity)],
     from: i64,
     to: i64,
     interval: Interval,
-    offset_ms: i64,
+    tz: &TimeZone,
 ) -> Vec<(i64, Activity)> {
-    let first = interval.floor(from, offset_ms);
-    let step = interval.len_ms();
     let mut points: Vec<(i64, Activity)> = Vec::new();
-    let mut start = first;
+    let mut start = interval.floor(from, tz);
     while start < to {
         points.push((start, Activity::default()));
-        start += step;
+        start = interval.next(start, tz);
     }
     let currencies: Vec<String> = {
         let mut all: Vec<String> = minutes
@@ -320,8 +387,9 @@ pub fn roll_up(
         if *minute < from || *minute >= to {
             continue;
         }
-        let index = usize::try_from((interval.floor(*minute, offset_ms) - first) / step).ok();
-        if let Some(point) = index.and_then(|i| points.get_mut(i)) {
+        // The last point starting at or before the minute.
+        let index = points.partition_point(|(start, _)| start <= minute);
+        if let Some(point) = index.checked_sub(1).and_then(|i| points.get_mut(i)) {
             point.1.add(activity);
         }
     }
@@ -331,35 +399,6 @@ pub fn roll_up(
         }
     }
     points
-}
-
-/// Parses a fixed UTC offset `Z`, `+HH:MM` or `-HH:MM` (at most ±14:00, minutes a multiple
-/// of 15) into ms east of UTC.
-pub fn parse_offset(raw: &str) -> Option<i64> {
-    if raw == "Z" || raw == "+00:00" || raw == "-00:00" {
-        return Some(0);
-    }
-    let (sign, rest) = match raw.as_bytes().first()? {
-        b'+' => (1, &raw[1..]),
-        b'-' => (-1, &raw[1..]),
-        _ => return None,
-    };
-    let (h, m) = rest.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-    if h > 14 || m >= 60 || m % 15 != 0 || (h == 14 && m > 0) {
-        return None;
-    }
-    Some(sign * (h * HOUR_MS + m * MINUTE_MS))
-}
-
-/// Formats an offset of `offset_ms` as `+HH:MM`.
-pub fn format_offset(offset_ms: i64) -> String {
-    let sign = if offset_ms < 0 { '-' } else { '+' };
-    let minutes = offset_ms.abs() / MINUTE_MS;
-    format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 #[cfg(test)]
@@ -382,19 +421,156 @@ mod tests {
         assert_eq!(Interval::auto(400 * DAY_MS), Interval::Week);
     }
 
+    fn tz(name: &str) -> TimeZone {
+        zone(name).unwrap()
+    }
+
+    fn starts(points: &[(i64, Activity)]) -> Vec<i64> {
+        points.iter().map(|(s, _)| *s).collect()
+    }
+
     #[test]
     fn points_start_at_local_boundaries() {
-        let offset = parse_offset("+05:30").unwrap();
-        // 2026-03-04 20:00 UTC is 01:30 on 2026-03-05 in +05:30.
+        let kolkata = tz("Asia/Kolkata");
+        // 2026-03-04 20:00 UTC is 01:30 on 2026-03-05 in Kolkata (+05:30).
         let t = at("2026-03-04T20:00:00Z");
-        assert_eq!(Interval::Hour.floor(t, offset), at("2026-03-04T19:30:00Z"));
-        assert_eq!(Interval::Day.floor(t, offset), at("2026-03-04T18:30:00Z"));
-        // 2026-03-05 is a Thursday: its week began on Monday 2026-03-02 local.
-        assert_eq!(Interval::Week.floor(t, offset), at("2026-03-01T18:30:00Z"));
         assert_eq!(
-            Interval::Week.floor(at("2026-03-02T00:00:00Z"), 0),
+            Interval::Hour.floor(t, &kolkata),
+            at("2026-03-04T19:30:00Z")
+        );
+        assert_eq!(Interval::Day.floor(t, &kolkata), at("2026-03-04T18:30:00Z"));
+        // 2026-03-05 is a Thursday: its week began on Monday 2026-03-02 local.
+        assert_eq!(
+            Interval::Week.floor(t, &kolkata),
+            at("2026-03-01T18:30:00Z")
+        );
+        assert_eq!(
+            Interval::Week.floor(at("2026-03-02T00:00:00Z"), &TimeZone::UTC),
             at("2026-03-02T00:00:00Z")
         );
+        // West of UTC: 2026-03-05 02:00 UTC is still the 4th in New York (-05:00).
+        let new_york = tz("America/New_York");
+        let t = at("2026-03-05T02:00:00Z");
+        assert_eq!(
+            Interval::Day.floor(t, &new_york),
+            at("2026-03-04T05:00:00Z")
+        );
+        assert_eq!(
+            Interval::Hour.floor(t, &new_york),
+            at("2026-03-05T02:00:00Z")
+        );
+        assert_eq!(
+            Interval::Week.floor(t, &new_york),
+            at("2026-03-02T05:00:00Z")
+        );
+    }
+
+    #[test]
+    fn berlin_days_follow_daylight_saving_time() {
+        let berlin = tz("Europe/Berlin");
+        // Clocks go forward on Sunday 2026-03-29 (02:00 CET becomes 03:00 CEST) and back
+        // on Sunday 2026-10-25 (03:00 CEST becomes 02:00 CET).
+        let days = roll_up(
+            &[],
+            at("2026-03-28T00:00:00+01:00"),
+            at("2026-03-31T00:00:00+02:00"),
+            Interval::Day,
+            &berlin,
+        );
+        assert_eq!(
+            starts(&days),
+            [
+                at("2026-03-27T23:00:00Z"),
+                at("2026-03-28T23:00:00Z"),
+                at("2026-03-29T22:00:00Z"),
+            ]
+        );
+        assert_eq!(days[2].0 - days[1].0, 23 * HOUR_MS, "the short day");
+        let autumn = roll_up(
+            &[],
+            at("2026-10-25T00:00:00+02:00"),
+            at("2026-10-26T00:00:00+01:00"),
+            Interval::Day,
+            &berlin,
+        );
+        assert_eq!(starts(&autumn), [at("2026-10-24T22:00:00Z")]);
+        assert_eq!(
+            Interval::Day.next(autumn[0].0, &berlin) - autumn[0].0,
+            25 * HOUR_MS,
+            "the long day"
+        );
+        // The short day has 23 hourly points, the long one 25 (02:00 twice).
+        let hours =
+            |from: &str, to: &str| roll_up(&[], at(from), at(to), Interval::Hour, &berlin).len();
+        assert_eq!(
+            hours("2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00"),
+            23
+        );
+        assert_eq!(
+            hours("2026-10-25T00:00:00+02:00", "2026-10-26T00:00:00+01:00"),
+            25
+        );
+        // Weeks start on Monday local, whatever the offset.
+        let weeks = roll_up(
+            &[],
+            at("2026-03-25T12:00:00Z"),
+            at("2026-04-07T00:00:00Z"),
+            Interval::Week,
+            &berlin,
+        );
+        assert_eq!(
+            starts(&weeks),
+            [
+                at("2026-03-22T23:00:00Z"),
+                at("2026-03-29T22:00:00Z"),
+                at("2026-04-05T22:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn activity_lands_in_the_local_day_it_happened() {
+        let berlin = tz("Europe/Berlin");
+        let sale = Activity {
+            orders_placed: 1,
+            ..Activity::default()
+        };
+        let minutes = vec![
+            // 23:30 CET on the 28th.
+            (at("2026-03-28T22:30:00Z"), sale.clone()),
+            // 00:30 CET on the 29th, then 03:30 CEST (the hour from 02:00 never was).
+            (at("2026-03-28T23:30:00Z"), sale.clone()),
+            (at("2026-03-29T01:30:00Z"), sale.clone()),
+            // 23:59 CEST on the 29th: the short day's last minute.
+            (at("2026-03-29T21:59:00Z"), sale.clone()),
+            // 00:00 CEST on the 30th.
+            (at("2026-03-29T22:00:00Z"), sale),
+        ];
+        let days = roll_up(
+            &minutes,
+            at("2026-03-28T00:00:00+01:00"),
+            at("2026-03-31T00:00:00+02:00"),
+            Interval::Day,
+            &berlin,
+        );
+        let placed: Vec<i64> = days.iter().map(|(_, a)| a.orders_placed).collect();
+        assert_eq!(placed, [1, 3, 1]);
+        let hours = roll_up(
+            &minutes,
+            at("2026-03-29T00:00:00+01:00"),
+            at("2026-03-30T00:00:00+02:00"),
+            Interval::Hour,
+            &berlin,
+        );
+        assert_eq!(hours[0].1.orders_placed, 1, "00:00 CET");
+        assert_eq!(hours[0].0, at("2026-03-28T23:00:00Z"));
+        assert_eq!(
+            hours[2].0,
+            at("2026-03-29T01:00:00Z"),
+            "03:00 CEST follows 01:00 CET"
+        );
+        assert_eq!(hours[2].1.orders_placed, 1);
+        assert_eq!(hours[22].1.orders_placed, 1, "23:00 CEST");
     }
 
     #[test]
@@ -414,7 +590,7 @@ mod tests {
             (to, sale(1, "GBP")),
         ];
 
-        let points = roll_up(&minutes, from, to, Interval::Hour, 0);
+        let points = roll_up(&minutes, from, to, Interval::Hour, &TimeZone::UTC);
 
         assert_eq!(points.len(), 3);
         assert_eq!(points[0].1.orders_placed, 2);
@@ -432,16 +608,11 @@ mod tests {
     }
 
     #[test]
-    fn offsets_parse_strictly() {
-        assert_eq!(parse_offset("Z"), Some(0));
-        assert_eq!(parse_offset("+05:45"), Some(5 * HOUR_MS + 45 * MINUTE_MS));
-        assert_eq!(
-            parse_offset("-03:30"),
-            Some(-(3 * HOUR_MS + 30 * MINUTE_MS))
-        );
-        for bad in ["", "05:00", "+5:00", "+15:00", "+05:07", "+aa:00", "UTC"] {
-            assert_eq!(parse_offset(bad), None, "{bad}");
+    fn zones_are_looked_up_in_the_tz_database() {
+        assert_eq!(zone_name(&tz("europe/berlin")), "Europe/Berlin");
+        assert_eq!(zone_name(&tz("UTC")), "UTC");
+        for bad in ["", "+05:30", "Z", "Mars/Olympus", "Europe"] {
+            assert!(zone(bad).is_none(), "{bad}");
         }
-        assert_eq!(format_offset(-(3 * HOUR_MS + 30 * MINUTE_MS)), "-03:30");
     }
 }

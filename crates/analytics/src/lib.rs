@@ -5,15 +5,19 @@
 //! - it owns a projection of two streams, never another service's tables: the events
 //!   service's (`EventCreated`/`Updated`/`StatusChanged`/`Deleted`: owner, name, currency,
 //!   status, sale start) and booking's (`SeatsHeld`, `SeatsReleased`, `OrderPlaced`,
-//!   `OrderCancelled`, `SoldOut`, `WaitlistOffered`); each domain event is applied once, its
+//!   `OrderCancelled`, `SoldOut`, `WaitlistOffered`, `WaitlistJoined`, `WaitlistLeft`); each
+//!   domain event is applied once, its
 //!   id recorded in the same transaction as its effect, so replaying the streams rebuilds
 //!   the same figures;
 //! - seats sold, held and available are those of the newest inventory version booking
 //!   published; every counter has its reverse (a cancellation takes its order, tickets and
 //!   revenue back out), so cancelled and refunded orders never linger in the figures;
 //! - money is kept per currency and never summed across currencies;
-//! - activity is kept per UTC minute and rolled up when read to hours, days or weeks in the
-//!   local time asked for, zero-filled;
+//! - activity is kept per UTC minute and rolled up when read to hours, days or weeks of the
+//!   event's time zone (or the one asked for; UTC across events), across changes of offset,
+//!   zero-filled;
+//! - the waitlist's length counts the buyers still waiting: a join adds one, a waiting
+//!   buyer's leaving and an offer (which takes the head off the list) take one away;
 //! - an event's figures are its organizer's and the admins'; anyone else is told it does
 //!   not exist.
 //!

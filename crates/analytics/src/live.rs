@@ -63,6 +63,8 @@ pub struct LiveFigures {
     pub holds: Holds,
     /// Waitlist offers made.
     pub waitlist_offers: i64,
+    /// Buyers waiting on the waitlist now.
+    pub waitlist_length: i64,
 }
 
 impl LiveFigures {
@@ -84,6 +86,7 @@ impl LiveFigures {
             revenue: money(&f.money),
             holds: holds(f),
             waitlist_offers: f.waitlist_offers,
+            waitlist_length: f.waitlist_length,
         }
     }
 }

@@ -8,6 +8,7 @@ use evently_bus::Envelope;
 use evently_core::clock::SharedClock;
 use evently_core::config::AnalyticsConfig;
 use evently_core::identity::{Identity, Role};
+use jiff::tz::TimeZone;
 use uuid::Uuid;
 
 use crate::domain::{self, Activity, Interval, change_of};
@@ -15,7 +16,7 @@ use crate::error::AnalyticsError;
 use crate::store::{AnalyticsStore, EventFigures, Scope};
 
 /// A series' range and shape, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Range {
     /// Start (epoch ms), included.
     pub from: i64,
@@ -23,12 +24,12 @@ pub struct Range {
     pub to: i64,
     /// The width of a point.
     pub interval: Interval,
-    /// Local time, ms east of UTC.
-    pub offset_ms: i64,
+    /// The time zone whose local hours, days and weeks the points follow.
+    pub time_zone: TimeZone,
 }
 
 /// What the caller asked for, before defaults.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RangeRequest {
     /// Start (epoch ms).
     pub from: Option<i64>,
@@ -36,8 +37,8 @@ pub struct RangeRequest {
     pub to: Option<i64>,
     /// The width of a point; `None` for the span's rule.
     pub interval: Option<Interval>,
-    /// Local time, ms east of UTC.
-    pub offset_ms: i64,
+    /// The time zone; `None` for the event's own (UTC across events).
+    pub time_zone: Option<TimeZone>,
 }
 
 /// A series: its range and its zero-filled points.
@@ -134,7 +135,8 @@ impl AnalyticsService {
     }
 
     /// Validates `request` against the defaults: `to` now, `from` `default_from` (or a
-    /// week before `to`), at most `analytics.max_range_days` apart.
+    /// week before `to`), at most `analytics.max_range_days` apart, in time zone
+    /// `default_zone` unless the request names one.
     ///
     /// # Errors
     /// 422 for `from` not before `to`, or a range too long.
@@ -142,6 +144,7 @@ impl AnalyticsService {
         &self,
         request: RangeRequest,
         default_from: Option<i64>,
+        default_zone: TimeZone,
     ) -> Result<Range, AnalyticsError> {
         let max = i64::from(self.config.max_range_days) * domain::DAY_MS;
         let to = request.to.unwrap_or_else(|| self.now() + 1);
@@ -171,20 +174,20 @@ impl AnalyticsService {
             interval: request
                 .interval
                 .unwrap_or_else(|| Interval::auto(to - from)),
-            offset_ms: request.offset_ms,
+            time_zone: request.time_zone.unwrap_or(default_zone),
         })
     }
 
     async fn series(&self, scope: Scope, range: Range) -> Result<Series, AnalyticsError> {
         // Whole local points: the first one starts before `from`.
-        let start = range.interval.floor(range.from, range.offset_ms);
+        let start = range.interval.floor(range.from, &range.time_zone);
         let minutes = self.store.minutes(scope, start, range.to).await?;
-        let points = domain::roll_up(&minutes, start, range.to, range.interval, range.offset_ms);
+        let points = domain::roll_up(&minutes, start, range.to, range.interval, &range.time_zone);
         Ok(Series { range, points })
     }
 
-    /// Event `event_id`'s figures and series, for its organizer or an admin; anyone else
-    /// is told it does not exist.
+    /// Event `event_id`'s figures and series (in the event's time zone unless the request
+    /// names one), for its organizer or an admin; anyone else is told it does not exist.
     ///
     /// # Errors
     /// [`AnalyticsError::EventNotFound`] for an unknown or deleted event, or one the caller
@@ -196,7 +199,9 @@ impl AnalyticsService {
         request: RangeRequest,
     ) -> Result<EventReport, AnalyticsError> {
         let figures = self.visible(caller, event_id).await?;
-        let range = self.range(request, figures.created_at)?;
+        // A zone the events service validated; UTC should the database not know it.
+        let zone = domain::zone(&figures.time_zone).unwrap_or(TimeZone::UTC);
+        let range = self.range(request, figures.created_at, zone)?;
         let series = self.series(Scope::Event(event_id), range).await?;
         Ok(EventReport { figures, series })
     }
@@ -223,7 +228,8 @@ impl AnalyticsService {
         Ok(figures)
     }
 
-    /// The platform's figures for an admin; the caller's own events' for anyone else.
+    /// The platform's figures for an admin; the caller's own events' for anyone else. The
+    /// series is in UTC unless the request names a time zone (the events may be in several).
     ///
     /// # Errors
     /// 422 for a bad range; the store's error.
@@ -240,7 +246,7 @@ impl AnalyticsService {
         let mut events = self.store.events(scope).await?;
         events.retain(|e| !e.deleted);
         let default_from = events.iter().filter_map(|e| e.created_at).min();
-        let range = self.range(request, default_from)?;
+        let range = self.range(request, default_from, TimeZone::UTC)?;
         let series = self.series(scope, range).await?;
         Ok(Overview {
             scope: name,

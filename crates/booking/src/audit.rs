@@ -35,6 +35,8 @@ pub struct Audit {
     pub unpaid_orders: i64,
     /// Paid intents refunded without ever becoming an order (their hold ended first).
     pub refunded_payments: i64,
+    /// Buyers waiting on the waitlist (entries neither offered seats nor ended).
+    pub waiting: i64,
 }
 
 impl Audit {

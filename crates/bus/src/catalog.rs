@@ -55,6 +55,17 @@ pub struct EventSnapshot {
     /// The venue's seat layout for a reserved-seat event; absent for general admission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<SeatLayout>,
+    /// The IANA time zone the event's local times follow (`Europe/Berlin`); absent in
+    /// payloads written before events had one, which means UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl EventSnapshot {
+    /// The event's IANA time zone (`UTC` when the payload has none).
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
 }
 
 /// A reserved-seat layout: sections of rows; seat ids are `<section>-<row>-<number>`, with
@@ -158,6 +169,30 @@ pub struct PaymentRefund {
     pub reason: String,
 }
 
+/// A change of an event's waitlist (the payload of `WaitlistJoined` and `WaitlistLeft`).
+///
+/// The waitlist's length counts the entries still waiting: an offer takes the head's entry
+/// off the list (it now holds seats in the buyer's name, a `WaitlistOffered`), so only
+/// joining adds to it and only leaving a waiting entry (or the event's cancellation closing
+/// it) or an offer takes from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitlistChange {
+    /// The event.
+    pub event_id: Uuid,
+    /// The buyer who joined or left.
+    pub user_id: Uuid,
+    /// The seats the buyer waits (or waited) for.
+    pub quantity: i64,
+    /// For `WaitlistLeft`: whether the entry was still waiting (`false`: it had been offered
+    /// seats, so the offer already took it off the list). Always `true` for `WaitlistJoined`.
+    pub waiting: bool,
+    /// Why: `joined`, `left` (the buyer), `event-cancelled`.
+    pub reason: String,
+    /// Entries waiting after the change.
+    pub waitlist_length: i64,
+}
+
 /// A venue as other services see it (the payload of `VenueCreated`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -229,6 +264,11 @@ pub enum DomainEvent {
     SoldOut(InventoryChange),
     /// The head of an event's waitlist was offered seats as a hold in their name.
     WaitlistOffered(InventoryChange),
+    /// A buyer joined an event's waitlist.
+    WaitlistJoined(WaitlistChange),
+    /// A buyer's waitlist entry ended before being bought: they left, or the event was
+    /// cancelled.
+    WaitlistLeft(WaitlistChange),
     /// A settings document was written.
     SettingsChanged(SettingsDocument),
     /// A paid intent whose purchase never committed was refunded.
@@ -286,6 +326,8 @@ impl DomainEvent {
             DomainEvent::OrderCancelled(_) => "OrderCancelled",
             DomainEvent::SoldOut(_) => "SoldOut",
             DomainEvent::WaitlistOffered(_) => "WaitlistOffered",
+            DomainEvent::WaitlistJoined(_) => "WaitlistJoined",
+            DomainEvent::WaitlistLeft(_) => "WaitlistLeft",
             DomainEvent::SettingsChanged(_) => "SettingsChanged",
             DomainEvent::PaymentRefunded(_) => "PaymentRefunded",
         }
@@ -309,6 +351,9 @@ impl DomainEvent {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => ("inventory", c.event_id),
+            DomainEvent::WaitlistJoined(w) | DomainEvent::WaitlistLeft(w) => {
+                ("waitlist", w.event_id)
+            }
             DomainEvent::SettingsChanged(d) => ("settings", d.scope_id),
             DomainEvent::PaymentRefunded(r) => ("payment", r.payment_intent_id),
         }
@@ -334,6 +379,9 @@ impl DomainEvent {
             | DomainEvent::OrderCancelled(c)
             | DomainEvent::SoldOut(c)
             | DomainEvent::WaitlistOffered(c) => serde_json::to_value(c),
+            DomainEvent::WaitlistJoined(w) | DomainEvent::WaitlistLeft(w) => {
+                serde_json::to_value(w)
+            }
             DomainEvent::SettingsChanged(d) => serde_json::to_value(d),
             DomainEvent::PaymentRefunded(r) => serde_json::to_value(r),
         };
@@ -402,6 +450,8 @@ impl DomainEvent {
             "OrderCancelled" => DomainEvent::OrderCancelled(parse(envelope)?),
             "SoldOut" => DomainEvent::SoldOut(parse(envelope)?),
             "WaitlistOffered" => DomainEvent::WaitlistOffered(parse(envelope)?),
+            "WaitlistJoined" => DomainEvent::WaitlistJoined(parse(envelope)?),
+            "WaitlistLeft" => DomainEvent::WaitlistLeft(parse(envelope)?),
             "SettingsChanged" => DomainEvent::SettingsChanged(parse(envelope)?),
             "PaymentRefunded" => DomainEvent::PaymentRefunded(parse(envelope)?),
             other => {
@@ -449,6 +499,7 @@ mod tests {
                     }],
                 }],
             }),
+            time_zone: Some("Europe/Berlin".into()),
         };
         let change = InventoryChange {
             event_id: id,
@@ -474,6 +525,22 @@ mod tests {
             DomainEvent::OrderCancelled(change.clone()),
             DomainEvent::SoldOut(change.clone()),
             DomainEvent::WaitlistOffered(change),
+            DomainEvent::WaitlistJoined(WaitlistChange {
+                event_id: id,
+                user_id: Uuid::now_v7(),
+                quantity: 2,
+                waiting: true,
+                reason: "joined".into(),
+                waitlist_length: 3,
+            }),
+            DomainEvent::WaitlistLeft(WaitlistChange {
+                event_id: id,
+                user_id: Uuid::now_v7(),
+                quantity: 2,
+                waiting: false,
+                reason: "left".into(),
+                waitlist_length: 0,
+            }),
             DomainEvent::PaymentRefunded(PaymentRefund {
                 payment_intent_id: id,
                 event_id: Uuid::now_v7(),
@@ -515,6 +582,38 @@ mod tests {
             assert_eq!(back.aggregate_id, id);
             assert_eq!(DomainEvent::decode(&back).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_snapshot_without_a_time_zone_is_in_utc() {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut envelope = DomainEvent::EventDeleted {
+            event_id: Uuid::now_v7(),
+        }
+        .into_envelope(1, at);
+        envelope.event_type = "EventCreated".into();
+        envelope.aggregate_type = "event".into();
+        envelope.payload = serde_json::json!({
+            "eventId": Uuid::now_v7(), "organizerId": Uuid::now_v7(), "eventName": "Old",
+            "description": null, "eventDate": "2027-01-15T20:00:00Z", "venueId": null,
+            "venueName": "Hall", "city": null, "eventType": null, "tags": [],
+            "status": "UPCOMING", "totalSeats": 10, "saleStartTime": "2027-01-01T00:00:00Z",
+            "basePrice": 100, "currency": "EUR", "sectionPrices": {}
+        });
+        let DomainEvent::EventCreated(snapshot) = DomainEvent::decode(&envelope).unwrap() else {
+            panic!("not an EventCreated");
+        };
+        assert_eq!(snapshot.time_zone, None);
+        assert_eq!(snapshot.time_zone(), "UTC");
+        assert!(
+            !DomainEvent::EventCreated(snapshot)
+                .into_envelope(1, at)
+                .payload
+                .as_object()
+                .unwrap()
+                .contains_key("timeZone"),
+            "no time zone, no field"
+        );
     }
 
     #[test]

@@ -224,6 +224,7 @@ impl EventsService {
             base_price: Some(draft.base_price),
             currency: Some(draft.currency),
             section_prices: Some(draft.section_prices),
+            time_zone: Some(draft.time_zone),
             status: None,
             venue_id,
             venue_name,

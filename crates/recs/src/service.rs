@@ -526,6 +526,21 @@ mod tests {
         let placed = effect_of(&envelope(DomainEvent::OrderPlaced(change.clone())));
         let cancelled = effect_of(&envelope(DomainEvent::OrderCancelled(change.clone())));
         let held = effect_of(&envelope(DomainEvent::SeatsHeld(change.clone())));
+        let waitlisted = [true, false].map(|joined| {
+            let w = evently_bus::catalog::WaitlistChange {
+                event_id: change.event_id,
+                user_id: Uuid::now_v7(),
+                quantity: 1,
+                waiting: true,
+                reason: "joined".into(),
+                waitlist_length: 1,
+            };
+            effect_of(&envelope(if joined {
+                DomainEvent::WaitlistJoined(w)
+            } else {
+                DomainEvent::WaitlistLeft(w)
+            }))
+        });
         let anonymous = effect_of(&envelope(DomainEvent::OrderPlaced(InventoryChange {
             user_id: None,
             ..change
@@ -545,6 +560,10 @@ mod tests {
             Some(Effect::Order(OrderChange { placed: false, .. }))
         ));
         assert!(held.is_none() && anonymous.is_none());
+        assert!(
+            waitlisted.iter().all(Option::is_none),
+            "waitlists are no purchases"
+        );
         assert!(matches!(
             status,
             Some(Effect::Catalog(CatalogChange::Status {

@@ -73,6 +73,7 @@ impl Sample {
             currency: "EUR".to_owned(),
             section_prices: BTreeMap::new(),
             layout: None,
+            time_zone: None,
         }
     }
 }

@@ -122,7 +122,33 @@ impl Change {
             | DomainEvent::WaitlistOffered(c) => Change::Availability(c),
             DomainEvent::VenueCreated(_)
             | DomainEvent::SettingsChanged(_)
-            | DomainEvent::PaymentRefunded(_) => return None,
+            | DomainEvent::PaymentRefunded(_)
+            | DomainEvent::WaitlistJoined(_)
+            | DomainEvent::WaitlistLeft(_) => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waitlist_changes_are_not_indexed() {
+        let w = evently_bus::catalog::WaitlistChange {
+            event_id: uuid::Uuid::now_v7(),
+            user_id: uuid::Uuid::now_v7(),
+            quantity: 2,
+            waiting: true,
+            reason: "joined".into(),
+            waitlist_length: 1,
+        };
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        for event in [
+            DomainEvent::WaitlistJoined(w.clone()),
+            DomainEvent::WaitlistLeft(w),
+        ] {
+            assert!(Change::of(&event.into_envelope(1, at)).is_none());
+        }
     }
 }

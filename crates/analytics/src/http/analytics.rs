@@ -39,10 +39,10 @@ pub struct RangeQuery {
     /// or `week` (weeks start on Monday).
     #[param(value_type = Option<String>, pattern = "^(auto|hour|day|week)$")]
     pub interval: Option<String>,
-    /// The local time the points follow, as a fixed offset (`Z`, `+05:30`, `-03:00`);
-    /// UTC by default.
-    #[param(value_type = Option<String>, pattern = "^(Z|[+-](0[0-9]|1[0-3]):(00|15|30|45)|[+-]14:00)$")]
-    pub utc_offset: Option<String>,
+    /// The IANA time zone whose local hours, days and weeks the points follow
+    /// (`Europe/Berlin`); by default the event's own, UTC for the overview.
+    #[param(value_type = Option<String>, min_length = 1, max_length = 64, example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
     /// `json` (default) or `csv` (the series only, one column per counter and currency).
     #[param(value_type = Option<String>, pattern = "^(json|csv)$")]
     pub format: Option<String>,
@@ -123,8 +123,8 @@ pub struct SeriesBody {
     pub to: String,
     /// `hour`, `day` or `week`.
     pub interval: String,
-    /// The local time the points follow.
-    pub utc_offset: String,
+    /// The IANA time zone whose local hours, days and weeks the points follow.
+    pub time_zone: String,
     /// The points, oldest first; the first starts at or before `from`.
     pub points: Vec<Point>,
 }
@@ -164,6 +164,8 @@ pub struct EventAnalytics {
     pub holds: Holds,
     /// Waitlist offers made.
     pub waitlist_offers: i64,
+    /// Buyers waiting on the waitlist now (an offer takes its entry off the list).
+    pub waitlist_length: i64,
     /// When the event first sold out (RFC 3339).
     pub sold_out_at: Option<String>,
     /// Seconds from the sale's start to the first sell-out.
@@ -217,7 +219,7 @@ pub struct OverviewBody {
     pub revenue: Vec<Money>,
     /// The best-selling events (by tickets), best first.
     pub top_events: Vec<TopEvent>,
-    /// Activity over time (UTC unless `utcOffset`).
+    /// Activity over time (in UTC unless `timeZone`).
     pub series: SeriesBody,
 }
 
@@ -256,14 +258,14 @@ fn request(query: &RangeQuery) -> Result<(RangeRequest, bool), Problem> {
             ));
         }
     };
-    let offset_ms = match query.utc_offset.as_deref() {
-        None => 0,
-        Some(raw) => domain::parse_offset(raw.trim()).ok_or_else(|| {
+    let time_zone = match query.time_zone.as_deref() {
+        None => None,
+        Some(raw) => Some(domain::zone(raw).ok_or_else(|| {
             Problem::invalid_field(
-                "utcOffset",
-                "must be Z or ±HH:MM (at most 14 hours, in quarter hours)",
+                "timeZone",
+                "must be an IANA time zone such as Europe/Berlin",
             )
-        })?,
+        })?),
     };
     let csv = match query.format.as_deref().map(str::trim) {
         None | Some("json") => false,
@@ -275,7 +277,7 @@ fn request(query: &RangeQuery) -> Result<(RangeRequest, bool), Problem> {
             from: instant("from", query.from.as_deref())?,
             to: instant("to", query.to.as_deref())?,
             interval,
-            offset_ms,
+            time_zone,
         },
         csv,
     ))
@@ -298,7 +300,7 @@ fn series_body(series: &Series) -> SeriesBody {
         from: rfc3339(series.range.from),
         to: rfc3339(series.range.to),
         interval: series.range.interval.as_str().to_owned(),
-        utc_offset: domain::format_offset(series.range.offset_ms),
+        time_zone: domain::zone_name(&series.range.time_zone).to_owned(),
         points: series.points.iter().map(|(s, a)| point(*s, a)).collect(),
     }
 }
@@ -377,6 +379,7 @@ fn event_body(f: &EventFigures, series: &Series) -> EventAnalytics {
         revenue: money(&f.money),
         holds: holds(f),
         waitlist_offers: f.waitlist_offers,
+        waitlist_length: f.waitlist_length,
         sold_out_at: f.sold_out_at.map(rfc3339),
         time_to_sell_out_seconds: f
             .sold_out_at
@@ -389,8 +392,9 @@ fn event_body(f: &EventFigures, series: &Series) -> EventAnalytics {
 /// One event's figures (its organizer or an admin; 404 to anyone else): seats sold, held
 /// and available from booking's newest inventory version, live orders and tickets,
 /// cancellations, revenue per currency (gross, refunded, net), holds by outcome and their
-/// conversion, waitlist offers, time to sell out, and a zero-filled series of per-minute
-/// activity rolled up to hours, days or weeks.
+/// conversion, waitlist offers and length, time to sell out, and a zero-filled series of
+/// per-minute activity rolled up to hours, days or weeks of the event's time zone (or the
+/// one asked for).
 #[utoipa::path(get, path = "/api/analytics/events/{id}", tag = "analytics",
     params(("id" = String, Path, format = Uuid, description = "The event"), RangeQuery),
     responses(
@@ -402,7 +406,7 @@ fn event_body(f: &EventFigures, series: &Series) -> EventAnalytics {
         (status = 400, description = "Malformed id or query string, or an unknown parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "Missing or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No such event, or not the caller's", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
-        (status = 422, description = "A bad `from`, `to`, `interval`, `utcOffset` or `format`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "A bad `from`, `to`, `interval`, `timeZone` or `format`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 429, description = "Rate limited", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ),
@@ -435,7 +439,7 @@ pub async fn event(
             )),
         (status = 400, description = "Malformed query string or an unknown parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "Missing or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
-        (status = 422, description = "A bad `from`, `to`, `interval`, `utcOffset` or `format`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "A bad `from`, `to`, `interval`, `timeZone` or `format`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 429, description = "Rate limited", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ),

@@ -45,6 +45,8 @@ pub struct EventFigures {
     pub status: String,
     /// When its sale opens (epoch ms), once described.
     pub sale_start: Option<i64>,
+    /// Its IANA time zone (empty until described).
+    pub time_zone: String,
     /// When analytics first heard of it (epoch ms).
     pub created_at: Option<i64>,
     /// Whether it was deleted.
@@ -77,6 +79,8 @@ pub struct EventFigures {
     pub holds_converted: i64,
     /// Waitlist offers made.
     pub waitlist_offers: i64,
+    /// Buyers waiting on the waitlist now (an offer takes its entry off the list).
+    pub waitlist_length: i64,
     /// When the event first sold out (epoch ms).
     pub sold_out_at: Option<i64>,
     /// `(gross, refunded)` per currency.

@@ -37,10 +37,10 @@ async fn first_time(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, StoreError>
 async fn upsert_event(tx: &mut Tx, info: &EventInfo, at: i64) -> Result<(), StoreError> {
     query(
         "INSERT INTO events (event_id, organizer_id, name, currency, status, sale_start, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         created_at, time_zone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (event_id) DO UPDATE SET organizer_id = excluded.organizer_id, \
          name = excluded.name, currency = excluded.currency, status = excluded.status, \
-         sale_start = excluded.sale_start",
+         sale_start = excluded.sale_start, time_zone = excluded.time_zone",
     )
     .bind(info.event_id)
     .bind(info.organizer_id)
@@ -49,6 +49,7 @@ async fn upsert_event(tx: &mut Tx, info: &EventInfo, at: i64) -> Result<(), Stor
     .bind(&info.status)
     .bind(info.sale_start)
     .bind(at)
+    .bind(&info.time_zone)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -66,6 +67,7 @@ struct Deltas {
     holds_cancelled: i64,
     holds_converted: i64,
     waitlist_offers: i64,
+    waitlist_length: i64,
     minute: Activity,
     /// `(gross, refunded)` in the change's currency.
     money: (i64, i64),
@@ -81,6 +83,8 @@ fn deltas(fact: &InventoryFact) -> Deltas {
         InventoryKind::Offered => {
             d.holds_created = 1;
             d.waitlist_offers = 1;
+            // Offers go to waiting entries only, and take them off the list.
+            d.waitlist_length = -1;
             d.minute.holds = 1;
         }
         InventoryKind::Released(why) => match why {
@@ -111,6 +115,19 @@ fn deltas(fact: &InventoryFact) -> Deltas {
     d
 }
 
+async fn apply_waitlist(tx: &mut Tx, event: Uuid, delta: i64) -> Result<(), StoreError> {
+    query("INSERT INTO totals (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING")
+        .bind(event)
+        .execute(&mut *tx)
+        .await?;
+    query("UPDATE totals SET waitlist_length = waitlist_length + $2 WHERE event_id = $1")
+        .bind(event)
+        .bind(delta)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 async fn apply_inventory(tx: &mut Tx, fact: &InventoryFact) -> Result<(), StoreError> {
     let event = fact.event_id;
     query("INSERT INTO totals (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING")
@@ -137,7 +154,8 @@ async fn apply_inventory(tx: &mut Tx, fact: &InventoryFact) -> Result<(), StoreE
          cancellations = cancellations + $4, holds_created = holds_created + $5, \
          holds_expired = holds_expired + $6, holds_released = holds_released + $7, \
          holds_cancelled = holds_cancelled + $8, holds_converted = holds_converted + $9, \
-         waitlist_offers = waitlist_offers + $10 WHERE event_id = $1",
+         waitlist_offers = waitlist_offers + $10, waitlist_length = waitlist_length + $11 \
+         WHERE event_id = $1",
     )
     .bind(event)
     .bind(d.orders)
@@ -149,6 +167,7 @@ async fn apply_inventory(tx: &mut Tx, fact: &InventoryFact) -> Result<(), StoreE
     .bind(d.holds_cancelled)
     .bind(d.holds_converted)
     .bind(d.waitlist_offers)
+    .bind(d.waitlist_length)
     .execute(&mut *tx)
     .await?;
     if fact.kind == InventoryKind::SoldOut {
@@ -250,6 +269,7 @@ fn totals_into(row: &Row, f: &mut EventFigures) -> Result<(), StoreError> {
     f.holds_cancelled = row.get("holds_cancelled")?;
     f.holds_converted = row.get("holds_converted")?;
     f.waitlist_offers = row.get("waitlist_offers")?;
+    f.waitlist_length = row.get("waitlist_length")?;
     f.sold_out_at = row.get("sold_out_at")?;
     Ok(())
 }
@@ -299,6 +319,9 @@ impl AnalyticsStore for SqlAnalyticsStore {
                     .await?;
             }
             Change::Inventory(fact) => apply_inventory(&mut tx, fact).await?,
+            Change::Waitlist { event_id, delta } => {
+                apply_waitlist(&mut tx, *event_id, *delta).await?;
+            }
         }
         tx.commit().await?;
         Ok(true)
@@ -319,8 +342,8 @@ impl AnalyticsStore for SqlAnalyticsStore {
         let mut all: BTreeMap<Uuid, EventFigures> = BTreeMap::new();
         let described = with_scope(
             format!(
-                "SELECT event_id, organizer_id, name, status, sale_start, created_at, deleted \
-                 FROM events WHERE {condition}"
+                "SELECT event_id, organizer_id, name, status, sale_start, created_at, deleted, \
+                 time_zone FROM events WHERE {condition}"
             ),
             scope,
         )
@@ -335,6 +358,7 @@ impl AnalyticsStore for SqlAnalyticsStore {
             f.name = row.get("name")?;
             f.status = row.get("status")?;
             f.sale_start = Some(row.get("sale_start")?);
+            f.time_zone = row.get("time_zone")?;
             f.created_at = Some(row.get("created_at")?);
             f.deleted = deleted != 0;
         }

@@ -15,7 +15,10 @@ use evently_testkit::{TempDir, TestApp};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::support::{buy, cancel, event, eventually, figures, hold, organizer, release};
+use crate::support::{
+    buy, cancel, event, eventually, figures, hold, join_waitlist, leave_waitlist, organizer,
+    release,
+};
 
 /// What booking said it took and gave back, per event: `(currency, gross, refunded)`.
 #[derive(Default)]
@@ -89,25 +92,37 @@ async fn on_sale_figures_equal_bookings_audit(postgres: Option<String>) {
         hold(&app, &d, &id, 2).await;
         // The last two places: the event sells out while d holds two.
         books.sold(&buy(&app, &e, &id, 2).await);
-        events.push((id, d, f));
+        // Signed in while their tokens are fresh: they join the waitlist at the end.
+        let waiting = [
+            app.signed_in_user().await,
+            app.signed_in_user().await,
+            app.signed_in_user().await,
+        ];
+        events.push((id, d, f, waiting));
     }
     // d's holds run out.
     clock.advance(time::Duration::seconds(
         i64::try_from(app.config.booking.hold_ttl_seconds).unwrap() + 1,
     ));
-    for (id, _, _) in &events {
+    for (id, _, _, _) in &events {
         eventually(|| async { figures(&app, &owner, id).await["holds"]["expired"] == 1 }).await;
     }
-    // A hold still live when the books are closed.
-    for (id, _, f) in &events {
-        hold(&app, f, id, 1).await;
+    // A hold still live when the books are closed, and a waitlist for the last seat: three
+    // join for two seats each, one leaves.
+    let mut last_holds = Vec::new();
+    for (id, _, f, waiting) in &events {
+        last_holds.push(hold(&app, f, id, 1).await);
+        for w in waiting {
+            join_waitlist(&app, w, id, 2).await;
+        }
+        leave_waitlist(&app, &waiting[1], id).await;
     }
 
     let booking_url = app
         .config
         .database
         .url_for(ServiceName::Booking, &app.config.server.data_dir);
-    for (id, _, _) in &events {
+    for (id, _, _, _) in &events {
         let audit = evently_booking::audit::audit(booking_url.expose_secret(), id.parse().unwrap())
             .await
             .unwrap();
@@ -137,6 +152,12 @@ async fn on_sale_figures_equal_bookings_audit(postgres: Option<String>) {
             serde_json::json!({"created": 6, "expired": 1, "released": 1, "cancelled": 0,
                 "converted": 3, "live": 1, "conversion": 0.5})
         );
+        eventually(|| async { figures(&app, &owner, id).await["waitlistLength"] == 2 }).await;
+        assert_eq!(
+            figures(&app, &owner, id).await["waitlistLength"],
+            audit.waiting
+        );
+        assert_eq!(audit.waiting, 2);
         assert!(got["soldOutAt"].is_string(), "{got}");
         assert!(got["timeToSellOutSeconds"].as_i64().unwrap() >= 0);
     }
@@ -164,6 +185,19 @@ async fn on_sale_figures_equal_bookings_audit(postgres: Option<String>) {
         2,
         "{overview}"
     );
+
+    // The first event's last hold is let go: its seat and the one left make two, offered to
+    // the head of the waitlist, which leaves one buyer waiting.
+    let (first, _, f, _) = &events[0];
+    release(&app, f, &last_holds[0]).await;
+    eventually(|| async { figures(&app, &owner, first).await["waitlistOffers"] == 1 }).await;
+    let audit = evently_booking::audit::audit(booking_url.expose_secret(), first.parse().unwrap())
+        .await
+        .unwrap();
+    let got = figures(&app, &owner, first).await;
+    assert_eq!((audit.waiting, audit.live_holds), (1, 1));
+    assert_eq!(got["waitlistLength"], audit.waiting, "{got}");
+    assert_eq!(got["holds"]["live"], audit.live_holds, "{got}");
 
     // A projection rebuilt from the streams equals the incremental one.
     let live = evently_analytics::open_store(
@@ -204,7 +238,7 @@ async fn on_sale_figures_equal_bookings_audit(postgres: Option<String>) {
     replay(buses, &rebuilt).await;
     let ours: Vec<uuid::Uuid> = events
         .iter()
-        .map(|(id, _, _)| id.parse().unwrap())
+        .map(|(id, _, _, _)| id.parse().unwrap())
         .collect();
     let pick = |s: evently_analytics::store::AnalyticsSnapshot| {
         (

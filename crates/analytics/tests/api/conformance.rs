@@ -53,6 +53,7 @@ fn info(n: u128, org: u128) -> Change {
             currency: "EUR".into(),
             status: "ON_SALE".into(),
             sale_start: NOW - 3_600_000,
+            time_zone: "Europe/Berlin".into(),
         },
         NOW - 7_200_000,
     )
@@ -343,6 +344,143 @@ pub async fn sales_before_the_event_is_described_are_kept(store: Subject) {
     assert_eq!(store.event(eid(9)).await.unwrap(), None);
 }
 
+fn waitlist(n: u128, delta: i64) -> Change {
+    Change::Waitlist {
+        event_id: eid(n),
+        delta,
+    }
+}
+
+pub async fn the_waitlist_length_follows_joins_departures_and_offers(store: Subject) {
+    apply(&store, &info(1, 1)).await;
+    let mut inv = Inventory::new(1, 2);
+    let join = waitlist(1, 1);
+    let joined_once = Uuid::now_v7();
+    for change in [&join, &join, &join] {
+        apply(&store, change).await;
+    }
+    assert!(store.apply(joined_once, &join, NOW).await.unwrap());
+    // Redelivered: nothing moves.
+    assert!(!store.apply(joined_once, &join, NOW).await.unwrap());
+    assert_eq!(
+        store.event(eid(1)).await.unwrap().unwrap().waitlist_length,
+        4
+    );
+
+    // The head is offered seats (off the list), then leaves (already off it); a waiting
+    // buyer leaves.
+    let offered = inv.fact(InventoryKind::Offered, 1, 0, None, NOW);
+    apply(&store, &offered).await;
+    apply(&store, &waitlist(1, 0)).await;
+    apply(&store, &waitlist(1, -1)).await;
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!((f.waitlist_length, f.waitlist_offers), (2, 1));
+    assert_eq!(f.time_zone, "Europe/Berlin");
+    // A waitlist change of an event analytics has not heard of yet is kept.
+    apply(&store, &waitlist(2, 1)).await;
+    assert_eq!(
+        store.event(eid(2)).await.unwrap().unwrap().waitlist_length,
+        1
+    );
+}
+
+pub async fn the_time_zone_follows_the_events_description(store: Subject) {
+    apply(&store, &info(1, 1)).await;
+    let Change::Event(mut moved, at) = info(1, 1) else {
+        unreachable!()
+    };
+    moved.time_zone = "America/New_York".into();
+    apply(&store, &Change::Event(moved, at)).await;
+
+    let f = store.event(eid(1)).await.unwrap().unwrap();
+    assert_eq!(f.time_zone, "America/New_York");
+    assert_eq!(
+        store.events(Scope::Platform).await.unwrap()[0].time_zone,
+        "America/New_York"
+    );
+}
+
+/// The same stream applied in another order, with redeliveries, gives the same state as
+/// applied once in order: what a rebuild from the streams relies on.
+pub async fn a_rebuild_in_any_order_with_redeliveries_equals_the_incremental_state(store: Subject) {
+    let mut inv = Inventory::new(1, 3);
+    let mut stream: Vec<(Uuid, Change)> = vec![
+        (Uuid::now_v7(), info(1, 1)),
+        (
+            Uuid::now_v7(),
+            inv.fact(InventoryKind::Held, 3, 0, None, NOW),
+        ),
+        (
+            Uuid::now_v7(),
+            inv.fact(InventoryKind::Placed, 3, 300, Some("EUR"), NOW),
+        ),
+        (
+            Uuid::now_v7(),
+            inv.fact(InventoryKind::SoldOut, 0, 0, None, NOW),
+        ),
+        (Uuid::now_v7(), waitlist(1, 1)),
+        (Uuid::now_v7(), waitlist(1, 1)),
+        (Uuid::now_v7(), waitlist(1, 1)),
+        (
+            Uuid::now_v7(),
+            inv.fact(
+                InventoryKind::Cancelled,
+                1,
+                100,
+                Some("EUR"),
+                NOW + MINUTE_MS,
+            ),
+        ),
+        (
+            Uuid::now_v7(),
+            inv.fact(InventoryKind::Offered, 1, 0, None, NOW + MINUTE_MS),
+        ),
+        (Uuid::now_v7(), waitlist(1, -1)),
+        (Uuid::now_v7(), waitlist(1, 0)),
+    ];
+    for (id, change) in &stream {
+        assert!(store.apply(*id, change, NOW).await.unwrap());
+    }
+    let incremental = store.snapshot().await.unwrap();
+    assert_eq!(incremental.events[0].waitlist_length, 1);
+
+    // The same stream for event 2, backwards and twice over.
+    let other = |change: &Change| match change.clone() {
+        Change::Event(mut info, at) => {
+            info.event_id = eid(2);
+            Change::Event(info, at)
+        }
+        Change::Inventory(mut fact) => {
+            fact.event_id = eid(2);
+            Change::Inventory(fact)
+        }
+        Change::Waitlist { delta, .. } => waitlist(2, delta),
+        other => other,
+    };
+    stream.reverse();
+    let again: Vec<(Uuid, Change)> = stream
+        .iter()
+        .map(|(_, change)| (Uuid::now_v7(), other(change)))
+        .collect();
+    for (id, change) in again.iter().chain(&again) {
+        store.apply(*id, change, NOW).await.unwrap();
+    }
+
+    let both = store.snapshot().await.unwrap();
+    let mut rebuilt = both.events[1].clone();
+    rebuilt.event_id = eid(1);
+    assert_eq!(rebuilt, incremental.events[0]);
+    let minutes = |e: Uuid| {
+        both.minutes
+            .iter()
+            .filter(|(id, _, _)| *id == e)
+            .map(|(_, m, a)| (*m, a.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(minutes(eid(2)), minutes(eid(1)));
+}
+
 pub async fn a_snapshot_holds_everything_in_order(store: Subject) {
     apply(&store, &info(2, 1)).await;
     let mut a = Inventory::new(1, 10);
@@ -388,5 +526,8 @@ evently_testkit::conformance_suite!(
         scopes_select_an_organizers_events_or_all,
         sales_before_the_event_is_described_are_kept,
         a_snapshot_holds_everything_in_order,
+        the_waitlist_length_follows_joins_departures_and_offers,
+        the_time_zone_follows_the_events_description,
+        a_rebuild_in_any_order_with_redeliveries_equals_the_incremental_state,
     ]
 );

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::support::{buy, event, organizer};
+use crate::support::{buy, event, hold, join_waitlist, organizer};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -130,6 +130,13 @@ async fn a_cookie_opens_the_feed_of_the_callers_events_and_no_one_elses() {
         (Some(1), Some(2))
     );
     assert_eq!(last["revenue"][0]["gross"], 2000);
+
+    // The waitlist's length reaches the feed: the rest is held, and a buyer waits.
+    let (holder, waiter) = (app.signed_in_user().await, app.signed_in_user().await);
+    hold(&app, &holder, &mine, 8).await;
+    join_waitlist(&app, &waiter, &mine, 1).await;
+    until(&mut socket, &mut seen, |f| f["waitlistLength"] == 1).await;
+    assert_eq!(seen.last().unwrap()["available"], 0);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use evently_testkit::{assert_problem, spawn_app};
 
-use crate::support::{buy, event, eventually, figures, ok_json, organizer, send};
+use crate::support::{buy, event, eventually, figures, ok_json, organizer, send, zoned_event};
 
 #[tokio::test]
 async fn an_event_is_its_organizers_and_the_admins_and_nobody_elses() {
@@ -67,11 +67,11 @@ async fn an_event_is_its_organizers_and_the_admins_and_nobody_elses() {
 }
 
 #[tokio::test]
-async fn the_series_is_zero_filled_in_local_time_and_comes_as_csv() {
+async fn the_series_is_zero_filled_in_the_events_time_zone_and_comes_as_csv() {
     let app = spawn_app().await;
     let owner = organizer(&app).await;
     let buyer = app.signed_in_user().await;
-    let id = event(&app, &owner, 10, 1000, "EUR").await;
+    let id = zoned_event(&app, &owner, 10, 1000, "EUR", Some("Asia/Kolkata")).await;
     buy(&app, &buyer, &id, 3).await;
     eventually(|| async { figures(&app, &owner, &id).await["orders"] == 1 }).await;
     let now = time::OffsetDateTime::now_utc();
@@ -85,7 +85,7 @@ async fn the_series_is_zero_filled_in_local_time_and_comes_as_csv() {
             .unwrap()
     };
     let query = format!(
-        "from={}&to={}&utcOffset=%2B05:30",
+        "from={}&to={}",
         rfc(from).replace('+', "%2B"),
         rfc(to).replace('+', "%2B")
     );
@@ -105,7 +105,9 @@ async fn the_series_is_zero_filled_in_local_time_and_comes_as_csv() {
     let daily_csv = send(
         &app,
         "GET",
-        &format!("/api/analytics/events/{id}?{query}&interval=day&format=csv"),
+        &format!(
+            "/api/analytics/events/{id}?{query}&interval=day&format=csv&timeZone=America/New_York"
+        ),
         &owner.access_token,
         None,
     )
@@ -113,9 +115,9 @@ async fn the_series_is_zero_filled_in_local_time_and_comes_as_csv() {
 
     let series = &hourly["series"];
     assert_eq!(series["interval"], "hour", "four days are hourly");
-    assert_eq!(series["utcOffset"], "+05:30");
+    assert_eq!(series["timeZone"], "Asia/Kolkata", "the event's own");
     let points = series["points"].as_array().unwrap();
-    // Hours of +05:30 start at half past in UTC: one more point covers the start.
+    // Kolkata's hours (+05:30) start at half past in UTC: one more point covers the start.
     assert_eq!(points.len(), 4 * 24 + 1);
     assert!(points[0]["start"].as_str().unwrap().ends_with(":30:00Z"));
     let sold: i64 = points
@@ -142,6 +144,50 @@ async fn the_series_is_zero_filled_in_local_time_and_comes_as_csv() {
         lines.iter().any(|l| l.ends_with(",1,1,0,3,0,3000,0,3000")),
         "{csv}"
     );
+    // New York's days (west of UTC) start at 05:00 UTC in winter, 04:00 in summer.
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains("T05:00:00Z,") || l.contains("T04:00:00Z,")),
+        "{csv}"
+    );
+
+    // Across events the series is in UTC unless a zone is asked for.
+    let overview = |zone: &'static str| {
+        let (app, owner, query) = (&app, &owner, &query);
+        async move {
+            ok_json(
+                send(
+                    app,
+                    "GET",
+                    &format!("/api/analytics/overview?{query}&interval=day{zone}"),
+                    &owner.access_token,
+                    None,
+                )
+                .await,
+                200,
+            )
+            .await
+        }
+    };
+    let utc = overview("").await;
+    assert_eq!(utc["series"]["timeZone"], "UTC");
+    assert_eq!(utc["series"]["points"].as_array().unwrap().len(), 4);
+    assert!(
+        utc["series"]["points"][0]["start"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z")
+    );
+    let kolkata = overview("&timeZone=asia/kolkata").await;
+    assert_eq!(kolkata["series"]["timeZone"], "Asia/Kolkata");
+    assert_eq!(kolkata["series"]["points"].as_array().unwrap().len(), 5);
+    assert!(
+        kolkata["series"]["points"][0]["start"]
+            .as_str()
+            .unwrap()
+            .ends_with("T18:30:00Z")
+    );
 }
 
 #[tokio::test]
@@ -152,7 +198,9 @@ async fn bad_input_is_a_problem() {
     for (query, status) in [
         ("interval=minute", 422),
         ("format=xml", 422),
-        ("utcOffset=Europe/Oslo", 422),
+        ("timeZone=Mars/Olympus", 422),
+        ("timeZone=%2B05:30", 422),
+        ("utcOffset=%2B05:30", 400),
         ("from=yesterday", 422),
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 422),
         ("from=2000-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 422),
@@ -166,7 +214,10 @@ async fn bad_input_is_a_problem() {
             None,
         )
         .await;
-        assert_problem(r, status).await;
+        let problem = assert_problem(r, status).await;
+        if query.starts_with("timeZone") {
+            assert_eq!(problem["errors"][0]["pointer"], "timeZone", "{problem}");
+        }
     }
     let r = send(
         &app,

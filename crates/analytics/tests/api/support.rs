@@ -61,24 +61,33 @@ pub async fn event(
     price: i64,
     currency: &str,
 ) -> String {
+    zoned_event(app, owner, seats, price, currency, None).await
+}
+
+/// [`event`] in `time_zone` (the events service's default, UTC, for `None`).
+pub async fn zoned_event(
+    app: &TestApp,
+    owner: &TestUser,
+    seats: i64,
+    price: i64,
+    currency: &str,
+    time_zone: Option<&str>,
+) -> String {
+    let mut body = json!({
+        "eventName": format!("Night of {currency}"),
+        "eventDate": at(time::Duration::days(30)),
+        "venueName": "Hall",
+        "saleStartTime": at(time::Duration::seconds(-5)),
+        "status": "ON_SALE",
+        "totalSeats": seats,
+        "basePrice": price,
+        "currency": currency,
+    });
+    if let Some(tz) = time_zone {
+        body["timeZone"] = json!(tz);
+    }
     let created = ok_json(
-        send(
-            app,
-            "POST",
-            "/api/events",
-            &owner.access_token,
-            Some(&json!({
-                "eventName": format!("Night of {currency}"),
-                "eventDate": at(time::Duration::days(30)),
-                "venueName": "Hall",
-                "saleStartTime": at(time::Duration::seconds(-5)),
-                "status": "ON_SALE",
-                "totalSeats": seats,
-                "basePrice": price,
-                "currency": currency,
-            })),
-        )
-        .await,
+        send(app, "POST", "/api/events", &owner.access_token, Some(&body)).await,
         201,
     )
     .await;
@@ -182,6 +191,35 @@ pub async fn cancel(app: &TestApp, buyer: &TestUser, order: &Value) -> Value {
 }
 
 /// The figures of `event_id` as `caller` sees them.
+/// `buyer` joins event `event_id`'s waitlist for `quantity` seats.
+pub async fn join_waitlist(app: &TestApp, buyer: &TestUser, event_id: &str, quantity: i64) {
+    ok_json(
+        send(
+            app,
+            "POST",
+            &format!("/api/events/{event_id}/waitlist"),
+            &buyer.access_token,
+            Some(&json!({"quantity": quantity})),
+        )
+        .await,
+        201,
+    )
+    .await;
+}
+
+/// `buyer` leaves event `event_id`'s waitlist.
+pub async fn leave_waitlist(app: &TestApp, buyer: &TestUser, event_id: &str) {
+    let r = send(
+        app,
+        "DELETE",
+        &format!("/api/events/{event_id}/waitlist"),
+        &buyer.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+}
+
 pub async fn figures(app: &TestApp, caller: &TestUser, event_id: &str) -> Value {
     ok_json(
         send(

@@ -11,7 +11,8 @@ use evently_core::db::StoreError;
 use uuid::Uuid;
 
 use crate::domain::{
-    Candidate, EVENT_CANCELLED, GA_SECTION, HoldStatus, Inventory, OrderId, Policy, ga_seat_id,
+    Candidate, EVENT_CANCELLED, GA_SECTION, HoldStatus, Inventory, OrderId, Policy, WaitlistStatus,
+    ga_seat_id,
 };
 use crate::error::BookingError;
 use crate::store::{Writes, count, json, placeholders};
@@ -21,7 +22,7 @@ use super::{
     purchase::cancel_in,
     rows::{HOLD_COLUMNS, INVENTORY_READ, hold_from, inventory_from},
     sql::send_writes,
-    waitlist::finish,
+    waitlist::{EntryChange, finish, waitlist_changed},
 };
 
 /// The changes of one transaction: the envelopes to append, whether seats were freed
@@ -405,6 +406,23 @@ pub(super) async fn cancel_event(
     for order in orders {
         cancel_in(tx, &mut inv, &mut changes, order, "event-cancelled", now).await?;
     }
+    let open = query(
+        "SELECT user_id, quantity, status FROM waitlist WHERE event_id = $1 \
+         AND status IN ('waiting', 'offered') ORDER BY seq",
+    )
+    .bind(event_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| {
+        let status: String = row.get("status")?;
+        Ok(EntryChange {
+            user_id: row.get("user_id")?,
+            quantity: row.get("quantity")?,
+            waiting: status == WaitlistStatus::Waiting.as_str(),
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
     query(
         "UPDATE waitlist SET status = 'closed', updated_at = $2 WHERE event_id = $1 \
          AND status IN ('waiting', 'offered')",
@@ -413,5 +431,7 @@ pub(super) async fn cancel_event(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let closed = waitlist_changed(tx, &inv, false, &open, "event-cancelled", now).await?;
+    changes.envelopes.extend(closed);
     finish(tx, &mut inv, changes, now, policy, Writes::default()).await
 }

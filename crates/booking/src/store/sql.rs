@@ -62,20 +62,20 @@ pub(super) async fn write_alone(pool: &Pool, writes: &Writes) -> Result<Vec<u64>
 use super::{
     holds::{end_hold, fetch_hold, hold_in},
     inventory::{
-        Changes, cancel_event, create_inventory, fetch_inventory, lock_inventory, open_event,
-        sweep, update_inventory,
+        Changes, cancel_event, create_inventory, fetch_inventory, flush, lock_inventory,
+        open_event, sweep, update_inventory,
     },
     purchase::{cancel_in, order_in, tickets_of},
     rows::{ORDER_COLUMNS, hold_from, order_from, ticket_from},
-    waitlist::{finish, waitlist_in},
+    waitlist::{EntryChange, finish, waitlist_changed, waitlist_in},
 };
 use crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
 use crate::domain::{
     Audit, AvailabilityView, ConfirmStep, EVENT_CANCELLED, Hold, HoldEnded, HoldId, HoldStatus,
     IntentStatus, Inventory, Order, OrderId, PaymentIntent, PaymentIntentId, Policy, SeatState,
-    SeatView, WaitlistEntry, confirmation_lost, constant_time_eq, decide_confirmation,
-    intent_amount, may_join_waitlist, may_pay_for, may_release, open_for_holds, refreshed_expiry,
-    seat_shown_as, sha256_hex,
+    SeatView, WaitlistEntry, WaitlistStatus, confirmation_lost, constant_time_eq,
+    decide_confirmation, intent_amount, may_join_waitlist, may_pay_for, may_release,
+    open_for_holds, refreshed_expiry, seat_shown_as, sha256_hex,
 };
 use crate::error::BookingError;
 use crate::store::{
@@ -857,6 +857,13 @@ impl BookingStore for SqlBookingStore {
             .bind(now)
             .execute(&mut tx)
             .await?;
+            let joined = EntryChange {
+                user_id,
+                quantity,
+                waiting: true,
+            };
+            let joined = waitlist_changed(&mut tx, &inv, true, &[joined], "joined", now).await?;
+            flush(&mut tx, &Writes::default(), &joined).await?;
         }
         let entry = waitlist_in(&mut tx, event_id, user_id)
             .await?
@@ -897,7 +904,7 @@ impl BookingStore for SqlBookingStore {
         let mut changes = Changes::new(&inv);
         sweep(&mut tx, &mut inv, &mut changes, now).await?;
         let row = query(
-            "SELECT id, status, hold_id FROM waitlist WHERE event_id = $1 \
+            "SELECT id, status, hold_id, quantity FROM waitlist WHERE event_id = $1 \
              AND user_id = $2 AND status IN ('waiting', 'offered')",
         )
         .bind(event_id)
@@ -910,6 +917,12 @@ impl BookingStore for SqlBookingStore {
             return Err(BookingError::NotWaitlisted);
         };
         let id: Uuid = row.get("id")?;
+        let status: String = row.get("status")?;
+        let left = EntryChange {
+            user_id,
+            quantity: row.get("quantity")?,
+            waiting: status == WaitlistStatus::Waiting.as_str(),
+        };
         let offer: Option<Uuid> = row.get("hold_id")?;
         if let Some(offer) = offer
             && let Some(hold) = hold_in(&mut tx, HoldId(offer)).await?
@@ -930,6 +943,8 @@ impl BookingStore for SqlBookingStore {
             .bind(now)
             .execute(&mut tx)
             .await?;
+        let left = waitlist_changed(&mut tx, &inv, false, &[left], "left", now).await?;
+        changes.envelopes.extend(left);
         finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
         tx.commit().await?;
         Ok(())
@@ -1090,7 +1105,9 @@ impl BookingStore for SqlBookingStore {
              (SELECT COUNT(*) FROM payment_intents i WHERE i.event_id = $1 \
                 AND i.status = 'refunded' \
                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_intent_id = i.id)) \
-                AS refunded_unordered",
+                AS refunded_unordered, \
+             (SELECT COUNT(*) FROM waitlist WHERE event_id = $1 AND status = 'waiting') \
+                AS waiting",
         )
         .bind(event_id)
         .bind(now)
@@ -1117,6 +1134,7 @@ impl BookingStore for SqlBookingStore {
             unrefunded_payments: row.get("unrefunded")?,
             unpaid_orders: row.get("unpaid")?,
             refunded_payments: row.get("refunded_unordered")?,
+            waiting: row.get("waiting")?,
         }))
     }
 }

@@ -1,9 +1,17 @@
 //! The waitlist inside the inventory transaction: offering freed seats to waiting buyers,
-//! and closing every inventory transaction (its writes, offers, sell-out and events).
+//! publishing joins and departures, and closing every inventory transaction (its writes,
+//! offers, sell-out and events).
+//!
+//! The waitlist's length is the number of entries still `waiting`: an offer takes the
+//! head's entry off the list (it becomes `offered`, and is then claimed, lapses or is left,
+//! never waiting again). So `WaitlistJoined` adds one, `WaitlistOffered` takes one away, and
+//! `WaitlistLeft` takes one away when the entry was still waiting (`waiting: true`); a
+//! projection counting so equals `SELECT COUNT(*) … WHERE status = 'waiting'`.
 
 use evently_core::sql::{Tx, query};
 
-use evently_bus::DomainEvent;
+use evently_bus::catalog::WaitlistChange;
+use evently_bus::{DomainEvent, Envelope};
 use evently_core::db::StoreError;
 use uuid::Uuid;
 
@@ -111,6 +119,70 @@ pub(super) async fn finish(
     );
     flush(tx, &writes, &changes.envelopes).await?;
     Ok(())
+}
+
+/// An entry that joined or ended: its buyer, quantity and whether it was (or is, for a
+/// join) waiting.
+pub(super) struct EntryChange {
+    pub(super) user_id: Uuid,
+    pub(super) quantity: i64,
+    pub(super) waiting: bool,
+}
+
+/// `WaitlistJoined` (`joined`) or `WaitlistLeft` for each of `entries`, changed by this
+/// transaction for `reason`, with the waitlist's length after each (the entries' status
+/// already written), for the caller to append to the outbox with the change. The envelopes
+/// are the `waitlist` aggregate's, at the inventory's current version (they do not change
+/// the inventory).
+pub(super) async fn waitlist_changed(
+    tx: &mut Tx,
+    inv: &Inventory,
+    joined: bool,
+    entries: &[EntryChange],
+    reason: &str,
+    now: i64,
+) -> Result<Vec<Envelope>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let waiting: i64 =
+        query("SELECT COUNT(*) AS n FROM waitlist WHERE event_id = $1 AND status = 'waiting'")
+            .bind(inv.event_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get("n")?;
+    let make = if joined {
+        DomainEvent::WaitlistJoined
+    } else {
+        DomainEvent::WaitlistLeft
+    };
+    // Entries are reported one at a time: the length after each counts the later ones as
+    // not yet changed.
+    let mut later: i64 = 0;
+    let mut envelopes = Vec::with_capacity(entries.len());
+    for entry in entries.iter().rev() {
+        let length = if joined {
+            waiting - later
+        } else {
+            waiting + later
+        };
+        if entry.waiting {
+            later += 1;
+        }
+        envelopes.push(
+            make(WaitlistChange {
+                event_id: inv.event_id,
+                user_id: entry.user_id,
+                quantity: entry.quantity,
+                waiting: entry.waiting,
+                reason: reason.to_owned(),
+                waitlist_length: length,
+            })
+            .into_envelope(inv.version, evently_bus::envelope::time_from_ms(now)),
+        );
+    }
+    envelopes.reverse();
+    Ok(envelopes)
 }
 
 pub(super) async fn waitlist_in(

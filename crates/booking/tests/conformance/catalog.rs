@@ -287,8 +287,25 @@ async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store, out
             "OrderCancelled",
             "OrderCancelled",
             "PaymentRefunded",
-            "SeatsReleased"
+            "SeatsReleased",
+            "WaitlistLeft"
         ]
+    );
+    // The waitlist closes with the event: d's waiting entry leaves the list.
+    let (closed, rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|row| row.event_type == "WaitlistLeft");
+    let DomainEvent::WaitlistLeft(closed) = DomainEvent::decode(&closed[0]).unwrap() else {
+        panic!("not a departure: {:?}", closed[0]);
+    };
+    assert_eq!(
+        (
+            closed.user_id,
+            closed.waiting,
+            closed.reason.as_str(),
+            closed.waitlist_length
+        ),
+        (d, true, "event-cancelled", 0)
     );
     // The orders' refunds are their `OrderCancelled`; c's paid hold had no order, so its
     // payment's refund is a `PaymentRefunded` of its own.
@@ -320,6 +337,7 @@ async fn cancelled_event_refunds_every_order_and_closes_the_waitlist((store, out
     let audit = store.audit(event_id, t).await.unwrap().unwrap();
     assert!(audit.is_sound(), "{audit:?}");
     assert_eq!((audit.tickets, audit.orders, audit.live_holds), (0, 0, 0));
+    assert_eq!(audit.waiting, 0);
     refused!(
         hold_seats(&store, event_id, a, &["A-1-1"], t + 1).await,
         BookingError::NotOnSale(_)

@@ -119,6 +119,7 @@ pub fn snapshot(event_id: Uuid, layout: Option<SeatLayout>, total_seats: i64) ->
         currency: "EUR".into(),
         section_prices: BTreeMap::from([("A".to_owned(), 5000)]),
         layout,
+        time_zone: None,
     }
 }
 

@@ -107,6 +107,8 @@ pub struct EventDraft {
     pub currency: String,
     /// Per-section prices.
     pub section_prices: BTreeMap<String, i64>,
+    /// The IANA time zone its local times follow (`UTC` when the client gives none).
+    pub time_zone: String,
 }
 
 /// Where an event takes place.
@@ -143,6 +145,8 @@ pub struct EventPatch {
     pub currency: Option<String>,
     /// Section prices.
     pub section_prices: Option<BTreeMap<String, i64>>,
+    /// Time zone.
+    pub time_zone: Option<String>,
     /// Status (through the status machine).
     pub status: Option<EventStatus>,
     /// The venue record: an event stays at its venue, so only the current one is accepted.
@@ -192,6 +196,8 @@ pub struct Event {
     pub currency: String,
     /// Per-section prices in minor units.
     pub section_prices: BTreeMap<String, i64>,
+    /// The IANA time zone its local times follow, as the tz database names it.
+    pub time_zone: String,
     /// Whether the venue has reserved seating.
     pub reserved: bool,
     /// Seats neither sold nor held, as booking last reported them; `total_seats` until then.
@@ -265,6 +271,14 @@ fn check(
             "must be an ISO 4217 code such as USD",
         );
     }
+    match time_zone(&d.time_zone) {
+        Some(name) => d.time_zone = name,
+        None => add(
+            &mut problem,
+            "/timeZone",
+            "must be an IANA time zone such as Europe/Berlin",
+        ),
+    }
     let seats = match venue {
         VenueRef::Venue(v) => match &v.seating {
             Seating::Reserved(layout) => {
@@ -302,6 +316,17 @@ fn check(
         Some(p) => Err(p),
         None => Ok((d, seats)),
     }
+}
+
+/// The tz database's name of the IANA time zone `raw` (matched without regard to case, so
+/// `europe/berlin` is `Europe/Berlin`); `None` for a zone the database does not know.
+pub fn time_zone(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > 64 {
+        return None;
+    }
+    let zone = jiff::tz::TimeZone::get(raw).ok()?;
+    Some(zone.iana_name().unwrap_or(raw).to_owned())
 }
 
 fn general(problem: &mut Option<Problem>, d: &EventDraft, capacity: Option<i64>) -> i64 {
@@ -384,6 +409,7 @@ impl Event {
             base_price: d.base_price,
             currency: d.currency,
             section_prices: d.section_prices,
+            time_zone: d.time_zone,
             reserved,
             available: seats,
             availability_version: 0,
@@ -407,6 +433,7 @@ impl Event {
             base_price: self.base_price,
             currency: self.currency.clone(),
             section_prices: self.section_prices.clone(),
+            time_zone: self.time_zone.clone(),
         }
     }
 
@@ -468,6 +495,9 @@ impl Event {
         if let Some(v) = &patch.section_prices {
             draft.section_prices.clone_from(v);
         }
+        if let Some(v) = &patch.time_zone {
+            draft.time_zone.clone_from(v);
+        }
         let venue_name = self.revised_venue(patch).map_err(ReviseError::Invalid)?;
         let venue_ref = match venue {
             Some(v) => VenueRef::Venue(Box::new(v.clone())),
@@ -499,6 +529,7 @@ impl Event {
         next.base_price = d.base_price;
         next.currency = d.currency;
         next.section_prices = d.section_prices;
+        next.time_zone = d.time_zone;
         let details_changed = next != *self;
         next.status = status;
         let status_changed = status != self.status;
@@ -625,6 +656,7 @@ impl Event {
             currency: self.currency.clone(),
             section_prices: self.section_prices.clone(),
             layout,
+            time_zone: Some(self.time_zone.as_str().to_owned()),
         }
     }
 
@@ -748,11 +780,34 @@ mod tests {
             base_price: 5000,
             currency: "USD".into(),
             section_prices: BTreeMap::new(),
+            time_zone: "UTC".into(),
         }
     }
 
     fn named() -> VenueRef {
         VenueRef::Named("Lumen Field".into())
+    }
+
+    #[test]
+    fn time_zones_are_checked_against_the_tz_database() {
+        let zoned = |tz: &str| {
+            let mut d = draft();
+            d.time_zone = tz.into();
+            Event::create(&d, &named(), EventStatus::Upcoming, UserId::new(), DAY)
+        };
+        assert_eq!(zoned("UTC").unwrap().time_zone, "UTC");
+        assert_eq!(zoned("europe/berlin").unwrap().time_zone, "Europe/Berlin");
+        assert_eq!(zoned("Asia/Kolkata").unwrap().time_zone, "Asia/Kolkata");
+        for bad in [
+            "",
+            "Mars/Olympus",
+            "+01:00",
+            "Europe/Berlin/x",
+            "../etc/passwd",
+        ] {
+            let p = zoned(bad).unwrap_err();
+            assert_eq!(p.errors()[0].pointer, "/timeZone", "{bad}");
+        }
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub struct CreateEventRequest {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Price>)]
     pub section_prices: BTreeMap<String, i64>,
+    /// The IANA time zone the event's local times follow (`Europe/Berlin`); `UTC` by default.
+    /// Analytics rolls the event's sales up to local hours, days and weeks in it.
+    #[serde(default)]
+    #[schema(example = "Europe/Berlin", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
 }
 
 impl CreateEventRequest {
@@ -116,6 +121,7 @@ impl CreateEventRequest {
             base_price: self.base_price,
             currency: self.currency,
             section_prices: self.section_prices,
+            time_zone: self.time_zone.unwrap_or_else(|| "UTC".to_owned()),
         };
         Ok((draft, venue, self.status.unwrap_or(EventStatus::Upcoming)))
     }
@@ -179,6 +185,10 @@ pub struct UpdateEventRequest {
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, Price>>)]
     pub section_prices: Option<BTreeMap<String, i64>>,
+    /// The IANA time zone (`Europe/Berlin`).
+    #[serde(default)]
+    #[schema(example = "Europe/Berlin", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
     /// New status.
     #[serde(default)]
     pub status: Option<EventStatus>,
@@ -213,6 +223,7 @@ impl UpdateEventRequest {
             base_price: self.base_price,
             currency: self.currency,
             section_prices: self.section_prices,
+            time_zone: self.time_zone,
             status: self.status,
             venue_id: self.venue_id,
             venue_name: self.venue_name,
@@ -296,6 +307,9 @@ pub struct EventResponse {
     pub currency: String,
     /// Per-section prices in minor units.
     pub section_prices: BTreeMap<String, i64>,
+    /// The IANA time zone its local times follow.
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: String,
     /// The owner.
     pub organizer_id: UserId,
     /// Increases with every change.
@@ -326,6 +340,7 @@ impl From<Event> for EventResponse {
             base_price: e.base_price,
             currency: e.currency,
             section_prices: e.section_prices,
+            time_zone: e.time_zone,
             organizer_id: e.organizer_id,
             version: e.version,
             created_at: rfc3339(e.created_at),

@@ -111,7 +111,7 @@ pub trait EventStore: Send + Sync + 'static {
 pub(crate) const EVENT_COLUMNS: &str = "id, organizer_id, name, description, event_date, venue_id, \
      venue_name, city, event_type, tags, status, total_seats, sale_start, sale_end, base_price, \
      currency, section_prices, reserved, available_seats, availability_version, version, \
-     created_at, updated_at";
+     created_at, updated_at, time_zone";
 
 pub(crate) const VENUE_COLUMNS: &str =
     "id, name, address, city, capacity, layout, created_by, created_at";

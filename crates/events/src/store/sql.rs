@@ -66,6 +66,7 @@ fn event_from_row(row: &Row) -> Result<Event, StoreError> {
         base_price: row.get("base_price")?,
         currency: row.get("currency")?,
         section_prices: serde_json::from_str(&prices).map_err(|e| corrupt("section_prices", e))?,
+        time_zone: row.get("time_zone")?,
         reserved: row.get("reserved")?,
         available: row.get("available_seats")?,
         availability_version: row.get("availability_version")?,
@@ -166,9 +167,9 @@ impl EventStore for SqlEventStore {
             "INSERT INTO events (id, organizer_id, name, description, event_date, venue_id, \
              venue_name, city, city_key, event_type, tags, status, total_seats, sale_start, \
              sale_end, base_price, currency, section_prices, reserved, available_seats, \
-             availability_version, version, created_at, updated_at) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-             $20, $21, $22, $23, $24)",
+             availability_version, version, created_at, updated_at, time_zone) VALUES ($1, \
+             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, $25)",
         )
         .bind(event.id.0)
         .bind(event.organizer_id.0)
@@ -194,6 +195,7 @@ impl EventStore for SqlEventStore {
         .bind(event.version)
         .bind(event.created_at)
         .bind(event.updated_at)
+        .bind(&event.time_zone)
         .execute(&mut tx)
         .await?;
         append(&mut tx, created).await?;
@@ -267,7 +269,7 @@ impl EventStore for SqlEventStore {
             "UPDATE events SET name = $3, description = $4, event_date = $5, event_type = $6, \
              tags = $7, status = $8, total_seats = $9, sale_start = $10, sale_end = $11, \
              base_price = $12, currency = $13, section_prices = $14, version = $15, \
-             updated_at = $16, venue_name = $17, available_seats = CASE WHEN \
+             updated_at = $16, venue_name = $17, time_zone = $18, available_seats = CASE WHEN \
              availability_version = 0 THEN $9 ELSE available_seats END \
              WHERE id = $1 AND version = $2",
         )
@@ -288,6 +290,7 @@ impl EventStore for SqlEventStore {
         .bind(event.version)
         .bind(event.updated_at)
         .bind(&event.venue_name)
+        .bind(&event.time_zone)
         .execute(&mut tx)
         .await?;
         if updated == 0 {

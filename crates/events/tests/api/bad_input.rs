@@ -46,6 +46,12 @@ async fn invalid_event_bodies_are_refused_and_nothing_is_written() {
         ("fractional price", json!({"basePrice": 10.5}), 422),
         ("overflowing price", json!({"basePrice": 1e30}), 422),
         ("bad currency", json!({"currency": "dollars"}), 422),
+        (
+            "unknown time zone",
+            json!({"timeZone": "Mars/Olympus"}),
+            422,
+        ),
+        ("offset for a time zone", json!({"timeZone": "+02:00"}), 422),
         ("unknown status", json!({"status": "SOLD_AWAY"}), 422),
         ("sold out at birth", json!({"status": "SOLD_OUT"}), 422),
         ("unknown type", json!({"eventType": "rave"}), 422),

@@ -58,6 +58,7 @@ fn draft(name: &str, days_ahead: i64) -> EventDraft {
         base_price: 4500,
         currency: "EUR".into(),
         section_prices: BTreeMap::new(),
+        time_zone: "Europe/Berlin".into(),
     }
 }
 
@@ -133,6 +134,38 @@ async fn venue_and_event_round_trip_with_their_outbox_rows((store, outbox): Subj
         rows[1].envelope.payload["layout"],
         serde_json::json!({"sections": [{"name": "A", "rows": [{"label": "1", "seats": 3}]}]})
     );
+    assert_eq!(rows[1].envelope.payload["timeZone"], "Europe/Berlin");
+}
+
+async fn time_zone_is_stored_and_changed((store, outbox): Subject) {
+    let e = event("Zoned", 5);
+    store.insert_event(&e, &e.created()).await.unwrap();
+    assert_eq!(
+        store.event(e.id).await.unwrap().unwrap().time_zone,
+        "Europe/Berlin"
+    );
+    let moved = e
+        .revise(
+            &evently_events::domain::EventPatch {
+                time_zone: Some("america/new_york".into()),
+                ..Default::default()
+            },
+            None,
+            NOW + 1,
+        )
+        .unwrap();
+    assert!(moved.details_changed);
+    let moved = moved.event;
+    store
+        .update_event(&moved, e.version, &[moved.updated_in(None)])
+        .await
+        .unwrap();
+
+    let stored = store.event(e.id).await.unwrap().unwrap();
+    assert_eq!(stored.time_zone, "America/New_York", "the database's name");
+    assert_eq!(stored, moved);
+    let rows = outbox.read_after(0, 10).await.unwrap();
+    assert_eq!(rows[1].envelope.payload["timeZone"], "America/New_York");
 }
 
 async fn failed_outbox_write_leaves_neither_row_nor_event((store, outbox): Subject) {
@@ -577,6 +610,7 @@ evently_testkit::conformance_suite!(
     postgres: super::postgres_store,
     tests: [
         venue_and_event_round_trip_with_their_outbox_rows,
+        time_zone_is_stored_and_changed,
         failed_outbox_write_leaves_neither_row_nor_event,
         stale_update_is_a_version_conflict,
         delete_removes_the_row_and_records_it,

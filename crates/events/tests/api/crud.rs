@@ -512,3 +512,50 @@ async fn an_event_stays_at_its_venue_record() {
     assert_eq!(after["venueName"], "Hall");
     assert_eq!(after["version"], 1);
 }
+
+#[tokio::test]
+async fn the_time_zone_defaults_to_utc_and_is_set_changed_and_listed() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    let plain = create(&app, &org.access_token, &event_body("In UTC")).await;
+    let mut body = event_body("In Berlin");
+    body["timeZone"] = json!("europe/berlin");
+    let berlin = create(&app, &org.access_token, &body).await;
+    let path = format!("/api/events/{}", berlin["eventId"].as_str().unwrap());
+
+    assert_eq!(plain["timeZone"], "UTC");
+    assert_eq!(
+        berlin["timeZone"], "Europe/Berlin",
+        "the tz database's name"
+    );
+    let list: Value = get(&app, "/api/events").await.json().await.unwrap();
+    let mut zones: Vec<&str> = list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["timeZone"].as_str().unwrap())
+        .collect();
+    zones.sort_unstable();
+    assert_eq!(zones, ["Europe/Berlin", "UTC"]);
+
+    let moved = put(
+        &app,
+        &path,
+        &org.access_token,
+        &json!({"timeZone": "America/New_York"}),
+    )
+    .await;
+    assert_eq!(moved.status(), 200);
+    let moved: Value = moved.json().await.unwrap();
+    assert_eq!(moved["timeZone"], "America/New_York");
+    assert_eq!(moved["version"], berlin["version"].as_i64().unwrap() + 1);
+
+    for bad in ["Mars/Olympus", "+01:00", ""] {
+        let refused = put(&app, &path, &org.access_token, &json!({"timeZone": bad})).await;
+        let problem = assert_problem(refused, 422).await;
+        assert_eq!(problem["errors"][0]["pointer"], "/timeZone", "{problem}");
+    }
+    let after: Value = get(&app, &path).await.json().await.unwrap();
+    assert_eq!(after, moved, "refused changes change nothing");
+}

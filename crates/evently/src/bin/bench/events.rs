@@ -49,6 +49,7 @@ async fn seed(url: &SecretString, events: u32) -> anyhow::Result<()> {
             base_price: 5000,
             currency: "USD".into(),
             section_prices: Default::default(),
+            time_zone: "UTC".into(),
         };
         let event = Event::create(
             &draft,

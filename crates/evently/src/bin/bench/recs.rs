@@ -244,6 +244,7 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
                 currency: "EUR".into(),
                 section_prices: Default::default(),
                 layout: None,
+                time_zone: None,
             };
             GenEvent {
                 id,

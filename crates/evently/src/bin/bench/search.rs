@@ -596,6 +596,7 @@ fn bench_event(
         base_price: 5000,
         currency: "EUR".into(),
         section_prices: Default::default(),
+        time_zone: "UTC".into(),
     };
     Event::create(
         &draft,
