@@ -4,7 +4,8 @@
 //! a page that load or reload on their own (search-as-you-type, my orders, recommendations),
 //! and one small vanilla JavaScript module (`assets/app.js`) for what needs a script: signing
 //! in and out, the profile, the seat map, the hold's countdown, payment and purchase, the
-//! waitlist, and the live figures of an organizer's sales dashboard. There is no node toolchain in the build: htmx is vendored
+//! waitlist, the live figures of an organizer's sales dashboard, the organizer's venue
+//! (with its layout editor) and event forms, and the preferences. There is no node toolchain in the build: htmx is vendored
 //! (`assets/htmx.min.js`, 2.0.11 from the npm registry, pinned) and every asset is embedded
 //! with `include_bytes!` and served under a content-hashed path ([`assets`]).
 //!
@@ -46,6 +47,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod organizer;
 pub mod pages;
 pub mod qr;
 pub mod seatmap;
@@ -67,8 +69,9 @@ pub struct WebConfig {
 }
 
 /// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`,
-/// `/dashboard/events/{id}`, `/signin` and `/signup`, their fragments under `/_/`, and the
-/// assets under `/assets/`. `api` is the gateway's router (the edge included), which page
+/// `/preferences`, `/dashboard/events/{id}`, the organizer's `/organizer/events` (with
+/// `/new` and `/{id}/edit`) and `/organizer/venues`, `/signin` and `/signup`, their fragments
+/// under `/_/`, and the assets under `/assets/`. `api` is the gateway's router (the edge included), which page
 /// handlers call in process.
 pub fn router(api: Router, config: WebConfig) -> Router {
     let state = pages::WebState::new(api::Api::new(api), config);
@@ -81,7 +84,19 @@ pub fn router(api: Router, config: WebConfig) -> Router {
         .route("/orders", get(pages::orders_page))
         .route("/_/orders", get(pages::orders_fragment))
         .route("/profile", get(pages::profile_page))
+        .route("/preferences", get(pages::preferences_page))
         .route("/dashboard/events/{event_id}", get(pages::dashboard_page))
+        .route(
+            "/_/dashboard/events/{event_id}/chart",
+            get(pages::chart_fragment),
+        )
+        .route("/organizer/events", get(organizer::my_events_page))
+        .route("/organizer/events/new", get(organizer::new_event_page))
+        .route(
+            "/organizer/events/{event_id}/edit",
+            get(organizer::edit_event_page),
+        )
+        .route("/organizer/venues", get(organizer::venues_page))
         .route("/signin", get(pages::signin_page))
         .route("/signup", get(pages::signup_page))
         .route("/assets/{file}", get(assets::serve))
