@@ -1181,6 +1181,94 @@ async function initPreferences(form) {
   });
 }
 
+// ---- the admin's pages --------------------------------------------------------------------
+
+function initAdminUsers(root) {
+  const message = document.getElementById("users-message");
+  root.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const row = button.closest("[data-user]");
+    const error = row.querySelector(".field-error");
+    show(error, "");
+    show(message, "");
+    button.disabled = true;
+    if (button.dataset.action === "set-role") {
+      const role = row.querySelector("select").value;
+      const result = await api("PUT", `/api/users/${row.dataset.user}/role`, { role });
+      button.disabled = false;
+      if (!result.ok) return show(error, human(result));
+      const article = /^[aeiou]/.test(role) ? "an" : "a";
+      show(message, `${row.dataset.email} is now ${article} ${role}. The new role applies from their next sign-in or token refresh.`);
+    } else if (button.dataset.action === "set-active") {
+      const status = row.querySelector("[data-active]");
+      const active = status.dataset.active !== "yes";
+      const result = await api("PUT", `/api/users/${row.dataset.user}/status`, { active });
+      button.disabled = false;
+      if (!result.ok) return show(error, human(result));
+      status.dataset.active = active ? "yes" : "no";
+      status.textContent = active ? "Active" : "Disabled";
+      button.textContent = active ? "Disable" : "Enable";
+      button.className = active ? "danger" : "secondary";
+      button.setAttribute("aria-label", `${active ? "Disable" : "Enable"} ${row.dataset.email}`);
+      show(message, `${row.dataset.email} is ${active ? "enabled" : "disabled: their sessions are ended"}.`);
+    }
+  });
+}
+
+async function initPlatformSettings(form) {
+  const message = document.getElementById("form-message");
+  const found = await api("GET", "/api/settings/platform");
+  if (!found.ok) {
+    show(message, human(found));
+    form.querySelector("button[type=submit]").disabled = true;
+    return;
+  }
+  let etag = found.etag || `"${found.data.version}"`;
+  const doc = found.data.document || {};
+  const numbers = ["holdTtlSeconds", "maxSeatsPerOrder", "maxTicketsPerUser", "waitlistOfferSeconds"];
+  const defaults = ["saleOpensDaysBefore", "saleClosesMinutesBefore"];
+  const field = (name) => form.elements.namedItem(name);
+  const fill = (name, value) => {
+    field(name).value = value === undefined || value === null ? "" : String(value);
+  };
+  for (const name of numbers) fill(name, doc[name]);
+  const sale = doc.saleDefaults || {};
+  fill("saleDefaults.currency", sale.currency);
+  for (const name of defaults) fill(`saleDefaults.${name}`, sale[name]);
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, message);
+    const number = (name) => {
+      const text = field(name).value.trim();
+      return text === "" ? null : Number(text);
+    };
+    // A merge patch: an emptied field is removed and takes its default again.
+    const patch = { saleDefaults: { currency: field("saleDefaults.currency").value.trim().toUpperCase() || null } };
+    for (const name of numbers) patch[name] = number(name);
+    for (const name of defaults) patch.saleDefaults[name] = number(`saleDefaults.${name}`);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const saved = await api("PATCH", "/api/settings/platform", patch, {
+      "Content-Type": "application/merge-patch+json",
+      "If-Match": etag,
+    });
+    button.disabled = false;
+    if (saved.ok) {
+      etag = saved.etag || `"${saved.data.version}"`;
+      return show(message, "The platform settings are saved.");
+    }
+    if (saved.status === 412 || saved.status === 428) {
+      return show(
+        message,
+        "The settings were changed somewhere else meanwhile. Reload the page to see them, then make your changes again.",
+      );
+    }
+    pointerErrors(form, saved, message);
+  });
+}
+
 // ---- orders ------------------------------------------------------------------------------
 
 function initOrders() {
@@ -1223,4 +1311,8 @@ const eventForm = document.getElementById("event-form");
 if (eventForm) initEventForm(eventForm);
 const preferences = document.getElementById("preferences");
 if (preferences) initPreferences(preferences);
+const users = document.querySelector(".users");
+if (users) initAdminUsers(users);
+const platform = document.getElementById("platform-settings");
+if (platform) initPlatformSettings(platform);
 resumeSession();

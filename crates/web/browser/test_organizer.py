@@ -209,10 +209,16 @@ def test_preferences_are_saved_survive_a_reload_and_a_stale_save_asks_to_reload(
     assert w.errors == [], w.errors
 
 
-def test_the_organizers_pages_weigh_under_100_kb_compressed(new_page, admin_token):
+def test_the_organizers_and_admins_pages_weigh_under_100_kb_compressed(new_page, admin_token):
     w = new_page()
     page = w.page
     become_organizer(w, admin_token)
+    admin = new_page()
+    login = admin.page.context.request.post(
+        f"{BASE}/api/auth/login",
+        data={"email": os.environ["EVENTLY_BROWSER_ADMIN_EMAIL"], "password": os.environ["EVENTLY_BROWSER_ADMIN_PASSWORD"]},
+    )
+    assert login.status == 200
     sizes = {}
     weights = {}
 
@@ -225,12 +231,17 @@ def test_the_organizers_pages_weigh_under_100_kb_compressed(new_page, admin_toke
                 pass
 
     page.on("response", record)
+    admin.page.on("response", record)
     for name, path in [
         ("my-events", "/organizer/events"),
         ("venues", "/organizer/venues"),
         ("event-form", "/organizer/events/new"),
         ("preferences", "/preferences"),
+        ("admin-users", "/admin/users"),
+        ("admin-settings", "/admin/settings"),
     ]:
+        if name.startswith("admin"):
+            page = admin.page
         weights.clear()
         page.goto(path)
         page.wait_for_load_state("networkidle")
@@ -241,4 +252,4 @@ def test_the_organizers_pages_weigh_under_100_kb_compressed(new_page, admin_toke
         json.dump(sizes, f, indent=2)
     for name, size in sizes.items():
         assert size["bytes_gzip"] <= 100 * 1024, (name, size)
-    assert w.errors == [], w.errors
+    assert w.errors == [] and admin.errors == [], (w.errors, admin.errors)

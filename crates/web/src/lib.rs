@@ -45,6 +45,7 @@
 //! [`views`] (what the API answers and how a page shows it), [`seatmap`] (the SVG seat map),
 //! [`qr`] (ticket codes).
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod organizer;
@@ -70,7 +71,8 @@ pub struct WebConfig {
 
 /// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`,
 /// `/preferences`, `/dashboard/events/{id}`, the organizer's `/organizer/events` (with
-/// `/new` and `/{id}/edit`) and `/organizer/venues`, `/signin` and `/signup`, their fragments
+/// `/new` and `/{id}/edit`) and `/organizer/venues`, the admin's `/admin/users` and
+/// `/admin/settings`, `/signin` and `/signup`, their fragments
 /// under `/_/`, and the assets under `/assets/`. `api` is the gateway's router (the edge included), which page
 /// handlers call in process.
 pub fn router(api: Router, config: WebConfig) -> Router {
@@ -97,6 +99,8 @@ pub fn router(api: Router, config: WebConfig) -> Router {
             get(organizer::edit_event_page),
         )
         .route("/organizer/venues", get(organizer::venues_page))
+        .route("/admin/users", get(admin::users_page))
+        .route("/admin/settings", get(admin::settings_page))
         .route("/signin", get(pages::signin_page))
         .route("/signup", get(pages::signup_page))
         .route("/assets/{file}", get(assets::serve))

@@ -106,6 +106,18 @@ fn api(name: &'static str) -> Router {
             }),
         )
         .route(
+            "/api/users",
+            get(|uri: axum::http::Uri| async move {
+                let query = uri.query().unwrap_or_default().to_owned();
+                axum::Json(json!({"users": [
+                    {"userId": SOMEONE, "email": "bea@example.com", "name": "Bea <b>Buyer</b>",
+                        "role": "user", "active": true, "createdAt": "2026-12-01T09:00:00Z"},
+                    {"userId": ORGANIZER, "email": "admin@example.com", "name": "The Admin",
+                        "role": "admin", "active": true, "createdAt": "2026-12-01T09:00:00Z"}],
+                    "nextAfter": ORGANIZER, "query": query}))
+            }),
+        )
+        .route(
             "/api/auth/me",
             get(|headers: HeaderMap| async move {
                 let viewer = evently_web::pages::Viewer::of(
@@ -488,4 +500,42 @@ async fn the_preferences_page_is_a_labelled_form() {
             "{label}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_admin_lists_users_with_role_and_status_controls_but_not_for_themself() {
+    let (status, _, body) = get_page(
+        web("Gala"),
+        "/admin/users?q=be&role=user",
+        Some(&session(ORGANIZER, "admin")),
+    )
+    .await;
+    let (buyer, _, _) =
+        get_page(web("Gala"), "/admin/users", Some(&session(SOMEONE, "user"))).await;
+    let (organizer, _, _) = get_page(
+        web("Gala"),
+        "/admin/settings",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("aria-label=\"Role of bea@example.com\""));
+    assert!(body.contains("aria-label=\"Disable bea@example.com\""));
+    assert!(
+        !body.contains("Role of admin@example.com"),
+        "no controls for oneself"
+    );
+    assert!(body.contains("Bea &#60;b&#62;Buyer") || body.contains("Bea &lt;b&gt;Buyer"));
+    assert!(
+        body.contains(&format!(
+            "href=\"/admin/users?q=be&amp;role=user&amp;after={ORGANIZER}\""
+        )) || body.contains(&format!(
+            "href=\"/admin/users?q=be&#38;role=user&#38;after={ORGANIZER}\""
+        )),
+        "{body}"
+    );
+    assert!(body.contains("<option value=\"user\" selected>user</option>"));
+    assert_eq!(buyer, StatusCode::FORBIDDEN);
+    assert_eq!(organizer, StatusCode::FORBIDDEN);
 }
