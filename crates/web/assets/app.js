@@ -1181,6 +1181,78 @@ async function initPreferences(form) {
   });
 }
 
+// ---- import ------------------------------------------------------------------------------
+
+function initImport(form) {
+  const message = document.getElementById("form-message");
+  const report = document.getElementById("import-report");
+  const table = document.getElementById("import-errors");
+  const csv = document.getElementById("import-errors-csv");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    show(message, "");
+    const file = form.elements.namedItem("file").files[0];
+    if (!file) return show(message, "Choose a CSV or XLSX file first.");
+    const dryRun = form.elements.namedItem("dryRun").checked;
+    const mode = form.elements.namedItem("mode").value;
+    const body = new FormData();
+    body.append("file", file);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    let result;
+    try {
+      const res = await fetch(`/api/data/import/events?dryRun=${dryRun}&mode=${mode}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        body,
+      });
+      const text = await res.text();
+      let data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        data = null;
+      }
+      result = { ok: res.ok, status: res.status, data, retryAfter: res.headers.get("Retry-After") };
+    } catch {
+      result = { ok: false, status: 0, data: null, retryAfter: null };
+    } finally {
+      button.disabled = false;
+    }
+    // An atomic import with invalid rows answers 422 with its report.
+    const r = result.data;
+    if (!r || !r.jobId) {
+      report.hidden = true;
+      if (result.status === 413) return show(message, "The file is too large (at most 5 MB).");
+      if (result.status === 401) return show(message, "Please sign in again to import.");
+      return show(message, human(result));
+    }
+    report.hidden = false;
+    const wrote = r.dryRun
+      ? "Nothing was written (check only)."
+      : r.failed && r.mode === "atomic"
+        ? "Nothing was written: fix the failed rows, or import the valid rows only."
+        : `${r.created} created, ${r.updated} updated.`;
+    document.getElementById("import-summary").textContent =
+      `${r.rows} row${r.rows === 1 ? "" : "s"} read, ${r.failed} failed. ${wrote}`;
+    const rows = table.querySelector("tbody");
+    rows.replaceChildren(
+      ...r.errors.map((e) => {
+        const tr = document.createElement("tr");
+        for (const value of [e.row, e.column, e.field, e.value, sentence(e.message)]) {
+          tr.append(element("td", { text: value === null || value === undefined ? "" : String(value) }));
+        }
+        return tr;
+      }),
+    );
+    table.hidden = r.errors.length === 0;
+    csv.hidden = r.errors.length === 0;
+    csv.href = `/api/data/import/jobs/${r.jobId}/errors.csv`;
+    report.querySelector("h3").focus?.();
+  });
+}
+
 // ---- the admin's pages --------------------------------------------------------------------
 
 function initAdminUsers(root) {
@@ -1313,6 +1385,8 @@ const preferences = document.getElementById("preferences");
 if (preferences) initPreferences(preferences);
 const users = document.querySelector(".users");
 if (users) initAdminUsers(users);
+const importForm = document.getElementById("import-form");
+if (importForm) initImport(importForm);
 const platform = document.getElementById("platform-settings");
 if (platform) initPlatformSettings(platform);
 resumeSession();

@@ -237,6 +237,7 @@ def test_the_organizers_and_admins_pages_weigh_under_100_kb_compressed(new_page,
         ("venues", "/organizer/venues"),
         ("event-form", "/organizer/events/new"),
         ("preferences", "/preferences"),
+        ("data", "/organizer/data"),
         ("admin-users", "/admin/users"),
         ("admin-settings", "/admin/settings"),
     ]:
@@ -253,3 +254,44 @@ def test_the_organizers_and_admins_pages_weigh_under_100_kb_compressed(new_page,
     for name, size in sizes.items():
         assert size["bytes_gzip"] <= 100 * 1024, (name, size)
     assert w.errors == [] and admin.errors == [], (w.errors, admin.errors)
+
+
+def test_an_organizer_imports_events_from_a_csv_and_sees_each_failed_row(new_page, admin_token):
+    w = new_page()
+    page = w.page
+    become_organizer(w, admin_token)
+    now = datetime.now(timezone.utc)
+    stamp = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    tag = uuid.uuid4().hex[:6]
+    csv = (
+        "name,date,venue,seats,price,currency,saleStartTime\n"
+        f"Imported Tango {tag},{stamp(now + timedelta(days=20))},Dock {tag},50,3000,EUR,{stamp(now + timedelta(days=1))}\n"
+        f"Broken Row {tag},next tuesday,Dock {tag},50,3000,EUR,{stamp(now + timedelta(days=1))}\n"
+    ).encode()
+
+    page.goto("/organizer/events")
+    page.get_by_role("link", name="Import and export").click()
+    page.get_by_label("File").set_input_files({"name": "events.csv", "mimeType": "text/csv", "buffer": csv})
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#import-summary")).to_have_text("2 rows read, 1 failed. Nothing was written (check only).")
+    failed = page.locator("#import-errors tbody tr")
+    expect(failed).to_have_count(1)
+    expect(failed.first.locator("td").first).to_have_text("3")
+    expect(failed.first).to_contain_text("next tuesday")
+    errors_csv = page.get_by_role("link", name="The errors as CSV")
+    expect(errors_csv).to_be_visible()
+    got = page.context.request.get(BASE + errors_csv.get_attribute("href"))
+    assert got.status == 200 and "next tuesday" in got.text(), got.text()
+    screenshots(page, "import")
+
+    page.get_by_label("Check only: judge every row, write nothing").uncheck()
+    page.get_by_label("Import the valid rows").check()
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#import-summary")).to_have_text("2 rows read, 1 failed. 1 created, 0 updated.")
+
+    page.goto("/organizer/events")
+    expect(page.get_by_role("link", name=f"Imported Tango {tag}", exact=True)).to_be_visible()
+    page.goto("/organizer/data")
+    events = page.context.request.get(BASE + page.get_by_role("link", name="CSV").get_attribute("href"))
+    assert events.status == 200 and f"Imported Tango {tag}" in events.text()
+    assert w.errors == [], w.errors

@@ -71,7 +71,7 @@ pub struct WebConfig {
 
 /// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`,
 /// `/preferences`, `/dashboard/events/{id}`, the organizer's `/organizer/events` (with
-/// `/new` and `/{id}/edit`) and `/organizer/venues`, the admin's `/admin/users` and
+/// `/new` and `/{id}/edit`), `/organizer/venues` and `/organizer/data`, the admin's `/admin/users` and
 /// `/admin/settings`, `/signin` and `/signup`, their fragments
 /// under `/_/`, and the assets under `/assets/`. `api` is the gateway's router (the edge included), which page
 /// handlers call in process.
@@ -99,6 +99,7 @@ pub fn router(api: Router, config: WebConfig) -> Router {
             get(organizer::edit_event_page),
         )
         .route("/organizer/venues", get(organizer::venues_page))
+        .route("/organizer/data", get(organizer::data_page))
         .route("/admin/users", get(admin::users_page))
         .route("/admin/settings", get(admin::settings_page))
         .route("/signin", get(pages::signin_page))

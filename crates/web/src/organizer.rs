@@ -400,3 +400,49 @@ pub async fn edit_event_page(
     };
     html(&state.config, StatusCode::OK, page.render())
 }
+
+// ---- import and export ------------------------------------------------------------------
+
+/// An event offered for an orders export.
+#[derive(Debug, Clone)]
+pub struct ExportOption {
+    /// The event.
+    pub id: Uuid,
+    /// "Gala (Mon 4 Jan 2027, 20:00 UTC)".
+    pub label: String,
+}
+
+/// The import form and the export links.
+#[derive(Template)]
+#[template(path = "data.html")]
+pub struct DataPage {
+    layout: Layout,
+    events: Vec<ExportOption>,
+}
+
+/// `GET /organizer/data`: import events from a CSV or XLSX file; export events and orders.
+pub async fn data_page(State(state): State<WebState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let layout = Layout::of(&parts);
+    let me = match organizer(&state, &parts, &layout).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let events = match all_events(&state, &parts).await {
+        Ok(events) => events,
+        Err(error) => return failure(&state, layout, &error),
+    };
+    let events = events
+        .into_iter()
+        .filter(|e| me.role == "admin" || e.organizer_id == me.user_id)
+        .map(|e| ExportOption {
+            id: e.event_id,
+            label: format!("{} ({})", e.event_name, when(&e.event_date)),
+        })
+        .collect();
+    html(
+        &state.config,
+        StatusCode::OK,
+        DataPage { layout, events }.render(),
+    )
+}

@@ -539,3 +539,22 @@ async fn the_admin_lists_users_with_role_and_status_controls_but_not_for_themsel
     assert_eq!(buyer, StatusCode::FORBIDDEN);
     assert_eq!(organizer, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_import_page_offers_an_upload_and_the_organizers_exports() {
+    let (status, _, body) = get_page(
+        web("Gala"),
+        "/organizer/data",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"import-form\"") && body.contains("type=\"file\""));
+    assert!(body.contains("href=\"/api/data/export/events?format=xlsx\""));
+    assert!(body.contains(&format!("<option value=\"{EVENT}\">Gala (")));
+    assert!(
+        !body.contains(OTHER_EVENT),
+        "only the organizer's own events"
+    );
+}
