@@ -41,9 +41,17 @@
 //! page costs the API calls it makes (one or two), counted per user or per address like any
 //! other call.
 //!
-//! Layout: [`assets`] (embedded files), [`api`] (in-process API calls), [`pages`] (handlers),
-//! [`views`] (what the API answers and how a page shows it), [`seatmap`] (the SVG seat map),
-//! [`qr`] (ticket codes).
+//! # Roles
+//! Which links a page offers (the organizer's pages, the admin's, an event's sales dashboard)
+//! follows the role and user id in the session's access token, read without checking its
+//! signature ([`pages::Viewer`]): a hint for the page, never a permission. The organizer's and
+//! admin's pages ask `GET /api/auth/me` before showing anything, and every API call behind a
+//! link or button is authorized by the gateway from the verified token.
+//!
+//! Layout: [`assets`] (embedded files), [`api`] (in-process API calls), [`pages`] (the buyer's
+//! handlers and the dashboard), [`organizer`] (events, venues, import and export), [`admin`]
+//! (users, platform settings), [`views`] (what the API answers and how a page shows it),
+//! [`seatmap`] (the SVG seat map), [`qr`] (ticket codes).
 
 pub mod admin;
 pub mod api;

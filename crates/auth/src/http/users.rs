@@ -25,9 +25,9 @@ const MAX_QUERY: usize = 100;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
-    /// Only users whose email or name starts with this (case-insensitive), 1 to 100
-    /// characters.
-    #[param(max_length = 100)]
+    /// Only users whose email or name starts with this (case-insensitive), up to 100
+    /// characters, no control characters; blank matches everyone.
+    #[param(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub q: Option<String>,
     /// Only users with this role.
     #[param(value_type = Option<Role>)]
@@ -90,18 +90,18 @@ impl ListUsersQuery {
     /// The filter and page size, or 422 naming every bad parameter.
     fn parse(self) -> Result<(UserFilter, u32), Problem> {
         let mut errors: Vec<(&str, String)> = Vec::new();
-        let prefix = self
-            .q
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty());
-        if let Some(q) = &prefix {
+        if let Some(q) = &self.q {
             if q.chars().count() > MAX_QUERY {
                 errors.push(("q", format!("must be at most {MAX_QUERY} characters")));
             } else if q.chars().any(char::is_control) {
                 errors.push(("q", "must not contain control characters".into()));
             }
         }
-        let role = match self.role.as_deref().filter(|r| !r.is_empty()) {
+        let prefix = self
+            .q
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty());
+        let role = match self.role.as_deref() {
             None => None,
             Some(raw) => raw.parse::<Role>().map_or_else(
                 |e| {
@@ -111,7 +111,7 @@ impl ListUsersQuery {
                 Some,
             ),
         };
-        let after = match self.after.as_deref().filter(|a| !a.is_empty()) {
+        let after = match self.after.as_deref() {
             None => None,
             Some(raw) => uuid::Uuid::parse_str(raw).map_or_else(
                 |_| {

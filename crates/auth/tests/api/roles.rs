@@ -314,13 +314,17 @@ async fn an_admin_lists_users_by_prefix_and_role_a_page_at_a_time() {
     assert_problem(anonymous, 401).await;
     for (query, field) in [
         ("role=root", "role"),
+        ("role=", "role"),
         ("after=nope", "after"),
+        ("after=", "after"),
+        ("q=a%0Ab", "q"),
         ("limit=0", "limit"),
         ("limit=101", "limit"),
     ] {
         let r = app
             .get_auth(&format!("/api/users?{query}"), &admin.access_token)
             .await;
+        assert_eq!(r.status(), 422, "{query}");
         let problem = assert_problem(r, 422).await;
         assert_eq!(problem["errors"][0]["pointer"], field, "{query}: {problem}");
     }
