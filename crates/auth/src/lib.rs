@@ -44,7 +44,7 @@ pub use store::AuthStore;
         http::auth::register, http::auth::signup, http::auth::login, http::auth::refresh,
         http::auth::logout, http::auth::me,
         http::users::get_profile, http::users::update_profile, http::users::set_role,
-        http::auth::change_password, http::users::set_status,
+        http::auth::change_password, http::users::set_status, http::users::list_users,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::domain::{Email, Name, NewUser, Password, ProfileUpdate, ThrottlePolicy, User};
 use crate::error::AuthError;
 use crate::hashing::PasswordHasher;
-use crate::store::{AuthStore, NewRefreshToken, Rotation};
+use crate::store::{AuthStore, NewRefreshToken, Rotation, UserFilter};
 
 /// A signed-in session: an access token and a refresh token.
 #[derive(Debug, Clone)]
@@ -338,6 +338,22 @@ impl AuthService {
             "password changed; every other session ends"
         );
         self.start_session(credentials.user).await
+    }
+
+    /// Up to `limit` users matching `filter`, by id; only admins may list users.
+    ///
+    /// # Errors
+    /// [`AuthError::Forbidden`].
+    pub async fn list_users(
+        &self,
+        actor_role: Role,
+        filter: &UserFilter,
+        limit: u32,
+    ) -> Result<Vec<User>, AuthError> {
+        if actor_role != Role::Admin {
+            return Err(AuthError::Forbidden("only an admin can list users".into()));
+        }
+        Ok(self.store.list_users(filter, limit).await?)
     }
 
     /// Enables or disables `target`'s account; only admins, and never their own. Disabling

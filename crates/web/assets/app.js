@@ -15,7 +15,7 @@ async function send(method, path, body, headers) {
     headers: { Accept: "application/json", ...(headers || {}) },
   };
   if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
+    if (!init.headers["Content-Type"]) init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   return fetch(path, init);
@@ -44,7 +44,13 @@ export async function api(method, path, body, headers) {
       data = null;
     }
   }
-  return { ok: res.ok, status: res.status, data, retryAfter: res.headers.get("Retry-After") };
+  return {
+    ok: res.ok,
+    status: res.status,
+    data,
+    retryAfter: res.headers.get("Retry-After"),
+    etag: res.headers.get("ETag"),
+  };
 }
 
 function slug(result) {
@@ -649,6 +655,8 @@ async function initProfile(form) {
 
 // ---- the organizer's dashboard -----------------------------------------------------------
 
+const CHART_EVERY = 3000;
+
 function initDashboard(root) {
   const eventId = root.dataset.event;
   const status = document.getElementById("live-state");
@@ -657,6 +665,19 @@ function initDashboard(root) {
     const cell = root.querySelector(`[data-figure=${name}]`);
     if (cell) cell.textContent = String(value);
   };
+  // The server draws the chart; htmx fetches it again after new figures, at most once every
+  // CHART_EVERY ms, and once more after the last of a burst.
+  const chart = document.getElementById("chart");
+  let chartAt = 0;
+  let chartTimer = null;
+  function redrawChart() {
+    if (!chart || chartTimer) return;
+    chartTimer = setTimeout(() => {
+      chartTimer = null;
+      chartAt = Date.now();
+      chart.dispatchEvent(new CustomEvent("chart-stale"));
+    }, Math.max(0, chartAt + CHART_EVERY - Date.now()));
+  }
   const stream = new EventSource(`/api/analytics/live/stream?eventIds=${encodeURIComponent(eventId)}`);
   stream.addEventListener("figures", (event) => {
     let f;
@@ -671,11 +692,653 @@ function initDashboard(root) {
     const conversion = f.holds && f.holds.conversion;
     set("conversion", conversion === null || conversion === undefined ? "–" : `${Math.round(conversion * 100)} %`);
     status.textContent = `Figures update live (last at ${new Date().toLocaleTimeString()}).`;
+    redrawChart();
   });
   stream.addEventListener("error", () => {
     status.textContent = "Reconnecting to the live figures…";
   });
   window.addEventListener("pagehide", () => stream.close());
+}
+
+// ---- forms whose fields are named by JSON pointers ------------------------------------------
+
+// Each input carries data-pointer="/eventName" and its message slot data-error-for="/eventName";
+// a 422's errors[] land next to their fields (an error about /layout/sections/0/rows/2/label
+// in the nearest slot up the pointer), anything else in the form's message.
+
+function clearErrors(form, message) {
+  show(message, "");
+  for (const slot of form.querySelectorAll("[data-error-for]")) show(slot, "");
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+}
+
+function pointerErrors(form, result, message) {
+  const errors = (result.data && result.data.errors) || [];
+  let first = null;
+  const unplaced = [];
+  for (const error of errors) {
+    let pointer = String(error.pointer || "");
+    let slot = null;
+    while (pointer && !(slot = form.querySelector(`[data-error-for="${CSS.escape(pointer)}"]`))) {
+      pointer = pointer.replace(/\/[^/]*$/, "");
+    }
+    if (!slot) {
+      unplaced.push(sentence(`${error.pointer} ${error.detail}`));
+      continue;
+    }
+    const words = sentence(error.detail);
+    show(slot, slot.hidden || !slot.textContent ? words : `${slot.textContent} ${words}`);
+    const input = form.querySelector(`[data-pointer="${CSS.escape(String(error.pointer))}"]`);
+    if (input) input.setAttribute("aria-invalid", "true");
+    if (!first) first = input || slot;
+  }
+  if (first && first.focus) first.focus();
+  if (!errors.length) show(message, human(result));
+  else if (unplaced.length) show(message, unplaced.join(" "));
+}
+
+function fieldSlot(form, pointer, text) {
+  const slot = form.querySelector(`[data-error-for="${CSS.escape(pointer)}"]`);
+  const input = form.querySelector(`[data-pointer="${CSS.escape(pointer)}"]`);
+  show(slot, text);
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+// A datetime-local value, read as UTC, in RFC 3339 ("" stays "").
+function utc(value) {
+  if (!value) return "";
+  return value.length === 16 ? `${value}:00Z` : `${value}Z`;
+}
+
+// A price typed in units ("12.5") in minor units, or null when it is not a number.
+function cents(value) {
+  const text = String(value).trim().replace(",", ".");
+  if (!/^\d+(\.\d{1,2})?$/.test(text)) return null;
+  return Math.round(Number(text) * 100);
+}
+
+function list(value) {
+  return [...new Set(String(value).split(",").map((t) => t.trim()).filter(Boolean))];
+}
+
+// ---- the organizer's events --------------------------------------------------------------
+
+function initMyEvents(root) {
+  const message = document.getElementById("org-message");
+  root.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const card = button.closest("[data-event]");
+    const confirm = card.querySelector(".confirm");
+    const error = card.querySelector(".field-error");
+    show(error, "");
+    const action = button.dataset.action;
+    if (action === "ask-cancel") {
+      confirm.hidden = false;
+      confirm.querySelector("[data-action=keep-event]").focus();
+      return;
+    }
+    if (action === "keep-event") {
+      confirm.hidden = true;
+      card.querySelector("[data-action=ask-cancel]").focus();
+      return;
+    }
+    const status = { "open-sale": "ON_SALE", "cancel-event": "CANCELLED" }[action];
+    if (!status) return;
+    button.disabled = true;
+    const result = await api("PUT", `/api/events/${card.dataset.event}/status`, { status });
+    button.disabled = false;
+    if (!result.ok) return show(error, human(result));
+    sessionStorage.setItem(
+      "evently.org-message",
+      status === "ON_SALE" ? `“${card.dataset.name}” is on sale.` : `“${card.dataset.name}” is cancelled.`,
+    );
+    location.reload();
+  });
+  const done = sessionStorage.getItem("evently.org-message");
+  if (done) {
+    sessionStorage.removeItem("evently.org-message");
+    show(message, done);
+  }
+}
+
+// ---- venues and their layout editor -------------------------------------------------------
+
+function element(tag, attributes, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (name === "text") el.textContent = value;
+    else el.setAttribute(name, value);
+  }
+  el.append(...children);
+  return el;
+}
+
+function errorSlot(pointer) {
+  const slot = element("p", { class: "field-error", "data-error-for": pointer });
+  slot.hidden = true;
+  return slot;
+}
+
+function initVenueForm(form) {
+  const message = document.getElementById("form-message");
+  const sections = document.getElementById("sections");
+  const editor = document.getElementById("layout-editor");
+  const capacity = document.getElementById("capacity-field");
+  const total = document.getElementById("layout-total");
+
+  function read() {
+    return [...sections.children].map((li) => ({
+      name: li.querySelector("[data-role=name]").value,
+      rows: [...li.querySelectorAll("[data-role=seats]")].map((input) => input.value),
+    }));
+  }
+
+  function count() {
+    const seats = read().flatMap((s) => s.rows).reduce((n, v) => n + (Number(v) > 0 ? Number(v) : 0), 0);
+    total.textContent = `${seats} seat${seats === 1 ? "" : "s"} in all.`;
+  }
+
+  function render(state, focus) {
+    sections.replaceChildren();
+    state.forEach((section, i) => {
+      const at = `/layout/sections/${i}`;
+      const nameId = `section-${i}-name`;
+      const rows = element("ol", { class: "rows" });
+      section.rows.forEach((seats, j) => {
+        const id = `section-${i}-row-${j}`;
+        const input = element("input", {
+          id,
+          type: "number",
+          min: "1",
+          max: "1000",
+          inputmode: "numeric",
+          "data-role": "seats",
+          "data-pointer": `${at}/rows/${j}/seats`,
+        });
+        input.value = seats;
+        rows.append(
+          element(
+            "li",
+            { class: "row-editor" },
+            element("label", { for: id, text: `Row ${j + 1} seats` }),
+            input,
+            element("button", {
+              type: "button",
+              class: "link",
+              "data-action": "remove-row",
+              "data-section": String(i),
+              "data-row": String(j),
+              "aria-label": `Remove row ${j + 1} of section ${i + 1}`,
+              text: "Remove",
+            }),
+            errorSlot(`${at}/rows/${j}`),
+          ),
+        );
+      });
+      const name = element("input", { id: nameId, "data-role": "name", "data-pointer": `${at}/name`, maxlength: "20" });
+      name.value = section.name;
+      sections.append(
+        element(
+          "li",
+          { class: "section-editor card" },
+          element(
+            "div",
+            { class: "field" },
+            element("label", { for: nameId, text: `Section ${i + 1} name` }),
+            name,
+            errorSlot(`${at}/name`),
+          ),
+          rows,
+          errorSlot(`${at}/rows`),
+          errorSlot(at),
+          element(
+            "p",
+            { class: "actions" },
+            element("button", {
+              type: "button",
+              class: "secondary",
+              "data-action": "add-row",
+              "data-section": String(i),
+              "aria-label": `Add a row to section ${i + 1}`,
+              text: "Add a row",
+            }),
+            element("button", {
+              type: "button",
+              class: "danger",
+              "data-action": "remove-section",
+              "data-section": String(i),
+              "aria-label": `Remove section ${i + 1}`,
+              text: "Remove section",
+            }),
+          ),
+        ),
+      );
+    });
+    count();
+    if (focus) document.getElementById(focus)?.focus();
+  }
+
+  editor.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const state = read();
+    const i = Number(button.dataset.section);
+    switch (button.dataset.action) {
+      case "add-section": {
+        const name = String.fromCharCode(65 + (state.length % 26));
+        state.push({ name, rows: ["10"] });
+        return render(state, `section-${state.length - 1}-name`);
+      }
+      case "remove-section":
+        state.splice(i, 1);
+        return render(state, null);
+      case "add-row": {
+        const rows = state[i].rows;
+        rows.push(rows.length ? rows[rows.length - 1] : "10");
+        return render(state, `section-${i}-row-${rows.length - 1}`);
+      }
+      case "remove-row":
+        state[i].rows.splice(Number(button.dataset.row), 1);
+        return render(state, null);
+      default:
+    }
+  });
+  sections.addEventListener("input", count);
+
+  function seating() {
+    const general = form.elements.namedItem("seating").value === "general";
+    editor.hidden = general;
+    capacity.hidden = !general;
+    return general;
+  }
+  for (const radio of form.querySelectorAll("input[name=seating]")) radio.addEventListener("change", seating);
+
+  render([{ name: "A", rows: ["10", "10"] }], null);
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, message);
+    const value = (name) => form.elements.namedItem(name).value.trim();
+    const body = { name: value("name"), address: value("address"), city: value("city") };
+    if (seating()) {
+      body.capacity = Number(value("capacity")) || 0;
+    } else {
+      body.layout = {
+        sections: read().map((s) => ({
+          name: s.name.trim(),
+          rows: s.rows.map((seats, j) => ({ label: String(j + 1), seats: Number(seats) || 0 })),
+        })),
+      };
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const made = await api("POST", "/api/venues", body);
+    button.disabled = false;
+    if (!made.ok) return pointerErrors(form, made, message);
+    sessionStorage.setItem("evently.venue-made", JSON.stringify({ id: made.data.venueId, name: made.data.name }));
+    location.reload();
+  });
+
+  const made = sessionStorage.getItem("evently.venue-made");
+  if (made) {
+    sessionStorage.removeItem("evently.venue-made");
+    const venue = JSON.parse(made);
+    const notice = element("p", { class: "notice", role: "status" }, `Venue “${venue.name}” is created. `);
+    notice.append(element("a", { href: `/organizer/events/new?venue=${venue.id}`, text: "Create an event there" }));
+    form.before(notice);
+  }
+}
+
+// ---- the event form ----------------------------------------------------------------------
+
+function initEventForm(form) {
+  const message = document.getElementById("form-message");
+  const eventId = form.dataset.event;
+  const venue = form.elements.namedItem("venueId");
+  const priceFields = document.getElementById("section-price-fields");
+  const prices = new Map(
+    (form.dataset.sectionPrices || "")
+      .split("|")
+      .filter(Boolean)
+      .map((pair) => pair.split("=")),
+  );
+
+  function sectionsChanged() {
+    for (const input of priceFields.querySelectorAll("input")) prices.set(input.dataset.section, input.value);
+    const option = venue.selectedOptions[0];
+    const names = option ? (option.dataset.sections || "").split("|").filter(Boolean) : [];
+    document.getElementById("no-venue").hidden = Boolean(venue.value);
+    document.getElementById("section-prices").hidden = names.length === 0;
+    priceFields.replaceChildren(
+      ...names.map((name, i) => {
+        const id = `section-price-${i}`;
+        const pointer = `/sectionPrices/${name}`;
+        const input = element("input", {
+          id,
+          type: "number",
+          min: "0",
+          step: "0.01",
+          inputmode: "decimal",
+          "data-section": name,
+          "data-pointer": pointer,
+        });
+        input.value = prices.get(name) || "";
+        return element(
+          "div",
+          { class: "field" },
+          element("label", { for: id, text: `Section ${name}` }),
+          input,
+          errorSlot(pointer),
+        );
+      }),
+    );
+  }
+  venue.addEventListener("change", sectionsChanged);
+  sectionsChanged();
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, message);
+    const field = (name) => form.elements.namedItem(name);
+    const value = (name) => field(name).value.trim();
+    const basePrice = cents(value("basePrice"));
+    if (basePrice === null) return fieldSlot(form, "/basePrice", "Enter a price like 40 or 12.50 (0 for free).");
+    const sectionPrices = {};
+    for (const input of priceFields.querySelectorAll("input")) {
+      if (!input.value.trim()) continue;
+      const price = cents(input.value);
+      if (price === null) return fieldSlot(form, input.dataset.pointer, "Enter a price like 40 or 12.50.");
+      sectionPrices[input.dataset.section] = price;
+    }
+    const editing = Boolean(eventId);
+    // On an edit, an emptied optional field is cleared (null); a new event just leaves it out.
+    const optional = (text) => (text ? text : editing ? null : undefined);
+    const body = {
+      eventName: value("eventName"),
+      description: optional(value("description")),
+      eventDate: utc(value("eventDate")),
+      eventType: optional(value("eventType")),
+      tags: list(value("tags")),
+      saleStartTime: utc(value("saleStartTime")),
+      saleEndTime: optional(utc(value("saleEndTime"))),
+      basePrice,
+      currency: value("currency").toUpperCase(),
+    };
+    if (!document.getElementById("section-prices").hidden) body.sectionPrices = sectionPrices;
+    const general = !venue.value;
+    if (!editing) {
+      if (general) {
+        body.venueName = value("venueName");
+        body.totalSeats = Number(value("totalSeats")) || 0;
+      } else {
+        body.venueId = venue.value;
+      }
+    } else if (general) {
+      // A general-admission event keeps its venue name and places unless they were changed.
+      if (field("venueName").value !== field("venueName").defaultValue) body.venueName = value("venueName");
+      if (field("totalSeats").value !== field("totalSeats").defaultValue) {
+        body.totalSeats = Number(value("totalSeats")) || 0;
+      }
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const saved = editing
+      ? await api("PUT", `/api/events/${eventId}`, body)
+      : await api("POST", "/api/events", body);
+    button.disabled = false;
+    if (!saved.ok) return pointerErrors(form, saved, message);
+    sessionStorage.setItem(
+      "evently.org-message",
+      editing ? `“${saved.data.eventName}” is saved.` : `“${saved.data.eventName}” is created. Put it on sale when you are ready.`,
+    );
+    location.assign(`/organizer/events#event-${saved.data.eventId}`);
+  });
+}
+
+// ---- preferences -------------------------------------------------------------------------
+
+function schemaDefault(schema, path) {
+  let node = schema;
+  for (const key of path) node = node && node.properties && node.properties[key];
+  return node ? node.default : undefined;
+}
+
+async function initPreferences(form) {
+  const message = document.getElementById("form-message");
+  const [found, schema] = await Promise.all([
+    api("GET", "/api/settings/me"),
+    api("GET", "/api/settings/schema/preferences"),
+  ]);
+  if (!found.ok) {
+    show(message, found.status === 401 ? "Please sign in to see your preferences." : human(found));
+    form.querySelector("button[type=submit]").disabled = true;
+    return;
+  }
+  let etag = found.etag || `"${found.data.version}"`;
+  const doc = found.data.document || {};
+  const rules = (schema.ok && schema.data && (schema.data.schema || schema.data)) || {};
+  const pick = (path) => {
+    let node = doc;
+    for (const key of path) node = node && node[key];
+    return node === undefined || node === null ? schemaDefault(rules, path) : node;
+  };
+  const field = (name) => form.elements.namedItem(name);
+  field("locale").value = pick(["locale"]) || "";
+  field("timeZone").value = pick(["timeZone"]) || "";
+  field("currencyDisplay").value = doc.currencyDisplay || "";
+  for (const key of ["email", "push", "marketing"]) field(`notifications.${key}`).checked = Boolean(pick(["notifications", key]));
+  const reminder = pick(["notifications", "reminderHoursBefore"]);
+  field("notifications.reminderHoursBefore").value = reminder === undefined ? "" : String(reminder);
+  field("notifications.digestAddress").value = pick(["notifications", "digestAddress"]) || "";
+  field("favouriteCities").value = (doc.favouriteCities || []).join(", ");
+  const types = new Set(doc.favouriteEventTypes || []);
+  for (const box of form.querySelectorAll("input[name=favouriteEventTypes]")) box.checked = types.has(box.value);
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, message);
+    const text = (name) => field(name).value.trim() || null;
+    const reminderText = field("notifications.reminderHoursBefore").value.trim();
+    const cities = list(field("favouriteCities").value);
+    const favourite = [...form.querySelectorAll("input[name=favouriteEventTypes]:checked")].map((b) => b.value);
+    // A merge patch: every field is sent; an emptied one is removed (it takes its default).
+    const patch = {
+      locale: text("locale"),
+      timeZone: text("timeZone"),
+      currencyDisplay: text("currencyDisplay"),
+      notifications: {
+        email: field("notifications.email").checked,
+        push: field("notifications.push").checked,
+        marketing: field("notifications.marketing").checked,
+        reminderHoursBefore: reminderText === "" ? null : Number(reminderText),
+        digestAddress: text("notifications.digestAddress"),
+      },
+      favouriteCities: cities.length ? cities : null,
+      favouriteEventTypes: favourite.length ? favourite : null,
+    };
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const saved = await api("PATCH", "/api/settings/me", patch, {
+      "Content-Type": "application/merge-patch+json",
+      "If-Match": etag,
+    });
+    button.disabled = false;
+    if (saved.ok) {
+      etag = saved.etag || `"${saved.data.version}"`;
+      return show(message, "Your preferences are saved.");
+    }
+    if (saved.status === 412 || saved.status === 428) {
+      return show(
+        message,
+        "Your preferences were changed somewhere else (another tab or device). Reload the page to see them, then make your changes again.",
+      );
+    }
+    pointerErrors(form, saved, message);
+  });
+}
+
+// ---- import ------------------------------------------------------------------------------
+
+function initImport(form) {
+  const message = document.getElementById("form-message");
+  const report = document.getElementById("import-report");
+  const table = document.getElementById("import-errors");
+  const csv = document.getElementById("import-errors-csv");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    show(message, "");
+    const file = form.elements.namedItem("file").files[0];
+    if (!file) return show(message, "Choose a CSV or XLSX file first.");
+    const dryRun = form.elements.namedItem("dryRun").checked;
+    const mode = form.elements.namedItem("mode").value;
+    const body = new FormData();
+    body.append("file", file);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    let result;
+    try {
+      const res = await fetch(`/api/data/import/events?dryRun=${dryRun}&mode=${mode}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        body,
+      });
+      const text = await res.text();
+      let data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        data = null;
+      }
+      result = { ok: res.ok, status: res.status, data, retryAfter: res.headers.get("Retry-After") };
+    } catch {
+      result = { ok: false, status: 0, data: null, retryAfter: null };
+    } finally {
+      button.disabled = false;
+    }
+    // An atomic import with invalid rows answers 422 with its report.
+    const r = result.data;
+    if (!r || !r.jobId) {
+      report.hidden = true;
+      if (result.status === 413) return show(message, "The file is too large (at most 5 MB).");
+      if (result.status === 401) return show(message, "Please sign in again to import.");
+      return show(message, human(result));
+    }
+    report.hidden = false;
+    const wrote = r.dryRun
+      ? "Nothing was written (check only)."
+      : r.failed && r.mode === "atomic"
+        ? "Nothing was written: fix the failed rows, or import the valid rows only."
+        : `${r.created} created, ${r.updated} updated.`;
+    document.getElementById("import-summary").textContent =
+      `${r.rows} row${r.rows === 1 ? "" : "s"} read, ${r.failed} failed. ${wrote}`;
+    const rows = table.querySelector("tbody");
+    rows.replaceChildren(
+      ...r.errors.map((e) => {
+        const tr = document.createElement("tr");
+        for (const value of [e.row, e.column, e.field, e.value, sentence(e.message)]) {
+          tr.append(element("td", { text: value === null || value === undefined ? "" : String(value) }));
+        }
+        return tr;
+      }),
+    );
+    table.hidden = r.errors.length === 0;
+    csv.hidden = r.errors.length === 0;
+    csv.href = `/api/data/import/jobs/${r.jobId}/errors.csv`;
+    report.querySelector("h3").focus?.();
+  });
+}
+
+// ---- the admin's pages --------------------------------------------------------------------
+
+function initAdminUsers(root) {
+  const message = document.getElementById("users-message");
+  root.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const row = button.closest("[data-user]");
+    const error = row.querySelector(".field-error");
+    show(error, "");
+    show(message, "");
+    button.disabled = true;
+    if (button.dataset.action === "set-role") {
+      const role = row.querySelector("select").value;
+      const result = await api("PUT", `/api/users/${row.dataset.user}/role`, { role });
+      button.disabled = false;
+      if (!result.ok) return show(error, human(result));
+      const article = /^[aeiou]/.test(role) ? "an" : "a";
+      show(message, `${row.dataset.email} is now ${article} ${role}. The new role applies from their next sign-in or token refresh.`);
+    } else if (button.dataset.action === "set-active") {
+      const status = row.querySelector("[data-active]");
+      const active = status.dataset.active !== "yes";
+      const result = await api("PUT", `/api/users/${row.dataset.user}/status`, { active });
+      button.disabled = false;
+      if (!result.ok) return show(error, human(result));
+      status.dataset.active = active ? "yes" : "no";
+      status.textContent = active ? "Active" : "Disabled";
+      button.textContent = active ? "Disable" : "Enable";
+      button.className = active ? "danger" : "secondary";
+      button.setAttribute("aria-label", `${active ? "Disable" : "Enable"} ${row.dataset.email}`);
+      show(message, `${row.dataset.email} is ${active ? "enabled" : "disabled: their sessions are ended"}.`);
+    }
+  });
+}
+
+async function initPlatformSettings(form) {
+  const message = document.getElementById("form-message");
+  const found = await api("GET", "/api/settings/platform");
+  if (!found.ok) {
+    show(message, human(found));
+    form.querySelector("button[type=submit]").disabled = true;
+    return;
+  }
+  let etag = found.etag || `"${found.data.version}"`;
+  const doc = found.data.document || {};
+  const numbers = ["holdTtlSeconds", "maxSeatsPerOrder", "maxTicketsPerUser", "waitlistOfferSeconds"];
+  const defaults = ["saleOpensDaysBefore", "saleClosesMinutesBefore"];
+  const field = (name) => form.elements.namedItem(name);
+  const fill = (name, value) => {
+    field(name).value = value === undefined || value === null ? "" : String(value);
+  };
+  for (const name of numbers) fill(name, doc[name]);
+  const sale = doc.saleDefaults || {};
+  fill("saleDefaults.currency", sale.currency);
+  for (const name of defaults) fill(`saleDefaults.${name}`, sale[name]);
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, message);
+    const number = (name) => {
+      const text = field(name).value.trim();
+      return text === "" ? null : Number(text);
+    };
+    // A merge patch: an emptied field is removed and takes its default again.
+    const patch = { saleDefaults: { currency: field("saleDefaults.currency").value.trim().toUpperCase() || null } };
+    for (const name of numbers) patch[name] = number(name);
+    for (const name of defaults) patch.saleDefaults[name] = number(`saleDefaults.${name}`);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const saved = await api("PATCH", "/api/settings/platform", patch, {
+      "Content-Type": "application/merge-patch+json",
+      "If-Match": etag,
+    });
+    button.disabled = false;
+    if (saved.ok) {
+      etag = saved.etag || `"${saved.data.version}"`;
+      return show(message, "The platform settings are saved.");
+    }
+    if (saved.status === 412 || saved.status === 428) {
+      return show(
+        message,
+        "The settings were changed somewhere else meanwhile. Reload the page to see them, then make your changes again.",
+      );
+    }
+    pointerErrors(form, saved, message);
+  });
 }
 
 // ---- orders ------------------------------------------------------------------------------
@@ -711,4 +1374,19 @@ const dashboard = document.getElementById("dashboard");
 if (dashboard) initDashboard(dashboard);
 const profile = document.getElementById("profile");
 if (profile) initProfile(profile);
+const myEvents = document.querySelector(".org-events");
+if (myEvents) initMyEvents(myEvents);
+else if (document.getElementById("org-message")) initMyEvents(document.createElement("div"));
+const venueForm = document.getElementById("venue-form");
+if (venueForm) initVenueForm(venueForm);
+const eventForm = document.getElementById("event-form");
+if (eventForm) initEventForm(eventForm);
+const preferences = document.getElementById("preferences");
+if (preferences) initPreferences(preferences);
+const users = document.querySelector(".users");
+if (users) initAdminUsers(users);
+const importForm = document.getElementById("import-form");
+if (importForm) initImport(importForm);
+const platform = document.getElementById("platform-settings");
+if (platform) initPlatformSettings(platform);
 resumeSession();

@@ -4,7 +4,8 @@
 //! a page that load or reload on their own (search-as-you-type, my orders, recommendations),
 //! and one small vanilla JavaScript module (`assets/app.js`) for what needs a script: signing
 //! in and out, the profile, the seat map, the hold's countdown, payment and purchase, the
-//! waitlist, and the live figures of an organizer's sales dashboard. There is no node toolchain in the build: htmx is vendored
+//! waitlist, the live figures of an organizer's sales dashboard, the organizer's venue
+//! (with its layout editor) and event forms, and the preferences. There is no node toolchain in the build: htmx is vendored
 //! (`assets/htmx.min.js`, 2.0.11 from the npm registry, pinned) and every asset is embedded
 //! with `include_bytes!` and served under a content-hashed path ([`assets`]).
 //!
@@ -40,12 +41,22 @@
 //! page costs the API calls it makes (one or two), counted per user or per address like any
 //! other call.
 //!
-//! Layout: [`assets`] (embedded files), [`api`] (in-process API calls), [`pages`] (handlers),
-//! [`views`] (what the API answers and how a page shows it), [`seatmap`] (the SVG seat map),
-//! [`qr`] (ticket codes).
+//! # Roles
+//! Which links a page offers (the organizer's pages, the admin's, an event's sales dashboard)
+//! follows the role and user id in the session's access token, read without checking its
+//! signature ([`pages::Viewer`]): a hint for the page, never a permission. The organizer's and
+//! admin's pages ask `GET /api/auth/me` before showing anything, and every API call behind a
+//! link or button is authorized by the gateway from the verified token.
+//!
+//! Layout: [`assets`] (embedded files), [`api`] (in-process API calls), [`pages`] (the buyer's
+//! handlers and the dashboard), [`organizer`] (events, venues, import and export), [`admin`]
+//! (users, platform settings), [`views`] (what the API answers and how a page shows it),
+//! [`seatmap`] (the SVG seat map), [`qr`] (ticket codes).
 
+pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod organizer;
 pub mod pages;
 pub mod qr;
 pub mod seatmap;
@@ -67,8 +78,10 @@ pub struct WebConfig {
 }
 
 /// The web client's routes: pages at `/`, `/events/{id}`, `/orders`, `/profile`,
-/// `/dashboard/events/{id}`, `/signin` and `/signup`, their fragments under `/_/`, and the
-/// assets under `/assets/`. `api` is the gateway's router (the edge included), which page
+/// `/preferences`, `/dashboard/events/{id}`, the organizer's `/organizer/events` (with
+/// `/new` and `/{id}/edit`), `/organizer/venues` and `/organizer/data`, the admin's `/admin/users` and
+/// `/admin/settings`, `/signin` and `/signup`, their fragments
+/// under `/_/`, and the assets under `/assets/`. `api` is the gateway's router (the edge included), which page
 /// handlers call in process.
 pub fn router(api: Router, config: WebConfig) -> Router {
     let state = pages::WebState::new(api::Api::new(api), config);
@@ -81,7 +94,22 @@ pub fn router(api: Router, config: WebConfig) -> Router {
         .route("/orders", get(pages::orders_page))
         .route("/_/orders", get(pages::orders_fragment))
         .route("/profile", get(pages::profile_page))
+        .route("/preferences", get(pages::preferences_page))
         .route("/dashboard/events/{event_id}", get(pages::dashboard_page))
+        .route(
+            "/_/dashboard/events/{event_id}/chart",
+            get(pages::chart_fragment),
+        )
+        .route("/organizer/events", get(organizer::my_events_page))
+        .route("/organizer/events/new", get(organizer::new_event_page))
+        .route(
+            "/organizer/events/{event_id}/edit",
+            get(organizer::edit_event_page),
+        )
+        .route("/organizer/venues", get(organizer::venues_page))
+        .route("/organizer/data", get(organizer::data_page))
+        .route("/admin/users", get(admin::users_page))
+        .route("/admin/settings", get(admin::settings_page))
         .route("/signin", get(pages::signin_page))
         .route("/signup", get(pages::signup_page))
         .route("/assets/{file}", get(assets::serve))

@@ -35,8 +35,8 @@ type KnownName = (Instant, String, String);
 /// The state of the web client's handlers.
 #[derive(Clone, Debug)]
 pub struct WebState {
-    api: Api,
-    config: WebConfig,
+    pub(crate) api: Api,
+    pub(crate) config: WebConfig,
     names: Arc<Mutex<HashMap<Uuid, KnownName>>>,
 }
 
@@ -63,23 +63,85 @@ pub struct Layout {
     pub htmx: &'static str,
     /// The client module's path.
     pub app: &'static str,
+    /// Who the session cookie says the caller is ([`Viewer::of`]: which links to offer).
+    pub viewer: Option<Viewer>,
 }
 
 impl Layout {
-    fn of(parts: &Parts) -> Self {
+    pub(crate) fn of(parts: &Parts) -> Self {
+        let token = cookie(&parts.headers, ACCESS_COOKIE);
         Self {
-            signed_in: cookie(&parts.headers, ACCESS_COOKIE).is_some(),
+            signed_in: token.is_some(),
             css: ASSETS.css.as_str(),
             htmx: ASSETS.htmx.as_str(),
             app: ASSETS.app.as_str(),
+            viewer: token.and_then(Viewer::of),
         }
+    }
+
+    /// Whether to offer the organizer's pages.
+    pub fn organizer(&self) -> bool {
+        self.viewer.as_ref().is_some_and(Viewer::organizer)
+    }
+
+    /// Whether to offer the admin's pages.
+    pub fn admin(&self) -> bool {
+        self.viewer.as_ref().is_some_and(|v| v.role == "admin")
+    }
+}
+
+/// The user and role an access token names, read without checking its signature.
+///
+/// Only for choosing which links a page offers (the organizer's pages, an event's sales
+/// dashboard): every page and every API call behind those links is authorized by the gateway
+/// from the verified token, so a forged cookie shows a link that leads to a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    /// The user.
+    pub user_id: Uuid,
+    /// `user | organizer | admin`.
+    pub role: String,
+}
+
+impl Viewer {
+    /// The claims of the JWT `token`, if it reads as one.
+    pub fn of(token: &str) -> Option<Self> {
+        use base64::Engine;
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            sub: Uuid,
+            role: String,
+        }
+        let payload = token.split('.').nth(1)?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let claims: Claims = serde_json::from_slice(&json).ok()?;
+        Some(Self {
+            user_id: claims.sub,
+            role: claims.role,
+        })
+    }
+
+    /// An organizer or an admin.
+    pub fn organizer(&self) -> bool {
+        matches!(self.role.as_str(), "organizer" | "admin")
+    }
+
+    /// Whether this viewer may see `organizer_id`'s event's sales.
+    pub fn runs(&self, organizer_id: Option<Uuid>) -> bool {
+        self.role == "admin" || (self.organizer() && organizer_id == Some(self.user_id))
     }
 }
 
 static HX_REPLACE_URL: HeaderName = HeaderName::from_static("hx-replace-url");
 
 /// An HTML answer with the pages' headers.
-fn html(config: &WebConfig, status: StatusCode, rendered: askama::Result<String>) -> Response {
+pub(crate) fn html(
+    config: &WebConfig,
+    status: StatusCode,
+    rendered: askama::Result<String>,
+) -> Response {
     let body = match rendered {
         Ok(body) => body,
         Err(error) => {
@@ -116,7 +178,7 @@ fn html(config: &WebConfig, status: StatusCode, rendered: askama::Result<String>
 }
 
 /// The error page for a failed API call.
-fn failure(state: &WebState, layout: Layout, error: &ApiError) -> Response {
+pub(crate) fn failure(state: &WebState, layout: Layout, error: &ApiError) -> Response {
     let title = match error.status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::TOO_MANY_REQUESTS => "Slow down",
@@ -438,6 +500,8 @@ pub struct EventPage {
     on_sale: bool,
     sold_out: bool,
     waitlist_open: bool,
+    /// Whether to link the sales dashboard (the event's organizer or an admin).
+    runs_it: bool,
 }
 
 /// `GET /events/{id}`: the event, its seat map with live states, and the checkout.
@@ -474,7 +538,12 @@ pub async fn event_page(
         (None, Some(city)) => city.clone(),
         (None, None) => String::new(),
     };
+    let runs_it = layout
+        .viewer
+        .as_ref()
+        .is_some_and(|v| v.runs(event.organizer_id));
     let page = EventPage {
+        runs_it,
         map: SeatMapSvg::new(&seats.seats, &event.currency),
         available: seats
             .seats
@@ -672,6 +741,43 @@ pub struct Bar {
     pub label: String,
 }
 
+/// The sales chart, drawn on the server.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// The event.
+    pub event_id: Uuid,
+    /// `hour | day | week`.
+    pub interval: String,
+    /// Its bars (none without sales).
+    pub bars: Vec<Bar>,
+    /// The drawing's width.
+    pub width: u32,
+    /// "12 tickets over 3 hours".
+    pub summary: String,
+}
+
+impl Chart {
+    fn of(figures: &EventAnalytics) -> Self {
+        let total: i64 = figures.series.points.iter().map(|p| p.tickets_sold).sum();
+        let (bars, width) = if total > 0 {
+            bars(&figures.series.points)
+        } else {
+            (Vec::new(), 0)
+        };
+        Self {
+            event_id: figures.event_id,
+            interval: figures.series.interval.clone(),
+            bars,
+            width,
+            summary: format!(
+                "{total} tickets over {} {}s",
+                figures.series.points.len(),
+                figures.series.interval
+            ),
+        }
+    }
+}
+
 /// An event's sales figures, updated live by the client module.
 #[derive(Template)]
 #[template(path = "dashboard.html")]
@@ -687,10 +793,14 @@ pub struct DashboardPage {
     cancellations: i64,
     revenue: String,
     conversion: String,
-    interval: String,
-    bars: Vec<Bar>,
-    chart_width: u32,
-    chart_summary: String,
+    chart: Chart,
+}
+
+/// The sales chart alone, for htmx.
+#[derive(Template)]
+#[template(path = "dashboard_chart.html")]
+pub struct ChartFragment {
+    chart: Chart,
 }
 
 /// The sales chart's bars: one per point, scaled to the busiest.
@@ -736,15 +846,10 @@ pub async fn dashboard_page(
         Ok(figures) => figures,
         Err(error) => return failure(&state, layout, &error),
     };
-    let total: i64 = figures.series.points.iter().map(|p| p.tickets_sold).sum();
-    let (bars, chart_width) = if total > 0 {
-        bars(&figures.series.points)
-    } else {
-        (Vec::new(), 0)
-    };
     let page = DashboardPage {
         layout,
         event_id: figures.event_id,
+        chart: Chart::of(&figures),
         name: figures.event_name,
         status: views::status_words(&figures.status),
         sold: figures.sold,
@@ -757,16 +862,29 @@ pub async fn dashboard_page(
             .holds
             .conversion
             .map_or_else(|| "–".to_owned(), |c| format!("{:.0} %", c * 100.0)),
-        chart_summary: format!(
-            "{total} tickets over {} {}s",
-            figures.series.points.len(),
-            figures.series.interval
-        ),
-        interval: figures.series.interval,
-        bars,
-        chart_width,
     };
     html(&state.config, StatusCode::OK, page.render())
+}
+
+/// `GET /_/dashboard/events/{id}/chart`: the sales chart, redrawn by htmx when live figures
+/// arrive (the page asks at most once every few seconds).
+pub async fn chart_fragment(
+    State(state): State<WebState>,
+    Path(event_id): Path<Uuid>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let path = format!("/api/analytics/events/{event_id}?interval=hour");
+    match state.api.get::<EventAnalytics>(&parts, &path).await {
+        Ok(figures) => {
+            let fragment = ChartFragment {
+                chart: Chart::of(&figures),
+            };
+            html(&state.config, StatusCode::OK, fragment.render())
+        }
+        // The chart on the page stays as it was; htmx swaps nothing in on an error status.
+        Err(error) => (error.status, ()).into_response(),
+    }
 }
 
 // ---- recommendations ----------------------------------------------------------------------
@@ -887,6 +1005,22 @@ pub struct ProfilePage {
 pub async fn profile_page(State(state): State<WebState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let page = ProfilePage {
+        layout: Layout::of(&parts),
+    };
+    html(&state.config, StatusCode::OK, page.render())
+}
+
+/// The preferences form (filled and saved by the client module, like the profile).
+#[derive(Template)]
+#[template(path = "preferences.html")]
+pub struct PreferencesPage {
+    layout: Layout,
+}
+
+/// `GET /preferences`.
+pub async fn preferences_page(State(state): State<WebState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let page = PreferencesPage {
         layout: Layout::of(&parts),
     };
     html(&state.config, StatusCode::OK, page.render())

@@ -114,6 +114,141 @@ pub struct EventView {
     pub status: String,
     /// Currency.
     pub currency: String,
+    /// The owner.
+    #[serde(default)]
+    pub organizer_id: Option<Uuid>,
+}
+
+/// An event with every member its organizer edits (`GET /api/events/{id}`, `GET /api/events`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetail {
+    /// The event.
+    pub event_id: Uuid,
+    /// Title.
+    pub event_name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Start (RFC 3339).
+    pub event_date: String,
+    /// Its venue record, if any.
+    #[serde(default)]
+    pub venue_id: Option<Uuid>,
+    /// Venue.
+    #[serde(default)]
+    pub venue_name: Option<String>,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// Kind of event.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Sale start (RFC 3339).
+    pub sale_start_time: String,
+    /// Sale end (RFC 3339).
+    #[serde(default)]
+    pub sale_end_time: Option<String>,
+    /// Base price, minor units.
+    pub base_price: i64,
+    /// Currency.
+    pub currency: String,
+    /// Per-section prices, minor units.
+    #[serde(default)]
+    pub section_prices: BTreeMap<String, i64>,
+    /// Status.
+    pub status: String,
+    /// The owner.
+    pub organizer_id: Uuid,
+    /// Places.
+    #[serde(default)]
+    pub total_seats: Option<i64>,
+    /// Seats left.
+    #[serde(default)]
+    pub available_seats: i64,
+}
+
+/// `GET /api/events`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventList {
+    /// This page.
+    pub events: Vec<EventDetail>,
+    /// Where it sits.
+    pub page: PageInfo,
+}
+
+/// Where a page sits in a listing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    /// Pages in all.
+    pub total_pages: u64,
+}
+
+/// `GET /api/venues`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VenueList {
+    /// This page.
+    pub venues: Vec<Venue>,
+    /// Where it sits.
+    pub page: PageInfo,
+}
+
+/// A venue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Venue {
+    /// The venue.
+    pub venue_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Street address.
+    pub address: String,
+    /// City.
+    pub city: String,
+    /// Seats in all.
+    pub capacity: i64,
+    /// Its layout (reserved seating).
+    #[serde(default)]
+    pub layout: Option<VenueLayout>,
+}
+
+/// A reserved-seating layout.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VenueLayout {
+    /// Sections, in order.
+    pub sections: Vec<VenueSection>,
+}
+
+/// One section of a layout.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VenueSection {
+    /// Name.
+    pub name: String,
+    /// Rows.
+    pub rows: Vec<VenueRow>,
+}
+
+/// One row of a section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VenueRow {
+    /// Label.
+    pub label: String,
+    /// Seats.
+    pub seats: i64,
+}
+
+/// `GET /api/auth/me` (the members pages use).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// The user.
+    pub user_id: Uuid,
+    /// `user | organizer | admin`.
+    pub role: String,
 }
 
 /// `GET /api/orders/seats/{eventId}`.
@@ -403,6 +538,27 @@ pub fn when(rfc3339: &str) -> String {
     at.format(&format).unwrap_or_else(|_| rfc3339.to_owned())
 }
 
+/// An RFC 3339 time as a `datetime-local` input's value in UTC (`2027-01-04T20:00`), or `""`.
+pub fn local_input(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(at) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return String::new();
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// Minor units as a price input's value: `40`, `12.50`.
+pub fn units(amount: i64) -> String {
+    if amount % 100 == 0 {
+        format!("{}", amount / 100)
+    } else {
+        format!("{}.{:02}", amount / 100, (amount % 100).abs())
+    }
+}
+
 /// An event status in words.
 pub fn status_words(status: &str) -> &'static str {
     match status {
@@ -429,6 +585,14 @@ mod tests {
     fn dates_read_in_words() {
         assert_eq!(when("2027-01-04T20:00:00Z"), "Mon 4 Jan 2027, 20:00 UTC");
         assert_eq!(when("not a date"), "not a date");
+        assert_eq!(local_input("2027-01-04T21:00:00+01:00"), "2027-01-04T20:00");
+        assert_eq!(local_input("soon"), "");
+    }
+
+    #[test]
+    fn prices_fill_inputs_in_units() {
+        assert_eq!(units(4000), "40");
+        assert_eq!(units(1250), "12.50");
     }
 
     #[test]

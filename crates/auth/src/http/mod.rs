@@ -57,6 +57,7 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/me", get(auth::me))
+        .route("/api/users", get(users::list_users))
         .route(
             "/api/users/profile",
             get(users::get_profile).put(users::update_profile),

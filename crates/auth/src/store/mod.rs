@@ -56,6 +56,17 @@ pub enum Rotation {
     Unknown,
 }
 
+/// Which users a listing returns ([`AuthStore::list_users`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only users whose email or name starts with this text (case-insensitive for ASCII).
+    pub prefix: Option<String>,
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only users whose id sorts after this one (the previous page's last).
+    pub after: Option<UserId>,
+}
+
 /// Everything auth persists.
 #[async_trait]
 pub trait AuthStore: Send + Sync + 'static {
@@ -70,6 +81,9 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// The user with this id.
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Up to `limit` users matching `filter`, by id.
+    async fn list_users(&self, filter: &UserFilter, limit: u32) -> Result<Vec<User>, StoreError>;
 
     /// Applies a profile change; `None` if there is no such user.
     async fn update_profile(

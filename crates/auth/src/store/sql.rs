@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use evently_core::db::StoreError;
 use evently_core::identity::Role;
 use evently_core::ids::UserId;
-use evently_core::sql::{Db, Row, Tx, query};
+use evently_core::sql::{Db, Row, Sql, Tx, query};
 use uuid::Uuid;
 
-use super::{AuthStore, NewRefreshToken, Rotation, parse_role};
+use super::{AuthStore, NewRefreshToken, Rotation, UserFilter, parse_role};
 use crate::domain::{
     Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy, ThrottleState, User,
     UserCredentials,
@@ -135,6 +135,56 @@ impl AuthStore for SqlAuthStore {
         .fetch_optional(self.db.reader())
         .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_users(&self, filter: &UserFilter, limit: u32) -> Result<Vec<User>, StoreError> {
+        // Built from constants and placeholders only; every value is bound.
+        let mut sql = concat!("SELECT ", user_columns!(), " FROM users WHERE TRUE").to_owned();
+        let mut at = 0;
+        let mut next = || {
+            at += 1;
+            at
+        };
+        let prefix = filter.prefix.as_deref().map(|p| {
+            let escaped: String = p
+                .to_lowercase()
+                .chars()
+                .flat_map(|c| match c {
+                    '\\' | '%' | '_' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            format!("{escaped}%")
+        });
+        if prefix.is_some() {
+            let (email, name) = (next(), next());
+            sql.push_str(&format!(
+                " AND (email LIKE ${email} ESCAPE '\\' OR lower(name) LIKE ${name} ESCAPE '\\')"
+            ));
+        }
+        if filter.role.is_some() {
+            sql.push_str(&format!(" AND role = ${}", next()));
+        }
+        if filter.after.is_some() {
+            sql.push_str(&format!(" AND id > ${}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", next()));
+        let mut statement = query(Sql::assert_safe(sql));
+        if let Some(prefix) = prefix {
+            statement = statement.bind(prefix.clone()).bind(prefix);
+        }
+        if let Some(role) = filter.role {
+            statement = statement.bind(role.as_str());
+        }
+        if let Some(after) = filter.after {
+            statement = statement.bind(after.0);
+        }
+        let rows = statement
+            .bind(i64::from(limit))
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter().map(user_from_row).collect()
     }
 
     #[tracing::instrument(skip_all, fields(user.id = %id))]

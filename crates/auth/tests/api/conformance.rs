@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use evently_auth::AuthStore;
 use evently_auth::domain::{Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy};
-use evently_auth::store::{NewRefreshToken, Rotation, SqlAuthStore};
+use evently_auth::store::{NewRefreshToken, Rotation, SqlAuthStore, UserFilter};
 use evently_core::config::DatabaseConfig;
 use evently_core::db::StoreError;
 use evently_core::identity::Role;
@@ -329,6 +329,71 @@ async fn concurrent_failures_are_all_counted(store: Arc<dyn AuthStore>) {
     );
 }
 
+async fn users_list_by_id_prefix_and_role_a_page_at_a_time(store: Arc<dyn AuthStore>) {
+    let mut made = Vec::new();
+    for (email, name) in [
+        ("ana@example.io", "Zed Ana"),
+        ("bob@example.io", "Ana Bob"),
+        ("carla@example.io", "Carla"),
+        ("a_b.c@example.io", "Percent"),
+    ] {
+        let mut new = new_user(email);
+        new.name = Name::parse(name).unwrap();
+        made.push(store.insert_user(&new).await.unwrap());
+    }
+    store
+        .set_role(made[2].id, Role::Organizer, 2_000)
+        .await
+        .unwrap();
+    let ids = |users: &[evently_auth::domain::User]| users.iter().map(|u| u.id).collect::<Vec<_>>();
+    let mut by_id: Vec<UserId> = made.iter().map(|u| u.id).collect();
+    by_id.sort_by_key(|id| id.0);
+
+    let all = store.list_users(&UserFilter::default(), 10).await.unwrap();
+    let first = store.list_users(&UserFilter::default(), 2).await.unwrap();
+    let rest = store
+        .list_users(
+            &UserFilter {
+                after: Some(first[1].id),
+                ..UserFilter::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    let prefix = |p: &str| UserFilter {
+        prefix: Some(p.into()),
+        ..UserFilter::default()
+    };
+    let ana = store.list_users(&prefix("ANA"), 10).await.unwrap();
+    let literal = store.list_users(&prefix("a_"), 10).await.unwrap();
+    let wildcard = store.list_users(&prefix("a%"), 10).await.unwrap();
+    let organizers = store
+        .list_users(
+            &UserFilter {
+                role: Some(Role::Organizer),
+                ..UserFilter::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&all), by_id);
+    assert_eq!([ids(&first), ids(&rest)].concat(), by_id);
+    assert_eq!(
+        all[0],
+        made.iter().find(|u| u.id == by_id[0]).unwrap().clone()
+    );
+    let mut expected = vec![made[0].id, made[1].id];
+    expected.sort_by_key(|id| id.0);
+    assert_eq!(ids(&ana), expected, "the start of an email or of a name");
+    assert_eq!(ids(&literal), vec![made[3].id], "_ and % are characters");
+    assert!(wildcard.is_empty());
+    assert_eq!(ids(&organizers), vec![made[2].id]);
+    assert_eq!(organizers[0].role, Role::Organizer);
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::conformance,
     sqlite: super::sqlite_store,
@@ -344,5 +409,6 @@ evently_testkit::conformance_suite!(
         logout_and_revoke_all,
         throttle_locks_after_threshold_and_clears,
         concurrent_failures_are_all_counted,
+        users_list_by_id_prefix_and_role_a_page_at_a_time,
     ]
 );

@@ -236,3 +236,96 @@ async fn internal_routes_need_the_service_credential() {
     assert_eq!(looked_up.status(), 200);
     assert_problem(bad_token, 401).await;
 }
+
+#[tokio::test]
+async fn an_admin_lists_users_by_prefix_and_role_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let admin = app.signed_in_admin().await;
+    let stem = format!("zz{}", uuid::Uuid::new_v4().simple());
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        let email = format!("{stem}-{i}@example.com");
+        assert_eq!(
+            app.register(&email, evently_testkit::PASSWORD)
+                .await
+                .status(),
+            201
+        );
+        mine.push(email);
+    }
+    let buyer = app.signed_in_user().await;
+    let list = |query: String| {
+        let (app, token) = (&app, admin.access_token.clone());
+        async move {
+            let r = app.get_auth(&format!("/api/users?{query}"), &token).await;
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+
+    // Two pages of two by the email prefix (upper case matches too), in id order.
+    let first = list(format!("q={}&limit=2", stem.to_uppercase())).await;
+    let after = first["nextAfter"].as_str().unwrap().to_owned();
+    let second = list(format!("q={stem}&limit=2&after={after}")).await;
+    let emails: Vec<&str> = first["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["users"].as_array().unwrap())
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 3, "{first} {second}");
+    assert!(mine.iter().all(|e| emails.contains(&e.as_str())));
+    assert!(second.get("nextAfter").is_none(), "{second}");
+    let ids: Vec<&str> = first["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["users"].as_array().unwrap())
+        .map(|u| u["userId"].as_str().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(first["users"][0]["active"], true);
+    assert_eq!(first["users"][0]["role"], "user");
+
+    // The role filter; a `%` in q is a character, not a wildcard.
+    let admins = list("role=admin&limit=100".into()).await;
+    assert!(
+        admins["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["role"] == "admin")
+    );
+    assert!(
+        admins["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["userId"] == admin.id)
+    );
+    let wild = list("q=%25".into()).await;
+    assert_eq!(wild["users"].as_array().unwrap().len(), 0, "{wild}");
+
+    // Buyers may not list; strangers must sign in; bad parameters are named.
+    let refused = app.get_auth("/api/users", &buyer.access_token).await;
+    assert_problem(refused, 403).await;
+    let anonymous = app.client.get(app.url("/api/users")).send().await.unwrap();
+    assert_problem(anonymous, 401).await;
+    for (query, field) in [
+        ("role=root", "role"),
+        ("role=", "role"),
+        ("after=nope", "after"),
+        ("after=", "after"),
+        ("q=a%0Ab", "q"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+    ] {
+        let r = app
+            .get_auth(&format!("/api/users?{query}"), &admin.access_token)
+            .await;
+        assert_eq!(r.status(), 422, "{query}");
+        let problem = assert_problem(r, 422).await;
+        assert_eq!(problem["errors"][0]["pointer"], field, "{query}: {problem}");
+    }
+}

@@ -14,6 +14,29 @@ use serde_json::json;
 use tower::ServiceExt;
 
 const EVENT: &str = "01a243f4-fa9d-7205-ba86-c25e92233254";
+const OTHER_EVENT: &str = "01a243f4-fa9d-7205-ba86-c25e92233255";
+const ORGANIZER: &str = "01a243f4-0000-7000-8000-000000000001";
+const SOMEONE: &str = "01a243f4-0000-7000-8000-000000000002";
+const VENUE: &str = "01a243f4-0000-7000-8000-0000000000aa";
+
+/// A session cookie whose access token names `user` with `role` (unsigned: the stand-in API
+/// reads it back the way the pages do).
+fn session(user: &str, role: &str) -> String {
+    use base64::Engine;
+    let claims = json!({"sub": user, "role": role}).to_string();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+    format!("access_token=e30.{payload}.c2ln")
+}
+
+fn event_json(id: &str, name: &str, organizer: &str, status: &str) -> serde_json::Value {
+    json!({"eventId": id, "eventName": name, "description": "<b>live</b>",
+        "eventDate": "2027-01-04T20:00:00Z", "venueId": VENUE, "venueName": "Harbour Hall",
+        "city": "Lisbon", "eventType": "concert", "tags": ["jazz", "late"],
+        "saleStartTime": "2026-12-01T10:00:00Z", "saleEndTime": null, "basePrice": 4000,
+        "currency": "EUR", "sectionPrices": {"B": 2550}, "status": status,
+        "organizerId": organizer, "totalSeats": 4, "availableSeats": 2, "version": 3,
+        "createdAt": "2026-12-01T09:00:00Z", "updatedAt": "2026-12-01T09:00:00Z"})
+}
 
 fn problem(status: StatusCode, slug: &str, detail: &str) -> axum::response::Response {
     let mut response = (
@@ -60,10 +83,52 @@ fn api(name: &'static str) -> Router {
                 if id != EVENT {
                     return problem(StatusCode::NOT_FOUND, "not-found", "no such event");
                 }
-                axum::Json(json!({"eventId": EVENT, "eventName": name, "description": "<b>live</b>",
-                    "eventDate": "2027-01-04T20:00:00Z", "venueName": "Harbour Hall", "city": "Lisbon",
-                    "status": "ON_SALE", "currency": "EUR"}))
-                .into_response()
+                axum::Json(event_json(EVENT, name, ORGANIZER, "ON_SALE")).into_response()
+            }),
+        )
+        .route(
+            "/api/events",
+            get(move || async move {
+                axum::Json(json!({"events": [
+                    event_json(EVENT, name, ORGANIZER, "UPCOMING"),
+                    event_json(OTHER_EVENT, "Someone else's gig", SOMEONE, "ON_SALE")],
+                    "page": {"number": 0, "size": 100, "totalElements": 2, "totalPages": 1}}))
+            }),
+        )
+        .route(
+            "/api/venues",
+            get(|| async {
+                axum::Json(json!({"venues": [{"venueId": VENUE, "name": "Harbour Hall",
+                    "address": "1 Quay", "city": "Lisbon", "capacity": 4, "createdAt": "2026-12-01T09:00:00Z",
+                    "layout": {"sections": [{"name": "A", "rows": [{"label": "3", "seats": 2}]},
+                        {"name": "B", "rows": [{"label": "3", "seats": 2}]}]}}],
+                    "page": {"number": 0, "size": 100, "totalElements": 1, "totalPages": 1}}))
+            }),
+        )
+        .route(
+            "/api/users",
+            get(|uri: axum::http::Uri| async move {
+                let query = uri.query().unwrap_or_default().to_owned();
+                axum::Json(json!({"users": [
+                    {"userId": SOMEONE, "email": "bea@example.com", "name": "Bea <b>Buyer</b>",
+                        "role": "user", "active": true, "createdAt": "2026-12-01T09:00:00Z"},
+                    {"userId": ORGANIZER, "email": "admin@example.com", "name": "The Admin",
+                        "role": "admin", "active": true, "createdAt": "2026-12-01T09:00:00Z"}],
+                    "nextAfter": ORGANIZER, "query": query}))
+            }),
+        )
+        .route(
+            "/api/auth/me",
+            get(|headers: HeaderMap| async move {
+                let viewer = evently_web::pages::Viewer::of(
+                    evently_core::identity::cookie(&headers, "access_token").unwrap_or_default(),
+                );
+                match viewer {
+                    Some(v) => axum::Json(json!({"userId": v.user_id, "role": v.role,
+                        "email": "o@example.com", "name": "O", "createdAt": "2026-12-01T09:00:00Z"}))
+                    .into_response(),
+                    None => problem(StatusCode::UNAUTHORIZED, "unauthorized", "no token"),
+                }
             }),
         )
         .route(
@@ -293,4 +358,203 @@ async fn the_dashboard_shows_figures_and_a_server_drawn_chart() {
         "the busiest hour fills the chart: {body}"
     );
     assert!(!body.contains("<b>Disco</b>"));
+}
+
+#[tokio::test]
+async fn the_sales_dashboard_link_shows_only_to_the_organizer_and_admins() {
+    let page = format!("/events/{EVENT}");
+    let link = format!("href=\"/dashboard/events/{EVENT}\"");
+
+    let (_, _, anonymous) = get_page(web("Gala"), &page, None).await;
+    let (_, _, buyer) = get_page(web("Gala"), &page, Some(&session(SOMEONE, "user"))).await;
+    let (_, _, other) = get_page(web("Gala"), &page, Some(&session(SOMEONE, "organizer"))).await;
+    let (_, _, owner) = get_page(web("Gala"), &page, Some(&session(ORGANIZER, "organizer"))).await;
+    let (_, _, admin) = get_page(web("Gala"), &page, Some(&session(SOMEONE, "admin"))).await;
+
+    assert!(!anonymous.contains(&link) && !buyer.contains(&link) && !other.contains(&link));
+    assert!(owner.contains(&link) && admin.contains(&link));
+    assert!(!buyer.contains("href=\"/organizer/events\""));
+    assert!(owner.contains("href=\"/organizer/events\""));
+}
+
+#[tokio::test]
+async fn my_events_lists_the_organizers_own_events_with_their_actions() {
+    let (status, _, mine) = get_page(
+        web("Gala"),
+        "/organizer/events",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+    let (_, _, all) = get_page(
+        web("Gala"),
+        "/organizer/events",
+        Some(&session(SOMEONE, "admin")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(mine.contains("<h1>My events</h1>"));
+    assert!(mine.contains(&format!("href=\"/organizer/events/{EVENT}/edit\"")));
+    assert!(!mine.contains("Someone else"), "{mine}");
+    assert!(mine.contains("data-status=\"UPCOMING\">Coming soon</strong>"));
+    assert!(
+        mine.contains("data-action=\"open-sale\"") && mine.contains("data-action=\"ask-cancel\"")
+    );
+    assert!(mine.contains("2 of 4 seats left"));
+    assert!(all.contains("<h1>All events</h1>") && all.contains("Someone else"));
+}
+
+#[tokio::test]
+async fn the_organizers_pages_refuse_buyers_and_ask_strangers_to_sign_in() {
+    for path in [
+        "/organizer/events",
+        "/organizer/venues",
+        "/organizer/events/new",
+    ] {
+        let (buyer, _, body) = get_page(web("Gala"), path, Some(&session(SOMEONE, "user"))).await;
+        let (stranger, _, _) = get_page(web("Gala"), path, None).await;
+
+        assert_eq!(buyer, StatusCode::FORBIDDEN, "{path}");
+        assert!(body.contains("These pages are for organizers."), "{path}");
+        assert_eq!(stranger, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_event_form_is_filled_with_the_event_and_its_venues_sections() {
+    let (status, _, body) = get_page(
+        web("Jazz & <i>Blues</i>"),
+        &format!("/organizer/events/{EVENT}/edit"),
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&format!("data-event=\"{EVENT}\"")));
+    assert!(
+        body.contains("value=\"Jazz &#38; &#60;i&#62;Blues&#60;/i&#62;\"")
+            || body.contains("value=\"Jazz &amp; &lt;i&gt;Blues"),
+        "{body}"
+    );
+    assert!(body.contains("type=\"datetime-local\" value=\"2027-01-04T20:00\""));
+    assert!(body.contains("value=\"40\""));
+    assert!(body.contains("data-section-prices=\"B=25.50\""));
+    assert!(body.contains("data-sections=\"A|B\" selected"));
+    assert!(body.contains("<option value=\"concert\" selected>Concert</option>"));
+    assert!(body.contains("value=\"jazz, late\""));
+    assert!(!body.contains("<script>") && !body.contains(" style="));
+}
+
+#[tokio::test]
+async fn the_venue_page_lists_venues_and_offers_the_layout_editor() {
+    let (status, _, body) = get_page(
+        web("Gala"),
+        "/organizer/venues",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Harbour Hall") && body.contains("2 sections, 4 seats"));
+    assert!(body.contains("id=\"venue-form\"") && body.contains("data-action=\"add-section\""));
+    assert!(body.contains("<label for=\"venue-name\">Name</label>"));
+}
+
+#[tokio::test]
+async fn the_dashboard_chart_is_also_a_fragment_htmx_redraws() {
+    let (_, _, page) = get_page(web("Gala"), &format!("/dashboard/events/{EVENT}"), None).await;
+    let (status, _, chart) = get_page(
+        web("Gala"),
+        &format!("/_/dashboard/events/{EVENT}/chart"),
+        None,
+    )
+    .await;
+
+    assert!(page.contains(&format!(
+        "hx-get=\"/_/dashboard/events/{EVENT}/chart\" hx-trigger=\"chart-stale\""
+    )));
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        chart.trim_start().starts_with("<svg class=\"chart\""),
+        "{chart}"
+    );
+    assert!(chart.contains("height=\"100\"") && !chart.contains("<html"));
+}
+
+#[tokio::test]
+async fn the_preferences_page_is_a_labelled_form() {
+    let (status, _, body) =
+        get_page(web("Gala"), "/preferences", Some(&session(SOMEONE, "user"))).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"preferences\""));
+    for label in [
+        "pref-locale",
+        "pref-tz",
+        "pref-currency",
+        "pref-cities",
+        "pref-reminder",
+    ] {
+        assert!(
+            body.contains(&format!("<label for=\"{label}\">")),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_admin_lists_users_with_role_and_status_controls_but_not_for_themself() {
+    let (status, _, body) = get_page(
+        web("Gala"),
+        "/admin/users?q=be&role=user",
+        Some(&session(ORGANIZER, "admin")),
+    )
+    .await;
+    let (buyer, _, _) =
+        get_page(web("Gala"), "/admin/users", Some(&session(SOMEONE, "user"))).await;
+    let (organizer, _, _) = get_page(
+        web("Gala"),
+        "/admin/settings",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("aria-label=\"Role of bea@example.com\""));
+    assert!(body.contains("aria-label=\"Disable bea@example.com\""));
+    assert!(
+        !body.contains("Role of admin@example.com"),
+        "no controls for oneself"
+    );
+    assert!(body.contains("Bea &#60;b&#62;Buyer") || body.contains("Bea &lt;b&gt;Buyer"));
+    assert!(
+        body.contains(&format!(
+            "href=\"/admin/users?q=be&amp;role=user&amp;after={ORGANIZER}\""
+        )) || body.contains(&format!(
+            "href=\"/admin/users?q=be&#38;role=user&#38;after={ORGANIZER}\""
+        )),
+        "{body}"
+    );
+    assert!(body.contains("<option value=\"user\" selected>user</option>"));
+    assert_eq!(buyer, StatusCode::FORBIDDEN);
+    assert_eq!(organizer, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_import_page_offers_an_upload_and_the_organizers_exports() {
+    let (status, _, body) = get_page(
+        web("Gala"),
+        "/organizer/data",
+        Some(&session(ORGANIZER, "organizer")),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"import-form\"") && body.contains("type=\"file\""));
+    assert!(body.contains("href=\"/api/data/export/events?format=xlsx\""));
+    assert!(body.contains(&format!("<option value=\"{EVENT}\">Gala (")));
+    assert!(
+        !body.contains(OTHER_EVENT),
+        "only the organizer's own events"
+    );
 }
