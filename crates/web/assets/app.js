@@ -1067,6 +1067,7 @@ function initEventForm(form) {
       saleEndTime: optional(utc(value("saleEndTime"))),
       basePrice,
       currency: value("currency").toUpperCase(),
+      timeZone: value("timeZone") || "UTC",
     };
     if (!document.getElementById("section-prices").hidden) body.sectionPrices = sectionPrices;
     const general = !venue.value;

@@ -264,6 +264,8 @@ pub struct EventFields {
     pub base_price: String,
     /// Currency.
     pub currency: String,
+    /// The IANA time zone.
+    pub time_zone: String,
     /// Tags, comma-separated.
     pub tags: String,
     /// The venue's name without a record.
@@ -340,6 +342,7 @@ pub async fn new_event_page(State(state): State<WebState>, request: Request) -> 
         event_id: None,
         fields: EventFields {
             currency: "EUR".to_owned(),
+            time_zone: "UTC".to_owned(),
             ..EventFields::default()
         },
         no_venue: venues.is_empty(),
@@ -384,6 +387,7 @@ pub async fn edit_event_page(
                 .unwrap_or_default(),
             base_price: units(event.base_price),
             currency: event.currency.clone(),
+            time_zone: event.time_zone.clone(),
             tags: event.tags.join(", "),
             venue_name: event.venue_name.clone().unwrap_or_default(),
             total_seats: event.total_seats.map(|n| n.to_string()).unwrap_or_default(),

@@ -156,6 +156,9 @@ pub struct EventDetail {
     pub base_price: i64,
     /// Currency.
     pub currency: String,
+    /// The IANA time zone it takes place in.
+    #[serde(default = "utc")]
+    pub time_zone: String,
     /// Per-section prices, minor units.
     #[serde(default)]
     pub section_prices: BTreeMap<String, i64>,
@@ -610,4 +613,8 @@ mod tests {
             ]
         );
     }
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
 }
