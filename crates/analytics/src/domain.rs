@@ -148,6 +148,16 @@ pub const TYPES: [&str; 12] = [
     "WaitlistLeft",
 ];
 
+/// The inventory version `envelope` announces (0 for other aggregates): the version the
+/// projection has reached once it has applied `envelope`.
+pub fn announced_version(envelope: &Envelope) -> i64 {
+    if envelope.aggregate_type == "inventory" {
+        envelope.aggregate_version
+    } else {
+        0
+    }
+}
+
 /// What `envelope` means to analytics; `None` for other types, and for undecodable ones
 /// (logged: they would never decode, and holding them back would hold back the stream).
 pub fn change_of(envelope: &Envelope) -> Option<Change> {

@@ -35,6 +35,7 @@ pub mod live;
 pub mod service;
 pub mod store;
 
+use domain::announced_version;
 use evently_bus::Bus;
 use evently_bus::consumer::Handler;
 use evently_core::clock::SharedClock;
@@ -96,15 +97,6 @@ pub async fn open_store(
 /// The consumer name prefix of a replica's live-feed consumers.
 pub const LIVE_CONSUMER: &str = "analytics-live";
 
-/// The inventory version `envelope` announces (0 for other aggregates).
-fn announced_version(envelope: &evently_bus::Envelope) -> i64 {
-    if envelope.aggregate_type == "inventory" {
-        envelope.aggregate_version
-    } else {
-        0
-    }
-}
-
 /// Applies domain events through the service (idempotent per envelope id), and tells this
 /// process's live watchers.
 struct FeedHandler(Arc<AnalyticsService>, Arc<live::LiveHub>);
@@ -116,6 +108,28 @@ impl Handler for FeedHandler {
             self.1.changed(event, announced_version(envelope));
         }
         Ok(())
+    }
+
+    /// The whole delivery in one transaction (one commit instead of one per domain event:
+    /// during an on-sale the projection keeps up with booking at a fraction of the cost).
+    async fn handle_batch(
+        &self,
+        envelopes: &[&evently_bus::Envelope],
+    ) -> (usize, Option<anyhow::Error>) {
+        let (changed, outcome) = match self.0.apply_batch(envelopes).await {
+            Ok(changed) => (changed, (envelopes.len(), None)),
+            Err((changed, failed, e)) => (
+                changed,
+                (
+                    failed,
+                    Some(e.context(format!("handling event {}", envelopes[failed].id))),
+                ),
+            ),
+        };
+        for (event, version) in changed {
+            self.1.changed(event, version);
+        }
+        outcome
     }
 }
 

@@ -11,7 +11,7 @@ use evently_core::identity::{Identity, Role};
 use jiff::tz::TimeZone;
 use uuid::Uuid;
 
-use crate::domain::{self, Activity, Interval, change_of};
+use crate::domain::{self, Activity, Change, Interval, announced_version, change_of};
 use crate::error::AnalyticsError;
 use crate::store::{AnalyticsStore, EventFigures, Scope};
 
@@ -132,6 +132,50 @@ impl AnalyticsService {
             .increment(1);
         }
         Ok(applied.then(|| change.event_id()))
+    }
+
+    /// Applies a consumer's delivery (each domain event at most once) in one transaction;
+    /// returns, per domain event applied, the event whose figures changed. When the
+    /// transaction fails, the events are applied one at a time instead, so that one that
+    /// cannot be applied holds back only itself and what follows it: the returned error
+    /// names it, with what was applied before it.
+    ///
+    /// # Errors
+    /// The first domain event that could not be applied, with its index in `envelopes`.
+    pub async fn apply_batch(
+        &self,
+        envelopes: &[&Envelope],
+    ) -> Result<Vec<(Uuid, i64)>, (Vec<(Uuid, i64)>, usize, anyhow::Error)> {
+        let (items, sources): (Vec<(Uuid, Change)>, Vec<&Envelope>) = envelopes
+            .iter()
+            .filter_map(|e| change_of(e).map(|change| ((e.id, change), *e)))
+            .unzip();
+        match self.store.apply_batch(&items, self.now()).await {
+            Ok(applied) => Ok(items
+                .iter()
+                .zip(sources)
+                .zip(applied)
+                .filter(|(_, applied)| *applied)
+                .map(|(((_, change), envelope), _)| {
+                    metrics::counter!("evently_analytics_domain_events_applied_total",
+                        "type" => envelope.event_type.clone())
+                    .increment(1);
+                    (change.event_id(), announced_version(envelope))
+                })
+                .collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, size = envelopes.len(), "a batch of domain events failed; applying them one at a time");
+                let mut changed = Vec::new();
+                for (i, envelope) in envelopes.iter().enumerate() {
+                    match self.apply(envelope).await {
+                        Ok(Some(event)) => changed.push((event, announced_version(envelope))),
+                        Ok(None) => {}
+                        Err(e) => return Err((changed, i, e)),
+                    }
+                }
+                Ok(changed)
+            }
+        }
     }
 
     /// Validates `request` against the defaults: `to` now, `from` `default_from` (or a

@@ -119,6 +119,16 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn apply(&self, envelope_id: Uuid, change: &Change, now: i64)
     -> Result<bool, StoreError>;
 
+    /// Applies each `(envelope_id, change)` of `batch` in order, as [`Self::apply`] does, in
+    /// one transaction: all of it or, on an error, none of it. Returns, per item, whether it
+    /// was applied (`false` for a redelivery). A consumer's whole delivery then costs one
+    /// commit instead of one per domain event.
+    async fn apply_batch(
+        &self,
+        batch: &[(Uuid, Change)],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError>;
+
     /// One event's figures; `None` if analytics never heard of it.
     async fn event(&self, event_id: Uuid) -> Result<Option<EventFigures>, StoreError>;
 

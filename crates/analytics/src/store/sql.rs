@@ -285,6 +285,38 @@ fn activity_from(row: &Row) -> Result<Activity, StoreError> {
     })
 }
 
+/// Applies `change` of domain event `envelope_id` in `tx` unless it was applied already;
+/// `false` for a redelivery.
+async fn apply_in(
+    tx: &mut Tx,
+    envelope_id: Uuid,
+    change: &Change,
+    now: i64,
+) -> Result<bool, StoreError> {
+    if !first_time(tx, envelope_id, now).await? {
+        return Ok(false);
+    }
+    match change {
+        Change::Event(info, at) => upsert_event(tx, info, *at).await?,
+        Change::Status { event_id, status } => {
+            query("UPDATE events SET status = $2 WHERE event_id = $1")
+                .bind(*event_id)
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Change::Deleted { event_id } => {
+            query("UPDATE events SET deleted = 1 WHERE event_id = $1")
+                .bind(*event_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Change::Inventory(fact) => apply_inventory(tx, fact).await?,
+        Change::Waitlist { event_id, delta } => apply_waitlist(tx, *event_id, *delta).await?,
+    }
+    Ok(true)
+}
+
 #[async_trait::async_trait]
 impl AnalyticsStore for SqlAnalyticsStore {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -300,31 +332,24 @@ impl AnalyticsStore for SqlAnalyticsStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
-        if !first_time(&mut tx, envelope_id, now).await? {
-            return Ok(false);
-        }
-        match change {
-            Change::Event(info, at) => upsert_event(&mut tx, info, *at).await?,
-            Change::Status { event_id, status } => {
-                query("UPDATE events SET status = $2 WHERE event_id = $1")
-                    .bind(*event_id)
-                    .bind(status)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            Change::Deleted { event_id } => {
-                query("UPDATE events SET deleted = 1 WHERE event_id = $1")
-                    .bind(*event_id)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            Change::Inventory(fact) => apply_inventory(&mut tx, fact).await?,
-            Change::Waitlist { event_id, delta } => {
-                apply_waitlist(&mut tx, *event_id, *delta).await?;
-            }
+        let applied = apply_in(&mut tx, envelope_id, change, now).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(batch.len = batch.len()))]
+    async fn apply_batch(
+        &self,
+        batch: &[(Uuid, Change)],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let mut applied = Vec::with_capacity(batch.len());
+        for (envelope_id, change) in batch {
+            applied.push(apply_in(&mut tx, *envelope_id, change, now).await?);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(applied)
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<EventFigures>, StoreError> {

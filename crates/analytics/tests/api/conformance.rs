@@ -481,6 +481,80 @@ pub async fn a_rebuild_in_any_order_with_redeliveries_equals_the_incremental_sta
     assert_eq!(minutes(eid(2)), minutes(eid(1)));
 }
 
+/// A delivery applied as one batch (with redeliveries inside it and of it) gives the same
+/// state as its domain events applied one at a time, and reports which were new.
+pub async fn a_batch_applies_like_its_events_one_at_a_time(store: Subject) {
+    let stream = |n: u128| {
+        let mut inv = Inventory::new(n, 4);
+        vec![
+            (Uuid::now_v7(), info(n, 1)),
+            (
+                Uuid::now_v7(),
+                inv.fact(InventoryKind::Held, 4, 0, None, NOW),
+            ),
+            (
+                Uuid::now_v7(),
+                inv.fact(InventoryKind::Placed, 2, 200, Some("EUR"), NOW),
+            ),
+            (Uuid::now_v7(), waitlist(n, 1)),
+            (
+                Uuid::now_v7(),
+                inv.fact(InventoryKind::Placed, 2, 300, Some("EUR"), NOW + MINUTE_MS),
+            ),
+            (
+                Uuid::now_v7(),
+                inv.fact(InventoryKind::SoldOut, 0, 0, None, NOW + MINUTE_MS),
+            ),
+            (
+                Uuid::now_v7(),
+                inv.fact(
+                    InventoryKind::Cancelled,
+                    1,
+                    100,
+                    Some("EUR"),
+                    NOW + 2 * MINUTE_MS,
+                ),
+            ),
+        ]
+    };
+    for (id, change) in stream(1) {
+        assert!(store.apply(id, &change, NOW).await.unwrap());
+    }
+
+    let batched = stream(2);
+    let first: Vec<(Uuid, Change)> = batched[..4].iter().chain(&batched[1..2]).cloned().collect();
+    assert_eq!(
+        store.apply_batch(&first, NOW).await.unwrap(),
+        [true, true, true, true, false],
+        "a redelivery inside the batch is skipped"
+    );
+    assert_eq!(
+        store.apply_batch(&batched, NOW).await.unwrap(),
+        [false, false, false, false, true, true, true],
+        "only the domain events not applied before are new"
+    );
+    assert_eq!(
+        store.apply_batch(&batched, NOW).await.unwrap(),
+        [false; 7],
+        "a whole redelivered batch changes nothing"
+    );
+
+    let snapshot = store.snapshot().await.unwrap();
+    let mut from_batches = snapshot.events[1].clone();
+    from_batches.event_id = eid(1);
+    from_batches.name.clone_from(&snapshot.events[0].name);
+    assert_eq!(from_batches, snapshot.events[0]);
+    let minutes = |e: Uuid| {
+        snapshot
+            .minutes
+            .iter()
+            .filter(|(id, _, _)| *id == e)
+            .map(|(_, m, a)| (*m, a.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(minutes(eid(2)), minutes(eid(1)));
+}
+
 pub async fn a_snapshot_holds_everything_in_order(store: Subject) {
     apply(&store, &info(2, 1)).await;
     let mut a = Inventory::new(1, 10);
@@ -529,5 +603,6 @@ evently_testkit::conformance_suite!(
         the_waitlist_length_follows_joins_departures_and_offers,
         the_time_zone_follows_the_events_description,
         a_rebuild_in_any_order_with_redeliveries_equals_the_incremental_state,
+        a_batch_applies_like_its_events_one_at_a_time,
     ]
 );
