@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use evently_core::ids::UserId;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -91,7 +92,32 @@ impl LiveFigures {
     }
 }
 
-type Slot = Option<Arc<LiveFigures>>;
+/// One live message, serialised once for every client that receives it.
+#[derive(Debug, PartialEq)]
+pub struct LiveMessage {
+    /// What it says.
+    pub figures: LiveFigures,
+    /// `figures` as JSON: the text of the WebSocket message and of the server-sent event.
+    pub json: Utf8Bytes,
+}
+
+impl LiveMessage {
+    /// The message of `f`.
+    pub fn of(f: &EventFigures) -> Self {
+        Self::from(LiveFigures::of(f))
+    }
+}
+
+impl From<LiveFigures> for LiveMessage {
+    fn from(figures: LiveFigures) -> Self {
+        // Serialising plain numbers and strings into a `String` cannot fail.
+        let json = serde_json::to_string(&figures).unwrap_or_default().into();
+        Self { figures, json }
+    }
+}
+
+/// The latest message of one event's channel.
+pub type Slot = Option<Arc<LiveMessage>>;
 
 /// The watched events' latest figures, and the live connections per user.
 pub struct LiveHub {
@@ -166,14 +192,14 @@ impl LiveHub {
     /// The figures channel of `event`, primed with `current` when it is new.
     pub fn subscribe(&self, event: Uuid, current: &EventFigures) -> watch::Receiver<Slot> {
         let Ok(mut channels) = self.channels.lock() else {
-            return watch::channel(Some(Arc::new(LiveFigures::of(current)))).1;
+            return watch::channel(Some(Arc::new(LiveMessage::of(current)))).1;
         };
         let mut created = false;
         let receiver = channels
             .entry(event)
             .or_insert_with(|| {
                 created = true;
-                watch::channel(Some(Arc::new(LiveFigures::of(current)))).0
+                watch::channel(Some(Arc::new(LiveMessage::of(current)))).0
             })
             .subscribe();
         drop(channels);
@@ -251,15 +277,15 @@ impl LiveHub {
     }
 
     fn publish(&self, event: Uuid, figures: &EventFigures) {
-        let next = Arc::new(LiveFigures::of(figures));
+        let next = LiveFigures::of(figures);
         if let Ok(channels) = self.channels.lock()
             && let Some(sender) = channels.get(&event)
         {
             sender.send_if_modified(|slot| {
-                if slot.as_deref() == Some(&*next) {
+                if slot.as_ref().is_some_and(|m| m.figures == next) {
                     false
                 } else {
-                    *slot = Some(next);
+                    *slot = Some(Arc::new(LiveMessage::from(next)));
                     true
                 }
             });
@@ -293,7 +319,7 @@ impl Feed {
 
     /// The next message: waits for a change, then for its event's gap to pass, and takes
     /// the value current then. Cancel-safe.
-    pub async fn next(&mut self) -> Arc<LiveFigures> {
+    pub async fn next(&mut self) -> Arc<LiveMessage> {
         loop {
             let now = Instant::now();
             if let Some((&i, _)) = self.due.iter().find(|(_, at)| **at <= now) {
@@ -352,7 +378,7 @@ mod tests {
     use super::*;
 
     fn figures(event: Uuid, tickets: i64) -> Slot {
-        Some(Arc::new(LiveFigures::of(&EventFigures {
+        Some(Arc::new(LiveMessage::of(&EventFigures {
             event_id: event,
             tickets,
             ..EventFigures::default()
@@ -379,12 +405,12 @@ mod tests {
         let fourth = feed.next().await;
 
         // Both events' current values first, the 100 changes of `a` coalesced into one.
-        assert_eq!((first.event_id, first.tickets), (a, 100));
-        assert_eq!((second.event_id, second.tickets), (b, 0));
+        assert_eq!((first.figures.event_id, first.figures.tickets), (a, 100));
+        assert_eq!((second.figures.event_id, second.figures.tickets), (b, 0));
         // Then each event once more, with only its latest value.
         let mut later = [
-            (third.event_id, third.tickets),
-            (fourth.event_id, fourth.tickets),
+            (third.figures.event_id, third.figures.tickets),
+            (fourth.figures.event_id, fourth.figures.tickets),
         ];
         later.sort();
         let mut expected = [(a, 150), (b, 7)];

@@ -11,7 +11,6 @@
 //! cannot be sent within the send timeout drops the client.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -32,7 +31,7 @@ use uuid::Uuid;
 
 use super::AnalyticsState;
 use crate::error::AnalyticsError;
-use crate::live::{Feed, LiveFigures, Place};
+use crate::live::{Feed, LiveFigures, Place, Slot};
 use crate::store::Scope;
 
 const PROBLEM: &str = "application/problem+json";
@@ -129,13 +128,7 @@ async fn subscribe(
     state: &AnalyticsState,
     caller: &Identity,
     query: &LiveQuery,
-) -> Result<
-    (
-        Vec<tokio::sync::watch::Receiver<Option<Arc<LiveFigures>>>>,
-        Place,
-    ),
-    AnalyticsError,
-> {
+) -> Result<(Vec<tokio::sync::watch::Receiver<Slot>>, Place), AnalyticsError> {
     let config = state.service.config();
     let max = config.live_max_events as usize;
     let figures = match query
@@ -314,9 +307,8 @@ async fn run_socket(
                 Some(Ok(Message::Ping(_) | Message::Text(_) | Message::Binary(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
             },
-            figures = feed.next() => {
-                let Ok(text) = serde_json::to_string(&*figures) else { continue };
-                let sent = tokio::time::timeout(settings.send_timeout, socket.send(Message::Text(text.into()))).await;
+            message = feed.next() => {
+                let sent = tokio::time::timeout(settings.send_timeout, socket.send(Message::Text(message.json.clone()))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     metrics::counter!("evently_analytics_live_dropped_total").increment(1);
                     return;
@@ -395,11 +387,10 @@ pub async fn stream(
     let events = futures_util::stream::unfold(
         (Feed::new(watches), place, tracked),
         |(mut feed, place, tracked)| async move {
-            let figures = feed.next().await;
+            let message = feed.next().await;
             let event = SseEvent::default()
                 .event(FIGURES_EVENT)
-                .json_data(&*figures)
-                .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
+                .data(message.json.as_str());
             Some((Ok::<_, Infallible>(event), (feed, place, tracked)))
         },
     )
