@@ -295,11 +295,17 @@ impl LiveHub {
 
 /// One client's view of its watched events: each event's latest figures, at most once per
 /// [`MIN_GAP`].
+///
+/// A watch that was sent a message is looked at again once the gap has passed (and sent its
+/// latest value if it changed meanwhile); only a watch quiet for longer than the gap waits
+/// for its next change, which then goes at once. During a sale a client's task therefore
+/// wakes once per gap, not also at every change.
 pub struct Feed {
     watches: Vec<watch::Receiver<Slot>>,
-    /// Per watch: when it was last sent.
-    last: Vec<Option<Instant>>,
-    /// Watches with a value waiting, and when it may go.
+    /// Per watch: whether it holds a value not sent yet that `has_changed` no longer
+    /// shows (a new watch's first value, or a change that `changed` has marked seen).
+    unsent: Vec<bool>,
+    /// Watches to look at, and when.
     due: BTreeMap<usize, Instant>,
     closed: Vec<bool>,
 }
@@ -311,36 +317,35 @@ impl Feed {
         let n = watches.len();
         Self {
             watches,
-            last: vec![None; n],
+            unsent: vec![true; n],
             due: (0..n).map(|i| (i, now)).collect(),
             closed: vec![false; n],
         }
     }
 
-    /// The next message: waits for a change, then for its event's gap to pass, and takes
-    /// the value current then. Cancel-safe.
+    /// The next message: the current value of a watch that is due and has changed since
+    /// it was last sent (or was never sent). Cancel-safe.
     pub async fn next(&mut self) -> Arc<LiveMessage> {
         loop {
             let now = Instant::now();
             if let Some((&i, _)) = self.due.iter().find(|(_, at)| **at <= now) {
                 self.due.remove(&i);
-                let value = self.watches[i].borrow_and_update().clone();
-                if let Some(value) = value {
-                    self.last[i] = Some(now);
+                let fresh = self.unsent[i] || self.watches[i].has_changed().unwrap_or(false);
+                self.unsent[i] = false;
+                if fresh && let Some(value) = self.watches[i].borrow_and_update().clone() {
+                    self.due.insert(i, now + MIN_GAP);
                     return value;
                 }
                 continue;
             }
             let next_due = self.due.values().min().copied();
-            let waiting: Vec<usize> = (0..self.watches.len())
-                .filter(|i| !self.closed[*i] && !self.due.contains_key(i))
-                .collect();
             let changed = {
-                let watches = &mut self.watches;
-                let futures: Vec<_> = watches
+                let (due, closed) = (&self.due, &self.closed);
+                let futures: Vec<_> = self
+                    .watches
                     .iter_mut()
                     .enumerate()
-                    .filter(|(i, _)| waiting.contains(i))
+                    .filter(|(i, _)| !closed[*i] && !due.contains_key(i))
                     .map(|(i, w)| Box::pin(async move { (i, w.changed().await.is_ok()) }))
                     .collect();
                 async move {
@@ -363,8 +368,9 @@ impl Feed {
             };
             if let Some((i, open)) = woke {
                 if open {
-                    let at = self.last[i].map_or(Instant::now(), |t| t + MIN_GAP);
-                    self.due.insert(i, at);
+                    // Quiet for longer than the gap: the change goes at once.
+                    self.unsent[i] = true;
+                    self.due.insert(i, Instant::now());
                 } else {
                     self.closed[i] = true;
                 }
@@ -422,5 +428,34 @@ mod tests {
                 .is_err(),
             "nothing else is pending"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_waits_out_the_gap_and_after_a_quiet_gap_goes_at_once() {
+        let a = Uuid::now_v7();
+        let (tx, rx) = watch::channel(figures(a, 0));
+        let mut feed = Feed::new(vec![rx]);
+        let start = Instant::now();
+        assert_eq!(feed.next().await.figures.tickets, 0);
+
+        // A change right after a message waits for the gap, and the latest value goes.
+        tx.send_replace(figures(a, 1));
+        tx.send_replace(figures(a, 2));
+        assert_eq!(feed.next().await.figures.tickets, 2);
+        let waited = start.elapsed();
+        assert!(waited >= MIN_GAP, "sent after {waited:?}");
+
+        // Nothing changed: nothing is sent when the gap passes again.
+        assert!(
+            tokio::time::timeout(MIN_GAP + Duration::from_millis(300), feed.next())
+                .await
+                .is_err()
+        );
+        // A change after a quiet gap goes at once.
+        tx.send_replace(figures(a, 3));
+        let message = tokio::time::timeout(Duration::from_millis(200), feed.next())
+            .await
+            .expect("sent at once");
+        assert_eq!(message.figures.tickets, 3);
     }
 }
