@@ -10,6 +10,7 @@ use evently_core::identity::Identity;
 use evently_events::EventsService;
 use evently_events::domain::{EventFilter, EventId, Page};
 use evently_events::http::events::{CreateEventRequest, EventResponse};
+use evently_events::service::{BatchOutcome, UpsertItem};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -35,6 +36,19 @@ pub trait EventsClient: Send + Sync + 'static {
         body: &serde_json::Value,
     ) -> Result<bool, Problem>;
 
+    /// Creates or updates every event of `rows` (each an id and a body, as for
+    /// [`EventsClient::upsert`]) for `caller`, in one transaction: all of them, or none
+    /// when any is refused.
+    ///
+    /// # Errors
+    /// The events service's failure (nothing written); refused rows are
+    /// [`BatchWritten::Refused`].
+    async fn upsert_all(
+        &self,
+        caller: &Identity,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<BatchWritten, Problem>;
+
     /// One page of the events matching `filter`, as `GET /api/events` shows them.
     ///
     /// # Errors
@@ -45,6 +59,15 @@ pub trait EventsClient: Send + Sync + 'static {
         page: u32,
         size: u32,
     ) -> Result<Vec<EventResponse>, Problem>;
+}
+
+/// What [`EventsClient::upsert_all`] did.
+#[derive(Debug)]
+pub enum BatchWritten {
+    /// Every row was written: for each, whether it created its event.
+    Written(Vec<bool>),
+    /// These rows (by index) were refused, each with its problem; nothing was written.
+    Refused(Vec<(usize, Problem)>),
 }
 
 /// The events service of this process.
@@ -74,6 +97,38 @@ impl EventsClient for LocalEvents {
             .upsert_event(caller, EventId(id), draft, venue, status)
             .await?;
         Ok(created)
+    }
+
+    async fn upsert_all(
+        &self,
+        caller: &Identity,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<BatchWritten, Problem> {
+        let mut items = Vec::with_capacity(rows.len());
+        let mut refused = Vec::new();
+        for (index, (id, body)) in rows.iter().enumerate() {
+            match parse(body).and_then(CreateEventRequest::into_parts) {
+                Ok((draft, venue, status)) => items.push(UpsertItem {
+                    id: EventId(*id),
+                    draft,
+                    venue,
+                    status,
+                }),
+                Err(problem) => refused.push((index, problem)),
+            }
+        }
+        if !refused.is_empty() {
+            return Ok(BatchWritten::Refused(refused));
+        }
+        Ok(match self.0.upsert_events(caller, items).await? {
+            BatchOutcome::Written(created) => BatchWritten::Written(created),
+            BatchOutcome::Refused(refused) => BatchWritten::Refused(
+                refused
+                    .into_iter()
+                    .map(|(index, e)| (index, Problem::from(e)))
+                    .collect(),
+            ),
+        })
     }
 
     async fn list(

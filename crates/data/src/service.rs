@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::client::{BookingClient, EventsClient};
+use crate::client::{BatchWritten, BookingClient, EventsClient};
 use crate::error::DataError;
 use crate::export::{self, Cell, Format, Record};
 use crate::import::columns::{self, Columns, EXTERNAL_ID, MAX_EXTERNAL_ID, UNNAMED};
@@ -528,49 +528,75 @@ impl DataService {
                 .into_iter()
                 .map(|d| (d.row, d))
                 .collect();
-            for plan in plans {
-                let outcome = match done.get(&i64::from(plan.row)) {
-                    Some(d) => d.outcome,
-                    None => match self.events.upsert(caller, plan.event_id, &plan.body).await {
-                        Ok(was_created) => {
-                            // A row keyed by this job made its event, whether in this run or
-                            // in one that stopped before recording it.
-                            let outcome = if was_created || !plan.external {
-                                RowOutcome::Created
-                            } else {
-                                RowOutcome::Updated
-                            };
-                            self.store
-                                .record_row(
-                                    job.id,
-                                    &DoneRow {
-                                        row: i64::from(plan.row),
-                                        event_id: plan.event_id,
-                                        outcome,
-                                    },
-                                )
-                                .await?;
-                            outcome
+            if job.mode == ImportMode::Atomic {
+                let outcomes = self
+                    .write_all(job, caller, table, columns, &plans, &done, &mut errors)
+                    .await?;
+                match outcomes {
+                    Some(outcomes) => {
+                        for outcome in outcomes {
+                            match outcome {
+                                RowOutcome::Created => created += 1,
+                                RowOutcome::Updated => updated += 1,
+                            }
                         }
-                        Err(problem) if problem.status().is_server_error() => {
-                            return Err(problem.into());
-                        }
-                        Err(problem) => {
-                            failed += 1;
-                            let cells = table
-                                .rows
+                    }
+                    None => {
+                        failed = u32::try_from(
+                            errors
                                 .iter()
-                                .find(|(r, _)| *r == plan.row)
-                                .map(|(_, c)| c.as_slice())
-                                .unwrap_or_default();
-                            errors.extend(row_errors(plan.row, &problem, columns, cells));
-                            continue;
-                        }
-                    },
-                };
-                match outcome {
-                    RowOutcome::Created => created += 1,
-                    RowOutcome::Updated => updated += 1,
+                                .map(|e| e.row)
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .len(),
+                        )
+                        .unwrap_or(u32::MAX);
+                    }
+                }
+            } else {
+                for plan in plans {
+                    let outcome = match done.get(&i64::from(plan.row)) {
+                        Some(d) => d.outcome,
+                        None => match self.events.upsert(caller, plan.event_id, &plan.body).await {
+                            Ok(was_created) => {
+                                // A row keyed by this job made its event, whether in this run or
+                                // in one that stopped before recording it.
+                                let outcome = if was_created || !plan.external {
+                                    RowOutcome::Created
+                                } else {
+                                    RowOutcome::Updated
+                                };
+                                self.store
+                                    .record_row(
+                                        job.id,
+                                        &DoneRow {
+                                            row: i64::from(plan.row),
+                                            event_id: plan.event_id,
+                                            outcome,
+                                        },
+                                    )
+                                    .await?;
+                                outcome
+                            }
+                            Err(problem) if problem.status().is_server_error() => {
+                                return Err(problem.into());
+                            }
+                            Err(problem) => {
+                                failed += 1;
+                                let cells = table
+                                    .rows
+                                    .iter()
+                                    .find(|(r, _)| *r == plan.row)
+                                    .map(|(_, c)| c.as_slice())
+                                    .unwrap_or_default();
+                                errors.extend(row_errors(plan.row, &problem, columns, cells));
+                                continue;
+                            }
+                        },
+                    };
+                    match outcome {
+                        RowOutcome::Created => created += 1,
+                        RowOutcome::Updated => updated += 1,
+                    }
                 }
             }
             errors.sort_by_key(|e| e.row);
@@ -602,6 +628,80 @@ impl DataService {
             "import finished"
         );
         Ok(report)
+    }
+
+    /// Writes every row of `plans` not yet `done` in one batch (an atomic import): the
+    /// outcome of every row of `plans`, or `None` when the events service refused some rows
+    /// and wrote nothing (their errors are added to `errors`).
+    #[expect(clippy::too_many_arguments)]
+    async fn write_all(
+        &self,
+        job: &ImportJob,
+        caller: &Identity,
+        table: &Table,
+        columns: &Columns,
+        plans: &[Plan],
+        done: &BTreeMap<i64, DoneRow>,
+        errors: &mut Vec<RowError>,
+    ) -> Result<Option<Vec<RowOutcome>>, DataError> {
+        let pending: Vec<&Plan> = plans
+            .iter()
+            .filter(|p| !done.contains_key(&i64::from(p.row)))
+            .collect();
+        let mut written = Vec::with_capacity(pending.len());
+        if !pending.is_empty() {
+            let rows: Vec<(Uuid, serde_json::Value)> = pending
+                .iter()
+                .map(|p| (p.event_id, p.body.clone()))
+                .collect();
+            match self.events.upsert_all(caller, &rows).await {
+                Ok(BatchWritten::Written(flags)) => {
+                    for (plan, was_created) in pending.iter().zip(flags) {
+                        // As for a single row: a row keyed by this job made its event.
+                        let outcome = if was_created || !plan.external {
+                            RowOutcome::Created
+                        } else {
+                            RowOutcome::Updated
+                        };
+                        written.push(DoneRow {
+                            row: i64::from(plan.row),
+                            event_id: plan.event_id,
+                            outcome,
+                        });
+                    }
+                    self.store.record_rows(job.id, &written).await?;
+                }
+                Ok(BatchWritten::Refused(refused)) => {
+                    for (index, problem) in refused {
+                        let Some(plan) = pending.get(index) else {
+                            continue;
+                        };
+                        let cells = table
+                            .rows
+                            .iter()
+                            .find(|(r, _)| *r == plan.row)
+                            .map(|(_, c)| c.as_slice())
+                            .unwrap_or_default();
+                        errors.extend(row_errors(plan.row, &problem, columns, cells));
+                    }
+                    return Ok(None);
+                }
+                Err(problem) => return Err(problem.into()),
+            }
+        }
+        let written: BTreeMap<i64, RowOutcome> =
+            written.into_iter().map(|d| (d.row, d.outcome)).collect();
+        Ok(Some(
+            plans
+                .iter()
+                .filter_map(|p| {
+                    let row = i64::from(p.row);
+                    done.get(&row)
+                        .map(|d| d.outcome)
+                        .or_else(|| written.get(&row).copied())
+                })
+                .collect(),
+        ))
     }
 
     /// Job `id` as `caller` (its owner or an admin) sees it.

@@ -133,6 +133,7 @@ impl Events {
             keys,
             config: Arc::new(config.events.clone()),
             internal,
+            batch: http::BatchLimits::for_imports(&config.data, config.server.body_limit_bytes),
         };
         Ok(Self {
             service,
