@@ -58,7 +58,10 @@ pub struct AuthApi;
 /// serves: published by the auth service itself at `/internal/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(http::internal::verify_token, http::internal::get_user, http::internal::internal_doc),
+    paths(
+        http::internal::verify_token, http::internal::get_user, http::internal::lookup_users,
+        http::internal::internal_doc,
+    ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
 )]

@@ -1,12 +1,16 @@
-//! How the data service reaches the events service: through its operations, never its
-//! tables. [`EventsClient`] is the seam; [`LocalEvents`] calls the events service running in
-//! the same process directly, with the same parser and rules as `POST /api/events`.
+//! How the data service reaches the events, booking and auth services: through their
+//! operations, never their tables. [`EventsClient`], [`BookingClient`] and [`UsersClient`]
+//! are the seams; [`LocalEvents`], [`LocalBooking`] and [`LocalUsers`] call the services
+//! running in the same process directly ([`LocalEvents`] with the same parser and rules as
+//! `POST /api/events`).
 
 use async_trait::async_trait;
+use evently_auth::AuthService;
 use evently_booking::BookingService;
 use evently_booking::domain::{Order, OrderId};
 use evently_core::Problem;
 use evently_core::identity::Identity;
+use evently_core::ids::UserId;
 use evently_events::EventsService;
 use evently_events::domain::{EventFilter, EventId, Page};
 use evently_events::http::events::{CreateEventRequest, EventResponse};
@@ -178,5 +182,52 @@ impl BookingClient for LocalBooking {
             .0
             .event_orders(caller, event_id, after.map(OrderId), limit)
             .await?)
+    }
+}
+
+/// Most users [`UsersClient::users`] looks up per call (as `POST /internal/users/lookup`).
+pub const MAX_USER_LOOKUP: usize = evently_auth::store::MAX_LOOKUP;
+
+/// A user as an orders export names them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Buyer {
+    /// The user.
+    pub user_id: Uuid,
+    /// Their name.
+    pub name: String,
+    /// Their e-mail address.
+    pub email: String,
+}
+
+/// What the data service asks of the auth service.
+#[async_trait]
+pub trait UsersClient: Send + Sync + 'static {
+    /// The users with these ids (at most [`MAX_USER_LOOKUP`]), in one lookup; ids of no
+    /// user are left out.
+    ///
+    /// # Errors
+    /// The auth service's failure; 422 beyond [`MAX_USER_LOOKUP`] ids.
+    async fn users(&self, ids: &[Uuid]) -> Result<Vec<Buyer>, Problem>;
+}
+
+/// The auth service of this process.
+pub struct LocalUsers(pub Arc<AuthService>);
+
+#[async_trait]
+impl UsersClient for LocalUsers {
+    async fn users(&self, ids: &[Uuid]) -> Result<Vec<Buyer>, Problem> {
+        let ids: Vec<UserId> = ids.iter().copied().map(UserId).collect();
+        Ok(self
+            .0
+            .users(&ids)
+            .await?
+            .into_iter()
+            .map(|u| Buyer {
+                user_id: u.id.0,
+                name: u.name.as_str().to_owned(),
+                email: u.email.as_str().to_owned(),
+            })
+            .collect())
     }
 }

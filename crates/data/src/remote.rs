@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::client::{BatchWritten, BookingClient, EventsClient};
+use crate::client::{BatchWritten, BookingClient, Buyer, EventsClient, UsersClient};
 
 /// Seconds a Retry-After suggests after an unreachable service.
 const RETRY_AFTER_SECONDS: u64 = 5;
@@ -414,6 +414,45 @@ impl BookingClient for HttpBooking {
             Some(caller),
         )?;
         self.remote.json(request).await
+    }
+}
+
+/// The auth service of another process.
+pub struct HttpUsers {
+    remote: Remote,
+}
+
+impl HttpUsers {
+    /// A client of the auth service at `base` (`http://auth:8080`).
+    ///
+    /// # Errors
+    /// When `base` is not an http(s) URL.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        internal: InternalToken,
+        keys: Arc<JwtKeys>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            remote: Remote::new("auth", base, timeout, internal, keys)?,
+        })
+    }
+}
+
+#[async_trait]
+impl UsersClient for HttpUsers {
+    async fn users(&self, ids: &[Uuid]) -> Result<Vec<Buyer>, Problem> {
+        #[derive(serde::Deserialize)]
+        struct Found {
+            users: Vec<Buyer>,
+        }
+        // The service credential alone: a lookup acts for no user.
+        let request = self
+            .remote
+            .request(reqwest::Method::POST, "/internal/users/lookup", None)?
+            .json(&serde_json::json!({ "ids": ids }));
+        let found: Found = self.remote.json(request).await?;
+        Ok(found.users)
     }
 }
 

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::client::{BatchWritten, BookingClient, EventsClient};
+use crate::client::{
+    BatchWritten, BookingClient, Buyer, EventsClient, MAX_USER_LOOKUP, UsersClient,
+};
 use crate::error::DataError;
 use crate::export::{self, Cell, Format, Record};
 use crate::import::columns::{self, Columns, EXTERNAL_ID, MAX_EXTERNAL_ID, UNNAMED};
@@ -179,6 +181,8 @@ pub const ORDER_HEADERS: &[&str] = &[
     "orderId",
     "eventId",
     "buyerId",
+    "buyerName",
+    "buyerEmail",
     "orderStatus",
     "amount",
     "refundedAmount",
@@ -191,8 +195,9 @@ pub const ORDER_HEADERS: &[&str] = &[
     "ticketStatus",
 ];
 
-/// An order's rows in an orders export: one per ticket.
-pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
+/// An order's rows in an orders export: one per ticket, naming its `buyer` (empty when auth
+/// knows no such user, or is not reachable from this process).
+pub fn order_records(order: &evently_booking::domain::Order, buyer: Option<&Buyer>) -> Vec<Record> {
     let created = order
         .created_at
         .format(&time::format_description::well_known::Rfc3339)
@@ -205,6 +210,8 @@ pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
                 text(order.order_id.to_string()),
                 text(order.event_id.to_string()),
                 text(order.user_id.to_string()),
+                opt(buyer.map(|b| b.name.clone())),
+                opt(buyer.map(|b| b.email.clone())),
                 text(order.status.as_str()),
                 Cell::Int(order.amount),
                 order.refunded_amount.map_or(Cell::Empty, Cell::Int),
@@ -235,11 +242,33 @@ pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
         .collect()
 }
 
+/// The buyers of `orders` by id, looked up once for the page (in lookups of at most
+/// [`MAX_USER_LOOKUP`] ids); none without `users`.
+async fn buyers(
+    users: Option<&dyn UsersClient>,
+    orders: &[evently_booking::domain::Order],
+) -> Result<HashMap<Uuid, Buyer>, Problem> {
+    let Some(users) = users else {
+        return Ok(HashMap::new());
+    };
+    let mut ids: Vec<Uuid> = orders.iter().map(|o| o.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_USER_LOOKUP) {
+        for buyer in users.users(chunk).await? {
+            found.insert(buyer.user_id, buyer);
+        }
+    }
+    Ok(found)
+}
+
 /// The operations of the data service.
 pub struct DataService {
     store: Arc<dyn DataStore>,
     events: Arc<dyn EventsClient>,
     booking: Option<Arc<dyn BookingClient>>,
+    users: Option<Arc<dyn UsersClient>>,
     files: std::path::PathBuf,
     clock: SharedClock,
     config: DataConfig,
@@ -312,6 +341,7 @@ impl DataService {
             store,
             events,
             booking: None,
+            users: None,
             files: std::env::temp_dir().join("evently-data-exports"),
             clock,
             config,
@@ -329,6 +359,13 @@ impl DataService {
     #[must_use]
     pub fn with_booking(mut self, booking: Arc<dyn BookingClient>) -> Self {
         self.booking = Some(booking);
+        self
+    }
+
+    /// Reaches auth through `users` (orders exports name their buyers with it).
+    #[must_use]
+    pub fn with_users(mut self, users: Arc<dyn UsersClient>) -> Self {
+        self.users = Some(users);
         self
     }
 
@@ -839,6 +876,7 @@ impl DataService {
                 // The first page is read before answering, so that a refusal is a problem.
                 let first = booking.event_orders(caller, event_id, None, size).await?;
                 let caller = *caller;
+                let users = self.users.clone();
                 tokio::spawn(async move {
                     let mut page = Ok(first);
                     loop {
@@ -847,7 +885,13 @@ impl DataService {
                                 let next = (orders.len() >= size as usize)
                                     .then(|| orders.last().map(|o| o.order_id.0))
                                     .flatten();
-                                (Ok(orders.iter().flat_map(order_records).collect()), next)
+                                let rows = buyers(users.as_deref(), &orders).await.map(|buyers| {
+                                    orders
+                                        .iter()
+                                        .flat_map(|o| order_records(o, buyers.get(&o.user_id)))
+                                        .collect()
+                                });
+                                (rows, next)
                             }
                             Err(problem) => (Err(problem), None),
                         };

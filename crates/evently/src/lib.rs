@@ -387,13 +387,19 @@ pub async fn build(
                 // Imports and exports go through the events and booking services' operations:
                 // directly when they run in this process (services sort after them, so they
                 // are built already), else over internal HTTP.
-                let (client, booking_client) =
-                    data_clients(config, &secrets, events.as_ref(), booking.as_ref())?;
+                let (client, booking_client, users_client) = data_clients(
+                    config,
+                    &secrets,
+                    events.as_ref(),
+                    booking.as_ref(),
+                    auth.as_ref(),
+                )?;
                 let built = evently_data::Data::build(
                     config,
                     secrets.keys.clone(),
                     client,
                     booking_client,
+                    users_client,
                     clock.clone(),
                 )
                 .await
@@ -589,20 +595,23 @@ pub async fn build(
     })
 }
 
-/// The data service's ways to events and, when it has one, to booking.
+/// The data service's ways to events and, when it has them, to booking and auth.
 type DataClients = (
     Arc<dyn evently_data::EventsClient>,
     Option<Arc<dyn evently_data::BookingClient>>,
+    Option<Arc<dyn evently_data::UsersClient>>,
 );
 
-/// How the data service reaches events and booking: the services of this process, else the
-/// services at `data.events_url` / `data.booking_url` (or the gateway's upstream URLs) over
-/// internal HTTP. Without booking, orders exports answer 503.
+/// How the data service reaches events, booking and auth: the services of this process, else
+/// the services at `data.events_url` / `data.booking_url` / `data.auth_url` (or the gateway's
+/// upstream URLs) over internal HTTP. Without booking, orders exports answer 503; without
+/// auth, they leave the buyers' names and e-mails empty.
 fn data_clients(
     config: &Config,
     secrets: &Secrets,
     events: Option<&Events>,
     booking: Option<&Booking>,
+    auth: Option<&evently_auth::Auth>,
 ) -> anyhow::Result<DataClients> {
     let timeout = Duration::from_secs(config.data.upstream_timeout_seconds);
     let url_of = |own: &Option<String>, service: &str| {
@@ -643,7 +652,25 @@ fn data_clients(
             }
         },
     };
-    Ok((events, booking))
+    let users: Option<Arc<dyn evently_data::UsersClient>> = match auth {
+        Some(a) => Some(Arc::new(evently_data::LocalUsers(a.service.clone()))),
+        None => match url_of(&config.data.auth_url, "auth") {
+            Some(url) => Some(Arc::new(evently_data::HttpUsers::new(
+                &url,
+                timeout,
+                secrets.internal.clone(),
+                secrets.keys.clone(),
+            )?)),
+            None => {
+                tracing::warn!(
+                    "data runs without auth and without data.auth_url: orders exports leave \
+                     buyers' names and e-mails empty"
+                );
+                None
+            }
+        },
+    };
+    Ok((events, booking, users))
 }
 
 /// The settings stream booking's in-memory projection reads, with its consumer's name and

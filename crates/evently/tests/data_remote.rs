@@ -1,5 +1,6 @@
 //! The data service in a process of its own: auth, events and booking in one `evently`
-//! process, data in another (reaching them over internal HTTP with the service credential),
+//! process, data in another (reaching all three over internal HTTP with the service
+//! credential),
 //! a gateway in a third, on PostgreSQL. Skipped (with a message) without
 //! `EVENTLY_TEST_POSTGRES_URL`.
 
@@ -91,7 +92,8 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
         .args(["serve", "--services", "data", "--listen", "127.0.0.1:0"])
         .env("EVENTLY_DATABASE_URL", &database)
         .env("EVENTLY_DATA__EVENTS_URL", &core_url)
-        .env("EVENTLY_DATA__BOOKING_URL", &core_url);
+        .env("EVENTLY_DATA__BOOKING_URL", &core_url)
+        .env("EVENTLY_DATA__AUTH_URL", &core_url);
     let data = start(command).0;
 
     let mut command = shared(&dir);
@@ -243,12 +245,33 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
     let orders = orders.text().await.unwrap();
     assert_eq!(orders.lines().count(), 3, "{orders}");
     assert!(orders.contains(&sale.order_id), "{orders}");
+    // Each ticket's row names its buyer, looked up in the auth process.
+    assert!(
+        orders
+            .lines()
+            .next()
+            .unwrap()
+            .contains("buyerId,buyerName,buyerEmail"),
+        "{orders}"
+    );
+    assert_eq!(
+        orders.matches(",Buyer,buyer@example.com,").count(),
+        2,
+        "{orders}"
+    );
 
     // The internal routes answer only with the service credential.
     let refused = http
         .post(format!("{core_url}/internal/events/check"))
         .bearer_auth(&sale.organizer)
         .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let refused = http
+        .post(format!("{core_url}/internal/users/lookup"))
+        .json(&json!({"ids": []}))
         .send()
         .await
         .unwrap();

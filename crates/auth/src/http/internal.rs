@@ -70,6 +70,44 @@ pub async fn get_user(
     Ok(axum::Json(state.service.user(user_id).await?.into()))
 }
 
+/// `POST /internal/users/lookup`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupRequest {
+    /// The users' ids (at most 1,000).
+    pub ids: Vec<UserId>,
+}
+
+/// The users found by a lookup.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LookupResponse {
+    /// The users found, in no particular order; ids of no user are left out.
+    pub users: Vec<UserResponse>,
+}
+
+/// Look up many users by id at once (an orders export's buyers).
+#[utoipa::path(post, path = "/internal/users/lookup", tag = "internal",
+    params(("X-Internal-Token" = String, Header, description = "The internal service credential")),
+    request_body = LookupRequest,
+    responses(
+        (status = 200, description = "The users found", body = LookupResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Not a list of ids, or more than 1,000", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn lookup_users(
+    State(state): State<AuthState>,
+    _caller: InternalCaller,
+    Json(body): Json<LookupRequest>,
+) -> Result<axum::Json<LookupResponse>, AuthError> {
+    let users = state.service.users(&body.ids).await?;
+    Ok(axum::Json(LookupResponse {
+        users: users.into_iter().map(Into::into).collect(),
+    }))
+}
+
 /// This document: the auth service's internal routes.
 #[utoipa::path(get, path = "/internal/openapi.json", tag = "internal",
     responses((status = 200, description = "The OpenAPI document of the internal routes")))]

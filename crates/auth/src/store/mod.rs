@@ -57,6 +57,9 @@ pub enum Rotation {
 }
 
 /// Everything auth persists.
+/// Most ids [`AuthStore::users_by_ids`] takes at once (each is a bound parameter).
+pub const MAX_LOOKUP: usize = 1_000;
+
 #[async_trait]
 pub trait AuthStore: Send + Sync + 'static {
     /// Checks that the database answers.
@@ -70,6 +73,10 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// The user with this id.
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// The users with these ids, in one query, in no particular order; ids of no user are
+    /// left out. At most [`MAX_LOOKUP`] ids ([`StoreError::Other`] beyond).
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
 
     /// Applies a profile change; `None` if there is no such user.
     async fn update_profile(

@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use evently_core::db::StoreError;
 use evently_core::identity::Role;
 use evently_core::ids::UserId;
-use evently_core::sql::{Db, Row, Tx, query};
+use evently_core::sql::{Db, Row, Sql, Tx, query};
 use uuid::Uuid;
 
-use super::{AuthStore, NewRefreshToken, Rotation, parse_role};
+use super::{AuthStore, MAX_LOOKUP, NewRefreshToken, Rotation, parse_role};
 use crate::domain::{
     Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy, ThrottleState, User,
     UserCredentials,
@@ -135,6 +135,36 @@ impl AuthStore for SqlAuthStore {
         .fetch_optional(self.db.reader())
         .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(users = ids.len()))]
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > MAX_LOOKUP {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "at most {MAX_LOOKUP} users are looked up at once, not {}",
+                ids.len()
+            )));
+        }
+        // One placeholder per id: the same text on both engines, and no more than either
+        // binds in one statement.
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let mut statement = query(Sql::assert_safe(format!(
+            "SELECT {} FROM users WHERE id IN ({})",
+            user_columns!(),
+            placeholders.join(", ")
+        )));
+        for id in ids {
+            statement = statement.bind(id.0);
+        }
+        statement
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(user.id = %id))]

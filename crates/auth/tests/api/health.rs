@@ -169,6 +169,7 @@ async fn openapi_lists_every_auth_endpoint_with_schemas() {
             .unwrap();
     assert!(internal["paths"]["/internal/auth/verify"]["post"].is_object());
     assert!(internal["paths"]["/internal/users/{userId}"]["get"].is_object());
+    assert!(internal["paths"]["/internal/users/lookup"]["post"]["responses"]["422"].is_object());
 }
 
 #[tokio::test]
