@@ -60,6 +60,49 @@ fn service_openapi(service: ServiceName) -> utoipa::openapi::OpenApi {
     }
 }
 
+/// The OpenAPI document of one service's service-to-service routes, for the services that
+/// have some.
+fn service_internal_openapi(service: ServiceName) -> Option<utoipa::openapi::OpenApi> {
+    match service {
+        ServiceName::Auth => Some(evently_auth::AuthInternalApi::openapi()),
+        ServiceName::Events => Some(evently_events::EventsInternalApi::openapi()),
+        ServiceName::Booking => Some(evently_booking::BookingInternalApi::openapi()),
+        _ => None,
+    }
+}
+
+/// The document of the internal routes a process serves.
+#[derive(OpenApi)]
+#[openapi(
+    paths(internal_doc),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
+)]
+struct InternalDocApi;
+
+/// This document: the internal routes of the services of this process.
+#[utoipa::path(get, path = "/internal/openapi.json", tag = "internal",
+    responses((status = 200, description = "The OpenAPI document of the internal routes")))]
+async fn internal_doc(
+    axum::extract::State(doc): axum::extract::State<Arc<utoipa::openapi::OpenApi>>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(doc.as_ref().clone())
+}
+
+/// The merged OpenAPI document of the service-to-service routes of `services` (the gateway
+/// never serves them): what `/internal/openapi.json` of a process running them answers.
+pub fn internal_openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
+    let mut doc = InternalDocApi::openapi();
+    for service in services {
+        if let Some(internal) = service_internal_openapi(*service) {
+            doc.merge(internal);
+        }
+    }
+    doc.info.title = "evently internal routes".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc
+}
+
 /// The merged OpenAPI document of `services`, with the limits `config` sets.
 pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     let mut doc = OpsApi::openapi();
@@ -535,6 +578,12 @@ pub async fn build(
                 }
             })
         }),
+    );
+    // One document of the internal routes of the services of this process (the gateway
+    // never forwards /internal, so behind it this is reachable by no one).
+    let routers = routers.route(
+        "/internal/openapi.json",
+        axum::routing::get(internal_doc).with_state(Arc::new(internal_openapi(&services))),
     );
     let (router, documented) = if services.contains(&ServiceName::Gateway) {
         let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)

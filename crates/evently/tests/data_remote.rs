@@ -269,6 +269,22 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
+    // The process of auth, events and booking documents the internal routes of all three.
+    let internal: serde_json::Value = http
+        .get(format!("{core_url}/internal/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/internal/users/lookup",
+        "/internal/events/batch",
+        "/internal/booking/events/{eventId}/orders",
+    ] {
+        assert!(internal["paths"][path].is_object(), "{path} in {internal}");
+    }
     let refused = http
         .post(format!("{core_url}/internal/users/lookup"))
         .json(&json!({"ids": []}))

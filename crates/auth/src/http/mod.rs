@@ -67,6 +67,5 @@ pub fn router(state: AuthState) -> Router {
         .route("/internal/auth/verify", post(internal::verify_token))
         .route("/internal/users/lookup", post(internal::lookup_users))
         .route("/internal/users/{user_id}", get(internal::get_user))
-        .route("/internal/openapi.json", get(internal::internal_doc))
         .with_state(state)
 }

@@ -26,10 +26,14 @@ const PROBLEM: &str = "application/problem+json";
     request_body = CreateEventRequest,
     responses(
         (status = 204, description = "`POST /api/events` would accept it"),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 403, description = "Not an organizer or admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ))]
 pub async fn check_event(
     State(state): State<EventsState>,
@@ -54,11 +58,15 @@ pub async fn check_event(
     responses(
         (status = 201, description = "Created", body = EventResponse),
         (status = 200, description = "Updated", body = EventResponse),
+        (status = 400, description = "Malformed JSON or event id", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 403, description = "Not the organizer or an admin", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
-        (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No or wrong internal credential, or the event was deleted while it was updated", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 409, description = "The update is not allowed (as for `PUT /api/events/{eventId}`)", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 422, description = "Invalid fields", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ))]
 pub async fn upsert_event(
     State(state): State<EventsState>,
@@ -144,7 +152,9 @@ pub const BATCH_REFUSED: &str = "batch-refused";
         (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 409, description = "The events kept changing meanwhile; nothing was written", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 413, description = "The body exceeds the import's size cap", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 422, description = "A malformed batch, more events than an import's row cap, or `batch-refused`: nothing was written, and `rows` holds every refused event's index and problem", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ))]
 pub async fn upsert_batch(
     State(state): State<EventsState>,
