@@ -242,6 +242,17 @@ pub fn order_records(order: &evently_booking::domain::Order, buyer: Option<&Buye
         .collect()
 }
 
+/// The errors of `plan`'s row for `problem`.
+fn plan_errors(plan: &Plan, problem: &Problem, table: &Table, columns: &Columns) -> Vec<RowError> {
+    let cells = table
+        .rows
+        .iter()
+        .find(|(r, _)| *r == plan.row)
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or_default();
+    row_errors(plan.row, problem, columns, cells)
+}
+
 /// The buyers of `orders` by id, looked up once for the page (in lookups of at most
 /// [`MAX_USER_LOOKUP`] ids); none without `users`.
 async fn buyers(
@@ -619,13 +630,7 @@ impl DataService {
                             }
                             Err(problem) => {
                                 failed += 1;
-                                let cells = table
-                                    .rows
-                                    .iter()
-                                    .find(|(r, _)| *r == plan.row)
-                                    .map(|(_, c)| c.as_slice())
-                                    .unwrap_or_default();
-                                errors.extend(row_errors(plan.row, &problem, columns, cells));
+                                errors.extend(plan_errors(&plan, &problem, table, columns));
                                 continue;
                             }
                         },
@@ -710,16 +715,17 @@ impl DataService {
                 }
                 Ok(BatchWritten::Refused(refused)) => {
                     for (index, problem) in refused {
-                        let Some(plan) = pending.get(index) else {
-                            continue;
-                        };
-                        let cells = table
-                            .rows
-                            .iter()
-                            .find(|(r, _)| *r == plan.row)
-                            .map(|(_, c)| c.as_slice())
-                            .unwrap_or_default();
-                        errors.extend(row_errors(plan.row, &problem, columns, cells));
+                        if let Some(plan) = pending.get(index) {
+                            errors.extend(plan_errors(plan, &problem, table, columns));
+                        }
+                    }
+                    return Ok(None);
+                }
+                // The batch refused whole (the events kept changing, or it is beyond the
+                // events service's caps): nothing was written, and every row says why.
+                Err(problem) if problem.status().is_client_error() => {
+                    for plan in &pending {
+                        errors.extend(plan_errors(plan, &problem, table, columns));
                     }
                     return Ok(None);
                 }
@@ -880,28 +886,42 @@ impl DataService {
                 tokio::spawn(async move {
                     let mut page = Ok(first);
                     loop {
-                        let (rows, next) = match page {
-                            Ok(orders) => {
-                                let next = (orders.len() >= size as usize)
-                                    .then(|| orders.last().map(|o| o.order_id.0))
-                                    .flatten();
-                                let rows = buyers(users.as_deref(), &orders).await.map(|buyers| {
-                                    orders
-                                        .iter()
-                                        .flat_map(|o| order_records(o, buyers.get(&o.user_id)))
-                                        .collect()
-                                });
-                                (rows, next)
+                        let orders = match page {
+                            Ok(orders) => orders,
+                            Err(problem) => {
+                                let _ = tx.send(Err(problem)).await;
+                                break;
                             }
-                            Err(problem) => (Err(problem), None),
                         };
-                        if tx.send(rows).await.is_err() {
+                        let next = (orders.len() >= size as usize)
+                            .then(|| orders.last().map(|o| o.order_id.0))
+                            .flatten();
+                        // The next page is read from booking while this one's buyers are
+                        // looked up in auth.
+                        let following = async {
+                            match next {
+                                Some(after) => Some(
+                                    booking
+                                        .event_orders(&caller, event_id, Some(after), size)
+                                        .await,
+                                ),
+                                None => None,
+                            }
+                        };
+                        let (found, following) =
+                            tokio::join!(buyers(users.as_deref(), &orders), following);
+                        let rows: export::Page = found.map(|buyers| {
+                            orders
+                                .iter()
+                                .flat_map(|o| order_records(o, buyers.get(&o.user_id)))
+                                .collect()
+                        });
+                        let failed = rows.is_err();
+                        if tx.send(rows).await.is_err() || failed {
                             break;
                         }
-                        let Some(after) = next else { break };
-                        page = booking
-                            .event_orders(&caller, event_id, Some(after), size)
-                            .await;
+                        let Some(following) = following else { break };
+                        page = following;
                     }
                 });
                 Ok((rx, ORDER_HEADERS))

@@ -1,18 +1,21 @@
 //! An atomic import is all or nothing even when a row fails only as it is written: its rows
 //! are written in one transaction of the events service, so a refused last row leaves every
-//! row before it unwritten, with no domain event in the outbox. On both engines.
+//! row before it unwritten, with no domain event in the outbox. On both engines. A batch
+//! refused whole fails every row and finishes the job.
 
 use evently_bus::Outbox;
+use evently_core::Problem;
 use evently_core::clock::SystemClock;
 use evently_core::config::{DataConfig, DatabaseConfig};
 use evently_core::identity::{Identity, Role};
 use evently_core::ids::UserId;
-use evently_data::client::LocalEvents;
+use evently_data::client::{BatchWritten, EventsClient, LocalEvents};
 use evently_data::import::external_event_id;
 use evently_data::service::{DataService, ImportRequest};
 use evently_data::store::{DataStore, ImportMode, SqlDataStore};
 use evently_events::EventsService;
 use evently_events::domain::{EventFilter, EventId, EventStatus, Page};
+use evently_events::http::events::EventResponse;
 use evently_events::store::SqlEventStore;
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -207,4 +210,85 @@ async fn postgres_an_atomic_import_refused_at_write_time_writes_nothing() {
         return;
     };
     a_row_refused_at_write_time_writes_no_row(postgres(url).await).await;
+}
+
+/// The events service of this process, refusing every batch whole as a contended one.
+struct Contended(LocalEvents);
+
+#[async_trait::async_trait]
+impl EventsClient for Contended {
+    async fn check(&self, caller: &Identity, body: &serde_json::Value) -> Result<(), Problem> {
+        self.0.check(caller, body).await
+    }
+
+    async fn upsert(
+        &self,
+        caller: &Identity,
+        id: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<bool, Problem> {
+        self.0.upsert(caller, id, body).await
+    }
+
+    async fn upsert_all(
+        &self,
+        _caller: &Identity,
+        _rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<BatchWritten, Problem> {
+        Err(Problem::conflict("concurrent-update", "Concurrent update"))
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        page: u32,
+        size: u32,
+    ) -> Result<Vec<EventResponse>, Problem> {
+        self.0.list(filter, page, size).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_whole_fails_every_row_and_finishes_the_job() {
+    let dir = evently_testkit::TempDir::new();
+    let s = sqlite(dir.path()).await;
+    let db = evently_core::db::connect_sqlite(&SecretString::from(format!(
+        "sqlite://{}",
+        dir.path().join("contended.db").display()
+    )))
+    .await
+    .unwrap();
+    let store: Arc<dyn DataStore> = Arc::new(SqlDataStore::sqlite(db).await.unwrap());
+    let data = DataService::new(
+        store.clone(),
+        Arc::new(Contended(LocalEvents(s.events.clone()))),
+        Arc::new(SystemClock),
+        DataConfig::default(),
+    );
+    let organizer = Identity {
+        user_id: UserId(Uuid::now_v7()),
+        role: Role::Organizer,
+    };
+    let job = Uuid::now_v7();
+
+    let report = data
+        .import(
+            &organizer,
+            request(
+                &[row("X1", "One", 10), row("X2", "Two", 10)],
+                ImportMode::Atomic,
+            ),
+            job,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!((report.created, report.updated, report.failed), (0, 0, 2));
+    assert!(report.errors.iter().all(|e| e.code == "concurrent-update"));
+    assert_eq!(
+        report.errors.iter().map(|e| e.row).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(names(&s.events).await.is_empty());
+    assert!(store.running_jobs().await.unwrap().is_empty());
 }
