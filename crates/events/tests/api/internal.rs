@@ -161,3 +161,21 @@ async fn every_internal_route_is_in_the_served_internal_document() {
             .all(|p| !p.starts_with("/internal"))
     );
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_a_json_body_is_accepted_up_to_an_imports_size() {
+    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |_| {}).await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    // 200 events of about 1.5 KB: far beyond the 64 KiB of any other JSON body.
+    let rows: Vec<(Uuid, Value)> = (0..200)
+        .map(|i| {
+            let mut event = event_body(&format!("Long {i}"));
+            event["description"] = json!("d".repeat(1_000));
+            (Uuid::now_v7(), event)
+        })
+        .collect();
+    let written = batch(&app, &org.access_token, Some(TEST_INTERNAL_TOKEN), &rows).await;
+    assert_eq!(written.status(), 200, "{}", written.text().await.unwrap());
+    assert_eq!(total(&app, "").await, 200);
+}
