@@ -55,10 +55,11 @@ pub use store::AuthStore;
 pub struct AuthApi;
 
 /// The OpenAPI description of auth's service-to-service routes, which the gateway never
-/// serves: published by the auth service itself at `/internal/openapi.json`.
+/// serves: published at `/internal/openapi.json` by the process that runs it, merged with
+/// the other internal routes of that process.
 #[derive(OpenApi)]
 #[openapi(
-    paths(http::internal::verify_token, http::internal::get_user, http::internal::internal_doc),
+    paths(http::internal::verify_token, http::internal::get_user, http::internal::lookup_users),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
 )]

@@ -71,6 +71,17 @@ pub use store::BookingStore;
 )]
 pub struct BookingApi;
 
+/// The OpenAPI description of booking's service-to-service routes, which the gateway never
+/// serves: published at `/internal/openapi.json` by the process that runs it, merged with
+/// the other internal routes of that process.
+#[derive(OpenApi)]
+#[openapi(
+    paths(http::internal::event_orders),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
+)]
+pub struct BookingInternalApi;
+
 /// Opens the booking store at `url` (SQLite or PostgreSQL, by scheme), migrates it, and
 /// returns it with its outbox.
 ///

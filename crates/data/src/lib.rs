@@ -48,9 +48,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use utoipa::OpenApi;
 
-pub use client::{BookingClient, EventsClient, LocalBooking, LocalEvents};
+pub use client::{BookingClient, EventsClient, LocalBooking, LocalEvents, LocalUsers, UsersClient};
 pub use http::{DataState, router};
-pub use remote::{HttpBooking, HttpEvents};
+pub use remote::{HttpBooking, HttpEvents, HttpUsers};
 pub use service::DataService;
 pub use store::DataStore;
 
@@ -94,7 +94,7 @@ pub struct Data {
 
 impl Data {
     /// Builds the data service from `config`, reaching events through `events` and, when
-    /// given, booking through `booking`.
+    /// given, booking through `booking` and auth through `users`.
     ///
     /// # Errors
     /// When the store cannot be opened.
@@ -103,6 +103,7 @@ impl Data {
         keys: Arc<JwtKeys>,
         events: Arc<dyn EventsClient>,
         booking: Option<Arc<dyn BookingClient>>,
+        users: Option<Arc<dyn UsersClient>>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let url = config
@@ -113,6 +114,9 @@ impl Data {
             .with_files(config.server.data_dir.join("exports"));
         if let Some(booking) = booking {
             service = service.with_booking(booking);
+        }
+        if let Some(users) = users {
+            service = service.with_users(users);
         }
         let service = Arc::new(service);
         let state = DataState {

@@ -18,6 +18,7 @@ use evently_core::Problem;
 use evently_core::identity::{INTERNAL_TOKEN_HEADER, Identity, InternalToken, JwtKeys};
 use evently_events::domain::{EventFilter, EventStatus, EventType};
 use evently_events::http::events::{EventList, EventResponse};
+use evently_events::http::internal::{BATCH_REFUSED, BatchRefusal, BatchResponse};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::client::{BookingClient, EventsClient};
+use crate::client::{BatchWritten, BookingClient, Buyer, EventsClient, UsersClient};
 
 /// Seconds a Retry-After suggests after an unreachable service.
 const RETRY_AFTER_SECONDS: u64 = 5;
@@ -109,15 +110,34 @@ impl Remote {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), Problem> {
+        let (status, body) = self.send_any(request).await?;
+        if status.is_success() {
+            Ok((status, body))
+        } else {
+            Err(remote_problem(status, &body))
+        }
+    }
+
+    /// Sends `request`; its status and body, whatever the status.
+    async fn send_any(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), Problem> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = StatusCode::from_u16(response.status().as_u16())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
-        if status.is_success() {
-            Ok((status, body.to_vec()))
-        } else {
-            Err(remote_problem(status, &body))
-        }
+        Ok((status, body.to_vec()))
+    }
+
+    /// Reads `body` as JSON.
+    fn read<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Problem> {
+        serde_json::from_slice(body).map_err(|e| {
+            Problem::internal(anyhow::anyhow!(
+                "the {} service answered unreadable JSON: {e}",
+                self.name
+            ))
+        })
     }
 
     /// Sends `request` and reads its JSON answer.
@@ -126,12 +146,7 @@ impl Remote {
         request: reqwest::RequestBuilder,
     ) -> Result<T, Problem> {
         let (_, body) = self.send(request).await?;
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::internal(anyhow::anyhow!(
-                "the {} service answered unreadable JSON: {e}",
-                self.name
-            ))
-        })
+        self.read(&body)
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> Problem {
@@ -261,6 +276,74 @@ impl EventsClient for HttpEvents {
         Ok(status == StatusCode::CREATED)
     }
 
+    async fn upsert_all(
+        &self,
+        caller: &Identity,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<BatchWritten, Problem> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item<'a> {
+            event_id: Uuid,
+            event: &'a serde_json::Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct Refused {
+            rows: Vec<BatchRefusal>,
+        }
+        let events: Vec<Item<'_>> = rows
+            .iter()
+            .map(|(event_id, event)| Item {
+                event_id: *event_id,
+                event,
+            })
+            .collect();
+        let request = self
+            .remote
+            .request(
+                reqwest::Method::POST,
+                "/internal/events/batch",
+                Some(caller),
+            )?
+            .json(&serde_json::json!({ "events": events }));
+        let (status, body) = self.remote.send_any(request).await?;
+        if status.is_success() {
+            let written: BatchResponse = self.remote.read(&body)?;
+            if written.results.len() != rows.len() {
+                return Err(Problem::internal(anyhow::anyhow!(
+                    "the events service answered {} results for {} events",
+                    written.results.len(),
+                    rows.len()
+                )));
+            }
+            return Ok(BatchWritten::Written(
+                written.results.into_iter().map(|r| r.created).collect(),
+            ));
+        }
+        let problem = remote_problem(status, &body);
+        if problem.slug() != BATCH_REFUSED {
+            return Err(problem);
+        }
+        let refused: Refused = self.remote.read(&body)?;
+        Ok(BatchWritten::Refused(
+            refused
+                .rows
+                .into_iter()
+                .map(|r| {
+                    let status = r
+                        .problem
+                        .get("status")
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|s| u16::try_from(s).ok())
+                        .and_then(|s| StatusCode::from_u16(s).ok())
+                        .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+                    let bytes = serde_json::to_vec(&r.problem).unwrap_or_default();
+                    (r.index, remote_problem(status, &bytes))
+                })
+                .collect(),
+        ))
+    }
+
     async fn list(
         &self,
         filter: &EventFilter,
@@ -331,6 +414,45 @@ impl BookingClient for HttpBooking {
             Some(caller),
         )?;
         self.remote.json(request).await
+    }
+}
+
+/// The auth service of another process.
+pub struct HttpUsers {
+    remote: Remote,
+}
+
+impl HttpUsers {
+    /// A client of the auth service at `base` (`http://auth:8080`).
+    ///
+    /// # Errors
+    /// When `base` is not an http(s) URL.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        internal: InternalToken,
+        keys: Arc<JwtKeys>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            remote: Remote::new("auth", base, timeout, internal, keys)?,
+        })
+    }
+}
+
+#[async_trait]
+impl UsersClient for HttpUsers {
+    async fn users(&self, ids: &[Uuid]) -> Result<Vec<Buyer>, Problem> {
+        #[derive(serde::Deserialize)]
+        struct Found {
+            users: Vec<Buyer>,
+        }
+        // The service credential alone: a lookup acts for no user.
+        let request = self
+            .remote
+            .request(reqwest::Method::POST, "/internal/users/lookup", None)?
+            .json(&serde_json::json!({ "ids": ids }));
+        let found: Found = self.remote.json(request).await?;
+        Ok(found.users)
     }
 }
 

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::client::{BookingClient, EventsClient};
+use crate::client::{
+    BatchWritten, BookingClient, Buyer, EventsClient, MAX_USER_LOOKUP, UsersClient,
+};
 use crate::error::DataError;
 use crate::export::{self, Cell, Format, Record};
 use crate::import::columns::{self, Columns, EXTERNAL_ID, MAX_EXTERNAL_ID, UNNAMED};
@@ -179,6 +181,8 @@ pub const ORDER_HEADERS: &[&str] = &[
     "orderId",
     "eventId",
     "buyerId",
+    "buyerName",
+    "buyerEmail",
     "orderStatus",
     "amount",
     "refundedAmount",
@@ -191,8 +195,9 @@ pub const ORDER_HEADERS: &[&str] = &[
     "ticketStatus",
 ];
 
-/// An order's rows in an orders export: one per ticket.
-pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
+/// An order's rows in an orders export: one per ticket, naming its `buyer` (empty when auth
+/// knows no such user, or is not reachable from this process).
+pub fn order_records(order: &evently_booking::domain::Order, buyer: Option<&Buyer>) -> Vec<Record> {
     let created = order
         .created_at
         .format(&time::format_description::well_known::Rfc3339)
@@ -205,6 +210,8 @@ pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
                 text(order.order_id.to_string()),
                 text(order.event_id.to_string()),
                 text(order.user_id.to_string()),
+                opt(buyer.map(|b| b.name.clone())),
+                opt(buyer.map(|b| b.email.clone())),
                 text(order.status.as_str()),
                 Cell::Int(order.amount),
                 order.refunded_amount.map_or(Cell::Empty, Cell::Int),
@@ -235,11 +242,44 @@ pub fn order_records(order: &evently_booking::domain::Order) -> Vec<Record> {
         .collect()
 }
 
+/// The errors of `plan`'s row for `problem`.
+fn plan_errors(plan: &Plan, problem: &Problem, table: &Table, columns: &Columns) -> Vec<RowError> {
+    let cells = table
+        .rows
+        .iter()
+        .find(|(r, _)| *r == plan.row)
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or_default();
+    row_errors(plan.row, problem, columns, cells)
+}
+
+/// The buyers of `orders` by id, looked up once for the page (in lookups of at most
+/// [`MAX_USER_LOOKUP`] ids); none without `users`.
+async fn buyers(
+    users: Option<&dyn UsersClient>,
+    orders: &[evently_booking::domain::Order],
+) -> Result<HashMap<Uuid, Buyer>, Problem> {
+    let Some(users) = users else {
+        return Ok(HashMap::new());
+    };
+    let mut ids: Vec<Uuid> = orders.iter().map(|o| o.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_USER_LOOKUP) {
+        for buyer in users.users(chunk).await? {
+            found.insert(buyer.user_id, buyer);
+        }
+    }
+    Ok(found)
+}
+
 /// The operations of the data service.
 pub struct DataService {
     store: Arc<dyn DataStore>,
     events: Arc<dyn EventsClient>,
     booking: Option<Arc<dyn BookingClient>>,
+    users: Option<Arc<dyn UsersClient>>,
     files: std::path::PathBuf,
     clock: SharedClock,
     config: DataConfig,
@@ -312,6 +352,7 @@ impl DataService {
             store,
             events,
             booking: None,
+            users: None,
             files: std::env::temp_dir().join("evently-data-exports"),
             clock,
             config,
@@ -329,6 +370,13 @@ impl DataService {
     #[must_use]
     pub fn with_booking(mut self, booking: Arc<dyn BookingClient>) -> Self {
         self.booking = Some(booking);
+        self
+    }
+
+    /// Reaches auth through `users` (orders exports name their buyers with it).
+    #[must_use]
+    pub fn with_users(mut self, users: Arc<dyn UsersClient>) -> Self {
+        self.users = Some(users);
         self
     }
 
@@ -528,49 +576,69 @@ impl DataService {
                 .into_iter()
                 .map(|d| (d.row, d))
                 .collect();
-            for plan in plans {
-                let outcome = match done.get(&i64::from(plan.row)) {
-                    Some(d) => d.outcome,
-                    None => match self.events.upsert(caller, plan.event_id, &plan.body).await {
-                        Ok(was_created) => {
-                            // A row keyed by this job made its event, whether in this run or
-                            // in one that stopped before recording it.
-                            let outcome = if was_created || !plan.external {
-                                RowOutcome::Created
-                            } else {
-                                RowOutcome::Updated
-                            };
-                            self.store
-                                .record_row(
-                                    job.id,
-                                    &DoneRow {
-                                        row: i64::from(plan.row),
-                                        event_id: plan.event_id,
-                                        outcome,
-                                    },
-                                )
-                                .await?;
-                            outcome
+            if job.mode == ImportMode::Atomic {
+                let outcomes = self
+                    .write_all(job, caller, table, columns, &plans, &done, &mut errors)
+                    .await?;
+                match outcomes {
+                    Some(outcomes) => {
+                        for outcome in outcomes {
+                            match outcome {
+                                RowOutcome::Created => created += 1,
+                                RowOutcome::Updated => updated += 1,
+                            }
                         }
-                        Err(problem) if problem.status().is_server_error() => {
-                            return Err(problem.into());
-                        }
-                        Err(problem) => {
-                            failed += 1;
-                            let cells = table
-                                .rows
+                    }
+                    None => {
+                        failed = u32::try_from(
+                            errors
                                 .iter()
-                                .find(|(r, _)| *r == plan.row)
-                                .map(|(_, c)| c.as_slice())
-                                .unwrap_or_default();
-                            errors.extend(row_errors(plan.row, &problem, columns, cells));
-                            continue;
-                        }
-                    },
-                };
-                match outcome {
-                    RowOutcome::Created => created += 1,
-                    RowOutcome::Updated => updated += 1,
+                                .map(|e| e.row)
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .len(),
+                        )
+                        .unwrap_or(u32::MAX);
+                    }
+                }
+            } else {
+                for plan in plans {
+                    let outcome = match done.get(&i64::from(plan.row)) {
+                        Some(d) => d.outcome,
+                        None => match self.events.upsert(caller, plan.event_id, &plan.body).await {
+                            Ok(was_created) => {
+                                // A row keyed by this job made its event, whether in this run or
+                                // in one that stopped before recording it.
+                                let outcome = if was_created || !plan.external {
+                                    RowOutcome::Created
+                                } else {
+                                    RowOutcome::Updated
+                                };
+                                self.store
+                                    .record_row(
+                                        job.id,
+                                        &DoneRow {
+                                            row: i64::from(plan.row),
+                                            event_id: plan.event_id,
+                                            outcome,
+                                        },
+                                    )
+                                    .await?;
+                                outcome
+                            }
+                            Err(problem) if problem.status().is_server_error() => {
+                                return Err(problem.into());
+                            }
+                            Err(problem) => {
+                                failed += 1;
+                                errors.extend(plan_errors(&plan, &problem, table, columns));
+                                continue;
+                            }
+                        },
+                    };
+                    match outcome {
+                        RowOutcome::Created => created += 1,
+                        RowOutcome::Updated => updated += 1,
+                    }
                 }
             }
             errors.sort_by_key(|e| e.row);
@@ -602,6 +670,81 @@ impl DataService {
             "import finished"
         );
         Ok(report)
+    }
+
+    /// Writes every row of `plans` not yet `done` in one batch (an atomic import): the
+    /// outcome of every row of `plans`, or `None` when the events service refused some rows
+    /// and wrote nothing (their errors are added to `errors`).
+    #[expect(clippy::too_many_arguments)]
+    async fn write_all(
+        &self,
+        job: &ImportJob,
+        caller: &Identity,
+        table: &Table,
+        columns: &Columns,
+        plans: &[Plan],
+        done: &BTreeMap<i64, DoneRow>,
+        errors: &mut Vec<RowError>,
+    ) -> Result<Option<Vec<RowOutcome>>, DataError> {
+        let pending: Vec<&Plan> = plans
+            .iter()
+            .filter(|p| !done.contains_key(&i64::from(p.row)))
+            .collect();
+        let mut written = Vec::with_capacity(pending.len());
+        if !pending.is_empty() {
+            let rows: Vec<(Uuid, serde_json::Value)> = pending
+                .iter()
+                .map(|p| (p.event_id, p.body.clone()))
+                .collect();
+            match self.events.upsert_all(caller, &rows).await {
+                Ok(BatchWritten::Written(flags)) => {
+                    for (plan, was_created) in pending.iter().zip(flags) {
+                        // As for a single row: a row keyed by this job made its event.
+                        let outcome = if was_created || !plan.external {
+                            RowOutcome::Created
+                        } else {
+                            RowOutcome::Updated
+                        };
+                        written.push(DoneRow {
+                            row: i64::from(plan.row),
+                            event_id: plan.event_id,
+                            outcome,
+                        });
+                    }
+                    self.store.record_rows(job.id, &written).await?;
+                }
+                Ok(BatchWritten::Refused(refused)) => {
+                    for (index, problem) in refused {
+                        if let Some(plan) = pending.get(index) {
+                            errors.extend(plan_errors(plan, &problem, table, columns));
+                        }
+                    }
+                    return Ok(None);
+                }
+                // The batch refused whole (the events kept changing, or it is beyond the
+                // events service's caps): nothing was written, and every row says why.
+                Err(problem) if problem.status().is_client_error() => {
+                    for plan in &pending {
+                        errors.extend(plan_errors(plan, &problem, table, columns));
+                    }
+                    return Ok(None);
+                }
+                Err(problem) => return Err(problem.into()),
+            }
+        }
+        let written: BTreeMap<i64, RowOutcome> =
+            written.into_iter().map(|d| (d.row, d.outcome)).collect();
+        Ok(Some(
+            plans
+                .iter()
+                .filter_map(|p| {
+                    let row = i64::from(p.row);
+                    done.get(&row)
+                        .map(|d| d.outcome)
+                        .or_else(|| written.get(&row).copied())
+                })
+                .collect(),
+        ))
     }
 
     /// Job `id` as `caller` (its owner or an admin) sees it.
@@ -739,25 +882,46 @@ impl DataService {
                 // The first page is read before answering, so that a refusal is a problem.
                 let first = booking.event_orders(caller, event_id, None, size).await?;
                 let caller = *caller;
+                let users = self.users.clone();
                 tokio::spawn(async move {
                     let mut page = Ok(first);
                     loop {
-                        let (rows, next) = match page {
-                            Ok(orders) => {
-                                let next = (orders.len() >= size as usize)
-                                    .then(|| orders.last().map(|o| o.order_id.0))
-                                    .flatten();
-                                (Ok(orders.iter().flat_map(order_records).collect()), next)
+                        let orders = match page {
+                            Ok(orders) => orders,
+                            Err(problem) => {
+                                let _ = tx.send(Err(problem)).await;
+                                break;
                             }
-                            Err(problem) => (Err(problem), None),
                         };
-                        if tx.send(rows).await.is_err() {
+                        let next = (orders.len() >= size as usize)
+                            .then(|| orders.last().map(|o| o.order_id.0))
+                            .flatten();
+                        // The next page is read from booking while this one's buyers are
+                        // looked up in auth.
+                        let following = async {
+                            match next {
+                                Some(after) => Some(
+                                    booking
+                                        .event_orders(&caller, event_id, Some(after), size)
+                                        .await,
+                                ),
+                                None => None,
+                            }
+                        };
+                        let (found, following) =
+                            tokio::join!(buyers(users.as_deref(), &orders), following);
+                        let rows: export::Page = found.map(|buyers| {
+                            orders
+                                .iter()
+                                .flat_map(|o| order_records(o, buyers.get(&o.user_id)))
+                                .collect()
+                        });
+                        let failed = rows.is_err();
+                        if tx.send(rows).await.is_err() || failed {
                             break;
                         }
-                        let Some(after) = next else { break };
-                        page = booking
-                            .event_orders(&caller, event_id, Some(after), size)
-                            .await;
+                        let Some(following) = following else { break };
+                        page = following;
                     }
                 });
                 Ok((rx, ORDER_HEADERS))

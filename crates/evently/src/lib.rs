@@ -60,6 +60,49 @@ fn service_openapi(service: ServiceName) -> utoipa::openapi::OpenApi {
     }
 }
 
+/// The OpenAPI document of one service's service-to-service routes, for the services that
+/// have some.
+fn service_internal_openapi(service: ServiceName) -> Option<utoipa::openapi::OpenApi> {
+    match service {
+        ServiceName::Auth => Some(evently_auth::AuthInternalApi::openapi()),
+        ServiceName::Events => Some(evently_events::EventsInternalApi::openapi()),
+        ServiceName::Booking => Some(evently_booking::BookingInternalApi::openapi()),
+        _ => None,
+    }
+}
+
+/// The document of the internal routes a process serves.
+#[derive(OpenApi)]
+#[openapi(
+    paths(internal_doc),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
+)]
+struct InternalDocApi;
+
+/// This document: the internal routes of the services of this process.
+#[utoipa::path(get, path = "/internal/openapi.json", tag = "internal",
+    responses((status = 200, description = "The OpenAPI document of the internal routes")))]
+async fn internal_doc(
+    axum::extract::State(doc): axum::extract::State<Arc<utoipa::openapi::OpenApi>>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(doc.as_ref().clone())
+}
+
+/// The merged OpenAPI document of the service-to-service routes of `services` (the gateway
+/// never serves them): what `/internal/openapi.json` of a process running them answers.
+pub fn internal_openapi(services: &[ServiceName]) -> utoipa::openapi::OpenApi {
+    let mut doc = InternalDocApi::openapi();
+    for service in services {
+        if let Some(internal) = service_internal_openapi(*service) {
+            doc.merge(internal);
+        }
+    }
+    doc.info.title = "evently internal routes".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc
+}
+
 /// The merged OpenAPI document of `services`, with the limits `config` sets.
 pub fn openapi(config: &Config, services: &[ServiceName]) -> utoipa::openapi::OpenApi {
     let mut doc = OpsApi::openapi();
@@ -387,13 +430,19 @@ pub async fn build(
                 // Imports and exports go through the events and booking services' operations:
                 // directly when they run in this process (services sort after them, so they
                 // are built already), else over internal HTTP.
-                let (client, booking_client) =
-                    data_clients(config, &secrets, events.as_ref(), booking.as_ref())?;
+                let (client, booking_client, users_client) = data_clients(
+                    config,
+                    &secrets,
+                    events.as_ref(),
+                    booking.as_ref(),
+                    auth.as_ref(),
+                )?;
                 let built = evently_data::Data::build(
                     config,
                     secrets.keys.clone(),
                     client,
                     booking_client,
+                    users_client,
                     clock.clone(),
                 )
                 .await
@@ -530,6 +579,12 @@ pub async fn build(
             })
         }),
     );
+    // One document of the internal routes of the services of this process (the gateway
+    // never forwards /internal, so behind it this is reachable by no one).
+    let routers = routers.route(
+        "/internal/openapi.json",
+        axum::routing::get(internal_doc).with_state(Arc::new(internal_openapi(&services))),
+    );
     let (router, documented) = if services.contains(&ServiceName::Gateway) {
         let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)
             .context("starting the gateway")?;
@@ -589,20 +644,23 @@ pub async fn build(
     })
 }
 
-/// The data service's ways to events and, when it has one, to booking.
+/// The data service's ways to events and, when it has them, to booking and auth.
 type DataClients = (
     Arc<dyn evently_data::EventsClient>,
     Option<Arc<dyn evently_data::BookingClient>>,
+    Option<Arc<dyn evently_data::UsersClient>>,
 );
 
-/// How the data service reaches events and booking: the services of this process, else the
-/// services at `data.events_url` / `data.booking_url` (or the gateway's upstream URLs) over
-/// internal HTTP. Without booking, orders exports answer 503.
+/// How the data service reaches events, booking and auth: the services of this process, else
+/// the services at `data.events_url` / `data.booking_url` / `data.auth_url` (or the gateway's
+/// upstream URLs) over internal HTTP. Without booking, orders exports answer 503; without
+/// auth, they leave the buyers' names and e-mails empty.
 fn data_clients(
     config: &Config,
     secrets: &Secrets,
     events: Option<&Events>,
     booking: Option<&Booking>,
+    auth: Option<&evently_auth::Auth>,
 ) -> anyhow::Result<DataClients> {
     let timeout = Duration::from_secs(config.data.upstream_timeout_seconds);
     let url_of = |own: &Option<String>, service: &str| {
@@ -643,7 +701,25 @@ fn data_clients(
             }
         },
     };
-    Ok((events, booking))
+    let users: Option<Arc<dyn evently_data::UsersClient>> = match auth {
+        Some(a) => Some(Arc::new(evently_data::LocalUsers(a.service.clone()))),
+        None => match url_of(&config.data.auth_url, "auth") {
+            Some(url) => Some(Arc::new(evently_data::HttpUsers::new(
+                &url,
+                timeout,
+                secrets.internal.clone(),
+                secrets.keys.clone(),
+            )?)),
+            None => {
+                tracing::warn!(
+                    "data runs without auth and without data.auth_url: orders exports leave \
+                     buyers' names and e-mails empty"
+                );
+                None
+            }
+        },
+    };
+    Ok((events, booking, users))
 }
 
 /// The settings stream booking's in-memory projection reads, with its consumer's name and

@@ -1,5 +1,6 @@
 //! The data service in a process of its own: auth, events and booking in one `evently`
-//! process, data in another (reaching them over internal HTTP with the service credential),
+//! process, data in another (reaching all three over internal HTTP with the service
+//! credential),
 //! a gateway in a third, on PostgreSQL. Skipped (with a message) without
 //! `EVENTLY_TEST_POSTGRES_URL`.
 
@@ -39,12 +40,23 @@ async fn import(
     token: &str,
     bytes: Vec<u8>,
 ) -> serde_json::Value {
+    import_in(http, gateway, token, "partial", bytes, 200).await
+}
+
+async fn import_in(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    mode: &str,
+    bytes: Vec<u8>,
+    expected: u16,
+) -> serde_json::Value {
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(bytes).file_name("events.csv"),
     );
     let reply = http
-        .post(format!("{gateway}/api/data/import/events?mode=partial"))
+        .post(format!("{gateway}/api/data/import/events?mode={mode}"))
         .bearer_auth(token)
         .multipart(form)
         .send()
@@ -52,7 +64,7 @@ async fn import(
         .unwrap();
     let status = reply.status();
     let text = reply.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
+    assert_eq!(status, expected, "{text}");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -80,7 +92,8 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
         .args(["serve", "--services", "data", "--listen", "127.0.0.1:0"])
         .env("EVENTLY_DATABASE_URL", &database)
         .env("EVENTLY_DATA__EVENTS_URL", &core_url)
-        .env("EVENTLY_DATA__BOOKING_URL", &core_url);
+        .env("EVENTLY_DATA__BOOKING_URL", &core_url)
+        .env("EVENTLY_DATA__AUTH_URL", &core_url);
     let data = start(command).0;
 
     let mut command = shared(&dir);
@@ -144,6 +157,70 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
     assert_eq!(listed(&events, "Jazz Night"), 0, "{events}");
     assert_eq!(listed(&events, "Jazz Night Revisited"), 1, "{events}");
 
+    // An atomic import is written in one batch of the events process: once R1's sale opens
+    // its seats are locked, and a file whose last row changes them writes no row at all,
+    // though every row passes the checks.
+    let r1 = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["eventName"] == "Jazz Night Revisited")
+        .unwrap()["eventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opened = http
+        .put(format!("{gw}/api/events/{r1}/status"))
+        .bearer_auth(&sale.organizer)
+        .json(&json!({"status": "ON_SALE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200, "{}", opened.text().await.unwrap());
+    let atomic = |seats: u32| {
+        format!(
+            "externalId,eventName,eventDate,venueName,totalSeats,basePrice,currency,saleStartTime\n\
+             R3,Blues Night,2030-07-01T19:00:00Z,Blue Note,50,2500,EUR,2030-01-01T10:00:00Z\n\
+             R1,Jazz Night Revisited,2030-06-01T19:00:00Z,Blue Note,{seats},2500,EUR,2030-01-01T10:00:00Z\n"
+        )
+        .into_bytes()
+    };
+    let refused = import_in(&http, &gw, &sale.organizer, "atomic", atomic(200), 422).await;
+    assert_eq!(
+        (&refused["created"], &refused["updated"], &refused["failed"]),
+        (&json!(0), &json!(0), &json!(1)),
+        "{refused}"
+    );
+    assert_eq!(refused["errors"][0]["row"], 3, "{refused}");
+    assert_eq!(refused["errors"][0]["code"], "capacity-locked", "{refused}");
+    let events: serde_json::Value = http
+        .get(format!("{gw}/api/events?size=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(&events, "Blues Night"), 0, "{events}");
+    // Fixed, it writes both rows; imported again, it creates nothing twice.
+    for (created, updated) in [(1, 1), (0, 2)] {
+        let written = import_in(&http, &gw, &sale.organizer, "atomic", atomic(100), 200).await;
+        assert_eq!(
+            (&written["created"], &written["updated"], &written["failed"]),
+            (&json!(created), &json!(updated), &json!(0)),
+            "{written}"
+        );
+    }
+    let events: serde_json::Value = http
+        .get(format!("{gw}/api/events?size=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(&events, "Blues Night"), 1, "{events}");
+
     // Exports read events and booking's orders over HTTP.
     let export = http
         .get(format!("{gw}/api/data/export/events?format=csv"))
@@ -168,12 +245,57 @@ async fn data_in_its_own_process_imports_and_exports_through_the_services_apis()
     let orders = orders.text().await.unwrap();
     assert_eq!(orders.lines().count(), 3, "{orders}");
     assert!(orders.contains(&sale.order_id), "{orders}");
+    // Each ticket's row names its buyer, looked up in the auth process.
+    assert!(
+        orders
+            .lines()
+            .next()
+            .unwrap()
+            .contains("buyerId,buyerName,buyerEmail"),
+        "{orders}"
+    );
+    assert_eq!(
+        orders.matches(",Buyer,buyer@example.com,").count(),
+        2,
+        "{orders}"
+    );
 
     // The internal routes answer only with the service credential.
     let refused = http
         .post(format!("{core_url}/internal/events/check"))
         .bearer_auth(&sale.organizer)
         .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    // The process of auth, events and booking documents the internal routes of all three.
+    let internal: serde_json::Value = http
+        .get(format!("{core_url}/internal/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/internal/users/lookup",
+        "/internal/events/batch",
+        "/internal/booking/events/{eventId}/orders",
+    ] {
+        assert!(internal["paths"][path].is_object(), "{path} in {internal}");
+    }
+    let refused = http
+        .post(format!("{core_url}/internal/users/lookup"))
+        .json(&json!({"ids": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let refused = http
+        .post(format!("{core_url}/internal/events/batch"))
+        .bearer_auth(&sale.organizer)
+        .json(&json!({"events": []}))
         .send()
         .await
         .unwrap();

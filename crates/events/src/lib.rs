@@ -69,6 +69,19 @@ pub use store::EventStore;
 )]
 pub struct EventsApi;
 
+/// The OpenAPI description of the events service's service-to-service routes, which the
+/// gateway never serves: published at `/internal/openapi.json` by the process that runs it,
+/// merged with the other internal routes of that process.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        http::internal::check_event, http::internal::upsert_event, http::internal::upsert_batch,
+    ),
+    components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
+    tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),
+)]
+pub struct EventsInternalApi;
+
 /// Opens the events store at `url` (SQLite or PostgreSQL, by scheme), migrates it, and
 /// returns it with its outbox.
 ///
@@ -133,6 +146,7 @@ impl Events {
             keys,
             config: Arc::new(config.events.clone()),
             internal,
+            batch: http::BatchLimits::for_imports(&config.data, config.server.body_limit_bytes),
         };
         Ok(Self {
             service,

@@ -16,7 +16,7 @@ use crate::domain::{
     VenueId, VenueInput, VenueRef, to_ms,
 };
 use crate::error::EventsError;
-use crate::store::{EventStore, VERSION_CONFLICT};
+use crate::store::{BatchWrite, EventStore, VERSION_CONFLICT};
 
 /// How many times a mutation is recomputed when the event changed under it.
 const ATTEMPTS: usize = 5;
@@ -34,6 +34,72 @@ pub enum VenueChoice {
     Id(VenueId),
     /// A free-text venue name (general admission).
     Name(String),
+}
+
+/// One event of [`EventsService::upsert_events`]: created with the id `id` chosen by the
+/// caller, or updated to `draft` when an event with that id exists.
+#[derive(Debug, Clone)]
+pub struct UpsertItem {
+    /// The event's id, derived by the caller from its own key.
+    pub id: EventId,
+    /// What the event is.
+    pub draft: EventDraft,
+    /// Where it takes place.
+    pub venue: VenueChoice,
+    /// Its status when created.
+    pub status: EventStatus,
+}
+
+/// What [`EventsService::upsert_events`] did.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Every item was written, in one transaction: for each, whether it created its event.
+    Written(Vec<bool>),
+    /// These items (by index) were refused, and nothing was written.
+    Refused(Vec<(usize, EventsError)>),
+}
+
+/// The update an upsert makes of an existing event: every field of `draft`.
+fn upsert_patch(draft: EventDraft, venue: VenueChoice) -> EventPatch {
+    let (venue_id, venue_name) = match venue {
+        VenueChoice::Id(v) => (Some(v), None),
+        VenueChoice::Name(n) => (None, Some(n)),
+    };
+    EventPatch {
+        name: Some(draft.name),
+        description: Some(draft.description),
+        event_date: Some(draft.event_date),
+        sale_start: Some(draft.sale_start),
+        sale_end: Some(draft.sale_end),
+        event_type: draft.event_type,
+        tags: Some(draft.tags),
+        total_seats: draft.total_seats,
+        base_price: Some(draft.base_price),
+        currency: Some(draft.currency),
+        section_prices: Some(draft.section_prices),
+        time_zone: Some(draft.time_zone),
+        status: None,
+        venue_id,
+        venue_name,
+        city: None,
+    }
+}
+
+fn revise_error(e: ReviseError) -> EventsError {
+    match e {
+        ReviseError::Invalid(p) => EventsError::Invalid(p),
+        ReviseError::Transition(t) => EventsError::IllegalTransition(t),
+        ReviseError::Final => EventsError::Cancelled,
+        ReviseError::CapacityLocked => EventsError::CapacityLocked,
+    }
+}
+
+/// Whether `e` refuses a whole request rather than one of its items (a failing store).
+fn is_failure(e: &EventsError) -> bool {
+    matches!(
+        e,
+        EventsError::Store(_) | EventsError::Internal(_) | EventsError::Contended
+    )
 }
 
 fn is_version_conflict(e: &StoreError) -> bool {
@@ -208,29 +274,109 @@ impl EventsService {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (venue_id, venue_name) = match venue {
-            VenueChoice::Id(v) => (Some(v), None),
-            VenueChoice::Name(n) => (None, Some(n)),
-        };
-        let patch = EventPatch {
-            name: Some(draft.name),
-            description: Some(draft.description),
-            event_date: Some(draft.event_date),
-            sale_start: Some(draft.sale_start),
-            sale_end: Some(draft.sale_end),
-            event_type: draft.event_type,
-            tags: Some(draft.tags),
-            total_seats: draft.total_seats,
-            base_price: Some(draft.base_price),
-            currency: Some(draft.currency),
-            section_prices: Some(draft.section_prices),
-            time_zone: Some(draft.time_zone),
-            status: None,
-            venue_id,
-            venue_name,
-            city: None,
-        };
+        let patch = upsert_patch(draft, venue);
         Ok((self.update_event(identity, id, &patch).await?, false))
+    }
+
+    /// Creates or updates every event of `items` as [`EventsService::upsert_event`] would,
+    /// all in one transaction: every item is judged first, and either all are written, each
+    /// with its domain events, or none is ([`BatchOutcome::Refused`] lists every item that
+    /// was refused). An item whose event changed meanwhile is judged again on its new
+    /// version. The same items written again create nothing twice: the ids are the
+    /// caller's keys.
+    ///
+    /// # Errors
+    /// Store failures; 409 `concurrent-update` when the events kept changing.
+    pub async fn upsert_events(
+        &self,
+        identity: &Identity,
+        items: Vec<UpsertItem>,
+    ) -> Result<BatchOutcome, EventsError> {
+        for _ in 0..ATTEMPTS {
+            let mut writes = Vec::with_capacity(items.len());
+            let mut created = Vec::with_capacity(items.len());
+            let mut refused = Vec::new();
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                if !seen.insert(item.id) {
+                    refused.push((
+                        index,
+                        EventsError::Invalid(evently_core::Problem::invalid_field(
+                            "/eventId",
+                            "the batch names this event more than once",
+                        )),
+                    ));
+                    continue;
+                }
+                match self.batch_write(identity, item).await {
+                    Ok(Some(write)) => {
+                        created.push(matches!(write, BatchWrite::Insert { .. }));
+                        writes.push(write);
+                    }
+                    Ok(None) => created.push(false),
+                    Err(e) if is_failure(&e) => return Err(e),
+                    Err(e) => refused.push((index, e)),
+                }
+            }
+            if !refused.is_empty() {
+                return Ok(BatchOutcome::Refused(refused));
+            }
+            match self.store.write_batch(&writes).await {
+                Ok(()) => {
+                    tracing::info!(
+                        events.created = created.iter().filter(|c| **c).count(),
+                        events.written = writes.len(),
+                        "events written in one batch"
+                    );
+                    return Ok(BatchOutcome::Written(created));
+                }
+                // An event created, changed or deleted meanwhile: judge the batch again.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EventsError::Contended)
+    }
+
+    /// The write that upserts `item` as it stands now, or `None` when it changes nothing.
+    async fn batch_write(
+        &self,
+        identity: &Identity,
+        item: &UpsertItem,
+    ) -> Result<Option<BatchWrite>, EventsError> {
+        let Some(current) = self.store.event(item.id).await? else {
+            let (mut event, record) = self
+                .prepare(identity, &item.draft, item.venue.clone(), item.status)
+                .await?;
+            event.id = item.id;
+            let created = event.created_in(record.as_ref());
+            return Ok(Some(BatchWrite::Insert { event, created }));
+        };
+        Self::require_owner(identity, &current)?;
+        let venue = match current.venue_id {
+            Some(v) => self.store.venue(v).await?,
+            None => None,
+        };
+        let patch = upsert_patch(item.draft.clone(), item.venue.clone());
+        let revision = current
+            .revise(&patch, venue.as_ref(), self.now())
+            .map_err(revise_error)?;
+        if !revision.details_changed && !revision.status_changed {
+            return Ok(None);
+        }
+        let next = revision.event;
+        let mut events = Vec::new();
+        if revision.details_changed {
+            events.push(next.updated_in(venue.as_ref()));
+        }
+        if revision.status_changed {
+            events.push(next.status_changed(current.status));
+        }
+        Ok(Some(BatchWrite::Update {
+            event: next,
+            expected_version: current.version,
+            events,
+        }))
     }
 
     /// An event.
@@ -274,15 +420,9 @@ impl EventsService {
                 Some(v) => self.store.venue(v).await?,
                 None => None,
             };
-            let revision =
-                current
-                    .revise(patch, venue.as_ref(), self.now())
-                    .map_err(|e| match e {
-                        ReviseError::Invalid(p) => EventsError::Invalid(p),
-                        ReviseError::Transition(t) => EventsError::IllegalTransition(t),
-                        ReviseError::Final => EventsError::Cancelled,
-                        ReviseError::CapacityLocked => EventsError::CapacityLocked,
-                    })?;
+            let revision = current
+                .revise(patch, venue.as_ref(), self.now())
+                .map_err(revise_error)?;
             if !revision.details_changed && !revision.status_changed {
                 return Ok(current);
             }

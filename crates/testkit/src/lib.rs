@@ -444,3 +444,111 @@ impl Drop for FreshDatabase {
         let _ = dropped.join();
     }
 }
+
+/// The `/internal/*` routes that the router source `source` declares, as `(method, path)`
+/// with every path parameter written `{}`: read from its `.route("…", get(…).post(…))`
+/// calls, so that a route added to a router is seen without being listed again.
+pub fn internal_routes(source: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut routes = std::collections::BTreeSet::new();
+    for call in source.split(".route(").skip(1) {
+        let Some(path) = call.split('"').nth(1) else {
+            continue;
+        };
+        if !path.starts_with("/internal") {
+            continue;
+        }
+        // The handlers: up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = call
+            .char_indices()
+            .find(|(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map_or(call.len(), |(i, _)| i);
+        let handlers = &call[..end];
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let declared = handlers.match_indices(&format!("{method}(")).any(|(i, _)| {
+                handlers[..i]
+                    .chars()
+                    .last()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+            });
+            if declared {
+                routes.insert((method.to_owned(), template(path)));
+            }
+        }
+    }
+    routes
+}
+
+/// `path` with every `{parameter}` written `{}`.
+fn template(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut inside = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                inside = true;
+                out.push_str("{}");
+            }
+            '}' => inside = false,
+            _ if !inside => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The operations of the OpenAPI document `doc` as `(method, path)`, parameters as `{}`.
+fn documented(doc: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let mut operations = std::collections::BTreeSet::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            operations.insert((method.clone(), template(path)));
+        }
+    }
+    operations
+}
+
+/// Asserts that a service's internal OpenAPI document `own` describes exactly the internal
+/// routes `routes` of its router (see [`internal_routes`]), each with a success and the 404
+/// of a missing credential, and that `served`, the `/internal/openapi.json` of a process
+/// running the service, holds them all and itself.
+///
+/// # Panics
+/// When a route is missing from either document, or `own` lists one the router lacks.
+pub fn assert_internal_doc(
+    own: &Value,
+    served: &Value,
+    routes: &std::collections::BTreeSet<(String, String)>,
+) {
+    assert!(!routes.is_empty(), "the router declares no internal route");
+    for (path, operations) in own["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} documents no success"
+            );
+            assert!(
+                responses.contains_key("404"),
+                "{method} {path} does not document the 404 of a missing credential"
+            );
+        }
+    }
+    assert_eq!(
+        &documented(own),
+        routes,
+        "the internal OpenAPI document and the router's internal routes differ"
+    );
+    let served = documented(served);
+    for route in routes {
+        assert!(served.contains(route), "{route:?} is not served");
+    }
+    assert!(served.contains(&("get".to_owned(), "/internal/openapi.json".to_owned())));
+}

@@ -38,8 +38,12 @@ pub struct VerifyResponse {
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "Valid token", body = VerifyResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Invalid token", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "No token in the body", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn verify_token(
     State(state): State<AuthState>,
@@ -60,7 +64,9 @@ pub async fn verify_token(
            ("X-Internal-Token" = String, Header, description = "The internal service credential")),
     responses(
         (status = 200, description = "The user", body = UserResponse),
+        (status = 400, description = "Malformed user id", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or no internal credential", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_user(
     State(state): State<AuthState>,
@@ -70,10 +76,42 @@ pub async fn get_user(
     Ok(axum::Json(state.service.user(user_id).await?.into()))
 }
 
-/// This document: the auth service's internal routes.
-#[utoipa::path(get, path = "/internal/openapi.json", tag = "internal",
-    responses((status = 200, description = "The OpenAPI document of the internal routes")))]
-pub async fn internal_doc() -> axum::Json<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi;
-    axum::Json(crate::AuthInternalApi::openapi())
+/// `POST /internal/users/lookup`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupRequest {
+    /// The users' ids (at most 1,000).
+    pub ids: Vec<UserId>,
+}
+
+/// The users found by a lookup.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LookupResponse {
+    /// The users found, in no particular order; ids of no user are left out.
+    pub users: Vec<UserResponse>,
+}
+
+/// Look up many users by id at once (an orders export's buyers).
+#[utoipa::path(post, path = "/internal/users/lookup", tag = "internal",
+    params(("X-Internal-Token" = String, Header, description = "The internal service credential")),
+    request_body = LookupRequest,
+    responses(
+        (status = 200, description = "The users found", body = LookupResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Not a list of ids, or more than 1,000", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn lookup_users(
+    State(state): State<AuthState>,
+    _caller: InternalCaller,
+    Json(body): Json<LookupRequest>,
+) -> Result<axum::Json<LookupResponse>, AuthError> {
+    let users = state.service.users(&body.ids).await?;
+    Ok(axum::Json(LookupResponse {
+        users: users.into_iter().map(Into::into).collect(),
+    }))
 }

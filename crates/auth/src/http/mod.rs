@@ -66,7 +66,7 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/users/{user_id}/role", put(users::set_role))
         .route("/api/users/{user_id}/status", put(users::set_status))
         .route("/internal/auth/verify", post(internal::verify_token))
+        .route("/internal/users/lookup", post(internal::lookup_users))
         .route("/internal/users/{user_id}", get(internal::get_user))
-        .route("/internal/openapi.json", get(internal::internal_doc))
         .with_state(state)
 }

@@ -67,6 +67,9 @@ pub struct UserFilter {
     pub after: Option<UserId>,
 }
 
+/// Most ids [`AuthStore::users_by_ids`] takes at once (each is a bound parameter).
+pub const MAX_LOOKUP: usize = 1_000;
+
 /// Everything auth persists.
 #[async_trait]
 pub trait AuthStore: Send + Sync + 'static {
@@ -84,6 +87,10 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Up to `limit` users matching `filter`, by id.
     async fn list_users(&self, filter: &UserFilter, limit: u32) -> Result<Vec<User>, StoreError>;
+
+    /// The users with these ids, in one query, in no particular order; ids of no user are
+    /// left out. At most [`MAX_LOOKUP`] ids ([`StoreError::Other`] beyond).
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
 
     /// Applies a profile change; `None` if there is no such user.
     async fn update_profile(

@@ -17,7 +17,7 @@ use evently_core::ids::UserId;
 use evently_core::sql::{Db, Row, Sql, Tx, query};
 use uuid::Uuid;
 
-use super::{AuthStore, NewRefreshToken, Rotation, UserFilter, parse_role};
+use super::{AuthStore, MAX_LOOKUP, NewRefreshToken, Rotation, UserFilter, parse_role};
 use crate::domain::{
     Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy, ThrottleState, User,
     UserCredentials,
@@ -185,6 +185,36 @@ impl AuthStore for SqlAuthStore {
             .fetch_all(self.db.reader())
             .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(users = ids.len()))]
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > MAX_LOOKUP {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "at most {MAX_LOOKUP} users are looked up at once, not {}",
+                ids.len()
+            )));
+        }
+        // One placeholder per id: the same text on both engines, and no more than either
+        // binds in one statement.
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let mut statement = query(Sql::assert_safe(format!(
+            "SELECT {} FROM users WHERE id IN ({})",
+            user_columns!(),
+            placeholders.join(", ")
+        )));
+        for id in ids {
+            statement = statement.bind(id.0);
+        }
+        statement
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(user.id = %id))]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use evently_auth::AuthStore;
 use evently_auth::domain::{Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy};
-use evently_auth::store::{NewRefreshToken, Rotation, SqlAuthStore, UserFilter};
+use evently_auth::store::{MAX_LOOKUP, NewRefreshToken, Rotation, SqlAuthStore, UserFilter};
 use evently_core::config::DatabaseConfig;
 use evently_core::db::StoreError;
 use evently_core::identity::Role;
@@ -394,6 +394,35 @@ async fn users_list_by_id_prefix_and_role_a_page_at_a_time(store: Arc<dyn AuthSt
     assert_eq!(organizers[0].role, Role::Organizer);
 }
 
+async fn users_are_looked_up_by_many_ids_at_once(store: Arc<dyn AuthStore>) {
+    let mut created = Vec::new();
+    for i in 0..3 {
+        created.push(
+            store
+                .insert_user(&new_user(&format!("many{i}@example.io")))
+                .await
+                .unwrap(),
+        );
+    }
+    let unknown = UserId::new();
+    let ids = [created[2].id, unknown, created[0].id, created[2].id];
+
+    let mut found = store.users_by_ids(&ids).await.unwrap();
+    found.sort_by_key(|u| u.email.as_str().to_owned());
+
+    assert_eq!(found, vec![created[0].clone(), created[2].clone()]);
+    assert!(store.users_by_ids(&[]).await.unwrap().is_empty());
+    // As many ids as a lookup takes, in one statement.
+    let mut many: Vec<UserId> = (0..MAX_LOOKUP - 1).map(|_| UserId::new()).collect();
+    many.push(created[1].id);
+    assert_eq!(
+        store.users_by_ids(&many).await.unwrap(),
+        vec![created[1].clone()]
+    );
+    many.push(UserId::new());
+    assert!(store.users_by_ids(&many).await.is_err());
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::conformance,
     sqlite: super::sqlite_store,
@@ -410,5 +439,6 @@ evently_testkit::conformance_suite!(
         throttle_locks_after_threshold_and_clears,
         concurrent_failures_are_all_counted,
         users_list_by_id_prefix_and_role_a_page_at_a_time,
+        users_are_looked_up_by_many_ids_at_once,
     ]
 );

@@ -161,14 +161,15 @@ async fn openapi_lists_every_auth_endpoint_with_schemas() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
-    // The service-to-service routes keep a document of their own, served by the auth
-    // service at /internal/openapi.json (never through the gateway).
+    // The service-to-service routes keep a document of their own, served at
+    // /internal/openapi.json by the process that runs auth (never through the gateway).
     assert!(paths.keys().all(|path| !path.starts_with("/internal")));
     let internal =
         serde_json::to_value(<evently_auth::AuthInternalApi as utoipa::OpenApi>::openapi())
             .unwrap();
     assert!(internal["paths"]["/internal/auth/verify"]["post"].is_object());
     assert!(internal["paths"]["/internal/users/{userId}"]["get"].is_object());
+    assert!(internal["paths"]["/internal/users/lookup"]["post"]["responses"]["422"].is_object());
 }
 
 #[tokio::test]
@@ -186,4 +187,23 @@ async fn docs_are_served_from_the_binary() {
         .unwrap();
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
+}
+
+#[tokio::test]
+async fn every_internal_route_is_in_the_served_internal_document() {
+    let app = evently_testkit::spawn_services(&[evently_testkit::ServiceName::Auth], |_| {}).await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/internal/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = evently_testkit::internal_routes(include_str!("../../src/http/mod.rs"));
+    assert!(routes.contains(&("post".to_owned(), "/internal/users/lookup".to_owned())));
+    let own = serde_json::to_value(<evently_auth::AuthInternalApi as utoipa::OpenApi>::openapi())
+        .unwrap();
+    evently_testkit::assert_internal_doc(&own, &doc, &routes);
 }

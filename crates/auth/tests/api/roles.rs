@@ -329,3 +329,80 @@ async fn an_admin_lists_users_by_prefix_and_role_a_page_at_a_time() {
         assert_eq!(problem["errors"][0]["pointer"], field, "{query}: {problem}");
     }
 }
+
+#[tokio::test]
+async fn many_users_are_looked_up_at_once_with_the_service_credential() {
+    let app = spawn_services(&[ServiceName::Auth], |_| {}).await;
+    let first = app.signed_in_user().await;
+    let second = app.signed_in_user().await;
+    let lookup = |body: serde_json::Value, token: Option<&'static str>| {
+        let mut request = app.client.post(app.url("/internal/users/lookup"));
+        if let Some(token) = token {
+            request = request.header("x-internal-token", token);
+        }
+        request.json(&body).send()
+    };
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    let found = lookup(
+        json!({"ids": [first.id, unknown, second.id, first.id]}),
+        Some(TEST_INTERNAL_TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.status(), 200);
+    let found: serde_json::Value = found.json().await.unwrap();
+    let mut users: Vec<(String, String)> = found["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            assert_eq!(u["name"], "Test User");
+            (
+                u["userId"].as_str().unwrap().to_owned(),
+                u["email"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    users.sort();
+    let mut expected = vec![
+        (first.id.clone(), first.email.clone()),
+        (second.id.clone(), second.email.clone()),
+    ];
+    expected.sort();
+    assert_eq!(users, expected);
+
+    // Without the credential the route is not there; beyond 1,000 ids, or with ids that
+    // are not ids, the lookup is refused.
+    let ids: Vec<String> = (0..1_000)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    assert_problem(lookup(json!({"ids": [first.id]}), None).await.unwrap(), 404).await;
+    assert_problem(
+        lookup(json!({"ids": [first.id]}), Some("guess"))
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let most = lookup(json!({"ids": ids}), Some(TEST_INTERNAL_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(most.status(), 200);
+    let mut too_many = ids.clone();
+    too_many.push(first.id.clone());
+    assert_problem(
+        lookup(json!({"ids": too_many}), Some(TEST_INTERNAL_TOKEN))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert_problem(
+        lookup(json!({"ids": ["nope"]}), Some(TEST_INTERNAL_TOKEN))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+}

@@ -36,8 +36,10 @@ pub struct EventOrdersQuery {
            EventOrdersQuery),
     responses(
         (status = 200, description = "The page, by order id", body = Vec<Order>),
+        (status = 400, description = "Malformed event id or parameter", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
         (status = 404, description = "No such event, not the caller's, or no internal credential", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
     ))]
 pub async fn event_orders(
     State(state): State<BookingState>,

@@ -4,6 +4,7 @@
 
 mod authz;
 mod flow;
+mod internal_doc;
 mod nats_outage;
 mod outage;
 mod races;

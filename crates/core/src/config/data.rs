@@ -21,6 +21,10 @@ pub struct DataConfig {
     /// URL of the booking service (`http://booking:8080`) when it does not run in the data
     /// service's process. Unset: `gateway.services.booking`; neither: orders exports answer 503.
     pub booking_url: Option<String>,
+    /// URL of the auth service (`http://auth:8080`) when it does not run in the data
+    /// service's process (orders exports name their buyers). Unset: `gateway.services.auth`;
+    /// neither: buyers' names and e-mails are left empty.
+    pub auth_url: Option<String>,
     /// Seconds a call to the events or booking service of another process may take (503
     /// after).
     pub upstream_timeout_seconds: u64,
@@ -35,6 +39,7 @@ impl Default for DataConfig {
             export_page_size: 500,
             events_url: None,
             booking_url: None,
+            auth_url: None,
             upstream_timeout_seconds: 30,
         }
     }

@@ -160,6 +160,10 @@ pub trait DataStore: Send + Sync + 'static {
     /// Records that `row` of `job` wrote its event; recording it again changes nothing.
     async fn record_row(&self, job: Uuid, row: &DoneRow) -> Result<(), StoreError>;
 
+    /// Records every row of `rows` as [`DataStore::record_row`] does, in one transaction (an
+    /// atomic import's rows, written together).
+    async fn record_rows(&self, job: Uuid, rows: &[DoneRow]) -> Result<(), StoreError>;
+
     /// The rows of `job` recorded so far, by row number.
     async fn done_rows(&self, job: Uuid) -> Result<Vec<DoneRow>, StoreError>;
 

@@ -118,6 +118,24 @@ impl DataStore for SqlDataStore {
         Ok(())
     }
 
+    async fn record_rows(&self, job: Uuid, rows: &[DoneRow]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for row in rows {
+            query(
+                "INSERT INTO import_rows (job_id, row_number, event_id, outcome) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, row_number) DO NOTHING",
+            )
+            .bind(job)
+            .bind(row.row)
+            .bind(row.event_id)
+            .bind(row.outcome.as_str())
+            .execute(&mut tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn done_rows(&self, job: Uuid) -> Result<Vec<DoneRow>, StoreError> {
         query(
             "SELECT row_number, event_id, outcome FROM import_rows WHERE job_id = $1 \

@@ -185,9 +185,26 @@ async fn an_events_orders_are_exported_page_by_page_one_row_per_ticket() {
     let app = evently_testkit::spawn_app_with(|c| c.data.export_page_size = 2).await;
     let org = organizer(&app).await;
     let event = event_on_sale(&app, &org).await;
-    for quantity in [1, 2, 1, 1, 3] {
+    let mut buyers = std::collections::HashMap::new();
+    for (n, quantity) in [1, 2, 1, 1, 3].into_iter().enumerate() {
         let buyer = app.signed_in_user().await;
+        // One buyer's name is formula-like: a CSV cell that must not be evaluated.
+        let name = if n == 1 {
+            "=HYPERLINK(\"http://example.com\")".to_owned()
+        } else {
+            format!("Buyer {n}")
+        };
+        let renamed = app
+            .client
+            .put(app.url("/api/users/profile"))
+            .bearer_auth(&buyer.access_token)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(renamed.status(), 200);
         buy(&app, &buyer, &event, quantity).await;
+        buyers.insert(buyer.id.clone(), (name, buyer.email.clone()));
     }
     let path = format!("/api/data/export/orders?eventId={event}");
     let json = get(
@@ -226,6 +243,34 @@ async fn an_events_orders_are_exported_page_by_page_one_row_per_ticket() {
     );
     let three = lines.iter().find(|l| l["amount"] == 9000).unwrap();
     assert_eq!(three["ticketStatus"], "valid");
+    // Every row names its buyer, as auth knows them.
+    for line in &lines {
+        let (name, email) = &buyers[line["buyerId"].as_str().unwrap()];
+        assert_eq!(line["buyerName"], name.as_str(), "{line}");
+        assert_eq!(line["buyerEmail"], email.as_str(), "{line}");
+    }
+
+    // The CSV holds the same buyers, the formula-like name guarded.
+    let csv = get(&app, &format!("{path}&format=csv"), Some(&org.access_token)).await;
+    assert_eq!(csv.status(), 200);
+    let csv = csv.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(headers.iter().collect::<Vec<_>>(), ORDER_HEADERS);
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let mut guarded = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        let (name, email) = &buyers[&record[column("buyerId")]];
+        assert_eq!(&record[column("buyerEmail")], email.as_str());
+        if name.starts_with('=') {
+            assert_eq!(record[column("buyerName")], format!("'{name}"));
+            guarded += 1;
+        } else {
+            assert_eq!(&record[column("buyerName")], name.as_str());
+        }
+    }
+    assert_eq!(guarded, 2, "the buyer of two tickets");
 
     // The XLSX holds the same rows.
     let xlsx = get(

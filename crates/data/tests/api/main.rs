@@ -6,6 +6,7 @@
     reason = "test helpers fail loudly on broken set-up"
 )]
 
+mod atomic;
 mod conformance;
 mod export;
 mod import;

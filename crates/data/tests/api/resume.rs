@@ -1,6 +1,7 @@
-//! A stopped import resumes without duplicates: the import is stopped after some rows (the
+//! A stopped import resumes without duplicates: the import is stopped after some writes (the
 //! events service accepts a write and the job stops before recording it, as a crash would),
-//! then resumed, and every row's event exists exactly once.
+//! then resumed, and every row's event exists exactly once: row by row (`partial`), and
+//! after its one batch (`atomic`).
 
 use async_trait::async_trait;
 use evently_core::Problem;
@@ -8,7 +9,7 @@ use evently_core::clock::SystemClock;
 use evently_core::config::{Config, DataConfig};
 use evently_core::identity::{Identity, Role};
 use evently_core::ids::UserId;
-use evently_data::client::{EventsClient, LocalEvents};
+use evently_data::client::{BatchWritten, EventsClient, LocalEvents};
 use evently_data::service::{DataService, ImportRequest};
 use evently_data::store::{DataStore, ImportMode, SqlDataStore};
 use evently_events::EventsService;
@@ -46,6 +47,18 @@ impl EventsClient for StopsAfter {
         Ok(created)
     }
 
+    async fn upsert_all(
+        &self,
+        caller: &Identity,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<BatchWritten, Problem> {
+        let written = self.inner.upsert_all(caller, rows).await?;
+        if self.done.fetch_add(1, Ordering::SeqCst) + 1 >= self.writes {
+            return Err(Problem::unavailable("stopped", 1));
+        }
+        Ok(written)
+    }
+
     async fn list(
         &self,
         filter: &EventFilter,
@@ -69,7 +82,20 @@ fn file(rows: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_import_resumes_without_duplicates() {
+async fn a_stopped_partial_import_resumes_without_duplicates() {
+    // The third write reached events; two were recorded.
+    stopped_import_resumes(ImportMode::Partial, 3, 3, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_atomic_import_resumes_without_duplicates() {
+    // One batch wrote every row, and the job stopped before recording any.
+    stopped_import_resumes(ImportMode::Atomic, 1, 7, 0).await;
+}
+
+/// Stops an import of 7 rows in `mode` after `writes` writes, with `written` events made
+/// and `recorded` rows recorded, then resumes it.
+async fn stopped_import_resumes(mode: ImportMode, writes: usize, written: u64, recorded: usize) {
     let dir = evently_testkit::TempDir::new();
     let url =
         |name: &str| SecretString::from(format!("sqlite://{}", dir.path().join(name).display()));
@@ -100,12 +126,12 @@ async fn a_stopped_import_resumes_without_duplicates() {
             .1
     };
 
-    // Stopped after 3 of 7 rows: the third write reached events but was not recorded.
+    // Stopped after `writes` writes: the last one reached events but was not recorded.
     let stopping = DataService::new(
         store.clone(),
         Arc::new(StopsAfter {
             inner: LocalEvents(events.clone()),
-            writes: 3,
+            writes,
             done: AtomicUsize::new(0),
         }),
         Arc::new(SystemClock),
@@ -115,13 +141,13 @@ async fn a_stopped_import_resumes_without_duplicates() {
     let request = ImportRequest {
         file_name: "shows.csv".into(),
         bytes: file(7),
-        mode: ImportMode::Atomic,
+        mode,
         dry_run: false,
     };
     let stopped = stopping.import(&organizer, request, job).await;
     assert!(stopped.is_err());
-    assert_eq!(total().await, 3);
-    assert_eq!(store.done_rows(job).await.unwrap().len(), 2);
+    assert_eq!(total().await, written);
+    assert_eq!(store.done_rows(job).await.unwrap().len(), recorded);
     assert_eq!(store.running_jobs().await.unwrap(), vec![job]);
 
     // After a restart, running jobs are resumed: the written rows are not written again,

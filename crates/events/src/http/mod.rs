@@ -1,7 +1,7 @@
 //! Events routes: path + method → handler, nothing else.
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post, put};
 use evently_core::config::EventsConfig;
 use evently_core::identity::{InternalToken, JwtKeys};
@@ -26,6 +26,32 @@ pub struct EventsState {
     pub config: Arc<EventsConfig>,
     /// The credential other services present to `/internal/*`.
     pub internal: InternalToken,
+    /// How large a batch `/internal/events/batch` takes.
+    pub batch: BatchLimits,
+}
+
+/// How large a batch `POST /internal/events/batch` takes: an import's whole file.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Events per batch: an import's row cap (`data.max_import_rows`).
+    pub max_events: usize,
+    /// Body bytes: the JSON of an import's largest file.
+    pub max_bytes: usize,
+}
+
+impl BatchLimits {
+    /// The limits for imports capped by `data`: as many events as rows, and room for each
+    /// row's JSON (field names and escapes make it larger than its cells), at least the
+    /// server's own body limit.
+    pub fn for_imports(data: &evently_core::config::DataConfig, body_limit: usize) -> Self {
+        const BYTES_PER_ROW: usize = 2 * 1024;
+        Self {
+            max_events: data.max_import_rows,
+            max_bytes: (2 * data.max_import_bytes)
+                .saturating_add(data.max_import_rows.saturating_mul(BYTES_PER_ROW))
+                .max(body_limit),
+        }
+    }
 }
 
 impl FromRef<EventsState> for InternalToken {
@@ -61,6 +87,10 @@ pub fn router(state: EventsState) -> Router {
         )
         .route("/api/events/{event_id}/status", put(events::change_status))
         .route("/internal/events/check", post(internal::check_event))
+        .route(
+            "/internal/events/batch",
+            post(internal::upsert_batch).layer(DefaultBodyLimit::max(state.batch.max_bytes)),
+        )
         .route("/internal/events/{event_id}", put(internal::upsert_event))
         .with_state(state)
 }

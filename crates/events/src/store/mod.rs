@@ -44,6 +44,28 @@ pub struct AvailabilityApplied {
     pub flipped_from: Option<EventStatus>,
 }
 
+/// One write of [`EventStore::write_batch`].
+#[derive(Debug, Clone)]
+pub enum BatchWrite {
+    /// A new event with its `EventCreated`.
+    Insert {
+        /// The event.
+        event: Event,
+        /// Its `EventCreated`.
+        created: Envelope,
+    },
+    /// An event's next version, if the stored one is still `expected_version`, with the
+    /// domain events of the change.
+    Update {
+        /// The event's next version.
+        event: Event,
+        /// The version it was computed from.
+        expected_version: i64,
+        /// The change's domain events.
+        events: Vec<Envelope>,
+    },
+}
+
 /// Everything the events service persists.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -81,6 +103,12 @@ pub trait EventStore: Send + Sync + 'static {
         expected_version: i64,
         events: &[Envelope],
     ) -> Result<(), StoreError>;
+
+    /// Makes every write of `writes` in one transaction, each with its domain events in
+    /// the outbox: all of them, or, when one fails, none. Fails as [`EventStore::insert_event`]
+    /// ([`StoreError::Conflict`] for an id that exists) or [`EventStore::update_event`] would
+    /// for the first write that fails.
+    async fn write_batch(&self, writes: &[BatchWrite]) -> Result<(), StoreError>;
 
     /// Deletes the event if its version is still `expected_version`, writing `deleted`.
     async fn delete_event(

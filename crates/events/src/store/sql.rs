@@ -14,11 +14,11 @@ use evently_bus::Envelope;
 use evently_bus::outbox::append;
 use evently_core::db::StoreError;
 use evently_core::ids::UserId;
-use evently_core::sql::{Db, Row, Sql, query};
+use evently_core::sql::{Db, Row, Sql, Tx, query};
 
 use super::{
-    AvailabilityApplied, EVENT_COLUMNS, EventStore, FILTER, VENUE_COLUMNS, VERSION_CONFLICT,
-    corrupt, json,
+    AvailabilityApplied, BatchWrite, EVENT_COLUMNS, EventStore, FILTER, VENUE_COLUMNS,
+    VERSION_CONFLICT, corrupt, json,
 };
 use crate::domain::{
     Event, EventFilter, EventId, EventStatus, EventType, Page, Seating, Venue, VenueId,
@@ -95,6 +95,95 @@ fn venue_from_row(row: &Row) -> Result<Venue, StoreError> {
     })
 }
 
+/// Inserts `event`'s row in `tx`.
+async fn insert_row(tx: &mut Tx, event: &Event) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO events (id, organizer_id, name, description, event_date, venue_id, \
+             venue_name, city, city_key, event_type, tags, status, total_seats, sale_start, \
+             sale_end, base_price, currency, section_prices, reserved, available_seats, \
+             availability_version, version, created_at, updated_at, time_zone) VALUES ($1, \
+             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, $25)",
+    )
+    .bind(event.id.0)
+    .bind(event.organizer_id.0)
+    .bind(&event.name)
+    .bind(&event.description)
+    .bind(event.event_date)
+    .bind(event.venue_id.map(|v| v.0))
+    .bind(&event.venue_name)
+    .bind(&event.city)
+    .bind(event.city.as_ref().map(|c| c.to_lowercase()))
+    .bind(event.event_type.map(|t| t.as_str()))
+    .bind(json(&event.tags)?)
+    .bind(event.status.as_str())
+    .bind(event.total_seats)
+    .bind(event.sale_start)
+    .bind(event.sale_end)
+    .bind(event.base_price)
+    .bind(&event.currency)
+    .bind(json(&event.section_prices)?)
+    .bind(event.reserved)
+    .bind(event.available)
+    .bind(event.availability_version)
+    .bind(event.version)
+    .bind(event.created_at)
+    .bind(event.updated_at)
+    .bind(&event.time_zone)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the row of `event` in `tx` if its version is still `expected_version`:
+/// [`StoreError::NotFound`] if it is gone, [`StoreError::Conflict`] on [`VERSION_CONFLICT`]
+/// if it moved on.
+async fn update_row(tx: &mut Tx, event: &Event, expected_version: i64) -> Result<(), StoreError> {
+    // Booking's figure is not the organizer's to write: it follows the seats only
+    // until booking reported one, decided on the row as it is now.
+    let updated = query(
+        "UPDATE events SET name = $3, description = $4, event_date = $5, event_type = $6, \
+             tags = $7, status = $8, total_seats = $9, sale_start = $10, sale_end = $11, \
+             base_price = $12, currency = $13, section_prices = $14, version = $15, \
+             updated_at = $16, venue_name = $17, time_zone = $18, available_seats = CASE WHEN \
+             availability_version = 0 THEN $9 ELSE available_seats END \
+             WHERE id = $1 AND version = $2",
+    )
+    .bind(event.id.0)
+    .bind(expected_version)
+    .bind(&event.name)
+    .bind(&event.description)
+    .bind(event.event_date)
+    .bind(event.event_type.map(|t| t.as_str()))
+    .bind(json(&event.tags)?)
+    .bind(event.status.as_str())
+    .bind(event.total_seats)
+    .bind(event.sale_start)
+    .bind(event.sale_end)
+    .bind(event.base_price)
+    .bind(&event.currency)
+    .bind(json(&event.section_prices)?)
+    .bind(event.version)
+    .bind(event.updated_at)
+    .bind(&event.venue_name)
+    .bind(&event.time_zone)
+    .execute(&mut *tx)
+    .await?;
+    if updated == 0 {
+        let exists = query("SELECT version FROM events WHERE id = $1")
+            .bind(event.id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match exists {
+            None => StoreError::NotFound,
+            Some(_) => StoreError::Conflict {
+                constraint: VERSION_CONFLICT.into(),
+            },
+        });
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl EventStore for SqlEventStore {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -163,41 +252,7 @@ impl EventStore for SqlEventStore {
     #[tracing::instrument(skip_all, fields(event.id = %event.id))]
     async fn insert_event(&self, event: &Event, created: &Envelope) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        query(
-            "INSERT INTO events (id, organizer_id, name, description, event_date, venue_id, \
-             venue_name, city, city_key, event_type, tags, status, total_seats, sale_start, \
-             sale_end, base_price, currency, section_prices, reserved, available_seats, \
-             availability_version, version, created_at, updated_at, time_zone) VALUES ($1, \
-             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, $25)",
-        )
-        .bind(event.id.0)
-        .bind(event.organizer_id.0)
-        .bind(&event.name)
-        .bind(&event.description)
-        .bind(event.event_date)
-        .bind(event.venue_id.map(|v| v.0))
-        .bind(&event.venue_name)
-        .bind(&event.city)
-        .bind(event.city.as_ref().map(|c| c.to_lowercase()))
-        .bind(event.event_type.map(|t| t.as_str()))
-        .bind(json(&event.tags)?)
-        .bind(event.status.as_str())
-        .bind(event.total_seats)
-        .bind(event.sale_start)
-        .bind(event.sale_end)
-        .bind(event.base_price)
-        .bind(&event.currency)
-        .bind(json(&event.section_prices)?)
-        .bind(event.reserved)
-        .bind(event.available)
-        .bind(event.availability_version)
-        .bind(event.version)
-        .bind(event.created_at)
-        .bind(event.updated_at)
-        .bind(&event.time_zone)
-        .execute(&mut tx)
-        .await?;
+        insert_row(&mut tx, event).await?;
         append(&mut tx, created).await?;
         tx.commit().await?;
         Ok(())
@@ -263,50 +318,34 @@ impl EventStore for SqlEventStore {
         events: &[Envelope],
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        // Booking's figure is not the organizer's to write: it follows the seats only
-        // until booking reported one, decided on the row as it is now.
-        let updated = query(
-            "UPDATE events SET name = $3, description = $4, event_date = $5, event_type = $6, \
-             tags = $7, status = $8, total_seats = $9, sale_start = $10, sale_end = $11, \
-             base_price = $12, currency = $13, section_prices = $14, version = $15, \
-             updated_at = $16, venue_name = $17, time_zone = $18, available_seats = CASE WHEN \
-             availability_version = 0 THEN $9 ELSE available_seats END \
-             WHERE id = $1 AND version = $2",
-        )
-        .bind(event.id.0)
-        .bind(expected_version)
-        .bind(&event.name)
-        .bind(&event.description)
-        .bind(event.event_date)
-        .bind(event.event_type.map(|t| t.as_str()))
-        .bind(json(&event.tags)?)
-        .bind(event.status.as_str())
-        .bind(event.total_seats)
-        .bind(event.sale_start)
-        .bind(event.sale_end)
-        .bind(event.base_price)
-        .bind(&event.currency)
-        .bind(json(&event.section_prices)?)
-        .bind(event.version)
-        .bind(event.updated_at)
-        .bind(&event.venue_name)
-        .bind(&event.time_zone)
-        .execute(&mut tx)
-        .await?;
-        if updated == 0 {
-            let exists = query("SELECT version FROM events WHERE id = $1")
-                .bind(event.id.0)
-                .fetch_optional(&mut tx)
-                .await?;
-            return Err(match exists {
-                None => StoreError::NotFound,
-                Some(_) => StoreError::Conflict {
-                    constraint: VERSION_CONFLICT.into(),
-                },
-            });
-        }
+        update_row(&mut tx, event, expected_version).await?;
         for envelope in events {
             append(&mut tx, envelope).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(batch.writes = writes.len()))]
+    async fn write_batch(&self, writes: &[BatchWrite]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for write in writes {
+            match write {
+                BatchWrite::Insert { event, created } => {
+                    insert_row(&mut tx, event).await?;
+                    append(&mut tx, created).await?;
+                }
+                BatchWrite::Update {
+                    event,
+                    expected_version,
+                    events,
+                } => {
+                    update_row(&mut tx, event, *expected_version).await?;
+                    for envelope in events {
+                        append(&mut tx, envelope).await?;
+                    }
+                }
+            }
         }
         tx.commit().await?;
         Ok(())

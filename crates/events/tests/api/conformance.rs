@@ -15,7 +15,7 @@ use evently_core::ids::UserId;
 use evently_events::domain::{
     Event, EventDraft, EventFilter, EventStatus, EventType, Page, Venue, VenueInput, VenueRef,
 };
-use evently_events::store::{EventStore, SqlEventStore, VERSION_CONFLICT};
+use evently_events::store::{BatchWrite, EventStore, SqlEventStore, VERSION_CONFLICT};
 use secrecy::SecretString;
 
 /// A store under test and its outbox.
@@ -604,6 +604,101 @@ async fn organizer_update_keeps_a_reported_availability((store, _outbox): Subjec
     );
 }
 
+async fn a_batch_writes_every_event_with_its_outbox_rows((store, outbox): Subject) {
+    let kept = event("Kept", 5);
+    store.insert_event(&kept, &kept.created()).await.unwrap();
+    let fresh = event("Fresh", 6);
+    let renamed = {
+        let mut next = kept.clone();
+        next.name = "Renamed".into();
+        next.version += 1;
+        next
+    };
+
+    store
+        .write_batch(&[
+            BatchWrite::Insert {
+                created: fresh.created(),
+                event: fresh.clone(),
+            },
+            BatchWrite::Update {
+                events: vec![renamed.updated_in(None)],
+                event: renamed.clone(),
+                expected_version: kept.version,
+            },
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(store.event(fresh.id).await.unwrap().unwrap(), fresh);
+    assert_eq!(store.event(kept.id).await.unwrap().unwrap().name, "Renamed");
+    assert_eq!(
+        outbox_types(&outbox).await,
+        ["EventCreated", "EventCreated", "EventUpdated"]
+    );
+}
+
+async fn a_batch_with_a_failing_write_writes_nothing((store, outbox): Subject) {
+    let kept = event("Kept", 5);
+    store.insert_event(&kept, &kept.created()).await.unwrap();
+    let moved = kept.with_status(EventStatus::OnSale, NOW + 1).unwrap();
+    store
+        .update_event(&moved, kept.version, &[moved.status_changed(kept.status)])
+        .await
+        .unwrap();
+    let before = outbox_types(&outbox).await;
+    let fresh = event("Fresh", 6);
+    let renamed = {
+        let mut next = kept.clone();
+        next.name = "Renamed".into();
+        next.version += 1;
+        next
+    };
+
+    // The last write was computed from a version that moved on: the insert before it and
+    // its outbox row are rolled back with it.
+    let err = store
+        .write_batch(&[
+            BatchWrite::Insert {
+                created: fresh.created(),
+                event: fresh.clone(),
+            },
+            BatchWrite::Update {
+                events: vec![renamed.updated_in(None)],
+                event: renamed,
+                expected_version: kept.version,
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref constraint } if constraint == VERSION_CONFLICT),
+        "{err:?}"
+    );
+    assert!(store.event(fresh.id).await.unwrap().is_none());
+    assert_eq!(store.event(kept.id).await.unwrap().unwrap(), moved);
+    assert_eq!(outbox_types(&outbox).await, before);
+
+    // An id that exists already is a conflict, and rolls back the writes before it too.
+    let other = event("Other", 7);
+    let err = store
+        .write_batch(&[
+            BatchWrite::Insert {
+                created: other.created(),
+                event: other.clone(),
+            },
+            BatchWrite::Insert {
+                created: kept.created(),
+                event: kept.clone(),
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(store.event(other.id).await.unwrap().is_none());
+    assert_eq!(outbox_types(&outbox).await, before);
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::conformance,
     sqlite: super::sqlite_store,
@@ -621,5 +716,7 @@ evently_testkit::conformance_suite!(
         availability_flips_sold_out_and_back_once_each,
         availability_never_flips_cancelled_or_upcoming_events,
         organizer_update_keeps_a_reported_availability,
+        a_batch_writes_every_event_with_its_outbox_rows,
+        a_batch_with_a_failing_write_writes_nothing,
     ]
 );

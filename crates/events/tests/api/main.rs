@@ -9,6 +9,7 @@ mod availability;
 mod bad_input;
 mod conformance;
 mod crud;
+mod internal;
 mod outbox;
 mod status;
 mod support;

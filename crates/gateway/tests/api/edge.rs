@@ -57,7 +57,13 @@ async fn internal_routes_are_never_reachable_through_the_gateway() {
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
 
-    for path in ["/internal/auth/verify", "/internal/users/x", "/internal"] {
+    for path in [
+        "/internal/auth/verify",
+        "/internal/users/x",
+        "/internal/users/lookup",
+        "/internal/events/batch",
+        "/internal",
+    ] {
         let response = app
             .client
             .post(app.url(path))
@@ -68,14 +74,19 @@ async fn internal_routes_are_never_reachable_through_the_gateway() {
             .unwrap();
         assert_problem(response, 404).await;
     }
-    let get = app
-        .client
-        .get(app.url(&format!("/internal/users/{}", user.id)))
-        .header("x-internal-token", evently_testkit::TEST_INTERNAL_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(get, 404).await;
+    for path in [
+        format!("/internal/users/{}", user.id),
+        "/internal/openapi.json".to_owned(),
+    ] {
+        let get = app
+            .client
+            .get(app.url(&path))
+            .header("x-internal-token", evently_testkit::TEST_INTERNAL_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(get, 404).await;
+    }
 }
 
 #[tokio::test]

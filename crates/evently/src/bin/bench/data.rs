@@ -4,8 +4,8 @@
 //!
 //! The orders are seeded straight into booking's SQLite tables before the server reads
 //! them (placing a million orders through the purchase path would bench that path, which
-//! `onsale` does); the export then reads them through booking's store by keyset, as in
-//! production.
+//! `onsale` does), and their buyers into auth's; the export then reads them through
+//! booking's store by keyset and looks up each page's buyers in auth, as in production.
 
 use anyhow::{Context, bail};
 use evently_core::config::JwtConfig;
@@ -40,15 +40,53 @@ fn at(offset: time::Duration) -> String {
         .unwrap_or_default()
 }
 
-/// Inserts `orders` one-ticket orders of `event` into booking's database at `path`.
-async fn seed_orders(path: &std::path::Path, event: Uuid, orders: u64) -> anyhow::Result<()> {
+/// Buyers the seeded orders are spread over, round robin: every page of an export names
+/// as many distinct buyers as it has orders, the most its lookup in auth can take.
+const BUYERS: u64 = 10_000;
+
+/// Inserts `buyers` users into auth's database at `path`; returns their ids.
+async fn seed_buyers(path: &std::path::Path, buyers: u64) -> anyhow::Result<Vec<Uuid>> {
+    let mut conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let mut ids = Vec::new();
+    let mut tx = conn.begin().await?;
+    for n in 0..buyers {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, email, name, role, password_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, 'user', 'not-a-hash', ?, ?)",
+        )
+        .bind(id)
+        .bind(format!("buyer{n}@bench.example"))
+        .bind(format!("Buyer {n}"))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        ids.push(id);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// Inserts `orders` one-ticket orders of `event` by `buyers` (round robin) into booking's
+/// database at `path`.
+async fn seed_orders(
+    path: &std::path::Path,
+    event: Uuid,
+    orders: u64,
+    buyers: &[Uuid],
+) -> anyhow::Result<()> {
     let mut conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .busy_timeout(Duration::from_secs(30))
         .connect()
         .await?;
     let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let mut tx = conn.begin().await?;
-    for n in 0..orders {
+    for (n, buyer) in (0..orders).zip(buyers.iter().cycle()) {
         let order = Uuid::now_v7();
         let seat = format!("GA-{n}");
         sqlx::query(
@@ -58,7 +96,7 @@ async fn seed_orders(path: &std::path::Path, event: Uuid, orders: u64) -> anyhow
         )
         .bind(order)
         .bind(event)
-        .bind(Uuid::now_v7())
+        .bind(buyer)
         .bind(Uuid::now_v7())
         .bind(Uuid::now_v7())
         .bind(format!("[\"{seat}\"]"))
@@ -161,9 +199,21 @@ pub async fn run(orders: u64, rows: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seeding = Instant::now();
-    seed_orders(&server.data_dir().join("booking.db"), event, orders).await?;
+    let buyers = seed_buyers(
+        &server.data_dir().join("auth.db"),
+        BUYERS.min(orders.max(1)),
+    )
+    .await?;
+    seed_orders(
+        &server.data_dir().join("booking.db"),
+        event,
+        orders,
+        &buyers,
+    )
+    .await?;
     println!(
-        "seeded {orders} orders in {:.1} s",
+        "seeded {orders} orders of {} buyers in {:.1} s",
+        buyers.len(),
         seeding.elapsed().as_secs_f64()
     );
 

@@ -1,0 +1,181 @@
+//! `/internal/events/*` as another service calls it: the batch that writes an atomic import,
+//! behind the internal credential and for the caller's token, and the internal OpenAPI
+//! document, which lists every internal route of the router.
+
+use evently_testkit::{
+    ServiceName, TEST_INTERNAL_TOKEN, Value, assert_problem, json, spawn_services,
+};
+use uuid::Uuid;
+
+use crate::support::{event_body, organizer, total};
+
+async fn batch(
+    app: &evently_testkit::TestApp,
+    token: &str,
+    credential: Option<&str>,
+    events: &[(Uuid, Value)],
+) -> reqwest::Response {
+    let events: Vec<Value> = events
+        .iter()
+        .map(|(id, event)| json!({"eventId": id, "event": event}))
+        .collect();
+    let mut request = app
+        .client
+        .post(app.url("/internal/events/batch"))
+        .bearer_auth(token);
+    if let Some(credential) = credential {
+        request = request.header("x-internal-token", credential);
+    }
+    request
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_writes_all_its_events_or_none() {
+    // Auth and events without the gateway (which never forwards /internal/*); batches of at
+    // most three events.
+    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |c| {
+        c.data.max_import_rows = 3;
+    })
+    .await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    let token = org.access_token.as_str();
+    let (one, two, three) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let rows = [(one, event_body("One")), (two, event_body("Two"))];
+
+    // No credential, or a wrong one: the route is not there, and nothing is written.
+    assert_problem(batch(&app, token, None, &rows).await, 404).await;
+    assert_problem(batch(&app, token, Some("guess"), &rows).await, 404).await;
+    assert_eq!(total(&app, "").await, 0);
+
+    let written = batch(&app, token, Some(TEST_INTERNAL_TOKEN), &rows).await;
+    assert_eq!(written.status(), 200);
+    let written: Value = written.json().await.unwrap();
+    assert_eq!(
+        written,
+        json!({"results": [{"eventId": one, "created": true}, {"eventId": two, "created": true}]})
+    );
+    // The same batch again creates nothing twice.
+    let again: Value = batch(&app, token, Some(TEST_INTERNAL_TOKEN), &rows)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["results"][0]["created"], false);
+    assert_eq!(total(&app, "").await, 2);
+
+    // One refused event refuses the batch: each refused event's index and problem, and
+    // neither the new event nor the renamed one is written.
+    let mut bad = event_body("Bad");
+    bad["currency"] = json!("euros");
+    let refused = batch(
+        &app,
+        token,
+        Some(TEST_INTERNAL_TOKEN),
+        &[
+            (three, event_body("Three")),
+            (one, event_body("One renamed")),
+            (two, bad),
+        ],
+    )
+    .await;
+    let body = assert_problem(refused, 422).await;
+    assert_eq!(body["type"], "https://evently.dev/problems/batch-refused");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["rows"][0]["index"], 2);
+    assert_eq!(body["rows"][0]["problem"]["status"], 422);
+    assert_eq!(
+        body["rows"][0]["problem"]["errors"][0]["pointer"],
+        "/currency"
+    );
+    assert_eq!(total(&app, "").await, 2);
+    let first: Value = app
+        .client
+        .get(app.url(&format!("/api/events/{one}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["eventName"], "One");
+
+    // Someone else's event is refused as its update would be; a user may create nothing.
+    let other = organizer(&app, &admin).await;
+    let body = assert_problem(
+        batch(
+            &app,
+            &other.access_token,
+            Some(TEST_INTERNAL_TOKEN),
+            &[(one, event_body("Taken over"))],
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(body["rows"][0]["problem"]["status"], 403);
+
+    // More events than an import has rows is refused whole.
+    let four: Vec<(Uuid, Value)> = (0..4)
+        .map(|i| (Uuid::now_v7(), event_body(&format!("Many {i}"))))
+        .collect();
+    assert_problem(
+        batch(&app, token, Some(TEST_INTERNAL_TOKEN), &four).await,
+        422,
+    )
+    .await;
+    assert_eq!(total(&app, "").await, 2);
+}
+
+#[tokio::test]
+async fn every_internal_route_is_in_the_served_internal_document() {
+    let app = spawn_services(&[ServiceName::Events], |_| {}).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/internal/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = evently_testkit::internal_routes(include_str!("../../src/http/mod.rs"));
+    assert!(routes.contains(&("post".to_owned(), "/internal/events/batch".to_owned())));
+    assert!(routes.contains(&("put".to_owned(), "/internal/events/{}".to_owned())));
+    let own =
+        serde_json::to_value(<evently_events::EventsInternalApi as utoipa::OpenApi>::openapi())
+            .unwrap();
+    evently_testkit::assert_internal_doc(&own, &doc, &routes);
+    // The public document keeps none of them.
+    let public =
+        serde_json::to_value(<evently_events::EventsApi as utoipa::OpenApi>::openapi()).unwrap();
+    assert!(
+        public["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|p| !p.starts_with("/internal"))
+    );
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_a_json_body_is_accepted_up_to_an_imports_size() {
+    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |_| {}).await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    // 200 events of about 1.5 KB: far beyond the 64 KiB of any other JSON body.
+    let rows: Vec<(Uuid, Value)> = (0..200)
+        .map(|i| {
+            let mut event = event_body(&format!("Long {i}"));
+            event["description"] = json!("d".repeat(1_000));
+            (Uuid::now_v7(), event)
+        })
+        .collect();
+    let written = batch(&app, &org.access_token, Some(TEST_INTERNAL_TOKEN), &rows).await;
+    assert_eq!(written.status(), 200, "{}", written.text().await.unwrap());
+    assert_eq!(total(&app, "").await, 200);
+}
