@@ -39,6 +39,7 @@ const ALIASES: &[(&str, &[&str])] = &[
         &["baseprice", "price", "priceminor", "pricecents"],
     ),
     ("currency", &["currency"]),
+    ("timeZone", &["timezone", "tz", "zone"]),
     (EXTERNAL_ID, &["externalid", "extid", "reference", "ref"]),
 ];
 
@@ -165,6 +166,7 @@ pub fn row_body(columns: &Columns, cells: &[String]) -> (Value, Option<String>) 
             // As the API spells them: types in lower case, statuses in upper case.
             "eventType" => Value::from(trimmed.to_lowercase()),
             "status" => Value::from(trimmed.to_uppercase().replace([' ', '-'], "_")),
+            "timeZone" => Value::from(trimmed),
             // Free text keeps its inner spacing; the events service trims and checks it.
             _ => Value::from(cell),
         };

@@ -136,10 +136,13 @@ async fn a_csv_export_is_formula_safe_and_filtered_like_the_list() {
             "Zoë's 🎟 night"
         ]
     );
-    let descriptions: Vec<&str> = records.iter().map(|r| &r[15]).collect();
+    let descriptions: Vec<&str> = records.iter().map(|r| &r[16]).collect();
     assert_eq!(descriptions, ["two\nlines", "", "'-dash"]);
-    // Money in minor units beside its currency.
-    assert_eq!((&records[2][13], &records[2][14]), ("123456", "JPY"));
+    // Money in minor units beside its currency, then the time zone.
+    assert_eq!(
+        (&records[2][13], &records[2][14], &records[2][15]),
+        ("123456", "JPY", "UTC")
+    );
 
     // The list's filters.
     let only = download(&app, &org.access_token, "format=json&type=comedy").await;

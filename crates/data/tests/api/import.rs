@@ -206,8 +206,8 @@ async fn windows_1252_and_tab_separated_files_are_read_and_external_ids_update()
     assert_eq!(event["eventName"], "Café Müller");
 
     // The same external id again: the event is updated, not duplicated.
-    let again = "externalId,eventName,eventDate,venueName,totalSeats,basePrice,currency,saleStartTime\n\
-                 X-1,Café Müller (late show),2031-02-01T22:00:00Z,Hall,50,1200,USD,2030-12-01T09:00:00Z\n";
+    let again = "externalId,eventName,eventDate,venueName,totalSeats,basePrice,currency,saleStartTime,Time Zone\n\
+                 X-1,Café Müller (late show),2031-02-01T22:00:00Z,Hall,50,1200,USD,2030-12-01T09:00:00Z, America/Chicago \n";
     let report = ok_json(
         import(
             &app,
@@ -227,6 +227,7 @@ async fn windows_1252_and_tab_separated_files_are_read_and_external_ids_update()
     let event = ok_json(get(&app, &path, None).await, 200).await;
     assert_eq!(event["eventName"], "Café Müller (late show)");
     assert_eq!(event["basePrice"], 1200);
+    assert_eq!(event["timeZone"], "America/Chicago");
     assert_eq!(all_events(&app).await.len(), 1);
 }
 
