@@ -173,11 +173,9 @@ pub struct App {
     pub booking: Option<Booking>,
     /// The recommendations service, when selected; [`serve`] runs its background work.
     pub recs: Option<Recs>,
-    /// Where recommendations read the events service's domain events from (when recs runs
-    /// here).
-    recs_events_feed: Option<Arc<dyn Bus>>,
-    /// Where recommendations read booking's domain events from (when recs runs here).
-    recs_booking_feed: Option<Arc<dyn Bus>>,
+    /// Where recommendations read the events service's, booking's and the settings
+    /// service's domain events from (when recs runs here).
+    recs_feeds: evently_recs::Feeds,
     /// Where booking reads the events service's domain events from (when booking runs here).
     events_feed: Option<Arc<dyn Bus>>,
     /// Where events reads booking's domain events from (when events runs here).
@@ -216,12 +214,7 @@ impl App {
             booking.start(feed.clone(), tracker, shutdown);
         }
         if let Some(recs) = &self.recs {
-            recs.start(
-                self.recs_events_feed.clone(),
-                self.recs_booking_feed.clone(),
-                tracker,
-                shutdown,
-            );
+            recs.start(self.recs_feeds.clone(), tracker, shutdown);
         }
         if let (Some(search), Some((events, booking))) = (&self.search, &self.search_feeds) {
             search.start(events.clone(), booking.clone(), tracker, shutdown);
@@ -486,22 +479,28 @@ pub async fn build(
             }
         },
     };
-    let (recs_events_feed, recs_booking_feed) = match &recs {
-        None => (None, None),
-        Some(_) => (
-            recs_feed(
+    let recs_feeds = match &recs {
+        None => evently_recs::Feeds::default(),
+        Some(_) => evently_recs::Feeds {
+            events: recs_feed(
                 config,
                 events.as_ref().map(|e| e.bus.clone()),
                 ServiceName::Events,
             )
             .await?,
-            recs_feed(
+            booking: recs_feed(
                 config,
                 booking.as_ref().map(|b| b.bus.clone()),
                 ServiceName::Booking,
             )
             .await?,
-        ),
+            settings: recs_feed(
+                config,
+                settings.as_ref().map(|s| s.bus.clone()),
+                ServiceName::Settings,
+            )
+            .await?,
+        },
     };
     let analytics_feeds = match &analytics {
         None => (None, None),
@@ -628,8 +627,7 @@ pub async fn build(
         events,
         booking,
         recs,
-        recs_events_feed,
-        recs_booking_feed,
+        recs_feeds,
         events_feed,
         booking_feed,
         search,

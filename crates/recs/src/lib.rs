@@ -2,12 +2,14 @@
 //! explainable and fed by the domain events.
 //!
 //! What it promises:
-//! - it owns a projection of two streams, never another service's tables: the events
+//! - it owns a projection of three streams, never another service's tables: the events
 //!   service's (`EventCreated`/`Updated`/`StatusChanged`/`Deleted`: type, tags, city, venue,
-//!   organizer, name and description, price, date, status) and booking's (`OrderPlaced` and
-//!   `OrderCancelled`: who owns what, and co-purchase counts added and taken back); each
-//!   domain event is applied once, its id recorded in the same transaction as its effect, so
-//!   replaying the streams rebuilds the same state;
+//!   organizer, name and description, price, date, status), booking's (`OrderPlaced` and
+//!   `OrderCancelled`: who owns what, and co-purchase counts added and taken back) and the
+//!   settings service's (`SettingsChanged` of a user's `preferences`: their favourite cities
+//!   and event types, the newest version winning); each domain event is applied once, its id
+//!   recorded in the same transaction as its effect, so replaying the streams rebuilds the
+//!   same state;
 //! - privacy: a co-purchase pair is used only once at least three distinct buyers bought
 //!   both, and buyers of more than 50 events are left out of pair counts;
 //! - related events blend item-to-item co-purchase similarity (shrunk while support is
@@ -15,11 +17,13 @@
 //!   neighbours are recomputed in the background after events change, never inside the
 //!   consumer's transaction;
 //! - picks for a user come from their purchases' neighbours (recent ones weigh more), their
-//!   city and type affinities and a small recent-sales prior; anonymous or new callers get
-//!   popular upcoming events (in their city first); nobody is recommended an event they own,
+//!   city and type affinities, their favourite cities and types, and a small recent-sales
+//!   prior; anonymous or new callers get popular upcoming events (in the city asked for
+//!   first, else in a new caller's favourite cities, and of their favourite types); nobody is recommended an event they own,
 //!   a past, cancelled or sold-out one; at most two per organizer and per type in a page;
 //!   every item carries its reason;
-//! - answers per user are cached briefly and dropped when that user buys or cancels.
+//! - answers per user are cached briefly and dropped when that user buys, cancels or changes
+//!   their preferences.
 //!
 //! Layout:
 //! - [`domain`]: features, text vectors, similarities, the catalogue index, ranking (pure);
@@ -56,6 +60,8 @@ pub use store::RecsStore;
 pub const CATALOG_CONSUMER: &str = "recs-catalog";
 /// The durable name of the consumer of booking's stream.
 pub const ORDERS_CONSUMER: &str = "recs-orders";
+/// The durable name of the consumer of the settings service's stream.
+pub const PREFERENCES_CONSUMER: &str = "recs-preferences";
 
 /// The OpenAPI description of the recommendations service.
 #[derive(OpenApi)]
@@ -94,6 +100,18 @@ impl Handler for FeedHandler {
     }
 }
 
+/// The streams recommendations read, each where this process reaches it (its service's bus
+/// in this process, or NATS); `None` where it does not.
+#[derive(Clone, Default)]
+pub struct Feeds {
+    /// The events service's stream.
+    pub events: Option<Arc<dyn Bus>>,
+    /// Booking's stream.
+    pub booking: Option<Arc<dyn Bus>>,
+    /// The settings service's stream.
+    pub settings: Option<Arc<dyn Bus>>,
+}
+
 /// A running recommendations service's parts.
 #[derive(Clone)]
 pub struct Recs {
@@ -130,21 +148,16 @@ impl Recs {
         router(self.state.clone())
     }
 
-    /// The handler applying both streams' domain events.
+    /// The handler applying the three streams' domain events.
     pub fn handler(&self) -> Arc<dyn Handler> {
         Arc::new(FeedHandler(self.service.clone()))
     }
 
     /// Starts the background work on `tracker` until `shutdown`: the catalogue and
     /// popularity refresh, and the durable consumers of the events service's stream
-    /// (`events_feed`) and booking's (`booking_feed`), where given.
-    pub fn start(
-        &self,
-        events_feed: Option<Arc<dyn Bus>>,
-        booking_feed: Option<Arc<dyn Bus>>,
-        tracker: &TaskTracker,
-        shutdown: &CancellationToken,
-    ) {
+    /// (`feeds.events`), booking's (`feeds.booking`) and the settings service's
+    /// (`feeds.settings`), where given.
+    pub fn start(&self, feeds: Feeds, tracker: &TaskTracker, shutdown: &CancellationToken) {
         // Each event is one short transaction; the batch bounds unacknowledged deliveries.
         const BATCH: usize = 256;
         tracker.spawn(
@@ -154,8 +167,9 @@ impl Recs {
                 .instrument(tracing::info_span!("recs_background")),
         );
         for (feed, name) in [
-            (events_feed, CATALOG_CONSUMER),
-            (booking_feed, ORDERS_CONSUMER),
+            (feeds.events, CATALOG_CONSUMER),
+            (feeds.booking, ORDERS_CONSUMER),
+            (feeds.settings, PREFERENCES_CONSUMER),
         ] {
             if let Some(bus) = feed {
                 tracker.spawn(

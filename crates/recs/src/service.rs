@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::catalogue::{Catalogue, Popularity, PopularityTable};
 use crate::domain::rank::{self, ANCHORS, Context};
 use crate::domain::similarity::Method;
-use crate::domain::{DAY_MS, EventFeatures, EventId, EventStatus, Scored, ms};
+use crate::domain::{DAY_MS, EventFeatures, EventId, EventStatus, Favourites, Scored, ms};
 use crate::error::RecsError;
-use crate::store::{CatalogChange, OrderChange, RecsStore};
+use crate::store::{CatalogChange, OrderChange, PreferencesChange, RecsStore};
 
 /// Co-purchase edges read per anchor event.
 const EDGES_PER_ANCHOR: usize = 50;
@@ -105,16 +105,31 @@ impl std::fmt::Debug for RecsService {
 enum Effect {
     Catalog(CatalogChange),
     Order(OrderChange),
+    Preferences(PreferencesChange),
+}
+
+/// The strings of `key` in `document` (empty when absent or not a list of strings).
+fn strings(document: &serde_json::Value, key: &str) -> Vec<String> {
+    document
+        .get(key)
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn effect_of(envelope: &Envelope) -> Option<Effect> {
-    const TYPES: [&str; 6] = [
+    const TYPES: [&str; 7] = [
         "EventCreated",
         "EventUpdated",
         "EventStatusChanged",
         "EventDeleted",
         "OrderPlaced",
         "OrderCancelled",
+        "SettingsChanged",
     ];
     if !TYPES.contains(&envelope.event_type.as_str()) {
         return None;
@@ -144,6 +159,17 @@ fn effect_of(envelope: &Envelope) -> Option<Effect> {
                     event_id: EventId(c.event_id),
                     placed: envelope.event_type == "OrderPlaced",
                     at,
+                })
+            })
+        }
+        // A user's preferences; other namespaces and scopes say nothing of tastes.
+        Ok(DomainEvent::SettingsChanged(doc)) => {
+            (doc.namespace == "preferences" && doc.scope == "user").then(|| {
+                Effect::Preferences(PreferencesChange {
+                    user_id: doc.scope_id,
+                    version: doc.version,
+                    cities: strings(&doc.document, "favouriteCities"),
+                    types: strings(&doc.document, "favouriteEventTypes"),
                 })
             })
         }
@@ -195,9 +221,9 @@ impl RecsService {
         ms(self.clock.now())
     }
 
-    /// Applies one domain event of the events service's or booking's stream (idempotent per
-    /// envelope id). A catalogue change wakes the background refresh; an order change drops
-    /// its buyer's cached answer.
+    /// Applies one domain event of the events service's, booking's or the settings service's
+    /// stream (idempotent per envelope id). A catalogue change wakes the background refresh;
+    /// an order change or a change of preferences drops that user's cached answer.
     ///
     /// # Errors
     /// When the store fails; the event is then delivered again.
@@ -222,6 +248,19 @@ impl RecsService {
                 let applied = self
                     .store
                     .apply_order(envelope.id, &change, now)
+                    .await
+                    .with_context(|| format!("applying {}", envelope.event_type))?;
+                if applied {
+                    metrics::counter!("evently_recs_domain_events_applied_total",
+                        "type" => envelope.event_type.clone())
+                    .increment(1);
+                }
+                self.cache.invalidate(UserId(change.user_id));
+            }
+            Some(Effect::Preferences(change)) => {
+                let applied = self
+                    .store
+                    .apply_preferences(envelope.id, &change, now)
                     .await
                     .with_context(|| format!("applying {}", envelope.event_type))?;
                 if applied {
@@ -399,7 +438,8 @@ impl RecsService {
     }
 
     /// Up to `limit` picks for `caller` (popular upcoming events, in `city` first, for an
-    /// anonymous caller or one who has bought nothing), ranked by `method`.
+    /// anonymous caller; for one who has bought nothing, in `city` else in their favourite
+    /// cities first), ranked by `method`, with their favourite cities and types weighing in.
     ///
     /// # Errors
     /// The store's error.
@@ -418,7 +458,7 @@ impl RecsService {
             method,
         };
         let Some(user) = caller else {
-            let items = rank::popular(&ctx, city, &HashSet::new(), limit);
+            let items = rank::popular(&ctx, city, &Favourites::default(), &HashSet::new(), limit);
             return Ok((Arc::new(items), catalogue.clone()));
         };
         let cacheable = method == Method::Hybrid;
@@ -430,7 +470,9 @@ impl RecsService {
             metrics::counter!("evently_recs_answer_cache_total", "result" => "miss").increment(1);
         }
         let generation = self.cache.generation.load(Ordering::SeqCst);
-        let mut purchases = self.store.purchases(user.0).await?;
+        // Two reads on two connections at once.
+        let (mut purchases, favourites) =
+            tokio::try_join!(self.store.purchases(user.0), self.store.favourites(user.0))?;
         purchases.sort_by(|a, b| b.at.cmp(&a.at).then(a.event_id.cmp(&b.event_id)));
         let anchors: Vec<EventId> = purchases.iter().take(ANCHORS).map(|p| p.event_id).collect();
         let edges = if method == Method::ContentOnly || method == Method::MostPopular {
@@ -438,7 +480,14 @@ impl RecsService {
         } else {
             self.store.co_purchases(&anchors, EDGES_PER_ANCHOR).await?
         };
-        let items = Arc::new(rank::for_user(&ctx, &purchases, &edges, city, limit));
+        let items = Arc::new(rank::for_user(
+            &ctx,
+            &purchases,
+            &favourites,
+            &edges,
+            city,
+            limit,
+        ));
         if cacheable {
             self.cache.put(
                 user,
@@ -502,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn only_catalogue_changes_and_orders_with_a_buyer_have_an_effect() {
+    fn only_catalogue_changes_orders_with_a_buyer_and_user_preferences_have_an_effect() {
         let change = InventoryChange {
             event_id: Uuid::now_v7(),
             user_id: Some(Uuid::now_v7()),
@@ -559,6 +608,36 @@ mod tests {
             cancelled,
             Some(Effect::Order(OrderChange { placed: false, .. }))
         ));
+        let settings = |scope: &str, namespace: &str| {
+            effect_of(&envelope(DomainEvent::SettingsChanged(
+                evently_bus::catalog::SettingsDocument {
+                    scope: scope.into(),
+                    scope_id: Uuid::from_u128(7),
+                    namespace: namespace.into(),
+                    version: 3,
+                    document: serde_json::json!({
+                        "locale": "de",
+                        "favouriteCities": ["Berlin", "Oslo"],
+                        "favouriteEventTypes": ["jazz"]
+                    }),
+                },
+            )))
+        };
+        let Some(Effect::Preferences(preferences)) = settings("user", "preferences") else {
+            panic!("a user's preferences have an effect");
+        };
+        assert_eq!(
+            preferences,
+            PreferencesChange {
+                user_id: Uuid::from_u128(7),
+                version: 3,
+                cities: vec!["Berlin".into(), "Oslo".into()],
+                types: vec!["jazz".into()],
+            }
+        );
+        assert!(settings("platform", "preferences").is_none());
+        assert!(settings("user", "booking").is_none());
+
         assert!(held.is_none() && anonymous.is_none());
         assert!(
             waitlisted.iter().all(Option::is_none),

@@ -389,6 +389,17 @@ pub enum Reason {
         /// The city.
         city: String,
     },
+    /// A city the caller named a favourite.
+    FavouriteCity {
+        /// The city.
+        city: String,
+    },
+    /// A type the caller named a favourite.
+    #[serde(rename_all = "camelCase")]
+    FavouriteType {
+        /// The type.
+        event_type: String,
+    },
     /// It sells well in `city`.
     PopularInCity {
         /// The city.
@@ -423,6 +434,10 @@ impl Reason {
             Self::SimilarTo { .. } => format!("Similar to {other}"),
             Self::YourType { event_type } => format!("You go to {event_type} events"),
             Self::YourCity { city } => format!("In {city}, where you go to events"),
+            Self::FavouriteCity { city } => format!("In {city}, one of your favourite cities"),
+            Self::FavouriteType { event_type } => {
+                format!("A {event_type} event, one of your favourite kinds")
+            }
             Self::PopularInCity { city } => format!("Popular in {city}"),
             Self::Popular | Self::Other => "Popular right now".to_owned(),
         }

@@ -251,8 +251,16 @@ impl Catalogue {
             .filter_map(|other| Some((other, self.content_parts(id, other)?.score())))
             .filter(|(_, s)| *s > 0.0)
             .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(NEIGHBOURS);
+        // The best NEIGHBOURS in order, without sorting every candidate; then a list of its
+        // own size: a truncated vector keeps the capacity of all the candidates (up to
+        // thousands per event, gigabytes over a large catalogue).
+        let best = |a: &(EventId, f64), b: &(EventId, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > NEIGHBOURS {
+            scored.select_nth_unstable_by(NEIGHBOURS, best);
+            scored.truncate(NEIGHBOURS);
+        }
+        scored.sort_by(best);
+        scored.shrink_to_fit();
         scored
     }
 

@@ -153,6 +153,54 @@ impl EventFeatures {
     }
 }
 
+/// What a user said they like in their preferences: cities and event types, each as
+/// compared (cities by [`city_key`], types trimmed and lowercase), without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Favourites {
+    /// Favourite cities, as compared.
+    pub cities: Vec<String>,
+    /// Favourite event types, as compared.
+    pub types: Vec<String>,
+}
+
+impl Favourites {
+    /// The favourites of the cities and types as written.
+    pub fn new(cities: &[String], types: &[String]) -> Self {
+        let mut out = Self::default();
+        for c in cities {
+            if let Some(key) = city_key(Some(c))
+                && !out.cities.contains(&key)
+            {
+                out.cities.push(key);
+            }
+        }
+        for t in types {
+            let key = t.trim().to_lowercase();
+            if !key.is_empty() && !out.types.contains(&key) {
+                out.types.push(key);
+            }
+        }
+        out
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cities.is_empty() && self.types.is_empty()
+    }
+
+    /// Whether `f` is in a favourite city.
+    pub fn city_of(&self, f: &EventFeatures) -> bool {
+        f.city_key().is_some_and(|c| self.cities.contains(&c))
+    }
+
+    /// Whether `f` is of a favourite type.
+    pub fn type_of(&self, f: &EventFeatures) -> bool {
+        f.event_type
+            .as_ref()
+            .is_some_and(|t| self.types.contains(t))
+    }
+}
+
 /// A city as compared: trimmed and lowercase; `None` when empty.
 pub fn city_key(city: Option<&str>) -> Option<String> {
     city.map(|c| c.trim().to_lowercase())
@@ -210,6 +258,18 @@ pub enum Reason {
     YourCity {
         /// The city.
         city: String,
+    },
+    /// It is in one of the caller's favourite cities (their preferences).
+    #[serde(rename_all = "camelCase")]
+    FavouriteCity {
+        /// The city.
+        city: String,
+    },
+    /// It is of one of the caller's favourite event types (their preferences).
+    #[serde(rename_all = "camelCase")]
+    FavouriteType {
+        /// The type.
+        event_type: String,
     },
     /// It sells well in this city.
     #[serde(rename_all = "camelCase")]

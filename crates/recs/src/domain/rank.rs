@@ -5,14 +5,16 @@
 //! For a user, a candidate's score is the sum over their purchases `p` of
 //! `recency(p) · like(p, c)` (the blended similarity of [`super::similarity::blend`]; recency
 //! halves every [`RECENCY_HALF_LIFE_DAYS`]), plus their affinity for its city and type (the
-//! recency-weighted share of their purchases there), plus a small popularity prior (recent
-//! sales). Its reason is the largest of these contributions.
+//! recency-weighted share of their purchases there), plus the favourite cities and types of
+//! their preferences, plus a small popularity prior (recent sales). Its reason is the largest
+//! of these contributions. Someone who bought nothing gets popular events, those in the city
+//! asked for (else in their favourite cities) and of their favourite types first.
 
 use std::collections::{HashMap, HashSet};
 
 use super::catalogue::{Catalogue, PopularityTable};
 use super::similarity::{Method, blend, co_purchase};
-use super::{DAY_MS, EventFeatures, EventId, Reason, Scored, city_key};
+use super::{DAY_MS, EventFeatures, EventId, Favourites, Reason, Scored, city_key};
 
 /// At most this many events of one organizer, and of one type, in a page.
 pub const PER_GROUP: usize = 2;
@@ -24,6 +26,10 @@ pub const ANCHORS: usize = 20;
 const W_CITY: f64 = 0.4;
 /// Weight of the share of the user's purchases of a candidate's type.
 const W_TYPE: f64 = 0.3;
+/// Weight of a candidate in one of the user's favourite cities.
+const W_FAVOURITE_CITY: f64 = 0.3;
+/// Weight of a candidate of one of the user's favourite types.
+const W_FAVOURITE_TYPE: f64 = 0.2;
 /// Weight of the popularity prior.
 const W_PRIOR: f64 = 0.05;
 /// Candidates of each kind (best sellers, soonest in the city, soonest anywhere) for the
@@ -222,29 +228,46 @@ pub fn related(
     diversify(items, ctx.catalogue, limit)
 }
 
-/// Popular upcoming events, those in `city` first (when given): the answer for an anonymous
-/// caller or one who has bought nothing.
+/// Popular upcoming events, those in `city` first (when given, else those in a favourite
+/// city), and among equals those of a favourite type: the answer for an anonymous caller
+/// (no favourites) or one who has bought nothing.
 pub fn popular(
     ctx: &Context<'_>,
     city: Option<&str>,
+    favourites: &Favourites,
     owned: &HashSet<EventId>,
     limit: usize,
 ) -> Vec<Scored> {
-    let city = city_key(city);
+    let asked = city_key(city);
+    // The cities first: the one asked for, else the favourite ones.
+    let preferred: Vec<String> = match &asked {
+        Some(c) => vec![c.clone()],
+        None => favourites.cities.clone(),
+    };
     let mut seen: HashSet<EventId> = HashSet::new();
     let mut items: Vec<Scored> = Vec::new();
-    // The best sellers, the soonest events in the city and the soonest events anywhere (which
-    // may not have sold yet): enough to fill a page after filters and diversity, and bounded
-    // however large the catalogue.
-    let local = city
-        .as_deref()
-        .map_or(&[][..], |c| ctx.catalogue.in_city(c));
+    // The best sellers, the soonest events in the preferred cities and of the favourite
+    // types, and the soonest events anywhere (which may not have sold yet): enough to fill a
+    // page after filters and diversity, and bounded however large the catalogue.
+    let per_group = if asked.is_some() {
+        POPULAR_POOL
+    } else {
+        AFFINITY_CANDIDATES
+    };
+    let local = preferred
+        .iter()
+        .flat_map(|c| ctx.catalogue.in_city(c).iter().take(per_group));
+    let typed = favourites
+        .types
+        .iter()
+        .flat_map(|t| ctx.catalogue.of_type(t).iter().take(AFFINITY_CANDIDATES));
     let candidates = ctx
         .popularity
         .ranked()
         .iter()
         .take(POPULAR_POOL)
-        .chain(local.iter().take(POPULAR_POOL))
+        .chain(local)
+        .chain(typed)
         .chain(ctx.catalogue.upcoming().iter().take(POPULAR_POOL))
         .copied();
     for id in candidates {
@@ -254,18 +277,24 @@ pub fn popular(
         if !eligible(f, ctx.now, owned) || !seen.insert(id) {
             continue;
         }
-        let local = city.is_some() && f.city_key() == city;
-        let prior = ctx.popularity.prior(id);
-        let (score, reason) = if local {
-            (
-                // Above every event elsewhere, whose score is its prior (at most 1).
-                2.0 + prior,
-                Reason::PopularInCity {
-                    city: f.city.clone().unwrap_or_default(),
-                },
-            )
-        } else {
-            (prior, Reason::Popular)
+        let local = f.city_key().is_some_and(|c| preferred.contains(&c));
+        let typed = favourites.type_of(f);
+        // A preferred city lifts an event above every other one (whose score is at most
+        // 2 + its prior, itself at most 1); a favourite type above those of no favourite.
+        let score = ctx.popularity.prior(id)
+            + if local { 4.0 } else { 0.0 }
+            + if typed { 2.0 } else { 0.0 };
+        let reason = match (local, &f.city, &f.event_type) {
+            (true, city, _) if asked.is_some() => Reason::PopularInCity {
+                city: city.clone().unwrap_or_default(),
+            },
+            (true, city, _) => Reason::FavouriteCity {
+                city: city.clone().unwrap_or_default(),
+            },
+            (false, _, Some(t)) if typed => Reason::FavouriteType {
+                event_type: t.clone(),
+            },
+            _ => Reason::Popular,
         };
         items.push(Scored {
             event_id: id,
@@ -277,12 +306,13 @@ pub fn popular(
     diversify(items, ctx.catalogue, limit)
 }
 
-/// Up to `limit` picks for a user who bought `purchases`, with the co-purchase `edges` of
-/// those purchases. Falls back to [`popular`] (in `city`, else in the user's favourite city)
-/// when they bought nothing that is still known.
+/// Up to `limit` picks for a user who bought `purchases` and likes `favourites`, with the
+/// co-purchase `edges` of those purchases. Falls back to [`popular`] (in `city`, else in
+/// their favourite cities) when they bought nothing that is still known.
 pub fn for_user(
     ctx: &Context<'_>,
     purchases: &[Purchase],
+    favourites: &Favourites,
     edges: &[CoEdge],
     city: Option<&str>,
     limit: usize,
@@ -296,8 +326,14 @@ pub fn for_user(
                 .map(|f| (f, recency(ctx.now - p.at)))
         })
         .collect();
+    // The baselines that look at neither tastes nor places leave the favourites out too.
+    let no_favourites = Favourites::default();
+    let favourites = match ctx.method {
+        Method::Hybrid | Method::ContentOnly => favourites,
+        Method::CoPurchaseOnly | Method::MostPopular => &no_favourites,
+    };
     if recent.is_empty() || ctx.method == Method::MostPopular {
-        return popular(ctx, city, &owned, limit);
+        return popular(ctx, city, favourites, &owned, limit);
     }
     recent.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
 
@@ -345,6 +381,17 @@ pub fn for_user(
                 add(*id, 0.0, Reason::Popular);
             }
         }
+        // And in the cities and of the types they said they like.
+        for key in &favourites.cities {
+            for id in ctx.catalogue.in_city(key).iter().take(AFFINITY_CANDIDATES) {
+                add(*id, 0.0, Reason::Popular);
+            }
+        }
+        for key in &favourites.types {
+            for id in ctx.catalogue.of_type(key).iter().take(AFFINITY_CANDIDATES) {
+                add(*id, 0.0, Reason::Popular);
+            }
+        }
     }
     let mut items: Vec<Scored> = Vec::with_capacity(scores.len());
     for (id, (mut score, mut best, mut reason)) in scores {
@@ -378,6 +425,26 @@ pub fn for_user(
                     };
                 }
             }
+            if favourites.city_of(f) {
+                score += W_FAVOURITE_CITY;
+                if W_FAVOURITE_CITY > best {
+                    best = W_FAVOURITE_CITY;
+                    reason = Reason::FavouriteCity {
+                        city: f.city.clone().unwrap_or_default(),
+                    };
+                }
+            }
+            if let Some(t) = &f.event_type
+                && favourites.type_of(f)
+            {
+                score += W_FAVOURITE_TYPE;
+                if W_FAVOURITE_TYPE > best {
+                    best = W_FAVOURITE_TYPE;
+                    reason = Reason::FavouriteType {
+                        event_type: t.clone(),
+                    };
+                }
+            }
         }
         let prior = W_PRIOR * ctx.popularity.prior(id);
         score += prior;
@@ -397,7 +464,7 @@ pub fn for_user(
     if page.len() < limit {
         // Too few alike events: fill the page with popular ones, still diversified.
         let seen: HashSet<EventId> = page.iter().map(|s| s.event_id).chain(owned).collect();
-        let fill = popular(ctx, city, &seen, usize::MAX);
+        let fill = popular(ctx, city, favourites, &seen, usize::MAX);
         let mut merged = page;
         merged.extend(fill);
         page = diversify(merged, ctx.catalogue, limit);
@@ -504,7 +571,7 @@ mod tests {
             at: NOW - DAY_MS,
         }];
 
-        let page = for_user(&ctx, &bought, &[], None, 10);
+        let page = for_user(&ctx, &bought, &Favourites::default(), &[], None, 10);
 
         let got = ids(&page);
         assert_eq!(got[0], 2, "{page:?}");
@@ -531,8 +598,14 @@ mod tests {
             method: Method::Hybrid,
         };
 
-        let anywhere = popular(&ctx, None, &HashSet::new(), 3);
-        let berlin = popular(&ctx, Some("berlin"), &HashSet::new(), 3);
+        let anywhere = popular(&ctx, None, &Favourites::default(), &HashSet::new(), 3);
+        let berlin = popular(
+            &ctx,
+            Some("berlin"),
+            &Favourites::default(),
+            &HashSet::new(),
+            3,
+        );
 
         assert_eq!(ids(&anywhere)[..2], [6, 4]);
         assert_eq!(anywhere[0].reason, Reason::Popular);
@@ -543,6 +616,96 @@ mod tests {
                 city: "Berlin".into()
             }
         );
+    }
+
+    #[test]
+    fn favourite_cities_and_types_lift_their_events_and_say_so() {
+        let (catalogue, popularity) = world();
+        let ctx = Context {
+            catalogue: &catalogue,
+            popularity: &popularity,
+            now: NOW,
+            method: Method::Hybrid,
+        };
+        let bought = [Purchase {
+            event_id: id(1),
+            at: NOW - DAY_MS,
+        }];
+        let none = Favourites::default();
+        let paris_comedy = Favourites::new(&[" PARIS ".into()], &["Comedy".into()]);
+        let munich = Favourites::new(&["Munich".into()], &[]);
+        let rank_of = |page: &[Scored], n: u128| ids(page).iter().position(|&m| m == n);
+
+        let plain = for_user(&ctx, &bought, &none, &[], None, 10);
+        let liked = for_user(&ctx, &bought, &paris_comedy, &[], None, 10);
+        let cold = for_user(&ctx, &[], &munich, &[], None, 10);
+        let cold_asked = for_user(&ctx, &[], &munich, &[], Some("Berlin"), 10);
+        let baseline = Context {
+            method: Method::MostPopular,
+            ..ctx
+        };
+        let cold_baseline = for_user(&baseline, &[], &munich, &[], None, 10);
+
+        // The comedy in Paris (6) sells best but is unlike the jazz bought: its favourites
+        // lift it above the theatre in Berlin (5), below which it ranks without them.
+        assert!(rank_of(&plain, 6) > rank_of(&plain, 5), "{plain:?}");
+        assert!(rank_of(&liked, 6) < rank_of(&liked, 5), "{liked:?}");
+        let six = liked.iter().find(|s| s.event_id == id(6)).unwrap();
+        assert_eq!(
+            six.reason,
+            Reason::FavouriteCity {
+                city: "Paris".into()
+            }
+        );
+        let plain_score = plain.iter().find(|s| s.event_id == id(6)).unwrap().score;
+        assert!(
+            (six.score - plain_score - W_FAVOURITE_CITY - W_FAVOURITE_TYPE).abs() < 1e-9,
+            "both favourites add their weights: {} vs {plain_score}",
+            six.score
+        );
+        // Someone who bought nothing: their favourite city first, unless they ask for one.
+        assert_eq!(ids(&cold)[0], 4, "{cold:?}");
+        assert_eq!(
+            cold[0].reason,
+            Reason::FavouriteCity {
+                city: "Munich".into()
+            }
+        );
+        assert_eq!(ids(&cold_asked)[0], 1, "{cold_asked:?}");
+        assert_eq!(
+            cold_asked[0].reason,
+            Reason::PopularInCity {
+                city: "Berlin".into()
+            }
+        );
+        assert_eq!(
+            ids(&cold_baseline)[0],
+            6,
+            "the most-popular baseline ignores favourites"
+        );
+    }
+
+    #[test]
+    fn a_favourite_type_comes_after_a_favourite_city_and_before_the_rest() {
+        let (catalogue, popularity) = world();
+        let ctx = Context {
+            catalogue: &catalogue,
+            popularity: &popularity,
+            now: NOW,
+            method: Method::Hybrid,
+        };
+        let favourites = Favourites::new(&["Hamburg".into()], &["theatre".into()]);
+
+        let page = for_user(&ctx, &[], &favourites, &[], None, 10);
+
+        assert_eq!(ids(&page)[..2], [3, 5], "{page:?}");
+        assert_eq!(
+            page[1].reason,
+            Reason::FavouriteType {
+                event_type: "theatre".into()
+            }
+        );
+        assert_eq!(page[2].reason, Reason::Popular);
     }
 
     #[test]
@@ -684,9 +847,10 @@ mod tests {
                 .collect();
             let owned: HashSet<EventId> = purchases.iter().map(|p| p.event_id).collect();
 
-            let mine = for_user(&ctx, &purchases, &edges, Some("city1"), limit);
+            let favourites = Favourites::new(&["City2".into()], &["type1".into()]);
+            let mine = for_user(&ctx, &purchases, &favourites, &edges, Some("city1"), limit);
             let like = related(&ctx, id(1), &edges, &owned, limit);
-            let anyone = popular(&ctx, None, &HashSet::new(), limit);
+            let anyone = popular(&ctx, None, &Favourites::default(), &HashSet::new(), limit);
 
             assert_page(&mine, &catalogue, &owned, limit);
             assert_page(&like, &catalogue, &owned, limit);

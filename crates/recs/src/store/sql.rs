@@ -8,10 +8,11 @@ use evently_core::sql::{Db, Row, Sql, Tx, query};
 use uuid::Uuid;
 
 use super::{
-    CatalogChange, MAX_EVENTS_PER_BUYER, MIN_PAIR_BUYERS, OrderChange, RecsSnapshot, RecsStore,
+    CatalogChange, ImportedOrder, MAX_EVENTS_PER_BUYER, MIN_PAIR_BUYERS, OrderChange,
+    PreferencesChange, RecsSnapshot, RecsStore,
 };
 use crate::domain::rank::{CoEdge, Purchase};
-use crate::domain::{EventFeatures, EventId, EventStatus};
+use crate::domain::{EventFeatures, EventId, EventStatus, Favourites};
 
 /// The recommendations service's tables on either engine: in one SQLite file, or in the
 /// `recs` schema of a PostgreSQL database.
@@ -25,6 +26,10 @@ const CATALOGUE_COLUMNS: &str = "event_id, organizer_id, name, description, even
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(anyhow::anyhow!("corrupt {what} column: {e}"))
+}
+
+fn json_list(what: &str, text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 
 fn features_from_row(row: &Row) -> Result<EventFeatures, StoreError> {
@@ -166,6 +171,138 @@ async fn lose(tx: &mut Tx, change: &OrderChange) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rows per multi-row `INSERT` of an import: well under both engines' bound on parameters.
+const IMPORT_ROWS: usize = 400;
+
+impl SqlRecsStore {
+    /// [`RecsStore::import`]: buyer and pair counts are computed from the ownership rows in
+    /// SQL, under the same rules as the incremental counts.
+    async fn import_world(
+        &self,
+        events: &[EventFeatures],
+        orders: &[ImportedOrder],
+        favourites: &[PreferencesChange],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        let held: i64 = query("SELECT COUNT(*) AS n FROM ownership")
+            .fetch_one(&mut tx)
+            .await?
+            .get("n")?;
+        if held > 0 {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "an import needs an empty store"
+            )));
+        }
+        let rows = |columns: usize, n: usize| {
+            (0..n)
+                .map(|r| {
+                    let cells: Vec<String> = (1..=columns)
+                        .map(|c| format!("${}", r * columns + c))
+                        .collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for chunk in events.chunks(IMPORT_ROWS) {
+            let sql = Sql::assert_safe(format!(
+                "INSERT INTO catalogue ({CATALOGUE_COLUMNS}, updated_at) VALUES {}",
+                rows(13, chunk.len())
+            ));
+            let mut q = query(sql);
+            for f in chunk {
+                let tags =
+                    serde_json::to_string(&f.tags).map_err(|e| StoreError::Other(e.into()))?;
+                q = q
+                    .bind(f.id.0)
+                    .bind(f.organizer_id)
+                    .bind(&f.name)
+                    .bind(&f.description)
+                    .bind(&f.event_type)
+                    .bind(tags)
+                    .bind(&f.city)
+                    .bind(f.venue_id)
+                    .bind(f.base_price)
+                    .bind(&f.currency)
+                    .bind(f.event_date)
+                    .bind(f.status.as_str())
+                    .bind(now);
+            }
+            q.execute(&mut tx).await?;
+        }
+        // (orders, latest) per user and event, in key order.
+        let mut owned: std::collections::BTreeMap<(Uuid, Uuid), (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for o in orders {
+            let entry = owned.entry((o.user, o.event.0)).or_insert((0, o.at));
+            entry.0 += 1;
+            entry.1 = entry.1.max(o.at);
+        }
+        let owned: Vec<_> = owned.into_iter().collect();
+        for chunk in owned.chunks(IMPORT_ROWS) {
+            let sql = Sql::assert_safe(format!(
+                "INSERT INTO ownership (user_id, event_id, orders, last_at) VALUES {}",
+                rows(4, chunk.len())
+            ));
+            let mut q = query(sql);
+            for ((user, event), (n, at)) in chunk {
+                q = q.bind(*user).bind(*event).bind(*n).bind(*at);
+            }
+            q.execute(&mut tx).await?;
+        }
+        query(
+            "INSERT INTO item_stats (event_id, buyers) \
+             SELECT event_id, COUNT(*) FROM ownership GROUP BY event_id",
+        )
+        .execute(&mut tx)
+        .await?;
+        query(
+            "INSERT INTO item_pairs (a, b, together) \
+             SELECT x.event_id, y.event_id, COUNT(*) FROM ownership x \
+             JOIN ownership y ON y.user_id = x.user_id AND y.event_id <> x.event_id \
+             WHERE x.user_id IN \
+             (SELECT user_id FROM ownership GROUP BY user_id HAVING COUNT(*) <= $1) \
+             GROUP BY x.event_id, y.event_id",
+        )
+        .bind(MAX_EVENTS_PER_BUYER)
+        .execute(&mut tx)
+        .await?;
+        // The newest document per user.
+        let mut newest: std::collections::BTreeMap<Uuid, &PreferencesChange> =
+            std::collections::BTreeMap::new();
+        for change in favourites {
+            let slot = newest.entry(change.user_id).or_insert(change);
+            if slot.version < change.version {
+                *slot = change;
+            }
+        }
+        let newest: Vec<&PreferencesChange> = newest.into_values().collect();
+        for chunk in newest.chunks(IMPORT_ROWS) {
+            let sql = Sql::assert_safe(format!(
+                "INSERT INTO favourites (user_id, version, cities, types, updated_at) VALUES {}",
+                rows(5, chunk.len())
+            ));
+            let mut q = query(sql);
+            for change in chunk {
+                let cities = serde_json::to_string(&change.cities)
+                    .map_err(|e| StoreError::Other(e.into()))?;
+                let types = serde_json::to_string(&change.types)
+                    .map_err(|e| StoreError::Other(e.into()))?;
+                q = q
+                    .bind(change.user_id)
+                    .bind(change.version)
+                    .bind(cities)
+                    .bind(types)
+                    .bind(now);
+            }
+            q.execute(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl RecsStore for SqlRecsStore {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -289,6 +426,71 @@ impl RecsStore for SqlRecsStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(events = events.len(), orders = orders.len()))]
+    async fn import(
+        &self,
+        events: &[EventFeatures],
+        orders: &[ImportedOrder],
+        favourites: &[PreferencesChange],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.import_world(events, orders, favourites, now).await
+    }
+
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(envelope.id = %envelope_id, user.id = %change.user_id, version = change.version)
+    )]
+    async fn apply_preferences(
+        &self,
+        envelope_id: Uuid,
+        change: &PreferencesChange,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let cities =
+            serde_json::to_string(&change.cities).map_err(|e| StoreError::Other(e.into()))?;
+        let types =
+            serde_json::to_string(&change.types).map_err(|e| StoreError::Other(e.into()))?;
+        let mut tx = self.db.begin().await?;
+        if !first_time(&mut tx, envelope_id, now).await? {
+            return Ok(false);
+        }
+        query(
+            "INSERT INTO favourites (user_id, version, cities, types, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, \
+             cities = excluded.cities, types = excluded.types, updated_at = excluded.updated_at \
+             WHERE favourites.version < excluded.version",
+        )
+        .bind(change.user_id)
+        .bind(change.version)
+        .bind(cities)
+        .bind(types)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %user))]
+    async fn favourites(&self, user: Uuid) -> Result<Favourites, StoreError> {
+        let Some(row) = query("SELECT cities, types FROM favourites WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(self.db.reader())
+            .await?
+        else {
+            return Ok(Favourites::default());
+        };
+        let cities: String = row.get("cities")?;
+        let types: String = row.get("types")?;
+        Ok(Favourites::new(
+            &json_list("cities", &cities)?,
+            &json_list("types", &types)?,
+        ))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -431,11 +633,28 @@ impl RecsStore for SqlRecsStore {
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
+        let favourites =
+            query("SELECT user_id, version, cities, types FROM favourites ORDER BY user_id")
+                .fetch_all(self.db.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    let cities: String = r.get("cities")?;
+                    let types: String = r.get("types")?;
+                    Ok((
+                        r.get("user_id")?,
+                        r.get("version")?,
+                        json_list("cities", &cities)?,
+                        json_list("types", &types)?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
         Ok(RecsSnapshot {
             events,
             ownership,
             buyers,
             pairs,
+            favourites,
         })
     }
 }

@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use evently_core::config::DatabaseConfig;
+use evently_recs::domain::Favourites;
 use evently_recs::domain::rank::CoEdge;
 use evently_recs::domain::{DAY_MS, EventFeatures, EventId, EventStatus};
 use evently_recs::store::{
-    CatalogChange, MAX_EVENTS_PER_BUYER, OrderChange, RecsStore, SqlRecsStore,
+    CatalogChange, ImportedOrder, MAX_EVENTS_PER_BUYER, OrderChange, PreferencesChange, RecsStore,
+    SqlRecsStore,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -375,6 +377,205 @@ pub async fn incremental_state_equals_a_rebuild_from_the_stream(store: Subject) 
     assert_eq!(store.snapshot().await.unwrap(), snap);
 }
 
+fn preferences(u: u128, version: i64, cities: &[&str], types: &[&str]) -> PreferencesChange {
+    PreferencesChange {
+        user_id: user(u),
+        version,
+        cities: cities.iter().map(|c| (*c).to_owned()).collect(),
+        types: types.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+pub async fn favourites_are_applied_once_and_the_newest_version_wins(store: Subject) {
+    let second = Uuid::now_v7();
+    let v2 = preferences(1, 2, &["Berlin", " oslo "], &["concert"]);
+
+    assert!(store.apply_preferences(second, &v2, NOW).await.unwrap());
+    assert!(
+        !store
+            .apply_preferences(second, &preferences(1, 9, &["Rome"], &[]), NOW)
+            .await
+            .unwrap(),
+        "a redelivery changes nothing"
+    );
+    assert!(
+        store
+            .apply_preferences(Uuid::now_v7(), &preferences(1, 1, &["Paris"], &[]), NOW)
+            .await
+            .unwrap(),
+        "an older version is recorded as applied"
+    );
+    assert_eq!(
+        store.favourites(user(1)).await.unwrap(),
+        Favourites {
+            cities: vec!["berlin".into(), "oslo".into()],
+            types: vec!["concert".into()],
+        },
+        "but changes nothing"
+    );
+    assert_eq!(
+        store.favourites(user(2)).await.unwrap(),
+        Favourites::default()
+    );
+
+    let cleared = preferences(1, 3, &[], &[]);
+    store
+        .apply_preferences(Uuid::now_v7(), &cleared, NOW)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.favourites(user(1)).await.unwrap(),
+        Favourites::default()
+    );
+    assert_eq!(
+        store.snapshot().await.unwrap().favourites,
+        [(user(1), 3, Vec::new(), Vec::new())]
+    );
+}
+
+pub async fn favourites_in_any_order_equal_the_newest_documents(store: Subject) {
+    // Five versions of each of six users' preferences, delivered shuffled, some twice.
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % n).unwrap()
+    };
+    let cities = ["Berlin", "Paris", "Oslo", "Rome"];
+    let types = ["concert", "sports", "theatre"];
+    let mut stream: Vec<(Uuid, PreferencesChange)> = Vec::new();
+    for u in 1..=6 {
+        for version in 1..=5 {
+            let change = preferences(
+                u,
+                version,
+                &cities[..next(cities.len() as u64 + 1)],
+                &[types[next(types.len() as u64)]],
+            );
+            stream.push((Uuid::now_v7(), change));
+        }
+    }
+    let newest: Vec<(Uuid, i64, Vec<String>, Vec<String>)> = stream
+        .iter()
+        .filter(|(_, c)| c.version == 5)
+        .map(|(_, c)| (c.user_id, c.version, c.cities.clone(), c.types.clone()))
+        .collect();
+    for i in (1..stream.len()).rev() {
+        let j = next(i as u64 + 1);
+        stream.swap(i, j);
+    }
+
+    for (i, (id, change)) in stream.iter().enumerate() {
+        assert!(store.apply_preferences(*id, change, NOW).await.unwrap());
+        if next(4) == 0 {
+            let (again, earlier) = &stream[next(i as u64 + 1)];
+            assert!(!store.apply_preferences(*again, earlier, NOW).await.unwrap());
+        }
+    }
+    let snap = store.snapshot().await.unwrap();
+
+    assert_eq!(snap.favourites, newest);
+    for (id, change) in &stream {
+        assert!(!store.apply_preferences(*id, change, NOW).await.unwrap());
+    }
+    assert_eq!(store.snapshot().await.unwrap(), snap);
+}
+
+pub async fn an_import_leaves_what_the_stream_would_and_orders_continue_from_it(store: Subject) {
+    let events: Vec<EventFeatures> = (1..=60).map(features).collect();
+    let mut orders: Vec<ImportedOrder> = Vec::new();
+    let mut owned: BTreeMap<u128, BTreeSet<u128>> = BTreeMap::new();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        u128::from(seed % n)
+    };
+    for _ in 0..200 {
+        let (u, e) = (next(10), 1 + next(20));
+        owned.entry(u).or_default().insert(e);
+        orders.push(ImportedOrder {
+            user: user(u),
+            event: eid(e),
+            at: NOW - i64::try_from(next(1000)).unwrap(),
+        });
+    }
+    // A bulk account, left out of pair counts.
+    for e in 1..=55 {
+        owned.entry(99).or_default().insert(e);
+        orders.push(ImportedOrder {
+            user: user(99),
+            event: eid(e),
+            at: NOW,
+        });
+    }
+    let liked = [
+        preferences(1, 1, &["Paris"], &[]),
+        preferences(1, 2, &["Berlin"], &["concert"]),
+    ];
+
+    store.import(&events, &orders, &liked, NOW).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+
+    assert_eq!(snap.events, events);
+    assert_eq!(snap.pairs, pairs_from_scratch(&owned));
+    let counts = |u: u128, e: u128| {
+        orders
+            .iter()
+            .filter(|o| o.user == user(u) && o.event == eid(e))
+            .count()
+    };
+    let mut expected: Vec<(Uuid, EventId, i64)> = owned
+        .iter()
+        .flat_map(|(u, events)| {
+            events
+                .iter()
+                .map(move |e| (user(*u), eid(*e), i64::try_from(counts(*u, *e)).unwrap()))
+        })
+        .collect();
+    expected.sort_by_key(|(u, e, _)| (*u, e.0));
+    assert_eq!(snap.ownership, expected);
+    for (e, buyers) in &snap.buyers {
+        let counted = owned
+            .values()
+            .filter(|s| s.contains(&e.0.as_u128()))
+            .count();
+        assert_eq!(*buyers, i64::try_from(counted).unwrap());
+    }
+    assert_eq!(
+        snap.favourites,
+        [(
+            user(1),
+            2,
+            vec!["Berlin".to_owned()],
+            vec!["concert".to_owned()]
+        )]
+    );
+    let latest = store.purchases(user(99)).await.unwrap();
+    assert!(latest.iter().all(|p| p.at == NOW));
+    assert!(
+        store.import(&[], &orders, &[], NOW).await.is_err(),
+        "only into a store without orders"
+    );
+
+    // Orders and cancellations after the import count on from it.
+    place(&store, 3, 40).await;
+    owned.entry(3).or_default().insert(40);
+    let first = *owned[&4].first().unwrap();
+    for _ in 0..counts(4, first) {
+        cancel(&store, 4, first).await;
+    }
+    owned.entry(4).or_default().remove(&first);
+
+    assert_eq!(
+        store.snapshot().await.unwrap().pairs,
+        pairs_from_scratch(&owned)
+    );
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::conformance,
     sqlite: super::sqlite_store,
@@ -388,5 +589,8 @@ evently_testkit::conformance_suite!(
         buyers_of_more_than_fifty_events_are_left_out_of_pairs,
         popularity_counts_buyers_and_recent_ones,
         incremental_state_equals_a_rebuild_from_the_stream,
+        favourites_are_applied_once_and_the_newest_version_wins,
+        favourites_in_any_order_equal_the_newest_documents,
+        an_import_leaves_what_the_stream_would_and_orders_continue_from_it,
     ]
 );

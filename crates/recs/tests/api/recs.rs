@@ -127,6 +127,77 @@ async fn anonymous_callers_get_popular_events_in_their_city_first() {
 }
 
 #[tokio::test]
+async fn a_newcomer_who_names_a_favourite_city_and_type_gets_those_events_first() {
+    let app = app().await;
+    let both = event(&app, "Tram Laughs", "comedy", &["standup"], "Lisbon").await;
+    let city_only = event(&app, "Fado Stage", "theatre", &["drama"], "Lisbon").await;
+    let type_only = event(&app, "Fjord Roast", "comedy", &["roast"], "Oslo").await;
+    let best_seller = event(&app, "Big Derby", "sports", &["football"], "Munich").await;
+    let other = event(&app, "Quiet Recital", "concert", &["classical"], "Vienna").await;
+    let fan = app.signed_in_user().await;
+    buy(&app, &fan, &best_seller).await;
+    let newcomer = app.signed_in_user().await;
+    let token = Some(newcomer.access_token.as_str());
+    // Before any preferences: popular events, the best seller first (and cached).
+    until(|| async {
+        let page = ok_json(send(&app, "GET", "/api/recs", token, None).await, 200).await;
+        (ids(&page).first() == Some(&best_seller)).then_some(())
+    })
+    .await;
+
+    let patched = app
+        .client
+        .patch(app.url("/api/settings/me"))
+        .bearer_auth(&newcomer.access_token)
+        .header("Content-Type", "application/merge-patch+json")
+        .header("If-Match", "\"0\"")
+        .body(r#"{"favouriteCities": ["Lisbon"], "favouriteEventTypes": ["comedy"]}"#)
+        .send()
+        .await
+        .unwrap();
+    ok_json(patched, 200).await;
+
+    let page = until(|| async {
+        let page = ok_json(send(&app, "GET", "/api/recs", token, None).await, 200).await;
+        (ids(&page).first() == Some(&both)).then_some(page)
+    })
+    .await;
+
+    assert_eq!(
+        ids(&page)[..3],
+        [both, city_only.clone(), type_only.clone()],
+        "{page}"
+    );
+    assert_eq!(
+        page["items"][0]["reason"],
+        json!({"kind": "favouriteCity", "city": "Lisbon"})
+    );
+    assert_eq!(
+        page["items"][1]["reason"],
+        json!({"kind": "favouriteCity", "city": "Lisbon"})
+    );
+    assert_eq!(
+        page["items"][2]["reason"],
+        json!({"kind": "favouriteType", "eventType": "comedy"})
+    );
+    assert_eq!(ids(&page)[3..], [best_seller.clone(), other], "{page}");
+    // A city asked for still comes first; the favourite type next.
+    let munich = ok_json(
+        send(&app, "GET", "/api/recs?city=Munich", token, None).await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&munich)[0], best_seller, "{munich}");
+    assert_eq!(
+        munich["items"][1]["reason"]["kind"], "favouriteType",
+        "{munich}"
+    );
+    // Anonymous callers have no favourites.
+    let anonymous = ok_json(send(&app, "GET", "/api/recs", None, None).await, 200).await;
+    assert_eq!(ids(&anonymous)[0], best_seller, "{anonymous}");
+}
+
+#[tokio::test]
 async fn bad_input_is_a_problem_and_a_bad_token_is_401() {
     let app = app().await;
 

@@ -1,5 +1,6 @@
 //! Recommendations in a process of their own, behind a gateway in another that proxies to
-//! them: the same contract, and, over NATS, fed by the other process's domain events.
+//! them: the same contract, and, over NATS, fed by the other process's domain events (the
+//! events service's, booking's and the settings service's).
 
 use evently_testkit::{ServiceName, TestApp, assert_problem, spawn_services};
 use secrecy::SecretString;
@@ -54,6 +55,7 @@ async fn recs_in_their_own_process_are_fed_over_nats() {
             ServiceName::Auth,
             ServiceName::Events,
             ServiceName::Booking,
+            ServiceName::Settings,
             ServiceName::Gateway,
         ],
         |c| {
@@ -78,4 +80,34 @@ async fn recs_in_their_own_process_are_fed_over_nats() {
     })
     .await;
     assert!(!ids(&page).contains(&bought), "{page}");
+
+    // Preferences set in the other process reach recs over NATS too.
+    let newcomer = main.signed_in_user().await;
+    let patched = main
+        .client
+        .patch(main.url("/api/settings/me"))
+        .bearer_auth(&newcomer.access_token)
+        .header("Content-Type", "application/merge-patch+json")
+        .header("If-Match", "\"0\"")
+        .body(r#"{"favouriteCities": ["Berlin"]}"#)
+        .send()
+        .await
+        .unwrap();
+    ok_json(patched, 200).await;
+    until(|| async {
+        let page = ok_json(
+            send(
+                &main,
+                "GET",
+                "/api/recs",
+                Some(&newcomer.access_token),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        (page["items"][0]["reason"]["kind"] == "favouriteCity").then_some(())
+    })
+    .await;
 }

@@ -103,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
             recs::run(recs::Options {
                 users: usize::try_from(arg("--users", 2000))?,
                 events: usize::try_from(arg("--events", 1500))?,
+                orders: text("--orders").map(|o| o.parse()).transpose()?,
+                favourites: text("--favourites").map_or(Ok(0.0), |p| p.parse())?,
                 eval_users: usize::try_from(arg("--eval-users", u64::MAX)).unwrap_or(usize::MAX),
                 clients: usize::try_from(arg("--clients", 16))?,
                 seed: arg("--seed", 20),
@@ -137,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
                  \x20                           [--max-quantity N] [--database-url postgres://…]\n\
                  \x20                           [--split [--nats-url URL] [--redis-url URL]]\n\
-                 \x20      evently-bench recs [--users N] [--events N] [--eval-users N] [--clients N] [--seed N]\n\
+                 \x20      evently-bench recs [--users N] [--events N] [--orders N] [--favourites P] [--eval-users N] [--clients N] [--seed N]\n\
                  \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\
                  \x20      evently-bench web [--events N] [--requests N]\n\
                  run on a release build: cargo run --release --bin evently-bench -- auth"

@@ -5,8 +5,11 @@
 //! with hidden tastes (one or two favourite types, a few favourite tags, a home city and
 //! sometimes a second one). Each user's purchases are drawn from those tastes over the past
 //! six months, a few bulk accounts buy at random; each user's last purchase is held out.
-//! Everything else is fed to the recommendations service as the domain events it consumes
-//! (`EventCreated`, `OrderPlaced`), through its real store.
+//! With `--favourites P`, a share P of the users also name their home cities and favourite
+//! types in their preferences. Everything else is loaded into the recommendations service's
+//! real store: all but the last [`STREAMED_ORDERS`] orders in one import (the state those
+//! domain events would leave, in one transaction), then the rest as the domain events the
+//! service consumes (`OrderPlaced`), applied one by one as its consumer does.
 //!
 //! Quality: for every user, the top 10 of the hybrid ranking and of three baselines
 //! (content only, co-purchase only, most popular), all through the same filters and
@@ -25,7 +28,8 @@ use evently_core::identity::{JwtKeys, Role};
 use evently_core::ids::UserId;
 use evently_recs::RecsService;
 use evently_recs::domain::similarity::Method;
-use evently_recs::domain::{DAY_MS, EventId};
+use evently_recs::domain::{DAY_MS, EventFeatures, EventId};
+use evently_recs::store::{ImportedOrder, PreferencesChange};
 use secrecy::SecretString;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +45,11 @@ pub struct Options {
     pub users: usize,
     /// Events over the coming year.
     pub events: usize,
+    /// Orders in all (held-out purchases included), spread over the users; about 7.5 per
+    /// user when absent.
+    pub orders: Option<usize>,
+    /// The share of users whose preferences name their home cities and favourite types.
+    pub favourites: f64,
     /// Users whose held-out purchase is looked for (the first ones; all when larger).
     pub eval_users: usize,
     /// Concurrent HTTP clients.
@@ -119,6 +128,8 @@ const CITIES: [&str; 12] = [
     "Zurich", "Warsaw",
 ];
 const ORGANIZERS_PER_TYPE: usize = 10;
+/// The latest orders applied as domain events, one transaction each, after the import.
+const STREAMED_ORDERS: usize = 2000;
 const BULK_ACCOUNTS: usize = 5;
 
 /// A small, fast, seeded generator (xorshift64*).
@@ -171,6 +182,8 @@ struct User {
     id: Uuid,
     /// Purchases, oldest first: (event index, when in epoch ms).
     purchases: Vec<(usize, i64)>,
+    /// The favourites their preferences name, if they set any: (cities, types).
+    favourites: Option<(Vec<String>, Vec<String>)>,
 }
 
 fn city_weights() -> Vec<f64> {
@@ -260,6 +273,13 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
     // The largest weight any user can give an event: the best quality, a favourite type, two
     // favourite tags and a home city.
     let best = events.iter().map(|e| e.quality).fold(0.0, f64::max);
+    // Purchases per user: 3 to 12, else spread evenly around the mean `orders` asks for.
+    let per_user = options.orders.map(|orders| {
+        let mean = orders as f64 / options.users as f64;
+        let low = ((mean * 0.4).round() as usize).max(2);
+        let high = ((2.0 * mean).round() as usize).saturating_sub(low).max(low);
+        (low, high)
+    });
     let bound = best * 4.0 * (1.0 + 3.0 * 2.0) * 6.0;
     let mut users: Vec<User> = (0..options.users)
         .map(|_| {
@@ -290,7 +310,17 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
             // Purchases are drawn with probability proportional to `weight` by rejection
             // (a uniform proposal kept with probability weight / bound), so the cost does not
             // grow with the number of events.
-            let n = 3 + rng.below(10);
+            let n = match per_user {
+                None => 3 + rng.below(10),
+                Some((low, high)) => low + rng.below(high - low + 1),
+            }
+            .min(events.len() / 2);
+            let favourites = rng.chance(options.favourites).then(|| {
+                (
+                    homes.iter().map(|c| CITIES[*c].to_owned()).collect(),
+                    kinds.iter().map(|k| TYPES[*k].0.to_owned()).collect(),
+                )
+            });
             let mut bought: Vec<usize> = Vec::new();
             while bought.len() < n {
                 let e = rng.below(events.len());
@@ -305,6 +335,7 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
             User {
                 id: Uuid::new_v4(),
                 purchases: bought.into_iter().zip(times).collect(),
+                favourites,
             }
         })
         .collect();
@@ -324,6 +355,7 @@ fn generate(options: &Options, now: i64) -> (Vec<GenEvent>, Vec<User>) {
         users.push(User {
             id: Uuid::new_v4(),
             purchases,
+            favourites: None,
         });
     }
     (events, users)
@@ -372,7 +404,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let (events, users) = generate(&options, now);
     let held_out: usize = users.len() - BULK_ACCOUNTS;
-    let train_orders: usize = users.iter().map(|u| u.purchases.len() - 1).sum();
+    // Users with tastes have their last purchase held out; the bulk accounts (the last ones,
+    // 80 random purchases) are fed whole and never evaluated.
+    let fed_of = |i: usize, u: &User| {
+        if i >= held_out {
+            u.purchases.len()
+        } else {
+            u.purchases.len() - 1
+        }
+    };
+    let train_orders: usize = users.iter().enumerate().map(|(i, u)| fed_of(i, u)).sum();
     println!(
         "world: {} events over a year, {} users with tastes and {BULK_ACCOUNTS} bulk accounts, \
          {train_orders} orders fed, {held_out} last purchases held out (generated in {:.1} s)",
@@ -392,38 +433,62 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     let service = Arc::new(RecsService::new(store, Arc::new(SystemClock), config));
 
-    let feeding = Instant::now();
-    for e in &events {
-        let at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(now - 200 * DAY_MS) * 1_000_000)?;
-        service
-            .apply(&DomainEvent::EventCreated(e.snapshot.clone()).into_envelope(1, at))
-            .await?;
-    }
     let mut stream: Vec<(i64, Uuid, Uuid)> = users
         .iter()
-        .flat_map(|u| {
-            // Users with tastes buy at most 12 events and have their last one held out; the
-            // bulk accounts (80 purchases) are fed whole and never evaluated.
-            let keep = if u.purchases.len() > 50 {
-                u.purchases.len()
-            } else {
-                u.purchases.len() - 1
-            };
-            u.purchases[..keep]
+        .enumerate()
+        .flat_map(|(i, u)| {
+            u.purchases[..fed_of(i, u)]
                 .iter()
                 .map(|(e, at)| (*at, u.id, events[*e].id))
         })
         .collect();
     stream.sort();
-    for (at, user, event) in &stream {
+    let loading = Instant::now();
+    let features: Vec<EventFeatures> = events
+        .iter()
+        .filter_map(|e| EventFeatures::from_snapshot(&e.snapshot))
+        .collect();
+    let streamed = stream.len().min(STREAMED_ORDERS);
+    let imported: Vec<ImportedOrder> = stream[..stream.len() - streamed]
+        .iter()
+        .map(|(at, user, event)| ImportedOrder {
+            user: *user,
+            event: EventId(*event),
+            at: *at,
+        })
+        .collect();
+    let favourites: Vec<PreferencesChange> = users
+        .iter()
+        .filter_map(|u| {
+            u.favourites
+                .as_ref()
+                .map(|(cities, types)| PreferencesChange {
+                    user_id: u.id,
+                    version: 1,
+                    cities: cities.clone(),
+                    types: types.clone(),
+                })
+        })
+        .collect();
+    service
+        .store()
+        .import(&features, &imported, &favourites, now)
+        .await?;
+    println!(
+        "imported {} events, {} orders and {} users' favourites in one transaction in {:.1} s",
+        features.len(),
+        imported.len(),
+        favourites.len(),
+        loading.elapsed().as_secs_f64()
+    );
+    let feeding = Instant::now();
+    for (at, user, event) in &stream[stream.len() - streamed..] {
         service.apply(&order_placed(*event, *user, *at)).await?;
     }
     let fed = feeding.elapsed().as_secs_f64();
     println!(
-        "fed {} domain events through the store in {fed:.1} s ({:.0} per second)",
-        events.len() + stream.len(),
-        (events.len() + stream.len()) as f64 / fed
+        "then applied the latest {streamed} orders as domain events in {fed:.1} s ({:.0} per second)",
+        streamed as f64 / fed
     );
     let building = Instant::now();
     service.rebuild().await?;
