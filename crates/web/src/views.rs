@@ -588,6 +588,10 @@ pub fn status_words(status: &str) -> &'static str {
     }
 }
 
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,8 +632,4 @@ mod tests {
             ]
         );
     }
-}
-
-fn utc() -> String {
-    "UTC".to_owned()
 }
