@@ -229,47 +229,32 @@ impl RecsService {
     /// When the store fails; the event is then delivered again.
     pub async fn apply(&self, envelope: &Envelope) -> anyhow::Result<()> {
         let now = self.now();
-        match effect_of(envelope) {
-            None => {}
+        let id = envelope.id;
+        let (applied, user) = match effect_of(envelope) {
+            None => return Ok(()),
             Some(Effect::Catalog(change)) => {
-                let applied = self
-                    .store
-                    .apply_catalog(envelope.id, &change, now)
-                    .await
-                    .with_context(|| format!("applying {}", envelope.event_type))?;
-                if applied {
-                    metrics::counter!("evently_recs_domain_events_applied_total",
-                        "type" => envelope.event_type.clone())
-                    .increment(1);
-                    self.catalogue_changed.notify_one();
-                }
+                (self.store.apply_catalog(id, &change, now).await, None)
             }
-            Some(Effect::Order(change)) => {
-                let applied = self
-                    .store
-                    .apply_order(envelope.id, &change, now)
-                    .await
-                    .with_context(|| format!("applying {}", envelope.event_type))?;
-                if applied {
-                    metrics::counter!("evently_recs_domain_events_applied_total",
-                        "type" => envelope.event_type.clone())
-                    .increment(1);
-                }
-                self.cache.invalidate(UserId(change.user_id));
-            }
-            Some(Effect::Preferences(change)) => {
-                let applied = self
-                    .store
-                    .apply_preferences(envelope.id, &change, now)
-                    .await
-                    .with_context(|| format!("applying {}", envelope.event_type))?;
-                if applied {
-                    metrics::counter!("evently_recs_domain_events_applied_total",
-                        "type" => envelope.event_type.clone())
-                    .increment(1);
-                }
-                self.cache.invalidate(UserId(change.user_id));
-            }
+            Some(Effect::Order(change)) => (
+                self.store.apply_order(id, &change, now).await,
+                Some(change.user_id),
+            ),
+            Some(Effect::Preferences(change)) => (
+                self.store.apply_preferences(id, &change, now).await,
+                Some(change.user_id),
+            ),
+        };
+        let applied = applied.with_context(|| format!("applying {}", envelope.event_type))?;
+        if applied {
+            metrics::counter!("evently_recs_domain_events_applied_total",
+                "type" => envelope.event_type.clone())
+            .increment(1);
+        }
+        match user {
+            // A catalogue change wakes the background refresh.
+            None if applied => self.catalogue_changed.notify_one(),
+            None => {}
+            Some(user) => self.cache.invalidate(UserId(user)),
         }
         Ok(())
     }
