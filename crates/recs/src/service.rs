@@ -33,6 +33,8 @@ const REBUILD_AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
 /// A cached answer for one user.
 struct Cached {
     at: Instant,
+    /// The catalogue-and-popularity version the answer was ranked on.
+    basis: u64,
     limit: usize,
     city: Option<String>,
     items: Arc<Vec<Scored>>,
@@ -40,7 +42,8 @@ struct Cached {
 
 /// Answers per user for a short time. A purchase or cancellation of the user drops their
 /// entry; `generation` counts such drops, and an answer computed while one happened is not
-/// stored (it may predate the purchase).
+/// stored (it may predate the purchase). An answer ranked on an older catalogue or older
+/// sales figures than the current ones is not served either.
 struct AnswerCache {
     ttl: Duration,
     capacity: usize,
@@ -50,10 +53,19 @@ struct AnswerCache {
 }
 
 impl AnswerCache {
-    fn get(&self, user: UserId, limit: usize, city: Option<&str>) -> Option<Arc<Vec<Scored>>> {
+    fn get(
+        &self,
+        user: UserId,
+        basis: u64,
+        limit: usize,
+        city: Option<&str>,
+    ) -> Option<Arc<Vec<Scored>>> {
         let entries = self.entries.lock().ok()?;
         let hit = entries.get(&user)?;
-        (hit.at.elapsed() < self.ttl && hit.limit == limit && hit.city.as_deref() == city)
+        (hit.at.elapsed() < self.ttl
+            && hit.basis == basis
+            && hit.limit == limit
+            && hit.city.as_deref() == city)
             .then(|| hit.items.clone())
     }
 
@@ -92,6 +104,9 @@ pub struct RecsService {
     catalogue: RwLock<Arc<Catalogue>>,
     popularity: RwLock<Arc<PopularityTable>>,
     cache: AnswerCache,
+    /// Counts swaps of the catalogue or of the popularity table (cached answers older
+    /// than the current swap are not served).
+    basis: AtomicU64,
     catalogue_changed: Notify,
 }
 
@@ -203,6 +218,7 @@ impl RecsService {
             config,
             catalogue: RwLock::new(Arc::new(Catalogue::default())),
             popularity: RwLock::new(Arc::new(PopularityTable::default())),
+            basis: AtomicU64::new(0),
             catalogue_changed: Notify::new(),
         }
     }
@@ -304,6 +320,7 @@ impl RecsService {
         );
         if let Ok(mut slot) = self.catalogue.write() {
             *slot = Arc::new(catalogue);
+            self.basis.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -322,8 +339,11 @@ impl RecsService {
             .into_iter()
             .map(|(id, buyers, recent)| (id, Popularity { buyers, recent }))
             .collect();
-        if let Ok(mut slot) = self.popularity.write() {
+        if let Ok(mut slot) = self.popularity.write()
+            && slot.figures() != &figures
+        {
             *slot = Arc::new(PopularityTable::new(figures));
+            self.basis.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -435,6 +455,8 @@ impl RecsService {
         city: Option<&str>,
         method: Method,
     ) -> Result<(Arc<Vec<Scored>>, Arc<Catalogue>), RecsError> {
+        // Read before the snapshot: a swap in between only makes the answer look older.
+        let basis = self.basis.load(Ordering::SeqCst);
         let (catalogue, popularity) = self.snapshot();
         let ctx = Context {
             catalogue: &catalogue,
@@ -447,7 +469,7 @@ impl RecsService {
             return Ok((Arc::new(items), catalogue.clone()));
         };
         let cacheable = method == Method::Hybrid;
-        if cacheable && let Some(items) = self.cache.get(user, limit, city) {
+        if cacheable && let Some(items) = self.cache.get(user, basis, limit, city) {
             metrics::counter!("evently_recs_answer_cache_total", "result" => "hit").increment(1);
             return Ok((items, catalogue.clone()));
         }
@@ -479,6 +501,7 @@ impl RecsService {
                 generation,
                 Cached {
                     at: Instant::now(),
+                    basis,
                     limit,
                     city: city.map(str::to_owned),
                     items: items.clone(),
@@ -507,6 +530,7 @@ mod tests {
     fn entry(limit: usize) -> Cached {
         Cached {
             at: Instant::now(),
+            basis: 1,
             limit,
             city: None,
             items: Arc::new(Vec::new()),
@@ -514,23 +538,30 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_answer_serves_the_same_question_until_its_user_buys() {
+    fn a_cached_answer_serves_the_same_question_until_its_user_buys_or_the_figures_change() {
         let (cache, user, other) = (cache(), UserId::new(), UserId::new());
         let generation = cache.generation.load(Ordering::SeqCst);
         cache.put(user, generation, entry(10));
         cache.put(other, generation, entry(10));
 
-        assert!(cache.get(user, 10, None).is_some());
-        assert!(cache.get(user, 5, None).is_none(), "another limit");
-        assert!(cache.get(user, 10, Some("Oslo")).is_none(), "another city");
+        assert!(cache.get(user, 1, 10, None).is_some());
+        assert!(cache.get(user, 1, 5, None).is_none(), "another limit");
+        assert!(
+            cache.get(user, 1, 10, Some("Oslo")).is_none(),
+            "another city"
+        );
+        assert!(
+            cache.get(user, 2, 10, None).is_none(),
+            "new sales figures or a new catalogue"
+        );
 
         cache.invalidate(user);
 
-        assert!(cache.get(user, 10, None).is_none());
-        assert!(cache.get(other, 10, None).is_some());
+        assert!(cache.get(user, 1, 10, None).is_none());
+        assert!(cache.get(other, 1, 10, None).is_some());
         cache.put(user, generation, entry(10));
         assert!(
-            cache.get(user, 10, None).is_none(),
+            cache.get(user, 1, 10, None).is_none(),
             "an answer computed before the purchase is not stored"
         );
     }

@@ -389,6 +389,11 @@ impl PopularityTable {
         }
     }
 
+    /// The figures of every event that has sold.
+    pub fn figures(&self) -> &HashMap<EventId, Popularity> {
+        &self.by_event
+    }
+
     /// The figures of `id` (zero when it never sold).
     pub fn of(&self, id: EventId) -> Popularity {
         self.by_event.get(&id).copied().unwrap_or_default()

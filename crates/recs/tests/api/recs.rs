@@ -198,6 +198,32 @@ async fn a_newcomer_who_names_a_favourite_city_and_type_gets_those_events_first(
 }
 
 #[tokio::test]
+async fn a_cached_answer_follows_new_sales_of_other_buyers() {
+    let app = app().await;
+    let quiet = event(&app, "Quiet Quartet", "concert", &["jazz"], "Porto").await;
+    let hit = event(&app, "Sold Out Soon", "concert", &["jazz"], "Porto").await;
+    let newcomer = app.signed_in_user().await;
+    let token = Some(newcomer.access_token.as_str());
+    // Asked (and cached) while nothing has sold.
+    until(|| async {
+        let page = ok_json(send(&app, "GET", "/api/recs", token, None).await, 200).await;
+        let ids = ids(&page);
+        (ids.contains(&quiet) && ids.contains(&hit)).then_some(())
+    })
+    .await;
+
+    let fan = app.signed_in_user().await;
+    buy(&app, &fan, &hit).await;
+
+    // The newcomer's cached answer gives way once the sale reaches the figures.
+    until(|| async {
+        let page = ok_json(send(&app, "GET", "/api/recs", token, None).await, 200).await;
+        (ids(&page).first() == Some(&hit)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn bad_input_is_a_problem_and_a_bad_token_is_401() {
     let app = app().await;
 
