@@ -73,8 +73,30 @@ pub enum Cell {
 pub struct Record {
     /// The cells, in header order.
     pub cells: Vec<Cell>,
-    /// The object written as one NDJSON line.
-    pub json: serde_json::Value,
+    /// The object written as one NDJSON line; `None` for the cells named by their headers
+    /// (empty cells left out), built only when NDJSON is written.
+    pub json: Option<serde_json::Value>,
+}
+
+/// A record's cells as a JSON object keyed by `headers`, empty cells left out.
+struct Named<'a> {
+    headers: &'a [&'a str],
+    cells: &'a [Cell],
+}
+
+impl serde::Serialize for Named<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (header, cell) in self.headers.iter().zip(self.cells) {
+            match cell {
+                Cell::Text(t) => map.serialize_entry(header, t)?,
+                Cell::Int(i) => map.serialize_entry(header, i)?,
+                Cell::Empty => {}
+            }
+        }
+        map.end()
+    }
 }
 
 /// A page of rows, or why the source failed.
@@ -161,7 +183,7 @@ pub fn write<W: Write + Send>(
 ) -> anyhow::Result<u64> {
     match format {
         Format::Csv => write_csv(headers, pages, out),
-        Format::Json => write_ndjson(pages, out),
+        Format::Json => write_ndjson(headers, pages, out),
         Format::Xlsx => write_xlsx(headers, pages, out),
     }
 }
@@ -228,12 +250,25 @@ fn write_csv<W: Write>(
     Ok(count)
 }
 
-fn write_ndjson<W: Write>(mut pages: mpsc::Receiver<Page>, out: &mut W) -> anyhow::Result<u64> {
+fn write_ndjson<W: Write>(
+    headers: &[&str],
+    mut pages: mpsc::Receiver<Page>,
+    out: &mut W,
+) -> anyhow::Result<u64> {
     let mut count = 0u64;
     let mut out = std::io::BufWriter::with_capacity(CHUNK, out);
     while let Some(rows) = next_page(&mut pages)? {
         for record in &rows {
-            serde_json::to_writer(&mut out, &record.json)?;
+            match &record.json {
+                Some(json) => serde_json::to_writer(&mut out, json)?,
+                None => serde_json::to_writer(
+                    &mut out,
+                    &Named {
+                        headers,
+                        cells: &record.cells,
+                    },
+                )?,
+            }
             out.write_all(b"\n")?;
         }
         count += rows.len() as u64;
@@ -302,5 +337,31 @@ mod tests {
         for t in ["plain", "1-2", "", "'=already"] {
             assert_eq!(guard(t), t);
         }
+    }
+
+    #[test]
+    fn ndjson_names_the_cells_by_their_headers_unless_a_record_brings_its_own_object() {
+        let (tx, rx) = mpsc::channel(2);
+        let page = vec![
+            Record {
+                cells: vec![Cell::Text("=x".into()), Cell::Int(3), Cell::Empty],
+                json: None,
+            },
+            Record {
+                cells: vec![Cell::Empty, Cell::Empty, Cell::Empty],
+                json: Some(serde_json::json!({"tags": ["a", "b"]})),
+            },
+        ];
+        tx.try_send(Ok(page)).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+
+        let rows = write(Format::Json, &["name", "count", "note"], rx, &mut out).unwrap();
+
+        assert_eq!(rows, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"name\":\"=x\",\"count\":3}\n{\"tags\":[\"a\",\"b\"]}\n"
+        );
     }
 }

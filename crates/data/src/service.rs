@@ -171,7 +171,10 @@ pub fn event_record(e: EventResponse) -> Result<Record, Problem> {
         text(e.created_at),
         text(e.updated_at),
     ];
-    Ok(Record { cells, json })
+    Ok(Record {
+        cells,
+        json: Some(json),
+    })
 }
 
 fn json_text(v: &serde_json::Value) -> String {
@@ -225,21 +228,7 @@ pub fn order_records(order: &evently_booking::domain::Order, buyer: Option<&Buye
                 text(t.code.clone()),
                 text(t.status.as_str()),
             ];
-            let json = serde_json::Value::Object(
-                ORDER_HEADERS
-                    .iter()
-                    .zip(&cells)
-                    .filter_map(|(h, c)| {
-                        let v = match c {
-                            Cell::Text(t) => serde_json::Value::from(t.clone()),
-                            Cell::Int(i) => serde_json::Value::from(*i),
-                            Cell::Empty => return None,
-                        };
-                        Some(((*h).to_owned(), v))
-                    })
-                    .collect(),
-            );
-            Record { cells, json }
+            Record { cells, json: None }
         })
         .collect()
 }
