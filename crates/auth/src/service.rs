@@ -10,7 +10,7 @@ use evently_core::ids::UserId;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::domain::{Email, Name, NewUser, Password, ProfileUpdate, ThrottlePolicy, User};
+use crate::domain::{Contact, Email, Name, NewUser, Password, ProfileUpdate, ThrottlePolicy, User};
 use crate::error::AuthError;
 use crate::hashing::PasswordHasher;
 use crate::store::{AuthStore, MAX_LOOKUP, NewRefreshToken, Rotation, UserFilter};
@@ -279,19 +279,20 @@ impl AuthService {
             .ok_or(AuthError::UserNotFound)
     }
 
-    /// The users with these ids (in one query; ids of no user left out, in no particular
-    /// order), for services that show who did something (an orders export's buyers).
+    /// The names and emails of the users with these ids (in one query; ids of no user left
+    /// out, in no particular order), for services that show who did something (an orders
+    /// export's buyers).
     ///
     /// # Errors
     /// 422 for more than [`MAX_LOOKUP`] ids.
-    pub async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthError> {
+    pub async fn contacts(&self, ids: &[UserId]) -> Result<Vec<Contact>, AuthError> {
         if ids.len() > MAX_LOOKUP {
             return Err(AuthError::Invalid(evently_core::Problem::invalid_field(
                 "/ids",
                 format!("at most {MAX_LOOKUP} ids per lookup"),
             )));
         }
-        Ok(self.store.users_by_ids(ids).await?)
+        Ok(self.store.contacts_by_ids(ids).await?)
     }
 
     /// Changes the caller's own profile.

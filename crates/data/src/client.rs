@@ -220,7 +220,7 @@ impl UsersClient for LocalUsers {
         let ids: Vec<UserId> = ids.iter().copied().map(UserId).collect();
         Ok(self
             .0
-            .users(&ids)
+            .contacts(&ids)
             .await?
             .into_iter()
             .map(|u| Buyer {

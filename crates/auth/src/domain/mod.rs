@@ -6,4 +6,4 @@ mod user;
 
 pub use credentials::{Email, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Name, Password, Phone};
 pub use throttle::{ThrottlePolicy, ThrottleState};
-pub use user::{NewUser, ProfileUpdate, User, UserCredentials};
+pub use user::{Contact, NewUser, ProfileUpdate, User, UserCredentials};

@@ -26,6 +26,17 @@ pub struct User {
     pub updated_at: i64,
 }
 
+/// How other services name and reach a user (an orders export's buyer): nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Id.
+    pub id: UserId,
+    /// Display name.
+    pub name: Name,
+    /// Normalised email.
+    pub email: Email,
+}
+
 /// A user with their stored password hash, for login only.
 #[derive(Debug, Clone)]
 pub struct UserCredentials {

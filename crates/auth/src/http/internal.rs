@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::AuthState;
 use super::auth::UserResponse;
+use crate::domain::Contact;
 use crate::error::AuthError;
 
 /// `POST /internal/auth/verify`
@@ -84,12 +85,34 @@ pub struct LookupRequest {
     pub ids: Vec<UserId>,
 }
 
+/// How a lookup names and reaches one user.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactResponse {
+    /// Id.
+    pub user_id: UserId,
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+}
+
+impl From<Contact> for ContactResponse {
+    fn from(contact: Contact) -> Self {
+        Self {
+            user_id: contact.id,
+            name: contact.name.as_str().to_owned(),
+            email: contact.email.as_str().to_owned(),
+        }
+    }
+}
+
 /// The users found by a lookup.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LookupResponse {
     /// The users found, in no particular order; ids of no user are left out.
-    pub users: Vec<UserResponse>,
+    pub users: Vec<ContactResponse>,
 }
 
 /// Look up many users by id at once (an orders export's buyers).
@@ -97,7 +120,7 @@ pub struct LookupResponse {
     params(("X-Internal-Token" = String, Header, description = "The internal service credential")),
     request_body = LookupRequest,
     responses(
-        (status = 200, description = "The users found", body = LookupResponse),
+        (status = 200, description = "The names and emails of the users found", body = LookupResponse),
         (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = evently_core::problem::ProblemBody, content_type = "application/problem+json"),
@@ -110,7 +133,7 @@ pub async fn lookup_users(
     _caller: InternalCaller,
     Json(body): Json<LookupRequest>,
 ) -> Result<axum::Json<LookupResponse>, AuthError> {
-    let users = state.service.users(&body.ids).await?;
+    let users = state.service.contacts(&body.ids).await?;
     Ok(axum::Json(LookupResponse {
         users: users.into_iter().map(Into::into).collect(),
     }))

@@ -14,7 +14,9 @@ use evently_core::identity::Role;
 use evently_core::ids::UserId;
 use uuid::Uuid;
 
-use crate::domain::{Email, NewUser, ProfileUpdate, ThrottlePolicy, User, UserCredentials};
+use crate::domain::{
+    Contact, Email, NewUser, ProfileUpdate, ThrottlePolicy, User, UserCredentials,
+};
 
 mod postgres;
 pub mod sql;
@@ -67,7 +69,7 @@ pub struct UserFilter {
     pub after: Option<UserId>,
 }
 
-/// Most ids [`AuthStore::users_by_ids`] takes at once (each is a bound parameter).
+/// Most ids [`AuthStore::contacts_by_ids`] takes at once (each is a bound parameter).
 pub const MAX_LOOKUP: usize = 1_000;
 
 /// Everything auth persists.
@@ -88,9 +90,10 @@ pub trait AuthStore: Send + Sync + 'static {
     /// Up to `limit` users matching `filter`, by id.
     async fn list_users(&self, filter: &UserFilter, limit: u32) -> Result<Vec<User>, StoreError>;
 
-    /// The users with these ids, in one query, in no particular order; ids of no user are
-    /// left out. At most [`MAX_LOOKUP`] ids ([`StoreError::Other`] beyond).
-    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+    /// The names and emails of the users with these ids, in one query, in no particular
+    /// order; ids of no user are left out. At most [`MAX_LOOKUP`] ids
+    /// ([`StoreError::Other`] beyond).
+    async fn contacts_by_ids(&self, ids: &[UserId]) -> Result<Vec<Contact>, StoreError>;
 
     /// Applies a profile change; `None` if there is no such user.
     async fn update_profile(

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{AuthStore, MAX_LOOKUP, NewRefreshToken, Rotation, UserFilter, parse_role};
 use crate::domain::{
-    Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy, ThrottleState, User,
+    Contact, Email, Name, NewUser, Phone, ProfileUpdate, ThrottlePolicy, ThrottleState, User,
     UserCredentials,
 };
 
@@ -188,7 +188,7 @@ impl AuthStore for SqlAuthStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(users = ids.len()))]
-    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+    async fn contacts_by_ids(&self, ids: &[UserId]) -> Result<Vec<Contact>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -202,8 +202,7 @@ impl AuthStore for SqlAuthStore {
         // binds in one statement.
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let mut statement = query(Sql::assert_safe(format!(
-            "SELECT {} FROM users WHERE id IN ({})",
-            user_columns!(),
+            "SELECT id, name, email FROM users WHERE id IN ({})",
             placeholders.join(", ")
         )));
         for id in ids {
@@ -213,7 +212,13 @@ impl AuthStore for SqlAuthStore {
             .fetch_all(self.db.reader())
             .await?
             .iter()
-            .map(user_from_row)
+            .map(|row| {
+                Ok(Contact {
+                    id: UserId(row.get("id")?),
+                    name: Name::from_trusted(row.get("name")?),
+                    email: Email::from_trusted(row.get("email")?),
+                })
+            })
             .collect()
     }
 

@@ -358,6 +358,10 @@ async fn many_users_are_looked_up_at_once_with_the_service_credential() {
         .iter()
         .map(|u| {
             assert_eq!(u["name"], "Test User");
+            // How to name and reach them, nothing more (no role, phone or dates).
+            let mut fields: Vec<&String> = u.as_object().unwrap().keys().collect();
+            fields.sort();
+            assert_eq!(fields, ["email", "name", "userId"]);
             (
                 u["userId"].as_str().unwrap().to_owned(),
                 u["email"].as_str().unwrap().to_owned(),
