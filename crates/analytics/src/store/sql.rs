@@ -269,7 +269,10 @@ fn totals_into(row: &Row, f: &mut EventFigures) -> Result<(), StoreError> {
     f.holds_cancelled = row.get("holds_cancelled")?;
     f.holds_converted = row.get("holds_converted")?;
     f.waitlist_offers = row.get("waitlist_offers")?;
-    f.waitlist_length = row.get("waitlist_length")?;
+    // A sum of changes, so that any order of delivery gives the same figure; on a stream
+    // recorded before booking published joins, offers and departures of entries it never
+    // saw join take the sum below zero, which reads as nobody waiting.
+    f.waitlist_length = row.get::<i64>("waitlist_length")?.max(0);
     f.sold_out_at = row.get("sold_out_at")?;
     Ok(())
 }

@@ -383,6 +383,17 @@ pub async fn the_waitlist_length_follows_joins_departures_and_offers(store: Subj
         store.event(eid(2)).await.unwrap().unwrap().waitlist_length,
         1
     );
+
+    // A stream from before joins were published: an offer and a departure of entries it
+    // never saw join read as nobody waiting, not as a negative length.
+    apply(&store, &info(3, 1)).await;
+    let mut old = Inventory::new(3, 2);
+    apply(&store, &old.fact(InventoryKind::Offered, 1, 0, None, NOW)).await;
+    apply(&store, &waitlist(3, -1)).await;
+    assert_eq!(
+        store.event(eid(3)).await.unwrap().unwrap().waitlist_length,
+        0
+    );
 }
 
 pub async fn the_time_zone_follows_the_events_description(store: Subject) {
