@@ -10,9 +10,11 @@
 //! an inverted index, each capped), and each candidate's content similarity is computed
 //! exactly; the best [`NEIGHBOURS`] are kept.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use super::similarity::ContentParts;
+use rayon::prelude::*;
+
+use super::similarity::{ContentParts, Profile, Symbols};
 use super::text::{TermVector, Vocabulary};
 use super::{EventFeatures, EventId};
 
@@ -24,9 +26,15 @@ const POSTING_CAP: usize = 1000;
 /// Words of an event's text used to find candidates.
 const QUERY_TERMS: usize = 5;
 
+/// Maps and sets keyed by event id on the neighbour search's hot path: a fast hash (the
+/// ids are the service's own, not chosen by callers).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 #[derive(Clone)]
 struct Entry {
     features: EventFeatures,
+    profile: Profile,
     vector: TermVector,
 }
 
@@ -90,9 +98,10 @@ enum Key {
 /// Every known event, indexed for similarity.
 #[derive(Clone, Default)]
 pub struct Catalogue {
-    entries: HashMap<EventId, Entry>,
-    neighbours: HashMap<EventId, Vec<(EventId, f64)>>,
+    entries: FastMap<EventId, Entry>,
+    neighbours: FastMap<EventId, Vec<(EventId, f64)>>,
     vocabulary: Vocabulary,
+    symbols: Symbols,
     postings: Postings,
     by_city: HashMap<String, Vec<EventId>>,
     by_type: HashMap<String, Vec<EventId>>,
@@ -119,9 +128,15 @@ impl Catalogue {
         };
         for (features, doc) in events.into_iter().zip(docs) {
             let vector = catalogue.vocabulary.vector(&doc);
-            catalogue
-                .entries
-                .insert(features.id, Entry { features, vector });
+            let profile = catalogue.symbols.profile(&features);
+            catalogue.entries.insert(
+                features.id,
+                Entry {
+                    features,
+                    profile,
+                    vector,
+                },
+            );
         }
         let mut listed: Vec<&Entry> = catalogue
             .entries
@@ -137,11 +152,13 @@ impl Catalogue {
             }
         }
         catalogue.postings = postings;
+        // Every event's search reads the catalogue only: on every core.
         let ids: Vec<EventId> = catalogue.entries.keys().copied().collect();
-        for id in ids {
-            let list = catalogue.find_neighbours(id);
-            catalogue.neighbours.insert(id, list);
-        }
+        let found: Vec<(EventId, Vec<(EventId, f64)>)> = ids
+            .into_par_iter()
+            .map(|id| (id, catalogue.find_neighbours(id)))
+            .collect();
+        catalogue.neighbours.extend(found);
         catalogue.index_groups(now);
         catalogue
     }
@@ -154,7 +171,7 @@ impl Catalogue {
     /// shorter until then.
     pub fn update(&self, events: Vec<EventFeatures>, now: i64) -> Self {
         let mut next = self.clone();
-        let incoming: HashMap<EventId, EventFeatures> =
+        let incoming: FastMap<EventId, EventFeatures> =
             events.into_iter().map(|f| (f.id, f)).collect();
         let gone: Vec<EventId> = self
             .entries
@@ -169,7 +186,7 @@ impl Catalogue {
         if gone.is_empty() && changed.is_empty() {
             return next;
         }
-        let touched: HashSet<EventId> = gone
+        let touched: FastSet<EventId> = gone
             .iter()
             .copied()
             .chain(changed.iter().map(|f| f.id))
@@ -192,7 +209,15 @@ impl Catalogue {
                     entries.get(&id).map_or(i64::MIN, |e| e.features.event_date)
                 });
             }
-            next.entries.insert(features.id, Entry { features, vector });
+            let profile = next.symbols.profile(&features);
+            next.entries.insert(
+                features.id,
+                Entry {
+                    features,
+                    profile,
+                    vector,
+                },
+            );
         }
         for f in &changed {
             let list = next.find_neighbours(f.id);
@@ -218,8 +243,8 @@ impl Catalogue {
 
     /// The events that share a tag, the organizer, the type and city, or one of the most
     /// telling words with `id` (each posting list read up to its cap), `id` left out.
-    fn candidates(&self, id: EventId) -> HashSet<EventId> {
-        let mut out = HashSet::new();
+    fn candidates(&self, id: EventId) -> FastSet<EventId> {
+        let mut out = FastSet::default();
         let Some(e) = self.entries.get(&id) else {
             return out;
         };
@@ -245,10 +270,17 @@ impl Catalogue {
 
     /// The best [`NEIGHBOURS`] candidates of `id` by content similarity.
     fn find_neighbours(&self, id: EventId) -> Vec<(EventId, f64)> {
+        let Some(e) = self.entries.get(&id) else {
+            return Vec::new();
+        };
         let mut scored: Vec<(EventId, f64)> = self
             .candidates(id)
             .into_iter()
-            .filter_map(|other| Some((other, self.content_parts(id, other)?.score())))
+            .filter_map(|other| {
+                let o = self.entries.get(&other)?;
+                let parts = ContentParts::of(&e.profile, &e.vector, &o.profile, &o.vector);
+                Some((other, parts.score()))
+            })
             .filter(|(_, s)| *s > 0.0)
             .collect();
         // The best NEIGHBOURS in order, without sorting every candidate; then a list of its
@@ -335,9 +367,9 @@ impl Catalogue {
     pub fn content_parts(&self, a: EventId, b: EventId) -> Option<ContentParts> {
         let (ea, eb) = (self.entries.get(&a)?, self.entries.get(&b)?);
         Some(ContentParts::of(
-            &ea.features,
+            &ea.profile,
             &ea.vector,
-            &eb.features,
+            &eb.profile,
             &eb.vector,
         ))
     }

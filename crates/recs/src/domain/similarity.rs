@@ -8,6 +8,8 @@
 //! - blend: `α·co + (1 − α)·content` with `α = nₑ / (nₑ + 20)`: while an event has few
 //!   buyers its neighbours are what it is like; as buyers come, what they bought takes over.
 
+use std::collections::HashMap;
+
 use super::text::TermVector;
 use super::{EventFeatures, EventId, Reason};
 
@@ -30,9 +32,21 @@ pub fn co_purchase(together: i64, buyers_a: i64, buyers_b: i64) -> f64 {
     (c / (a * b).sqrt()).min(1.0) * c / (c + CO_SHRINK)
 }
 
-/// Jaccard index of two sorted, deduplicated tag lists; 0 when both are empty.
-pub fn jaccard(a: &[String], b: &[String]) -> f64 {
-    let shared = shared_tags(a, b).count();
+/// Jaccard index of two sorted, deduplicated lists (of tags, or of their ids); 0 when both
+/// are empty.
+pub fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
+    let (mut i, mut j, mut shared) = (0, 0, 0usize);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.cmp(y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
     let union = a.len() + b.len() - shared;
     if union == 0 {
         return 0.0;
@@ -64,18 +78,6 @@ pub struct ContentParts {
     pub text: f64,
 }
 
-/// Whether two cities are the same, compared as [`super::city_key`] does (trimmed,
-/// lowercase) without allocating: this runs for every candidate pair.
-fn same_city(a: Option<&str>, b: Option<&str>) -> bool {
-    match (a.map(str::trim), b.map(str::trim)) {
-        (Some(a), Some(b)) if !a.is_empty() => a
-            .chars()
-            .flat_map(char::to_lowercase)
-            .eq(b.chars().flat_map(char::to_lowercase)),
-        _ => false,
-    }
-}
-
 /// Weights of the content parts; they sum to 1.
 const W_TAGS: f64 = 0.35;
 const W_TYPE: f64 = 0.15;
@@ -84,16 +86,59 @@ const W_ORGANIZER: f64 = 0.05;
 const W_PRICE: f64 = 0.05;
 const W_TEXT: f64 = 0.25;
 
+/// What of an event its content similarity compares, as small numbers (this runs for every
+/// candidate pair of the neighbour search): tags, type and city as ids of a [`Symbols`] (a
+/// city as [`super::city_key`] writes it), tag ids sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    tags: Vec<u32>,
+    event_type: Option<u32>,
+    city: Option<u32>,
+    organizer_id: uuid::Uuid,
+    price_band: i64,
+}
+
+/// Ids of the tags, types and cities of a catalogue's [`Profile`]s.
+#[derive(Debug, Clone, Default)]
+pub struct Symbols(HashMap<String, u32>);
+
+impl Symbols {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.0.get(text) {
+            return *id;
+        }
+        let id = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.insert(text.to_owned(), id);
+        id
+    }
+
+    /// The profile of `f`, naming its tags, type and city with this table's ids (new ones
+    /// added).
+    pub fn profile(&mut self, f: &EventFeatures) -> Profile {
+        let mut tags: Vec<u32> = f.tags.iter().map(|t| self.id(t)).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Profile {
+            tags,
+            event_type: f.event_type.as_deref().map(|t| self.id(t)),
+            city: f.city_key().map(|c| self.id(&c)),
+            organizer_id: f.organizer_id,
+            price_band: f.price_band(),
+        }
+    }
+}
+
 impl ContentParts {
-    /// The parts of `a` and `b`, whose text vectors are `va` and `vb`.
-    pub fn of(a: &EventFeatures, va: &TermVector, b: &EventFeatures, vb: &TermVector) -> Self {
+    /// The parts of two events with profiles `a` and `b` (of one [`Symbols`]) and text
+    /// vectors `va` and `vb`.
+    pub fn of(a: &Profile, va: &TermVector, b: &Profile, vb: &TermVector) -> Self {
         let flag = |same: bool| if same { 1.0 } else { 0.0 };
         Self {
             tags: jaccard(&a.tags, &b.tags),
             same_type: flag(a.event_type.is_some() && a.event_type == b.event_type),
-            same_city: flag(same_city(a.city.as_deref(), b.city.as_deref())),
+            same_city: flag(a.city.is_some() && a.city == b.city),
             same_organizer: flag(a.organizer_id == b.organizer_id),
-            same_price_band: flag(a.price_band() == b.price_band()),
+            same_price_band: flag(a.price_band == b.price_band),
             text: va.cosine(vb),
         }
     }
@@ -228,7 +273,8 @@ mod tests {
 
     #[test]
     fn jaccard_of_tags() {
-        assert_eq!(jaccard(&[], &[]), 0.0);
+        assert_eq!(jaccard::<String>(&[], &[]), 0.0);
+        assert!((jaccard(&[1, 4, 9], &[4, 9, 12]) - 0.5).abs() < 1e-12);
         assert_eq!(jaccard(&tags(&["jazz"]), &tags(&["jazz"])), 1.0);
         assert!(
             (jaccard(&tags(&["jazz", "soul"]), &tags(&["jazz", "swing"])) - 1.0 / 3.0).abs()
@@ -247,7 +293,10 @@ mod tests {
         let v = Vocabulary::build(docs.iter().map(Vec::as_slice));
         let (va, vb) = (v.vector(&docs[0]), v.vector(&docs[1]));
 
-        let same = ContentParts::of(&a, &va, &b, &vb);
+        let mut symbols = Symbols::default();
+        let pa = symbols.profile(&a);
+
+        let same = ContentParts::of(&pa, &va, &symbols.profile(&b), &vb);
 
         assert_eq!(
             same.same_city, 1.0,
@@ -264,7 +313,7 @@ mod tests {
         b.organizer_id = Uuid::from_u128(7);
         b.base_price = 100_000;
         b.tags = tags(&["football"]);
-        let different = ContentParts::of(&a, &va, &b, &TermVector::default());
+        let different = ContentParts::of(&pa, &va, &symbols.profile(&b), &TermVector::default());
         assert_eq!(different.score(), 0.0);
     }
 
