@@ -28,6 +28,27 @@ pub trait EventsClient: Send + Sync + 'static {
     /// The problem `POST /api/events` would answer.
     async fn check(&self, caller: &Identity, body: &serde_json::Value) -> Result<(), Problem>;
 
+    /// Checks every one of `bodies` as [`EventsClient::check`] does: the problem of each
+    /// refused one, with its index.
+    ///
+    /// # Errors
+    /// A failure of the events service itself (5xx), for any body.
+    async fn check_all(
+        &self,
+        caller: &Identity,
+        bodies: &[serde_json::Value],
+    ) -> Result<Vec<(usize, Problem)>, Problem> {
+        let mut refused = Vec::new();
+        for (index, body) in bodies.iter().enumerate() {
+            match self.check(caller, body).await {
+                Ok(()) => {}
+                Err(problem) if problem.status().is_server_error() => return Err(problem),
+                Err(problem) => refused.push((index, problem)),
+            }
+        }
+        Ok(refused)
+    }
+
     /// Creates the event `body` describes with id `id` for `caller`, or updates the event
     /// with that id to it; `true` when it created it.
     ///

@@ -18,7 +18,9 @@ use evently_core::Problem;
 use evently_core::identity::{INTERNAL_TOKEN_HEADER, Identity, InternalToken, JwtKeys};
 use evently_events::domain::{EventFilter, EventStatus, EventType};
 use evently_events::http::events::{EventList, EventResponse};
-use evently_events::http::internal::{BATCH_REFUSED, BatchRefusal, BatchResponse};
+use evently_events::http::internal::{
+    BATCH_REFUSED, BatchRefusal, BatchResponse, CheckBatchResponse,
+};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +175,23 @@ pub(crate) fn remote_problem(status: StatusCode, body: &[u8]) -> Problem {
     }
 }
 
+/// The refused events of a batch, each with the problem the events service answered for it.
+fn refusals(rows: Vec<BatchRefusal>) -> Vec<(usize, Problem)> {
+    rows.into_iter()
+        .map(|r| {
+            let status = r
+                .problem
+                .get("status")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            let bytes = serde_json::to_vec(&r.problem).unwrap_or_default();
+            (r.index, remote_problem(status, &bytes))
+        })
+        .collect()
+}
+
 /// The events service of another process.
 pub struct HttpEvents {
     remote: Remote,
@@ -258,6 +277,33 @@ impl EventsClient for HttpEvents {
         self.remote.send(request).await.map(|_| ())
     }
 
+    async fn check_all(
+        &self,
+        caller: &Identity,
+        bodies: &[serde_json::Value],
+    ) -> Result<Vec<(usize, Problem)>, Problem> {
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = self
+            .remote
+            .request(
+                reqwest::Method::POST,
+                "/internal/events/check-batch",
+                Some(caller),
+            )?
+            .json(&serde_json::json!({ "events": bodies }));
+        let checked: CheckBatchResponse = self.remote.json(request).await?;
+        if let Some(r) = checked.refused.iter().find(|r| r.index >= bodies.len()) {
+            return Err(Problem::internal(anyhow::anyhow!(
+                "the events service refused event {} of {}",
+                r.index,
+                bodies.len()
+            )));
+        }
+        Ok(refusals(checked.refused))
+    }
+
     async fn upsert(
         &self,
         caller: &Identity,
@@ -325,23 +371,7 @@ impl EventsClient for HttpEvents {
             return Err(problem);
         }
         let refused: Refused = self.remote.read(&body)?;
-        Ok(BatchWritten::Refused(
-            refused
-                .rows
-                .into_iter()
-                .map(|r| {
-                    let status = r
-                        .problem
-                        .get("status")
-                        .and_then(serde_json::Value::as_u64)
-                        .and_then(|s| u16::try_from(s).ok())
-                        .and_then(|s| StatusCode::from_u16(s).ok())
-                        .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-                    let bytes = serde_json::to_vec(&r.problem).unwrap_or_default();
-                    (r.index, remote_problem(status, &bytes))
-                })
-                .collect(),
-        ))
+        Ok(BatchWritten::Refused(refusals(refused.rows)))
     }
 
     async fn list(

@@ -472,6 +472,9 @@ impl DataService {
         let mut errors = Vec::new();
         let mut failed_rows = 0u32;
         let mut seen: HashMap<String, u32> = HashMap::new();
+        // Each row with its cells, external id and the failures found so far; its body.
+        let mut judged = Vec::with_capacity(table.rows.len());
+        let mut bodies = Vec::with_capacity(table.rows.len());
         for (row, cells) in &table.rows {
             let row = *row;
             let mut failures = Vec::new();
@@ -521,13 +524,16 @@ impl DataService {
                     seen.insert(ext.clone(), row);
                 }
             }
-            match self.events.check(caller, &body).await {
-                Ok(()) => {}
-                Err(problem) if problem.status().is_server_error() => {
-                    return Err(problem.into());
-                }
-                Err(problem) => failures.extend(row_errors(row, &problem, columns, cells)),
+            judged.push((row, cells, external, failures));
+            bodies.push(body);
+        }
+        // Every row as `POST /api/events` would judge it, in one call.
+        for (index, problem) in self.events.check_all(caller, &bodies).await? {
+            if let Some((row, cells, _, failures)) = judged.get_mut(index) {
+                failures.extend(row_errors(*row, &problem, columns, cells));
             }
+        }
+        for ((row, _, external, failures), body) in judged.into_iter().zip(bodies) {
             if failures.is_empty() {
                 let (event_id, external) = match &external {
                     Some(ext) => (external_event_id(job.organizer_id, ext), true),

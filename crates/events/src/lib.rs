@@ -75,7 +75,8 @@ pub struct EventsApi;
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        http::internal::check_event, http::internal::upsert_event, http::internal::upsert_batch,
+        http::internal::check_event, http::internal::check_batch, http::internal::upsert_event,
+        http::internal::upsert_batch,
     ),
     components(schemas(evently_core::problem::ProblemBody, evently_core::problem::FieldError)),
     tags((name = "internal", description = "Service-to-service routes, with the `X-Internal-Token` credential")),

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::EventsState;
 use super::events::{CreateEventRequest, EventResponse};
-use crate::domain::EventId;
+use crate::domain::{EventDraft, EventId, EventStatus};
 use crate::error::EventsError;
-use crate::service::{BatchOutcome, UpsertItem};
+use crate::service::{BatchOutcome, UpsertItem, VenueChoice};
 
 const PROBLEM: &str = "application/problem+json";
 
@@ -172,11 +172,7 @@ pub async fn upsert_batch(
     let mut items = Vec::with_capacity(body.events.len());
     let mut refused = Vec::new();
     for (index, item) in body.events.into_iter().enumerate() {
-        let parsed = serde_json::to_vec(&item.event)
-            .map_err(|e| Problem::internal(e.into()))
-            .and_then(|bytes| evently_core::extract::from_json_slice::<CreateEventRequest>(&bytes))
-            .and_then(CreateEventRequest::into_parts);
-        match parsed {
+        match parts(&item.event) {
             Ok((draft, venue, status)) => items.push(UpsertItem {
                 id: EventId(item.event_id),
                 draft,
@@ -206,6 +202,83 @@ pub async fn upsert_batch(
         )
         .into()),
     }
+}
+
+/// An event body of a batch, parsed and checked as the body of `POST /api/events` is.
+fn parts(event: &serde_json::Value) -> Result<(EventDraft, VenueChoice, EventStatus), Problem> {
+    serde_json::to_vec(event)
+        .map_err(|e| Problem::internal(e.into()))
+        .and_then(|bytes| evently_core::extract::from_json_slice::<CreateEventRequest>(&bytes))
+        .and_then(CreateEventRequest::into_parts)
+}
+
+/// `POST /internal/events/check-batch`: event bodies to check together.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckBatchRequest {
+    /// The events, each as the body of `POST /api/events` (judged one by one).
+    #[schema(value_type = Vec<CreateEventRequest>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+/// What a batch check found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckBatchResponse {
+    /// The events `POST /api/events` would refuse, by index, each with the problem it would
+    /// answer; empty when it would accept every one.
+    pub refused: Vec<BatchRefusal>,
+}
+
+/// Check many event bodies as `POST /api/events` would for the caller, creating nothing:
+/// an import's rows in one call instead of one call per row.
+#[utoipa::path(post, path = "/internal/events/check-batch", tag = "internal", security(("bearer" = [])),
+    params(("X-Internal-Token" = String, Header, description = "The internal service credential")),
+    request_body = CheckBatchRequest,
+    responses(
+        (status = 200, description = "Every event checked; `refused` lists those `POST /api/events` would refuse", body = CheckBatchResponse),
+        (status = 400, description = "Malformed JSON", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 404, description = "No or wrong internal credential", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 413, description = "The body exceeds the import's size cap", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 415, description = "Not `application/json`", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 422, description = "Not a list of events, or more events than an import's row cap", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = evently_core::problem::ProblemBody, content_type = PROBLEM),
+    ))]
+pub async fn check_batch(
+    State(state): State<EventsState>,
+    _caller: InternalCaller,
+    identity: Identity,
+    Json(body): Json<CheckBatchRequest>,
+) -> Result<axum::Json<CheckBatchResponse>, EventsError> {
+    if body.events.len() > state.batch.max_events {
+        return Err(Problem::invalid_field(
+            "/events",
+            format!("at most {} events per batch", state.batch.max_events),
+        )
+        .into());
+    }
+    let mut refused = Vec::new();
+    for (index, event) in body.events.iter().enumerate() {
+        let checked = match parts(event) {
+            Ok((draft, venue, status)) => state
+                .service
+                .check_event(&identity, &draft, venue, status)
+                .await
+                .map_err(Problem::from),
+            Err(problem) => Err(problem),
+        };
+        match checked {
+            Ok(()) => {}
+            // The store failed: the whole check did, not this event.
+            Err(problem) if problem.status().is_server_error() => return Err(problem.into()),
+            Err(problem) => refused.push(BatchRefusal {
+                index,
+                problem: problem.body(),
+            }),
+        }
+    }
+    Ok(axum::Json(CheckBatchResponse { refused }))
 }
 
 /// The problem refusing a batch for the events `refused` (by index).

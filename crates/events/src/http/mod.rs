@@ -88,6 +88,10 @@ pub fn router(state: EventsState) -> Router {
         .route("/api/events/{event_id}/status", put(events::change_status))
         .route("/internal/events/check", post(internal::check_event))
         .route(
+            "/internal/events/check-batch",
+            post(internal::check_batch).layer(DefaultBodyLimit::max(state.batch.max_bytes)),
+        )
+        .route(
             "/internal/events/batch",
             post(internal::upsert_batch).layer(DefaultBodyLimit::max(state.batch.max_bytes)),
         )

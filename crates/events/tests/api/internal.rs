@@ -131,6 +131,84 @@ async fn a_batch_writes_all_its_events_or_none() {
     assert_eq!(total(&app, "").await, 2);
 }
 
+async fn check_batch(
+    app: &evently_testkit::TestApp,
+    token: &str,
+    credential: Option<&str>,
+    events: &[Value],
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/internal/events/check-batch"))
+        .bearer_auth(token);
+    if let Some(credential) = credential {
+        request = request.header("x-internal-token", credential);
+    }
+    request
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_check_names_each_refused_event_and_writes_nothing() {
+    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |c| {
+        c.data.max_import_rows = 3;
+    })
+    .await;
+    let admin = app.signed_in_admin().await;
+    let org = organizer(&app, &admin).await;
+    let token = org.access_token.as_str();
+    let mut bad_currency = event_body("Bad currency");
+    bad_currency["currency"] = json!("euros");
+    let events = [event_body("Good"), bad_currency, json!({"eventName": 7})];
+
+    // No credential, or a wrong one: the route is not there.
+    assert_problem(check_batch(&app, token, None, &events).await, 404).await;
+    assert_problem(check_batch(&app, token, Some("guess"), &events).await, 404).await;
+
+    let checked = check_batch(&app, token, Some(TEST_INTERNAL_TOKEN), &events).await;
+    assert_eq!(checked.status(), 200);
+    let checked: Value = checked.json().await.unwrap();
+    let refused = checked["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{checked}");
+    assert_eq!(refused[0]["index"], 1);
+    assert_eq!(refused[0]["problem"]["status"], 422);
+    assert_eq!(refused[0]["problem"]["errors"][0]["pointer"], "/currency");
+    // A body `POST /api/events` could not even read is refused as it would be there.
+    assert_eq!(refused[1]["index"], 2);
+    assert!(
+        refused[1]["problem"]["status"] == 422 || refused[1]["problem"]["status"] == 400,
+        "{checked}"
+    );
+    // Nothing is created, whatever the answer.
+    let good = check_batch(&app, token, Some(TEST_INTERNAL_TOKEN), &events[..1]).await;
+    assert_eq!(good.json::<Value>().await.unwrap(), json!({"refused": []}));
+    assert_eq!(total(&app, "").await, 0);
+
+    // A user may create nothing: every event is refused as `POST /api/events` would be.
+    let user = app.signed_in_user().await;
+    let checked: Value = check_batch(
+        &app,
+        &user.access_token,
+        Some(TEST_INTERNAL_TOKEN),
+        &events[..1],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(checked["refused"][0]["problem"]["status"], 403, "{checked}");
+    // More events than an import has rows is refused whole.
+    let four: Vec<Value> = (0..4).map(|i| event_body(&format!("Many {i}"))).collect();
+    assert_problem(
+        check_batch(&app, token, Some(TEST_INTERNAL_TOKEN), &four).await,
+        422,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn every_internal_route_is_in_the_served_internal_document() {
     let app = spawn_services(&[ServiceName::Events], |_| {}).await;
@@ -145,6 +223,10 @@ async fn every_internal_route_is_in_the_served_internal_document() {
         .unwrap();
     let routes = evently_testkit::internal_routes(include_str!("../../src/http/mod.rs"));
     assert!(routes.contains(&("post".to_owned(), "/internal/events/batch".to_owned())));
+    assert!(routes.contains(&(
+        "post".to_owned(),
+        "/internal/events/check-batch".to_owned()
+    )));
     assert!(routes.contains(&("put".to_owned(), "/internal/events/{}".to_owned())));
     let own =
         serde_json::to_value(<evently_events::EventsInternalApi as utoipa::OpenApi>::openapi())
