@@ -223,10 +223,7 @@ async fn every_internal_route_is_in_the_served_internal_document() {
         .unwrap();
     let routes = evently_testkit::internal_routes(include_str!("../../src/http/mod.rs"));
     assert!(routes.contains(&("post".to_owned(), "/internal/events/batch".to_owned())));
-    assert!(routes.contains(&(
-        "post".to_owned(),
-        "/internal/events/check-batch".to_owned()
-    )));
+    assert!(routes.contains(&("post".to_owned(), "/internal/events/check-batch".to_owned())));
     assert!(routes.contains(&("put".to_owned(), "/internal/events/{}".to_owned())));
     let own =
         serde_json::to_value(<evently_events::EventsInternalApi as utoipa::OpenApi>::openapi())
