@@ -162,13 +162,7 @@ pub async fn upsert_batch(
     identity: Identity,
     Json(body): Json<BatchRequest>,
 ) -> Result<axum::Json<BatchResponse>, EventsError> {
-    if body.events.len() > state.batch.max_events {
-        return Err(Problem::invalid_field(
-            "/events",
-            format!("at most {} events per batch", state.batch.max_events),
-        )
-        .into());
-    }
+    within_cap(&state, body.events.len())?;
     let mut items = Vec::with_capacity(body.events.len());
     let mut refused = Vec::new();
     for (index, item) in body.events.into_iter().enumerate() {
@@ -202,6 +196,17 @@ pub async fn upsert_batch(
         )
         .into()),
     }
+}
+
+/// Refuses a batch of more than an import's row cap of events.
+fn within_cap(state: &EventsState, events: usize) -> Result<(), Problem> {
+    if events > state.batch.max_events {
+        return Err(Problem::invalid_field(
+            "/events",
+            format!("at most {} events per batch", state.batch.max_events),
+        ));
+    }
+    Ok(())
 }
 
 /// An event body of a batch, parsed and checked as the body of `POST /api/events` is.
@@ -251,13 +256,7 @@ pub async fn check_batch(
     identity: Identity,
     Json(body): Json<CheckBatchRequest>,
 ) -> Result<axum::Json<CheckBatchResponse>, EventsError> {
-    if body.events.len() > state.batch.max_events {
-        return Err(Problem::invalid_field(
-            "/events",
-            format!("at most {} events per batch", state.batch.max_events),
-        )
-        .into());
-    }
+    within_cap(&state, body.events.len())?;
     let mut refused = Vec::new();
     for (index, event) in body.events.iter().enumerate() {
         let checked = match parts(event) {

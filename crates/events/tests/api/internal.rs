@@ -9,6 +9,22 @@ use uuid::Uuid;
 
 use crate::support::{event_body, organizer, total};
 
+/// `POST` of `body` to the internal route at `path` for the holder of `token`, with the
+/// internal credential when given.
+async fn internal_post(
+    app: &evently_testkit::TestApp,
+    path: &str,
+    token: &str,
+    credential: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).bearer_auth(token);
+    if let Some(credential) = credential {
+        request = request.header("x-internal-token", credential);
+    }
+    request.json(body).send().await.unwrap()
+}
+
 async fn batch(
     app: &evently_testkit::TestApp,
     token: &str,
@@ -19,18 +35,8 @@ async fn batch(
         .iter()
         .map(|(id, event)| json!({"eventId": id, "event": event}))
         .collect();
-    let mut request = app
-        .client
-        .post(app.url("/internal/events/batch"))
-        .bearer_auth(token);
-    if let Some(credential) = credential {
-        request = request.header("x-internal-token", credential);
-    }
-    request
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap()
+    let body = json!({ "events": events });
+    internal_post(app, "/internal/events/batch", token, credential, &body).await
 }
 
 #[tokio::test]
@@ -137,18 +143,15 @@ async fn check_batch(
     credential: Option<&str>,
     events: &[Value],
 ) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url("/internal/events/check-batch"))
-        .bearer_auth(token);
-    if let Some(credential) = credential {
-        request = request.header("x-internal-token", credential);
-    }
-    request
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap()
+    let body = json!({ "events": events });
+    internal_post(
+        app,
+        "/internal/events/check-batch",
+        token,
+        credential,
+        &body,
+    )
+    .await
 }
 
 #[tokio::test]
