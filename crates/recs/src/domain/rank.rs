@@ -543,6 +543,16 @@ mod tests {
         (Catalogue::build(events, NOW), popularity)
     }
 
+    /// The hybrid ranking's context over `catalogue` and `popularity`, at `NOW`.
+    fn hybrid<'a>(catalogue: &'a Catalogue, popularity: &'a PopularityTable) -> Context<'a> {
+        Context {
+            catalogue,
+            popularity,
+            now: NOW,
+            method: Method::Hybrid,
+        }
+    }
+
     fn ids(items: &[Scored]) -> Vec<u128> {
         items.iter().map(|s| s.event_id.0.as_u128()).collect()
     }
@@ -560,12 +570,7 @@ mod tests {
     #[test]
     fn jazz_in_berlin_brings_jazz_and_berlin_first_never_owned_past_sold_out_or_cancelled() {
         let (catalogue, popularity) = world();
-        let ctx = Context {
-            catalogue: &catalogue,
-            popularity: &popularity,
-            now: NOW,
-            method: Method::Hybrid,
-        };
+        let ctx = hybrid(&catalogue, &popularity);
         let bought = [Purchase {
             event_id: id(1),
             at: NOW - DAY_MS,
@@ -591,12 +596,7 @@ mod tests {
     #[test]
     fn anonymous_gets_popular_events_in_their_city_first() {
         let (catalogue, popularity) = world();
-        let ctx = Context {
-            catalogue: &catalogue,
-            popularity: &popularity,
-            now: NOW,
-            method: Method::Hybrid,
-        };
+        let ctx = hybrid(&catalogue, &popularity);
 
         let anywhere = popular(&ctx, None, &Favourites::default(), &HashSet::new(), 3);
         let berlin = popular(
@@ -621,12 +621,7 @@ mod tests {
     #[test]
     fn favourite_cities_and_types_lift_their_events_and_say_so() {
         let (catalogue, popularity) = world();
-        let ctx = Context {
-            catalogue: &catalogue,
-            popularity: &popularity,
-            now: NOW,
-            method: Method::Hybrid,
-        };
+        let ctx = hybrid(&catalogue, &popularity);
         let bought = [Purchase {
             event_id: id(1),
             at: NOW - DAY_MS,
@@ -688,12 +683,7 @@ mod tests {
     #[test]
     fn a_favourite_type_comes_after_a_favourite_city_and_before_the_rest() {
         let (catalogue, popularity) = world();
-        let ctx = Context {
-            catalogue: &catalogue,
-            popularity: &popularity,
-            now: NOW,
-            method: Method::Hybrid,
-        };
+        let ctx = hybrid(&catalogue, &popularity);
         let favourites = Favourites::new(&["Hamburg".into()], &["theatre".into()]);
 
         let page = for_user(&ctx, &[], &favourites, &[], None, 10);
@@ -727,12 +717,7 @@ mod tests {
                 },
             ),
         ]));
-        let ctx = Context {
-            catalogue: &catalogue,
-            popularity: &popularity,
-            now: NOW,
-            method: Method::Hybrid,
-        };
+        let ctx = hybrid(&catalogue, &popularity);
         let edges = [CoEdge {
             anchor: id(1),
             other: id(4),
