@@ -4,7 +4,7 @@
 //! `postgres.rs`.
 
 use evently_core::db::StoreError;
-use evently_core::sql::{Db, Row, Sql, Tx, query};
+use evently_core::sql::{Db, Query, Row, Sql, Tx, query};
 use uuid::Uuid;
 
 use super::{
@@ -49,6 +49,24 @@ fn features_from_row(row: &Row) -> Result<EventFeatures, StoreError> {
         event_date: row.get("event_date")?,
         status: EventStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
     })
+}
+
+/// Binds `f`'s catalogue columns (`CATALOGUE_COLUMNS`, in order) and `updated_at` to `q`.
+fn bind_features(q: Query, f: &EventFeatures, now: i64) -> Result<Query, StoreError> {
+    let tags = serde_json::to_string(&f.tags).map_err(|e| StoreError::Other(e.into()))?;
+    Ok(q.bind(f.id.0)
+        .bind(f.organizer_id)
+        .bind(&f.name)
+        .bind(&f.description)
+        .bind(&f.event_type)
+        .bind(tags)
+        .bind(&f.city)
+        .bind(f.venue_id)
+        .bind(f.base_price)
+        .bind(&f.currency)
+        .bind(f.event_date)
+        .bind(f.status.as_str())
+        .bind(now))
 }
 
 /// Records `id` as applied; `false` if it already was.
@@ -212,22 +230,7 @@ impl SqlRecsStore {
             ));
             let mut q = query(sql);
             for f in chunk {
-                let tags =
-                    serde_json::to_string(&f.tags).map_err(|e| StoreError::Other(e.into()))?;
-                q = q
-                    .bind(f.id.0)
-                    .bind(f.organizer_id)
-                    .bind(&f.name)
-                    .bind(&f.description)
-                    .bind(&f.event_type)
-                    .bind(tags)
-                    .bind(&f.city)
-                    .bind(f.venue_id)
-                    .bind(f.base_price)
-                    .bind(&f.currency)
-                    .bind(f.event_date)
-                    .bind(f.status.as_str())
-                    .bind(now);
+                q = bind_features(q, f, now)?;
             }
             q.execute(&mut tx).await?;
         }
@@ -323,9 +326,7 @@ impl RecsStore for SqlRecsStore {
         }
         match change {
             CatalogChange::Upsert(f) => {
-                let tags =
-                    serde_json::to_string(&f.tags).map_err(|e| StoreError::Other(e.into()))?;
-                query(
+                let upsert = query(
                     "INSERT INTO catalogue (event_id, organizer_id, name, description, event_type, \
                      tags, city, venue_id, base_price, currency, event_date, status, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -335,22 +336,8 @@ impl RecsStore for SqlRecsStore {
                      venue_id = excluded.venue_id, base_price = excluded.base_price, \
                      currency = excluded.currency, event_date = excluded.event_date, \
                      status = excluded.status, updated_at = excluded.updated_at",
-                )
-                .bind(f.id.0)
-                .bind(f.organizer_id)
-                .bind(&f.name)
-                .bind(&f.description)
-                .bind(&f.event_type)
-                .bind(tags)
-                .bind(&f.city)
-                .bind(f.venue_id)
-                .bind(f.base_price)
-                .bind(&f.currency)
-                .bind(f.event_date)
-                .bind(f.status.as_str())
-                .bind(now)
-                .execute(&mut tx)
-                .await?;
+                );
+                bind_features(upsert, f, now)?.execute(&mut tx).await?;
             }
             CatalogChange::Status { event_id, status } => {
                 query("UPDATE catalogue SET status = $2, updated_at = $3 WHERE event_id = $1")
