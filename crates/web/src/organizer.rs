@@ -55,36 +55,43 @@ async fn organizer(state: &WebState, parts: &Parts, layout: &Layout) -> Result<M
     Err(failure(state, layout.clone(), &refused))
 }
 
-/// Every event (the first [`MAX_PAGES`] pages).
-async fn all_events(state: &WebState, parts: &Parts) -> Result<Vec<EventDetail>, ApiError> {
-    let mut events = Vec::new();
+/// Every item of the paged list at `list` (the first [`MAX_PAGES`] pages of 100); `split`
+/// takes a page apart into its items and the number of pages.
+async fn all_pages<L: serde::de::DeserializeOwned, T>(
+    state: &WebState,
+    parts: &Parts,
+    list: &str,
+    split: fn(L) -> (Vec<T>, u64),
+) -> Result<Vec<T>, ApiError> {
+    let mut items = Vec::new();
     for page in 0..MAX_PAGES {
-        let list: EventList = state
+        let answer: L = state
             .api
-            .get(parts, &format!("/api/events?size=100&page={page}"))
+            .get(parts, &format!("{list}?size=100&page={page}"))
             .await?;
-        events.extend(list.events);
-        if u64::from(page) + 1 >= list.page.total_pages {
+        let (more, total_pages) = split(answer);
+        items.extend(more);
+        if u64::from(page) + 1 >= total_pages {
             break;
         }
     }
-    Ok(events)
+    Ok(items)
+}
+
+/// Every event (the first [`MAX_PAGES`] pages).
+async fn all_events(state: &WebState, parts: &Parts) -> Result<Vec<EventDetail>, ApiError> {
+    all_pages(state, parts, "/api/events", |l: EventList| {
+        (l.events, l.page.total_pages)
+    })
+    .await
 }
 
 /// Every venue (the first [`MAX_PAGES`] pages).
 async fn all_venues(state: &WebState, parts: &Parts) -> Result<Vec<Venue>, ApiError> {
-    let mut venues = Vec::new();
-    for page in 0..MAX_PAGES {
-        let list: VenueList = state
-            .api
-            .get(parts, &format!("/api/venues?size=100&page={page}"))
-            .await?;
-        venues.extend(list.venues);
-        if u64::from(page) + 1 >= list.page.total_pages {
-            break;
-        }
-    }
-    Ok(venues)
+    all_pages(state, parts, "/api/venues", |l: VenueList| {
+        (l.venues, l.page.total_pages)
+    })
+    .await
 }
 
 // ---- my events --------------------------------------------------------------------------
