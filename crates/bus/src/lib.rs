@@ -75,7 +75,8 @@ pub struct Delivery {
 /// A consumer's open subscription. Deliveries come in outbox order; [`Subscription::ack`]
 /// records that everything up to and including a delivery has been processed, durably.
 /// Whatever was delivered but not acknowledged is delivered again to the consumer's next
-/// subscription (after the bus's ack wait, on NATS).
+/// subscription, before anything after it; a subscription never hands out an event after one
+/// it skipped.
 #[async_trait]
 pub trait Subscription: Send {
     /// Up to `max` deliveries, waiting up to `wait` for the first one; empty if none came.

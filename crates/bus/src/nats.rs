@@ -11,7 +11,9 @@
 //!
 //! Consumers use `AckPolicy::All`: acknowledging a message acknowledges every earlier one,
 //! which is exactly the "position" of [`crate::Subscription::ack`]. Unacknowledged messages are
-//! redelivered after `ack_wait`.
+//! redelivered after `ack_wait`. A subscription hands out the stream without a hole from the
+//! consumer's acknowledgement floor: a delivery lost in transit is read from the stream before
+//! anything after it is handed out, so no acknowledgement ever covers an event unseen.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
@@ -171,9 +173,60 @@ impl NatsBus {
     }
 }
 
+/// A subscription hands out the stream in order from the consumer's acknowledgement floor,
+/// whatever happened to earlier deliveries. A delivery can be lost in transit (the connection
+/// dropped with it, or another subscriber of the consumer took it): JetStream sends it again
+/// only after `ack_wait`, and meanwhile delivers the messages after it. Acknowledging one of
+/// those would, under `AckPolicy::All`, acknowledge the lost one unseen; so when a delivery
+/// skips ahead of the next expected stream sequence, the messages in between are read from
+/// the stream itself and handed out first.
 struct NatsSubscription {
     consumer: consumer::PullConsumer,
+    stream: stream::Stream,
+    /// The stream sequence to hand out next.
+    next: u64,
+    /// Consumer deliveries not yet acknowledged, with their stream sequences.
     pending: VecDeque<(u64, jetstream::Message)>,
+}
+
+impl NatsSubscription {
+    /// Hands out, in order, the stream's messages from `self.next` up to `before` (exclusive)
+    /// that the consumer did not deliver here. A sequence the stream no longer holds is
+    /// skipped, as a consumer would.
+    async fn fill_gap(&mut self, before: u64, out: &mut Vec<Delivery>) -> Result<(), BusError> {
+        let first = self
+            .stream
+            .get_info()
+            .await
+            .map_err(BusError::broker)?
+            .state
+            .first_sequence;
+        self.next = self.next.max(first);
+        tracing::warn!(
+            from = self.next,
+            to = before,
+            "deliveries lost in transit; reading them from the stream"
+        );
+        while self.next < before {
+            let position = self.next;
+            match self.stream.get_raw_message(position).await {
+                Ok(message) => decode(&message.payload, position, out),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(BusError::broker(e)),
+            }
+            self.next = position + 1;
+        }
+        Ok(())
+    }
+}
+
+/// Appends the envelope of the message at `position` to `out`; an undecodable one is logged
+/// and skipped (it would never decode, and holding it back would hold back the stream).
+fn decode(payload: &[u8], position: u64, out: &mut Vec<Delivery>) {
+    match Envelope::from_json(payload) {
+        Ok(envelope) => out.push(Delivery { envelope, position }),
+        Err(e) => tracing::warn!(error = %e, position, "skipping an undecodable message"),
+    }
 }
 
 #[async_trait]
@@ -191,10 +244,14 @@ impl Subscription for NatsSubscription {
         while let Some(message) = batch.next().await {
             let message = message.map_err(boxed)?;
             let position = message.info().map_err(boxed)?.stream_sequence;
-            match Envelope::from_json(&message.payload) {
-                Ok(envelope) => out.push(Delivery { envelope, position }),
-                // Kept pending so that acknowledging a later event also settles it.
-                Err(e) => tracing::warn!(error = %e, position, "skipping an undecodable message"),
+            if position > self.next {
+                self.fill_gap(position, &mut out).await?;
+            }
+            // A lower sequence is a redelivery of a message this subscription already handed
+            // out (it is kept only so that its acknowledgement settles it).
+            if position == self.next {
+                decode(&message.payload, position, &mut out);
+                self.next = position + 1;
             }
             self.pending.push_back((position, message));
         }
@@ -202,17 +259,21 @@ impl Subscription for NatsSubscription {
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
-        let Some(index) = self
+        // Under `AckPolicy::All` acknowledging the latest delivery at or before `delivery`
+        // acknowledges every earlier one; messages read from the stream have none of their
+        // own, and are settled with it or with a later acknowledgement.
+        let upto = delivery.position;
+        let Some((_, message)) = self
             .pending
             .iter()
-            .position(|(pos, _)| *pos == delivery.position)
+            .filter(|(position, _)| *position <= upto)
+            .max_by_key(|(position, _)| *position)
         else {
             return Ok(());
         };
-        let (_, message) = &self.pending[index];
         // The double ack waits for the server, so an acknowledged event is never redelivered.
         message.double_ack().await.map_err(boxed)?;
-        self.pending.drain(..=index);
+        self.pending.retain(|(position, _)| *position > upto);
         Ok(())
     }
 }
@@ -244,8 +305,16 @@ impl Bus for NatsBus {
             )
             .await
             .map_err(BusError::broker)?;
+        let floor = consumer
+            .get_info()
+            .await
+            .map_err(BusError::broker)?
+            .ack_floor
+            .stream_sequence;
         Ok(Box::new(NatsSubscription {
             consumer,
+            stream: stream.clone(),
+            next: floor + 1,
             pending: VecDeque::new(),
         }))
     }

@@ -212,5 +212,7 @@ bus_suite!(
     consumers_keep_independent_positions,
     reset_replays_from_the_beginning,
     redelivery_after_a_crash_is_applied_once,
+    a_resumed_consumer_starts_at_its_first_unacknowledged_event,
+    a_delivery_taken_elsewhere_is_not_skipped,
     events_wait_for_the_relay_and_keep_per_aggregate_order,
 );
