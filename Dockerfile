@@ -9,6 +9,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # The cache mounts keep the registry and the build directory between builds (BuildKit).
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 COPY crates crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
