@@ -3,7 +3,8 @@
 //! document, which lists every internal route of the router.
 
 use evently_testkit::{
-    ServiceName, TEST_INTERNAL_TOKEN, Value, assert_problem, json, spawn_services,
+    ServiceName, TEST_INTERNAL_TOKEN, TestApp, TestUser, Value, assert_problem, json,
+    spawn_services,
 };
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ use crate::support::{event_body, organizer, total};
 /// `POST` of `body` to the internal route at `path` for the holder of `token`, with the
 /// internal credential when given.
 async fn internal_post(
-    app: &evently_testkit::TestApp,
+    app: &TestApp,
     path: &str,
     token: &str,
     credential: Option<&str>,
@@ -26,7 +27,7 @@ async fn internal_post(
 }
 
 async fn batch(
-    app: &evently_testkit::TestApp,
+    app: &TestApp,
     token: &str,
     credential: Option<&str>,
     events: &[(Uuid, Value)],
@@ -39,16 +40,23 @@ async fn batch(
     internal_post(app, "/internal/events/batch", token, credential, &body).await
 }
 
-#[tokio::test]
-async fn a_batch_writes_all_its_events_or_none() {
-    // Auth and events without the gateway (which never forwards /internal/*); batches of at
-    // most three events.
+/// Auth and events without the gateway (which never forwards /internal/*), batches of at most
+/// `max_rows` events; with an admin and an organizer the admin made.
+async fn internal_app(max_rows: Option<usize>) -> (TestApp, TestUser, TestUser) {
     let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |c| {
-        c.data.max_import_rows = 3;
+        if let Some(max_rows) = max_rows {
+            c.data.max_import_rows = max_rows;
+        }
     })
     .await;
     let admin = app.signed_in_admin().await;
     let org = organizer(&app, &admin).await;
+    (app, admin, org)
+}
+
+#[tokio::test]
+async fn a_batch_writes_all_its_events_or_none() {
+    let (app, admin, org) = internal_app(Some(3)).await;
     let token = org.access_token.as_str();
     let (one, two, three) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let rows = [(one, event_body("One")), (two, event_body("Two"))];
@@ -138,7 +146,7 @@ async fn a_batch_writes_all_its_events_or_none() {
 }
 
 async fn check_batch(
-    app: &evently_testkit::TestApp,
+    app: &TestApp,
     token: &str,
     credential: Option<&str>,
     events: &[Value],
@@ -156,12 +164,7 @@ async fn check_batch(
 
 #[tokio::test]
 async fn a_batch_check_names_each_refused_event_and_writes_nothing() {
-    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |c| {
-        c.data.max_import_rows = 3;
-    })
-    .await;
-    let admin = app.signed_in_admin().await;
-    let org = organizer(&app, &admin).await;
+    let (app, _, org) = internal_app(Some(3)).await;
     let token = org.access_token.as_str();
     let mut bad_currency = event_body("Bad currency");
     bad_currency["currency"] = json!("euros");
@@ -246,9 +249,7 @@ async fn every_internal_route_is_in_the_served_internal_document() {
 
 #[tokio::test]
 async fn a_batch_larger_than_a_json_body_is_accepted_up_to_an_imports_size() {
-    let app = spawn_services(&[ServiceName::Auth, ServiceName::Events], |_| {}).await;
-    let admin = app.signed_in_admin().await;
-    let org = organizer(&app, &admin).await;
+    let (app, _, org) = internal_app(None).await;
     // 200 events of about 1.5 KB: far beyond the 64 KiB of any other JSON body.
     let rows: Vec<(Uuid, Value)> = (0..200)
         .map(|i| {
