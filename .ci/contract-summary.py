@@ -1,5 +1,6 @@
 """Counts what a schemathesis HAR report holds: each operation's answers by status, and how
-many purchases the stateful phase completed (POST /api/orders/purchase answered 201)."""
+many purchases the stateful phase completed (POST /api/orders/purchase or /api/orders/checkout
+answered 201)."""
 import collections
 import json
 import re
@@ -15,4 +16,8 @@ for entry in entries:
 for (method, path, status), n in sorted(counts.items()):
     print(f"{n:6} {status} {method} {path}")
 purchases = counts[("POST", "/api/orders/purchase", 201)]
-print(f"requests: {len(entries)}; purchases completed (POST /api/orders/purchase 201): {purchases}")
+checkouts = counts[("POST", "/api/orders/checkout", 201)]
+print(
+    f"requests: {len(entries)}; purchases completed (POST /api/orders/purchase 201): {purchases}; "
+    f"checkouts completed (POST /api/orders/checkout 201): {checkouts}"
+)

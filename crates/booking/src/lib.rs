@@ -60,7 +60,7 @@ pub use store::BookingStore;
         http::seats::seat_map, http::holds::create_hold, http::holds::get_hold,
         http::holds::hold_ttl, http::holds::refresh_hold, http::holds::release_hold,
         http::payments::create_intent, http::payments::confirm_intent, http::payments::get_payment,
-        http::orders::purchase,
+        http::orders::purchase, http::orders::checkout,
         http::orders::list_orders, http::orders::get_order, http::orders::cancel_order,
         http::availability::availability, http::availability::availability_stream,
         http::waitlist::join_waitlist, http::waitlist::waitlist_position,

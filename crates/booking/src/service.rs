@@ -25,6 +25,9 @@ use crate::store::{BookingStore, Confirmation, NewHold, NewIntent};
 /// The route idempotency keys of purchases are scoped to.
 pub const PURCHASE_ROUTE: &str = "POST /api/orders/purchase";
 
+/// The route a checkout's idempotency keys are scoped to.
+pub const CHECKOUT_ROUTE: &str = "POST /api/orders/checkout";
+
 /// Card "payment methods" of the simulated processor (as in Stripe's test mode).
 pub mod test_cards {
     /// Succeeds (the default when none is given).
@@ -33,6 +36,24 @@ pub mod test_cards {
     pub const DECLINED: &str = "pm_card_declined";
     /// The processor fails: 503, the intent is unchanged and may be confirmed again.
     pub const PROCESSOR_ERROR: &str = "pm_card_processing_error";
+}
+
+/// What the simulated processor does with `payment_method` (a test card; none is
+/// [`test_cards::SUCCEEDS`]).
+///
+/// # Errors
+/// 422 at `/paymentMethod` for any other method.
+pub fn card(payment_method: Option<&str>) -> Result<Confirmation, Problem> {
+    match payment_method.unwrap_or(test_cards::SUCCEEDS) {
+        test_cards::SUCCEEDS => Ok(Confirmation::Succeed),
+        test_cards::DECLINED => Ok(Confirmation::Decline),
+        test_cards::PROCESSOR_ERROR => Ok(Confirmation::Fail),
+        _ => Err(Problem::invalid_field(
+            "/paymentMethod",
+            "unknown payment method; use pm_card_visa, pm_card_declined or \
+             pm_card_processing_error",
+        )),
+    }
 }
 
 /// Per-event change signals, for availability streams in this process.
@@ -369,19 +390,7 @@ impl BookingService {
         secret: &str,
         payment_method: Option<&str>,
     ) -> Result<PaymentIntent, BookingError> {
-        let outcome = match payment_method.unwrap_or(test_cards::SUCCEEDS) {
-            test_cards::SUCCEEDS => Confirmation::Succeed,
-            test_cards::DECLINED => Confirmation::Decline,
-            test_cards::PROCESSOR_ERROR => Confirmation::Fail,
-            _ => {
-                return Err(Problem::invalid_field(
-                    "/paymentMethod",
-                    "unknown payment method; use pm_card_visa, pm_card_declined or \
-                     pm_card_processing_error",
-                )
-                .into());
-            }
-        };
+        let outcome = card(payment_method)?;
         if secret.is_empty() || secret.len() > 200 {
             return Err(BookingError::WrongSecret);
         }
@@ -406,8 +415,9 @@ impl BookingService {
             .ok_or(BookingError::IntentNotFound)
     }
 
-    /// Makes `purchase` (the caller's, as its handler built it), exactly once per its
-    /// idempotency key; `fingerprint` is the SHA-256 of the request body that asked for it.
+    /// Makes `purchase` (the caller's, as its handler built it: paid by a confirmed intent or
+    /// at checkout), exactly once per its idempotency key; `fingerprint` is the SHA-256 of the
+    /// request body that asked for it.
     ///
     /// # Errors
     /// As the purchase rules say; see [`BookingError`].

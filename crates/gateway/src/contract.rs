@@ -252,7 +252,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(Method, &mut Operati
 
 /// A link from an answer to an operation that takes its ids (OpenAPI links), so that a client
 /// or a stateful tool can follow register → login, venue → event → hold → intent → confirm →
-/// purchase, and each created object to the operations on it.
+/// purchase (or hold → checkout), and each created object to the operations on it.
 struct LinkSpec {
     /// The operation answering, and its success status.
     from: &'static str,
@@ -454,6 +454,34 @@ const LINKS: &[LinkSpec] = &[
             ("paymentIntentId", "$response.body#/paymentIntentId"),
         ],
     ),
+    link(
+        "create_hold",
+        "201",
+        "Checkout",
+        "checkout",
+        &[],
+        &[
+            ("eventId", "$response.body#/eventId"),
+            ("holdId", "$response.body#/holdId"),
+            ("seatIds", "$response.body#/seatIds"),
+        ],
+    ),
+    link(
+        "checkout",
+        "201",
+        "GetCheckoutOrder",
+        "get_order",
+        ORDER_ID,
+        &[],
+    ),
+    link(
+        "checkout",
+        "201",
+        "CancelCheckoutOrder",
+        "cancel_order",
+        ORDER_ID,
+        &[],
+    ),
     link("purchase", "201", "GetOrder", "get_order", ORDER_ID, &[]),
     link(
         "purchase",
@@ -467,7 +495,7 @@ const LINKS: &[LinkSpec] = &[
 
 /// Links whose body is the whole request: following one sends exactly those fields, nothing
 /// generated beside them (`x-schemathesis: {merge_body: false}`, for stateful testing tools).
-const WHOLE_BODY: &[&str] = &["Confirm", "Purchase"];
+const WHOLE_BODY: &[&str] = &["Confirm", "Purchase", "Checkout"];
 
 fn add_links(operation: &mut Operation) {
     let Some(id) = operation.operation_id.clone() else {

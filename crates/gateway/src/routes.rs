@@ -116,6 +116,7 @@ pub fn group_for(method: &Method, path: &str) -> Option<Group> {
             return Some(Group::Auth);
         }
         if path == "/api/orders/purchase"
+            || path == "/api/orders/checkout"
             || path == "/api/orders/holds"
             || under(path, "/api/orders/payments")
         {
@@ -168,6 +169,10 @@ mod tests {
         );
         assert_eq!(
             group_for(&Method::POST, "/api/orders/purchase"),
+            Some(Group::Purchase)
+        );
+        assert_eq!(
+            group_for(&Method::POST, "/api/orders/checkout"),
             Some(Group::Purchase)
         );
         assert_eq!(

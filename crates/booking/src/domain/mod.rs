@@ -41,8 +41,8 @@ pub use inventory::{
     seat_price, seat_shown_as, section_of,
 };
 pub use order::{
-    Order, OrderStatus, Purchase, PurchaseFacts, PurchaseRefusal, Ticket, TicketStatus,
-    check_purchase, purchase_without_event,
+    Order, OrderStatus, Payment, Purchase, PurchaseFacts, PurchaseRefusal, Ticket, TicketStatus,
+    check_purchase, checkout_intent, purchase_without_event,
 };
 pub use payment::{
     ConfirmRefusal, ConfirmStep, Confirmation, IntentStatus, PaymentIntent, confirmation_lost,

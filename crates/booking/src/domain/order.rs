@@ -7,7 +7,10 @@
 //! intent) to sell or names the first rule the request breaks; it writes nothing.
 //!
 //! A purchase travels as one command, [`Purchase`]: built once from the request and its
-//! caller, it reaches the store unchanged.
+//! caller, it reaches the store unchanged. It is paid either by an intent the buyer confirmed
+//! before (`POST /api/orders/purchase`) or in the purchase itself ([`Payment::AtCheckout`],
+//! `POST /api/orders/checkout`): then [`checkout_intent`] makes the intent it pays with, and
+//! the intent, the order and its tickets commit together.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -17,7 +20,8 @@ use uuid::Uuid;
 use super::StatusMachine;
 use super::hold::{Hold, HoldEnded, HoldStatus};
 use super::idempotency::IdempotencyKey;
-use super::payment::{IntentStatus, PaymentIntent};
+use super::inventory::Inventory;
+use super::payment::{Confirmation, IntentStatus, PaymentIntent, intent_amount};
 use super::{HoldId, IllegalTransition, OrderId, PaymentIntentId, TicketId};
 
 /// A purchase to make: the buyer's request to turn their paid hold into an order, exactly
@@ -35,10 +39,55 @@ pub struct Purchase {
     pub hold_id: HoldId,
     /// The seats named in the request (must be the hold's).
     pub seat_ids: Vec<String>,
-    /// The payment.
+    /// The payment intent: the confirmed one the request names, or at checkout the id of the
+    /// intent made for the purchase.
     pub intent_id: PaymentIntentId,
+    /// How the purchase is paid.
+    pub payment: Payment,
     /// The idempotency key, completed with the order in the same transaction.
     pub key: IdempotencyKey,
+}
+
+/// How a purchase is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payment {
+    /// By the succeeded intent [`Purchase::intent_id`], created and confirmed before.
+    Confirmed,
+    /// In the purchase's own transaction: by the hold's succeeded intent if the hold was paid
+    /// already (it is never charged twice), else by a new intent with
+    /// [`Purchase::intent_id`] for the hold's price, charged to this test card.
+    AtCheckout(Confirmation),
+}
+
+/// The intent a checkout pays for `hold` with: `paid`, the hold's succeeded intent, when it
+/// has one (`false`: nothing new to store), else a new succeeded intent `intent_id` of
+/// `buyer` for the price of the hold's seats in `inv` (`true`). `None` when the price
+/// overflows.
+pub fn checkout_intent(
+    hold: &Hold,
+    inv: &Inventory,
+    paid: Option<&PaymentIntent>,
+    buyer: Uuid,
+    intent_id: PaymentIntentId,
+) -> Option<(PaymentIntent, bool)> {
+    if let Some(paid) = paid {
+        return Some((paid.clone(), false));
+    }
+    let amount = intent_amount(&inv.section_prices, inv.base_price, &hold.seat_ids)?;
+    Some((
+        PaymentIntent {
+            id: intent_id,
+            hold_id: hold.id,
+            event_id: hold.event_id,
+            user_id: buyer,
+            amount,
+            currency: inv.currency.clone(),
+            status: IntentStatus::Succeeded,
+            // Nothing confirms it: no secret can match an empty hash.
+            secret_hash: String::new(),
+        },
+        true,
+    ))
 }
 
 /// Where an order is in its life: confirmed when placed, cancelled (and refunded) once.
@@ -535,6 +584,38 @@ mod tests {
                 serde_json::json!(status.as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_checkout_pays_with_the_holds_intent_if_it_has_one_else_a_new_one_at_its_price() {
+        let inv = on_sale();
+        let hold = Hold {
+            seat_ids: seats(&["A-1-1", "B-2-3"]),
+            ..hold()
+        };
+        let id = PaymentIntentId(Uuid::from_u128(9));
+        let (new, fresh) = checkout_intent(&hold, &inv, None, BUYER, id).unwrap();
+        assert!(fresh);
+        assert_eq!(new.id, id);
+        assert_eq!(
+            (new.hold_id, new.event_id, new.user_id),
+            (hold.id, hold.event_id, BUYER)
+        );
+        // Section A's price plus the base price, in the event's currency.
+        assert_eq!((new.amount, new.currency.as_str()), (5000 + 3000, "EUR"));
+        assert_eq!(new.status, IntentStatus::Succeeded);
+        assert!(new.secret_hash.is_empty());
+
+        let paid = intent();
+        let (used, fresh) = checkout_intent(&hold, &inv, Some(&paid), BUYER, id).unwrap();
+        assert!(!fresh);
+        assert_eq!(used, paid);
+
+        let dear = Inventory {
+            base_price: i64::MAX,
+            ..on_sale()
+        };
+        assert!(checkout_intent(&hold, &dear, None, BUYER, id).is_none());
     }
 
     /// The order machine, written as the list of its edges.

@@ -66,6 +66,7 @@ pub fn router(state: BookingState) -> Router {
             get(payments::get_payment),
         )
         .route("/api/orders/purchase", post(orders::purchase))
+        .route("/api/orders/checkout", post(orders::checkout))
         .route("/api/orders/orders", get(orders::list_orders))
         .route("/api/orders/{order_id}", get(orders::get_order))
         .route("/api/orders/{order_id}/cancel", post(orders::cancel_order))

@@ -13,11 +13,12 @@ use uuid::Uuid;
 
 use super::BookingState;
 use crate::domain::{
-    HoldId, IdempotencyKey, Order, OrderId, PaymentIntentId, Purchase, sha256_hex,
+    HoldId, IdempotencyKey, Order, OrderId, Payment, PaymentIntentId, Purchase, sha256_hex,
 };
 use crate::error::BookingError;
+use crate::http::payments::PaymentMethod;
 use crate::idempotency::Answer;
-use crate::service::PURCHASE_ROUTE;
+use crate::service::{CHECKOUT_ROUTE, PURCHASE_ROUTE, card};
 
 /// `POST /api/orders/purchase` (with an `Idempotency-Key` header).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -47,6 +48,7 @@ impl PurchaseRequest {
             hold_id: self.hold_id,
             seat_ids: self.seat_ids,
             intent_id: self.payment_intent_id,
+            payment: Payment::Confirmed,
             key: IdempotencyKey {
                 user_id: caller.user_id.0,
                 route: PURCHASE_ROUTE.into(),
@@ -54,6 +56,26 @@ impl PurchaseRequest {
             },
         }
     }
+}
+
+/// `POST /api/orders/checkout` (with an `Idempotency-Key` header).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// The event.
+    pub event_id: Uuid,
+    /// The caller's live hold.
+    #[schema(value_type = Uuid)]
+    pub hold_id: HoldId,
+    /// Exactly the hold's seats.
+    #[schema(min_items = 1, max_items = 10)]
+    pub seat_ids: Vec<String>,
+    /// Test card: `pm_card_visa` (default, succeeds), `pm_card_declined` (402; nothing is
+    /// bought, the hold stays), `pm_card_processing_error` (503; nothing changes, retry with
+    /// the same key). A hold paid before is bought with that payment and no card is charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PaymentMethod>)]
+    pub payment_method: Option<String>,
 }
 
 /// The `Idempotency-Key` of a request: required, one header, 1 to 255 visible ASCII
@@ -113,7 +135,63 @@ pub async fn purchase(
             .as_bytes(),
     );
     let purchase = body.into_purchase(&caller, key);
-    let answer = state.service.purchase(purchase, fingerprint).await?;
+    answer(state.service.purchase(purchase, fingerprint).await?)
+}
+
+/// Pays for and buys the caller's live hold in one step: a payment intent for the hold's
+/// price is charged to the test card, and it, the order, its tickets and the seats' sold state
+/// commit together (the three-step flow of intent, confirm and purchase in one request and
+/// one transaction). A hold paid before is bought with that payment. Exactly once per
+/// `Idempotency-Key` (scoped to the caller and this route, kept 24 h), as for
+/// `POST /api/orders/purchase`: the same key and body replay the first answer (a decline
+/// included: retry another card with a new key); another body is 422; while the first
+/// request runs, 409 with `Retry-After`. 409, 429 and 5xx answers are not stored.
+#[utoipa::path(post, path = "/api/orders/checkout", tag = "booking", request_body = CheckoutRequest,
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters, e.g. a UUID",
+        pattern = "^[\\x21-\\x7e]{1,255}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = Order),
+        (status = 400, description = "Missing or malformed Idempotency-Key", body = evently_core::problem::ProblemBody),
+        (status = 402, description = "Declined (test card pm_card_declined); nothing is bought", body = evently_core::problem::ProblemBody),
+        (status = 404, description = "No such hold of the caller's", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Hold expired or purchased, event cancelled, or the key's first request still running", body = evently_core::problem::ProblemBody),
+        (status = 422, description = "Seats do not match the hold, unknown payment method, or the key was used with another body", body = evently_core::problem::ProblemBody),
+        (status = 503, description = "Processor error (test card pm_card_processing_error); nothing changed", body = evently_core::problem::ProblemBody),
+    ))]
+pub async fn checkout(
+    State(state): State<BookingState>,
+    caller: Identity,
+    headers: HeaderMap,
+    Json(body): Json<CheckoutRequest>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let card = card(body.payment_method.as_deref())?;
+    let fingerprint = sha256_hex(
+        serde_json::to_string(&body)
+            .map_err(|e| Problem::internal(e.into()))?
+            .as_bytes(),
+    );
+    let purchase = Purchase {
+        order_id: OrderId::new(),
+        user_id: caller.user_id.0,
+        event_id: body.event_id,
+        hold_id: body.hold_id,
+        seat_ids: body.seat_ids,
+        // Time-ordered like hold ids.
+        intent_id: PaymentIntentId::new(),
+        payment: Payment::AtCheckout(card),
+        key: IdempotencyKey {
+            user_id: caller.user_id.0,
+            route: CHECKOUT_ROUTE.into(),
+            key,
+        },
+    };
+    answer(state.service.purchase(purchase, fingerprint).await?)
+}
+
+/// The response to a purchase's answer: 201 when made now, else the stored answer replayed.
+fn answer(answer: Answer<String>) -> Result<Response, Problem> {
     Ok(match answer {
         Answer::Fresh(body) => json_response(StatusCode::CREATED, body, false),
         Answer::Replayed { status, body } => json_response(

@@ -8,17 +8,17 @@ use uuid::Uuid;
 use evently_core::sql::{Row, Sql, Tx, query};
 
 use crate::domain::{
-    Candidate, Hold, HoldId, HoldStatus, Inventory, Order, OrderStatus, PaymentIntent,
+    Candidate, Hold, HoldId, HoldStatus, Inventory, Order, OrderStatus, Payment, PaymentIntent,
     PaymentIntentId, Policy, SeatState, Selection, best_window, hold_is_live,
     purchase_without_event, refuse_best_early, refuse_named_early, seat_blocks,
 };
 use crate::error::BookingError;
-use crate::store::{NewHold, Purchase, corrupt, placeholders, wanted_seats};
+use crate::store::{NewHold, Purchase, corrupt, placeholders, value_rows, wanted_seats};
 
 use super::{
     holds::{fetch_hold, hold_step, seat_states},
     inventory::{candidates, open_event},
-    purchase::purchase_step,
+    purchase::{PAID_INTENT, PURCHASE_COLUMNS, named_intent, purchase_step},
     rows::{hold_from, intent_from, joined_intent_from},
     sql::SqlBookingStore,
     waitlist::finish,
@@ -155,6 +155,9 @@ pub(crate) struct Overlay {
     /// The holds and payment intents the batch's purchases name, by (hold, intent), as stored.
     pub(crate) purchases:
         std::collections::HashMap<(HoldId, PaymentIntentId), (Hold, Option<PaymentIntent>)>,
+    /// The holds the batch's checkouts buy, with the succeeded intent of those paid before,
+    /// as stored.
+    pub(crate) checkouts: std::collections::HashMap<HoldId, (Hold, Option<PaymentIntent>)>,
     /// Seats taken by the batch's holds.
     pub(crate) taken: std::collections::HashSet<String>,
     /// Buyers with a hold in the batch.
@@ -492,6 +495,7 @@ pub(super) async fn prefetch(
     let mut takes = 0i64;
     let mut widest = None;
     let mut bought = Vec::new();
+    let mut checkouts = Vec::new();
     for job in jobs {
         match job {
             Job::Hold { new, .. } => {
@@ -509,7 +513,10 @@ pub(super) async fn prefetch(
                     Selection::Best { .. } => {}
                 }
             }
-            Job::Purchase { input, .. } => bought.push((input.hold_id, input.intent_id)),
+            Job::Purchase { input, .. } => match input.payment {
+                Payment::Confirmed => bought.push((input.hold_id, input.intent_id)),
+                Payment::AtCheckout(_) => checkouts.push(input.hold_id),
+            },
         }
     }
     if !buyers.is_empty() {
@@ -556,14 +563,9 @@ pub(super) async fn prefetch(
             .join(", ");
         let sql = format!(
             "WITH asked (hold_id, intent_id) AS (VALUES {pairs}) \
-             SELECT asked.intent_id AS asked_intent, h.id, h.event_id, h.user_id, \
-             h.seat_ids, h.kind, h.status, h.created_at, h.expires_at, \
-             i.id AS intent_id, i.hold_id AS intent_hold_id, \
-             i.event_id AS intent_event_id, i.user_id AS intent_user_id, \
-             i.amount AS intent_amount, i.currency AS intent_currency, \
-             i.status AS intent_status, i.secret_hash AS intent_secret_hash \
-             FROM asked JOIN holds h ON h.id = asked.hold_id \
-             LEFT JOIN payment_intents i ON i.id = asked.intent_id"
+             SELECT asked.intent_id AS asked_intent, {PURCHASE_COLUMNS} \
+             FROM asked JOIN holds h ON h.id = asked.hold_id {}",
+            named_intent("asked.intent_id")
         );
         let mut query = query(Sql::assert_safe(sql));
         for (hold, intent) in &bought {
@@ -575,6 +577,24 @@ pub(super) async fn prefetch(
             overlay
                 .purchases
                 .insert((hold.id, asked), (hold, joined_intent_from(row)?));
+        }
+    }
+    if !checkouts.is_empty() {
+        let sql = format!(
+            "WITH asked (hold_id) AS (VALUES {}) \
+             SELECT {PURCHASE_COLUMNS} FROM asked JOIN holds h ON h.id = asked.hold_id \
+             {PAID_INTENT}",
+            value_rows(1, checkouts.len()),
+        );
+        let mut query = query(Sql::assert_safe(sql));
+        for hold in &checkouts {
+            query = query.bind(hold.0);
+        }
+        for row in &query.fetch_all(&mut *tx).await? {
+            let hold = hold_from(row)?;
+            overlay
+                .checkouts
+                .insert(hold.id, (hold, joined_intent_from(row)?));
         }
     }
     Ok(())

@@ -127,8 +127,8 @@ mod writes;
 pub(crate) use batch::{Batches, Job, Overlay};
 pub use sql::SqlBookingStore;
 pub(crate) use writes::{
-    Arg, HOLD_INSERTED, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, SEAT_HELD, SEATS_SOLD,
-    TICKET_INSERTED, Write, Writes, shift_placeholders,
+    Arg, HOLD_INSERTED, HOLD_PURCHASED, INTENT_PAID, KEY_COMPLETED, ORDER_INSERTED, SEAT_HELD,
+    SEATS_SOLD, TICKET_INSERTED, Write, Writes, shift_placeholders,
 };
 
 /// A hold to take.
@@ -161,7 +161,7 @@ pub struct NewIntent {
 
 pub use crate::domain::Confirmation;
 
-pub use crate::domain::{IdempotencyKey, Purchase};
+pub use crate::domain::{IdempotencyKey, Payment, Purchase};
 
 pub use evently_core::idempotency::IdempotencyStart;
 
@@ -394,11 +394,15 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
 /// seat of the event by `event_id` and filter the list out of them; a join from the list
 /// looks each seat up by the whole key.
 pub(crate) fn wanted_seats(start: usize, n: usize) -> String {
-    let rows = (start..start + n)
+    format!("WITH wanted (seat_id) AS (VALUES {})", value_rows(start, n))
+}
+
+/// `($start), ($start+1), …`: `n` rows of one parameter each, for a `VALUES` list.
+pub(crate) fn value_rows(start: usize, n: usize) -> String {
+    (start..start + n)
         .map(|i| format!("(${i})"))
         .collect::<Vec<_>>()
-        .join(", ");
-    format!("WITH wanted (seat_id) AS (VALUES {rows})")
+        .join(", ")
 }
 
 pub(crate) fn count(n: usize) -> i64 {

@@ -9,12 +9,13 @@ use evently_bus::catalog::InventoryChange;
 use evently_core::db::StoreError;
 
 use crate::domain::{
-    HoldKind, Inventory, Order, OrderId, OrderStatus, Policy, PurchaseFacts, Ticket, TicketId,
-    TicketStatus, check_purchase, random_token, within_ticket_limit,
+    Confirmation, HoldKind, Inventory, Order, OrderId, OrderStatus, Payment, Policy, PurchaseFacts,
+    Ticket, TicketId, TicketStatus, check_purchase, checkout_intent, random_token,
+    within_ticket_limit,
 };
 use crate::error::BookingError;
 use crate::store::{
-    Arg, HOLD_PURCHASED, KEY_COMPLETED, ORDER_INSERTED, Overlay, Purchase, SEATS_SOLD,
+    Arg, HOLD_PURCHASED, INTENT_PAID, KEY_COMPLETED, ORDER_INSERTED, Overlay, Purchase, SEATS_SOLD,
     TICKET_INSERTED, Writes, count, json,
 };
 
@@ -105,15 +106,25 @@ pub(super) async fn order_in(tx: &mut Tx, order_id: OrderId) -> Result<Option<Or
     order_from(&row, tickets).map(Some)
 }
 
-/// A purchase's hold and payment intent (`$2`), in one statement; the caller adds
-/// which holds.
-pub(super) const PURCHASE_READ: &str = "SELECT h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
+/// The columns of a purchase's read: its hold `h`, and the payment intent `i` that
+/// [`named_intent`] or [`PAID_INTENT`] joins to it.
+pub(super) const PURCHASE_COLUMNS: &str = "h.id, h.event_id, h.user_id, h.seat_ids, h.kind, \
     h.status, h.created_at, h.expires_at, i.id AS intent_id, \
     i.hold_id AS intent_hold_id, i.event_id AS intent_event_id, \
     i.user_id AS intent_user_id, i.amount AS intent_amount, \
     i.currency AS intent_currency, i.status AS intent_status, \
-    i.secret_hash AS intent_secret_hash \
-    FROM holds h LEFT JOIN payment_intents i ON i.id = $2";
+    i.secret_hash AS intent_secret_hash";
+
+/// Joins to the hold `h` the payment intent `i` whose id is `named` (an SQL expression): what
+/// a purchase paid by a confirmed intent reads.
+pub(super) fn named_intent(named: &str) -> String {
+    format!("LEFT JOIN payment_intents i ON i.id = {named}")
+}
+
+/// Joins to the hold `h` its succeeded payment intent `i`, if the hold was paid before: what a
+/// checkout reads.
+pub(super) const PAID_INTENT: &str =
+    "LEFT JOIN payment_intents i ON i.hold_id = h.id AND i.status = 'succeeded'";
 
 /// A purchase inside the inventory transaction: its checks, and its writes (with the
 /// idempotency record's answer) added to `writes`. Returns the order and its answer.
@@ -164,30 +175,71 @@ pub(super) async fn purchase_in(
     policy: Policy,
 ) -> Result<Order, BookingError> {
     let found = match overlay.as_deref() {
-        Some(o) => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
+        Some(o) => match input.payment {
+            Payment::Confirmed => o.purchases.get(&(input.hold_id, input.intent_id)).cloned(),
+            Payment::AtCheckout(_) => o.checkouts.get(&input.hold_id).cloned(),
+        },
         None => {
-            let sql = format!("{PURCHASE_READ} WHERE h.id = $1");
-            let row = query(Sql::assert_safe(sql))
-                .bind(input.hold_id.0)
-                .bind(input.intent_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let join = match input.payment {
+                Payment::Confirmed => named_intent("$2"),
+                Payment::AtCheckout(_) => PAID_INTENT.to_owned(),
+            };
+            let sql = format!("SELECT {PURCHASE_COLUMNS} FROM holds h {join} WHERE h.id = $1");
+            let mut read = query(Sql::assert_safe(sql)).bind(input.hold_id.0);
+            if input.payment == Payment::Confirmed {
+                read = read.bind(input.intent_id.0);
+            }
+            let row = read.fetch_optional(&mut *tx).await?;
             row.as_ref()
                 .map(|row| Ok::<_, StoreError>((hold_from(row)?, joined_intent_from(row)?)))
                 .transpose()?
         }
+    };
+    // At checkout, the intent it pays with: the hold's own if it was paid before, else a
+    // new one (`true`), stored below once every check has passed.
+    let checkout = match (input.payment, &found) {
+        (Payment::AtCheckout(_), Some((hold, paid))) => Some(
+            checkout_intent(hold, inv, paid.as_ref(), input.user_id, input.intent_id)
+                .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?,
+        ),
+        _ => None,
+    };
+    let intent = match &checkout {
+        Some((intent, _)) => Some(intent),
+        None => found.as_ref().and_then(|(_, intent)| intent.as_ref()),
     };
     let (hold, intent) = check_purchase(&PurchaseFacts {
         buyer: input.user_id,
         event_id: inv.event_id,
         event_cancelled: inv.is_cancelled(),
         hold: found.as_ref().map(|(hold, _)| hold),
-        intent: found.as_ref().and_then(|(_, intent)| intent.as_ref()),
+        intent,
         seat_ids: &input.seat_ids,
         bought_earlier: overlay
             .as_deref()
             .is_some_and(|o| o.purchased.contains(&input.hold_id)),
     })?;
+    if let (Payment::AtCheckout(card), Some((_, true))) = (input.payment, &checkout) {
+        // The simulated processor charges the card; a refusal leaves everything as it was.
+        match card {
+            Confirmation::Succeed => {}
+            Confirmation::Decline => return Err(BookingError::PaymentDeclined),
+            Confirmation::Fail => return Err(BookingError::PaymentFailed),
+        }
+        writes.push_row(
+            &INTENT_PAID,
+            vec![
+                Arg::Uuid(intent.id.0),
+                Arg::Uuid(hold.id.0),
+                Arg::Uuid(inv.event_id),
+                Arg::Uuid(input.user_id),
+                Arg::Int(intent.amount),
+                Arg::Text(intent.currency.clone()),
+                Arg::Int(now),
+            ],
+            Some(1),
+        );
+    }
     if policy.limit_purchases {
         // Stored orders, plus those bought earlier in this batch (not stored yet).
         let stored: i64 = query(

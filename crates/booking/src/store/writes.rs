@@ -75,6 +75,20 @@ pub(crate) static ORDER_INSERTED: RowOp = RowOp {
            seat_ids, quantity, amount, currency, created_at)",
 };
 
+/// A payment intent paid at checkout, in its purchase's transaction: id, hold, event, payer,
+/// amount, currency, when. Its secret hash is empty: no secret confirms it (it needs none).
+pub(crate) static INTENT_PAID: RowOp = RowOp {
+    one: "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, currency, \
+          secret_hash, status, created_at, updated_at) \
+          VALUES ($1, $2, $3, $4, $5, $6, '', 'succeeded', $7, $7)",
+    many: "INSERT INTO payment_intents (id, hold_id, event_id, user_id, amount, currency, \
+           secret_hash, status, created_at, updated_at) \
+           SELECT u.id, u.hold_id, u.event_id, u.user_id, u.amount, u.currency, '', \
+           'succeeded', u.at, u.at FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], \
+           $4::uuid[], $5::bigint[], $6::text[], $7::bigint[]) \
+           AS u (id, hold_id, event_id, user_id, amount, currency, at)",
+};
+
 /// A new valid ticket: id, order, event, seat, code.
 pub(crate) static TICKET_INSERTED: RowOp = RowOp {
     one: "INSERT INTO tickets (id, order_id, event_id, seat_id, code, status) \

@@ -16,7 +16,9 @@
 
 use crate::support::{NOW, POLICY, Subject, layout, publish, snapshot};
 use evently_booking::BookingService;
-use evently_booking::domain::{Hold, HoldId, HoldStatus, OrderId, PaymentIntentId, Purchase};
+use evently_booking::domain::{
+    Hold, HoldId, HoldStatus, OrderId, Payment, PaymentIntentId, Purchase,
+};
 use evently_booking::idempotency::Answer;
 use evently_booking::store::IdempotencyKey;
 use evently_bus::DomainEvent;
@@ -249,6 +251,7 @@ async fn run_sequence(
                     hold_id: hold.id,
                     seat_ids: hold.seat_ids.clone(),
                     intent_id: intent,
+                    payment: Payment::Confirmed,
                     key: IdempotencyKey {
                         user_id: users[*user],
                         route: "POST /api/orders/purchase".into(),

@@ -20,6 +20,7 @@
 mod support;
 
 mod catalog;
+mod checkout;
 mod concurrency;
 mod holds;
 mod lifecycle;

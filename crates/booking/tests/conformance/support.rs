@@ -8,8 +8,8 @@ use evently_booking::domain::{
 };
 use evently_booking::error::BookingError;
 use evently_booking::store::{
-    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, Purchase,
-    SqlBookingStore,
+    BookingStore, Confirmation, IdempotencyKey, IdempotencyStart, NewHold, NewIntent, Payment,
+    Purchase, SqlBookingStore,
 };
 use evently_bus::catalog::{
     Availability, EventSnapshot, InventoryChange, SeatLayout, SeatRow, SeatSection,
@@ -62,6 +62,7 @@ pub const POLICY: Policy = Policy {
 };
 pub const SECRET: &str = "pi_conformance_secret";
 pub const ROUTE: &str = "POST /api/orders/purchase";
+pub const CHECKOUT_ROUTE: &str = "POST /api/orders/checkout";
 
 /// Passes when `$result` is an `Err` matching `$pattern`, and shows what it was otherwise.
 macro_rules! refused {
@@ -253,8 +254,33 @@ pub fn purchase_of(hold: &Hold, intent_id: PaymentIntentId, k: &str) -> Purchase
         hold_id: hold.id,
         seat_ids: hold.seat_ids.clone(),
         intent_id,
+        payment: Payment::Confirmed,
         key: key(hold.user_id, k),
     }
+}
+
+/// The checkout of `hold` as its buyer names it, paid with `card`, under key `k` (begun).
+pub async fn checkout_of(
+    store: &Arc<dyn BookingStore>,
+    hold: &Hold,
+    card: Confirmation,
+    k: &str,
+    now: i64,
+) -> Purchase {
+    let input = Purchase {
+        payment: Payment::AtCheckout(card),
+        key: IdempotencyKey {
+            route: CHECKOUT_ROUTE.into(),
+            ..key(hold.user_id, k)
+        },
+        ..purchase_of(hold, PaymentIntentId::new(), k)
+    };
+    let started = store
+        .idempotency_begin(&input.key, "fingerprint", now, LOCK, KEY_TTL)
+        .await
+        .unwrap();
+    assert_eq!(started, IdempotencyStart::Started);
+    input
 }
 
 /// Pays for and buys `hold` under a fresh idempotency key.
