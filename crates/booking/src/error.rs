@@ -229,13 +229,16 @@ impl From<BookingError> for Problem {
                 "payment-declined",
                 "Payment declined",
             )
-            .detail("the card was declined; create a new payment intent to try again"),
+            .detail(
+                "the card was declined and nothing was charged; pay with another card (a new \
+                 payment intent, or a checkout under a new Idempotency-Key)",
+            ),
             E::PaymentFailed => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "payment-processor-error",
                 "Payment processor error",
             )
-            .detail("the payment processor failed; the intent is unchanged, confirm it again")
+            .detail("the payment processor failed and nothing changed; try again")
             .retry_after(1),
             E::OrderNotFound => Problem::not_found("no such order"),
             E::OrderCancelled => Problem::conflict("order-cancelled", "Order already cancelled"),

@@ -3,6 +3,7 @@
 //! `EVENTLY_TEST_POSTGRES_URL` is set.
 
 mod authz;
+mod checkout;
 mod flow;
 mod internal_doc;
 mod nats_outage;

@@ -226,6 +226,17 @@ pub async fn purchase(app: &TestApp, token: &str, key: &str, body: &Value) -> Re
         .unwrap()
 }
 
+pub async fn checkout(app: &TestApp, token: &str, key: &str, body: &Value) -> Response {
+    app.client
+        .post(app.url("/api/orders/checkout"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn purchase_body(event_id: &str, hold: &Value, intent_id: &str) -> Value {
     json!({"eventId": event_id, "holdId": hold["holdId"], "seatIds": hold["seatIds"], "paymentIntentId": intent_id})
 }
