@@ -4,7 +4,7 @@
 use evently_bus::Bus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -42,6 +42,13 @@ impl CaughtUp {
 
 /// Consumes `bus` as the durable consumer `name` into `index` until `shutdown`. With `replay`
 /// (a fresh index) the consumer is first reset, so the stream is read from its beginning.
+/// Commits are at least `pace` apart while changes trickle in: what arrives sooner waits and
+/// goes in the next commit (a commit, and the reader's reload after it, cost the same for one
+/// change as for hundreds); a full batch, with more waiting behind it, is followed at once.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the consumer's parts and its pace"
+)]
 pub async fn run(
     bus: Arc<dyn Bus>,
     name: String,
@@ -49,8 +56,10 @@ pub async fn run(
     index: Arc<dyn EventIndex>,
     caught_up: Arc<CaughtUp>,
     replay: bool,
+    pace: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut committed: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     let mut reset_pending = replay;
     'subscribe: while !shutdown.is_cancelled() {
@@ -79,6 +88,14 @@ pub async fn run(
             }
         };
         loop {
+            if let Some(rest) = committed.map(|at| pace.saturating_sub(at.elapsed()))
+                && !rest.is_zero()
+            {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(rest) => {}
+                }
+            }
             let deliveries = tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = subscription.next_batch(BATCH, Duration::from_millis(200)) => r,
@@ -103,6 +120,8 @@ pub async fn run(
             let envelopes: Vec<&evently_bus::Envelope> =
                 deliveries.iter().map(|d| &d.envelope).collect();
             let span = evently_bus::consumer::consume_span(&name, &envelopes);
+            // A full batch means more is waiting (a replay, a backlog): the next goes at once.
+            committed = (deliveries.len() < BATCH).then(Instant::now);
             if let Err(e) = index.apply(stream, batch).instrument(span).await {
                 tracing::warn!(consumer = %name, error = format!("{e:#}"), "indexing failed; will retry");
                 tokio::time::sleep(backoff).await;

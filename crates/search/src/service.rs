@@ -23,6 +23,8 @@ pub struct Search {
     caught_up: Arc<CaughtUp>,
     consumer: String,
     fresh: bool,
+    /// Least time between two commits of a feed.
+    pace: std::time::Duration,
 }
 
 impl Search {
@@ -53,6 +55,7 @@ impl Search {
             caught_up: Arc::new(CaughtUp::default()),
             consumer: format!("search-{replica}"),
             fresh,
+            pace: std::time::Duration::from_millis(config.search.commit_interval_ms),
         })
     }
 
@@ -114,6 +117,7 @@ impl Search {
                     self.index.clone(),
                     self.caught_up.clone(),
                     self.fresh,
+                    self.pace,
                     shutdown.clone(),
                 )
                 .instrument(tracing::info_span!(

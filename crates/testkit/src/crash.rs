@@ -17,9 +17,11 @@
 //! drives processes and HTTP, so it needs nothing of the crates it is compiled into.
 //!
 //! The process runs the services of the purchase path (auth, events, booking, behind the
-//! gateway). Buyers go through hold → intent → confirm → purchase. A failure before the purchase
-//! (a connection cut by the kill, a 503 while the process restarts) abandons the attempt: the
-//! hold is left to expire, and a paid one is refunded. A purchase without a definite answer
+//! gateway). Even-numbered buyers go through hold → intent → confirm → purchase, odd-numbered
+//! ones through hold → checkout (payment and purchase in one request and one transaction). A
+//! failure before the purchase (a connection cut by the kill, a 503 while the process restarts)
+//! abandons the attempt: the hold is left to expire, and a paid one is refunded. A purchase or
+//! checkout without a definite answer
 //! (no answer, 5xx, or 409 `request-in-flight` while the dead process's lease on the key
 //! runs out) is sent again with the same key and body until it gets one: 201 (made now or
 //! replayed) or a refusal.
@@ -279,6 +281,32 @@ struct Counts {
     abandoned: AtomicU64,
 }
 
+/// A hold's payment intent, created and confirmed: its id, or `None` when either step got no
+/// success (the attempt is then abandoned).
+async fn pay(http: &reqwest::Client, base: &str, token: &str, hold_id: &str) -> Option<String> {
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let intent = post("/api/orders/payments/intent", json!({"holdId": hold_id}))
+        .await
+        .ok()
+        .filter(|r| r.status().as_u16() == 201)?
+        .json::<Value>()
+        .await
+        .ok()?;
+    let intent_id = intent["paymentIntentId"].as_str()?;
+    let secret = intent["clientSecret"].as_str()?;
+    let confirm = json!({"paymentIntentId": intent_id, "clientSecret": secret});
+    post("/api/orders/payments/confirm", confirm)
+        .await
+        .ok()
+        .filter(|r| r.status().as_u16() == 200)?;
+    Some(intent_id.to_owned())
+}
+
 /// One purchase attempt of a buyer; `Ok(false)` when abandoned before the purchase.
 async fn attempt(
     http: &reqwest::Client,
@@ -317,39 +345,19 @@ async fn attempt(
     let (Some(hold_id), Some(seats)) = (hold["holdId"].as_str(), hold["seatIds"].as_array()) else {
         return false;
     };
-    let Some(intent) = ok(
-        post("/api/orders/payments/intent", json!({"holdId": hold_id}))
-            .send()
-            .await,
-        201,
-    )
-    .await
-    else {
-        return false;
-    };
-    let (Some(intent_id), Some(secret)) = (
-        intent["paymentIntentId"].as_str(),
-        intent["clientSecret"].as_str(),
-    ) else {
-        return false;
-    };
-    let confirmed = ok(
-        post(
-            "/api/orders/payments/confirm",
-            json!({"paymentIntentId": intent_id, "clientSecret": secret}),
-        )
-        .send()
-        .await,
-        200,
-    )
-    .await;
-    if confirmed.is_none() {
-        return false;
-    }
     let key = uuid::Uuid::now_v7().to_string();
-    let body = json!({
-        "eventId": event_id, "holdId": hold_id, "seatIds": seats, "paymentIntentId": intent_id,
-    });
+    let (path, body) = if buyer % 2 == 1 {
+        let body = json!({"eventId": event_id, "holdId": hold_id, "seatIds": seats});
+        ("/api/orders/checkout", body)
+    } else {
+        let Some(intent_id) = pay(http, base, token, hold_id).await else {
+            return false;
+        };
+        let body = json!({
+            "eventId": event_id, "holdId": hold_id, "seatIds": seats, "paymentIntentId": intent_id,
+        });
+        ("/api/orders/purchase", body)
+    };
     // Whether the next request is a retry (the last one had no definite answer); after a
     // fresh 201 the key is sent once more, not as a retry: its replay must name the same
     // order.
@@ -361,7 +369,7 @@ async fn attempt(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         retry = true;
-        let Ok(response) = post("/api/orders/purchase", body.clone())
+        let Ok(response) = post(path, body.clone())
             .header("Idempotency-Key", &key)
             .send()
             .await

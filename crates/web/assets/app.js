@@ -182,6 +182,7 @@ const STATE_WORDS = { available: "available", held: "held", reserved: "sold" };
 function initCheckout(root) {
   const eventId = root.dataset.event;
   const currency = root.dataset.currency;
+  const prices = JSON.parse(root.dataset.prices || "{}");
   const waitlistOpen = root.dataset.waitlist === "yes";
   const storageKey = `evently.checkout.${eventId}`;
   const seats = new Map();
@@ -306,8 +307,7 @@ function initCheckout(root) {
       seatIds: h.seatIds,
       expiresAt: Date.now() + h.expiresInSeconds * 1000,
       key: randomKey(),
-      intent: null,
-      amount: null,
+      card: null,
     };
     selected.clear();
     save();
@@ -330,17 +330,14 @@ function initCheckout(root) {
     else sessionStorage.removeItem(storageKey);
   }
 
-  async function newIntent() {
-    const result = await api("POST", "/api/orders/payments/intent", { holdId: hold.holdId });
-    if (!result.ok) {
-      if (slug(result) === "hold-expired") expire();
-      show(payMessage, human(result));
-      return false;
-    }
-    hold.intent = { id: result.data.paymentIntentId, secret: result.data.clientSecret };
-    hold.amount = money(result.data.amount, result.data.currency);
-    save();
-    return true;
+  // What the hold costs: each seat at its section's price, or the event's base price (the
+  // server's rule; the checkout charges what it computes).
+  function holdTotal(seatIds) {
+    const sections = prices.sections || {};
+    return seatIds.reduce((sum, id) => {
+      const section = id.split("-")[0];
+      return sum + (section in sections ? sections[section] : prices.base || 0);
+    }, 0);
   }
 
   async function openCheckout() {
@@ -350,8 +347,7 @@ function initCheckout(root) {
     el("pay").hidden = false;
     el("held-seats").textContent = hold.seatIds.map(seatWords).join("; ");
     show(payMessage, "");
-    if (!hold.intent) await newIntent();
-    el("held-total").textContent = hold.amount || "";
+    el("held-total").textContent = money(holdTotal(hold.seatIds), currency);
     tick();
     clearInterval(timer);
     timer = setInterval(tick, 1000);
@@ -402,38 +398,19 @@ function initCheckout(root) {
     }
   });
 
+  // One checkout pays and buys. The request carries the attempt's one Idempotency-Key: a
+  // second click, a retry or a reload replays the first answer instead of buying again. A
+  // declined card's answer is final for its key, so the next card gets a new key.
   async function pay(card) {
-    if (!hold.intent && !(await newIntent())) return;
-    el("held-total").textContent = hold.amount || "";
-    if (!hold.paid) {
-      const confirmed = await api("POST", "/api/orders/payments/confirm", {
-        paymentIntentId: hold.intent.id,
-        clientSecret: hold.intent.secret,
-        paymentMethod: card,
-      });
-      if (!confirmed.ok) {
-        // A declined intent is final: the next attempt pays with a new one.
-        if (slug(confirmed) === "payment-declined") {
-          hold.intent = null;
-          save();
-        }
-        if (slug(confirmed) === "hold-expired") return expire();
-        return show(payMessage, human(confirmed));
-      }
-      hold.paid = true;
+    if (hold.card !== card) {
+      hold.card = card;
       save();
     }
-    await purchase();
-  }
-
-  // The purchase carries the checkout's one Idempotency-Key: a second click, a retry or a
-  // reload replays the first answer instead of buying again.
-  async function purchase() {
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const bought = await api(
         "POST",
-        "/api/orders/purchase",
-        { eventId, holdId: hold.holdId, seatIds: hold.seatIds, paymentIntentId: hold.intent.id },
+        "/api/orders/checkout",
+        { eventId, holdId: hold.holdId, seatIds: hold.seatIds, paymentMethod: card },
         { "Idempotency-Key": hold.key },
       );
       if (bought.ok) {
@@ -443,11 +420,17 @@ function initCheckout(root) {
         location.assign(`/orders#order-${bought.data.orderId}`);
         return;
       }
-      if (slug(bought) !== "request-in-flight") {
-        if (slug(bought) === "hold-expired") return expire();
-        return show(payMessage, human(bought));
+      if (slug(bought) === "request-in-flight") {
+        await new Promise((r) => setTimeout(r, 1000 * Number(bought.retryAfter || 1)));
+        continue;
       }
-      await new Promise((r) => setTimeout(r, 1000 * Number(bought.retryAfter || 1)));
+      if (slug(bought) === "payment-declined") {
+        hold.key = randomKey();
+        hold.card = null;
+        save();
+      }
+      if (slug(bought) === "hold-expired") return expire();
+      return show(payMessage, human(bought));
     }
     show(payMessage, "Your purchase is still being processed. Check My orders in a moment.");
   }
@@ -539,8 +522,7 @@ function initCheckout(root) {
       seatIds: found.data.seatIds,
       expiresAt: seconds !== undefined ? Date.now() + seconds * 1000 : Date.parse(found.data.expiresAt),
       key: randomKey(),
-      intent: null,
-      amount: null,
+      card: null,
     };
     save();
     await openCheckout();
@@ -593,10 +575,10 @@ function initCheckout(root) {
     if (found.ok && found.data.status === "active" && saved.expiresAt > Date.now()) {
       hold = saved;
       await openCheckout();
-    } else if (found.ok && found.data.status === "purchased" && saved.paid) {
-      // Bought, but the answer was lost: the same key replays the order.
+    } else if (found.ok && found.data.status === "purchased" && saved.card) {
+      // Bought, but the answer was lost: the same key and body replay the order.
       hold = saved;
-      await purchase();
+      await pay(saved.card);
     } else {
       sessionStorage.removeItem(storageKey);
     }

@@ -115,6 +115,8 @@ def test_a_declined_card_and_a_processor_error_read_as_messages_and_a_double_cli
     w = new_page()
     page = w.page
     sign_up(w)
+    sent = []
+    page.on("request", lambda r: sent.append((r.method, r.url.split("?")[0].replace(BASE, ""))))
     page.goto(f"/events/{event_id}")
 
     page.get_by_label("Or the best available seats:").fill("2")
@@ -141,6 +143,10 @@ def test_a_declined_card_and_a_processor_error_read_as_messages_and_a_double_cli
     page.wait_for_url(re.compile(r"/orders"))
     expect(page.locator("li.order")).to_have_count(1)
     expect(page.locator("li.order svg.qr")).to_have_count(2)
+    # Each attempt to pay is one checkout request: no separate intent, confirmation or purchase.
+    posts = [p for m, p in sent if m == "POST" and p.startswith("/api/orders/")]
+    assert posts[0] == "/api/orders/holds" and set(posts[1:]) == {"/api/orders/checkout"}, sent
+    assert len(posts) >= 4, sent  # declined, processor error, and the approved card
     assert w.errors == [], w.errors
 
 

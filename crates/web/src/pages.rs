@@ -486,6 +486,8 @@ pub struct EventRow {
     pub status: &'static str,
     /// Currency.
     pub currency: String,
+    /// `{"base": …, "sections": {…}}` in minor units: what the checkout shows the hold to cost.
+    pub prices: String,
 }
 
 /// The event page: details, the seat map and the checkout.
@@ -562,6 +564,8 @@ pub async fn event_page(
             place,
             status: views::status_words(&event.status),
             currency: event.currency,
+            prices: serde_json::json!({"base": event.base_price, "sections": event.section_prices})
+                .to_string(),
         },
         layout,
     };

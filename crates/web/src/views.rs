@@ -114,6 +114,12 @@ pub struct EventView {
     pub status: String,
     /// Currency.
     pub currency: String,
+    /// Price of a seat in minor units, unless its section has its own.
+    #[serde(default)]
+    pub base_price: i64,
+    /// Per-section prices in minor units.
+    #[serde(default)]
+    pub section_prices: BTreeMap<String, i64>,
     /// The owner.
     #[serde(default)]
     pub organizer_id: Option<Uuid>,

@@ -17,6 +17,11 @@ pub struct SearchConfig {
     pub inactive_threshold_seconds: u64,
     /// Memory of the index writer.
     pub writer_heap_mb: usize,
+    /// Least time between two commits of a feed (ms): changes that arrive sooner wait and go
+    /// in one commit, so an on-sale rush that changes availability thousands of times a second
+    /// costs a few commits a second. A change after a quiet spell is committed at once; a
+    /// change in a rush becomes searchable at most this much later. 0 commits every delivery.
+    pub commit_interval_ms: u64,
 }
 
 impl Default for SearchConfig {
@@ -26,6 +31,7 @@ impl Default for SearchConfig {
             replica: None,
             inactive_threshold_seconds: 3600,
             writer_heap_mb: 32,
+            commit_interval_ms: 250,
         }
     }
 }
@@ -37,6 +43,9 @@ impl SearchConfig {
         }
         if !(15..=1024).contains(&self.writer_heap_mb) {
             bail!("search.writer_heap_mb must be between 15 and 1024");
+        }
+        if self.commit_interval_ms > 5000 {
+            bail!("search.commit_interval_ms must be at most 5000");
         }
         if let Some(r) = &self.replica
             && (r.is_empty()

@@ -261,6 +261,7 @@ async fn replay(bus: Arc<dyn Bus>, stream: Stream, index: Arc<dyn EventIndex>) {
         index,
         caught_up.clone(),
         true,
+        Duration::ZERO,
         shutdown.clone(),
     ));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                     split: false,
                     nats_url: String::new(),
                     redis_url: String::new(),
+                    checkout: flag("--checkout"),
                 },
                 usize::try_from(arg("--subscribers", 10_000))?,
             )
@@ -96,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 split: flag("--split"),
                 nats_url: text("--nats-url").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
                 redis_url: text("--redis-url").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                checkout: flag("--checkout"),
             })
             .await
         }
@@ -130,14 +132,14 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: evently-bench auth [--seconds N] [--clients N]\n\
-                 \x20      evently-bench analytics [--subscribers N] [--seats N] [--buyers N] [--concurrency N]\n\
+                 \x20      evently-bench analytics [--subscribers N] [--seats N] [--buyers N] [--concurrency N] [--checkout]\n\
                  \x20      evently-bench crash [--kills N] [--buyers N] [--seats N] [--max-uptime-ms N]\n\
                  \x20                          [--seed N] [--database-url postgres://…]\n\
                  \x20      evently-bench data [--orders N] [--rows N]\n\
                  \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
                  \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
                  \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
-                 \x20                           [--max-quantity N] [--database-url postgres://…]\n\
+                 \x20                           [--max-quantity N] [--database-url postgres://…] [--checkout]\n\
                  \x20                           [--split [--nats-url URL] [--redis-url URL]]\n\
                  \x20      evently-bench recs [--users N] [--events N] [--orders N] [--favourites P] [--eval-users N] [--clients N] [--seed N]\n\
                  \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\

@@ -176,6 +176,7 @@ async fn one(opts: &Options, subscribers: usize) -> anyhow::Result<[f64; 6]> {
         seat_map: SeatMap::new(&rows),
         order_times: Some(std::sync::Mutex::new(Vec::new())),
         max_quantity: 1,
+        checkout: opts.checkout,
     });
     let run = sell(
         sale.clone(),

@@ -16,7 +16,8 @@
 //!   those the seat map shows free (falling back once to best available when they turn out
 //!   taken, or when the map shows none), odd-numbered buyers ask for best available. The seat
 //!   map is one view shared by all client tasks and updated from every hold and conflict
-//!   answer, as a live seat map would be: it lags the store by the requests in flight. Then hold → payment intent → confirm → purchase.
+//!   answer, as a live seat map would be: it lags the store by the requests in flight. Then hold →
+//!   payment intent → confirm → purchase, or with `--checkout` hold → checkout.
 //! - After the sale the server is stopped and `evently_booking::audit` counts the store's rows:
 //!   no seat oversold or sold twice, every sold seat with exactly one valid ticket. A broken
 //!   invariant (or an audit that cannot run) ends the benchmark with a non-zero exit status.
@@ -79,6 +80,8 @@ pub struct Options {
     pub nats_url: String,
     /// Redis for `--split`'s gateways.
     pub redis_url: String,
+    /// Buyers pay and buy in one checkout request instead of intent, confirm and purchase.
+    pub checkout: bool,
 }
 
 /// The median; the mean of the middle two of an even count.
@@ -183,6 +186,7 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
         seat_map: SeatMap::new(rows),
         order_times: None,
         max_quantity: opts.max_quantity,
+        checkout: opts.checkout,
     });
     // The embedded server's booking write-ahead log, sampled through the sale.
     let wal = single
@@ -255,12 +259,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let rows = layout(opts.seats)?;
     println!(
-        "evently-bench onsale: {} seats, {} buyers, {} concurrent clients, 1..={} tickets per buyer, {} run(s), {}",
+        "evently-bench onsale: {} seats, {} buyers, {} concurrent clients, 1..={} tickets per buyer, {} run(s), {}, {}",
         opts.seats,
         opts.buyers,
         opts.concurrency,
         opts.max_quantity,
         opts.runs,
+        if opts.checkout {
+            "hold → checkout (one request pays and buys)"
+        } else {
+            "hold → intent → confirm → purchase"
+        },
         if opts.split {
             "split: each service its own process, two booking and two gateways, on PostgreSQL, NATS and Redis"
         } else if opts.database_url.is_some() {

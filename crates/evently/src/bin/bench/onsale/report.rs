@@ -130,8 +130,9 @@ pub(super) fn report(
         );
     };
     line("hold (all)", Some(&holds), true);
+    // The steps this run took: intent, confirm and purchase, or checkout (`--checkout`).
     for step in Step::ALL {
-        if step != Step::Release || latency.contains_key(&step) {
+        if latency.contains_key(&step) {
             line(step.name(), latency.get(&step), step != Step::Release);
         }
     }
@@ -230,6 +231,8 @@ pub(super) fn report(
         ("confirm p99 ms", p(latency.get(&Step::Confirm), 0.99)),
         ("purchase p50 ms", p(latency.get(&Step::Purchase), 0.5)),
         ("purchase p99 ms", p(latency.get(&Step::Purchase), 0.99)),
+        ("checkout p50 ms", p(latency.get(&Step::Checkout), 0.5)),
+        ("checkout p99 ms", p(latency.get(&Step::Checkout), 0.99)),
         ("unexpected answers", stats.unexpected as f64),
         ("server peak RSS MiB", rss),
         ("CPU per purchase ms", cpu_per_purchase),

@@ -1,5 +1,6 @@
 //! The timed sale: `--concurrency` client tasks take buyers from one queue, and each buyer
-//! goes hold → payment intent → confirm → purchase through the HTTP API.
+//! goes hold → payment intent → confirm → purchase through the HTTP API, or with
+//! `--checkout` hold → checkout (the same payment and purchase in one request).
 //!
 //! Invariants: even-numbered buyers pick seats on the shared seat map (falling back once to
 //! best available), odd-numbered buyers ask for best available; a request answered 429 is
@@ -41,6 +42,8 @@ pub(super) struct Sale {
     /// feed's benchmark measures delivery from them).
     pub(super) order_times: Option<std::sync::Mutex<Vec<Instant>>>,
     pub(super) max_quantity: u32,
+    /// Pay and buy in one request (`POST /api/orders/checkout`) instead of three.
+    pub(super) checkout: bool,
 }
 
 enum Outcome {
@@ -201,6 +204,9 @@ impl Sale {
         hold: &Value,
         stats: &mut Stats,
     ) -> Outcome {
+        if self.checkout {
+            return self.check_out(base, token, hold_id, hold, stats).await;
+        }
         let body = json!({"holdId": hold_id});
         let url = format!("{base}/api/orders/payments/intent");
         let Some(intent) = self
@@ -252,6 +258,40 @@ impl Sale {
         let url = format!("{base}/api/orders/purchase");
         let Some(order) = self
             .send(Step::Purchase, stats, || {
+                self.client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", &key)
+                    .json(&body)
+            })
+            .await
+            .filter(|r| r.status == 201)
+        else {
+            return Outcome::Failed;
+        };
+        stats.orders += 1;
+        stats.tickets += order.body["tickets"].as_array().map_or(0, Vec::len) as u64;
+        Outcome::Bought
+    }
+
+    /// Pays for and buys the hold in one request.
+    async fn check_out(
+        &self,
+        base: &str,
+        token: &str,
+        hold_id: &str,
+        hold: &Value,
+        stats: &mut Stats,
+    ) -> Outcome {
+        let body = json!({
+            "eventId": self.event_id,
+            "holdId": hold_id,
+            "seatIds": hold["seatIds"],
+        });
+        let key = uuid::Uuid::new_v4().to_string();
+        let url = format!("{base}/api/orders/checkout");
+        let Some(order) = self
+            .send(Step::Checkout, stats, || {
                 self.client
                     .post(&url)
                     .bearer_auth(token)

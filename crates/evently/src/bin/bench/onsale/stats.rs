@@ -16,16 +16,19 @@ pub(super) enum Step {
     Intent,
     Confirm,
     Purchase,
+    /// Intent, confirm and purchase in one request (`--checkout`).
+    Checkout,
     Release,
 }
 
 impl Step {
-    pub(super) const ALL: [Step; 6] = [
+    pub(super) const ALL: [Step; 7] = [
         Step::HoldSeats,
         Step::HoldBest,
         Step::Intent,
         Step::Confirm,
         Step::Purchase,
+        Step::Checkout,
         Step::Release,
     ];
 
@@ -36,6 +39,7 @@ impl Step {
             Step::Intent => "payment intent",
             Step::Confirm => "payment confirm",
             Step::Purchase => "purchase",
+            Step::Checkout => "checkout",
             Step::Release => "release hold",
         }
     }
@@ -46,7 +50,7 @@ impl Step {
             Step::HoldSeats | Step::HoldBest => matches!(status, 201 | 409),
             Step::Intent => matches!(status, 200 | 201),
             Step::Confirm => status == 200,
-            Step::Purchase => status == 201,
+            Step::Purchase | Step::Checkout => status == 201,
             Step::Release => matches!(status, 200 | 204),
         }
     }
