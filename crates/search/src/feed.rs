@@ -11,8 +11,10 @@ use tracing::Instrument;
 use crate::document::Change;
 use crate::{EventIndex, Stream};
 
-/// Deliveries per batch: one index commit each.
-pub const BATCH: usize = 512;
+/// Deliveries per batch: one index commit each. Large, because a commit costs about the same
+/// whatever it carries (tantivy builds a new segment and its term dictionaries), while a rush's
+/// thousands of availability changes of one event coalesce into one document.
+pub const BATCH: usize = 4096;
 
 /// Whether each stream has been read to its end once.
 #[derive(Debug, Default)]

@@ -219,27 +219,6 @@ pub(super) async fn purchase_in(
             .as_deref()
             .is_some_and(|o| o.purchased.contains(&input.hold_id)),
     })?;
-    if let (Payment::AtCheckout(card), Some((_, true))) = (input.payment, &checkout) {
-        // The simulated processor charges the card; a refusal leaves everything as it was.
-        match card {
-            Confirmation::Succeed => {}
-            Confirmation::Decline => return Err(BookingError::PaymentDeclined),
-            Confirmation::Fail => return Err(BookingError::PaymentFailed),
-        }
-        writes.push_row(
-            &INTENT_PAID,
-            vec![
-                Arg::Uuid(intent.id.0),
-                Arg::Uuid(hold.id.0),
-                Arg::Uuid(inv.event_id),
-                Arg::Uuid(input.user_id),
-                Arg::Int(intent.amount),
-                Arg::Text(intent.currency.clone()),
-                Arg::Int(now),
-            ],
-            Some(1),
-        );
-    }
     if policy.limit_purchases {
         // Stored orders, plus those bought earlier in this batch (not stored yet).
         let stored: i64 = query(
@@ -260,6 +239,28 @@ pub(super) async fn purchase_in(
             count(hold.seat_ids.len()),
             policy.max_tickets_per_user,
         )?;
+    }
+    if let (Payment::AtCheckout(card), Some((_, true))) = (input.payment, &checkout) {
+        // Every check passed: the simulated processor charges the card; a refusal leaves
+        // everything as it was.
+        match card {
+            Confirmation::Succeed => {}
+            Confirmation::Decline => return Err(BookingError::PaymentDeclined),
+            Confirmation::Fail => return Err(BookingError::PaymentFailed),
+        }
+        writes.push_row(
+            &INTENT_PAID,
+            vec![
+                Arg::Uuid(intent.id.0),
+                Arg::Uuid(hold.id.0),
+                Arg::Uuid(inv.event_id),
+                Arg::Uuid(input.user_id),
+                Arg::Int(intent.amount),
+                Arg::Text(intent.currency.clone()),
+                Arg::Int(now),
+            ],
+            Some(1),
+        );
     }
     // Every seat of an active hold is held by it (the hold owns exactly its seats).
     writes.push_row(

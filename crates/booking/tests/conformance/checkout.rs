@@ -3,10 +3,10 @@
 //! checkouts race for it.
 
 use crate::support::{
-    HOLD_TTL, NOW, POLICY, Subject, buy, checkout_of, counters, hold_seats, last_seq, paid,
-    purchase_of, refused, reserved_event, since, strings, types,
+    HOLD_TTL, NOW, POLICY, Subject, buy, checkout_of, counters, general_event, hold_best,
+    hold_seats, last_seq, paid, purchase_of, refused, reserved_event, since, strings, types,
 };
-use evently_booking::domain::{HoldId, HoldStatus, IntentStatus, OrderStatus};
+use evently_booking::domain::{HoldId, HoldStatus, IntentStatus, OrderStatus, Policy};
 use evently_booking::error::BookingError;
 use evently_booking::store::{Confirmation, IdempotencyStart, Purchase};
 use std::sync::Arc;
@@ -212,6 +212,46 @@ async fn a_checkout_is_refused_as_a_purchase_is((store, _): Subject) {
     );
 }
 
+/// Every rule is checked before the card is charged: a checkout over a lowered ticket limit
+/// is refused for the limit whatever the card, and nothing is stored.
+async fn a_checkout_checks_the_ticket_limit_before_the_card((store, _): Subject) {
+    let event_id = general_event(&store, 10).await;
+    let alice = Uuid::now_v7();
+    let first = hold_best(&store, event_id, alice, 2, None, NOW)
+        .await
+        .unwrap();
+    buy(&store, &first, NOW + 1).await;
+    let second = hold_best(&store, event_id, alice, 2, None, NOW + 2)
+        .await
+        .unwrap();
+    let lowered = Policy {
+        max_tickets_per_user: 3,
+        limit_purchases: true,
+        ..POLICY
+    };
+    for card in [Confirmation::Decline, Confirmation::Succeed] {
+        let input = checkout_of(&store, &second, card, &format!("{card:?}"), NOW + 3).await;
+        refused!(
+            store.purchase(&input, NOW + 3, lowered).await,
+            BookingError::TicketLimit { limit: 3, owned: 2 }
+        );
+        assert!(
+            store
+                .payment_intent(input.intent_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let input = checkout_of(&store, &second, Confirmation::Succeed, "fits", NOW + 4).await;
+    let fits = Policy {
+        max_tickets_per_user: 4,
+        ..lowered
+    };
+    let (order, _) = store.purchase(&input, NOW + 4, fits).await.unwrap();
+    assert_eq!(order.seat_ids.len(), 2);
+}
+
 /// Many checkouts of one hold under different keys, racing with purchases of other holds of
 /// the same event (on PostgreSQL decided together in batches): the hold is bought once, with
 /// one intent, and every other hold once each.
@@ -309,6 +349,7 @@ evently_testkit::conformance_suite!(
         a_declined_checkout_leaves_nothing_behind,
         a_checkout_of_a_paid_hold_uses_its_payment,
         a_checkout_is_refused_as_a_purchase_is,
+        a_checkout_checks_the_ticket_limit_before_the_card,
         racing_checkouts_sell_a_hold_once,
     ]
 );
