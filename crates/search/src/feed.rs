@@ -11,10 +11,17 @@ use tracing::Instrument;
 use crate::document::Change;
 use crate::{EventIndex, Stream};
 
-/// Deliveries per batch: one index commit each. Large, because a commit costs about the same
-/// whatever it carries (tantivy builds a new segment and its term dictionaries), while a rush's
-/// thousands of availability changes of one event coalesce into one document.
-pub const BATCH: usize = 4096;
+/// Deliveries per batch of `stream`: one index commit each. Booking's batches are larger: in
+/// an on-sale rush its thousands of availability changes a second coalesce into one document
+/// per event, and a commit costs about the same whatever it carries (tantivy builds a new
+/// segment and its term dictionaries). The events stream's batches stay smaller, so that a
+/// replay commits segments of a size the merge policy folds as it goes.
+pub fn batch_size(stream: Stream) -> usize {
+    match stream {
+        Stream::Events => 512,
+        Stream::Booking => 4096,
+    }
+}
 
 /// Whether each stream has been read to its end once.
 #[derive(Debug, Default)]
@@ -62,6 +69,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut committed: Option<Instant> = None;
+    let most = batch_size(stream);
     let mut backoff = Duration::from_millis(100);
     let mut reset_pending = replay;
     'subscribe: while !shutdown.is_cancelled() {
@@ -100,7 +108,7 @@ pub async fn run(
             }
             let deliveries = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = subscription.next_batch(BATCH, Duration::from_millis(200)) => r,
+                r = subscription.next_batch(most, Duration::from_millis(200)) => r,
             };
             let deliveries = match deliveries {
                 Ok(d) => d,
@@ -123,7 +131,7 @@ pub async fn run(
                 deliveries.iter().map(|d| &d.envelope).collect();
             let span = evently_bus::consumer::consume_span(&name, &envelopes);
             // A full batch means more is waiting (a replay, a backlog): the next goes at once.
-            committed = (deliveries.len() < BATCH).then(Instant::now);
+            committed = (deliveries.len() < most).then(Instant::now);
             if let Err(e) = index.apply(stream, batch).instrument(span).await {
                 tracing::warn!(consumer = %name, error = format!("{e:#}"), "indexing failed; will retry");
                 tokio::time::sleep(backoff).await;

@@ -23,7 +23,7 @@ pub struct Search {
     caught_up: Arc<CaughtUp>,
     consumer: String,
     fresh: bool,
-    /// Least time between two commits of a feed.
+    /// Least time between two commits of booking's feed (availability).
     pace: std::time::Duration,
 }
 
@@ -117,7 +117,11 @@ impl Search {
                     self.index.clone(),
                     self.caught_up.clone(),
                     self.fresh,
-                    self.pace,
+                    // Organizers' changes go at once; availability is paced.
+                    match stream {
+                        Stream::Events => std::time::Duration::ZERO,
+                        Stream::Booking => self.pace,
+                    },
                     shutdown.clone(),
                 )
                 .instrument(tracing::info_span!(

@@ -17,10 +17,12 @@ pub struct SearchConfig {
     pub inactive_threshold_seconds: u64,
     /// Memory of the index writer.
     pub writer_heap_mb: usize,
-    /// Least time between two commits of a feed (ms): changes that arrive sooner wait and go
-    /// in one commit, so an on-sale rush that changes availability thousands of times a second
-    /// costs a few commits a second. A change after a quiet spell is committed at once; a
-    /// change in a rush becomes searchable at most this much later. 0 commits every delivery.
+    /// Least time between two commits of booking's feed, the events' availability (ms):
+    /// changes that arrive sooner wait and go in one commit, so an on-sale rush that changes
+    /// availability thousands of times a second costs a few commits a second. A change after a
+    /// quiet spell is committed at once; in a rush, availability reaches search at most this
+    /// much later. Organizers' changes of events are never held back. 0 commits every
+    /// delivery.
     pub commit_interval_ms: u64,
 }
 
