@@ -129,11 +129,7 @@ pub async fn purchase(
     Json(body): Json<PurchaseRequest>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    let fingerprint = sha256_hex(
-        serde_json::to_string(&body)
-            .map_err(|e| Problem::internal(e.into()))?
-            .as_bytes(),
-    );
+    let fingerprint = fingerprint(&body)?;
     let purchase = body.into_purchase(&caller, key);
     answer(state.service.purchase(purchase, fingerprint).await?)
 }
@@ -167,11 +163,7 @@ pub async fn checkout(
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let card = card(body.payment_method.as_deref())?;
-    let fingerprint = sha256_hex(
-        serde_json::to_string(&body)
-            .map_err(|e| Problem::internal(e.into()))?
-            .as_bytes(),
-    );
+    let fingerprint = fingerprint(&body)?;
     let purchase = Purchase {
         order_id: OrderId::new(),
         user_id: caller.user_id.0,
@@ -188,6 +180,13 @@ pub async fn checkout(
         },
     };
     answer(state.service.purchase(purchase, fingerprint).await?)
+}
+
+/// The SHA-256 of a request body as it was understood, which a key's later requests must
+/// match.
+fn fingerprint(body: &impl Serialize) -> Result<String, Problem> {
+    let text = serde_json::to_string(body).map_err(|e| Problem::internal(e.into()))?;
+    Ok(sha256_hex(text.as_bytes()))
 }
 
 /// The response to a purchase's answer: 201 when made now, else the stored answer replayed.

@@ -215,9 +215,10 @@ pub async fn pay(app: &TestApp, token: &str, hold_id: &str) -> String {
     intent["paymentIntentId"].as_str().unwrap().to_owned()
 }
 
-pub async fn purchase(app: &TestApp, token: &str, key: &str, body: &Value) -> Response {
+/// `POST path` with `body` under the `Idempotency-Key` `key`.
+async fn keyed(app: &TestApp, path: &str, token: &str, key: &str, body: &Value) -> Response {
     app.client
-        .post(app.url("/api/orders/purchase"))
+        .post(app.url(path))
         .bearer_auth(token)
         .header("Idempotency-Key", key)
         .json(body)
@@ -226,15 +227,12 @@ pub async fn purchase(app: &TestApp, token: &str, key: &str, body: &Value) -> Re
         .unwrap()
 }
 
+pub async fn purchase(app: &TestApp, token: &str, key: &str, body: &Value) -> Response {
+    keyed(app, "/api/orders/purchase", token, key, body).await
+}
+
 pub async fn checkout(app: &TestApp, token: &str, key: &str, body: &Value) -> Response {
-    app.client
-        .post(app.url("/api/orders/checkout"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    keyed(app, "/api/orders/checkout", token, key, body).await
 }
 
 pub fn purchase_body(event_id: &str, hold: &Value, intent_id: &str) -> Value {

@@ -254,24 +254,14 @@ impl Sale {
             "seatIds": hold["seatIds"],
             "paymentIntentId": intent_id,
         });
-        let key = uuid::Uuid::new_v4().to_string();
-        let url = format!("{base}/api/orders/purchase");
-        let Some(order) = self
-            .send(Step::Purchase, stats, || {
-                self.client
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("Idempotency-Key", &key)
-                    .json(&body)
-            })
-            .await
-            .filter(|r| r.status == 201)
-        else {
-            return Outcome::Failed;
-        };
-        stats.orders += 1;
-        stats.tickets += order.body["tickets"].as_array().map_or(0, Vec::len) as u64;
-        Outcome::Bought
+        self.order(
+            Step::Purchase,
+            &format!("{base}/api/orders/purchase"),
+            token,
+            &body,
+            stats,
+        )
+        .await
     }
 
     /// Pays for and buys the hold in one request.
@@ -288,15 +278,33 @@ impl Sale {
             "holdId": hold_id,
             "seatIds": hold["seatIds"],
         });
+        self.order(
+            Step::Checkout,
+            &format!("{base}/api/orders/checkout"),
+            token,
+            &body,
+            stats,
+        )
+        .await
+    }
+
+    /// The request of `step` that places the order, under a new `Idempotency-Key`.
+    async fn order(
+        &self,
+        step: Step,
+        url: &str,
+        token: &str,
+        body: &Value,
+        stats: &mut Stats,
+    ) -> Outcome {
         let key = uuid::Uuid::new_v4().to_string();
-        let url = format!("{base}/api/orders/checkout");
         let Some(order) = self
-            .send(Step::Checkout, stats, || {
+            .send(step, stats, || {
                 self.client
-                    .post(&url)
+                    .post(url)
                     .bearer_auth(token)
                     .header("Idempotency-Key", &key)
-                    .json(&body)
+                    .json(body)
             })
             .await
             .filter(|r| r.status == 201)
