@@ -6,6 +6,8 @@ cannot state. These hooks only replace values that are already schema-valid with
 schema-valid values, so a generated invalid value (a negative case) stays invalid and its
 check keeps its meaning.
 """
+import re
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import schemathesis
@@ -90,3 +92,28 @@ def small_venue(context, body):
                     if isinstance(row, dict) and _whole(row.get("seats"), 2, 1000):
                         row["seats"] = 1
     return body
+
+
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _fresh_key(headers):
+    """A new valid `Idempotency-Key` in place of a generated valid one. Generated keys repeat
+    (the shortest valid key is one character), and a key sent again with another body is
+    refused by design (422: the key's first answer stands); a fresh key per request keeps the
+    purchase chain going. An invalid key is left as generated."""
+    if isinstance(headers, dict):
+        key = headers.get("Idempotency-Key")
+        if isinstance(key, str) and _KEY.fullmatch(key):
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+    return headers
+
+
+@schemathesis.hook("map_headers").apply_to(method="POST", path="/api/orders/purchase")
+def purchase_key(context, headers):
+    return _fresh_key(headers)
+
+
+@schemathesis.hook("map_headers").apply_to(method="POST", path="/api/orders/checkout")
+def checkout_key(context, headers):
+    return _fresh_key(headers)
