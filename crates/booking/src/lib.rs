@@ -31,6 +31,7 @@ pub mod http;
 pub mod idempotency;
 pub mod service;
 pub mod settings;
+pub mod sold_out;
 pub mod store;
 
 use async_trait::async_trait;
@@ -178,6 +179,15 @@ impl Booking {
     /// The booking router.
     pub fn router(&self) -> axum::Router {
         router(self.state.clone())
+    }
+
+    /// What the gateway of this process may answer for booking before authentication:
+    /// holds on fully sold events ([`http::holds::SoldOutRefusals`]), where the store sees
+    /// every write (embedded SQLite).
+    #[must_use]
+    pub fn early_answer(&self) -> Option<Arc<dyn evently_core::http::EarlyAnswer>> {
+        http::holds::SoldOutRefusals::new(self.service.clone())
+            .map(|r| Arc::new(r) as Arc<dyn evently_core::http::EarlyAnswer>)
     }
 
     /// Starts the consumer `consumer` of the settings service's stream (`settings_bus`) on

@@ -24,7 +24,8 @@ pub struct Json<T>(pub T);
 #[derive(Debug, Clone, Default)]
 pub struct OptionalJson<T>(pub Option<T>);
 
-fn is_json_content_type(headers: &HeaderMap) -> bool {
+/// Whether `headers` say the body is JSON (`Content-Type: application/json`, any parameters).
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -437,6 +437,23 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// An answer a service of this process gives from public state before the gateway
+/// authenticates a request (step 4 of the gateway's order) or counts it against a rate limit:
+/// a refusal that is true for every caller, so knowing the caller could not change it, and
+/// that costs less than checking the caller would. The gateway asks only for requests that
+/// carry a credential (a request without one is still refused with 401) and a small body of
+/// declared length.
+#[async_trait::async_trait]
+pub trait EarlyAnswer: Send + Sync {
+    /// Whether requests of this method and path may be answered early; called for every
+    /// request, so it must be cheap (compare, and read a flag).
+    fn wants(&self, method: &Method, path: &str) -> bool;
+
+    /// The answer to a request it wants (its head and whole body), or `None` to pass it on as
+    /// usual: whenever the request is not certain to get this answer on the usual path.
+    async fn answer(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response>;
+}
+
 /// A dependency whose health decides readiness.
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;

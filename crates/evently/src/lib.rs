@@ -587,6 +587,10 @@ pub async fn build(
     let (router, documented) = if services.contains(&ServiceName::Gateway) {
         let gateway = evently_gateway::Gateway::new(config, secrets.keys.clone(), local)
             .context("starting the gateway")?;
+        let gateway = match booking.as_ref().and_then(Booking::early_answer) {
+            Some(early) => gateway.with_early_answer(early),
+            None => gateway,
+        };
         let api = gateway.wrap(routers);
         // The web client sits next to the edge, not behind it: its pages and assets never
         // count against a rate limit, while the API calls its pages make go through the edge

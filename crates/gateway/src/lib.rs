@@ -10,7 +10,10 @@
 //!    a header and a cookie are present, the header wins;
 //! 4. authentication — public routes (browsing, search, sign-in, docs, health) pass without a
 //!    token; every other `/api` route needs a valid access token (401 with `WWW-Authenticate`).
-//!    Services verify the token again themselves;
+//!    Services verify the token again themselves. Before the token is checked, a service of
+//!    this process may refuse a request that carries one from public state
+//!    ([`EarlyAnswer`]: booking refuses holds on a fully sold event), which then skips steps
+//!    4 and 5;
 //! 5. rate limiting — GCRA per user when signed in, per client address otherwise, with a quota
 //!    per route group ([`ratelimit`]); 429 with `Retry-After` and `RateLimit-*` headers;
 //! 6. routing — services running in this process are mounted directly (no HTTP hop); the
@@ -34,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use evently_core::Problem;
 use evently_core::config::{Config, GatewayConfig};
-use evently_core::http::{ClientAddr, Readiness};
+use evently_core::http::{ClientAddr, EarlyAnswer, Readiness};
 use evently_core::identity::{ACCESS_COOKIE, INTERNAL_TOKEN_HEADER, JwtKeys, cookie};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +81,7 @@ fn upstream_idle(server: &evently_core::config::ServerConfig) -> Duration {
 const REFRESH_COOKIE: &str = "refresh_token";
 
 /// The gateway of one process.
+#[derive(Clone)]
 pub struct Gateway {
     keys: Arc<JwtKeys>,
     limiter: Arc<dyn RateLimiter>,
@@ -90,6 +94,8 @@ pub struct Gateway {
     /// The body limit of file uploads (`routes::IMPORT_PATH`).
     upload_limit: usize,
     request_timeout: Duration,
+    /// A local service's answers from public state, given before authentication.
+    early: Option<Arc<dyn EarlyAnswer>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -158,25 +164,24 @@ impl Gateway {
             body_limit: config.server.body_limit_bytes,
             upload_limit: config.data.max_import_bytes + routes::MULTIPART_OVERHEAD,
             request_timeout: config.request_timeout(),
+            early: None,
         }))
     }
 
     /// Uses `limiter` instead of the configured one (tests).
     #[must_use]
     pub fn with_limiter(self: Arc<Self>, limiter: Arc<dyn RateLimiter>) -> Arc<Self> {
-        let mut me = Arc::try_unwrap(self).unwrap_or_else(|shared| Self {
-            keys: shared.keys.clone(),
-            limiter: shared.limiter.clone(),
-            config: shared.config.clone(),
-            upstreams: shared.upstreams.clone(),
-            local: shared.local.clone(),
-            client: shared.client.clone(),
-            allowed_origins: shared.allowed_origins.clone(),
-            body_limit: shared.body_limit,
-            upload_limit: shared.upload_limit,
-            request_timeout: shared.request_timeout,
-        });
+        let mut me = Arc::unwrap_or_clone(self);
         me.limiter = limiter;
+        Arc::new(me)
+    }
+
+    /// Lets `early` answer the requests it wants before authentication and rate limiting
+    /// (step 4 of the module docs): a service of this process refusing from public state.
+    #[must_use]
+    pub fn with_early_answer(self: Arc<Self>, early: Arc<dyn EarlyAnswer>) -> Arc<Self> {
+        let mut me = Arc::unwrap_or_clone(self);
+        me.early = Some(early);
         Arc::new(me)
     }
 
@@ -465,6 +470,19 @@ async fn guard(gw: &Gateway, addr: ClientAddr, mut request: Request, next: Next)
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
 
+    let request = match &gw.early {
+        Some(early)
+            if request.headers().contains_key(header::AUTHORIZATION)
+                && early.wants(&method, &path) =>
+        {
+            match answer_early(gw, early.as_ref(), request).await {
+                Ok(answer) => return answer,
+                Err(request) => request,
+            }
+        }
+        _ => request,
+    };
+
     let token = evently_core::identity::token_from_headers(&method, request.headers());
     let verified = token.and_then(|t| gw.keys.verify(t));
     let user = verified.as_ref().ok().map(|claims| claims.sub);
@@ -510,6 +528,46 @@ async fn guard(gw: &Gateway, addr: ClientAddr, mut request: Request, next: Next)
                 }
             }
         }
+    }
+}
+
+/// The largest body an [`EarlyAnswer`] is shown; a request with a larger one, or without a
+/// declared length, takes the usual path.
+const EARLY_BODY_MAX: u64 = 1024;
+
+/// Reads the body of a request `early` wants and asks it for an answer: the answer, or the
+/// request to pass on (its body read into memory).
+async fn answer_early(
+    gw: &Gateway,
+    early: &dyn EarlyAnswer,
+    request: Request,
+) -> Result<Response, Request> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n > EARLY_BODY_MAX) {
+        return Err(request);
+    }
+    let (head, body) = request.into_parts();
+    let limit = usize::try_from(EARLY_BODY_MAX).unwrap_or(usize::MAX);
+    let bytes =
+        match tokio::time::timeout(gw.request_timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return Ok(Problem::bad_request("unreadable-body")
+                    .detail("the request body could not be read")
+                    .into_response());
+            }
+            Err(_) => return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+        };
+    match early.answer(&head, &bytes).await {
+        Some(answer) => {
+            metrics::counter!("evently_gateway_early_answers_total").increment(1);
+            Ok(answer)
+        }
+        None => Err(Request::from_parts(head, axum::body::Body::from(bytes))),
     }
 }
 

@@ -112,6 +112,11 @@ impl Inventory {
         self.capacity - self.held - self.sold
     }
 
+    /// Every seat is sold (so none is held): sold out for every buyer alike.
+    pub fn fully_sold(&self) -> bool {
+        self.capacity > 0 && self.sold >= self.capacity
+    }
+
     /// The price of one seat of `section`.
     pub fn price_of(&self, section: &str) -> i64 {
         seat_price(&self.section_prices, self.base_price, section)

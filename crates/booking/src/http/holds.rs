@@ -1,8 +1,10 @@
 //! `/api/orders/holds`: take, read, refresh and release the caller's holds on seats.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use evently_core::extract::{Json, OptionalJson, Path};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use evently_core::extract::{Json, OptionalJson, Path, is_json_content_type};
+use evently_core::http::EarlyAnswer;
 use evently_core::identity::Identity;
 use evently_core::problem::Problem;
 use serde::{Deserialize, Serialize};
@@ -10,8 +12,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::BookingState;
-use crate::domain::{Hold, HoldId, HoldStatus, rfc3339};
+use crate::domain::{Hold, HoldId, HoldStatus, Selection, rfc3339};
 use crate::error::BookingError;
+use crate::service::BookingService;
+use crate::sold_out::SoldOutBoard;
+use std::sync::Arc;
+
+/// Where holds are taken.
+pub const HOLDS_PATH: &str = "/api/orders/holds";
 
 /// `POST /api/orders/holds`: `seatIds`, or `quantity` (with an optional `section`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -81,7 +89,7 @@ impl HoldView {
         (status = 201, body = HoldView),
         (status = 401, description = "No or invalid token", body = evently_core::problem::ProblemBody),
         (status = 404, description = "Unknown event", body = evently_core::problem::ProblemBody),
-        (status = 409, description = "Seats unavailable (`conflicts` lists them), sold out, not on sale, or ticket limit", body = evently_core::problem::ProblemBody),
+        (status = 409, description = "Seats unavailable (`conflicts` lists them), sold out, not on sale, or ticket limit. A best-available hold on a fully sold event may be refused as sold out before its token is checked (embedded SQLite), so even with an invalid token", body = evently_core::problem::ProblemBody),
         (status = 422, description = "Invalid selection or unknown seats", body = evently_core::problem::ProblemBody),
     ))]
 pub async fn create_hold(
@@ -98,6 +106,59 @@ pub async fn create_hold(
         .await?;
     let now = state.service.now();
     Ok((StatusCode::CREATED, axum::Json(HoldView::new(hold, now))))
+}
+
+/// Refuses a best-available hold on a fully sold event before the gateway of this process
+/// checks its caller ([`crate::sold_out`]): the answer the store's early refusal gives every
+/// buyer of such an event, 409 `sold-out` with `available: 0`. A request it is not certain
+/// of (not JSON, not a valid hold, named seats or a section, a quantity above the event's
+/// limit, an event not known to be fully sold) takes the usual path.
+pub struct SoldOutRefusals {
+    service: Arc<BookingService>,
+    board: Arc<SoldOutBoard>,
+}
+
+impl SoldOutRefusals {
+    /// Refusals from `service`'s board, where its store keeps one (embedded SQLite).
+    #[must_use]
+    pub fn new(service: Arc<BookingService>) -> Option<Self> {
+        let board = service.store().sold_out_board()?;
+        Some(Self { service, board })
+    }
+}
+
+#[async_trait::async_trait]
+impl EarlyAnswer for SoldOutRefusals {
+    fn wants(&self, method: &Method, path: &str) -> bool {
+        self.board.any() && method == Method::POST && path == HOLDS_PATH
+    }
+
+    async fn answer(&self, head: &axum::http::request::Parts, body: &[u8]) -> Option<Response> {
+        if !is_json_content_type(&head.headers) {
+            return None;
+        }
+        let request: HoldRequest = serde_json::from_slice(body).ok()?;
+        if !self.board.is_fully_sold(request.event_id) {
+            return None;
+        }
+        let selection = self
+            .service
+            .selection(request.seat_ids, request.quantity, request.section)
+            .ok()?;
+        let Selection::Best {
+            quantity,
+            section: None,
+        } = selection
+        else {
+            return None;
+        };
+        let limits = self.service.limits(request.event_id).await.ok()?;
+        if quantity > limits.max_seats_per_order {
+            return None;
+        }
+        metrics::counter!("evently_booking_hold_refusals_total").increment(1);
+        Some(BookingError::SoldOut { available: 0 }.into_response())
+    }
 }
 
 /// The caller's hold.

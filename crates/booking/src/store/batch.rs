@@ -196,7 +196,16 @@ impl SqlBookingStore {
         )
         .await?
         .ok_or_else(|| anyhow::anyhow!("a hold alone was sent to a batch"))?;
-        finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            writes,
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(hold)
     }
@@ -229,7 +238,16 @@ impl SqlBookingStore {
             policy,
         )
         .await?;
-        finish(&mut tx, &mut inv, changes, now, policy, writes).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            writes,
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -377,7 +395,17 @@ impl SqlBookingStore {
                 }
             }
         }
-        let committed = match finish(&mut tx, &mut inv, changes, now, policy, writes).await {
+        let committed = match finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            writes,
+            self.sold_out.as_deref(),
+        )
+        .await
+        {
             Ok(()) => tx.commit().await.map_err(BookingError::from),
             Err(e) => Err(e),
         };
@@ -430,7 +458,8 @@ impl SqlBookingStore {
                     "SELECT i.capacity - i.held - i.sold + \
                      (SELECT CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT) FROM holds h \
                       WHERE h.event_id = i.event_id AND h.status = 'active' \
-                      AND (h.expires_at <= $2 OR h.user_id = $3)) AS free \
+                      AND (h.expires_at <= $2 OR h.user_id = $3)) AS free, \
+                     i.capacity, i.sold, i.version \
                      FROM inventories i WHERE i.event_id = $1",
                 )
                 .bind(new.event_id)
@@ -439,6 +468,13 @@ impl SqlBookingStore {
                 .fetch_optional(&mut conn)
                 .await?;
                 if let Some(row) = row {
+                    let (capacity, sold): (i64, i64) = (row.get("capacity")?, row.get("sold")?);
+                    if let Some(board) = &self.sold_out
+                        && capacity > 0
+                        && sold >= capacity
+                    {
+                        board.mark(new.event_id, row.get("version")?);
+                    }
                     refuse_best_early(row.get("free")?, *quantity)?;
                 }
             }

@@ -15,6 +15,7 @@ use crate::domain::{
     ga_seat_id,
 };
 use crate::error::BookingError;
+use crate::sold_out::SoldOutBoard;
 use crate::store::{Writes, count, json, placeholders};
 
 use super::{
@@ -31,6 +32,7 @@ pub(super) struct Changes {
     pub(super) envelopes: Vec<Envelope>,
     pub(super) freed: bool,
     pub(super) was_available: i64,
+    pub(super) was_fully_sold: bool,
     pub(super) was_sweep_at: i64,
 }
 
@@ -40,6 +42,7 @@ impl Changes {
             envelopes: Vec::new(),
             freed: false,
             was_available: inv.available(),
+            was_fully_sold: inv.fully_sold(),
             was_sweep_at: inv.sweep_at,
         }
     }
@@ -286,6 +289,7 @@ pub(super) async fn update_inventory(
     snapshot: &EventSnapshot,
     now: i64,
     policy: Policy,
+    sold_out: Option<&SoldOutBoard>,
 ) -> Result<(), BookingError> {
     let Some(mut inv) = lock_inventory(tx, snapshot.event_id).await? else {
         create_inventory(tx, snapshot, now).await?;
@@ -356,7 +360,16 @@ pub(super) async fn update_inventory(
         ..change(&inv)
     };
     changes.push(&mut inv, now, DomainEvent::SeatsReleased, capacity_changed);
-    finish(tx, &mut inv, changes, now, policy, Writes::default()).await
+    finish(
+        tx,
+        &mut inv,
+        changes,
+        now,
+        policy,
+        Writes::default(),
+        sold_out,
+    )
+    .await
 }
 
 /// The event is cancelled or deleted: every live hold ends, every order is cancelled
@@ -367,6 +380,7 @@ pub(super) async fn cancel_event(
     deleted: bool,
     now: i64,
     policy: Policy,
+    sold_out: Option<&SoldOutBoard>,
 ) -> Result<(), BookingError> {
     let Some(mut inv) = lock_inventory(tx, event_id).await? else {
         return Ok(());
@@ -433,5 +447,14 @@ pub(super) async fn cancel_event(
     .await?;
     let closed = waitlist_changed(tx, &inv, false, &open, "event-cancelled", now).await?;
     changes.envelopes.extend(closed);
-    finish(tx, &mut inv, changes, now, policy, Writes::default()).await
+    finish(
+        tx,
+        &mut inv,
+        changes,
+        now,
+        policy,
+        Writes::default(),
+        sold_out,
+    )
+    .await
 }

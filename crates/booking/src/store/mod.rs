@@ -171,6 +171,12 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The board of fully sold events, where this store sees every write that could free a
+    /// seat ([`crate::sold_out`]); `None` where it cannot (another process may write).
+    fn sold_out_board(&self) -> Option<std::sync::Arc<crate::sold_out::SoldOutBoard>> {
+        None
+    }
+
     /// Applies one of the events service's domain events to booking's read model (creating
     /// inventories, following status and sale window, and on cancellation or deletion running
     /// the refund saga), once per envelope id. False if it was applied before.

@@ -25,6 +25,8 @@ impl super::SqlBookingStore {
             db: evently_core::sql::Db::postgres(pool),
             gates: std::sync::Arc::default(),
             batches: Some(std::sync::Arc::default()),
+            // Another booking process could free a seat unseen (see `sold_out`).
+            sold_out: None,
         })
     }
 }

@@ -18,6 +18,8 @@ pub struct SqlBookingStore {
     /// Holds and purchases decided together per event (PostgreSQL, where a statement is a
     /// round trip); `None` where each runs alone.
     pub(super) batches: Option<Arc<super::Batches>>,
+    /// The fully sold events, where this process sees every write (SQLite).
+    pub(super) sold_out: Option<Arc<crate::sold_out::SoldOutBoard>>,
 }
 
 impl SqlBookingStore {
@@ -97,6 +99,10 @@ impl BookingStore for SqlBookingStore {
         Ok(())
     }
 
+    fn sold_out_board(&self) -> Option<Arc<crate::sold_out::SoldOutBoard>> {
+        self.sold_out.clone()
+    }
+
     #[tracing::instrument(
         skip_all,
         fields(envelope.id = %envelope.id, envelope.type = %envelope.event_type)
@@ -134,19 +140,44 @@ impl BookingStore for SqlBookingStore {
             DomainEvent::EventCreated(snapshot) => {
                 create_inventory(&mut tx, snapshot, now).await?;
                 if snapshot.status == EVENT_CANCELLED {
-                    cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
+                    cancel_event(
+                        &mut tx,
+                        snapshot.event_id,
+                        false,
+                        now,
+                        policy,
+                        self.sold_out.as_deref(),
+                    )
+                    .await?;
                 }
             }
             DomainEvent::EventUpdated(snapshot) => {
                 if snapshot.status == EVENT_CANCELLED {
-                    cancel_event(&mut tx, snapshot.event_id, false, now, policy).await?;
+                    cancel_event(
+                        &mut tx,
+                        snapshot.event_id,
+                        false,
+                        now,
+                        policy,
+                        self.sold_out.as_deref(),
+                    )
+                    .await?;
                 } else {
-                    update_inventory(&mut tx, snapshot, now, policy).await?;
+                    update_inventory(&mut tx, snapshot, now, policy, self.sold_out.as_deref())
+                        .await?;
                 }
             }
             DomainEvent::EventStatusChanged { event_id, to, .. } => {
                 if to == EVENT_CANCELLED {
-                    cancel_event(&mut tx, *event_id, false, now, policy).await?;
+                    cancel_event(
+                        &mut tx,
+                        *event_id,
+                        false,
+                        now,
+                        policy,
+                        self.sold_out.as_deref(),
+                    )
+                    .await?;
                 } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
                     query("UPDATE inventories SET status = $2 WHERE event_id = $1")
                         .bind(event_id)
@@ -157,11 +188,28 @@ impl BookingStore for SqlBookingStore {
                     // Seats freed while the sale had not opened go to waiting buyers.
                     let mut changes = Changes::new(&inv);
                     changes.freed = true;
-                    finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+                    finish(
+                        &mut tx,
+                        &mut inv,
+                        changes,
+                        now,
+                        policy,
+                        Writes::default(),
+                        self.sold_out.as_deref(),
+                    )
+                    .await?;
                 }
             }
             DomainEvent::EventDeleted { event_id } => {
-                cancel_event(&mut tx, *event_id, true, now, policy).await?;
+                cancel_event(
+                    &mut tx,
+                    *event_id,
+                    true,
+                    now,
+                    policy,
+                    self.sold_out.as_deref(),
+                )
+                .await?;
             }
             _ => {}
         }
@@ -310,7 +358,16 @@ impl BookingStore for SqlBookingStore {
             Ok(None) => Ok(hold),
             Err(ended) => Err(BookingError::from(ended)),
         };
-        finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            Writes::default(),
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         outcome
     }
@@ -356,7 +413,16 @@ impl BookingStore for SqlBookingStore {
             Ok(false) => Ok(()),
             Err(ended) => Err(BookingError::from(ended)),
         };
-        finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            Writes::default(),
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         outcome
     }
@@ -804,7 +870,16 @@ impl BookingStore for SqlBookingStore {
                 .await?
                 .ok_or(BookingError::OrderNotFound)?;
         let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
-        finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            Writes::default(),
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -835,7 +910,16 @@ impl BookingStore for SqlBookingStore {
         .fetch_optional(&mut tx)
         .await?;
         // Freed seats go to those already waiting before anyone joins.
-        finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            Writes::default(),
+            self.sold_out.as_deref(),
+        )
+        .await?;
         let joins = match may_join_waitlist(open.is_some(), inv.available(), quantity) {
             Ok(joins) => joins,
             Err(available) => {
@@ -912,7 +996,16 @@ impl BookingStore for SqlBookingStore {
         .fetch_optional(&mut tx)
         .await?;
         let Some(row) = row else {
-            finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+            finish(
+                &mut tx,
+                &mut inv,
+                changes,
+                now,
+                policy,
+                Writes::default(),
+                self.sold_out.as_deref(),
+            )
+            .await?;
             tx.commit().await?;
             return Err(BookingError::NotWaitlisted);
         };
@@ -945,7 +1038,16 @@ impl BookingStore for SqlBookingStore {
             .await?;
         let left = waitlist_changed(&mut tx, &inv, false, &[left], "left", now).await?;
         changes.envelopes.extend(left);
-        finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+        finish(
+            &mut tx,
+            &mut inv,
+            changes,
+            now,
+            policy,
+            Writes::default(),
+            self.sold_out.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -971,7 +1073,16 @@ impl BookingStore for SqlBookingStore {
                 continue;
             };
             expired += swept;
-            finish(&mut tx, &mut inv, changes, now, policy, Writes::default()).await?;
+            finish(
+                &mut tx,
+                &mut inv,
+                changes,
+                now,
+                policy,
+                Writes::default(),
+                self.sold_out.as_deref(),
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok(expired)

@@ -34,6 +34,8 @@ impl super::SqlBookingStore {
             // A statement costs no round trip here, and the write connection already
             // commits queued transactions together.
             batches: None,
+            // This process alone writes the file, so it sees every seat freed.
+            sold_out: Some(std::sync::Arc::default()),
         })
     }
 }

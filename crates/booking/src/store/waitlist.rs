@@ -19,6 +19,7 @@ use crate::domain::{
     HoldId, HoldKind, Inventory, Policy, WaitlistEntry, WaitlistStatus, offer_window,
 };
 use crate::error::BookingError;
+use crate::sold_out::SoldOutBoard;
 use crate::store::{Arg, Writes, corrupt};
 
 use super::{
@@ -85,6 +86,7 @@ pub(super) async fn promote(
 /// Finishes an inventory transaction: sends its pending `writes`, offers freed seats
 /// to waiting buyers, notes a sell-out, saves the counters and appends the domain
 /// events (the last of which go with the pending writes when nobody is offered seats).
+/// When it frees a seat of a fully sold event, `sold_out` stops saying so before the commit.
 pub(super) async fn finish(
     tx: &mut Tx,
     inv: &mut Inventory,
@@ -92,6 +94,7 @@ pub(super) async fn finish(
     now: i64,
     policy: Policy,
     mut writes: Writes,
+    sold_out: Option<&SoldOutBoard>,
 ) -> Result<(), BookingError> {
     if changes.freed {
         flush(tx, &std::mem::take(&mut writes), &[]).await?;
@@ -118,6 +121,14 @@ pub(super) async fn finish(
         Some(1),
     );
     flush(tx, &writes, &changes.envelopes).await?;
+    // Before the commit, so that no read of the fully sold event can mark it afterwards
+    // (see `crate::sold_out`).
+    if let Some(board) = sold_out
+        && changes.was_fully_sold
+        && !inv.fully_sold()
+    {
+        board.reopen(inv.event_id, inv.version);
+    }
     Ok(())
 }
 

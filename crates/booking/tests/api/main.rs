@@ -10,5 +10,6 @@ mod nats_outage;
 mod outage;
 mod races;
 mod redis_outage;
+mod sold_out;
 mod support;
 mod traffic;

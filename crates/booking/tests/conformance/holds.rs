@@ -2,9 +2,9 @@
 //! change sweeps the holds expired before it.
 
 use crate::support::{
-    HOLD_TTL, MINUTE, NOW, POLICY, Subject, change, counters, figures, general_event, hold_best,
-    hold_seats, intent_status, last_seq, paid, refused, reserved_event, seats_in, since, strings,
-    types,
+    HOLD_TTL, MINUTE, NOW, POLICY, Subject, buy, change, counters, figures, general_event,
+    hold_best, hold_seats, intent_status, last_seq, paid, publish, refused, reserved_event,
+    seats_in, since, snapshot, strings, types,
 };
 use evently_booking::domain::{Hold, HoldId, HoldKind, HoldStatus};
 use evently_booking::error::BookingError;
@@ -422,6 +422,77 @@ async fn refresh_extends_a_live_hold_up_to_its_lifetime((store, _): Subject) {
     assert_eq!(store.next_expiry().await.unwrap(), None);
 }
 
+/// The sold-out board (where the store keeps one: SQLite) says an event is fully sold only
+/// once a read found every seat sold, and stops before the commit of anything that frees a
+/// seat: an order's cancellation, more capacity, the event's cancellation.
+async fn the_sold_out_board_names_only_fully_sold_events((store, _): Subject) {
+    let Some(board) = store.sold_out_board() else {
+        // PostgreSQL keeps no board: another booking process could free a seat unseen.
+        return;
+    };
+    let event_id = general_event(&store, 2).await;
+    let (alice, bob, carol) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let alices = hold_best(&store, event_id, alice, 2, None, NOW)
+        .await
+        .unwrap();
+    // Every seat held is not fully sold: the holder could take them again.
+    refused!(
+        hold_best(&store, event_id, bob, 1, None, NOW + 1).await,
+        BookingError::SoldOut { available: 0 }
+    );
+    assert!(!board.is_fully_sold(event_id) && !board.any());
+
+    let order = buy(&store, &alices, NOW + 2).await;
+    assert!(!board.is_fully_sold(event_id), "marked only by a read");
+    refused!(
+        hold_best(&store, event_id, bob, 1, None, NOW + 3).await,
+        BookingError::SoldOut { available: 0 }
+    );
+    assert!(board.is_fully_sold(event_id) && board.any());
+
+    store
+        .cancel_order(order.order_id, "buyer", NOW + 4, POLICY)
+        .await
+        .unwrap();
+    assert!(!board.is_fully_sold(event_id) && !board.any());
+    let bobs = hold_best(&store, event_id, bob, 2, None, NOW + 5)
+        .await
+        .unwrap();
+    buy(&store, &bobs, NOW + 6).await;
+    refused!(
+        hold_best(&store, event_id, carol, 1, None, NOW + 7).await,
+        BookingError::SoldOut { available: 0 }
+    );
+    assert!(board.is_fully_sold(event_id));
+
+    assert!(
+        publish(
+            &store,
+            DomainEvent::EventUpdated(snapshot(event_id, None, 3)),
+            NOW + 8
+        )
+        .await
+    );
+    assert!(!board.is_fully_sold(event_id), "a new place frees a seat");
+    let carols = hold_best(&store, event_id, carol, 1, None, NOW + 9)
+        .await
+        .unwrap();
+    buy(&store, &carols, NOW + 10).await;
+    refused!(
+        hold_best(&store, event_id, alice, 1, None, NOW + 11).await,
+        BookingError::SoldOut { available: 0 }
+    );
+    assert!(board.is_fully_sold(event_id));
+
+    let cancelled = DomainEvent::EventStatusChanged {
+        event_id,
+        from: "ON_SALE".into(),
+        to: "CANCELLED".into(),
+    };
+    assert!(publish(&store, cancelled, NOW + 12).await);
+    assert!(!board.is_fully_sold(event_id) && !board.any());
+}
+
 evently_testkit::conformance_suite!(
     suite: crate::holds,
     sqlite: crate::support::sqlite_store,
@@ -433,5 +504,6 @@ evently_testkit::conformance_suite!(
         expired_hold_gives_its_seats_back,
         every_change_sweeps_the_holds_expired_before_it,
         refresh_extends_a_live_hold_up_to_its_lifetime,
+        the_sold_out_board_names_only_fully_sold_events,
     ]
 );
