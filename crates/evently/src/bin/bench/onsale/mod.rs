@@ -191,6 +191,7 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
     // The embedded server's booking write-ahead log, sampled through the sale.
     let wal = single
         .as_ref()
+        .filter(|_| opts.database_url.is_none())
         .map(|server| server.data_dir().join("booking.db-wal"));
     let wal_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampling = wal.map(|wal| {
@@ -212,7 +213,12 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
     let final_availability = availability(&sale.client, &sale.bases[0], &sale.event_id).await;
     let mut figures = vec![("setup s", setup.secs)];
     figures.extend(report(opts, &mut run, final_availability, rss));
-    if single.is_some() {
+    let early = early_answers(&sale.client, &sale.bases).await;
+    println!(
+        "  refused before authentication: {early:.0} holds (fully sold event; embedded SQLite only)"
+    );
+    figures.push(("holds refused before authentication", early));
+    if single.is_some() && opts.database_url.is_none() {
         #[expect(clippy::cast_precision_loss, reason = "a figure")]
         let wal_mib = wal_peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_048_576.0;
         println!(
@@ -239,6 +245,24 @@ async fn one_run(opts: &Options, run: usize, rows: &[RowSpec]) -> anyhow::Result
 }
 
 /// Runs the benchmark.
+/// The gateways' count of requests answered before authentication
+/// (`evently_gateway_early_answers_total` in their `/metrics`); 0 where none was.
+async fn early_answers(client: &reqwest::Client, bases: &[String]) -> f64 {
+    let mut total = 0.0;
+    for base in bases {
+        let Ok(response) = client.get(format!("{base}/metrics")).send().await else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("evently_gateway_early_answers_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     ensure!(opts.runs >= 1, "--runs must be at least 1");
     ensure!(opts.buyers >= 1, "--buyers must be at least 1");
