@@ -21,7 +21,6 @@ use super::{
     purchase::{PAID_INTENT, PURCHASE_COLUMNS, named_intent, purchase_step},
     rows::{hold_from, intent_from, joined_intent_from},
     sql::SqlBookingStore,
-    waitlist::finish,
     writes::Writes,
 };
 
@@ -196,16 +195,8 @@ impl SqlBookingStore {
         )
         .await?
         .ok_or_else(|| anyhow::anyhow!("a hold alone was sent to a batch"))?;
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            writes,
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, writes)
+            .await?;
         tx.commit().await?;
         Ok(hold)
     }
@@ -238,16 +229,8 @@ impl SqlBookingStore {
             policy,
         )
         .await?;
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            writes,
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, writes)
+            .await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -395,16 +378,9 @@ impl SqlBookingStore {
                 }
             }
         }
-        let committed = match finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            writes,
-            self.sold_out.as_deref(),
-        )
-        .await
+        let committed = match self
+            .finish(&mut tx, &mut inv, changes, now, policy, writes)
+            .await
         {
             Ok(()) => tx.commit().await.map_err(BookingError::from),
             Err(e) => Err(e),

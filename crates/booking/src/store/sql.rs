@@ -23,6 +23,28 @@ pub struct SqlBookingStore {
 }
 
 impl SqlBookingStore {
+    /// Finishes an inventory transaction ([`finish`]) with this store's sold-out board.
+    pub(super) async fn finish(
+        &self,
+        tx: &mut Tx,
+        inv: &mut crate::domain::Inventory,
+        changes: Changes,
+        now: i64,
+        policy: Policy,
+        writes: Writes,
+    ) -> Result<(), BookingError> {
+        finish(
+            tx,
+            inv,
+            changes,
+            now,
+            policy,
+            writes,
+            self.sold_out.as_deref(),
+        )
+        .await
+    }
+
     /// The booking outbox on this store's connections, so the relay's and the consumers'
     /// writes queue with the store's own.
     #[must_use]
@@ -136,48 +158,24 @@ impl BookingStore for SqlBookingStore {
         if first == 0 {
             return Ok(false);
         }
+        let sold_out = self.sold_out.as_deref();
         match event {
             DomainEvent::EventCreated(snapshot) => {
                 create_inventory(&mut tx, snapshot, now).await?;
                 if snapshot.status == EVENT_CANCELLED {
-                    cancel_event(
-                        &mut tx,
-                        snapshot.event_id,
-                        false,
-                        now,
-                        policy,
-                        self.sold_out.as_deref(),
-                    )
-                    .await?;
+                    cancel_event(&mut tx, snapshot.event_id, false, now, policy, sold_out).await?;
                 }
             }
             DomainEvent::EventUpdated(snapshot) => {
                 if snapshot.status == EVENT_CANCELLED {
-                    cancel_event(
-                        &mut tx,
-                        snapshot.event_id,
-                        false,
-                        now,
-                        policy,
-                        self.sold_out.as_deref(),
-                    )
-                    .await?;
+                    cancel_event(&mut tx, snapshot.event_id, false, now, policy, sold_out).await?;
                 } else {
-                    update_inventory(&mut tx, snapshot, now, policy, self.sold_out.as_deref())
-                        .await?;
+                    update_inventory(&mut tx, snapshot, now, policy, sold_out).await?;
                 }
             }
             DomainEvent::EventStatusChanged { event_id, to, .. } => {
                 if to == EVENT_CANCELLED {
-                    cancel_event(
-                        &mut tx,
-                        *event_id,
-                        false,
-                        now,
-                        policy,
-                        self.sold_out.as_deref(),
-                    )
-                    .await?;
+                    cancel_event(&mut tx, *event_id, false, now, policy, sold_out).await?;
                 } else if let Some(mut inv) = lock_inventory(&mut tx, *event_id).await? {
                     query("UPDATE inventories SET status = $2 WHERE event_id = $1")
                         .bind(event_id)
@@ -188,28 +186,12 @@ impl BookingStore for SqlBookingStore {
                     // Seats freed while the sale had not opened go to waiting buyers.
                     let mut changes = Changes::new(&inv);
                     changes.freed = true;
-                    finish(
-                        &mut tx,
-                        &mut inv,
-                        changes,
-                        now,
-                        policy,
-                        Writes::default(),
-                        self.sold_out.as_deref(),
-                    )
-                    .await?;
+                    self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+                        .await?;
                 }
             }
             DomainEvent::EventDeleted { event_id } => {
-                cancel_event(
-                    &mut tx,
-                    *event_id,
-                    true,
-                    now,
-                    policy,
-                    self.sold_out.as_deref(),
-                )
-                .await?;
+                cancel_event(&mut tx, *event_id, true, now, policy, sold_out).await?;
             }
             _ => {}
         }
@@ -358,16 +340,8 @@ impl BookingStore for SqlBookingStore {
             Ok(None) => Ok(hold),
             Err(ended) => Err(BookingError::from(ended)),
         };
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            Writes::default(),
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+            .await?;
         tx.commit().await?;
         outcome
     }
@@ -413,16 +387,8 @@ impl BookingStore for SqlBookingStore {
             Ok(false) => Ok(()),
             Err(ended) => Err(BookingError::from(ended)),
         };
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            Writes::default(),
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+            .await?;
         tx.commit().await?;
         outcome
     }
@@ -870,16 +836,8 @@ impl BookingStore for SqlBookingStore {
                 .await?
                 .ok_or(BookingError::OrderNotFound)?;
         let order = cancel_in(&mut tx, &mut inv, &mut changes, order_id, reason, now).await?;
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            Writes::default(),
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+            .await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -910,16 +868,8 @@ impl BookingStore for SqlBookingStore {
         .fetch_optional(&mut tx)
         .await?;
         // Freed seats go to those already waiting before anyone joins.
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            Writes::default(),
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+            .await?;
         let joins = match may_join_waitlist(open.is_some(), inv.available(), quantity) {
             Ok(joins) => joins,
             Err(available) => {
@@ -996,16 +946,8 @@ impl BookingStore for SqlBookingStore {
         .fetch_optional(&mut tx)
         .await?;
         let Some(row) = row else {
-            finish(
-                &mut tx,
-                &mut inv,
-                changes,
-                now,
-                policy,
-                Writes::default(),
-                self.sold_out.as_deref(),
-            )
-            .await?;
+            self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+                .await?;
             tx.commit().await?;
             return Err(BookingError::NotWaitlisted);
         };
@@ -1038,16 +980,8 @@ impl BookingStore for SqlBookingStore {
             .await?;
         let left = waitlist_changed(&mut tx, &inv, false, &[left], "left", now).await?;
         changes.envelopes.extend(left);
-        finish(
-            &mut tx,
-            &mut inv,
-            changes,
-            now,
-            policy,
-            Writes::default(),
-            self.sold_out.as_deref(),
-        )
-        .await?;
+        self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1073,16 +1007,8 @@ impl BookingStore for SqlBookingStore {
                 continue;
             };
             expired += swept;
-            finish(
-                &mut tx,
-                &mut inv,
-                changes,
-                now,
-                policy,
-                Writes::default(),
-                self.sold_out.as_deref(),
-            )
-            .await?;
+            self.finish(&mut tx, &mut inv, changes, now, policy, Writes::default())
+                .await?;
             tx.commit().await?;
         }
         Ok(expired)
