@@ -108,6 +108,24 @@ async fn a_fully_sold_event_refuses_holds_before_the_caller_is_checked() {
         "unauthorized",
     )
     .await;
+    // A body over 1 KiB is not read ahead; neither is one that is not JSON.
+    let padded = format!(
+        "{{\"eventId\": \"{event}\",{} \"quantity\": 1}}",
+        " ".repeat(1100)
+    );
+    let plain = json!({"eventId": event, "quantity": 1}).to_string();
+    for (content_type, body) in [("application/json", padded), ("text/plain", plain)] {
+        let response = app
+            .client
+            .post(app.url("/api/orders/holds"))
+            .bearer_auth(&bad)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem_type(response, 401, "unauthorized").await;
+    }
 
     // A cancelled order frees its seats: the next hold gets them.
     cancel(&app, &alice.access_token, &order).await;
