@@ -12,18 +12,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// Holds `quantity` best-available seats, pays and buys them; returns the order.
-async fn buy_quantity(app: &TestApp, token: &str, event_id: &str, quantity: i64) -> Value {
-    let hold = ok_json(hold_quantity(app, token, event_id, quantity).await, 201).await;
-    let intent = pay(app, token, hold["holdId"].as_str().unwrap()).await;
-    let key = uuid::Uuid::new_v4().to_string();
-    ok_json(
-        purchase(app, token, &key, &purchase_body(event_id, &hold, &intent)).await,
-        201,
-    )
-    .await
-}
-
 /// A signed-in buyer's token with its signature changed: a credential, but not a valid one.
 fn forged(token: &str) -> String {
     let (rest, signature) = token.rsplit_once('.').unwrap();

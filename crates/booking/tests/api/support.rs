@@ -242,10 +242,21 @@ pub fn purchase_body(event_id: &str, hold: &Value, intent_id: &str) -> Value {
 /// Hold, pay and buy `seats`; returns the order.
 pub async fn buy(app: &TestApp, token: &str, event_id: &str, seats: &[&str]) -> Value {
     let hold = ok_json(hold_seats(app, token, event_id, seats).await, 201).await;
+    buy_hold(app, token, event_id, &hold).await
+}
+
+/// Hold `quantity` best-available seats, pay and buy them; returns the order.
+pub async fn buy_quantity(app: &TestApp, token: &str, event_id: &str, quantity: i64) -> Value {
+    let hold = ok_json(hold_quantity(app, token, event_id, quantity).await, 201).await;
+    buy_hold(app, token, event_id, &hold).await
+}
+
+/// Pay for and buy `hold` (an answer to a hold request); returns the order.
+async fn buy_hold(app: &TestApp, token: &str, event_id: &str, hold: &Value) -> Value {
     let intent = pay(app, token, hold["holdId"].as_str().unwrap()).await;
     let key = uuid::Uuid::new_v4().to_string();
     ok_json(
-        purchase(app, token, &key, &purchase_body(event_id, &hold, &intent)).await,
+        purchase(app, token, &key, &purchase_body(event_id, hold, &intent)).await,
         201,
     )
     .await
