@@ -107,6 +107,7 @@ impl Handler for FeedHandler {
         if let Some(event) = self.0.apply(envelope).await? {
             self.1.changed(event, announced_version(envelope));
         }
+        announce_created(&self.1, envelope);
         Ok(())
     }
 
@@ -129,6 +130,9 @@ impl Handler for FeedHandler {
         for (event, version) in changed {
             self.1.changed(event, version);
         }
+        for envelope in &envelopes[..outcome.0] {
+            announce_created(&self.1, envelope);
+        }
         outcome
     }
 }
@@ -144,7 +148,18 @@ impl Handler for LiveHandler {
             self.0
                 .changed(change.event_id(), announced_version(envelope));
         }
+        announce_created(&self.0, envelope);
         Ok(())
+    }
+}
+
+/// Tells `hub` of an event's creation, for the live feeds that follow every event their
+/// caller may see (applied or not: a duplicate announcement is taken in once).
+fn announce_created(hub: &live::LiveHub, envelope: &evently_bus::Envelope) {
+    if envelope.event_type == "EventCreated"
+        && let Some(change) = domain::change_of(envelope)
+    {
+        hub.created(change.event_id());
     }
 }
 

@@ -1,16 +1,19 @@
 //! The live feed's machinery: one `watch` channel per watched event holding its latest
 //! figures, refreshed from the store when a domain event about it arrives, and a per-client
 //! [`Feed`] that sends each event's figures at most once per second, the latest value
-//! winning (a slow client skips values; nothing queues up).
+//! winning (a slow client skips values; nothing queues up). A feed that follows everything
+//! its caller may see also takes in the events created after it opened: the hub announces
+//! each new event once the projection has it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use evently_core::identity::{Identity, Role};
 use evently_core::ids::UserId;
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +30,8 @@ pub const MIN_GAP: Duration = Duration::from_secs(1);
 /// announced before publishing what it has.
 const CATCH_UP_ATTEMPTS: u32 = 50;
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(100);
+/// New events announced to following feeds and not yet taken in by a slow one.
+const ANNOUNCED: usize = 256;
 
 /// One live message: an event's figures now.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -125,6 +130,9 @@ pub struct LiveHub {
     channels: Mutex<HashMap<Uuid, watch::Sender<Slot>>>,
     /// Events to read again, with the inventory version the projection must have reached.
     dirty: Mutex<HashMap<Uuid, i64>>,
+    /// Events just created, to announce to following feeds once the projection has them.
+    created: Mutex<HashSet<Uuid>>,
+    announce: broadcast::Sender<Arc<EventFigures>>,
     wake: Notify,
     connections: Mutex<HashMap<UserId, usize>>,
     /// Cancelled when the process shuts down: live connections close with 1001.
@@ -167,6 +175,8 @@ impl LiveHub {
             service,
             channels: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashMap::new()),
+            created: Mutex::new(HashSet::new()),
+            announce: broadcast::channel(ANNOUNCED).0,
             wake: Notify::new(),
             connections: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -228,10 +238,30 @@ impl LiveHub {
         self.wake.notify_one();
     }
 
+    /// Notes that `event` was created: feeds that follow every event their caller may see
+    /// take it in once the projection has it.
+    pub fn created(&self, event: Uuid) {
+        if let Ok(mut created) = self.created.lock() {
+            created.insert(event);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Announcements of new events, for a feed that follows everything its caller may see.
+    /// Taken before the caller's events are listed, so that none falls between the two.
+    pub fn follow(self: &Arc<Self>, caller: Identity, max: usize) -> Follow {
+        Follow {
+            hub: self.clone(),
+            caller,
+            max,
+            announced: self.announce.subscribe(),
+        }
+    }
+
     /// Reads changed events' figures into their channels until `shutdown`; drops the
     /// channels nobody watches any more.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut retries: HashMap<Uuid, (i64, u32)> = HashMap::new();
+        let mut retries: HashMap<Uuid, Refresh> = HashMap::new();
         loop {
             let pause = if retries.is_empty() {
                 None
@@ -243,29 +273,44 @@ impl LiveHub {
                 () = self.wake.notified() => {}
                 () = async { tokio::time::sleep(pause.unwrap_or_default()).await }, if pause.is_some() => {}
             }
-            let mut work: Vec<(Uuid, i64, u32)> = retries
-                .drain()
-                .map(|(id, (version, attempts))| (id, version, attempts))
-                .collect();
+            let mut work = std::mem::take(&mut retries);
             if let Ok(mut dirty) = self.dirty.lock() {
                 for (id, version) in dirty.drain() {
-                    match work.iter_mut().find(|w| w.0 == id) {
-                        Some(w) => w.1 = w.1.max(version),
-                        None => work.push((id, version, 0)),
-                    }
+                    let w = work.entry(id).or_default();
+                    w.version = w.version.max(version);
                 }
             }
-            for (id, version, attempts) in work {
+            if let Ok(mut created) = self.created.lock() {
+                for id in created.drain() {
+                    work.entry(id).or_default().created = true;
+                }
+            }
+            for (id, w) in work {
+                let retry = Refresh {
+                    attempts: w.attempts + 1,
+                    ..w
+                };
                 match self.service.store().event(id).await {
-                    Ok(Some(f)) if f.version < version && attempts < CATCH_UP_ATTEMPTS => {
-                        retries.insert(id, (version, attempts + 1));
+                    Ok(Some(f)) if f.version < w.version && w.attempts < CATCH_UP_ATTEMPTS => {
+                        retries.insert(id, retry);
                     }
-                    Ok(Some(f)) => self.publish(id, &f),
+                    Ok(Some(f)) => {
+                        self.publish(id, &f);
+                        if w.created && !f.deleted && f.organizer_id.is_some() {
+                            // No feed following: nobody to tell.
+                            let _ = self.announce.send(Arc::new(f));
+                        }
+                    }
+                    // Announced by another replica's stream before this one's projection has
+                    // it: wait for it as for a version.
+                    Ok(None) if w.created && w.attempts < CATCH_UP_ATTEMPTS => {
+                        retries.insert(id, retry);
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(event.id = %id, error = %e, "live figures not read");
-                        if attempts < CATCH_UP_ATTEMPTS {
-                            retries.insert(id, (version, attempts + 1));
+                        if w.attempts < CATCH_UP_ATTEMPTS {
+                            retries.insert(id, retry);
                         }
                     }
                 }
@@ -293,6 +338,33 @@ impl LiveHub {
     }
 }
 
+/// What the refresher still has to read about one event.
+#[derive(Debug, Default, Clone, Copy)]
+struct Refresh {
+    /// The inventory version the projection must reach first (0: any).
+    version: i64,
+    /// Whether the event is new, to be announced to following feeds.
+    created: bool,
+    /// Reads that found the projection behind so far.
+    attempts: u32,
+}
+
+/// A feed's subscription to new events: those its caller may see join the feed while it
+/// watches fewer than `max`.
+pub struct Follow {
+    hub: Arc<LiveHub>,
+    caller: Identity,
+    max: usize,
+    announced: broadcast::Receiver<Arc<EventFigures>>,
+}
+
+impl Follow {
+    /// Whether the caller may see `f`: their own event, or any for an admin.
+    fn may_see(&self, f: &EventFigures) -> bool {
+        self.caller.role == Role::Admin || f.organizer_id == Some(self.caller.user_id.0)
+    }
+}
+
 /// One client's view of its watched events: each event's latest figures, at most once per
 /// [`MIN_GAP`].
 ///
@@ -308,6 +380,8 @@ pub struct Feed {
     /// Watches to look at, and when.
     due: BTreeMap<usize, Instant>,
     closed: Vec<bool>,
+    /// New events to take in, when the feed follows everything its caller may see.
+    follow: Option<Follow>,
 }
 
 impl Feed {
@@ -320,7 +394,41 @@ impl Feed {
             unsent: vec![true; n],
             due: (0..n).map(|i| (i, now)).collect(),
             closed: vec![false; n],
+            follow: None,
         }
+    }
+
+    /// The feed, also taking in the new events `follow` announces.
+    #[must_use]
+    pub fn following(mut self, follow: Follow) -> Self {
+        self.follow = Some(follow);
+        self
+    }
+
+    /// Whether one of the watches is of `event`.
+    fn watches(&self, event: Uuid) -> bool {
+        self.watches.iter().any(|w| {
+            w.borrow()
+                .as_ref()
+                .is_some_and(|m| m.figures.event_id == event)
+        })
+    }
+
+    /// Takes in an announced event when the caller may see it, it is not watched yet and
+    /// there is room: its figures go first.
+    fn take_in(&mut self, figures: &EventFigures) {
+        let Some(follow) = &self.follow else { return };
+        if !follow.may_see(figures)
+            || self.watches.len() >= follow.max
+            || self.watches(figures.event_id)
+        {
+            return;
+        }
+        let watch = follow.hub.subscribe(figures.event_id, figures);
+        self.watches.push(watch);
+        self.unsent.push(true);
+        self.closed.push(false);
+        self.due.insert(self.watches.len() - 1, Instant::now());
     }
 
     /// The next message: the current value of a watch that is due and has changed since
@@ -362,21 +470,40 @@ impl Feed {
                     None => std::future::pending().await,
                 }
             };
-            let woke = tokio::select! {
-                (i, open) = changed => Some((i, open)),
-                () = sleep => None,
+            let follow = &mut self.follow;
+            let announced = async {
+                match follow.as_mut() {
+                    Some(follow) => follow.announced.recv().await,
+                    None => std::future::pending().await,
+                }
             };
-            if let Some((i, open)) = woke {
-                if open {
-                    // Quiet for longer than the gap: the change goes at once.
+            let woke = tokio::select! {
+                (i, open) = changed => Woke::Changed(i, open),
+                () = sleep => Woke::Due,
+                announced = announced => Woke::Announced(announced),
+            };
+            match woke {
+                // Quiet for longer than the gap: the change goes at once.
+                Woke::Changed(i, true) => {
                     self.unsent[i] = true;
                     self.due.insert(i, Instant::now());
-                } else {
-                    self.closed[i] = true;
                 }
+                Woke::Changed(i, false) => self.closed[i] = true,
+                Woke::Due => {}
+                Woke::Announced(Ok(figures)) => self.take_in(&figures),
+                // Announcements missed by a feed too slow to take them in are not replayed.
+                Woke::Announced(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Woke::Announced(Err(broadcast::error::RecvError::Closed)) => self.follow = None,
             }
         }
     }
+}
+
+/// What woke a feed waiting for its next message.
+enum Woke {
+    Changed(usize, bool),
+    Due,
+    Announced(Result<Arc<EventFigures>, broadcast::error::RecvError>),
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::AnalyticsState;
 use crate::error::AnalyticsError;
-use crate::live::{Feed, LiveFigures, Place, Slot};
+use crate::live::{Feed, LiveFigures, Place};
 use crate::store::Scope;
 
 const PROBLEM: &str = "application/problem+json";
@@ -57,7 +57,8 @@ const MISSED_PONGS: u32 = 2;
 pub struct LiveQuery {
     /// Comma-separated event ids to watch (each the caller's, or any for an admin); when
     /// absent or empty, every event of the caller's (an admin's: every event), newest first, up to
-    /// `analytics.live_max_events`.
+    /// `analytics.live_max_events`, and the events created while the connection is open,
+    /// while it watches fewer than that.
     #[param(value_type = Option<String>, pattern = "^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(,[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})*)?$")]
     pub event_ids: Option<String>,
 }
@@ -123,14 +124,16 @@ fn claims(
     Ok(state.keys.verify(&token)?)
 }
 
-/// The watches of the events `caller` asked for (or may see), and a place under their cap.
+/// The feed of the events `caller` asked for, or of every event they may see (including
+/// those created later), and a place under their cap.
 async fn subscribe(
     state: &AnalyticsState,
     caller: &Identity,
     query: &LiveQuery,
-) -> Result<(Vec<tokio::sync::watch::Receiver<Slot>>, Place), AnalyticsError> {
+) -> Result<(Feed, Place), AnalyticsError> {
     let config = state.service.config();
     let max = config.live_max_events as usize;
+    let mut follow = None;
     let figures = match query
         .event_ids
         .as_deref()
@@ -157,6 +160,7 @@ async fn subscribe(
             all
         }
         None => {
+            follow = Some(state.hub.follow(*caller, max));
             let scope = if caller.role == Role::Admin {
                 Scope::Platform
             } else {
@@ -176,11 +180,19 @@ async fn subscribe(
             config.live_max_connections_per_user as usize,
         )
         .ok_or_else(|| Problem::too_many_requests(1).detail("too many live connections"))?;
-    let watches = figures
-        .iter()
-        .map(|f| state.hub.subscribe(f.event_id, f))
-        .collect();
-    Ok((watches, place))
+    let feed = Feed::new(
+        figures
+            .iter()
+            .map(|f| state.hub.subscribe(f.event_id, f))
+            .collect(),
+    );
+    Ok((
+        match follow {
+            Some(follow) => feed.following(follow),
+            None => feed,
+        },
+        place,
+    ))
 }
 
 /// Milliseconds from now until `claims` expire.
@@ -226,7 +238,7 @@ pub async fn live(
         user_id: UserId(claims.sub),
         role: claims.role,
     };
-    let (watches, place) = subscribe(&state, &caller, &query).await?;
+    let (feed, place) = subscribe(&state, &caller, &query).await?;
     let config = state.service.config();
     let settings = Settings {
         ping: Duration::from_secs(config.live_ping_seconds),
@@ -249,7 +261,7 @@ pub async fn live(
     }
     Ok(upgrade
         .on_upgrade(move |socket| async move {
-            run_socket(socket, Feed::new(watches), settings, shutdown).await;
+            run_socket(socket, feed, settings, shutdown).await;
             drop((place, tracked));
         })
         .into_response())
@@ -372,7 +384,7 @@ pub async fn stream(
         user_id: UserId(claims.sub),
         role: claims.role,
     };
-    let (watches, place) = subscribe(&state, &caller, &query).await?;
+    let (feed, place) = subscribe(&state, &caller, &query).await?;
     let end = {
         let shutdown = state.hub.shutdown.clone();
         let lifetime = lifetime(&state, &claims);
@@ -385,7 +397,7 @@ pub async fn stream(
     };
     let tracked = state.hub.sockets.token();
     let events = futures_util::stream::unfold(
-        (Feed::new(watches), place, tracked),
+        (feed, place, tracked),
         |(mut feed, place, tracked)| async move {
             let message = feed.next().await;
             let event = SseEvent::default()

@@ -1,6 +1,7 @@
 //! The live feed over a real WebSocket through the in-process gateway: authentication by
-//! cookie and by subprotocol, a refused origin, someone else's event never delivered, the
-//! close at token expiry and at shutdown, and the SSE twin.
+//! cookie and by subprotocol, a refused origin, someone else's event never delivered, events
+//! created after the socket opened, the close at token expiry and at shutdown, and the SSE
+//! twin.
 
 use std::time::Duration;
 
@@ -137,6 +138,59 @@ async fn a_cookie_opens_the_feed_of_the_callers_events_and_no_one_elses() {
     join_waitlist(&app, &waiter, &mine, 1).await;
     until(&mut socket, &mut seen, |f| f["waitlistLength"] == 1).await;
     assert_eq!(seen.last().unwrap()["available"], 0);
+}
+
+/// Reads figures for `within`; every one read goes to `seen`.
+pub async fn read_for(socket: &mut Socket, seen: &mut Vec<Value>, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            seen.push(next_figures(socket).await);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_feed_of_every_event_takes_in_the_callers_events_created_after_it_opened() {
+    let app = spawn_app().await;
+    let (owner, mine, rival, _theirs) = two_organizers_with_events(&app).await;
+    let buyer = app.signed_in_user().await;
+    let (mut following, _) = connect(&app.base, "", Auth::Cookie(&owner.access_token), None)
+        .await
+        .unwrap();
+    let pinned_query = format!("?eventIds={mine}");
+    let (mut pinned, _) = connect(
+        &app.base,
+        &pinned_query,
+        Auth::Cookie(&owner.access_token),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut seen = vec![next_figures(&mut following).await];
+    let mut pinned_seen = vec![next_figures(&mut pinned).await];
+
+    let later = event(&app, &owner, 10, 500, "EUR").await;
+    let theirs_later = event(&app, &rival, 10, 500, "EUR").await;
+    buy(&app, &buyer, &theirs_later, 1).await;
+    buy(&app, &buyer, &later, 2).await;
+    until(&mut following, &mut seen, |f| {
+        f["eventId"] == later.as_str() && f["tickets"] == 2
+    })
+    .await;
+    read_for(&mut pinned, &mut pinned_seen, Duration::from_millis(1500)).await;
+
+    assert_eq!(seen[0]["eventId"], mine.as_str());
+    assert!(
+        seen.iter()
+            .all(|f| f["eventId"] == mine.as_str() || f["eventId"] == later.as_str()),
+        "only the caller's events: {seen:?}"
+    );
+    assert!(
+        pinned_seen.iter().all(|f| f["eventId"] == mine.as_str()),
+        "a feed of named events takes in no others: {pinned_seen:?}"
+    );
+    assert_eq!(seen.last().unwrap()["revenue"][0]["gross"], 1000);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 mod audit;
 mod conformance;
 mod live;
+mod replica;
 mod routes;
 mod split;
 mod support;
