@@ -76,6 +76,11 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     if read && path == "/api/analytics/live" {
         return true;
     }
+    // Search only reads, for anyone: any method reaches it, which answers 405 for a wrong
+    // one rather than the edge 401.
+    if under(path, "/api/search") {
+        return true;
+    }
     // Any method: the service answers 405 for the wrong one, not the edge 401.
     if matches!(
         path,
@@ -94,7 +99,6 @@ pub fn is_public(method: &Method, path: &str) -> bool {
     read && !waitlist
         && (under(path, "/api/events")
             || under(path, "/api/venues")
-            || under(path, "/api/search")
             || under(path, "/api/recs/related")
             || under(path, "/api/orders/seats"))
 }
@@ -192,6 +196,8 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api/settings/me"));
         assert!(!is_public(&Method::PUT, "/api/settings/schema/booking"));
         assert_eq!(service_for("/api/settings/platform"), Some("settings"));
+        assert!(is_public(&Method::GET, "/api/search/events"));
+        assert!(is_public(&Method::POST, "/api/search/events"));
         assert!(is_public(&Method::GET, "/api/analytics/live"));
         assert!(!is_public(&Method::GET, "/api/analytics/live/stream"));
         assert!(!is_public(&Method::GET, "/api/analytics/overview"));

@@ -284,28 +284,32 @@ pub async fn cancelled_and_past_hidden(index: Arc<dyn EventIndex>) {
     );
 }
 
+/// Booking's figure for `event_id`: `available` of `capacity` seats free, none held, at
+/// inventory `version`.
+pub fn figure(event_id: Uuid, capacity: i64, available: i64, version: i64) -> Change {
+    Change::Availability(InventoryChange {
+        event_id,
+        user_id: None,
+        hold_id: None,
+        order_id: None,
+        seat_ids: Vec::new(),
+        amount: None,
+        currency: None,
+        reason: None,
+        availability: Availability {
+            capacity,
+            available,
+            held: 0,
+            sold: capacity - available,
+            version,
+        },
+    })
+}
+
 /// Availability: the newest figure wins; `hasSeats` filters on it.
 pub async fn availability_newest_wins(index: Arc<dyn EventIndex>) {
     let ids = index_all(index.as_ref(), &[Sample::named("Tiny Club Show")]).await;
-    let figure = |available, version| {
-        Some(Change::Availability(InventoryChange {
-            event_id: ids[0],
-            user_id: None,
-            hold_id: None,
-            order_id: None,
-            seat_ids: Vec::new(),
-            amount: None,
-            currency: None,
-            reason: None,
-            availability: Availability {
-                capacity: 100,
-                available,
-                held: 0,
-                sold: 100 - available,
-                version,
-            },
-        }))
-    };
+    let figure = |available, version| Some(figure(ids[0], 100, available, version));
     index
         .apply(Stream::Booking, vec![(1, figure(0, 5)), (2, figure(7, 3))])
         .await

@@ -972,12 +972,7 @@ impl TantivyIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let positions: Positions = index
-            .load_metas()?
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_default();
+        let Committed { positions, pending } = Committed::of(&index)?;
         let searchable = Arc::new(Searchable {
             index,
             reader,
@@ -993,7 +988,7 @@ impl TantivyIndex {
             searchable: searchable.clone(),
             writer,
             docs,
-            pending: HashMap::new(),
+            pending,
             positions: positions.clone(),
         };
         std::thread::Builder::new()
@@ -1010,6 +1005,32 @@ impl TantivyIndex {
     /// Whether the index was created empty (so its feed must start from the beginning).
     pub fn is_fresh(&self) -> bool {
         self.fresh
+    }
+}
+
+/// Most figures kept for events not indexed yet. One whose event was deleted before its
+/// figure came is never claimed, so the oldest events' figures (the smallest UUIDv7s) give way.
+const PENDING_MAX: usize = 4_096;
+
+/// What each commit records beside the documents: the bus positions it reflects and the
+/// figures of events not indexed yet, so that neither is lost to a restart.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Committed {
+    #[serde(flatten)]
+    positions: Positions,
+    #[serde(default)]
+    pending: BTreeMap<Uuid, evently_bus::catalog::Availability>,
+}
+
+impl Committed {
+    /// What the last commit of `index` recorded (nothing for a new index).
+    fn of(index: &Index) -> anyhow::Result<Self> {
+        Ok(index
+            .load_metas()?
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default())
     }
 }
 
@@ -1036,8 +1057,9 @@ struct WriterThread {
     searchable: Arc<Searchable>,
     writer: IndexWriter,
     docs: HashMap<Uuid, IndexedEvent>,
-    /// Figures for events not indexed yet (booking's stream can run ahead of events').
-    pending: HashMap<Uuid, evently_bus::catalog::Availability>,
+    /// Figures for events not indexed yet (booking's stream can run ahead of events'),
+    /// recorded in each commit.
+    pending: BTreeMap<Uuid, evently_bus::catalog::Availability>,
     positions: Arc<Mutex<Positions>>,
 }
 
@@ -1050,6 +1072,9 @@ impl WriterThread {
                 let _ = self.writer.rollback();
                 if let Ok(docs) = load_all(&self.searchable) {
                     self.docs = docs;
+                }
+                if let Ok(committed) = Committed::of(&self.searchable.index) {
+                    self.pending = committed.pending;
                 }
             }
             let _ = apply.reply.send(result);
@@ -1085,8 +1110,14 @@ impl WriterThread {
             }
         }
         positions.set(stream, last);
+        let committed = Committed {
+            positions,
+            pending: std::mem::take(&mut self.pending),
+        };
+        let payload = serde_json::to_string(&committed);
+        self.pending = committed.pending;
         let mut commit = self.writer.prepare_commit()?;
-        commit.set_payload(&serde_json::to_string(&positions)?);
+        commit.set_payload(&payload?);
         commit.commit()?;
         self.searchable.reader.reload()?;
         *self
@@ -1142,6 +1173,9 @@ impl WriterThread {
                         .is_none_or(|p| p.version < c.availability.version);
                     if newer {
                         self.pending.insert(c.event_id, c.availability);
+                        if self.pending.len() > PENDING_MAX {
+                            self.pending.pop_first();
+                        }
                     }
                 }
             },

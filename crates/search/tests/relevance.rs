@@ -49,18 +49,7 @@ async fn on_disk_the_index_and_its_positions_survive_a_restart() {
     }
     // Another schema version's directory is removed on opening, this version's kept.
     std::fs::create_dir_all(dir.join("index-v0")).expect("mkdir");
-    // The writer thread lets go of its lock when its channel closes.
-    let mut reopened = None;
-    for _ in 0..50 {
-        match TantivyIndex::open(&dir, 15) {
-            Ok(i) => {
-                reopened = Some(i);
-                break;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    let index = reopened.expect("reopen");
+    let index = reopen(&dir).await;
     assert!(!index.is_fresh());
     assert_eq!(index.position(evently_search::Stream::Events), 1);
     let r = index
@@ -70,6 +59,106 @@ async fn on_disk_the_index_and_its_positions_survive_a_restart() {
     assert!(!dir.join("index-v0").exists());
     drop(index);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Opens the index in `dir` once the previous writer thread has let go of its lock (when
+/// its channel closes).
+async fn reopen(dir: &std::path::Path) -> TantivyIndex {
+    for _ in 0..50 {
+        match TantivyIndex::open(dir, 15) {
+            Ok(i) => return i,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the index at {} did not reopen", dir.display());
+}
+
+#[tokio::test]
+async fn on_disk_a_figure_that_came_before_its_event_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("evently-search-{}", uuid::Uuid::now_v7()));
+    let early = uuid::Uuid::now_v7();
+    {
+        let index = TantivyIndex::open(&dir, 15).expect("open");
+        // Booking's stream runs ahead: the figure of an event not indexed yet.
+        index
+            .apply(
+                evently_search::Stream::Booking,
+                vec![(1, Some(suite::figure(early, 40, 0, 6)))],
+            )
+            .await
+            .expect("apply");
+    }
+    let index = reopen(&dir).await;
+    let snapshot = suite::Sample::named("Harbour Lights Festival").snapshot(early);
+    index
+        .apply(
+            evently_search::Stream::Events,
+            vec![(
+                1,
+                Some(evently_search::document::Change::Upsert(
+                    Box::new(snapshot),
+                    1,
+                )),
+            )],
+        )
+        .await
+        .expect("apply");
+    let mut request = evently_search::SearchRequest::new("harbour", suite::NOW_MS);
+    let r = index.search(&request).expect("search");
+    request.filters.has_seats = Some(true);
+    let with_seats = index.search(&request).expect("search");
+
+    assert_eq!(index.position(evently_search::Stream::Booking), 1);
+    assert_eq!(r.total_hits, 1);
+    assert_eq!(
+        r.hits[0].available_seats, 0,
+        "the figure from before the restart"
+    );
+    assert_eq!(with_seats.total_hits, 0);
+    drop(index);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn figures_waiting_for_their_events_are_bounded_the_oldest_event_giving_way() {
+    let index = in_memory();
+    // UUIDv7s in creation order: the first is the oldest event.
+    let ids: Vec<uuid::Uuid> = (0..4_097).map(|_| uuid::Uuid::now_v7()).collect();
+    let figures = ids
+        .iter()
+        .zip(1..)
+        .map(|(id, position)| (position, Some(suite::figure(*id, 40, 0, 2))))
+        .collect();
+    index
+        .apply(evently_search::Stream::Booking, figures)
+        .await
+        .expect("apply");
+    let upsert = |id, name: &'static str| {
+        Some(evently_search::document::Change::Upsert(
+            Box::new(suite::Sample::named(name).snapshot(id)),
+            1,
+        ))
+    };
+    index
+        .apply(
+            evently_search::Stream::Events,
+            vec![
+                (1, upsert(ids[0], "Oldest Gala")),
+                (2, upsert(ids[4_096], "Newest Gala")),
+            ],
+        )
+        .await
+        .expect("apply");
+    let seats = |q| {
+        index
+            .search(&evently_search::SearchRequest::new(q, suite::NOW_MS))
+            .expect("search")
+            .hits[0]
+            .available_seats
+    };
+
+    assert_eq!(seats("oldest"), 100, "its figure gave way");
+    assert_eq!(seats("newest"), 0, "its figure was kept");
 }
 
 proptest::proptest! {

@@ -236,6 +236,13 @@ async fn bad_input_is_a_422_problem_and_never_a_500() {
             .unwrap();
         assert_eq!(r.status(), 200, "{q}");
     }
+    // Search only reads: another method is 405 for anyone, signed in or not.
+    for path in ["/api/search/events", "/api/search/suggest"] {
+        let r = app.client.post(app.url(path)).send().await.unwrap();
+        evently_testkit::assert_problem(r, 405).await;
+        let r = app.client.delete(app.url(path)).send().await.unwrap();
+        evently_testkit::assert_problem(r, 405).await;
+    }
 }
 
 fn url_encode(s: &str) -> String {
