@@ -194,6 +194,45 @@ async fn a_feed_of_every_event_takes_in_the_callers_events_created_after_it_open
 }
 
 #[tokio::test]
+async fn a_client_that_reads_slowly_gets_the_latest_figures_not_every_change() {
+    let app = spawn_app().await;
+    let owner = organizer(&app).await;
+    let busy = event(&app, &owner, 30, 100, "EUR").await;
+    let mut buyers = Vec::new();
+    for _ in 0..12 {
+        buyers.push(app.signed_in_user().await);
+    }
+    let query = format!("?eventIds={busy}");
+    let (mut socket, _) = connect(&app.base, &query, Auth::Cookie(&owner.access_token), None)
+        .await
+        .unwrap();
+    let opened = std::time::Instant::now();
+
+    // The client reads nothing while twelve purchases (each a hold and an order: dozens
+    // of changes) go through.
+    for buyer in &buyers {
+        buy(&app, buyer, &busy, 1).await;
+    }
+    let mut seen = Vec::new();
+    until(&mut socket, &mut seen, |f| f["tickets"] == 12).await;
+    read_for(&mut socket, &mut seen, Duration::from_millis(1200)).await;
+    let seconds = opened.elapsed().as_secs_f64();
+
+    // At most one message per second went out, each with the figures of its moment.
+    assert!(
+        (seen.len() as f64) <= seconds.ceil() + 1.0,
+        "{} messages in {seconds:.1} s: {seen:?}",
+        seen.len()
+    );
+    let tickets: Vec<i64> = seen
+        .iter()
+        .map(|f| f["tickets"].as_i64().unwrap())
+        .collect();
+    assert!(tickets.is_sorted(), "{tickets:?}");
+    assert_eq!(tickets.last(), Some(&12));
+}
+
+#[tokio::test]
 async fn a_subprotocol_token_opens_the_feed_and_the_protocol_is_echoed() {
     let app = spawn_app().await;
     let (owner, mine, _rival, theirs) = two_organizers_with_events(&app).await;
