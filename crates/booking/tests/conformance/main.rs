@@ -26,4 +26,5 @@ mod holds;
 mod lifecycle;
 mod payments;
 mod purchase;
+mod upgrade;
 mod waitlist;
