@@ -26,5 +26,4 @@ mod holds;
 mod lifecycle;
 mod payments;
 mod purchase;
-mod upgrade;
 mod waitlist;
