@@ -147,6 +147,24 @@ pub struct InventoryChange {
     pub availability: Availability,
 }
 
+impl InventoryChange {
+    /// A change of `event_id`'s inventory to `availability` that concerns no buyer, hold,
+    /// order, seat or money (the fields a caller sets for one that does).
+    pub fn of(event_id: Uuid, availability: Availability) -> Self {
+        Self {
+            event_id,
+            user_id: None,
+            hold_id: None,
+            order_id: None,
+            seat_ids: Vec::new(),
+            amount: None,
+            currency: None,
+            reason: None,
+            availability,
+        }
+    }
+}
+
 /// A paid payment intent given back without an order (the payload of `PaymentRefunded`): its
 /// hold expired, was released or was cancelled with its event before the purchase committed.
 /// A refund of an order is its `OrderCancelled`, never this.

@@ -287,23 +287,16 @@ pub async fn cancelled_and_past_hidden(index: Arc<dyn EventIndex>) {
 /// Booking's figure for `event_id`: `available` of `capacity` seats free, none held, at
 /// inventory `version`.
 pub fn figure(event_id: Uuid, capacity: i64, available: i64, version: i64) -> Change {
-    Change::Availability(InventoryChange {
+    Change::Availability(InventoryChange::of(
         event_id,
-        user_id: None,
-        hold_id: None,
-        order_id: None,
-        seat_ids: Vec::new(),
-        amount: None,
-        currency: None,
-        reason: None,
-        availability: Availability {
+        Availability {
             capacity,
             available,
             held: 0,
             sold: capacity - available,
             version,
         },
-    })
+    ))
 }
 
 /// Availability: the newest figure wins; `hasSeats` filters on it.

@@ -64,17 +64,7 @@ impl Changes {
 }
 
 pub(super) fn change(inv: &Inventory) -> InventoryChange {
-    InventoryChange {
-        event_id: inv.event_id,
-        user_id: None,
-        hold_id: None,
-        order_id: None,
-        seat_ids: Vec::new(),
-        amount: None,
-        currency: None,
-        reason: None,
-        availability: inv.availability(),
-    }
+    InventoryChange::of(inv.event_id, inv.availability())
 }
 
 /// An event's inventory row.
