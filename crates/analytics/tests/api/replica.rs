@@ -30,9 +30,13 @@ async fn a_replica_that_applies_nothing_feeds_its_sockets_from_its_own_consumers
         evently_testkit::skip(TEST, "EVENTLY_TEST_NATS_URL");
         return;
     };
+    // The test's own database: a relay publishes every unpublished row of its outbox, so an
+    // application on NATS beside another test's on the same database would publish that
+    // test's domain events too.
+    let database = evently_testkit::FreshDatabase::create(&postgres).await;
     let prefix = format!("A{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
     let setup = |c: &mut evently_core::config::Config| {
-        c.database.url = Some(SecretString::from(postgres.clone()));
+        c.database.url = Some(SecretString::from(database.url.clone()));
         c.bus.nats_url = Some(SecretString::from(nats.clone()));
         c.bus.stream_prefix = prefix.clone();
     };

@@ -357,9 +357,12 @@ async fn two_search_processes_on_postgres_and_nats_answer_the_same() {
         );
         return;
     };
+    // The test's own database: a relay publishes every unpublished row of its outbox, other
+    // tests' rows included on a shared one.
+    let database = evently_testkit::FreshDatabase::create(&postgres).await;
     let prefix = format!("S{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
     let setup = |replica: &str| {
-        let (postgres, nats, prefix) = (postgres.clone(), nats.clone(), prefix.clone());
+        let (postgres, nats, prefix) = (database.url.clone(), nats.clone(), prefix.clone());
         let replica = replica.to_owned();
         move |c: &mut evently_core::config::Config| {
             c.database.url = Some(secrecy::SecretString::from(postgres));
