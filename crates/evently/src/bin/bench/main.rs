@@ -18,135 +18,261 @@ mod search;
 mod server;
 mod web;
 
+/// Benchmarks that print figures; run them on a release build.
+#[derive(Debug, clap::Parser)]
+#[command(name = "evently-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Bench {
+    /// Argon2id's hash rate, and sign-ins per second over HTTP during a login storm.
+    Auth {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
+    /// Live WebSocket subscribers watching an on-sale (embedded SQLite), then the same sale
+    /// without them.
+    Analytics {
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 10_000)]
+        seats: u32,
+        #[arg(long, default_value_t = 40_000)]
+        buyers: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Buyers pay and buy in one checkout request.
+        #[arg(long)]
+        checkout: bool,
+    },
+    /// Purchases while the server is killed (SIGKILL) and restarted; nothing acknowledged
+    /// may be lost.
+    Crash {
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        #[arg(long, default_value_t = 8)]
+        buyers: usize,
+        #[arg(long, default_value_t = 20_000)]
+        seats: u32,
+        #[arg(long, default_value_t = 1500)]
+        max_uptime_ms: u64,
+        #[arg(long, default_value_t = 21)]
+        seed: u64,
+        /// PostgreSQL instead of embedded SQLite.
+        #[arg(long, value_name = "postgres://…")]
+        database_url: Option<String>,
+    },
+    /// Exports of an event's orders as CSV and XLSX, and an import of a CSV.
+    Data {
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: u64,
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+    },
+    /// Event listing over HTTP, and domain events through the outbox and bus.
+    Events {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        events: u32,
+        #[arg(long, default_value_t = 20_000)]
+        outbox_events: u64,
+    },
+    /// An authenticated request with `wrk`: directly, through the gateway, through nginx,
+    /// and in one process.
+    Gateway {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+    },
+    /// An on-sale rush: buyers race for an event's seats.
+    Onsale {
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        #[arg(long, default_value_t = 50_000)]
+        seats: u32,
+        #[arg(long, default_value_t = 200_000)]
+        buyers: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1)]
+        max_quantity: u32,
+        /// PostgreSQL for every service instead of embedded SQLite (its schemas `auth`,
+        /// `events` and `booking` are dropped first).
+        #[arg(long, value_name = "postgres://…")]
+        database_url: Option<String>,
+        /// Every service in its own process; needs `--database-url`.
+        #[arg(long)]
+        split: bool,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// Buyers pay and buy in one checkout request instead of intent, confirm and purchase.
+        #[arg(long)]
+        checkout: bool,
+    },
+    /// How good and how fast recommendations are, on a generated world.
+    Recs {
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        #[arg(long, default_value_t = 1500)]
+        events: usize,
+        #[arg(long)]
+        orders: Option<usize>,
+        /// The share of users who name favourites.
+        #[arg(long, default_value_t = 0.0)]
+        favourites: f64,
+        /// Users whose recommendations are evaluated (default: all).
+        #[arg(long)]
+        eval_users: Option<usize>,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        seed: u64,
+    },
+    /// Search against PostgreSQL full-text search and SQLite FTS5 on the same events.
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Also measure PostgreSQL's full-text search there.
+        #[arg(long, value_name = "postgres://…")]
+        database_url: Option<String>,
+    },
+    /// The server time of the web client's event list over many events.
+    Web {
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let text = |name: &str| -> Option<String> {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let flag = |name: &str| args.iter().any(|a| a == name);
-    match args.first().map(String::as_str) {
-        Some("auth") => {
-            auth::run(arg("--seconds", 10), usize::try_from(arg("--clients", 32))?).await
-        }
-        Some("crash") => {
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.bench {
+        Bench::Auth { seconds, clients } => auth::run(seconds, clients).await,
+        Bench::Crash {
+            kills,
+            buyers,
+            seats,
+            max_uptime_ms,
+            seed,
+            database_url,
+        } => {
             crash::run(crash::Args {
-                kills: usize::try_from(arg("--kills", 100))?,
-                buyers: usize::try_from(arg("--buyers", 8))?,
-                seats: u32::try_from(arg("--seats", 20_000))?,
-                max_uptime_ms: arg("--max-uptime-ms", 1500),
-                seed: arg("--seed", 21),
-                database_url: text("--database-url"),
+                kills,
+                buyers,
+                seats,
+                max_uptime_ms,
+                seed,
+                database_url,
             })
             .await
         }
-        Some("analytics") => {
+        Bench::Analytics {
+            subscribers,
+            seats,
+            buyers,
+            concurrency,
+            checkout,
+        } => {
             onsale::live::run(
                 onsale::Options {
                     runs: 1,
-                    seats: u32::try_from(arg("--seats", 10_000))?,
-                    buyers: usize::try_from(arg("--buyers", 40_000))?,
-                    concurrency: usize::try_from(arg("--concurrency", 256))?,
+                    seats,
+                    buyers,
+                    concurrency,
                     max_quantity: 1,
                     database_url: None,
                     split: false,
                     nats_url: String::new(),
                     redis_url: String::new(),
-                    checkout: flag("--checkout"),
+                    checkout,
                 },
-                usize::try_from(arg("--subscribers", 10_000))?,
+                subscribers,
             )
             .await
         }
-        Some("data") => data::run(arg("--orders", 1_000_000), arg("--rows", 10_000)).await,
-        Some("events") => {
-            events::run(
-                arg("--seconds", 10),
-                usize::try_from(arg("--clients", 32))?,
-                u32::try_from(arg("--events", 1000))?,
-                arg("--outbox-events", 20_000),
-            )
-            .await
-        }
-        Some("gateway") => {
-            gateway::run(
-                arg("--seconds", 5),
-                usize::try_from(arg("--runs", 3))?,
-                u32::try_from(arg("--connections", 32))?,
-            )
-            .await
-        }
-        Some("onsale") => {
+        Bench::Data { orders, rows } => data::run(orders, rows).await,
+        Bench::Events {
+            seconds,
+            clients,
+            events,
+            outbox_events,
+        } => events::run(seconds, clients, events, outbox_events).await,
+        Bench::Gateway {
+            seconds,
+            runs,
+            connections,
+        } => gateway::run(seconds, runs, connections).await,
+        Bench::Onsale {
+            runs,
+            seats,
+            buyers,
+            concurrency,
+            max_quantity,
+            database_url,
+            split,
+            nats_url,
+            redis_url,
+            checkout,
+        } => {
             onsale::run(onsale::Options {
-                runs: usize::try_from(arg("--runs", 1))?,
-                seats: u32::try_from(arg("--seats", 50_000))?,
-                buyers: usize::try_from(arg("--buyers", 200_000))?,
-                concurrency: usize::try_from(arg("--concurrency", 256))?,
-                max_quantity: u32::try_from(arg("--max-quantity", 1))?,
-                database_url: text("--database-url"),
-                split: flag("--split"),
-                nats_url: text("--nats-url").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-                redis_url: text("--redis-url").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-                checkout: flag("--checkout"),
+                runs,
+                seats,
+                buyers,
+                concurrency,
+                max_quantity,
+                database_url,
+                split,
+                nats_url,
+                redis_url,
+                checkout,
             })
             .await
         }
-        Some("recs") => {
+        Bench::Recs {
+            users,
+            events,
+            orders,
+            favourites,
+            eval_users,
+            clients,
+            seed,
+        } => {
             recs::run(recs::Options {
-                users: usize::try_from(arg("--users", 2000))?,
-                events: usize::try_from(arg("--events", 1500))?,
-                orders: text("--orders").map(|o| o.parse()).transpose()?,
-                favourites: text("--favourites").map_or(Ok(0.0), |p| p.parse())?,
-                eval_users: usize::try_from(arg("--eval-users", u64::MAX)).unwrap_or(usize::MAX),
-                clients: usize::try_from(arg("--clients", 16))?,
-                seed: arg("--seed", 20),
+                users,
+                events,
+                orders,
+                favourites,
+                eval_users: eval_users.unwrap_or(usize::MAX),
+                clients,
+                seed,
             })
             .await
         }
-        Some("search") => {
-            search::run(
-                usize::try_from(arg("--events", 100_000))?,
-                usize::try_from(arg("--clients", 32))?,
-                arg("--seconds", 10),
-                text("--database-url"),
-            )
-            .await
-        }
-        Some("web") => {
-            web::run(
-                usize::try_from(arg("--events", 10_000))?,
-                usize::try_from(arg("--requests", 200))?,
-            )
-            .await
-        }
-        _ => {
-            eprintln!(
-                "usage: evently-bench auth [--seconds N] [--clients N]\n\
-                 \x20      evently-bench analytics [--subscribers N] [--seats N] [--buyers N] [--concurrency N] [--checkout]\n\
-                 \x20      evently-bench crash [--kills N] [--buyers N] [--seats N] [--max-uptime-ms N]\n\
-                 \x20                          [--seed N] [--database-url postgres://…]\n\
-                 \x20      evently-bench data [--orders N] [--rows N]\n\
-                 \x20      evently-bench events [--seconds N] [--clients N] [--events N] [--outbox-events N]\n\
-                 \x20      evently-bench gateway [--seconds N] [--runs N] [--connections N]\n\
-                 \x20      evently-bench onsale [--runs N] [--seats N] [--buyers N] [--concurrency N]\n\
-                 \x20                           [--max-quantity N] [--database-url postgres://…] [--checkout]\n\
-                 \x20                           [--split [--nats-url URL] [--redis-url URL]]\n\
-                 \x20      evently-bench recs [--users N] [--events N] [--orders N] [--favourites P] [--eval-users N] [--clients N] [--seed N]\n\
-                 \x20      evently-bench search [--events N] [--clients N] [--seconds N] [--database-url postgres://…]\n\
-                 \x20      evently-bench web [--events N] [--requests N]\n\
-                 run on a release build: cargo run --release --bin evently-bench -- auth"
-            );
-            std::process::exit(2);
-        }
+        Bench::Search {
+            events,
+            clients,
+            seconds,
+            database_url,
+        } => search::run(events, clients, seconds, database_url).await,
+        Bench::Web { events, requests } => web::run(events, requests).await,
     }
 }
