@@ -13,12 +13,25 @@ use std::time::Instant;
 use crate::crash_harness::{Engine, Options, run as run_harness, sibling_evently};
 
 /// The command line.
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Kills (SIGKILL, then a restart).
+    #[arg(long, default_value_t = 100)]
     pub kills: usize,
+    /// Buyers purchasing concurrently.
+    #[arg(long, default_value_t = 8)]
     pub buyers: usize,
+    /// Seats of the event.
+    #[arg(long, default_value_t = 20_000)]
     pub seats: u32,
+    /// Longest time the server runs between two kills.
+    #[arg(long, default_value_t = 1500)]
     pub max_uptime_ms: u64,
+    /// Seed of the kill times.
+    #[arg(long, default_value_t = 21)]
     pub seed: u64,
+    /// PostgreSQL instead of embedded SQLite.
+    #[arg(long, value_name = "postgres://…")]
     pub database_url: Option<String>,
 }
 

@@ -52,21 +52,7 @@ enum Bench {
     },
     /// Purchases while the server is killed (SIGKILL) and restarted; nothing acknowledged
     /// may be lost.
-    Crash {
-        #[arg(long, default_value_t = 100)]
-        kills: usize,
-        #[arg(long, default_value_t = 8)]
-        buyers: usize,
-        #[arg(long, default_value_t = 20_000)]
-        seats: u32,
-        #[arg(long, default_value_t = 1500)]
-        max_uptime_ms: u64,
-        #[arg(long, default_value_t = 21)]
-        seed: u64,
-        /// PostgreSQL instead of embedded SQLite.
-        #[arg(long, value_name = "postgres://…")]
-        database_url: Option<String>,
-    },
+    Crash(crash::Args),
     /// Exports of an event's orders as CSV and XLSX, and an import of a CSV.
     Data {
         #[arg(long, default_value_t = 1_000_000)]
@@ -96,32 +82,7 @@ enum Bench {
         connections: u32,
     },
     /// An on-sale rush: buyers race for an event's seats.
-    Onsale {
-        #[arg(long, default_value_t = 1)]
-        runs: usize,
-        #[arg(long, default_value_t = 50_000)]
-        seats: u32,
-        #[arg(long, default_value_t = 200_000)]
-        buyers: usize,
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 1)]
-        max_quantity: u32,
-        /// PostgreSQL for every service instead of embedded SQLite (its schemas `auth`,
-        /// `events` and `booking` are dropped first).
-        #[arg(long, value_name = "postgres://…")]
-        database_url: Option<String>,
-        /// Every service in its own process; needs `--database-url`.
-        #[arg(long)]
-        split: bool,
-        #[arg(long, default_value = "nats://127.0.0.1:4222")]
-        nats_url: String,
-        #[arg(long, default_value = "redis://127.0.0.1:6379")]
-        redis_url: String,
-        /// Buyers pay and buy in one checkout request instead of intent, confirm and purchase.
-        #[arg(long)]
-        checkout: bool,
-    },
+    Onsale(onsale::Options),
     /// How good and how fast recommendations are, on a generated world.
     Recs {
         #[arg(long, default_value_t = 2000)]
@@ -167,24 +128,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
     match cli.bench {
         Bench::Auth { seconds, clients } => auth::run(seconds, clients).await,
-        Bench::Crash {
-            kills,
-            buyers,
-            seats,
-            max_uptime_ms,
-            seed,
-            database_url,
-        } => {
-            crash::run(crash::Args {
-                kills,
-                buyers,
-                seats,
-                max_uptime_ms,
-                seed,
-                database_url,
-            })
-            .await
-        }
+        Bench::Crash(args) => crash::run(args).await,
         Bench::Analytics {
             subscribers,
             seats,
@@ -221,32 +165,7 @@ async fn main() -> anyhow::Result<()> {
             runs,
             connections,
         } => gateway::run(seconds, runs, connections).await,
-        Bench::Onsale {
-            runs,
-            seats,
-            buyers,
-            concurrency,
-            max_quantity,
-            database_url,
-            split,
-            nats_url,
-            redis_url,
-            checkout,
-        } => {
-            onsale::run(onsale::Options {
-                runs,
-                seats,
-                buyers,
-                concurrency,
-                max_quantity,
-                database_url,
-                split,
-                nats_url,
-                redis_url,
-                checkout,
-            })
-            .await
-        }
+        Bench::Onsale(options) => onsale::run(options).await,
         Bench::Recs {
             users,
             events,

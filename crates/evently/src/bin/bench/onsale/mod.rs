@@ -61,26 +61,38 @@ use seat_map::SeatMap;
 use setup::{SETUP_HASHING, SETUP_TASKS, availability, drop_schemas, setup};
 
 /// The command-line options.
+#[derive(Debug, clap::Args)]
 pub struct Options {
     /// Runs, each on a fresh server.
+    #[arg(long, default_value_t = 1)]
     pub runs: usize,
     /// Seats of the venue.
+    #[arg(long, default_value_t = 50_000)]
     pub seats: u32,
     /// Buyers in the rush.
+    #[arg(long, default_value_t = 200_000)]
     pub buyers: usize,
     /// Concurrent client tasks during the sale.
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Most tickets one buyer wants.
+    #[arg(long, default_value_t = 1)]
     pub max_quantity: u32,
-    /// PostgreSQL for every service instead of the embedded SQLite files.
+    /// PostgreSQL for every service instead of the embedded SQLite files (its schemas
+    /// `auth`, `events` and `booking` are dropped first).
+    #[arg(long, value_name = "postgres://…")]
     pub database_url: Option<String>,
-    /// Every service in its own process (see [`split`]); needs `database_url`.
+    /// Every service in its own process (see [`split`]); needs `--database-url`.
+    #[arg(long)]
     pub split: bool,
     /// NATS for `--split`.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Redis for `--split`'s gateways.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Buyers pay and buy in one checkout request instead of intent, confirm and purchase.
+    #[arg(long)]
     pub checkout: bool,
 }
 
