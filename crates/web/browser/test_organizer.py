@@ -115,7 +115,13 @@ def test_an_organizer_makes_a_venue_and_an_event_puts_it_on_sale_and_watches_a_b
     card.get_by_role("button", name="Keep it").click()
     expect(card.get_by_role("button", name="Yes, cancel the event")).to_be_hidden()
     card.get_by_role("button", name=f"Put {name} on sale").click()
-    expect(page.locator("#org-message")).to_have_text(f"“{name}” is on sale.")
+    try:
+        expect(page.locator("#org-message")).to_have_text(f"“{name}” is on sale.")
+    except AssertionError as e:
+        # Say what the card showed: a refusal of the status change lands there, not in the
+        # page's message.
+        shown = card.locator(".field-error").all_text_contents()
+        raise AssertionError(f"put on sale: the card says {shown!r}; errors {org.errors!r}") from e
     card = page.locator("li.card", has=page.get_by_role("link", name=name, exact=True))
     expect(card.locator(".status")).to_have_text("On sale")
     screenshots(page, "my-events")
