@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use evently_core::identity::{Identity, Role};
+use evently_core::identity::Identity;
 use evently_core::ids::UserId;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, watch};
@@ -358,13 +358,6 @@ pub struct Follow {
     announced: broadcast::Receiver<Arc<EventFigures>>,
 }
 
-impl Follow {
-    /// Whether the caller may see `f`: their own event, or any for an admin.
-    fn may_see(&self, f: &EventFigures) -> bool {
-        self.caller.role == Role::Admin || f.organizer_id == Some(self.caller.user_id.0)
-    }
-}
-
 /// One client's view of its watched events: each event's latest figures, at most once per
 /// [`MIN_GAP`].
 ///
@@ -418,7 +411,7 @@ impl Feed {
     /// there is room: its figures go first.
     fn take_in(&mut self, figures: &EventFigures) {
         let Some(follow) = &self.follow else { return };
-        if !follow.may_see(figures)
+        if !figures.visible_to(&follow.caller)
             || self.watches.len() >= follow.max
             || self.watches(figures.event_id)
         {

@@ -265,8 +265,7 @@ impl AnalyticsService {
             .event(event_id)
             .await?
             .ok_or(AnalyticsError::EventNotFound)?;
-        let mine = figures.organizer_id == Some(caller.user_id.0);
-        if figures.deleted || !(mine || caller.role == Role::Admin) {
+        if !figures.visible_to(caller) {
             return Err(AnalyticsError::EventNotFound);
         }
         Ok(figures)

@@ -88,6 +88,14 @@ pub struct EventFigures {
 }
 
 impl EventFigures {
+    /// Whether `caller` may see these figures: an event not deleted, and theirs or any for
+    /// an admin.
+    pub fn visible_to(&self, caller: &evently_core::identity::Identity) -> bool {
+        !self.deleted
+            && (caller.role == evently_core::identity::Role::Admin
+                || self.organizer_id == Some(caller.user_id.0))
+    }
+
     /// Holds still live: created, less those that ended one way or another.
     pub fn live_holds(&self) -> i64 {
         self.holds_created
