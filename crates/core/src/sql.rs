@@ -164,6 +164,21 @@ impl Pool {
         })
     }
 
+    /// Begins a transaction for code that decides before it writes, so that a refusal comes
+    /// before its first change. On the SQLite write connection it joins the group commit
+    /// without a savepoint (cheaper), and a failure after a change rolls back the whole
+    /// group; call [`Tx::isolate`] before a write that a refusal may follow. Elsewhere it is
+    /// [`Pool::begin`].
+    ///
+    /// # Errors
+    /// As [`Pool::begin`].
+    pub async fn begin_decided(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_decided().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
     /// Takes a connection of the pool, for several reads in a row on one connection.
     ///
     /// # Errors
@@ -188,7 +203,7 @@ pub enum Conn {
 /// An open write transaction; rolled back when dropped without [`Tx::commit`].
 #[derive(Debug)]
 pub enum Tx {
-    /// On the SQLite write connection (a savepoint of the group commit in progress).
+    /// On the SQLite write connection (part of the group commit in progress).
     Sqlite(sqlite::Transaction<'static>),
     /// On a PostgreSQL connection.
     Postgres(sqlx::Transaction<'static, Postgres>),
@@ -213,6 +228,15 @@ impl Tx {
         match self {
             Tx::Sqlite(_) => Sql::from(sql),
             Tx::Postgres(_) => Sql(Cow::Owned(format!("{sql} FOR UPDATE{lock}"))),
+        }
+    }
+
+    /// From here on, a failure takes back only this transaction's changes (a transaction
+    /// begun with [`Pool::begin_decided`] on SQLite opens its savepoint; elsewhere that is
+    /// already so). Call it before the first write that a refusal may follow.
+    pub fn isolate(&mut self) {
+        if let Tx::Sqlite(tx) = self {
+            tx.isolate();
         }
     }
 

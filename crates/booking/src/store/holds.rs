@@ -287,6 +287,8 @@ pub(super) async fn hold_step(
             for row in &rows {
                 owned = row.get("owned")?;
                 if row.get::<Option<Uuid>>("own_hold")?.is_some() {
+                    // Ending the old hold is taken back if the new one is refused.
+                    tx.isolate();
                     let hold = hold_from(row)?;
                     end_hold(tx, inv, changes, &hold, HoldStatus::Released, now).await?;
                 }

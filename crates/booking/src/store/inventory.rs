@@ -100,7 +100,9 @@ pub(super) async fn open_event(
     now: i64,
     force: bool,
 ) -> Result<Option<(Tx, Inventory, Changes, usize)>, StoreError> {
-    let mut tx = pool.begin().await?;
+    // Every inventory change reads and decides before it writes, so it needs no savepoint
+    // of SQLite's group commit; the sweep, whose writes a refusal may follow, asks for one.
+    let mut tx = pool.begin_decided().await?;
     let Some(mut inv) = lock_inventory(&mut tx, event_id).await? else {
         return Ok(None);
     };
@@ -132,6 +134,10 @@ pub(super) async fn sweep(
         .fetch_all(&mut *tx)
         .await?;
     let expired = rows.iter().map(hold_from).collect::<Result<Vec<_>, _>>()?;
+    if !expired.is_empty() {
+        // A refusal of the request that swept takes the sweep back with it, and only it.
+        tx.isolate();
+    }
     for hold in &expired {
         end_hold(tx, inv, changes, hold, HoldStatus::Expired, now).await?;
     }

@@ -121,6 +121,8 @@ mod purchase;
 mod rows;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 mod waitlist;
 mod writes;
 

@@ -75,12 +75,12 @@ pub(super) async fn send_writes(
     Ok(changed)
 }
 
-/// Runs `writes` in a transaction of their own.
+/// Runs `writes` in a transaction of their own (decided before: it needs no savepoint).
 pub(super) async fn write_alone(
     pool: &Pool,
     writes: &super::Writes,
 ) -> Result<Vec<u64>, evently_core::db::StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_decided().await?;
     let changed = send_writes(&mut tx, writes, &[]).await?;
     tx.commit().await?;
     Ok(changed)

@@ -24,8 +24,8 @@
 //!
 //! Layout: this file holds the [`Pool`] of connections, how a connection is taken from it,
 //! the write pool's checkpointer thread and how rusqlite's errors map to [`StoreError`];
-//! `transaction` holds [`Transaction`] and the write pool's group commit (batches and
-//! savepoints); `query` holds [`query`] and its binds, [`QueryBuilder`], the [`Executor`]s
+//! `transaction` holds [`Transaction`] and the write pool's group commit (batches, and how
+//! a failed request takes back its changes); `query` holds [`query`] and its binds, [`QueryBuilder`], the [`Executor`]s
 //! statements run on, and the rows they return.
 
 mod query;
@@ -76,6 +76,11 @@ pub struct Sqlite;
 pub struct Conn {
     conn: Connection,
     batch: Option<Batch>,
+    /// Until when every write transaction runs in a savepoint, after a batch was rolled back
+    /// for one request's failure (see `transaction`).
+    guarded_until: Option<std::time::Instant>,
+    /// Batches rolled back whole for one request's failure.
+    aborted_batches: u64,
 }
 
 /// A fixed set of connections to one SQLite file.
@@ -179,7 +184,12 @@ impl Pool<Sqlite> {
                 ))?;
             }
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            conns.push(Arc::new(Mutex::new(Conn { conn, batch: None })));
+            conns.push(Arc::new(Mutex::new(Conn {
+                conn,
+                batch: None,
+                guarded_until: None,
+                aborted_batches: 0,
+            })));
         }
         let conns: Arc<[Arc<Mutex<Conn>>]> = conns.into();
         if writer {
@@ -191,6 +201,16 @@ impl Pool<Sqlite> {
             line: writer.then(|| Arc::new(Line::default())),
             _db: PhantomData,
         })
+    }
+
+    /// How many batches of the group commit were rolled back whole because a request that
+    /// ran without a savepoint failed after changing rows (see [`Pool::begin_decided`]); 0
+    /// on a read pool. Each is also counted in `evently_sqlite_group_aborts_total`.
+    pub async fn aborted_batches(&self) -> u64 {
+        if self.line.is_none() {
+            return 0;
+        }
+        self.conns[0].lock().await.aborted_batches
     }
 
     /// Takes a connection: a free one if there is one, else waits for the next in turn.

@@ -90,8 +90,9 @@ impl<'e> Executor<'e> for &'e Pool<Sqlite> {
     fn run(self, query: Query, fetch: Option<usize>) -> BoxFuture<'e, Result<Outcome, StoreError>> {
         Box::pin(async move {
             if self.line.is_some() {
-                // A write outside a transaction is a transaction of its own, grouped as any.
-                let tx = self.begin().await?;
+                // A write outside a transaction is a transaction of its own, grouped as any;
+                // it needs no savepoint: SQLite takes back a failed statement by itself.
+                let tx = self.begin_decided().await?;
                 let conn: &Conn = &tx;
                 let outcome = run_on(&conn.conn, &query, mode(fetch))?;
                 tx.commit().await?;

@@ -265,3 +265,135 @@ async fn the_write_ahead_log_stays_bounded_under_continuous_commits() {
         "the log grew to {largest} bytes"
     );
 }
+
+async fn insert(tx: &mut Transaction<'static>, n: i64) {
+    query("INSERT INTO t (id, n) VALUES ($1, $2)")
+        .bind(uuid::Uuid::new_v4())
+        .bind(n)
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+}
+
+async fn rows_in(reader: &Pool) -> Vec<i64> {
+    query("SELECT n FROM t ORDER BY n")
+        .fetch_all(reader)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i64, _>("n").unwrap())
+        .collect()
+}
+
+/// Runs `second` on the write connection right after `first` commits, in the same batch:
+/// `second` lines up while `first` holds the connection. Returns how `first`'s commit went.
+async fn in_one_batch<F>(
+    writer: &Pool,
+    mut first: Transaction<'static>,
+    second: F,
+) -> Result<(), StoreError>
+where
+    F: FnOnce(Pool) -> tokio::task::JoinHandle<()>,
+{
+    insert(&mut first, 1).await;
+    let second = second(writer.clone());
+    // The second request is in line before the first lets go of the connection.
+    while writer.line.as_ref().unwrap().waiting.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let committed = first.commit().await;
+    second.await.unwrap();
+    committed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decided_request_that_fails_after_a_change_rolls_back_its_whole_batch() {
+    let (_dir, writer, reader) = pools().await;
+    let first = writer.begin_decided().await.unwrap();
+    let committed = in_one_batch(&writer, first, |writer| {
+        tokio::spawn(async move {
+            let mut tx = writer.begin_decided().await.unwrap();
+            insert(&mut tx, 2).await;
+            // Fails after its change: no savepoint can take back only that.
+            drop(tx);
+        })
+    })
+    .await;
+
+    assert!(
+        matches!(committed, Err(StoreError::Unavailable(_))),
+        "{committed:?}"
+    );
+    assert_eq!(rows_in(&reader).await, Vec::<i64>::new());
+    assert_eq!(writer.aborted_batches().await, 1);
+
+    // Right after, requests run in savepoints: one that fails again fails alone.
+    let first = writer.begin_decided().await.unwrap();
+    let committed = in_one_batch(&writer, first, |writer| {
+        tokio::spawn(async move {
+            let mut tx = writer.begin_decided().await.unwrap();
+            insert(&mut tx, 2).await;
+            drop(tx);
+        })
+    })
+    .await;
+    assert!(committed.is_ok(), "{committed:?}");
+    assert_eq!(rows_in(&reader).await, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decided_request_that_changed_nothing_or_isolated_itself_fails_alone() {
+    let (_dir, writer, reader) = pools().await;
+    // A refusal decided on reads alone.
+    let first = writer.begin_decided().await.unwrap();
+    let committed = in_one_batch(&writer, first, |writer| {
+        tokio::spawn(async move {
+            let mut tx = writer.begin_decided().await.unwrap();
+            query("SELECT n FROM t").fetch_all(&mut *tx).await.unwrap();
+            drop(tx);
+        })
+    })
+    .await;
+    assert!(committed.is_ok(), "{committed:?}");
+
+    // A statement that fails takes back itself: the request changed nothing.
+    let taken = uuid::Uuid::new_v4();
+    query("INSERT INTO t (id, n) VALUES ($1, 2)")
+        .bind(taken)
+        .execute(&writer)
+        .await
+        .unwrap();
+    let first = writer.begin_decided().await.unwrap();
+    let committed = in_one_batch(&writer, first, |writer| {
+        tokio::spawn(async move {
+            let mut tx = writer.begin_decided().await.unwrap();
+            let again = query("INSERT INTO t (id, n) VALUES ($1, 3)")
+                .bind(taken)
+                .execute(&mut *tx)
+                .await;
+            assert!(
+                matches!(again, Err(StoreError::Conflict { .. })),
+                "{again:?}"
+            );
+            drop(tx);
+        })
+    })
+    .await;
+    assert!(committed.is_ok(), "{committed:?}");
+
+    // A request that asked for a savepoint before its change.
+    let first = writer.begin_decided().await.unwrap();
+    let committed = in_one_batch(&writer, first, |writer| {
+        tokio::spawn(async move {
+            let mut tx = writer.begin_decided().await.unwrap();
+            tx.isolate();
+            insert(&mut tx, 4).await;
+            drop(tx);
+        })
+    })
+    .await;
+    assert!(committed.is_ok(), "{committed:?}");
+
+    assert_eq!(rows_in(&reader).await, vec![1, 1, 1, 2]);
+    assert_eq!(writer.aborted_batches().await, 0);
+}

@@ -1,0 +1,119 @@
+//! The SQLite store's group commit: inventory changes run without a savepoint of it, and the
+//! refusals that come after a write (of a sweep of expired holds, of the buyer's replaced
+//! hold) take back only their own request's changes, never the whole batch.
+
+use super::*;
+use crate::domain::{HoldStatus, Selection};
+use evently_bus::catalog::EventSnapshot;
+use evently_core::sql::Pool;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+
+const NOW: i64 = 1_900_000_000_000;
+const TTL: i64 = 600_000;
+const POLICY: Policy = Policy {
+    max_tickets_per_user: 6,
+    offer_ttl_ms: 300_000,
+    limit_purchases: false,
+};
+
+async fn aborted_batches(store: &SqlBookingStore) -> u64 {
+    match store.db.writer() {
+        Pool::Sqlite(pool) => pool.aborted_batches().await,
+        Pool::Postgres(_) => 0,
+    }
+}
+
+fn best(event_id: Uuid, user_id: Uuid, quantity: i64) -> NewHold {
+    NewHold {
+        hold_id: HoldId::new(),
+        event_id,
+        user_id,
+        selection: Selection::Best {
+            quantity,
+            section: None,
+        },
+        ttl_ms: TTL,
+    }
+}
+
+#[tokio::test]
+async fn refusals_after_a_sweep_or_a_replaced_hold_take_back_only_their_own_request() {
+    let dir = evently_testkit::TempDir::new();
+    let url = SecretString::from(format!("sqlite://{}", dir.path().join("b.db").display()));
+    let store = SqlBookingStore::sqlite(evently_core::db::connect_sqlite(&url).await.unwrap())
+        .await
+        .unwrap();
+    let event_id = Uuid::now_v7();
+    let time = evently_bus::envelope::time_from_ms;
+    let created = DomainEvent::EventCreated(EventSnapshot {
+        event_id,
+        organizer_id: Uuid::now_v7(),
+        event_name: "Group commit night".into(),
+        description: None,
+        event_date: time(NOW + 30 * 86_400_000),
+        venue_id: None,
+        venue_name: "Hall".into(),
+        city: None,
+        event_type: None,
+        tags: Vec::new(),
+        status: "ON_SALE".into(),
+        total_seats: 10,
+        sale_start_time: time(NOW - 86_400_000),
+        sale_end_time: None,
+        base_price: 3000,
+        currency: "EUR".into(),
+        section_prices: BTreeMap::new(),
+        layout: None,
+        time_zone: None,
+    });
+    let envelope = created.clone().into_envelope(1, time(NOW));
+    assert!(
+        store
+            .apply_catalog(&envelope, &created, NOW, POLICY)
+            .await
+            .unwrap()
+    );
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let expired = store
+        .create_hold(&best(event_id, first, 1), NOW, POLICY)
+        .await
+        .unwrap();
+    let later = NOW + TTL + 1;
+
+    // Over the ticket limit, refused after the sweep has ended the expired hold.
+    let refused = store
+        .create_hold(&best(event_id, second, 7), later, POLICY)
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if batch::is_refusal(e)),
+        "{refused:?}"
+    );
+    let kept = store.hold(expired.id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.status,
+        HoldStatus::Active,
+        "the sweep went with the refusal"
+    );
+
+    // Over the limit again, refused after ending the buyer's own live hold it would replace.
+    let live = store
+        .create_hold(&best(event_id, second, 1), later, POLICY)
+        .await
+        .unwrap();
+    let refused = store
+        .create_hold(&best(event_id, second, 7), later, POLICY)
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if batch::is_refusal(e)),
+        "{refused:?}"
+    );
+    let kept = store.hold(live.id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.status,
+        HoldStatus::Active,
+        "the replaced hold came back"
+    );
+
+    assert_eq!(aborted_batches(&store).await, 0);
+}
