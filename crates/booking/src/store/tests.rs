@@ -37,6 +37,18 @@ fn best(event_id: Uuid, user_id: Uuid, quantity: i64) -> NewHold {
     }
 }
 
+/// Asks for `new`, which must be refused, and checks that `kept` is still active: what the
+/// refused request ended on its way was taken back with it.
+async fn refused_keeping(store: &SqlBookingStore, new: &NewHold, now: i64, kept: HoldId) {
+    let refused = store.create_hold(new, now, POLICY).await;
+    assert!(
+        matches!(&refused, Err(e) if batch::is_refusal(e)),
+        "{refused:?}"
+    );
+    let hold = store.hold(kept).await.unwrap().unwrap();
+    assert_eq!(hold.status, HoldStatus::Active, "a refusal kept a change");
+}
+
 #[tokio::test]
 async fn refusals_after_a_sweep_or_a_replaced_hold_take_back_only_their_own_request() {
     let dir = evently_testkit::TempDir::new();
@@ -82,38 +94,14 @@ async fn refusals_after_a_sweep_or_a_replaced_hold_take_back_only_their_own_requ
     let later = NOW + TTL + 1;
 
     // Over the ticket limit, refused after the sweep has ended the expired hold.
-    let refused = store
-        .create_hold(&best(event_id, second, 7), later, POLICY)
-        .await;
-    assert!(
-        matches!(&refused, Err(e) if batch::is_refusal(e)),
-        "{refused:?}"
-    );
-    let kept = store.hold(expired.id).await.unwrap().unwrap();
-    assert_eq!(
-        kept.status,
-        HoldStatus::Active,
-        "the sweep went with the refusal"
-    );
+    refused_keeping(&store, &best(event_id, second, 7), later, expired.id).await;
 
     // Over the limit again, refused after ending the buyer's own live hold it would replace.
     let live = store
         .create_hold(&best(event_id, second, 1), later, POLICY)
         .await
         .unwrap();
-    let refused = store
-        .create_hold(&best(event_id, second, 7), later, POLICY)
-        .await;
-    assert!(
-        matches!(&refused, Err(e) if batch::is_refusal(e)),
-        "{refused:?}"
-    );
-    let kept = store.hold(live.id).await.unwrap().unwrap();
-    assert_eq!(
-        kept.status,
-        HoldStatus::Active,
-        "the replaced hold came back"
-    );
+    refused_keeping(&store, &best(event_id, second, 7), later, live.id).await;
 
     assert_eq!(aborted_batches(&store).await, 0);
 }

@@ -306,19 +306,20 @@ where
     committed
 }
 
+/// A request begun with `begin_decided` that fails after inserting a row.
+fn fails_after_a_change(writer: Pool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tx = writer.begin_decided().await.unwrap();
+        insert(&mut tx, 2).await;
+        drop(tx);
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decided_request_that_fails_after_a_change_rolls_back_its_whole_batch() {
     let (_dir, writer, reader) = pools().await;
     let first = writer.begin_decided().await.unwrap();
-    let committed = in_one_batch(&writer, first, |writer| {
-        tokio::spawn(async move {
-            let mut tx = writer.begin_decided().await.unwrap();
-            insert(&mut tx, 2).await;
-            // Fails after its change: no savepoint can take back only that.
-            drop(tx);
-        })
-    })
-    .await;
+    let committed = in_one_batch(&writer, first, fails_after_a_change).await;
 
     assert!(
         matches!(committed, Err(StoreError::Unavailable(_))),
@@ -329,14 +330,7 @@ async fn a_decided_request_that_fails_after_a_change_rolls_back_its_whole_batch(
 
     // Right after, requests run in savepoints: one that fails again fails alone.
     let first = writer.begin_decided().await.unwrap();
-    let committed = in_one_batch(&writer, first, |writer| {
-        tokio::spawn(async move {
-            let mut tx = writer.begin_decided().await.unwrap();
-            insert(&mut tx, 2).await;
-            drop(tx);
-        })
-    })
-    .await;
+    let committed = in_one_batch(&writer, first, fails_after_a_change).await;
     assert!(committed.is_ok(), "{committed:?}");
     assert_eq!(rows_in(&reader).await, vec![1]);
 }
