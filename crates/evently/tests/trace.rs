@@ -137,10 +137,6 @@ async fn a_purchase_is_one_trace_across_the_gateway_booking_and_the_events_consu
     let (endpoint, spans) = receiver().await;
     let dir = temp_dir();
     let prefix = format!("TRACE_{}_{}", std::process::id(), free_port());
-    let ports: BTreeMap<&str, u16> = ["auth", "events", "booking"]
-        .into_iter()
-        .map(|s| (s, free_port()))
-        .collect();
     let process = |service: &str| {
         let mut command = evently(&dir);
         let data = dir.join(service);
@@ -159,20 +155,20 @@ async fn a_purchase_is_one_trace_across_the_gateway_booking_and_the_events_consu
             .env("OTEL_BSP_SCHEDULE_DELAY", "100");
         command
     };
+    // Each service listens on a port the system picks and names in its first line: a port
+    // found free beforehand can be taken by another socket before the service binds it.
     let mut running: Vec<Serve> = Vec::new();
-    for (service, port) in &ports {
-        let mut command = process(service);
-        command.args(["serve", "--services", service, "--listen"]);
-        command.arg(format!("127.0.0.1:{port}"));
-        running.push(start(command).0);
-    }
     let mut command = process("gateway");
     command.args(["serve", "--services", "gateway", "--listen", "127.0.0.1:0"]);
-    for (service, port) in &ports {
+    for service in ["auth", "events", "booking"] {
+        let mut serve = process(service);
+        serve.args(["serve", "--services", service, "--listen", "127.0.0.1:0"]);
+        let serve = start(serve).0;
         command.env(
             format!("EVENTLY_GATEWAY__SERVICES__{}", service.to_uppercase()),
-            format!("http://127.0.0.1:{port}"),
+            &serve.base,
         );
+        running.push(serve);
     }
     let gateway = start(command).0;
     let base = gateway.base.clone();

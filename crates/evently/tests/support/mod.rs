@@ -41,10 +41,51 @@ pub fn evently(dir: &Path) -> Command {
     command
 }
 
-/// Starts `command` (an `evently serve …`) and waits for its "listening on" line.
+/// Starts `command` (an `evently serve …`) and waits for its "listening on" line. Its
+/// standard error is read and dropped, except when it stops before that line: the test then
+/// fails with the last of what it wrote there.
 pub fn start(mut command: Command) -> (Serve, Vec<String>) {
-    command.stderr(Stdio::null());
-    start_with_stderr(command)
+    command.stderr(Stdio::piped());
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("evently starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let reader = {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut tail = tail.lock().unwrap();
+                if tail.len() == 40 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        })
+    };
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (first, second) = (lines.next(), lines.next());
+    let (Some(Ok(first)), Some(Ok(second))) = (first, second) else {
+        let _ = child.wait();
+        let _ = reader.join();
+        let said: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        panic!(
+            "evently stopped before its first two lines; its standard error:\n{}",
+            said.join("\n")
+        );
+    };
+    (serve_at(child, &first), vec![first, second])
+}
+
+/// The running `child` at the address its first line names.
+fn serve_at(child: Child, first: &str) -> Serve {
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("an address")
+        .to_owned();
+    Serve { child, base }
 }
 
 /// [`start`], with standard error wherever `command` already sends it.
@@ -56,12 +97,7 @@ pub fn start_with_stderr(mut command: Command) -> (Serve, Vec<String>) {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = lines.next().expect("a first line").expect("readable");
     let second = lines.next().expect("a second line").expect("readable");
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("an address")
-        .to_owned();
-    (Serve { child, base }, vec![first, second])
+    (serve_at(child, &first), vec![first, second])
 }
 
 /// Runs `command` (an `evently` configured for its deployment) as
