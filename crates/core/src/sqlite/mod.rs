@@ -25,8 +25,8 @@
 //! Layout: this file holds the [`Pool`] of connections, how a connection is taken from it,
 //! the write pool's checkpointer thread and how rusqlite's errors map to [`StoreError`];
 //! `transaction` holds [`Transaction`] and the write pool's group commit (batches, and how
-//! a failed request takes back its changes); `query` holds [`query`] and its binds, [`QueryBuilder`], the [`Executor`]s
-//! statements run on, and the rows they return.
+//! a failed request takes back its changes); `query` holds [`query`] and its binds,
+//! [`QueryBuilder`], the [`Executor`]s statements run on, and the rows they return.
 
 mod query;
 #[cfg(test)]

@@ -21,6 +21,18 @@ async fn pools() -> (TempDir, Pool, Pool) {
     (dir, writer, reader)
 }
 
+/// Inserts a row with `n` as a write of its own; returns its id.
+async fn row_on_its_own(writer: &Pool, n: i64) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    query("INSERT INTO t (id, n) VALUES ($1, $2)")
+        .bind(id)
+        .bind(n)
+        .execute(writer)
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test]
 async fn placeholders_bind_by_number_not_position() {
     let (_dir, writer, reader) = pools().await;
@@ -96,12 +108,7 @@ async fn unique_violation_is_a_conflict_and_values_build_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_are_durable_when_they_return_and_a_failure_loses_only_itself() {
     let (_dir, writer, reader) = pools().await;
-    let taken = uuid::Uuid::new_v4();
-    query("INSERT INTO t (id, n) VALUES ($1, 0)")
-        .bind(taken)
-        .execute(&writer)
-        .await
-        .unwrap();
+    let taken = row_on_its_own(&writer, 0).await;
 
     let mut tasks = Vec::new();
     for i in 0..200_i64 {
@@ -351,12 +358,7 @@ async fn a_decided_request_that_changed_nothing_or_isolated_itself_fails_alone()
     assert!(committed.is_ok(), "{committed:?}");
 
     // A statement that fails takes back itself: the request changed nothing.
-    let taken = uuid::Uuid::new_v4();
-    query("INSERT INTO t (id, n) VALUES ($1, 2)")
-        .bind(taken)
-        .execute(&writer)
-        .await
-        .unwrap();
+    let taken = row_on_its_own(&writer, 2).await;
     let first = writer.begin_decided().await.unwrap();
     let committed = in_one_batch(&writer, first, |writer| {
         tokio::spawn(async move {
