@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::{
-    AvailabilityView, Hold, HoldId, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
-    Purchase, SeatView, Selection, WaitlistEntry, random_token, sha256_hex,
+    AvailabilityView, Hold, HoldId, IntentOfHold, Order, OrderId, PaymentIntent, PaymentIntentId,
+    Policy, Purchase, SeatView, Selection, WaitlistEntry, random_token, sha256_hex,
 };
 use crate::error::BookingError;
 use crate::idempotency::{self, Answer, Done, KeyTimes};
@@ -358,7 +358,7 @@ impl BookingService {
         &self,
         caller: &Identity,
         hold_id: HoldId,
-    ) -> Result<(PaymentIntent, String), BookingError> {
+    ) -> Result<(IntentOfHold, String), BookingError> {
         // Time-ordered like hold ids; the client secret, not the id, authorises a confirm.
         let intent_id = PaymentIntentId::new();
         let token = random_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -389,7 +389,7 @@ impl BookingService {
         intent_id: PaymentIntentId,
         secret: &str,
         payment_method: Option<&str>,
-    ) -> Result<PaymentIntent, BookingError> {
+    ) -> Result<IntentOfHold, BookingError> {
         let outcome = card(payment_method)?;
         if secret.is_empty() || secret.len() > 200 {
             return Err(BookingError::WrongSecret);

@@ -45,8 +45,8 @@ pub use order::{
     check_purchase, checkout_intent, purchase_without_event,
 };
 pub use payment::{
-    ConfirmRefusal, ConfirmStep, Confirmation, IntentStatus, PaymentIntent, confirmation_lost,
-    decide_confirmation, intent_amount,
+    ConfirmRefusal, ConfirmStep, Confirmation, IntentOfHold, IntentStatus, PaymentIntent,
+    confirmation_lost, decide_confirmation, intent_amount,
 };
 pub use waitlist::{WaitlistEntry, WaitlistStatus, may_join_waitlist};
 

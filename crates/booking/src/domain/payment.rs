@@ -84,6 +84,16 @@ pub struct PaymentIntent {
     pub secret_hash: String,
 }
 
+/// A payment intent with the seats of the hold it pays for: what its payer is shown when
+/// they create or confirm it (read with the intent, so that answering costs no second read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentOfHold {
+    /// The intent.
+    pub intent: PaymentIntent,
+    /// Its hold's seats.
+    pub seat_ids: Vec<String>,
+}
+
 /// What the simulated processor does with a confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::BookingState;
-use crate::domain::{HoldId, IntentStatus, OrderId, PaymentIntent, PaymentIntentId};
+use crate::domain::{HoldId, IntentOfHold, IntentStatus, OrderId, PaymentIntentId};
 use crate::error::BookingError;
 
 /// `POST /api/orders/payments/intent`. The amount is computed from the hold; `amount` and
@@ -71,28 +71,22 @@ pub async fn create_intent(
     Json(body): Json<IntentRequest>,
 ) -> Result<(StatusCode, axum::Json<IntentView>), BookingError> {
     let (intent, secret) = state.service.create_intent(&caller, body.hold_id).await?;
-    let view = view(&state, &caller, intent, Some(secret)).await?;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok((StatusCode::CREATED, axum::Json(view(intent, Some(secret)))))
 }
 
-/// The view of `intent`, with its hold's seats.
-async fn view(
-    state: &BookingState,
-    caller: &Identity,
-    intent: PaymentIntent,
-    client_secret: Option<String>,
-) -> Result<IntentView, BookingError> {
-    let hold = state.service.get_hold(caller, intent.hold_id).await?;
-    Ok(IntentView {
+/// The view of `paid`'s intent, with its hold's seats.
+fn view(paid: IntentOfHold, client_secret: Option<String>) -> IntentView {
+    let IntentOfHold { intent, seat_ids } = paid;
+    IntentView {
         payment_intent_id: intent.id,
         client_secret,
         hold_id: intent.hold_id,
         event_id: intent.event_id,
-        seat_ids: hold.seat_ids,
+        seat_ids,
         amount: intent.amount,
         currency: intent.currency,
         status: intent.status.as_str().to_owned(),
-    })
+    }
 }
 
 /// A payment intent as its payer (or an admin) reads it later: where it is in its life,
@@ -215,7 +209,7 @@ pub async fn confirm_intent(
             body.payment_method.as_deref(),
         )
         .await?;
-    Ok(axum::Json(view(&state, &caller, intent, None).await?))
+    Ok(axum::Json(view(intent, None)))
 }
 
 #[cfg(test)]

@@ -8,12 +8,13 @@ use uuid::Uuid;
 use evently_core::sql::{Row, Sql, Tx, query};
 
 use crate::domain::{
-    Candidate, Hold, HoldId, HoldStatus, Inventory, Order, OrderStatus, Payment, PaymentIntent,
-    PaymentIntentId, Policy, SeatState, Selection, best_window, hold_is_live,
-    purchase_without_event, refuse_best_early, refuse_named_early, seat_blocks,
+    Candidate, Confirmation, Hold, HoldId, HoldStatus, IntentOfHold, IntentStatus, Inventory,
+    Order, OrderStatus, Payment, PaymentIntent, PaymentIntentId, Policy, SeatState, Selection,
+    best_window, hold_is_live, purchase_without_event, refuse_best_early, refuse_named_early,
+    seat_blocks,
 };
 use crate::error::BookingError;
-use crate::store::{NewHold, Purchase, corrupt, placeholders, value_rows, wanted_seats};
+use crate::store::{NewHold, Purchase, corrupt, placeholders, seat_list, value_rows, wanted_seats};
 
 use super::{
     holds::{fetch_hold, hold_step, seat_states},
@@ -464,11 +465,11 @@ impl SqlBookingStore {
         &self,
         intent_id: PaymentIntentId,
         now: i64,
-    ) -> Result<Option<(PaymentIntent, bool)>, StoreError> {
+    ) -> Result<Option<(IntentOfHold, bool)>, StoreError> {
         let row = query(
             "SELECT i.id, i.hold_id, i.event_id, i.user_id, i.amount, i.currency, \
              i.status, i.secret_hash, h.status AS hold_status, \
-             h.expires_at AS hold_expires_at \
+             h.expires_at AS hold_expires_at, h.seat_ids \
              FROM payment_intents i LEFT JOIN holds h ON h.id = i.hold_id \
              WHERE i.id = $1",
         )
@@ -487,7 +488,59 @@ impl SqlBookingStore {
         let live = status
             .zip(expires)
             .is_some_and(|(status, expires)| hold_is_live(status, expires, now));
-        Ok(Some((intent, live)))
+        let seat_ids = match row.get::<Option<String>>("seat_ids")? {
+            Some(seats) => seat_list(&seats)?,
+            None => Vec::new(),
+        };
+        Ok(Some((IntentOfHold { intent, seat_ids }, live)))
+    }
+
+    /// The usual confirmation in one statement: `outcome` moves the caller's intent, which
+    /// awaits confirmation with the secret hashing to `secret_hash` and a live hold, and the
+    /// intent comes back with its hold's seats. `None` when it is anything else (a wrong
+    /// secret, another's intent, a processor failure, an ended hold, a repeated
+    /// confirmation): the caller then reads the intent and decides.
+    pub(super) async fn confirm_at_once(
+        &self,
+        intent_id: PaymentIntentId,
+        user_id: Uuid,
+        secret_hash: &str,
+        outcome: Confirmation,
+        now: i64,
+    ) -> Result<Option<IntentOfHold>, StoreError> {
+        let to = match outcome {
+            Confirmation::Succeed => IntentStatus::Succeeded,
+            Confirmation::Decline => IntentStatus::Declined,
+            Confirmation::Fail => return Ok(None),
+        };
+        // The secret is compared as its SHA-256, which tells an observer of the timing
+        // nothing about the secret. The hold's liveness is a value of its row found by its
+        // key: written as `EXISTS (… h.status = 'active' …)`, it lets PostgreSQL's generic
+        // plan walk a partial index of every active hold instead, as many as the rush has
+        // buyers paying.
+        let row = query(
+            "UPDATE payment_intents SET status = $2, updated_at = $3 \
+             WHERE id = $1 AND user_id = $4 AND secret_hash = $5 \
+             AND status = 'requires_confirmation' \
+             AND (SELECT h.status = 'active' AND h.expires_at > $3 FROM holds h \
+             WHERE h.id = payment_intents.hold_id) \
+             RETURNING id, hold_id, event_id, user_id, amount, currency, status, secret_hash, \
+             (SELECT h.seat_ids FROM holds h WHERE h.id = payment_intents.hold_id) AS seat_ids",
+        )
+        .bind(intent_id.0)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(user_id)
+        .bind(secret_hash)
+        .fetch_optional(self.db.writer())
+        .await?;
+        row.map(|row| {
+            Ok(IntentOfHold {
+                intent: intent_from(&row)?,
+                seat_ids: seat_list(&row.get::<String>("seat_ids")?)?,
+            })
+        })
+        .transpose()
     }
 }
 

@@ -70,7 +70,7 @@ use evently_core::db::StoreError;
 use uuid::Uuid;
 
 use crate::domain::{
-    Audit, AvailabilityView, Hold, HoldId, Inventory, Order, OrderId, PaymentIntent,
+    Audit, AvailabilityView, Hold, HoldId, IntentOfHold, Inventory, Order, OrderId, PaymentIntent,
     PaymentIntentId, Policy, SeatView, Selection, WaitlistEntry,
 };
 use crate::error::BookingError;
@@ -243,7 +243,7 @@ pub trait BookingStore: Send + Sync + 'static {
         &self,
         intent: &NewIntent,
         now: i64,
-    ) -> Result<PaymentIntent, BookingError>;
+    ) -> Result<IntentOfHold, BookingError>;
 
     /// Confirms the caller's intent with its client secret (idempotent once succeeded).
     async fn confirm_intent(
@@ -253,7 +253,7 @@ pub trait BookingStore: Send + Sync + 'static {
         secret: &str,
         outcome: Confirmation,
         now: i64,
-    ) -> Result<PaymentIntent, BookingError>;
+    ) -> Result<IntentOfHold, BookingError>;
 
     /// Claims an idempotency key for a request whose body hashes to `fingerprint`.
     async fn idempotency_begin(

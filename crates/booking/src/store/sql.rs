@@ -96,8 +96,8 @@ use super::{
 use crate::domain::idempotency::{KeyDecision, StoredKey, decide_key};
 use crate::domain::{
     Audit, AvailabilityView, ConfirmStep, EVENT_CANCELLED, Hold, HoldEnded, HoldId, HoldStatus,
-    IntentStatus, Inventory, Order, OrderId, PaymentIntent, PaymentIntentId, Policy, SeatState,
-    SeatView, WaitlistEntry, WaitlistStatus, confirmation_lost, constant_time_eq,
+    IntentOfHold, IntentStatus, Inventory, Order, OrderId, PaymentIntent, PaymentIntentId, Policy,
+    SeatState, SeatView, WaitlistEntry, WaitlistStatus, confirmation_lost, constant_time_eq,
     decide_confirmation, intent_amount, may_join_waitlist, may_pay_for, may_release,
     open_for_holds, refreshed_expiry, seat_shown_as, sha256_hex,
 };
@@ -398,11 +398,7 @@ impl BookingStore for SqlBookingStore {
         skip_all,
         fields(intent.id = %new.intent_id, hold.id = %new.hold_id, user.id = %new.user_id)
     )]
-    async fn create_intent(
-        &self,
-        new: &NewIntent,
-        now: i64,
-    ) -> Result<PaymentIntent, BookingError> {
+    async fn create_intent(&self, new: &NewIntent, now: i64) -> Result<IntentOfHold, BookingError> {
         // One read of the hold with its event's prices, then one write that inserts
         // the intent only while the hold is still live (no transaction around them:
         // the write's condition is what the read's checks were).
@@ -429,8 +425,9 @@ impl BookingStore for SqlBookingStore {
             serde_json::from_str(&prices).map_err(|e| corrupt("section_prices", e))?;
         let amount = intent_amount(&prices, base_price, &hold.seat_ids)
             .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
-        const LIVE: &str = "EXISTS (SELECT 1 FROM holds WHERE id = $1 \
-            AND status = 'active' AND expires_at > $2)";
+        // The hold's liveness read by its key alone (see `confirm_at_once`).
+        const LIVE: &str =
+            "(SELECT h.status = 'active' AND h.expires_at > $2 FROM holds h WHERE h.id = $1)";
         let mut writes = Writes::default();
         // An intent not yet confirmed for the same hold is superseded by the new one.
         writes.push(
@@ -472,15 +469,18 @@ impl BookingStore for SqlBookingStore {
                 None => HoldEnded::Expired.into(),
             });
         }
-        Ok(PaymentIntent {
-            id: new.intent_id,
-            hold_id: hold.id,
-            event_id: hold.event_id,
-            user_id: new.user_id,
-            amount,
-            currency,
-            status: IntentStatus::RequiresConfirmation,
-            secret_hash: new.secret_hash.clone(),
+        Ok(IntentOfHold {
+            intent: PaymentIntent {
+                id: new.intent_id,
+                hold_id: hold.id,
+                event_id: hold.event_id,
+                user_id: new.user_id,
+                amount,
+                currency,
+                status: IntentStatus::RequiresConfirmation,
+                secret_hash: new.secret_hash.clone(),
+            },
+            seat_ids: hold.seat_ids,
         })
     }
 
@@ -496,17 +496,28 @@ impl BookingStore for SqlBookingStore {
         secret: &str,
         outcome: Confirmation,
         now: i64,
-    ) -> Result<PaymentIntent, BookingError> {
-        let (mut intent, hold_live) = self
+    ) -> Result<IntentOfHold, BookingError> {
+        let secret_hash = sha256_hex(secret.as_bytes());
+        if let Some(paid) = self
+            .confirm_at_once(intent_id, user_id, &secret_hash, outcome, now)
+            .await?
+        {
+            if paid.intent.status == IntentStatus::Declined {
+                return Err(BookingError::PaymentDeclined);
+            }
+            return Ok(paid);
+        }
+        // Not the usual confirmation: read the intent and decide what to answer or do.
+        let (mut found, hold_live) = self
             .intent_and_hold(intent_id, now)
             .await?
-            .filter(|(i, _)| i.user_id == user_id)
+            .filter(|(i, _)| i.intent.user_id == user_id)
             .ok_or(BookingError::IntentNotFound)?;
-        if !constant_time_eq(&sha256_hex(secret.as_bytes()), &intent.secret_hash) {
+        if !constant_time_eq(&secret_hash, &found.intent.secret_hash) {
             return Err(BookingError::WrongSecret);
         }
-        let status = match decide_confirmation(intent.status, hold_live, outcome)? {
-            ConfirmStep::AlreadySucceeded => return Ok(intent),
+        let status = match decide_confirmation(found.intent.status, hold_live, outcome)? {
+            ConfirmStep::AlreadySucceeded => return Ok(found),
             ConfirmStep::Move(to) => to,
         };
         // One statement, outside any transaction: the intent changes only while it
@@ -514,8 +525,8 @@ impl BookingStore for SqlBookingStore {
         let changed = query(
             "UPDATE payment_intents SET status = $2, updated_at = $3 \
              WHERE id = $1 AND status = 'requires_confirmation' \
-             AND EXISTS (SELECT 1 FROM holds h WHERE h.id = payment_intents.hold_id \
-             AND h.status = 'active' AND h.expires_at > $3)",
+             AND (SELECT h.status = 'active' AND h.expires_at > $3 FROM holds h \
+             WHERE h.id = payment_intents.hold_id)",
         )
         .bind(intent_id.0)
         .bind(status.as_str())
@@ -529,15 +540,15 @@ impl BookingStore for SqlBookingStore {
                 .intent_and_hold(intent_id, now)
                 .await?
                 .ok_or(BookingError::IntentNotFound)?;
-            confirmation_lost(current.status, hold_live)?;
-            intent.status = current.status;
-            return Ok(intent);
+            confirmation_lost(current.intent.status, hold_live)?;
+            found.intent.status = current.intent.status;
+            return Ok(found);
         }
         if status == IntentStatus::Declined {
             return Err(BookingError::PaymentDeclined);
         }
-        intent.status = status;
-        Ok(intent)
+        found.intent.status = status;
+        Ok(found)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %key.user_id))]
@@ -1036,7 +1047,8 @@ impl BookingStore for SqlBookingStore {
         &self,
         intent_id: PaymentIntentId,
     ) -> Result<Option<(PaymentIntent, Option<OrderId>)>, StoreError> {
-        let Some((intent, _)) = self.intent_and_hold(intent_id, 0).await? else {
+        let Some((IntentOfHold { intent, .. }, _)) = self.intent_and_hold(intent_id, 0).await?
+        else {
             return Ok(None);
         };
         let order = query("SELECT id FROM orders WHERE payment_intent_id = $1")

@@ -346,7 +346,7 @@ async fn concurrent_confirmations_of_one_payment_move_it_once((store, _): Subjec
     }
 
     for task in tasks {
-        let confirmed = task.await.unwrap().unwrap();
+        let confirmed = task.await.unwrap().unwrap().intent;
         assert_eq!(
             confirmed.status,
             evently_booking::domain::IntentStatus::Succeeded

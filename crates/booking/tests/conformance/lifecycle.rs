@@ -203,8 +203,9 @@ async fn run_sequence(
             Op::Intent { user } => match model.buyers[*user].hold.clone() {
                 Some((hold, _)) => {
                     match service.create_intent(&caller(&users, *user), hold.id).await {
-                        Ok((intent, secret)) => {
-                            model.buyers[*user].intent = Some((intent.id, secret, hold.id, false));
+                        Ok((paid, secret)) => {
+                            model.buyers[*user].intent =
+                                Some((paid.intent.id, secret, hold.id, false));
                             true
                         }
                         Err(_) => false,
@@ -223,9 +224,9 @@ async fn run_sequence(
                         .confirm(&caller(&users, *user), id, &secret, Some(method))
                         .await;
                     match confirmed {
-                        Ok(intent) => {
-                            let succeeded =
-                                intent.status == evently_booking::domain::IntentStatus::Succeeded;
+                        Ok(paid) => {
+                            let succeeded = paid.intent.status
+                                == evently_booking::domain::IntentStatus::Succeeded;
                             model.buyers[*user].intent = Some((id, secret, hold_id, succeeded));
                             true
                         }

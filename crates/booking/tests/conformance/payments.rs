@@ -41,6 +41,11 @@ async fn payment_intents_charge_the_hold_and_confirm_once((store, _): Subject) {
             store
                 .confirm_intent(id, user, secret, outcome, NOW + 2)
                 .await
+                .map(|paid| {
+                    // Answered with the hold's seats, whichever way the confirmation went.
+                    assert_eq!(paid.seat_ids, ["A-1-1", "B-1-1"]);
+                    paid.intent
+                })
         }
     };
     refused!(

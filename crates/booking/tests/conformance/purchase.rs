@@ -150,7 +150,8 @@ async fn purchase_needs_a_live_paid_hold_and_sells_it_once((store, outbox): Subj
     let confirmed = store
         .confirm_intent(unpaid.id, alice, SECRET, Confirmation::Succeed, NOW + 4)
         .await
-        .unwrap();
+        .unwrap()
+        .intent;
     let mark = last_seq(&outbox).await;
     let (held, sold, version) = counters(&store, event_id).await;
     // The buyer names the seats in any order.

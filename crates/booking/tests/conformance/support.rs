@@ -205,7 +205,7 @@ pub async fn intent(store: &Arc<dyn BookingStore>, hold: &Hold, now: i64) -> Pay
         hold_id: hold.id,
         secret_hash: sha256_hex(SECRET.as_bytes()),
     };
-    store.create_intent(&new, now).await.unwrap()
+    store.create_intent(&new, now).await.unwrap().intent
 }
 
 /// A succeeded payment intent for `hold`.
@@ -214,7 +214,8 @@ pub async fn paid(store: &Arc<dyn BookingStore>, hold: &Hold, now: i64) -> Payme
     let confirmed = store
         .confirm_intent(created.id, hold.user_id, SECRET, Confirmation::Succeed, now)
         .await
-        .unwrap();
+        .unwrap()
+        .intent;
     assert_eq!(confirmed.status, IntentStatus::Succeeded);
     confirmed
 }
@@ -230,7 +231,7 @@ pub async fn intent_status(
         .confirm_intent(intent.id, intent.user_id, SECRET, Confirmation::Fail, now)
         .await
     {
-        Ok(found) => found.status.as_str().to_owned(),
+        Ok(found) => found.intent.status.as_str().to_owned(),
         Err(BookingError::IntentNotConfirmable(status)) => status,
         Err(BookingError::PaymentFailed) => "requires_confirmation".into(),
         Err(e) => panic!("reading intent {}: {e:?}", intent.id),
