@@ -107,6 +107,41 @@ use crate::store::{
     Purchase, Writes, corrupt,
 };
 
+/// The upsert that claims a new or expired idempotency key (`$1`… buyer, route, key,
+/// fingerprint, now, expiry), its row made by `$rows` after the statement's `$with`.
+macro_rules! claim_key {
+    ($with:literal, $rows:literal) => {
+        concat!(
+            $with,
+            "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, status, \
+             locked_at, created_at, expires_at) ",
+            $rows,
+            " ON CONFLICT (user_id, route, key) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, status = 'in_flight', \
+             response_status = NULL, response_body = NULL, \
+             locked_at = excluded.locked_at, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at \
+             WHERE idempotency_keys.expires_at <= $5 \
+             RETURNING 1"
+        )
+    };
+}
+
+/// Claims a key (on SQLite the group commit makes it durable with its batch).
+const CLAIM_KEY: &str = claim_key!("", "VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6)");
+
+/// Claims a key on PostgreSQL, committing without waiting for the log to reach the disk
+/// (`synchronous_commit` off for the statement's own transaction only). Nothing is answered
+/// on a claim alone: the purchase, or the stored refusal, that follows it commits
+/// synchronously, which flushes the log up to and past the claim. A crash before that loses
+/// the claim together with everything after it, and the retry runs as new. A request that
+/// meanwhile found the key claimed was answered 409, which asks it to retry.
+const CLAIM_KEY_WITHOUT_FLUSH: &str = claim_key!(
+    "WITH no_flush AS MATERIALIZED \
+     (SELECT set_config('synchronous_commit', 'off', true)) ",
+    "SELECT $1, $2, $3, $4, 'in_flight', $5, $5, $6 FROM no_flush"
+);
+
 // Every method opens a span named after it, carrying the ids it works on. Those on a buyer's
 // path (availability, holds, payment intents, idempotency, purchase) and the plain reads are
 // at `debug`: an on-sale runs thousands of them a second, and under the default `info` filter
@@ -562,27 +597,17 @@ impl BookingStore for SqlBookingStore {
     ) -> Result<IdempotencyStart, BookingError> {
         // A key rarely comes back, and an expired one is as good as new: one upsert
         // takes a new or expired key; anything else is read and decided after it.
+        let claim = self.db.engine().pick(CLAIM_KEY, CLAIM_KEY_WITHOUT_FLUSH);
         for _ in 0..3 {
-            let started = query(
-                "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, \
-                 status, locked_at, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, 'in_flight', $5, $5, $6) \
-                 ON CONFLICT (user_id, route, key) DO UPDATE SET \
-                 fingerprint = excluded.fingerprint, status = 'in_flight', \
-                 response_status = NULL, response_body = NULL, \
-                 locked_at = excluded.locked_at, created_at = excluded.created_at, \
-                 expires_at = excluded.expires_at \
-                 WHERE idempotency_keys.expires_at <= $5 \
-                 RETURNING 1",
-            )
-            .bind(key.user_id)
-            .bind(&key.route)
-            .bind(&key.key)
-            .bind(fingerprint)
-            .bind(now)
-            .bind(now + ttl_ms)
-            .fetch_optional(self.db.writer())
-            .await?;
+            let started = query(claim)
+                .bind(key.user_id)
+                .bind(&key.route)
+                .bind(&key.key)
+                .bind(fingerprint)
+                .bind(now)
+                .bind(now + ttl_ms)
+                .fetch_optional(self.db.writer())
+                .await?;
             if started.is_some() {
                 return Ok(IdempotencyStart::Started);
             }

@@ -105,3 +105,57 @@ async fn refusals_after_a_sweep_or_a_replaced_hold_take_back_only_their_own_requ
 
     assert_eq!(aborted_batches(&store).await, 0);
 }
+
+/// On PostgreSQL a claimed idempotency key commits without a flush of its own, and the setting
+/// that does so ends with the claim's statement: the next transaction on the same connection
+/// (the purchase, whose 201 must be durable) commits synchronously.
+#[tokio::test]
+async fn a_postgresql_claim_leaves_its_connection_committing_synchronously() {
+    let Some(url) = evently_testkit::postgres_url() else {
+        evently_testkit::skip(
+            "a_postgresql_claim_leaves_its_connection_committing_synchronously",
+            "EVENTLY_TEST_POSTGRES_URL",
+        );
+        return;
+    };
+    let schema = evently_testkit::fresh_schema();
+    let one_connection = evently_core::config::DatabaseConfig {
+        max_connections: 1,
+        ..evently_core::config::DatabaseConfig::default()
+    };
+    let pool =
+        evently_core::db::connect_postgres(&SecretString::from(url), &schema, &one_connection)
+            .await
+            .unwrap();
+    let store = SqlBookingStore::postgres(pool.clone()).await.unwrap();
+    let key = IdempotencyKey {
+        user_id: Uuid::now_v7(),
+        route: "POST /api/orders/purchase".into(),
+        key: "k-1".into(),
+    };
+
+    let claimed = store
+        .idempotency_begin(&key, "body", NOW, 30_000, TTL)
+        .await
+        .unwrap();
+    assert!(matches!(claimed, IdempotencyStart::Started));
+    // The claim took: the key's second request finds it running.
+    assert!(matches!(
+        store
+            .idempotency_begin(&key, "body", NOW + 1, 30_000, TTL)
+            .await,
+        Err(BookingError::InFlight)
+    ));
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(setting, "on");
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
