@@ -431,11 +431,18 @@ impl SqlBookingStore {
                 quantity,
                 section: None,
             } => {
+                // Free seats, plus those of expired holds, plus those of the caller's own live
+                // hold: two sums over disjoint holds, each found by an index range (the
+                // expired ones of the event; the caller's), never by walking every live hold
+                // of the event, which in a rush are as many as the buyers paying.
                 let row = query(
                     "SELECT i.capacity - i.held - i.sold + \
                      (SELECT CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT) FROM holds h \
                       WHERE h.event_id = i.event_id AND h.status = 'active' \
-                      AND (h.expires_at <= $2 OR h.user_id = $3)) AS free, \
+                      AND h.expires_at <= $2) + \
+                     (SELECT CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT) FROM holds h \
+                      WHERE h.user_id = $3 AND h.status = 'active' \
+                      AND h.event_id = i.event_id AND h.expires_at > $2) AS free, \
                      i.capacity, i.sold, i.version \
                      FROM inventories i WHERE i.event_id = $1",
                 )
