@@ -130,53 +130,62 @@ async fn apply_waitlist(tx: &mut Tx, event: Uuid, delta: i64) -> Result<(), Stor
 
 async fn apply_inventory(tx: &mut Tx, fact: &InventoryFact) -> Result<(), StoreError> {
     let event = fact.event_id;
-    query("INSERT INTO totals (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING")
+    let a = fact.availability;
+    let d = deltas(fact);
+    // One statement for the event's row: the figures read from availability only when
+    // their inventory version is newer than the row's (a new row has version 0), the
+    // counters moved by the deltas, and the moment it sold out kept from the first time.
+    // Every `SET` expression reads the row as it was before the statement.
+    const UPSERT: &str = "INSERT INTO totals (event_id, capacity, available, held, sold, version, orders, \
+         tickets, cancellations, holds_created, holds_expired, holds_released, \
+         holds_cancelled, holds_converted, waitlist_offers, waitlist_length, sold_out_at) \
+         VALUES ($1, CASE WHEN $6 > 0 THEN $2 ELSE 0 END, CASE WHEN $6 > 0 THEN $3 ELSE 0 END, \
+         CASE WHEN $6 > 0 THEN $4 ELSE 0 END, CASE WHEN $6 > 0 THEN $5 ELSE 0 END, \
+         CASE WHEN $6 > 0 THEN $6 ELSE 0 END, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17) \
+         ON CONFLICT (event_id) DO UPDATE SET \
+         capacity = CASE WHEN totals.version < excluded.version THEN excluded.capacity \
+         ELSE totals.capacity END, \
+         available = CASE WHEN totals.version < excluded.version THEN excluded.available \
+         ELSE totals.available END, \
+         held = CASE WHEN totals.version < excluded.version THEN excluded.held \
+         ELSE totals.held END, \
+         sold = CASE WHEN totals.version < excluded.version THEN excluded.sold \
+         ELSE totals.sold END, \
+         version = CASE WHEN totals.version < excluded.version THEN excluded.version \
+         ELSE totals.version END, \
+         orders = totals.orders + excluded.orders, \
+         tickets = totals.tickets + excluded.tickets, \
+         cancellations = totals.cancellations + excluded.cancellations, \
+         holds_created = totals.holds_created + excluded.holds_created, \
+         holds_expired = totals.holds_expired + excluded.holds_expired, \
+         holds_released = totals.holds_released + excluded.holds_released, \
+         holds_cancelled = totals.holds_cancelled + excluded.holds_cancelled, \
+         holds_converted = totals.holds_converted + excluded.holds_converted, \
+         waitlist_offers = totals.waitlist_offers + excluded.waitlist_offers, \
+         waitlist_length = totals.waitlist_length + excluded.waitlist_length, \
+         sold_out_at = COALESCE(totals.sold_out_at, excluded.sold_out_at)";
+    let sold_out_at = (fact.kind == InventoryKind::SoldOut).then_some(fact.at);
+    query(UPSERT)
         .bind(event)
+        .bind(a.capacity)
+        .bind(a.available)
+        .bind(a.held)
+        .bind(a.sold)
+        .bind(a.version)
+        .bind(d.orders)
+        .bind(d.tickets)
+        .bind(d.cancellations)
+        .bind(d.holds_created)
+        .bind(d.holds_expired)
+        .bind(d.holds_released)
+        .bind(d.holds_cancelled)
+        .bind(d.holds_converted)
+        .bind(d.waitlist_offers)
+        .bind(d.waitlist_length)
+        .bind(sold_out_at)
         .execute(&mut *tx)
         .await?;
-    let a = fact.availability;
-    // Only a newer inventory version replaces the figures read from availability.
-    query(
-        "UPDATE totals SET capacity = $2, available = $3, held = $4, sold = $5, version = $6 \
-         WHERE event_id = $1 AND version < $6",
-    )
-    .bind(event)
-    .bind(a.capacity)
-    .bind(a.available)
-    .bind(a.held)
-    .bind(a.sold)
-    .bind(a.version)
-    .execute(&mut *tx)
-    .await?;
-    let d = deltas(fact);
-    query(
-        "UPDATE totals SET orders = orders + $2, tickets = tickets + $3, \
-         cancellations = cancellations + $4, holds_created = holds_created + $5, \
-         holds_expired = holds_expired + $6, holds_released = holds_released + $7, \
-         holds_cancelled = holds_cancelled + $8, holds_converted = holds_converted + $9, \
-         waitlist_offers = waitlist_offers + $10, waitlist_length = waitlist_length + $11 \
-         WHERE event_id = $1",
-    )
-    .bind(event)
-    .bind(d.orders)
-    .bind(d.tickets)
-    .bind(d.cancellations)
-    .bind(d.holds_created)
-    .bind(d.holds_expired)
-    .bind(d.holds_released)
-    .bind(d.holds_cancelled)
-    .bind(d.holds_converted)
-    .bind(d.waitlist_offers)
-    .bind(d.waitlist_length)
-    .execute(&mut *tx)
-    .await?;
-    if fact.kind == InventoryKind::SoldOut {
-        query("UPDATE totals SET sold_out_at = $2 WHERE event_id = $1 AND sold_out_at IS NULL")
-            .bind(event)
-            .bind(fact.at)
-            .execute(&mut *tx)
-            .await?;
-    }
     let minute = fact.at.div_euclid(MINUTE_MS) * MINUTE_MS;
     let m = &d.minute;
     if *m != Activity::default() {
