@@ -521,19 +521,15 @@ impl SqlBookingStore {
             Confirmation::Fail => return Ok(None),
         };
         // The secret is compared as its SHA-256, which tells an observer of the timing
-        // nothing about the secret. The hold's liveness is a value of its row found by its
-        // key: written as `EXISTS (… h.status = 'active' …)`, it lets PostgreSQL's generic
-        // plan walk a partial index of every active hold instead, as many as the rush has
-        // buyers paying.
-        let row = query(
+        // nothing about the secret.
+        let row = query(concat!(
             "UPDATE payment_intents SET status = $2, updated_at = $3 \
              WHERE id = $1 AND user_id = $4 AND secret_hash = $5 \
-             AND status = 'requires_confirmation' \
-             AND (SELECT h.status = 'active' AND h.expires_at > $3 FROM holds h \
-             WHERE h.id = payment_intents.hold_id) \
-             RETURNING id, hold_id, event_id, user_id, amount, currency, status, secret_hash, \
-             (SELECT h.seat_ids FROM holds h WHERE h.id = payment_intents.hold_id) AS seat_ids",
-        )
+             AND status = 'requires_confirmation' AND ",
+            hold_is_live!("payment_intents.hold_id", "$3"),
+            " RETURNING id, hold_id, event_id, user_id, amount, currency, status, secret_hash, \
+             (SELECT h.seat_ids FROM holds h WHERE h.id = payment_intents.hold_id) AS seat_ids"
+        ))
         .bind(intent_id.0)
         .bind(to.as_str())
         .bind(now)

@@ -113,6 +113,22 @@ impl EventGates {
     }
 }
 
+/// Whether the hold whose id is `$hold` is live at `$now` (SQL text, for `concat!`): a value
+/// of its row found by its key. Written as `EXISTS (… h.status = 'active' …)` instead, it lets
+/// PostgreSQL's generic plan walk a partial index of every active hold, as many as the rush has
+/// buyers paying.
+macro_rules! hold_is_live {
+    ($hold:literal, $now:literal) => {
+        concat!(
+            "(SELECT h.status = 'active' AND h.expires_at > ",
+            $now,
+            " FROM holds h WHERE h.id = ",
+            $hold,
+            ")"
+        )
+    };
+}
+
 mod batch;
 mod holds;
 mod inventory;

@@ -460,9 +460,7 @@ impl BookingStore for SqlBookingStore {
             serde_json::from_str(&prices).map_err(|e| corrupt("section_prices", e))?;
         let amount = intent_amount(&prices, base_price, &hold.seat_ids)
             .ok_or_else(|| anyhow::anyhow!("order amount overflows"))?;
-        // The hold's liveness read by its key alone (see `confirm_at_once`).
-        const LIVE: &str =
-            "(SELECT h.status = 'active' AND h.expires_at > $2 FROM holds h WHERE h.id = $1)";
+        const LIVE: &str = hold_is_live!("$1", "$2");
         let mut writes = Writes::default();
         // An intent not yet confirmed for the same hold is superseded by the new one.
         writes.push(
@@ -557,12 +555,11 @@ impl BookingStore for SqlBookingStore {
         };
         // One statement, outside any transaction: the intent changes only while it
         // awaits confirmation and its hold is live.
-        let changed = query(
+        let changed = query(concat!(
             "UPDATE payment_intents SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'requires_confirmation' \
-             AND (SELECT h.status = 'active' AND h.expires_at > $3 FROM holds h \
-             WHERE h.id = payment_intents.hold_id)",
-        )
+             WHERE id = $1 AND status = 'requires_confirmation' AND ",
+            hold_is_live!("payment_intents.hold_id", "$3")
+        ))
         .bind(intent_id.0)
         .bind(status.as_str())
         .bind(now)
